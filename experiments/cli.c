@@ -1,0 +1,274 @@
+/* Option parsing and JSON output shared by the `kat` subcommands. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cli.h"
+
+void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t nopts)
+{
+    fprintf(out, "%s\n", usage);
+    if (nopts)
+        fprintf(out, "\nOptions:\n");
+    for (size_t i = 0; i < nopts; i++)
+        fprintf(out, "  --%-14s %s\n", opts[i].name, opts[i].help ? opts[i].help : "");
+    fprintf(out, "  --%-14s %s\n", "help", "print this help and exit");
+}
+
+static int parse_value(const cli_opt *o, const char *v)
+{
+    char *end = NULL;
+    errno = 0;
+    switch (o->type) {
+    case CLI_STR:
+        *(const char **)o->dest = v;
+        return 0;
+    case CLI_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < -2147483647L || x > 2147483647L)
+            break;
+        *(int *)o->dest = (int)x;
+        return 0;
+    }
+    case CLI_SIZE: {
+        if (*v == '-')
+            break;
+        double x = strtod(v, &end);   /* accepts 65536 and 6.5e4 */
+        if (errno || end == v || *end || !(x >= 0) || x != floor(x) || x > 1e15)
+            break;
+        *(size_t *)o->dest = (size_t)x;
+        return 0;
+    }
+    case CLI_U64: {
+        if (*v == '-')
+            break;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end)
+            break;
+        *(uint64_t *)o->dest = (uint64_t)x;
+        return 0;
+    }
+    case CLI_DOUBLE: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !isfinite(x))
+            break;
+        *(double *)o->dest = x;
+        return 0;
+    }
+    case CLI_FLAG:
+        break;
+    }
+    static const char *const kind[] = {"", "a string", "an integer", "a non-negative integer",
+                                       "a finite number", "a non-negative integer"};
+    fprintf(stderr, "kat: --%s expects %s, got '%s'\n", o->name, kind[o->type], v);
+    return -1;
+}
+
+int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, char **argv,
+              char **pos, size_t maxpos, size_t *npos)
+{
+    size_t np = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            cli_print_usage(stdout, usage, opts, nopts);
+            return -1;
+        }
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            if (np >= maxpos) {
+                fprintf(stderr, "kat: unexpected argument '%s'\n", a);
+                goto usage;
+            }
+            pos[np++] = argv[i];
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const cli_opt *o = NULL;
+        for (size_t k = 0; k < nopts; k++)
+            if (strlen(opts[k].name) == len && strncmp(opts[k].name, name, len) == 0)
+                o = &opts[k];
+        if (!o) {
+            fprintf(stderr, "kat: unknown option '%s'\n", a);
+            goto usage;
+        }
+        if (o->seen)
+            *o->seen = 1;
+        if (o->type == CLI_FLAG) {
+            if (eq) {
+                fprintf(stderr, "kat: --%s takes no value\n", o->name);
+                goto usage;
+            }
+            *(int *)o->dest = 1;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "kat: --%s needs a value\n", o->name);
+                goto usage;
+            }
+            v = argv[++i];
+        }
+        if (parse_value(o, v))
+            goto usage;
+    }
+    if (npos)
+        *npos = np;
+    return CLI_OK;
+usage:
+    cli_print_usage(stderr, usage, opts, nopts);
+    return CLI_USAGE;
+}
+
+int cli_fail(const char *cmd, const char *what, kat_status st)
+{
+    const char *detail = kat_last_error();
+    fprintf(stderr, "kat %s: %s: %s%s%s\n", cmd, what, kat_strerror(st), *detail ? ": " : "",
+            detail);
+    return CLI_FAIL;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------- */
+
+static void json_sep(cli_json *j)
+{
+    if (j->need_comma[j->depth])
+        fputc(',', j->out);
+    j->need_comma[j->depth] = 1;
+}
+
+static void json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", out);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+void cli_json_key(cli_json *j, const char *key)
+{
+    json_sep(j);
+    if (key) {
+        json_string(j->out, key);
+        fputc(':', j->out);
+    }
+}
+
+void cli_json_begin(cli_json *j, FILE *out)
+{
+    memset(j, 0, sizeof *j);
+    j->out = out;
+    fputc('{', out);
+}
+
+void cli_json_end(cli_json *j) { fputs("}\n", j->out); }
+
+static void json_double(FILE *out, double v)
+{
+    if (!isfinite(v)) {
+        fputs("null", out);
+        return;
+    }
+    char buf[40];
+    for (int prec = 15; prec <= 17; prec++) {   /* shortest form that round-trips */
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, out);
+}
+
+void cli_json_num(cli_json *j, const char *key, double v)
+{
+    cli_json_key(j, key);
+    json_double(j->out, v);
+}
+
+void cli_json_int(cli_json *j, const char *key, long long v)
+{
+    cli_json_key(j, key);
+    fprintf(j->out, "%lld", v);
+}
+
+void cli_json_str(cli_json *j, const char *key, const char *s)
+{
+    cli_json_key(j, key);
+    json_string(j->out, s);
+}
+
+void cli_json_bool(cli_json *j, const char *key, int v)
+{
+    cli_json_key(j, key);
+    fputs(v ? "true" : "false", j->out);
+}
+
+void cli_json_open(cli_json *j, const char *key, char bracket)
+{
+    cli_json_key(j, key);
+    fputc(bracket, j->out);
+    if (j->depth < 31)
+        j->depth++;
+    j->need_comma[j->depth] = 0;
+}
+
+void cli_json_close(cli_json *j, char bracket)
+{
+    fputc(bracket == '{' ? '}' : ']', j->out);
+    if (j->depth > 0)
+        j->depth--;
+}
+
+void cli_json_array(cli_json *j, const char *key, const double *v, size_t n)
+{
+    cli_json_open(j, key, '[');
+    for (size_t i = 0; i < n; i++)
+        cli_json_num(j, NULL, v[i]);
+    cli_json_close(j, '[');
+}
+
+int cli_parse_list(const char *s, double **out, size_t *n)
+{
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    double *v = kat_malloc(cap * sizeof *v);
+    if (!v)
+        return -1;
+    size_t k = 0;
+    const char *p = s;
+    while (1) {
+        char *end;
+        errno = 0;
+        double x = strtod(p, &end);
+        if (end == p || errno || !isfinite(x) || (*end && *end != ',')) {
+            fprintf(stderr, "kat: '%s' is not a comma-separated list of numbers (at '%s')\n", s, p);
+            kat_free(v);
+            return -1;
+        }
+        v[k++] = x;
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

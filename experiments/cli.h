@@ -1,0 +1,60 @@
+/* Small helpers shared by the `kat` subcommands: option parsing, JSON output, errors. */
+#ifndef KAT_CLI_H
+#define KAT_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "kat/kat.h"
+
+typedef enum { CLI_FLAG, CLI_STR, CLI_INT, CLI_SIZE, CLI_DOUBLE, CLI_U64 } cli_type;
+
+/* One option "--name": CLI_FLAG sets an int to 1; the others parse the next argument (or the
+ * part after '=') into *dest. `seen` (may be NULL) is set to 1 when the option appears. */
+typedef struct {
+    const char *name;
+    cli_type type;
+    void *dest;
+    const char *help;   /* "N   sequence length (default 64)" */
+    int *seen;
+} cli_opt;
+
+/* Exit statuses of every subcommand. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+/* Parse argv[1..argc-1] (argv[0] is the subcommand name). Options always accepted: --help,
+ * and whatever opts lists. Positional arguments are collected into pos[0..*npos-1] (at most
+ * maxpos; more is a usage error). Returns CLI_OK, or -1 after printing help (the caller exits
+ * 0), or CLI_USAGE after printing the error and the usage to stderr. */
+int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, char **argv,
+              char **pos, size_t maxpos, size_t *npos);
+void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t nopts);
+
+/* Print "kat <cmd>: <what>: <kat_strerror>: <kat_last_error>" to stderr; returns CLI_FAIL. */
+int cli_fail(const char *cmd, const char *what, kat_status st);
+
+/* Minimal JSON writer to stdout: objects, arrays, keys, numbers (shortest round-trip form,
+ * non-finite as null), strings with escapes. Commas are inserted automatically. */
+typedef struct {
+    FILE *out;
+    int depth;
+    int need_comma[32];
+} cli_json;
+void cli_json_begin(cli_json *j, FILE *out);          /* opens the top-level object */
+void cli_json_end(cli_json *j);                       /* closes it and prints a newline */
+void cli_json_key(cli_json *j, const char *key);
+void cli_json_num(cli_json *j, const char *key, double v);    /* key may be NULL in arrays */
+void cli_json_int(cli_json *j, const char *key, long long v);
+void cli_json_str(cli_json *j, const char *key, const char *s);
+void cli_json_bool(cli_json *j, const char *key, int v);
+void cli_json_open(cli_json *j, const char *key, char bracket);   /* '{' or '[' */
+void cli_json_close(cli_json *j, char bracket);
+void cli_json_array(cli_json *j, const char *key, const double *v, size_t n);
+
+/* Parse "a,b,c" into doubles (allocated with kat_malloc). Returns 0 or -1 with a message. */
+int cli_parse_list(const char *s, double **out, size_t *n);
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+#endif

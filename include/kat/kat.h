@@ -1,0 +1,10 @@
+/* kat — Kernel Attention Toolkit. Umbrella header: includes every public module. */
+#ifndef KAT_KAT_H
+#define KAT_KAT_H
+
+#include "kat/core.h"
+#include "kat/io.h"
+#include "kat/fn.h"
+#include "kat/featmap.h"
+
+#endif
