@@ -38,7 +38,7 @@ fi
 build_dir() {   # build_dir DIR [meson options...]: configure once, then build
     local dir=$1; shift
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" --buildtype=release "$@" >&2
+        meson setup "$dir" "$@" >&2
     fi
     ninja -C "$dir" >&2
 }
@@ -69,28 +69,28 @@ cmd=${1:-}
 case "$cmd" in
     test)
         ensure_packages
-        build_dir build
+        build_dir build --buildtype=release
         run_tests build "$@"
         ;;
     sanitize)
         ensure_packages
-        build_dir build-san -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
+        build_dir build-san -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized
         KAT_SANITIZE=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
             ASAN_OPTIONS=detect_leaks=1 run_tests build-san --suite fast "$@"
         ;;
     valgrind)
         ensure_packages
-        build_dir build
+        build_dir build --buildtype=release
         run_tests build --setup valgrind --suite fast "$@"
         ;;
     reproduce)
         ensure_packages
-        build_dir build
+        build_dir build --buildtype=release
         exec ./build/experiments/kat reproduce --out out "$@"
         ;;
     kat)
         ensure_packages
-        build_dir build
+        build_dir build --buildtype=release
         exec ./build/experiments/kat "$@"
         ;;
     *)
