@@ -6,5 +6,6 @@
 #include "kat/io.h"
 #include "kat/fn.h"
 #include "kat/featmap.h"
+#include "kat/tensor.h"
 
 #endif
