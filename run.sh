@@ -30,8 +30,9 @@ ensure_packages() {
 }
 
 # OpenBLAS 0.3.21 picks its AVX2 kernels on Zen 5; its AVX-512 ("SkylakeX") ones are ~2x faster.
-# Use them whenever the CPU has AVX-512 and the user has not chosen, so BLAS baselines are fair.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -q avx512f /proc/cpuinfo 2>/dev/null; then
+# Use them whenever the CPU has AVX-512 (even over an inherited OPENBLAS_CORETYPE, which some
+# machines preset to Haswell), so every BLAS baseline runs at its best; KAT_KEEP_CORETYPE=1 opts out.
+if [ "${KAT_KEEP_CORETYPE:-0}" != 1 ] && grep -q avx512f /proc/cpuinfo 2>/dev/null; then
     export OPENBLAS_CORETYPE=SkylakeX
 fi
 
