@@ -30,8 +30,19 @@ kat_status kat_fn_callback(kat_fn_scalar scalar, kat_fn_block block, void *param
                            const char *name, kat_fn **out);
 /* Parse and compile an expression in the variable x, e.g. "exp(x/8)", "(1+x)^4",
  * "max(x-1.3, 0)", "x^1.5", "x != 0", "log1p(x)", "min(x,1)", constants pi and e.
- * On a syntax error: KAT_EPARSE, kat_last_error() names the 1-based column and the reason,
- * and *err_pos (if not NULL) receives the 0-based byte offset. */
+ * Language: numbers (1, 1.5, .5, 1e-3, 2E+4), x, pi, e; + - * / and ^ (right-associative,
+ * binding tighter than a sign: -x^2 = -(x^2), 2^-1 = 0.5); unary + and -; comparisons
+ * == != < <= > >= giving 1 or 0 (loosest); parentheses; exp log log1p expm1 sqrt abs sin cos
+ * tan tanh sigmoid relu gelu (exact, with erf) erf sign floor ceil indicator (1[a != 0]) of
+ * one argument, max min pow of two. e^a is exp(a); a^n with a constant integer |n| <= 64 is
+ * computed by multiplications, other powers by pow; max/min propagate NaN. Constant
+ * subexpressions are folded; a polynomial (x, constants, + - *, division by constants,
+ * non-negative integer constant powers, degree <= 64) is recognised (kat_fn_poly_degree).
+ * The function's name is the source text. Evaluation runs a compiled block program.
+ * Errors: NULL expr or out: KAT_EINVAL. A syntax error, nesting deeper than 256 levels or a
+ * text longer than 65536 bytes: KAT_EPARSE, kat_last_error() = "column C: reason" (C is
+ * 1-based) and *err_pos (if not NULL) receives the 0-based byte offset C - 1; it is not
+ * written in any other case. On failure *out is untouched. */
 kat_status kat_fn_parse(const char *expr, kat_fn **out, size_t *err_pos);
 
 void kat_fn_destroy(kat_fn *f);   /* NULL ok */

@@ -1,0 +1,476 @@
+/* `kat features`: build a feature map and measure phi(q).psi(k) against the exact kernel on
+ * random pairs (q, k with N(0, 1/d) entries; hyperrectangle corners for group maps). */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+
+static const char usage[] =
+    "usage: kat features --map SPEC --d D [--n N] [--seed S] [--scale s] [--fp32] [--bench]\n"
+    "                    [--json]\n"
+    "\n"
+    "SPEC is one of\n"
+    "  taylor:P            order-P Taylor map of exp(s q.k)           (s = --scale, 1/sqrt(d))\n"
+    "  poly:EXPR           exact map of a polynomial f(q.k), e.g. poly:'(1+x)^4'\n"
+    "  rff:M[:pair]        random Fourier features, Gaussian kernel exp(-|q-k|^2/(2 s^2)) (s 1)\n"
+    "  rff-laplace:M[:pair]  the same for the Laplace kernel exp(-|q-k|_1/s)           (s 1)\n"
+    "  favor:M[:ortho]     positive random features (FAVOR+) for exp(s q.k) (s = 1/sqrt(d))\n"
+    "  group[:R]           character map of f(<a, b xor c>) on hyperrectangle corners, rank R\n"
+    "                      (0 or absent: exact); --f EXPR (default exp(-x)), --a LIST (all 1)\n"
+    "Prints the feature dimension and the max and mean absolute and relative errors over N pairs.\n"
+    "--bench also times the fp32 features and their gradient (vjp) for N rows, median of 7 runs,\n"
+    "against the GEMM that consumes them in linear attention, phi(K)^T V with V of width d\n"
+    "(OpenBLAS sgemm, measured in the same run).";
+
+typedef enum { MAP_TAYLOR, MAP_POLY, MAP_RFF, MAP_LAPLACE, MAP_FAVOR, MAP_GROUP } map_kind;
+
+typedef struct {
+    map_kind kind;
+    const char *spec;
+    long order;          /* taylor */
+    size_t M;            /* rff, favor */
+    int pair, ortho;
+    size_t rank;         /* group */
+    const char *expr;    /* poly */
+} map_spec;
+
+/* A whole-string non-negative integer. */
+static int parse_count(const char *s, size_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_spec(const char *spec, map_spec *m)
+{
+    memset(m, 0, sizeof *m);
+    m->spec = spec;
+    const char *colon = strchr(spec, ':');
+    size_t head = colon ? (size_t)(colon - spec) : strlen(spec);
+    const char *rest = colon ? colon + 1 : NULL;
+    char buf[64];
+    if (head == 6 && strncmp(spec, "taylor", 6) == 0) {
+        size_t P;
+        if (!rest || parse_count(rest, &P) || P > 1000000) {
+            fprintf(stderr, "kat features: taylor:P needs an order 0 <= P <= 1000000, got '%s'\n",
+                    spec);
+            return -1;
+        }
+        m->kind = MAP_TAYLOR;
+        m->order = (long)P;
+        return 0;
+    }
+    if (head == 4 && strncmp(spec, "poly", 4) == 0) {
+        if (!rest || !*rest) {
+            fprintf(stderr, "kat features: poly:EXPR needs an expression, e.g. poly:(1+x)^2\n");
+            return -1;
+        }
+        m->kind = MAP_POLY;
+        m->expr = rest;
+        return 0;
+    }
+    if ((head == 3 && strncmp(spec, "rff", 3) == 0) ||
+        (head == 11 && strncmp(spec, "rff-laplace", 11) == 0) ||
+        (head == 5 && strncmp(spec, "favor", 5) == 0)) {
+        m->kind = spec[0] == 'f' ? MAP_FAVOR : head == 3 ? MAP_RFF : MAP_LAPLACE;
+        const char *opt = rest ? strchr(rest, ':') : NULL;
+        size_t len = rest ? (opt ? (size_t)(opt - rest) : strlen(rest)) : 0;
+        if (!rest || len == 0 || len >= sizeof buf) {
+            fprintf(stderr, "kat features: '%s' needs a feature count, e.g. %.*s:256\n", spec,
+                    (int)head, spec);
+            return -1;
+        }
+        memcpy(buf, rest, len);
+        buf[len] = '\0';
+        if (parse_count(buf, &m->M)) {
+            fprintf(stderr, "kat features: '%s' is not a feature count in '%s'\n", buf, spec);
+            return -1;
+        }
+        if (opt) {
+            const char *want = m->kind == MAP_FAVOR ? "ortho" : "pair";
+            if (strcmp(opt + 1, want) != 0) {
+                fprintf(stderr, "kat features: unknown option '%s' in '%s' (expected '%s')\n",
+                        opt + 1, spec, want);
+                return -1;
+            }
+            if (m->kind == MAP_FAVOR)
+                m->ortho = 1;
+            else
+                m->pair = 1;
+        }
+        return 0;
+    }
+    if (head == 5 && strncmp(spec, "group", 5) == 0) {
+        m->kind = MAP_GROUP;
+        if (rest && parse_count(rest, &m->rank)) {
+            fprintf(stderr, "kat features: group:R needs a rank R >= 0, got '%s'\n", spec);
+            return -1;
+        }
+        return 0;
+    }
+    fprintf(stderr, "kat features: unknown map '%s' (taylor:P, poly:EXPR, rff:M, rff-laplace:M, "
+                    "favor:M, group)\n", spec);
+    return -1;
+}
+
+static const char *kernel_text(map_kind k)
+{
+    switch (k) {
+    case MAP_TAYLOR: return "exp(s q.k)";
+    case MAP_POLY: return "f(q.k)";
+    case MAP_RFF: return "exp(-|q-k|_2^2/(2 s^2))";
+    case MAP_LAPLACE: return "exp(-|q-k|_1/s)";
+    case MAP_FAVOR: return "exp(s q.k)";
+    case MAP_GROUP: return "f(<a, b xor c>)";
+    }
+    return "";
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+enum { BENCH_REPS = 7 };
+
+typedef struct {
+    double apply_ms, vjp_ms, gemm_ms;
+} bench_result;
+
+/* Median times of the fp32 map (query side), its vjp and the sgemm phi^T V over n rows. */
+static kat_status bench_map(const kat_featmap *fm, size_t n, uint64_t seed, bench_result *out)
+{
+    size_t d = kat_featmap_in_dim(fm), D = kat_featmap_out_dim(fm);
+    if (n > (size_t)INT32_MAX || D > (size_t)INT32_MAX || d > (size_t)INT32_MAX)
+        return KAT_ERANGE;
+    float *x = kat_calloc(n, 2 * d * sizeof(float));
+    float *f = kat_calloc(n, 2 * D * sizeof(float));
+    float *S = kat_calloc(D, d * sizeof(float));
+    kat_rng *rng = NULL;
+    kat_status st = x && f && S ? kat_rng_create(seed, &rng) : KAT_ENOMEM;
+    float *v = x + n * d, *g = f + n * D;   /* V doubles as the vjp's dx */
+    for (size_t i = 0; !st && i < n * d; i++)
+        x[i] = (float)kat_rng_gaussian(rng, 1.0 / sqrt((double)d));
+    for (size_t i = 0; !st && i < n * D; i++)
+        g[i] = (float)kat_rng_gaussian(rng, 1.0);
+    double t[3][BENCH_REPS];
+    for (int r = -1; r < BENCH_REPS && !st; r++) {   /* r = -1 warms up */
+        double t0 = cli_now();
+        st = kat_featmap_apply_f32(fm, KAT_SIDE_QUERY, n, x, d, f, D);
+        double t1 = cli_now();
+        if (!st)
+            st = kat_featmap_vjp_f32(fm, KAT_SIDE_QUERY, n, x, d, g, D, v, d);
+        double t2 = cli_now();
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)d, (int)n, 1.0f, f,
+                    (int)D, x, (int)d, 0.0f, S, (int)d);
+        double t3 = cli_now();
+        if (r >= 0) {
+            t[0][r] = t1 - t0;
+            t[1][r] = t2 - t1;
+            t[2][r] = t3 - t2;
+        }
+    }
+    if (!st) {
+        for (int k = 0; k < 3; k++)
+            qsort(t[k], BENCH_REPS, sizeof(double), cmp_double);
+        out->apply_ms = 1e3 * t[0][BENCH_REPS / 2];
+        out->vjp_ms = 1e3 * t[1][BENCH_REPS / 2];
+        out->gemm_ms = 1e3 * t[2][BENCH_REPS / 2];
+    }
+    kat_rng_destroy(rng);
+    kat_free(x);
+    kat_free(f);
+    kat_free(S);
+    return st;
+}
+
+int kat_cmd_features(int argc, char **argv)
+{
+    const char *spec_s = NULL, *fexpr = NULL, *alist = NULL;
+    size_t d = 0, n = 1000;
+    uint64_t seed = 1;
+    double scale = 0.0;
+    int json = 0, fp32 = 0, bench = 0, have_scale = 0, have_d = 0, have_f = 0, have_a = 0;
+    const cli_opt opts[] = {
+        {"map", CLI_STR, &spec_s, "SPEC  the feature map (see above)", NULL},
+        {"d", CLI_SIZE, &d, "D     input dimension", &have_d},
+        {"n", CLI_SIZE, &n, "N     number of (q, k) pairs (default 1000)", NULL},
+        {"seed", CLI_U64, &seed, "S     seed of the map and the data (default 1)", NULL},
+        {"scale", CLI_DOUBLE, &scale, "s     kernel scale or bandwidth (see above)", &have_scale},
+        {"f", CLI_STR, &fexpr, "EXPR  group maps: the function of the l1 distance", &have_f},
+        {"a", CLI_STR, &alist, "LIST  group maps: the sides a_1,...,a_d", &have_a},
+        {"fp32", CLI_FLAG, &fp32, "compute the features in fp32 (the attention engine's path)",
+         NULL},
+        {"bench", CLI_FLAG, &bench, "also time the fp32 map and vjp against sgemm", NULL},
+        {"json", CLI_FLAG, &json, "machine-readable output", NULL},
+    };
+    const size_t nopts = sizeof opts / sizeof opts[0];
+    int rc = cli_parse(usage, opts, nopts, argc, argv, NULL, 0, NULL);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    map_spec ms;
+    if (!spec_s) {
+        fprintf(stderr, "kat features: --map is required\n");
+        goto usage_error;
+    }
+    if (parse_spec(spec_s, &ms))
+        goto usage_error;
+    double *a = NULL;
+    size_t na = 0;
+    if (ms.kind == MAP_GROUP && have_a) {
+        if (cli_parse_list(alist, &a, &na))
+            goto usage_error;
+        if (!have_d)
+            d = na, have_d = 1;
+        if (na != d) {
+            fprintf(stderr, "kat features: --a has %zu sides but --d is %zu\n", na, d);
+            kat_free(a);
+            goto usage_error;
+        }
+    }
+    if (!have_d) {
+        fprintf(stderr, "kat features: --d is required\n");
+        goto usage_error;
+    }
+    if (ms.kind != MAP_GROUP && (have_f || have_a)) {
+        fprintf(stderr, "kat features: --f and --a apply to group maps only\n");
+        goto usage_error;
+    }
+    if ((ms.kind == MAP_POLY || ms.kind == MAP_GROUP) && have_scale) {
+        fprintf(stderr, "kat features: --scale does not apply to %s maps\n",
+                ms.kind == MAP_POLY ? "poly" : "group");
+        kat_free(a);
+        goto usage_error;
+    }
+    if (n == 0) {
+        fprintf(stderr, "kat features: --n must be >= 1\n");
+        kat_free(a);
+        goto usage_error;
+    }
+    if (!have_scale)
+        scale = (ms.kind == MAP_TAYLOR || ms.kind == MAP_FAVOR)
+                    ? (d > 0 ? 1.0 / sqrt((double)d) : 1.0)
+                    : 1.0;
+
+    kat_status st = KAT_OK;
+    kat_fn *f = NULL;
+    kat_featmap *fm = NULL;
+    const char *what = "building the map";
+    switch (ms.kind) {
+    case MAP_TAYLOR:
+        if (!(scale > 0.0)) {
+            fprintf(stderr, "kat features: --scale must be > 0 for taylor maps (got %g)\n", scale);
+            goto usage_error;
+        }
+        st = kat_featmap_taylor_create(d, (int)ms.order, 1.0 / scale, &fm);
+        break;
+    case MAP_POLY: {
+        size_t pos = 0;
+        st = kat_fn_parse(ms.expr, &f, &pos);
+        what = "parsing the polynomial";
+        if (!st) {
+            what = "building the map";
+            st = kat_featmap_poly_from_fn(f, d, &fm);
+        }
+        break;
+    }
+    case MAP_RFF:
+    case MAP_LAPLACE:
+        st = kat_featmap_rff_create(ms.kind == MAP_RFF ? KAT_RFF_GAUSSIAN : KAT_RFF_LAPLACE,
+                                    ms.pair ? KAT_RFF_PAIR : KAT_RFF_PHASE, d, ms.M, scale, seed,
+                                    &fm);
+        break;
+    case MAP_FAVOR:
+        st = kat_featmap_favor_create(d, ms.M, scale, ms.ortho ? KAT_FAVOR_ORTHOGONAL : 0u, seed,
+                                      &fm);
+        break;
+    case MAP_GROUP:
+        what = "parsing --f";
+        st = kat_fn_parse(fexpr ? fexpr : "exp(-x)", &f, NULL);
+        if (!st && !a && d <= KAT_GROUP_MAX_D) {
+            a = kat_malloc((d ? d : 1) * sizeof *a);
+            if (!a)
+                st = KAT_ENOMEM;
+            for (size_t t = 0; a && t < d; t++)
+                a[t] = 1.0;
+        }
+        if (!st) {
+            what = "building the map";
+            st = kat_group_featmap_create(f, a, d, ms.rank, 0u, &fm);
+        }
+        break;
+    }
+    if (st) {
+        kat_fn_destroy(f);
+        kat_free(a);
+        return cli_fail("features", what, st);
+    }
+    size_t D = kat_featmap_out_dim(fm);
+
+    /* Rows per block, so the features of a block stay below ~32 MB. */
+    size_t blk = (size_t)4 << 20;
+    blk = D >= blk ? 1 : blk / D;
+    if (blk > n)
+        blk = n;
+    kat_rng *rng = NULL;
+    double *q = kat_calloc(2 * blk, d * sizeof(double));
+    double *fq = kat_calloc(2 * blk, D * sizeof(double));
+    float *q32 = fp32 ? kat_calloc(2 * blk, (d + D) * sizeof(float)) : NULL;
+    if (!q || !fq || (fp32 && !q32)) {
+        st = KAT_ENOMEM;
+        what = "allocating buffers";
+    } else {
+        st = kat_rng_create(seed + 0x9E3779B97F4A7C15ull, &rng);
+        what = "seeding";
+    }
+    double *k = q + blk * d, *fk = fq + blk * D;
+    double max_abs = 0.0, sum_abs = 0.0, max_rel = 0.0, sum_rel = 0.0;
+    double sd = 1.0 / sqrt((double)d);
+    for (size_t i0 = 0; i0 < n && st == KAT_OK; i0 += blk) {
+        size_t nb = n - i0 < blk ? n - i0 : blk;
+        for (size_t i = 0; i < 2 * nb * d; i++) {
+            double v;
+            if (ms.kind == MAP_GROUP) {   /* q and k interleaved row blocks: corner b or c */
+                size_t t = i % d;
+                v = kat_rng_uniform(rng) < 0.5 ? 0.0 : a[t];
+            } else {
+                v = kat_rng_gaussian(rng, sd);
+            }
+            if (fp32)
+                v = (float)v;   /* the exact kernel then sees the same inputs as the map */
+            *(i < nb * d ? &q[i] : &k[i - nb * d]) = v;
+        }
+        what = "applying the map";
+        if (fp32) {
+            float *x32 = q32, *f32 = q32 + 2 * blk * d;
+            for (int side = 0; side < 2 && !st; side++) {
+                const double *x = side ? k : q;
+                double *out = side ? fk : fq;
+                for (size_t i = 0; i < nb * d; i++)
+                    x32[i] = (float)x[i];
+                st = kat_featmap_apply_f32(fm, (kat_side)side, nb, x32, d, f32, D);
+                for (size_t i = 0; !st && i < nb * D; i++)
+                    out[i] = f32[i];
+            }
+        } else {
+            kat_dmat Q = {nb, d, d, q}, K = {nb, d, d, k}, FQ = {nb, D, D, fq}, FK = {nb, D, D, fk};
+            st = kat_featmap_apply(fm, KAT_SIDE_QUERY, &Q, &FQ);
+            if (!st)
+                st = kat_featmap_apply(fm, KAT_SIDE_KEY, &K, &FK);
+        }
+        for (size_t i = 0; i < nb && !st; i++) {
+            const double *qi = q + i * d, *ki = k + i * d;
+            double approx = 0.0, exact, dot = 0.0, l1 = 0.0, l2 = 0.0;
+            for (size_t j = 0; j < D; j++)
+                approx += fq[i * D + j] * fk[i * D + j];
+            for (size_t j = 0; j < d; j++) {
+                dot += qi[j] * ki[j];
+                l1 += fabs(qi[j] - ki[j]);
+                l2 += (qi[j] - ki[j]) * (qi[j] - ki[j]);
+            }
+            switch (ms.kind) {
+            case MAP_POLY: exact = kat_fn_eval1(f, dot); break;
+            case MAP_RFF: exact = exp(-l2 / (2 * scale * scale)); break;
+            case MAP_LAPLACE: exact = exp(-l1 / scale); break;
+            case MAP_GROUP: exact = kat_fn_eval1(f, l1); break;
+            default: exact = exp(scale * dot); break;
+            }
+            double ae = fabs(approx - exact);
+            double re = exact != 0.0 ? ae / fabs(exact) : (ae == 0.0 ? 0.0 : INFINITY);
+            max_abs = fmax(max_abs, ae);
+            max_rel = fmax(max_rel, re);
+            sum_abs += ae;
+            sum_rel += re;
+        }
+    }
+    kat_rng_destroy(rng);
+    kat_free(q);
+    kat_free(fq);
+    kat_free(q32);
+    if (st) {
+        kat_featmap_destroy(fm);
+        kat_fn_destroy(f);
+        kat_free(a);
+        return cli_fail("features", what, st);
+    }
+    bench_result br = {0, 0, 0};
+    if (bench && (st = bench_map(fm, n, seed + 1, &br))) {
+        kat_featmap_destroy(fm);
+        kat_fn_destroy(f);
+        kat_free(a);
+        return cli_fail("features", "benchmarking", st);
+    }
+    unsigned flags = kat_featmap_flags(fm);
+    const char *kname = ms.kind == MAP_POLY || ms.kind == MAP_GROUP ? kat_fn_name(f)
+                                                                    : kernel_text(ms.kind);
+    if (json) {
+        cli_json j;
+        cli_json_begin(&j, stdout);
+        cli_json_str(&j, "map", ms.spec);
+        cli_json_str(&j, "name", kat_featmap_name(fm));
+        cli_json_str(&j, "kernel", kernel_text(ms.kind));
+        if (f)
+            cli_json_str(&j, "f", kat_fn_name(f));
+        cli_json_int(&j, "d", (long long)d);
+        cli_json_int(&j, "n", (long long)n);
+        cli_json_int(&j, "seed", (long long)seed);
+        if (ms.kind != MAP_POLY && ms.kind != MAP_GROUP)
+            cli_json_num(&j, "scale", scale);
+        cli_json_str(&j, "precision", fp32 ? "fp32" : "fp64");
+        cli_json_int(&j, "dim", (long long)D);
+        cli_json_bool(&j, "exact", (flags & KAT_FEATMAP_EXACT) != 0);
+        cli_json_bool(&j, "positive", (flags & KAT_FEATMAP_POSITIVE) != 0);
+        cli_json_num(&j, "max_abs_err", max_abs);
+        cli_json_num(&j, "mean_abs_err", sum_abs / n);
+        cli_json_num(&j, "max_rel_err", max_rel);
+        cli_json_num(&j, "mean_rel_err", sum_rel / n);
+        if (bench) {
+            cli_json_open(&j, "bench", '{');
+            cli_json_int(&j, "rows", (long long)n);
+            cli_json_num(&j, "apply_f32_ms", br.apply_ms);
+            cli_json_num(&j, "vjp_f32_ms", br.vjp_ms);
+            cli_json_num(&j, "sgemm_phiT_v_ms", br.gemm_ms);
+            cli_json_num(&j, "apply_over_sgemm", br.apply_ms / br.gemm_ms);
+            cli_json_num(&j, "vjp_over_sgemm", br.vjp_ms / br.gemm_ms);
+            cli_json_str(&j, "blas", kat_blas_info());
+            cli_json_close(&j, '{');
+        }
+        cli_json_end(&j);
+    } else {
+        printf("map: %s (%s%s%s)\n", ms.spec, kat_featmap_name(fm),
+               flags & KAT_FEATMAP_EXACT ? ", exact" : "",
+               flags & KAT_FEATMAP_POSITIVE ? ", positive" : "");
+        printf("kernel: %s", kernel_text(ms.kind));
+        if (ms.kind == MAP_POLY || ms.kind == MAP_GROUP)
+            printf(", f = %s\n", kname);
+        else
+            printf(", s = %.6g\n", scale);
+        printf("d: %zu  pairs: %zu  seed: %llu  precision: %s\n", d, n,
+               (unsigned long long)seed, fp32 ? "fp32" : "fp64");
+        printf("dim: %zu\n", D);
+        printf("max_abs_err:  %.3e\nmean_abs_err: %.3e\nmax_rel_err:  %.3e\nmean_rel_err: %.3e\n",
+               max_abs, sum_abs / n, max_rel, sum_rel / n);
+        if (bench)
+            printf("bench (%zu rows, fp32, median of %d): map %.3f ms, vjp %.3f ms, "
+                   "sgemm phi^T V %.3f ms; map/sgemm %.3f, vjp/sgemm %.3f (%s)\n",
+                   n, BENCH_REPS, br.apply_ms, br.vjp_ms, br.gemm_ms, br.apply_ms / br.gemm_ms,
+                   br.vjp_ms / br.gemm_ms, kat_blas_info());
+    }
+    kat_featmap_destroy(fm);
+    kat_fn_destroy(f);
+    kat_free(a);
+    return CLI_OK;
+usage_error:
+    cli_print_usage(stderr, usage, opts, nopts);
+    return CLI_USAGE;
+}

@@ -1,0 +1,310 @@
+/* `kat rank`: the numerical rank of f(s * a(Q, K)) with its spectrum, the other rank measures
+ * and what theory predicts; Q and K from a seeded point set or from the user's files. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cmd_rank.h"
+
+void rank_cli_points_init(rank_cli_points *p)
+{
+    memset(p, 0, sizeof *p);
+    p->dist = "gauss";
+    p->bound = 1.0;
+    p->levels = 3;
+}
+
+void rank_cli_probe_init(rank_cli_probe *p)
+{
+    memset(p, 0, sizeof *p);
+    p->form = "inner";
+    p->method = "dense";
+    p->scale = 1.0;
+    p->block = 32;
+    p->power_iters = 1;
+}
+
+void rank_cli_points_opts(rank_cli_points *p, cli_opt *o, size_t *k)
+{
+    o[(*k)++] = (cli_opt){"dist", CLI_STR, &p->dist,
+                          "D      gauss|uniform|sphere|hypercube|rect|grid (default gauss: "
+                          "N(0, 1/d) entries)", NULL};
+    o[(*k)++] = (cli_opt){"sigma", CLI_DOUBLE, &p->sigma, "S      gauss: standard deviation "
+                          "(default 1/sqrt(d))", NULL};
+    o[(*k)++] = (cli_opt){"bound", CLI_DOUBLE, &p->bound, "B      uniform on [-B, B] (default 1)",
+                          NULL};
+    o[(*k)++] = (cli_opt){"sides", CLI_STR, &p->sides, "A,..   rect: the d side lengths", NULL};
+    o[(*k)++] = (cli_opt){"levels", CLI_SIZE, &p->levels, "L      grid: {0..L-1}^d (default 3)",
+                          NULL};
+    o[(*k)++] = (cli_opt){"pm1", CLI_FLAG, &p->pm1, "       hypercube: {-1,+1}^d, not {0,1}^d",
+                          NULL};
+    o[(*k)++] = (cli_opt){"enumerate", CLI_FLAG, &p->enumerate,
+                          "       hypercube/rect/grid: the first n points in order, not random",
+                          NULL};
+    o[(*k)++] = (cli_opt){"symmetric", CLI_FLAG, &p->symmetric, "       K = Q (m = n)", NULL};
+    o[(*k)++] = (cli_opt){"seed", CLI_U64, &p->seed, "S      random seed (default 0)", NULL};
+}
+
+void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *o, size_t *k)
+{
+    o[(*k)++] = (cli_opt){"form", CLI_STR, &p->form,
+                          "F      inner: f(s<q,k>), l2sq: f(s|q-k|^2), l1: f(s|q-k|_1)", NULL};
+    o[(*k)++] = (cli_opt){"scale", CLI_DOUBLE, &p->scale, "S      s (default 1)", NULL};
+    o[(*k)++] = (cli_opt){"method", CLI_STR, &p->method,
+                          "M      dense (full SVD) | randomized (matrix-free)", NULL};
+    o[(*k)++] = (cli_opt){"rtol", CLI_DOUBLE, &p->rtol, "R      tolerance rtol * sigma_1 "
+                          "(default sigma_1 * max(n, m) * eps)", NULL};
+    o[(*k)++] = (cli_opt){"atol", CLI_DOUBLE, &p->atol, "A      absolute tolerance", NULL};
+    o[(*k)++] = (cli_opt){"eps", CLI_DOUBLE, &p->eps,
+                          "E      also the spectral and Frobenius eps-ranks", NULL};
+    o[(*k)++] = (cli_opt){"max-rank", CLI_SIZE, &p->max_rank,
+                          "K      randomized: stop after K directions", NULL};
+    o[(*k)++] = (cli_opt){"block", CLI_SIZE, &p->block,
+                          "B      randomized: first block size (default 32)", NULL};
+    o[(*k)++] = (cli_opt){"power-iters", CLI_INT, &p->power_iters,
+                          "P      randomized: power iterations (default 1)", NULL};
+}
+
+int rank_cli_make_opts(const rank_cli_probe *p, uint64_t seed, kat_rank_opts *o)
+{
+    kat_rank_opts_init(o);
+    if (kat_rank_form_parse(p->form, &o->form)) {
+        fprintf(stderr, "kat: %s\n", kat_last_error());
+        return CLI_USAGE;
+    }
+    if (strcmp(p->method, "dense") == 0)
+        o->method = KAT_RANK_DENSE;
+    else if (strcmp(p->method, "randomized") == 0)
+        o->method = KAT_RANK_RANDOMIZED;
+    else {
+        fprintf(stderr, "kat: unknown method '%s' (expected dense or randomized)\n", p->method);
+        return CLI_USAGE;
+    }
+    o->scale = p->scale;
+    o->rtol = p->rtol;
+    o->atol = p->atol;
+    o->eps = p->eps;
+    o->max_rank = p->max_rank;
+    o->block = p->block;
+    o->power_iters = p->power_iters;
+    o->seed = seed;
+    return CLI_OK;
+}
+
+int rank_cli_parse_fn(const char *cmd, const char *expr, kat_fn **f)
+{
+    /* A bare built-in name ("exp", "relu") means that function of x. */
+    if (kat_fn_builtin(expr, f) == KAT_OK)
+        return CLI_OK;
+    kat_clear_error();
+    size_t pos = 0;
+    kat_status st = kat_fn_parse(expr, f, &pos);
+    if (st == KAT_OK)
+        return CLI_OK;
+    cli_fail(cmd, "--f", st);
+    if (st == KAT_EPARSE)
+        fprintf(stderr, "  %s\n  %*s^\n", expr, (int)pos, "");
+    return CLI_FAIL;
+}
+
+int rank_cli_make_points(const char *cmd, const rank_cli_points *p, size_t n, size_t m,
+                         size_t d, kat_dmat *Q, kat_dmat *K)
+{
+    kat_rank_points_opts po;
+    kat_rank_points_opts_init(&po);
+    kat_status st = kat_rank_dist_parse(p->dist, &po.dist);
+    if (st)
+        return cli_fail(cmd, "--dist", st);
+    po.sigma = p->sigma;
+    po.bound = p->bound;
+    po.levels = p->levels;
+    po.pm1 = p->pm1;
+    po.enumerate = p->enumerate;
+    double *sides = NULL;
+    if (p->sides) {
+        if (cli_parse_list(p->sides, &sides, &po.nsides))
+            return CLI_FAIL;
+        po.sides = sides;
+    }
+    kat_rng *rq = NULL, *rk = NULL;
+    kat_dmat q = {0}, k = {0};
+    if (!(st = kat_rng_create(p->seed, &rq)) &&
+        !(st = kat_rng_create(p->seed ^ 0x9E3779B97F4A7C15ull, &rk)) &&
+        !(st = kat_dmat_alloc(n, d, &q)) && !(st = kat_rank_points(&po, rq, &q)) &&
+        !p->symmetric)
+        if (!(st = kat_dmat_alloc(m, d, &k)))
+            st = kat_rank_points(&po, rk, &k);
+    kat_rng_destroy(rq);
+    kat_rng_destroy(rk);
+    kat_free(sides);
+    if (st) {
+        kat_dmat_free(&q);
+        kat_dmat_free(&k);
+        return cli_fail(cmd, "points", st);
+    }
+    *Q = q;
+    *K = p->symmetric ? q : k;
+    return CLI_OK;
+}
+
+static void print_size(FILE *out, const char *label, size_t v)
+{
+    if (v == KAT_RANK_NONE)
+        fprintf(out, "%s: none\n", label);
+    else
+        fprintf(out, "%s: %zu\n", label, v);
+}
+
+static void json_size(cli_json *j, const char *key, size_t v)
+{
+    if (v == KAT_RANK_NONE)
+        cli_json_key(j, key), fputs("null", j->out);
+    else
+        cli_json_int(j, key, (long long)v);
+}
+
+int kat_cmd_rank(int argc, char **argv)
+{
+    const char *fexpr = "exp", *qfile = NULL, *kfile = NULL;
+    size_t n = 256, m = 0, d = 8;
+    int json = 0, sv = 0, m_seen = 0;
+    rank_cli_points pts;
+    rank_cli_probe pr;
+    rank_cli_points_init(&pts);
+    rank_cli_probe_init(&pr);
+    cli_opt opts[40];
+    size_t k = 0;
+    opts[k++] = (cli_opt){"f", CLI_STR, &fexpr, "EXPR   entrywise function of x (default exp)",
+                          NULL};
+    opts[k++] = (cli_opt){"n", CLI_SIZE, &n, "N      rows of Q (default 256)", NULL};
+    opts[k++] = (cli_opt){"m", CLI_SIZE, &m, "M      rows of K (default n)", &m_seen};
+    opts[k++] = (cli_opt){"d", CLI_SIZE, &d, "D      dimension of the points (default 8)", NULL};
+    opts[k++] = (cli_opt){"q", CLI_STR, &qfile, "FILE   Q from a .npy or .csv file", NULL};
+    opts[k++] = (cli_opt){"k", CLI_STR, &kfile, "FILE   K from a file (default: K = Q)", NULL};
+    rank_cli_points_opts(&pts, opts, &k);
+    rank_cli_probe_opts(&pr, opts, &k);
+    opts[k++] = (cli_opt){"sv", CLI_FLAG, &sv, "       print the singular values", NULL};
+    opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       machine-readable output", NULL};
+    const char *usage =
+        "usage: kat rank [--f EXPR] [--n N] [--d D] [--form inner|l2sq|l1] [--method "
+        "dense|randomized] [--json] ...\n\n"
+        "The rank of the n x m matrix M_ij = f(s * a(q_i, k_j)), a = <q,k>, |q-k|^2 or "
+        "|q-k|_1,\nwith the stable and effective ranks, eps-ranks, and the rank theory "
+        "predicts for polynomial f.";
+    int rc = cli_parse(usage, opts, k, argc, argv, NULL, 0, NULL);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    if (kfile && !qfile) {
+        fprintf(stderr, "kat rank: --k needs --q\n");
+        cli_print_usage(stderr, usage, opts, k);
+        return CLI_USAGE;
+    }
+    kat_rank_opts o;
+    if ((rc = rank_cli_make_opts(&pr, pts.seed, &o))) {
+        cli_print_usage(stderr, usage, opts, k);
+        return rc;
+    }
+    if (!m_seen)
+        m = n;
+    kat_fn *f = NULL;
+    if ((rc = rank_cli_parse_fn("rank", fexpr, &f)))
+        return rc;
+    kat_dmat Q = {0}, K = {0};
+    int own_k = 0;
+    kat_status st;
+    if (qfile) {
+        if ((st = kat_matrix_read(qfile, &Q))) {
+            kat_fn_destroy(f);
+            return cli_fail("rank", qfile, st);
+        }
+        K = Q;
+        if (kfile) {
+            if ((st = kat_matrix_read(kfile, &K))) {
+                kat_dmat_free(&Q);
+                kat_fn_destroy(f);
+                return cli_fail("rank", kfile, st);
+            }
+            own_k = 1;
+        }
+    } else {
+        if ((rc = rank_cli_make_points("rank", &pts, n, m, d, &Q, &K))) {
+            kat_fn_destroy(f);
+            return rc;
+        }
+        own_k = !pts.symmetric;
+    }
+    kat_rank_result r;
+    double t0 = cli_now();
+    st = kat_rank_probe(f, &Q, &K, &o, &r);
+    double secs = cli_now() - t0;
+    if (st) {
+        rc = cli_fail("rank", "probe", st);
+    } else if (json) {
+        cli_json j;
+        cli_json_begin(&j, stdout);
+        cli_json_int(&j, "rank", (long long)r.rank);
+        cli_json_num(&j, "tol", r.tol);
+        cli_json_num(&j, "stable_rank", r.stable_rank);
+        cli_json_num(&j, "effective_rank", r.effective_rank);
+        if (r.predicted_rank != KAT_RANK_NONE) {
+            cli_json_int(&j, "predicted_rank", (long long)r.predicted_rank);
+            cli_json_int(&j, "base_rank", (long long)r.base_rank);
+        }
+        if (o.eps > 0) {
+            cli_json_num(&j, "eps", o.eps);
+            json_size(&j, "eps_rank_spectral", r.eps_rank_spectral);
+            json_size(&j, "eps_rank_frobenius", r.eps_rank_frobenius);
+        }
+        cli_json_num(&j, "sigma_max", r.sigma_max);
+        cli_json_num(&j, "fro_norm", r.fro_norm);
+        cli_json_int(&j, "n", (long long)r.n);
+        cli_json_int(&j, "m", (long long)r.m);
+        cli_json_int(&j, "d", (long long)r.d);
+        cli_json_str(&j, "f", fexpr);
+        cli_json_str(&j, "form", kat_rank_form_name(o.form));
+        cli_json_num(&j, "scale", o.scale);
+        cli_json_str(&j, "dist", qfile ? "file" : pts.dist);
+        cli_json_str(&j, "method", o.method == KAT_RANK_DENSE ? "dense" : "randomized");
+        if (o.method == KAT_RANK_RANDOMIZED) {
+            cli_json_bool(&j, "converged", r.converged);
+            cli_json_int(&j, "passes", (long long)r.passes);
+            cli_json_int(&j, "directions", (long long)r.nsv);
+        }
+        cli_json_int(&j, "seed", (long long)pts.seed);
+        cli_json_int(&j, "threads", kat_num_threads());
+        cli_json_num(&j, "seconds", secs);
+        if (sv)
+            cli_json_array(&j, "singular_values", r.sv, r.nsv);
+        cli_json_end(&j);
+    } else {
+        printf("M = f(s * %s) with f = %s, s = %g: %zu x %zu, d = %zu, %s (%s)\n",
+               o.form == KAT_RANK_INNER ? "<q,k>" : o.form == KAT_RANK_L2SQ ? "|q-k|^2" : "|q-k|_1",
+               fexpr, o.scale, r.n, r.m, r.d, o.method == KAT_RANK_DENSE ? "dense SVD"
+                                                                        : "randomized",
+               qfile ? "points from files" : pts.dist);
+        printf("rank: %zu%s (tol %.3g)\n", r.rank,
+               r.converged ? "" : " (a lower bound: the search hit --max-rank)", r.tol);
+        print_size(stdout, "predicted rank", r.predicted_rank);
+        printf("stable rank: %.6g\neffective rank: %.6g\n", r.stable_rank, r.effective_rank);
+        if (o.eps > 0) {
+            printf("eps = %g:\n", o.eps);
+            print_size(stdout, "  spectral eps-rank", r.eps_rank_spectral);
+            print_size(stdout, "  Frobenius eps-rank", r.eps_rank_frobenius);
+        }
+        printf("sigma_1: %.6g, |M|_F: %.6g\n", r.sigma_max, r.fro_norm);
+        if (o.method == KAT_RANK_RANDOMIZED)
+            printf("randomized: %zu directions, %zu passes over M\n", r.nsv, r.passes);
+        printf("seconds: %.3f\n", secs);
+        if (sv) {
+            printf("singular values:\n");
+            for (size_t i = 0; i < r.nsv; i++)
+                printf("%.17g\n", r.sv[i]);
+        }
+    }
+    if (!st)
+        kat_rank_result_free(&r);
+    kat_dmat_free(&Q);
+    if (own_k)
+        kat_dmat_free(&K);
+    kat_fn_destroy(f);
+    return rc;
+}

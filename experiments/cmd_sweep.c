@@ -1,0 +1,363 @@
+/* `kat sweep`: the rank probe over a grid of n, d, f and s; one CSV row per point and a
+ * rank-vs-n plot (gnuplot, when installed). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cmd_rank.h"
+
+typedef struct {
+    size_t n, d;
+    size_t fi;   /* index into the function list */
+    double scale;
+    size_t rank, predicted;
+    double stable, effective, seconds;
+} sweep_row;
+
+/* A list of positive integers "a,b,c". */
+static int parse_sizes(const char *flag, const char *s, size_t **out, size_t *count)
+{
+    double *v;
+    size_t k;
+    if (cli_parse_list(s, &v, &k))
+        return -1;
+    size_t *z = kat_malloc(k * sizeof *z);
+    if (!z) {
+        kat_free(v);
+        return -1;
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (!(v[i] >= 1) || v[i] != floor(v[i]) || v[i] > 1e12) {
+            fprintf(stderr, "kat sweep: --%s takes positive integers, got %g\n", flag, v[i]);
+            kat_free(v);
+            kat_free(z);
+            return -1;
+        }
+        z[i] = (size_t)v[i];
+    }
+    kat_free(v);
+    *out = z;
+    *count = k;
+    return 0;
+}
+
+/* Split "a;b;c" into owned strings (empty items are an error). */
+static int split_functions(const char *s, char ***out, size_t *count)
+{
+    size_t cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ';';
+    char **items = kat_calloc(cap, sizeof *items);
+    if (!items)
+        return -1;
+    size_t k = 0;
+    for (const char *p = s;;) {
+        const char *e = strchr(p, ';');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && (*p == ' ')) {
+            p++;
+            len--;
+        }
+        if (len == 0) {
+            fprintf(stderr, "kat sweep: empty function in --f '%s'\n", s);
+            for (size_t i = 0; i < k; i++)
+                kat_free(items[i]);
+            kat_free(items);
+            return -1;
+        }
+        items[k] = kat_malloc(len + 1);
+        if (!items[k]) {
+            for (size_t i = 0; i < k; i++)
+                kat_free(items[i]);
+            kat_free(items);
+            return -1;
+        }
+        memcpy(items[k], p, len);
+        items[k++][len] = '\0';
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    *out = items;
+    *count = k;
+    return 0;
+}
+
+/* CSV field: quoted when it holds a comma, a quote or a space (RFC 4180). */
+static void csv_field(FILE *out, const char *s)
+{
+    if (!strpbrk(s, ",\" ")) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+static void csv_row(FILE *out, const sweep_row *r, const char *f)
+{
+    fprintf(out, "%zu,%zu,", r->n, r->d);
+    csv_field(out, f);
+    fprintf(out, ",%.17g,%zu,", r->scale, r->rank);
+    if (r->predicted != KAT_RANK_NONE)
+        fprintf(out, "%zu", r->predicted);
+    fprintf(out, ",%.10g,%.10g,%.6f\n", r->stable, r->effective, r->seconds);
+}
+
+/* A gnuplot single-quoted string: '' stands for '. */
+static void gp_string(FILE *gp, const char *s)
+{
+    fputc('\'', gp);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputc('\'', gp);
+        fputc(*s, gp);
+    }
+    fputc('\'', gp);
+}
+
+/* Rank vs n, one line per (f, d, s), dashed the prediction where there is one. */
+static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs, size_t nn,
+                const char *form)
+{
+    FILE *gp = popen("gnuplot", "w");
+    if (!gp) {
+        fprintf(stderr, "kat sweep: cannot run gnuplot\n");
+        return -1;
+    }
+    int logy = 1;
+    for (size_t i = 0; i < nrows; i++)
+        logy &= rows[i].rank > 0;
+    fprintf(gp, "set terminal pngcairo size 1000,650 noenhanced\nset output ");
+    gp_string(gp, png);
+    fprintf(gp, "\nset title 'kat sweep: numerical rank of f(s * %s), default tolerance'\n",
+            strcmp(form, "inner") == 0 ? "<q,k>" : strcmp(form, "l2sq") == 0 ? "|q-k|^2"
+                                                                              : "|q-k|_1");
+    fprintf(gp, "set xlabel 'n (= m)'\nset ylabel 'rank'\nset logscale x 2\n%s"
+                "set key outside right top\nset grid\n",
+            logy ? "set logscale y 10\n" : "");
+    /* Series: consecutive runs of rows that share (f, d, s); rows are ordered with n inner. */
+    size_t nseries = nrows / nn;
+    for (size_t s = 0; s < nseries; s++) {
+        fprintf(gp, "$r%zu << EOD\n", s);
+        for (size_t i = 0; i < nn; i++)
+            fprintf(gp, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].rank);
+        fprintf(gp, "EOD\n$p%zu << EOD\n", s);
+        for (size_t i = 0; i < nn; i++)
+            if (rows[s * nn + i].predicted != KAT_RANK_NONE)
+                fprintf(gp, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].predicted);
+        fprintf(gp, "EOD\n");
+    }
+    fprintf(gp, "plot x with lines lc 'gray' dt 3 title 'n (full rank)'");
+    for (size_t s = 0; s < nseries; s++) {
+        const sweep_row *r = &rows[s * nn];
+        char title[512];
+        snprintf(title, sizeof title, "f = %s, d = %zu, s = %g", fs[r->fi], r->d, r->scale);
+        fprintf(gp, ", $r%zu using 1:2 with linespoints lw 2 lc %zu title ", s, s + 1);
+        gp_string(gp, title);
+        if (r->predicted != KAT_RANK_NONE)
+            fprintf(gp, ", $p%zu using 1:2 with lines dt 2 lc %zu title 'predicted'", s, s + 1);
+    }
+    fprintf(gp, "\n");
+    int status = pclose(gp);
+    if (status != 0) {
+        fprintf(stderr, "kat sweep: gnuplot failed (status %d)\n", status);
+        return -1;
+    }
+    return 0;
+}
+
+static int have_gnuplot(void)
+{
+    return system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+int kat_cmd_sweep(int argc, char **argv)
+{
+    const char *nlist = "256,512,1024", *dlist = "8", *flist = NULL, *slist = "1";
+    const char *deglist = NULL, *out = NULL, *png = NULL;
+    int json = 0;
+    rank_cli_points pts;
+    rank_cli_probe pr;
+    rank_cli_points_init(&pts);
+    rank_cli_probe_init(&pr);
+    cli_opt opts[40];
+    size_t k = 0;
+    opts[k++] = (cli_opt){"n", CLI_STR, &nlist, "LIST   sizes n = m (default 256,512,1024)", NULL};
+    opts[k++] = (cli_opt){"d", CLI_STR, &dlist, "LIST   dimensions (default 8)", NULL};
+    opts[k++] = (cli_opt){"f", CLI_STR, &flist,
+                          "LIST   functions separated by ';' (default exp)", NULL};
+    opts[k++] = (cli_opt){"degree", CLI_STR, &deglist,
+                          "LIST   shorthand: f = (1+x)^p for p in LIST", NULL};
+    opts[k++] = (cli_opt){"scale", CLI_STR, &slist, "LIST   scales s (default 1)", NULL};
+    rank_cli_points_opts(&pts, opts, &k);
+    rank_cli_probe_opts(&pr, opts, &k);
+    opts[k++] = (cli_opt){"out", CLI_STR, &out, "FILE   CSV output (default stdout)", NULL};
+    opts[k++] = (cli_opt){"plot", CLI_STR, &png, "FILE   rank-vs-n PNG (needs gnuplot)", NULL};
+    opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       rows as JSON on stdout", NULL};
+    const char *usage =
+        "usage: kat sweep [--n LIST] [--d LIST] [--f 'F1;F2'] [--degree LIST] [--scale LIST] "
+        "[--out FILE.csv] [--plot FILE.png] ...\n\n"
+        "The rank probe of `kat rank` over a grid; CSV columns n,d,f,scale,rank,predicted,"
+        "stable,effective,seconds.";
+    int rc = cli_parse(usage, opts, k, argc, argv, NULL, 0, NULL);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    kat_rank_opts o;
+    if ((rc = rank_cli_make_opts(&pr, pts.seed, &o))) {
+        cli_print_usage(stderr, usage, opts, k);
+        return rc;
+    }
+    size_t *ns = NULL, *ds = NULL, nn = 0, nd = 0, nf = 0, nsc = 0, ndeg = 0;
+    double *scales = NULL, *degs = NULL;
+    char **fs = NULL;
+    size_t nf_given = 0;
+    char **given = NULL;
+    if (parse_sizes("n", nlist, &ns, &nn) || parse_sizes("d", dlist, &ds, &nd) ||
+        cli_parse_list(slist, &scales, &nsc) || (deglist && cli_parse_list(deglist, &degs, &ndeg)) ||
+        ((flist || !deglist) && split_functions(flist ? flist : "exp", &given, &nf_given))) {
+        cli_print_usage(stderr, usage, opts, k);
+        rc = CLI_USAGE;
+        goto done;
+    }
+    for (size_t i = 0; i < ndeg; i++)
+        if (!(degs[i] >= 0) || degs[i] != floor(degs[i]) || degs[i] > 64) {
+            fprintf(stderr, "kat sweep: --degree takes integers in [0, 64], got %g\n", degs[i]);
+            cli_print_usage(stderr, usage, opts, k);
+            rc = CLI_USAGE;
+            goto done;
+        }
+    nf = nf_given + ndeg;
+    fs = kat_calloc(nf, sizeof *fs);
+    if (!fs) {
+        rc = cli_fail("sweep", "lists", KAT_ENOMEM);
+        goto done;
+    }
+    for (size_t i = 0; i < nf_given; i++) {
+        fs[i] = given[i];
+        given[i] = NULL;
+    }
+    for (size_t i = 0; i < ndeg; i++) {
+        fs[nf_given + i] = kat_malloc(32);
+        if (!fs[nf_given + i]) {
+            rc = cli_fail("sweep", "lists", KAT_ENOMEM);
+            goto done;
+        }
+        snprintf(fs[nf_given + i], 32, "(1+x)^%d", (int)degs[i]);
+    }
+    size_t nmax = 0;
+    for (size_t i = 0; i < nn; i++)
+        nmax = ns[i] > nmax ? ns[i] : nmax;
+    size_t total = nf * nd * nsc * nn;
+    sweep_row *rows = kat_calloc(total, sizeof *rows);
+    if (!rows) {
+        rc = cli_fail("sweep", "rows", KAT_ENOMEM);
+        goto done;
+    }
+    FILE *csv = NULL;
+    if (out) {
+        csv = fopen(out, "w");
+        if (!csv) {
+            fprintf(stderr, "kat sweep: cannot write %s\n", out);
+            kat_free(rows);
+            rc = CLI_FAIL;
+            goto done;
+        }
+    } else if (!json) {
+        csv = stdout;
+    }
+    if (csv)
+        fprintf(csv, "n,d,f,scale,rank,predicted,stable,effective,seconds\n");
+    size_t done_rows = 0;
+    /* Order: f, d, s outer, n inner (the plot's series are consecutive runs). The points for
+     * n are the first n rows of one draw of nmax, so a larger n extends the smaller ones. */
+    for (size_t fi = 0; fi < nf && rc == CLI_OK; fi++) {
+        kat_fn *f = NULL;
+        if ((rc = rank_cli_parse_fn("sweep", fs[fi], &f)))
+            break;
+        for (size_t di = 0; di < nd && rc == CLI_OK; di++) {
+            kat_dmat Q, K;
+            if ((rc = rank_cli_make_points("sweep", &pts, nmax, nmax, ds[di], &Q, &K)))
+                break;
+            for (size_t si = 0; si < nsc && rc == CLI_OK; si++)
+                for (size_t ni = 0; ni < nn && rc == CLI_OK; ni++) {
+                    kat_dmat q = Q, kk = K;
+                    q.rows = kk.rows = ns[ni];
+                    o.scale = scales[si];
+                    kat_rank_result r;
+                    double t0 = cli_now();
+                    kat_status st = kat_rank_probe(f, &q, &kk, &o, &r);
+                    if (st) {
+                        rc = cli_fail("sweep", fs[fi], st);
+                        break;
+                    }
+                    sweep_row *row = &rows[done_rows++];
+                    *row = (sweep_row){ns[ni], ds[di], fi, scales[si], r.rank,
+                                       r.predicted_rank, r.stable_rank, r.effective_rank,
+                                       cli_now() - t0};
+                    kat_rank_result_free(&r);
+                    if (csv) {
+                        csv_row(csv, row, fs[fi]);
+                        fflush(csv);
+                    }
+                }
+            if (K.data != Q.data)
+                kat_dmat_free(&K);
+            kat_dmat_free(&Q);
+        }
+        kat_fn_destroy(f);
+    }
+    if (csv && csv != stdout && fclose(csv) != 0 && rc == CLI_OK) {
+        fprintf(stderr, "kat sweep: error writing %s\n", out);
+        rc = CLI_FAIL;
+    }
+    if (json && rc == CLI_OK) {
+        cli_json j;
+        cli_json_begin(&j, stdout);
+        cli_json_str(&j, "form", kat_rank_form_name(o.form));
+        cli_json_str(&j, "method", o.method == KAT_RANK_DENSE ? "dense" : "randomized");
+        cli_json_int(&j, "seed", (long long)pts.seed);
+        cli_json_open(&j, "points", '[');
+        for (size_t i = 0; i < done_rows; i++) {
+            const sweep_row *r = &rows[i];
+            cli_json_open(&j, NULL, '{');
+            cli_json_int(&j, "n", (long long)r->n);
+            cli_json_int(&j, "d", (long long)r->d);
+            cli_json_str(&j, "f", fs[r->fi]);
+            cli_json_num(&j, "scale", r->scale);
+            cli_json_int(&j, "rank", (long long)r->rank);
+            if (r->predicted != KAT_RANK_NONE)
+                cli_json_int(&j, "predicted", (long long)r->predicted);
+            cli_json_num(&j, "stable", r->stable);
+            cli_json_num(&j, "effective", r->effective);
+            cli_json_num(&j, "seconds", r->seconds);
+            cli_json_close(&j, '{');
+        }
+        cli_json_close(&j, '[');
+        cli_json_end(&j);
+    }
+    if (png && rc == CLI_OK) {
+        if (!have_gnuplot())
+            fprintf(stderr, "kat sweep: gnuplot is not installed; no plot written (the CSV "
+                            "has the data)\n");
+        else if (plot(png, rows, done_rows, fs, nn, pr.form))
+            rc = CLI_FAIL;
+    }
+    kat_free(rows);
+done:
+    for (size_t i = 0; given && i < nf_given; i++)
+        kat_free(given[i]);
+    kat_free(given);
+    for (size_t i = 0; fs && i < nf; i++)
+        kat_free(fs[i]);
+    kat_free(fs);
+    kat_free(ns);
+    kat_free(ds);
+    kat_free(scales);
+    kat_free(degs);
+    return rc;
+}

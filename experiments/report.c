@@ -1,0 +1,138 @@
+/* Report writer for `kat reproduce`: Markdown, CSV and gnuplot. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include "report.h"
+
+static int mkdir_p(const char *path)
+{
+    char buf[1024];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return (mkdir(buf, 0777) == 0 || errno == EEXIST) ? 0 : -1;
+}
+
+int report_open(report *r, const char *dir, const char *title)
+{
+    memset(r, 0, sizeof *r);
+    if (strlen(dir) >= sizeof r->dir - 64 || mkdir_p(dir) != 0) {
+        fprintf(stderr, "kat reproduce: cannot create directory '%s': %s\n", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    r->md = fopen(path, "w");
+    if (!r->md) {
+        fprintf(stderr, "kat reproduce: cannot write '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    r->have_gnuplot = system("command -v gnuplot >/dev/null 2>&1") == 0;
+    fprintf(r->md, "# %s\n\n", title);
+    return 0;
+}
+
+void report_close(report *r)
+{
+    if (r->md)
+        fclose(r->md);
+    r->md = NULL;
+}
+
+void report_printf(report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(r->md, fmt, ap);
+    va_end(ap);
+}
+
+int report_csv(report *r, const char *name, const char *header, const double *rows, size_t nrows,
+               size_t ncols)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/%s", r->dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "kat reproduce: cannot write '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "%s\n", header);
+    for (size_t i = 0; i < nrows; i++)
+        for (size_t j = 0; j < ncols; j++)
+            fprintf(f, "%.10g%c", rows[i * ncols + j], j + 1 < ncols ? ',' : '\n');
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+int report_plot(report *r, const char *png, const char *caption, const char *script)
+{
+    r->plots++;
+    if (!r->have_gnuplot) {
+        r->plots_failed++;
+        report_printf(r, "*%s: not drawn (gnuplot is not installed; the CSV has the data).*\n\n",
+                      caption);
+        return -1;
+    }
+    char path[1100], cmd[1200];
+    snprintf(path, sizeof path, "%s/%s.gp", r->dir, png);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "set terminal pngcairo size 900,600 noenhanced font ',11'\n"
+               "set output '%s'\nset datafile separator ','\nset key outside right\n"
+               "set grid\n%s\n", png, script);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot '%s.gp' 2>'%s.log'", r->dir, png, png);
+    int rc = system(cmd);
+    if (rc != 0) {
+        r->plots_failed++;
+        report_printf(r, "*%s: gnuplot failed (see %s.log).*\n\n", caption, png);
+        return -1;
+    }
+    report_printf(r, "![%s](%s)\n\n*%s*\n\n", caption, png, caption);
+    return 0;
+}
+
+const char *report_cell(char *buf, size_t n, const char *s)
+{
+    size_t k = 0;
+    for (; *s && k + 2 < n; s++) {
+        if (*s == '|')
+            buf[k++] = '\\';
+        buf[k++] = *s;
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
+void report_table_header(report *r, const char *cols)
+{
+    fprintf(r->md, "| %s |\n|", cols);
+    for (const char *p = cols; *p; p++)
+        if (*p == '|')
+            fputs("---|", r->md);
+    fputs("---|\n", r->md);
+}
+
+void report_table_row(report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("| ", r->md);
+    vfprintf(r->md, fmt, ap);
+    fputs(" |\n", r->md);
+    va_end(ap);
+}

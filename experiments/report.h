@@ -1,0 +1,36 @@
+/* The report that `kat reproduce` writes: out/report.md with tables, CSV files and gnuplot PNGs. */
+#ifndef KAT_REPORT_H
+#define KAT_REPORT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct {
+    char dir[1024];
+    FILE *md;           /* out/report.md */
+    int have_gnuplot;
+    int plots, plots_failed;
+} report;
+
+/* Create dir (and parents) and open dir/report.md. Returns 0 or -1 with a message on stderr. */
+int report_open(report *r, const char *dir, const char *title);
+void report_close(report *r);
+/* printf into report.md. */
+void report_printf(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A CSV file dir/name with a header line and rows of doubles (%.10g). Returns 0 or -1. */
+int report_csv(report *r, const char *name, const char *header, const double *rows, size_t nrows,
+               size_t ncols);
+/* Run a gnuplot script that writes dir/png (set terminal and output are prepended; the script's
+ * working directory is dir, so it can read the CSV files by name), and link the PNG from
+ * report.md under `caption`. Without gnuplot, says so in the report. Returns 0 or -1. */
+int report_plot(report *r, const char *png, const char *caption, const char *script);
+
+/* Copy s into buf (size n) with every '|' escaped, so text can sit in a table cell. */
+const char *report_cell(char *buf, size_t n, const char *s);
+
+/* A Markdown table: report_table_header(r, "a|b|c") then rows of preformatted cells. */
+void report_table_header(report *r, const char *cols);
+void report_table_row(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,128 @@
+/* kat linear: subquadratic attention from any feature map.
+ *
+ * With a kernel f(q, k) = phi(q) . psi(k) (a kat_featmap), attention
+ *     o_i = sum_j f(q_i, k_j) v_j / sum_j f(q_i, k_j)
+ * costs O(N D d_v) instead of O(N^2 d): the keys are summarised in a state
+ *     S = sum_j psi(k_j) [v_j | 1]^T          (D x (d_v + 1); the ones column is the denominator)
+ * and o_i = phi(q_i)^T S, normalised by its last entry. Causal attention runs in chunks of C
+ * tokens: exact masked scores inside a chunk, the carried state across chunks (as in
+ * flash-linear-attention). Forward and backward keep O(N d + D d_v) memory: a state per chunk
+ * boundary at most, never one per token.
+ *
+ * The state is an fp32 kat_tensor [B, H, D, d_v + 1] (rows: features, columns: value
+ * channels then the denominator). A forward pass can start from a state and return the final
+ * one, so a prefill followed by decoding one token at a time (N = 1 calls, state_in ==
+ * state_out) equals the forward pass over the whole sequence. */
+#ifndef KAT_LINEAR_H
+#define KAT_LINEAR_H
+
+#include "kat/core.h"
+#include "kat/featmap.h"
+#include "kat/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* How the scores inside a causal chunk are computed. */
+typedef enum {
+    /* FEATURES: the faster for every map measured (a score callback is a scalar loop per
+     * pair; sgemm does the feature products at a large fraction of peak). */
+    KAT_LINEAR_INTRA_AUTO = 0,
+    /* phi(Q_c) psi(K_c)^T through sgemm: always consistent with the carried state. */
+    KAT_LINEAR_INTRA_FEATURES,
+    /* The map's score(q, k) per pair (fp64): needs an EXACT map with a score callback. */
+    KAT_LINEAR_INTRA_SCORE
+} kat_linear_intra;
+
+/* Options; a zero-initialised struct (or NULL) means: non-causal, normalised, default chunk,
+ * automatic in-chunk scores. */
+typedef struct {
+    int causal;         /* 1: query i attends to keys j <= i (needs N_q == N_k) */
+    int unnormalized;   /* 1: o_i = sum_j f(q_i, k_j) v_j without the denominator. Required for
+                         * maps that are not KAT_FEATMAP_POSITIVE: their kernel can be <= 0, so
+                         * the normalised form is refused rather than patched with an epsilon */
+    size_t chunk;       /* tokens per chunk, 0: KAT_LINEAR_DEFAULT_CHUNK; at most
+                         * KAT_LINEAR_MAX_CHUNK */
+    kat_linear_intra intra;
+} kat_linear_opts;
+
+enum { KAT_LINEAR_DEFAULT_CHUNK = 64, KAT_LINEAR_MAX_CHUNK = 4096 };
+
+/* Forward pass. q [B, H, N_q, d], k [B, H, N_k, d], v [B, H, N_k, d_v], o [B, H, N_q, d_v]
+ * (strided views, last dimension contiguous), with d = kat_featmap_in_dim(fm).
+ * state_in (may be NULL: zero state) and state_out (may be NULL) are [B, H, D, d_v + 1] with
+ * D = kat_featmap_out_dim(fm); state_out receives state_in plus every key of this call.
+ * state_out may be the very same view as state_in (in-place decoding) but must not otherwise
+ * overlap an argument; o must not overlap q, k, v or the states.
+ * Errors: KAT_EINVAL for a NULL map or tensor, mismatched shapes (the map's d against the
+ * heads, state shapes), aliasing outputs, a chunk above the maximum, or a map that is not
+ * POSITIVE under normalisation; KAT_EDOM for non-finite inputs, for a non-finite feature and
+ * for a denominator that is not > 0 (fp32 underflow of a positive map); KAT_ERANGE when a
+ * size overflows. Validation and allocation happen before any output is written; only if the
+ * map's own callback fails part way (its status, or a non-finite feature) may o be partly
+ * written. state_out is written only on success. Threads: (batch, head) pairs in parallel,
+ * and chunks of one sequence in parallel when there are fewer pairs than threads. */
+kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts,
+                              const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                              kat_tensor *o, const kat_tensor *state_in, kat_tensor *state_out);
+
+/* Backward pass of kat_linear_forward: given o (the forward's output) and d_o = dL/do, writes
+ * dq, dk, dv (same shapes as q, k, v; overwritten, not accumulated) and, when d_state_in is
+ * not NULL, dL/dstate_in (shape of a state; needs state_in or is the gradient at a zero
+ * state). The gradient does not flow back from state_out. The map needs a vjp (or vjp_f32):
+ * KAT_ENOTSUP otherwise. Forward states are recomputed at chunk boundaries; memory stays
+ * O(N + C D + D d_v) per (batch, head) pair in flight. Errors as for the forward; dq, dk, dv
+ * must not overlap each other or any input. */
+kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opts,
+                               const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                               const kat_tensor *o, const kat_tensor *d_o, kat_tensor *dq,
+                               kat_tensor *dk, kat_tensor *dv, const kat_tensor *state_in,
+                               kat_tensor *d_state_in);
+
+/* The fp64 quadratic reference, for tests and checks: f(q_i, k_j) = phi(q_i) . psi(k_j) with
+ * the map's fp64 apply (or, when use_score is 1, the map's score: the exact kernel, which
+ * differs from phi . psi for random-feature maps), summed in fp64, O(N_q N_k) time and
+ * O((N_q + N_k) D) memory per head. o_ref is a contiguous fp64 [B, H, N_q, d_v] array;
+ * state_in as for the forward (the state's keys are folded in through phi(q) . S).
+ * Validation as for the forward (positivity is not required when opts->unnormalized). */
+kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *opts, int use_score,
+                                const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                                const kat_tensor *state_in, double *o_ref);
+
+/* fp64 quadratic reference gradients (through phi . psi and the map's fp64 vjp; KAT_ENOTSUP if
+ * the map has only vjp_f32 or none). dq_ref, dk_ref, dv_ref: contiguous fp64 arrays of the
+ * shapes of q, k, v. No initial state. */
+kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear_opts *opts,
+                                         const kat_tensor *q, const kat_tensor *k,
+                                         const kat_tensor *v, const kat_tensor *d_o,
+                                         double *dq_ref, double *dk_ref, double *dv_ref);
+
+/* Floating-point operations of one forward pass as kat counts them (for GFLOP/s reports):
+ * per (batch, head) pair, 2 D (d_v + 1) per key for the state and per query for the readout,
+ * plus, when causal, the in-chunk scores and their product with [V | 1] over the lower
+ * triangle. The backward counts 2.5x. */
+double kat_linear_flops(const kat_featmap *fm, const kat_linear_opts *opts, size_t B, size_t H,
+                        size_t n_q, size_t n_k, size_t dv);
+
+/* ---- feature maps made for linear attention (theory/) ------------------------------------ */
+
+/* elu(x) + 1 (Katharopoulos et al. 2020): phi = psi = 1 + elu(x), D = d. Positive features,
+ * so POSITIVE | EXACT; fp32 paths and a vjp. */
+kat_status kat_featmap_elu1_create(size_t d, kat_featmap **out);
+
+/* Per-token normalisation around a map: phi(x) = inner.phi(n(x)), n(x) = scale * u / |u| with
+ * u = x - mean(x) when center, else u = x (n(x) = 0 when u = 0). Each token is normalised by
+ * its own statistics only, never by one of the whole sequence (which would leak future tokens
+ * into causal outputs). This is FAST's Fastmax normalisation with a Taylor map inside.
+ * Takes ownership of inner (destroyed with the new map, and on failure). scale > 0, finite.
+ * flags: inner's flags OR extra_flags — pass KAT_FEATMAP_POSITIVE only when the inner kernel is
+ * positive on the sphere of radius scale (e.g. 1 + x for scale < 1). Gradients go through the
+ * normalisation when inner has a vjp. */
+kat_status kat_featmap_token_norm_create(kat_featmap *inner, int center, double scale,
+                                         unsigned extra_flags, kat_featmap **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,107 @@
+/* Private to the linear-attention engine (lib/attn/linear*.c): the validated problem, the
+ * per-thread workspace and the chunk-level building blocks shared by forward and backward. */
+#ifndef KAT_LINEAR_INTERNAL_H
+#define KAT_LINEAR_INTERNAL_H
+
+#include <stddef.h>
+#include "kat/linear.h"
+
+/* One validated call. Tensors are the caller's views; sizes are checked to fit sgemm's int. */
+typedef struct {
+    const kat_featmap *fm;
+    const kat_featmap_ops *ops;
+    const void *mstate;
+    int causal, normalize;
+    kat_linear_intra intra;   /* resolved: FEATURES or SCORE */
+    size_t C;                 /* chunk */
+    size_t B, H, nq, nk;
+    size_t d, Df, dv, E;      /* E = dv + 1: [v | 1] */
+    const kat_tensor *q, *k, *v, *state_in;
+    kat_tensor *o;
+    /* backward only */
+    const kat_tensor *o_in, *d_o;
+    kat_tensor *dq, *dk, *dvt;
+} lin_problem;
+
+/* Validate the arguments every entry point shares and fill p (fn names the caller in errors).
+ * need_positive: refuse a map that is not POSITIVE when normalising. */
+kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+                     int need_positive, const kat_tensor *q, const kat_tensor *k,
+                     const kat_tensor *v, const kat_tensor *state_in, lin_problem *p);
+
+/* Scratch of one thread; every buffer is allocated before the first output is written. */
+typedef struct {
+    float *phq, *psk;   /* C x Df features of a query / key chunk */
+    float *a;           /* C x C in-chunk scores, lower triangle */
+    float *vbar;        /* C x E: [V_c | 1] */
+    float *obar;        /* C x E: [numerator | denominator] */
+    float *s;           /* Df x E carried state (segment-private) */
+    float *bt;          /* (E + C) x Df: [S^T ; psi(K_c)], the state transposed with the chunk's
+                         * key features below it (written there by the map), so one sgemm
+                         * gives S^T phi(Q_c)^T and the scores psi(K_c) phi(Q_c)^T together */
+    float *xt;          /* (E + C) x C: that product */
+    double *xd, *fd;    /* fp64 round trip of maps without fp32 paths: C x d, C x Df */
+    double *qd, *kd;    /* score path: the chunk's q and k rows in fp64, C x d each */
+    double *gx;         /* vjp fp64 round trip: C x d */
+    /* backward */
+    float *dphi;        /* C x Df */
+    float *df;          /* C x C */
+    float *g;           /* C x E: [do / den | -(do . o) / den] */
+    float *dvbar;       /* C x E */
+    float *r;           /* Df x E reverse state */
+    float *den;         /* N: denominators of one sequence (backward) */
+    float *fbuf;        /* the two allocations behind every pointer above */
+    double *dbuf;
+} lin_ws;
+
+/* Sizes of the workspace in floats / doubles (overflow: returns 1). */
+int lin_ws_alloc(const lin_problem *p, int backward, lin_ws *w);
+void lin_ws_free(lin_ws *w);
+
+/* Features of n rows of x (row stride ldx) into f (n x Df, ld Df), through apply_f32 or the
+ * fp64 round trip. Not checked for finiteness: outputs and states are. */
+kat_status lin_features(const lin_problem *p, lin_ws *w, kat_side side, const float *x,
+                        size_t ldx, size_t n, float *f);
+/* dx[i] += J_i^T g[i] (g: n x Df, ld Df; dx row stride lddx). */
+kat_status lin_vjp(const lin_problem *p, lin_ws *w, kat_side side, const float *x, size_t ldx,
+                   size_t n, const float *g, float *dx, size_t lddx);
+/* In-chunk causal scores a[i][j] = f(q_i, k_j) for j <= i, 0 above (n x n, ld C); needs
+ * w->phq and w->psk filled for the FEATURES path. */
+kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ldq,
+                      const float *k, size_t ldk, size_t n);
+/* w->vbar = [V rows | 1] for n rows. */
+void lin_load_vbar(const lin_problem *p, lin_ws *w, const float *v, size_t ldv, size_t n);
+
+/* 1 when the n floats are all finite (vectorised integer test). */
+int lin_all_finite(const float *x, size_t n);
+
+/* Row pointers of the views. */
+static inline const float *lin_row(const kat_tensor *t, size_t item, size_t H, size_t n)
+{
+    return kat_tensor_row(t, item / H, item % H, n);
+}
+
+/* The forward on chunk range [c_lo, c_hi) of one (batch, head) item. s: the state at c_lo
+ * (Df x E), updated in place to the state at c_hi. full = 0: only the state (no outputs). */
+kat_status lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c_lo, size_t c_hi,
+                          float *s, int full);
+/* Non-causal: s += sum over keys [k_lo, k_hi) of psi(k)[v | 1]^T. */
+kat_status lin_fwd_keys(const lin_problem *p, lin_ws *w, size_t item, size_t k_lo, size_t k_hi,
+                        float *s);
+/* Non-causal: outputs of queries [q_lo, q_hi) from the full state s. */
+kat_status lin_fwd_queries(const lin_problem *p, lin_ws *w, size_t item, size_t q_lo,
+                           size_t q_hi, const float *s);
+
+/* Backward pieces (linear_backward.c). */
+/* The whole backward of one item: dq, dk, dv written; ds0 (D x E, may be NULL) receives
+ * dL/dstate_in. */
+kat_status lin_bwd_item(const lin_problem *p, lin_ws *w, size_t item, float *ds0);
+
+/* s (D x E, contiguous) = the item's state_in, or zeros without one. */
+void lin_load_state(const lin_problem *p, size_t item, float *s);
+
+/* The sgemm calls, row-major: C = alpha op(A) op(B) + beta C. */
+void lin_gemm(int ta, int tb, size_t m, size_t n, size_t k, const float *a, size_t lda,
+              const float *b, size_t ldb, float beta, float *c, size_t ldc);
+
+#endif

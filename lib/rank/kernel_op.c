@@ -1,0 +1,390 @@
+/* The kernel-matrix operator: any block of M = f(s * a(q_i, k_j)) built on demand with GEMM,
+ * and the threaded products M X that the dense and the matrix-free paths share. */
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "core/internal.h"
+#include "core/kat_config.h"
+#include "rank/rank_internal.h"
+#if KAT_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* Columns of M built at once inside a row tile of rank_op_apply: a tile_rows x CHUNK block
+ * (2 MiB at 256 rows) stays in cache between its GEMM, f and the product with X. */
+enum { CHUNK_COLS = 1024 };
+
+const char *kat_rank_form_name(kat_rank_form form)
+{
+    static const char *const names[KAT_RANK_FORM_COUNT] = {"inner", "l2sq", "l1"};
+    return (int)form >= 0 && form < KAT_RANK_FORM_COUNT ? names[form] : NULL;
+}
+
+kat_status kat_rank_form_parse(const char *name, kat_rank_form *out)
+{
+    if (!name || !out)
+        return kat_fail(KAT_EINVAL, "rank_form_parse: %s is NULL", name ? "out" : "name");
+    for (int f = 0; f < KAT_RANK_FORM_COUNT; f++)
+        if (strcmp(name, kat_rank_form_name((kat_rank_form)f)) == 0) {
+            *out = (kat_rank_form)f;
+            return KAT_OK;
+        }
+    return kat_fail(KAT_EINVAL, "unknown form '%s' (expected inner, l2sq or l1)", name);
+}
+
+kat_status rank_check_inputs(const char *who, kat_rank_form form, double s, const kat_dmat *Q,
+                             const kat_dmat *K, int check_finite)
+{
+    char what[96];
+    kat_status st;
+    if ((int)form < 0 || form >= KAT_RANK_FORM_COUNT)
+        return kat_fail(KAT_EINVAL, "%s: form = %d is not inner, l2sq or l1", who, (int)form);
+    if (!isfinite(s))
+        return kat_fail(KAT_EINVAL, "%s: scale s = %g is not finite", who, s);
+    snprintf(what, sizeof what, "%s: Q", who);
+    if ((st = kat_dmat_check(Q, what, 0)))
+        return st;
+    snprintf(what, sizeof what, "%s: K", who);
+    if ((st = kat_dmat_check(K, what, 0)))
+        return st;
+    if (Q->cols == 0)
+        return kat_fail(KAT_EINVAL, "%s: Q and K need d >= 1 columns (Q has 0)", who);
+    if (Q->cols != K->cols)
+        return kat_fail(KAT_EINVAL, "%s: Q has d = %zu columns but K has d = %zu", who, Q->cols,
+                        K->cols);
+    /* BLAS takes 32-bit sizes. */
+    if (Q->rows > INT_MAX || K->rows > INT_MAX || Q->ld > INT_MAX || K->ld > INT_MAX)
+        return kat_fail(KAT_ERANGE,
+                        "%s: Q is %zu x %zu (ld %zu) and K %zu x %zu (ld %zu); sizes and "
+                        "strides above %d are not supported by BLAS",
+                        who, Q->rows, Q->cols, Q->ld, K->rows, K->cols, K->ld, INT_MAX);
+    if (check_finite) {
+        snprintf(what, sizeof what, "%s: Q", who);
+        if ((st = kat_dmat_check(Q, what, 1)))
+            return st;
+        snprintf(what, sizeof what, "%s: K", who);
+        if ((st = kat_dmat_check(K, what, 1)))
+            return st;
+    }
+    return KAT_OK;
+}
+
+static double *row_norms_sq(const double *x, size_t n, size_t ld, size_t d)
+{
+    double *out = kat_alloc_array(n ? n : 1, sizeof(double), "rank: squared row norms");
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        double acc = 0.0;
+        for (size_t t = 0; t < d; t++)
+            acc += x[i * ld + t] * x[i * ld + t];
+        out[i] = acc;
+    }
+    return out;
+}
+
+kat_status rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double s,
+                        const kat_dmat *Q, const kat_dmat *K)
+{
+    memset(op, 0, sizeof *op);
+    op->f = f;
+    op->form = form;
+    op->s = s;
+    op->a = Q->data;
+    op->lda = Q->ld;
+    op->rows = Q->rows;
+    op->b = K->data;
+    op->ldb = K->ld;
+    op->cols = K->rows;
+    op->d = Q->cols;
+    if (form == KAT_RANK_L2SQ) {
+        op->an = row_norms_sq(Q->data, Q->rows, Q->ld, Q->cols);
+        op->bn = op->an ? row_norms_sq(K->data, K->rows, K->ld, K->cols) : NULL;
+        if (!op->bn) {
+            kat_free(op->an);
+            op->an = NULL;
+            return KAT_ENOMEM;
+        }
+    }
+    return KAT_OK;
+}
+
+void rank_op_free(rank_op *op)
+{
+    if (!op)
+        return;
+    kat_free(op->an);
+    kat_free(op->bn);
+    op->an = op->bn = NULL;
+}
+
+rank_op rank_op_transpose(const rank_op *op)
+{
+    rank_op t = *op;
+    t.a = op->b;
+    t.lda = op->ldb;
+    t.rows = op->cols;
+    t.an = op->bn;
+    t.b = op->a;
+    t.ldb = op->lda;
+    t.cols = op->rows;
+    t.bn = op->an;
+    t.transposed = !op->transposed;
+    return t;
+}
+
+/* The argument of f at (i, j), recomputed directly for an error message. */
+static double entry_argument(const rank_op *op, size_t i, size_t j)
+{
+    const double *x = op->a + i * op->lda, *y = op->b + j * op->ldb;
+    double acc = 0.0;
+    for (size_t t = 0; t < op->d; t++) {
+        double diff = x[t] - y[t];
+        acc += op->form == KAT_RANK_INNER ? x[t] * y[t]
+               : op->form == KAT_RANK_L2SQ ? diff * diff
+                                           : fabs(diff);
+    }
+    return op->s * acc;
+}
+
+kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, size_t nj,
+                         double *out, size_t ldo)
+{
+    if (ni == 0 || nj == 0)
+        return KAT_OK;
+    const double *x = op->a + i0 * op->lda, *y = op->b + j0 * op->ldb;
+    const int d = (int)op->d;
+    switch (op->form) {
+    case KAT_RANK_INNER:
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ni, (int)nj, d, op->s, x,
+                    (int)op->lda, y, (int)op->ldb, 0.0, out, (int)ldo);
+        break;
+    case KAT_RANK_L2SQ:
+        /* |x|^2 + |y|^2 - 2<x, y>: one GEMM; clamp the rounding below 0 (|x - y|^2 >= 0). */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ni, (int)nj, d, -2.0, x,
+                    (int)op->lda, y, (int)op->ldb, 0.0, out, (int)ldo);
+        for (size_t i = 0; i < ni; i++) {
+            double *row = out + i * ldo, xn = op->an[i0 + i];
+            const double *yn = op->bn + j0;
+            for (size_t j = 0; j < nj; j++) {
+                double v = row[j] + xn + yn[j];
+                row[j] = op->s * (v > 0.0 ? v : 0.0);
+            }
+        }
+        break;
+    default: /* KAT_RANK_L1 */
+        for (size_t i = 0; i < ni; i++) {
+            const double *xi = x + i * op->lda;
+            double *row = out + i * ldo;
+            for (size_t j = 0; j < nj; j++) {
+                const double *yj = y + j * op->ldb;
+                double acc = 0.0;
+                for (size_t t = 0; t < op->d; t++)
+                    acc += fabs(xi[t] - yj[t]);
+                row[j] = op->s * acc;
+            }
+        }
+        break;
+    }
+    if (!op->f)
+        return KAT_OK;
+    for (size_t i = 0; i < ni; i++) {
+        double *row = out + i * ldo;
+        kat_fn_eval_unchecked(op->f, row, row, nj);
+        if (kat_all_finite(row, nj))
+            continue;
+        size_t j = kat_first_nonfinite(row, nj);
+        size_t r = i0 + i, c = j0 + j;
+        double arg = entry_argument(op, r, c);
+        if (op->transposed) {
+            size_t tmp = r;
+            r = c;
+            c = tmp;
+        }
+        return kat_fail(KAT_EDOM,
+                        "f = %s is %g at M(%zu, %zu), whose argument is %.17g; f must be "
+                        "finite on every entry (a smaller scale s may help)",
+                        kat_fn_name(op->f), row[j], r, c, arg);
+    }
+    return KAT_OK;
+}
+
+/* ---- parallel plumbing ---------------------------------------------------------------- */
+
+void rank_par_err_init(rank_par_err *e)
+{
+    atomic_init(&e->failed, 0);
+    e->st = KAT_OK;
+    e->item = (size_t)-1;
+    e->msg[0] = '\0';
+}
+
+void rank_par_err_record(rank_par_err *e, size_t item, kat_status st)
+{
+    const char *msg = kat_last_error();
+#pragma omp critical(kat_rank_par_err)
+    {
+        if (e->st == KAT_OK || item < e->item) {
+            e->st = st;
+            e->item = item;
+            snprintf(e->msg, sizeof e->msg, "%s", msg);
+        }
+    }
+    atomic_store(&e->failed, 1);
+}
+
+kat_status rank_par_err_raise(const rank_par_err *e)
+{
+    if (e->st == KAT_OK)
+        return KAT_OK;
+    return kat_fail(e->st, "%s", e->msg);
+}
+
+int rank_blas_serial_begin(int threads)
+{
+    int saved = openblas_get_num_threads();
+    if (threads > 1 && saved > 1)
+        openblas_set_num_threads(1);
+    return saved;
+}
+
+void rank_blas_serial_end(int saved)
+{
+    if (openblas_get_num_threads() != saved)
+        openblas_set_num_threads(saved);
+}
+
+static size_t ceil_div(size_t a, size_t b) { return a / b + (a % b != 0); }
+
+/* Threads for a region of `work` multiply-adds over `items` work items: small jobs run on
+ * one thread, where waking a team costs more than it saves (the results do not depend on
+ * the choice: every item is computed the same way whichever thread runs it). */
+static int region_threads(double work, size_t items)
+{
+    int nt = kat_num_threads();
+    if (work < 1e6)
+        nt = 1;
+    if ((size_t)nt > items)
+        nt = (int)items;
+    return nt < 1 ? 1 : nt;
+}
+
+kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t b, double *Y,
+                         size_t ldy, size_t tile_rows, double *fro_sq)
+{
+    if (op->rows == 0 || b == 0) {
+        if (fro_sq)
+            *fro_sq = 0.0;
+        return KAT_OK;
+    }
+    if (op->cols == 0) {   /* M has no columns: M X = 0 */
+        for (size_t c = 0; c < b; c++)
+            memset(Y + c * ldy, 0, op->rows * sizeof(double));
+        if (fro_sq)
+            *fro_sq = 0.0;
+        return KAT_OK;
+    }
+    size_t tb = tile_rows ? tile_rows : 256;
+    if (tb > op->rows)
+        tb = op->rows;
+    size_t cb = op->cols < CHUNK_COLS ? op->cols : CHUNK_COLS;
+    size_t ntiles = ceil_div(op->rows, tb);
+    rank_sum *partial = NULL;
+    if (fro_sq && !(partial = kat_alloc_array(ntiles, sizeof *partial, "rank: tile sums")))
+        return KAT_ENOMEM;
+    rank_par_err err;
+    rank_par_err_init(&err);
+    int nt = region_threads((double)op->rows * (double)op->cols * (double)(b + op->d), ntiles);
+    int saved = rank_blas_serial_begin(nt);
+#pragma omp parallel num_threads(nt)
+    {
+        double *buf = kat_alloc_array(tb * cb, sizeof(double), "rank: tile buffer");
+        if (!buf)
+            rank_par_err_record(&err, 0, KAT_ENOMEM);
+#pragma omp for schedule(dynamic, 1)
+        for (size_t t = 0; t < ntiles; t++) {
+            if (!buf || rank_par_err_failed(&err))
+                continue;
+            size_t i0 = t * tb, ni = op->rows - i0 < tb ? op->rows - i0 : tb;
+            rank_sum acc = {0.0, 0.0};
+            for (size_t j0 = 0; j0 < op->cols; j0 += cb) {
+                size_t nj = op->cols - j0 < cb ? op->cols - j0 : cb;
+                kat_status st = rank_op_block(op, i0, ni, j0, nj, buf, cb);
+                if (st) {
+                    rank_par_err_record(&err, t, st);
+                    break;
+                }
+                if (partial)
+                    for (size_t i = 0; i < ni; i++) {
+                        const double *row = buf + i * cb;
+                        double r = 0.0;
+                        for (size_t j = 0; j < nj; j++)
+                            r += row[j] * row[j];
+                        rank_sum_add(&acc, r);
+                    }
+                /* Y[i0.., :] (+)= block X[j0.., :]; the row-major block is a column-major
+                 * nj x ni matrix, hence the transpose. */
+                cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)ni, (int)b, (int)nj,
+                            1.0, buf, (int)cb, X + j0, (int)ldx, j0 ? 1.0 : 0.0, Y + i0,
+                            (int)ldy);
+            }
+            if (partial)
+                partial[t] = acc;
+        }
+        kat_free(buf);
+    }
+    rank_blas_serial_end(saved);
+    kat_status st = rank_par_err_raise(&err);
+    if (st == KAT_OK && fro_sq) {
+        rank_sum total = {0.0, 0.0};
+        for (size_t t = 0; t < ntiles; t++) {
+            rank_sum_add(&total, partial[t].sum);
+            rank_sum_add(&total, partial[t].c);
+        }
+        *fro_sq = rank_sum_value(&total);
+    }
+    kat_free(partial);
+    return st;
+}
+
+kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_rows)
+{
+    if (op->rows == 0 || op->cols == 0)
+        return KAT_OK;
+    size_t tb = tile_rows ? tile_rows : 256;
+    if (tb > op->rows)
+        tb = op->rows;
+    size_t ntiles = ceil_div(op->rows, tb);
+    rank_par_err err;
+    rank_par_err_init(&err);
+    int nt = region_threads((double)op->rows * (double)op->cols * (double)(op->d + 4), ntiles);
+    int saved = rank_blas_serial_begin(nt);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (size_t t = 0; t < ntiles; t++) {
+        if (rank_par_err_failed(&err))
+            continue;
+        size_t i0 = t * tb, ni = op->rows - i0 < tb ? op->rows - i0 : tb;
+        kat_status st = rank_op_block(op, i0, ni, 0, op->cols, M + i0 * ldm, ldm);
+        if (st)
+            rank_par_err_record(&err, t, st);
+    }
+    rank_blas_serial_end(saved);
+    return rank_par_err_raise(&err);
+}
+
+kat_status rank_mem_check(double bytes, const char *what, const char *hint)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0)
+        return KAT_OK;   /* unknown: let the allocation decide */
+    double phys = (double)pages * (double)page;
+    /* Leave a tenth for everything else; beyond that the OS would kill us mid-way. */
+    if (bytes <= 0.9 * phys)
+        return KAT_OK;
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    return kat_fail(KAT_ENOMEM, "%s needs %.3g GiB but this machine has %.3g GiB of memory%s",
+                    what, bytes / gib, phys / gib, hint ? hint : "");
+}

@@ -1,0 +1,240 @@
+/* Matrix-free randomized rank: an adaptive blocked range finder with power iterations
+ * (Halko, Martinsson and Tropp 2011; blocked QB form after Yu, Gu and Li 2018). M is only
+ * ever built tile by tile inside rank_op_apply; what is stored is O((n + m) k). */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#include "core/internal.h"
+#include "rank/rank_internal.h"
+
+typedef struct {
+    const rank_op *op;
+    rank_op opT;
+    size_t n, m, tile;
+    double *Qb, *Zb;     /* n x k and m x k, column-major: the basis and B^T = M^T Qb */
+    size_t k, cap;
+    double *Y, *W, *C;   /* n x b, m x b and cap x b scratch */
+    double *tau, *svcopy, *sv, *svb;
+    size_t bcap;
+    size_t last_b;       /* width of the last block (its B^T rows end Zb) */
+    size_t passes;
+} sketch;
+
+static void sketch_free(sketch *s)
+{
+    kat_free(s->Qb);
+    kat_free(s->Zb);
+    kat_free(s->Y);
+    kat_free(s->W);
+    kat_free(s->C);
+    kat_free(s->tau);
+    kat_free(s->svcopy);
+    kat_free(s->sv);
+    kat_free(s->svb);
+    memset(s, 0, sizeof *s);
+}
+
+/* Replace *buf (rows x old columns) by a rows x cols buffer holding the same columns. */
+static kat_status regrow(double **buf, size_t rows, size_t old, size_t cols, const char *what)
+{
+    double *nb = kat_alloc_array(rows * cols, sizeof(double), what);
+    if (!nb)
+        return KAT_ENOMEM;
+    if (*buf && old)
+        memcpy(nb, *buf, rows * old * sizeof(double));
+    kat_free(*buf);
+    *buf = nb;
+    return KAT_OK;
+}
+
+/* Room for k + b basis columns and a block of b. The memory is checked first, so a rank
+ * search that would not fit fails with a sentence instead of being killed. */
+static kat_status sketch_reserve(sketch *s, size_t b)
+{
+    size_t need = s->k + b;
+    double words = (double)(s->n + 2 * s->m) * (double)need       /* Qb, Zb, svd copy */
+                   + (double)(s->n + s->m) * (double)b             /* Y, W */
+                   + (double)need * (double)b + 3.0 * (double)need;
+    kat_status st = rank_mem_check(words * sizeof(double), "the randomized rank's sketch",
+                                   "; lower max_rank (--max-rank) or loosen the tolerance "
+                                   "(--rtol)");
+    if (st)
+        return st;
+    if (need > s->cap) {
+        if ((st = regrow(&s->Qb, s->n, s->k, need, "randomized rank: basis")) ||
+            (st = regrow(&s->Zb, s->m, s->k, need, "randomized rank: B^T")) ||
+            (st = regrow(&s->svcopy, s->m, 0, need, "randomized rank: svd copy")) ||
+            (st = regrow(&s->sv, 1, 0, need, "randomized rank: singular values")))
+            return st;
+        s->cap = need;
+        kat_free(s->C);
+        s->C = NULL;
+        s->bcap = 0;
+    }
+    if (b > s->bcap || !s->C) {
+        size_t bc = b > s->bcap ? b : s->bcap;
+        if ((st = regrow(&s->Y, s->n, 0, bc, "randomized rank: block")) ||
+            (st = regrow(&s->W, s->m, 0, bc, "randomized rank: block")) ||
+            (st = regrow(&s->C, s->cap, 0, bc, "randomized rank: projections")) ||
+            (st = regrow(&s->tau, 1, 0, bc, "randomized rank: QR")) ||
+            (st = regrow(&s->svb, 1, 0, bc, "randomized rank: block values")))
+            return st;
+        s->bcap = bc;
+    }
+    return KAT_OK;
+}
+
+/* Y -= Qb (Qb^T Y) for the n x b block Y. */
+static void project_out(sketch *s, double *Y, size_t b)
+{
+    if (s->k == 0)
+        return;
+    int n = (int)s->n, k = (int)s->k, bb = (int)b;
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, k, bb, n, 1.0, s->Qb, n, Y, n, 0.0,
+                s->C, k);
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, bb, k, -1.0, s->Qb, n, s->C, k,
+                1.0, Y, n);
+}
+
+static kat_status apply(sketch *s, int transposed, const double *X, size_t b, double *out,
+                        double *fro_sq)
+{
+    const rank_op *op = transposed ? &s->opT : s->op;
+    s->passes++;
+    return rank_op_apply(op, X, op->cols, b, out, op->rows, s->tile, fro_sq);
+}
+
+/* Singular values of the column-major rows x cols matrix a, not destroyed (copied). */
+static kat_status values_of(sketch *s, const double *a, size_t rows, size_t cols, double *sv)
+{
+    memcpy(s->svcopy, a, rows * cols * sizeof(double));
+    return rank_svd_values_inplace(rows, cols, s->svcopy, rows, sv);
+}
+
+/* One block: b new orthonormal directions in Qb (orthogonal to the old ones) and their rows
+ * of B; svb receives the singular values of the new rows of B. */
+static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, double *fro_sq)
+{
+    kat_status st;
+    /* Test matrix: up to half of it is the last block's M^T Q (orthonormalised), which makes
+     * the next range a Krylov step (the power iteration's benefit without its passes); the
+     * rest is Gaussian, which keeps every block a fresh random probe. */
+    size_t kry = s->last_b < b / 2 ? s->last_b : b / 2;
+    if (kry) {
+        memcpy(s->W, s->Zb + (s->k - s->last_b) * s->m, s->m * kry * sizeof(double));
+        if ((st = rank_qr_inplace(s->m, kry, s->W, s->m, s->tau, 1)))
+            return st;
+    }
+    for (size_t c = kry; c < b; c++)
+        for (size_t i = 0; i < s->m; i++)
+            s->W[c * s->m + i] = kat_rng_gaussian(rng, 1.0);
+    if ((st = apply(s, 0, s->W, b, s->Y, fro_sq)))
+        return st;
+    for (int it = 0; it < power_iters; it++) {
+        project_out(s, s->Y, b);
+        if ((st = rank_qr_inplace(s->n, b, s->Y, s->n, s->tau, 1)) ||
+            (st = apply(s, 1, s->Y, b, s->W, NULL)) ||
+            (st = rank_qr_inplace(s->m, b, s->W, s->m, s->tau, 1)) ||
+            (st = apply(s, 0, s->W, b, s->Y, NULL)))
+            return st;
+    }
+    /* Block Gram-Schmidt twice, normalise, then once more: the second round after the QR
+     * keeps the new columns orthogonal to the old even when the residual is rounding noise. */
+    project_out(s, s->Y, b);
+    project_out(s, s->Y, b);
+    if ((st = rank_qr_inplace(s->n, b, s->Y, s->n, s->tau, 1)))
+        return st;
+    project_out(s, s->Y, b);
+    if ((st = rank_qr_inplace(s->n, b, s->Y, s->n, s->tau, 1)))
+        return st;
+    double *qn = s->Qb + s->k * s->n, *zn = s->Zb + s->k * s->m;
+    memcpy(qn, s->Y, s->n * b * sizeof(double));
+    if ((st = apply(s, 1, qn, b, zn, NULL)))   /* B_new^T = M^T Q_new */
+        return st;
+    if ((st = values_of(s, zn, s->m, b, s->svb)))
+        return st;
+    s->k += b;
+    s->last_b = b;
+    return KAT_OK;
+}
+
+kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_rank_result *res)
+{
+    size_t n = op->rows, m = op->cols, mn = n < m ? n : m;
+    size_t K = o->max_rank && o->max_rank < mn ? o->max_rank : mn;
+    size_t p = o->oversample;
+    sketch s;
+    memset(&s, 0, sizeof s);
+    s.op = op;
+    s.opT = rank_op_transpose(op);
+    s.n = n;
+    s.m = m;
+    s.tile = o->tile_rows;
+    kat_rng *rng = NULL;
+    kat_status st = kat_rng_create(o->seed, &rng);
+    double fro_sq = 0.0, tol = 0.0, sigma1 = 0.0;
+    int converged = 0;
+    size_t bcur = o->block ? o->block : 32;
+    while (!st && s.k < K) {
+        size_t b = bcur < K - s.k ? bcur : K - s.k;
+        if ((st = sketch_reserve(&s, b)) ||
+            (st = add_block(&s, rng, b, o->power_iters, s.k == 0 ? &fro_sq : NULL)) ||
+            (st = values_of(&s, s.Zb, m, s.k, s.sv)))
+            break;
+        sigma1 = s.sv[0];
+        tol = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
+        double tau = tol;
+        if (o->eps > 0.0 && o->eps * sigma1 < tau)
+            tau = o->eps * sigma1;
+        /* Saturated: the new block found at least p directions at or below the threshold,
+         * so (with high probability) none above it is left outside the basis. */
+        int done = b - rank_count_above(s.svb, b, tau) >= p;
+        if (done && o->eps > 0.0) {
+            rank_sum cap = {0.0, 0.0};
+            for (size_t i = s.k; i-- > 0;)
+                rank_sum_add(&cap, s.sv[i] * s.sv[i]);
+            double rest = fro_sq - rank_sum_value(&cap);
+            size_t kf = rank_eps_frobenius_tail(s.sv, s.k, rest > 0 ? rest : 0, fro_sq, o->eps);
+            done = kf != KAT_RANK_NONE && s.k - kf >= p;
+        }
+        if (done || s.k == mn) {
+            converged = 1;
+            break;
+        }
+        bcur = bcur > K / 2 ? K : 2 * bcur;
+    }
+    kat_rng_destroy(rng);
+    if (st) {
+        sketch_free(&s);
+        return st;
+    }
+    size_t k = s.k;
+    memset(res, 0, sizeof *res);
+    res->n = n;
+    res->m = m;
+    res->method = KAT_RANK_RANDOMIZED;
+    res->sv = s.sv;   /* keep the values; free the rest */
+    s.sv = NULL;
+    res->nsv = k;
+    res->tol = tol;
+    res->rank = rank_count_above(res->sv, k, tol);
+    res->sigma_max = sigma1;
+    res->fro_norm = sqrt(fro_sq);
+    res->stable_rank = sigma1 > 0.0 ? fro_sq / (sigma1 * sigma1) : 0.0;
+    kat_rank_effective(res->sv, k, &res->effective_rank);
+    res->eps_rank_spectral = res->eps_rank_frobenius = KAT_RANK_NONE;
+    if (o->eps > 0.0) {
+        res->eps_rank_spectral = rank_count_above(res->sv, k, o->eps * sigma1);
+        rank_sum cap = {0.0, 0.0};
+        for (size_t i = k; i-- > 0;)
+            rank_sum_add(&cap, res->sv[i] * res->sv[i]);
+        double rest = fro_sq - rank_sum_value(&cap);
+        res->eps_rank_frobenius =
+            rank_eps_frobenius_tail(res->sv, k, rest > 0 ? rest : 0, fro_sq, o->eps);
+    }
+    res->converged = converged;
+    res->passes = s.passes;
+    res->predicted_rank = res->base_rank = KAT_RANK_NONE;
+    sketch_free(&s);
+    return KAT_OK;
+}

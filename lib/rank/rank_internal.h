@@ -1,0 +1,118 @@
+/* Private pieces of the rank module: the kernel-matrix operator that builds any block of
+ * M = f(s * a(q_i, k_j)) on demand, its threaded products, LAPACK wrappers and helpers. */
+#ifndef KAT_RANK_INTERNAL_H
+#define KAT_RANK_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include "kat/rank.h"
+
+/* M (rows x cols) as a rule: M_ij = f(s * a(x_i, y_j)) with x_i the rows of `a`, y_j the rows
+ * of `b`. The transpose is the same rule with a and b swapped (every form is symmetric). */
+typedef struct {
+    const kat_fn *f;         /* NULL: identity */
+    kat_rank_form form;
+    double s;
+    const double *a, *b;     /* rows x d and cols x d, row-major */
+    size_t lda, ldb;
+    size_t rows, cols, d;
+    double *an, *bn;         /* l2sq: squared row norms of a and b (owned by the op) */
+    int transposed;          /* 1 when this is the transpose of the user's M (for messages) */
+} rank_op;
+
+/* Validate Q and K (structure, same d >= 1, BLAS int limits; finiteness when check_finite)
+ * and the form/scale; `who` prefixes the error. */
+kat_status rank_check_inputs(const char *who, kat_rank_form form, double s, const kat_dmat *Q,
+                             const kat_dmat *K, int check_finite);
+/* Set up the rule for M = f(s * a(Q, K)) (computes the norms for l2sq). Q and K must already
+ * be validated. */
+kat_status rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double s,
+                        const kat_dmat *Q, const kat_dmat *K);
+void rank_op_free(rank_op *op);
+/* The transpose rule (shares the norms: free only the original). */
+rank_op rank_op_transpose(const rank_op *op);
+
+/* out[i*ldo + j] = M(i0 + i, j0 + j) for i < ni, j < nj (row-major block). KAT_EDOM, naming f,
+ * the entry of the user's M and its argument, when f is not finite there. Single-threaded;
+ * safe to call from several threads at once. */
+kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, size_t nj,
+                         double *out, size_t ldo);
+
+/* Y = M X, X cols x b and Y rows x b, both column-major (leading dimensions ldx, ldy): M is
+ * built tile by tile (tile_rows rows x a column chunk), in parallel over row tiles, never
+ * stored. If fro_sq is not NULL it receives |M|_F^2, summed in a fixed order. */
+kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t b, double *Y,
+                         size_t ldy, size_t tile_rows, double *fro_sq);
+
+/* The whole of M into a row-major rows x cols buffer (ld ldm), in parallel over row tiles. */
+kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_rows);
+
+/* The matrix-free randomized rank on an operator (randomized.c). */
+kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_rank_result *res);
+
+/* Phi = phi(Q) (n x D) and Psi = psi(K) (m x D) for a feature map, allocated here (free with
+ * kat_dmat_free); Q and K must already be validated and have d = the map's in_dim. */
+kat_status rank_featmap_features(const kat_featmap *fm, const kat_dmat *Q, const kat_dmat *K,
+                                 kat_dmat *Phi, kat_dmat *Psi);
+/* 1 when the memory spanned by two views intersects. */
+int rank_dmat_overlap(const kat_dmat *a, const kat_dmat *b);
+
+/* Singular values (descending) of the column-major rows x cols matrix a (lda), which is
+ * destroyed; sv receives min(rows, cols) values. KAT_ELAPACK when dgesdd does not converge. */
+kat_status rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t lda, double *sv);
+
+/* Householder QR of the column-major rows x cols matrix a (lda), rows >= cols: on return a
+ * holds the R factor in its upper triangle (and the reflectors below) when form_q is 0, or
+ * the orthonormal Q factor when form_q is 1. tau has cols entries. Workspace through
+ * kat_malloc. */
+kat_status rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, double *tau,
+                           int form_q);
+
+/* Frobenius epsilon-rank with the energy beyond sv[k-1] given (tail_sq) and the total energy
+ * (fro_sq) given: the least r with sum_{i>=r} sv[i]^2 + tail_sq <= eps^2 fro_sq, or
+ * KAT_RANK_NONE when even r = k does not reach it. */
+size_t rank_eps_frobenius_tail(const double *sv, size_t k, double tail_sq, double fro_sq,
+                               double eps);
+/* The numerical-rank tolerance of kat_rank_numerical for a given sigma_1. */
+double rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, double atol);
+/* Number of sv[i] > tol (sv descending). */
+size_t rank_count_above(const double *sv, size_t k, double tol);
+
+/* KAT_ENOMEM, naming `what`, its size and the machine's memory, when `bytes` is more than
+ * this machine can hold; `hint` (may be "") is appended to the message. */
+kat_status rank_mem_check(double bytes, const char *what, const char *hint);
+
+/* Compensated (Neumaier) accumulation, for sums whose order is fixed but long. */
+typedef struct {
+    double sum, c;
+} rank_sum;
+static inline void rank_sum_add(rank_sum *acc, double x)
+{
+    double t = acc->sum + x;
+    if ((acc->sum >= 0 ? acc->sum : -acc->sum) >= (x >= 0 ? x : -x))
+        acc->c += (acc->sum - t) + x;
+    else
+        acc->c += (x - t) + acc->sum;
+    acc->sum = t;
+}
+static inline double rank_sum_value(const rank_sum *acc) { return acc->sum + acc->c; }
+
+/* Errors raised inside a parallel region: the first one by work-item index wins, so the
+ * message does not depend on thread timing; rethrown on the calling thread. */
+typedef struct {
+    atomic_int failed;   /* read without the lock to skip the remaining work */
+    kat_status st;
+    size_t item;
+    char msg[512];
+} rank_par_err;
+static inline int rank_par_err_failed(rank_par_err *e) { return atomic_load(&e->failed); }
+void rank_par_err_init(rank_par_err *e);
+void rank_par_err_record(rank_par_err *e, size_t item, kat_status st);   /* thread-safe */
+kat_status rank_par_err_raise(const rank_par_err *e);
+
+/* Run BLAS single-threaded inside our own parallel regions (OpenBLAS would otherwise start
+ * its threads from each of ours); returns the count to restore. */
+int rank_blas_serial_begin(int region_threads);
+void rank_blas_serial_end(int saved);
+
+#endif

@@ -1,0 +1,341 @@
+/* Shared by test_attn.c and test_attn_slow.c: problem set-up in several memory layouts, a naive
+ * fp32 attention (the error yardstick), and the check "the flash engine's maximum error against
+ * the fp64 reference is at most twice the naive fp32 one's" for every ISA's kernels.
+ *
+ * The 2x rule is FlashAttention's (arXiv 2205.14135, 2307.08691). Its floor: eps times the
+ * largest sum of absolute terms of an output (e.g. sum_j P_ij |v_j| for o, or
+ * scale sum_j P_ij (|dP_ij| + |delta_i|) |k_j| for dq) - one rounding of the terms, which no
+ * fp32 implementation avoids - so a result passes where the naive implementation happens to be
+ * exact (M = 1, or dq = 0 through exact cancellation). For large problems the 2x term is the
+ * binding one.
+ *
+ * The backward runs twice: without a logsumexp (the engine recomputes the softmax statistics)
+ * under exactly that rule, and from the forward's fp32 logsumexp (FlashAttention-2's way),
+ * whose rounding adds up to eps |lse| to every probability's relative error: that path gets
+ * the extra term eps * max|lse| * magnitude, the documented cost of an fp32 logsumexp. */
+#ifndef KAT_ATTN_TESTUTIL_H
+#define KAT_ATTN_TESTUTIL_H
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testutil.h"
+
+enum { LAYOUT_CONTIGUOUS = 0, LAYOUT_BNHD = 1, LAYOUT_PADDED = 2, LAYOUT_COUNT = 3 };
+static const char *const layout_names[] = {"contiguous", "[B,N,H,D]", "padded rows"};
+
+/* A view over fresh memory (malloc'd, freed with free(view.data)) in one of the layouts. */
+static kat_tensor at_alloc_view(size_t B, size_t H, size_t N, size_t D, int layout)
+{
+    kat_tensor t = {NULL, B, H, N, D, 0, 0, 0};
+    size_t total;
+    switch (layout) {
+    case LAYOUT_BNHD:   /* a [B, N, H, D] buffer seen as [B, H, N, D] */
+        t.sn = H * D, t.sh = D, t.sb = N * H * D, total = B * N * H * D;
+        break;
+    case LAYOUT_PADDED:   /* rows of D + 5 floats, heads padded by one row */
+        t.sn = D + 5, t.sh = (N + 1) * t.sn, t.sb = H * t.sh, total = B * t.sb;
+        break;
+    default:
+        t.sn = D, t.sh = N * D, t.sb = H * N * D, total = B * H * N * D;
+        break;
+    }
+    t.data = malloc((total ? total : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(t.data);
+    for (size_t i = 0; i < total; i++)   /* padding holds a value that must never leak */
+        t.data[i] = 12345.0f;
+    return t;
+}
+
+static void at_fill(kat_tensor *t, kat_rng *rng, double sigma)
+{
+    for (size_t b = 0; b < t->B; b++)
+        for (size_t h = 0; h < t->H; h++)
+            for (size_t n = 0; n < t->N; n++)
+                for (size_t d = 0; d < t->D; d++)
+                    kat_tensor_row(t, b, h, n)[d] = (float)kat_rng_gaussian(rng, sigma);
+}
+
+/* Largest |t - ref| over the view's elements (ref contiguous); NaN/inf in t counts as +inf. */
+static double at_err(const kat_tensor *t, const double *ref)
+{
+    double e = 0.0;
+    size_t i = 0;
+    for (size_t b = 0; b < t->B; b++)
+        for (size_t h = 0; h < t->H; h++)
+            for (size_t n = 0; n < t->N; n++)
+                for (size_t d = 0; d < t->D; d++, i++) {
+                    double x = kat_tensor_row(t, b, h, n)[d];
+                    if (isinf(ref[i]) && x == ref[i])
+                        continue;
+                    double a = fabs(x - ref[i]);
+                    if (!(a <= e))
+                        e = isnan(a) ? INFINITY : a;
+                }
+    return e;
+}
+
+static double at_err_f(const float *x, const double *ref, size_t n)
+{
+    double e = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(ref[i]) && (double)x[i] == ref[i])
+            continue;
+        double a = fabs((double)x[i] - ref[i]);
+        if (!(a <= e))
+            e = isnan(a) ? INFINITY : a;
+    }
+    return e;
+}
+
+static double at_maxabs(const double *x, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i]) && fabs(x[i]) > m)
+            m = fabs(x[i]);
+    return m;
+}
+
+static size_t at_visible(const kat_attn_desc *d, size_t n)
+{
+    if (!d->causal)
+        return d->M;
+    long long lim = (long long)n + (long long)d->M - (long long)d->N;
+    if (lim < 0)
+        return 0;
+    return (size_t)lim + 1 < d->M ? (size_t)lim + 1 : d->M;
+}
+
+static float at_dot(const float *a, const float *b, size_t D)
+{
+    float s = 0.0f;
+    for (size_t i = 0; i < D; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+/* The naive fp32 forward (and, with dout, backward) of the textbook: every row's logits, its
+ * softmax, its outputs, all in float, in order. Outputs contiguous; any may be NULL. */
+/* mag[0..4] receive the largest sums of absolute terms of o, lse, dq, dk, dv (see above). */
+static void at_naive(const kat_attn_desc *d, const kat_tensor *q, const kat_tensor *k,
+                     const kat_tensor *v, const kat_tensor *dout, float *o, float *lse,
+                     float *dq, float *dk, float *dv, double mag[5])
+{
+    size_t nkd = d->B * d->H_kv * d->M * d->D;
+    double *mk = calloc(nkd + 1, sizeof(double)), *mv = calloc(nkd + 1, sizeof(double));
+    for (int i = 0; i < 5; i++)
+        mag[i] = 0.0;
+    size_t g = d->H / d->H_kv, D = d->D;
+    float *p = malloc((d->M ? d->M : 1) * sizeof(float));
+    float *orow = malloc(D * sizeof(float));
+    float sc = (float)d->scale;
+    if (dk)
+        memset(dk, 0, d->B * d->H_kv * d->M * D * sizeof(float));
+    if (dv)
+        memset(dv, 0, d->B * d->H_kv * d->M * D * sizeof(float));
+    for (size_t b = 0; b < d->B; b++)
+        for (size_t h = 0; h < d->H; h++)
+            for (size_t n = 0; n < d->N; n++) {
+                size_t hk = h / g, cnt = at_visible(d, n), r = (b * d->H + h) * d->N + n;
+                const float *qr = kat_tensor_row(q, b, h, n);
+                float mx = -INFINITY, sum = 0.0f;
+                for (size_t j = 0; j < cnt; j++) {
+                    p[j] = at_dot(qr, kat_tensor_row(k, b, hk, j), D) * sc;
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                for (size_t j = 0; j < cnt; j++)
+                    sum += (p[j] = expf(p[j] - mx));
+                for (size_t j = 0; j < cnt; j++)
+                    p[j] /= sum;
+                for (size_t e = 0; e < D; e++) {
+                    float a = 0.0f;
+                    double m = 0.0;
+                    for (size_t j = 0; j < cnt; j++) {
+                        a += p[j] * kat_tensor_row(v, b, hk, j)[e];
+                        m += p[j] * fabs(kat_tensor_row(v, b, hk, j)[e]);
+                    }
+                    orow[e] = a;
+                    mag[0] = m > mag[0] ? m : mag[0];
+                }
+                if (cnt)
+                    mag[1] = fmax(mag[1], fabs((double)mx + log(sum)));
+                if (o)
+                    memcpy(o + r * D, orow, D * sizeof(float));
+                if (lse)
+                    lse[r] = cnt ? mx + logf(sum) : -INFINITY;
+                if (!dout)
+                    continue;
+                const float *dor = kat_tensor_row(dout, b, h, n);
+                float delta = at_dot(dor, orow, D);
+                if (dq)
+                    memset(dq + r * D, 0, D * sizeof(float));
+                double *mq = calloc(D, sizeof(double));
+                for (size_t j = 0; j < cnt; j++) {
+                    const float *kr = kat_tensor_row(k, b, hk, j), *vr = kat_tensor_row(v, b, hk, j);
+                    float dpj = at_dot(dor, vr, D);
+                    float ds = p[j] * (dpj - delta);
+                    double dsa = fabs(sc) * p[j] * (fabs(dpj) + fabs(delta));
+                    size_t kr_i = ((b * d->H_kv + hk) * d->M + j) * D;
+                    for (size_t e = 0; e < D; e++) {
+                        if (dq)
+                            dq[r * D + e] += sc * ds * kr[e];
+                        if (dk)
+                            dk[kr_i + e] += sc * ds * qr[e];
+                        if (dv)
+                            dv[kr_i + e] += p[j] * dor[e];
+                        mq[e] += dsa * fabs(kr[e]);
+                        mk[kr_i + e] += dsa * fabs(qr[e]);
+                        mv[kr_i + e] += p[j] * fabs(dor[e]);
+                    }
+                }
+                for (size_t e = 0; e < D; e++)
+                    mag[2] = mq[e] > mag[2] ? mq[e] : mag[2];
+                free(mq);
+            }
+    for (size_t i = 0; i < nkd; i++) {
+        mag[3] = mk[i] > mag[3] ? mk[i] : mag[3];
+        mag[4] = mv[i] > mag[4] ? mv[i] : mag[4];
+    }
+    free(mk), free(mv);
+    free(p);
+    free(orow);
+}
+
+/* Everything one case needs. */
+typedef struct {
+    kat_attn_desc d;   /* resolved */
+    int layout;
+    kat_tensor q, k, v, dout, o, lse, dq, dk, dv;
+    double *ro, *rlse, *rdq, *rdk, *rdv;   /* fp64 reference */
+    double tol_o, tol_lse, tol_dq, tol_dk, tol_dv;   /* 2 x naive error + floor */
+    double lse_dq, lse_dk, lse_dv;   /* extra for the backward from an fp32 logsumexp */
+} at_case;
+
+static double at_tol(double naive_err, double magnitude)
+{
+    return 2.0 * naive_err + FLT_EPSILON * magnitude;
+}
+
+/* Allocate, fill, and compute the reference and the naive tolerances. logit_sigma is the
+ * spread of the logits (1: unit variance). */
+static void at_case_init(at_case *c, const kat_attn_desc *desc, int layout, uint64_t seed,
+                         double logit_sigma, int backward)
+{
+    double mag[5];
+    memset(c, 0, sizeof *c);
+    TU_OK(kat_attn_desc_check(desc, &c->d));
+    const kat_attn_desc *d = &c->d;
+    c->layout = layout;
+    c->q = at_alloc_view(d->B, d->H, d->N, d->D, layout);
+    c->k = at_alloc_view(d->B, d->H_kv, d->M, d->D, layout);
+    c->v = at_alloc_view(d->B, d->H_kv, d->M, d->D, layout);
+    c->o = at_alloc_view(d->B, d->H, d->N, d->D, layout);
+    c->lse = at_alloc_view(d->B, d->H, d->N, 1, layout);
+    kat_rng *rng;
+    TU_OK(kat_rng_create(seed, &rng));
+    /* q.k has variance D sigma^4 and the scale is 1/sqrt(D): logits have spread sigma^2. */
+    double sigma = sqrt(logit_sigma);
+    at_fill(&c->q, rng, sigma);
+    at_fill(&c->k, rng, sigma);
+    at_fill(&c->v, rng, 1.0);
+    size_t nq = d->B * d->H * d->N, nk = d->B * d->H_kv * d->M;
+    c->ro = malloc((nq * d->D + 1) * sizeof(double));
+    c->rlse = malloc((nq + 1) * sizeof(double));
+    TU_OK(kat_attn_reference_forward(d, &c->q, &c->k, &c->v, c->ro, c->rlse));
+    float *no = malloc((nq * d->D + 1) * sizeof(float)), *nl = malloc((nq + 1) * sizeof(float));
+    float *ndq = NULL, *ndk = NULL, *ndv = NULL;
+    if (backward) {
+        c->dout = at_alloc_view(d->B, d->H, d->N, d->D, layout);
+        c->dq = at_alloc_view(d->B, d->H, d->N, d->D, layout);
+        c->dk = at_alloc_view(d->B, d->H_kv, d->M, d->D, layout);
+        c->dv = at_alloc_view(d->B, d->H_kv, d->M, d->D, layout);
+        at_fill(&c->dout, rng, 1.0);
+        c->rdq = malloc((nq * d->D + 1) * sizeof(double));
+        c->rdk = malloc((nk * d->D + 1) * sizeof(double));
+        c->rdv = malloc((nk * d->D + 1) * sizeof(double));
+        TU_OK(kat_attn_reference_backward(d, &c->q, &c->k, &c->v, &c->dout, c->rdq, c->rdk,
+                                          c->rdv));
+        ndq = malloc((nq * d->D + 1) * sizeof(float));
+        ndk = malloc((nk * d->D + 1) * sizeof(float));
+        ndv = malloc((nk * d->D + 1) * sizeof(float));
+    }
+    at_naive(d, &c->q, &c->k, &c->v, backward ? &c->dout : NULL, no, nl, ndq, ndk, ndv, mag);
+    c->tol_o = at_tol(at_err_f(no, c->ro, nq * d->D), mag[0]);
+    c->tol_lse = at_tol(at_err_f(nl, c->rlse, nq), mag[1]);
+    if (backward) {
+        double lse_term = FLT_EPSILON * at_maxabs(c->rlse, nq);
+        c->tol_dq = at_tol(at_err_f(ndq, c->rdq, nq * d->D), mag[2]);
+        c->tol_dk = at_tol(at_err_f(ndk, c->rdk, nk * d->D), mag[3]);
+        c->tol_dv = at_tol(at_err_f(ndv, c->rdv, nk * d->D), mag[4]);
+        c->lse_dq = lse_term * mag[2];
+        c->lse_dk = lse_term * mag[3];
+        c->lse_dv = lse_term * mag[4];
+    }
+    free(no), free(nl), free(ndq), free(ndk), free(ndv);
+    kat_rng_destroy(rng);
+}
+
+static void at_case_free(at_case *c)
+{
+    kat_tensor *ts[] = {&c->q, &c->k, &c->v, &c->dout, &c->o, &c->lse, &c->dq, &c->dk, &c->dv};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+        free(ts[i]->data);
+    free(c->ro), free(c->rlse), free(c->rdq), free(c->rdk), free(c->rdv);
+}
+
+static void at_expect(double err, double tol, const char *what, const char *isa,
+                      const at_case *c)
+{
+    const kat_attn_desc *d = &c->d;
+    if (getenv("AT_VERBOSE"))
+        printf("# %-4s %-7s N=%-5zu M=%-5zu D=%-4zu causal=%d err/tol %.3f\n", what, isa, d->N,
+               d->M, d->D, d->causal, err / tol);
+    ck_assert_msg(err <= tol,
+                  "%s (%s): max error %.3g exceeds 2x naive fp32 + floor = %.3g for B=%zu H=%zu H_kv=%zu "
+                  "N=%zu M=%zu D=%zu causal=%d layout=%s",
+                  what, isa, err, tol, d->B, d->H, d->H_kv, d->N, d->M, d->D, d->causal,
+                  layout_names[c->layout]);
+}
+
+/* Run the flash engine with the given ISA's kernels on the case and check it. */
+static void at_check_isa(at_case *c, kat_arch arch, int backward)
+{
+    kat_arch saved = kat_arch_get();
+    TU_OK(kat_arch_set(arch));
+    kat_attn_plan *plan;
+    TU_OK(kat_attn_plan_create(&c->d, &plan));
+    TU_OK(kat_arch_set(saved));
+    const char *isa = kat_attn_plan_isa(plan);
+    TU_OK(kat_attn_forward(plan, &c->q, &c->k, &c->v, &c->o, &c->lse, NULL));
+    at_expect(at_err(&c->o, c->ro), c->tol_o, "o", isa, c);
+    at_expect(at_err(&c->lse, c->rlse), c->tol_lse, "lse", isa, c);
+    if (backward) {
+        TU_OK(kat_attn_backward(plan, &c->q, &c->k, &c->v, &c->o, NULL, &c->dout, &c->dq,
+                                &c->dk, &c->dv, NULL));
+        at_expect(at_err(&c->dq, c->rdq), c->tol_dq, "dq", isa, c);
+        at_expect(at_err(&c->dk, c->rdk), c->tol_dk, "dk", isa, c);
+        at_expect(at_err(&c->dv, c->rdv), c->tol_dv, "dv", isa, c);
+        TU_OK(kat_attn_backward(plan, &c->q, &c->k, &c->v, &c->o, &c->lse, &c->dout, &c->dq,
+                                &c->dk, &c->dv, NULL));
+        at_expect(at_err(&c->dq, c->rdq), c->tol_dq + c->lse_dq, "dq/lse", isa, c);
+        at_expect(at_err(&c->dk, c->rdk), c->tol_dk + c->lse_dk, "dk/lse", isa, c);
+        at_expect(at_err(&c->dv, c->rdv), c->tol_dv + c->lse_dv, "dv/lse", isa, c);
+    }
+    kat_attn_plan_destroy(plan);
+}
+
+/* The whole check of one problem: every ISA this CPU and build support. */
+static void at_check(const kat_attn_desc *desc, int layout, uint64_t seed, int backward)
+{
+    at_case c;
+    at_case_init(&c, desc, layout, seed, 1.0, backward);
+    for (int a = 0; a < KAT_ARCH_COUNT; a++)
+        if (kat_arch_supported((kat_arch)a))
+            at_check_isa(&c, (kat_arch)a, backward);
+    at_case_free(&c);
+}
+
+#endif

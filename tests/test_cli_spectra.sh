@@ -1,0 +1,124 @@
+#!/bin/sh
+# `kat spectrum`, `kat embed`, `kat theorem`: usage errors (exit 2), library errors (exit 1) with
+# the sentence naming the problem, and real runs whose --json output is parsed and checked.
+set -u
+kat="$1"
+fail=0
+tmp=${TMPDIR:-/tmp}/kat_cli_spectra.$$
+mkdir -p "$tmp"
+out="$tmp/out"
+check() {   # check "description" expected_status command...
+    desc=$1; want=$2; shift 2
+    "$@" >"$out" 2>&1
+    got=$?
+    if [ "$got" != "$want" ]; then
+        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' "$out"; fail=1
+    else
+        echo "ok: $desc"
+    fi
+}
+grep_out() {   # grep_out "description" pattern: the last command's output matches
+    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
+        echo "FAIL: $1: output lacks '$2'"; sed 's/^/  | /' "$out"; fail=1; fi
+}
+json_check() {   # json_check "description" 'python expression on j': the last output's JSON
+    if python3 -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" \
+        "$out" 2>"$tmp/py"; then
+        echo "ok: $1"
+    else
+        echo "FAIL: $1: $2"; sed 's/^/  | /' "$out" "$tmp/py" | head -20; fail=1
+    fi
+}
+descending='all(a >= b for a, b in zip(j["eigenvalues"], j["eigenvalues"][1:]))'
+
+# ---- spectrum: usage errors ----
+check "spectrum --help" 0 "$kat" spectrum --help
+grep_out "help lists the kinds" "hypercube"
+check "spectrum without a kind" 2 "$kat" spectrum --f 'exp(-x)'
+check "spectrum unknown kind" 2 "$kat" spectrum torus --f 'exp(-x)' --N 4
+check "spectrum without --f" 2 "$kat" spectrum cyclic --N 4
+check "spectrum bad flag" 2 "$kat" spectrum cyclic --f 'exp(-x)' --N 4 --bogus
+check "spectrum hyperrect without sides" 2 "$kat" spectrum hyperrect --f 'exp(-x)'
+check "spectrum hypercube without --d" 2 "$kat" spectrum hypercube --f 'exp(-x)'
+check "spectrum bad --a list" 2 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,x,2
+check "spectrum negative --N" 2 "$kat" spectrum cyclic --f 'exp(-x)' --N -3
+check "spectrum bad metric" 2 "$kat" spectrum points --f 'exp(-x)' --points x.csv --metric l7
+
+# ---- spectrum: library errors ----
+check "side 0 is refused" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,0,2
+grep_out "names the side" "a\[1\] = 0"
+check "d too large says the size" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --d 40
+grep_out "size in the message" "GiB"
+check "N = 0 is refused" 1 "$kat" spectrum cyclic --f 'exp(-x)' --N 0
+grep_out "names N" "N must be >= 1"
+check "non-finite f is refused" 1 "$kat" spectrum cyclic --f 'log(x)' --N 8
+grep_out "names the distance" "cyclic distance 0"
+check "a bad expression" 1 "$kat" spectrum cyclic --f 'exp(-' --N 8
+printf '0,0\n1,2\n3\n' >"$tmp/ragged.csv"
+check "ragged points file" 1 "$kat" spectrum points --f 'exp(-x)' --points "$tmp/ragged.csv"
+grep_out "names the line" "line 3"
+check "missing points file" 1 "$kat" spectrum points --f 'exp(-x)' --points "$tmp/none.csv"
+check "--check needs d <= 13" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --d 14 --check
+
+# ---- spectrum: real runs ----
+check "hyperrect --json" 0 "$kat" spectrum hyperrect --f 'x^2' --a 1,2,3 --json
+json_check "hyperrect eigenvalues of x^2 on sides 1,2,3" \
+    'j["eigenvalues"] == [100, 24, 12, 8, 0, -24, -48, -72] and j["rank"] == 7'
+check "hyperrect --check --json" 0 "$kat" spectrum hyperrect --f 'exp(-x)' --d 8 --seed 3 --check --json
+json_check "hyperrect agrees with dsyevd" \
+    'len(j["eigenvalues"]) == 256 and j["dense_rel_diff"] < 1e-13 and j["n_negative"] == 0'
+json_check "hyperrect eigenvalues descending" "$descending"
+check "hypercube --json" 0 "$kat" spectrum hypercube --f 'sqrt(x)' --d 10 --json
+json_check "hypercube: one positive level, multiplicities C(10, j)" \
+    'j["n_positive"] == 1 and j["n_negative"] == 1023 and sorted(j["multiplicities"]) == sorted([1,10,45,120,210,252,210,120,45,10,1])'
+json_check "hypercube eigenvalues descending" "$descending"
+check "cyclic --json" 0 "$kat" spectrum cyclic --f 'exp(-x/2)' --N 64 --json
+json_check "cyclic: Bochner on Z_64, smallest 0.2449 at frequency 32" \
+    'abs(j["min_eigenvalue"] - 0.2449186) < 1e-6 and j["frequencies"][-1] == 32 and j["n_positive"] == 64'
+json_check "cyclic eigenvalues descending" "$descending"
+printf 'x,y\n0,0\n1,0\n0,1\n1,1\n2,3\n' >"$tmp/pts.csv"
+check "points --json" 0 "$kat" spectrum points --f 'exp(-x)' --points "$tmp/pts.csv" --metric l1 --json
+json_check "points: exp(-l1) is positive definite" \
+    'j["n"] == 5 and j["cholesky_pd"] and j["n_negative"] == 0 and len(j["eigenvalues"]) == 5'
+check "points --mds --json" 0 "$kat" spectrum points --f 'x^2' --points "$tmp/pts.csv" --metric l2 --mds --json
+json_check "points --mds: squared l2 distances of plane points are Euclidean of rank 2" \
+    'j["euclidean"] and j["n_positive"] == 2'
+check "points text output" 0 "$kat" spectrum points --f 'x' --points "$tmp/pts.csv" --metric l2
+grep_out "Cholesky verdict" "Cholesky: fails"
+
+# ---- embed ----
+check "embed --help" 0 "$kat" embed --help
+check "embed without kind" 2 "$kat" embed --f 'sqrt(x)' --a 1,2
+check "embed unknown kind" 2 "$kat" embed l3 --f 'sqrt(x)' --a 1,2
+check "embed without sides" 2 "$kat" embed l1 --f 'sqrt(x)'
+check "embed l1 of exp(-x) is refused" 1 "$kat" embed l1 --f 'exp(-x)' --a 1,2
+grep_out "says why" "f(0) = 1 must be 0"
+check "embed gram of exp(x) is refused" 1 "$kat" embed gram --f 'exp(x)' --a 1,2
+grep_out "says why" "not positive definite"
+check "embed l1 --json" 0 "$kat" embed l1 --f 'sqrt(x)' --a 1,0.5,2 --json
+json_check "embed l1: 8 x 7 points reproduce sqrt of the l1 distance" \
+    'j["rows"] == 8 and j["cols"] == 7 and len(j["points"]) == 8 and j["max_rel_err"] < 1e-12 and j["pairs_checked"] == 64'
+check "embed gram to .npy" 0 "$kat" embed gram --f 'exp(-x)' --d 6 --out "$tmp/g.npy" --json
+json_check "embed gram: 64 x 64, exact" 'j["rows"] == 64 and j["cols"] == 64 and j["max_rel_err"] < 1e-12'
+check "embed l2sq to .csv" 0 "$kat" embed l2sq --f 'log1p(x)' --a 1,1,1 --out "$tmp/e.csv"
+if [ "$(grep -c . "$tmp/e.csv")" = 8 ]; then echo "ok: 8 CSV rows"; else
+    echo "FAIL: expected 8 CSV rows"; fail=1; fi
+
+# ---- theorem ----
+check "theorem --help" 0 "$kat" theorem --help
+check "theorem without verb" 2 "$kat" theorem
+check "theorem bad verb" 2 "$kat" theorem prove
+check "theorem run without id" 2 "$kat" theorem run
+check "theorem run unknown id" 2 "$kat" theorem run no-such-theorem
+grep_out "names the id" "no-such-theorem"
+check "theorem list --json" 0 "$kat" theorem list --json
+json_check "list has every entry with its source" \
+    'j["count"] >= 13 and all(t["source"] and t["statement"] for t in j["theorems"])'
+check "theorem run --json" 0 "$kat" theorem run discontinuity exp-degree --json
+json_check "two entries pass" \
+    'j["passed"] == 2 and j["failed"] == 0 and j["theorems"][1]["id"] == "exp-degree" and all(v["pass"] for v in j["theorems"][1]["values"])'
+check "theorem run text" 0 "$kat" theorem run bochner-cyclic
+grep_out "prints PASS" "PASS  bochner-cyclic"
+
+rm -rf "$tmp"
+exit $fail
