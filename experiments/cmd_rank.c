@@ -19,8 +19,8 @@ void rank_cli_probe_init(rank_cli_probe *p)
     p->form = "inner";
     p->method = "dense";
     p->scale = 1.0;
-    p->block = 32;
-    p->power_iters = 1;
+    p->block = 64;
+    p->power_iters = 0;
 }
 
 void rank_cli_points_opts(rank_cli_points *p, cli_opt *o, size_t *k)
@@ -59,9 +59,9 @@ void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *o, size_t *k)
     o[(*k)++] = (cli_opt){"max-rank", CLI_SIZE, &p->max_rank,
                           "K      randomized: stop after K directions", NULL};
     o[(*k)++] = (cli_opt){"block", CLI_SIZE, &p->block,
-                          "B      randomized: first block size (default 32)", NULL};
+                          "B      randomized: first block size (default 64)", NULL};
     o[(*k)++] = (cli_opt){"power-iters", CLI_INT, &p->power_iters,
-                          "P      randomized: power iterations (default 1)", NULL};
+                          "P      randomized: extra power iterations per block (default 0)", NULL};
 }
 
 int rank_cli_make_opts(const rank_cli_probe *p, uint64_t seed, kat_rank_opts *o)

@@ -4,10 +4,11 @@
  *
  * The 2x rule is FlashAttention's (arXiv 2205.14135, 2307.08691). Its floor: eps times the
  * largest sum of absolute terms of an output (e.g. sum_j P_ij |v_j| for o, or
- * scale sum_j P_ij (|dP_ij| + |delta_i|) |k_j| for dq) - one rounding of the terms, which no
- * fp32 implementation avoids - so a result passes where the naive implementation happens to be
- * exact (M = 1, or dq = 0 through exact cancellation). For large problems the 2x term is the
- * binding one.
+ * scale sum_j P_ij (sum_d |dO_id v_jd| + sum_d |dO_id o_id|) |k_j| for dq) - one rounding of
+ * the terms, which no fp32 implementation avoids - so a result passes where the naive
+ * implementation happens to be exact (M = 1, or dq = 0 through exact cancellation). For large
+ * problems the 2x term is the binding one. Small problems compare maxima over several random
+ * instances (at_instances).
  *
  * The backward runs twice: without a logsumexp (the engine recomputes the softmax statistics)
  * under exactly that rule, and from the forward's fp32 logsumexp (FlashAttention-2's way),
@@ -21,7 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kernels/kernels.h"
 #include "testutil.h"
+
+static const char *kat_kernels_name(kat_arch a)
+{
+    const kat_kernels *k = kat_kernels_for(a);
+    return k ? k->name : "?";
+}
 
 enum { LAYOUT_CONTIGUOUS = 0, LAYOUT_BNHD = 1, LAYOUT_PADDED = 2, LAYOUT_COUNT = 3 };
 static const char *const layout_names[] = {"contiguous", "[B,N,H,D]", "padded rows"};
@@ -117,6 +125,14 @@ static float at_dot(const float *a, const float *b, size_t D)
     return s;
 }
 
+static double at_absdot(const float *a, const float *b, size_t D)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < D; i++)
+        s += fabs((double)a[i] * b[i]);
+    return s;
+}
+
 /* The naive fp32 forward (and, with dout, backward) of the textbook: every row's logits, its
  * softmax, its outputs, all in float, in order. Outputs contiguous; any may be NULL. */
 /* mag[0..4] receive the largest sums of absolute terms of o, lse, dq, dk, dv (see above). */
@@ -170,6 +186,7 @@ static void at_naive(const kat_attn_desc *d, const kat_tensor *q, const kat_tens
                     continue;
                 const float *dor = kat_tensor_row(dout, b, h, n);
                 float delta = at_dot(dor, orow, D);
+                double absdelta = at_absdot(dor, orow, D);
                 if (dq)
                     memset(dq + r * D, 0, D * sizeof(float));
                 double *mq = calloc(D, sizeof(double));
@@ -177,7 +194,8 @@ static void at_naive(const kat_attn_desc *d, const kat_tensor *q, const kat_tens
                     const float *kr = kat_tensor_row(k, b, hk, j), *vr = kat_tensor_row(v, b, hk, j);
                     float dpj = at_dot(dor, vr, D);
                     float ds = p[j] * (dpj - delta);
-                    double dsa = fabs(sc) * p[j] * (fabs(dpj) + fabs(delta));
+                    /* dS's terms: the products of dP_j's and delta's dot products */
+                    double dsa = fabs(sc) * p[j] * (at_absdot(dor, vr, D) + absdelta);
                     size_t kr_i = ((b * d->H_kv + hk) * d->M + j) * D;
                     for (size_t e = 0; e < D; e++) {
                         if (dq)
@@ -204,27 +222,27 @@ static void at_naive(const kat_attn_desc *d, const kat_tensor *q, const kat_tens
     free(orow);
 }
 
-/* Everything one case needs. */
+/* Outputs compared: o, lse, dq, dk, dv, and dq, dk, dv of the backward from the fp32 lse. */
+enum { AT_O, AT_LSE, AT_DQ, AT_DK, AT_DV, AT_DQ_LSE, AT_DK_LSE, AT_DV_LSE, AT_NOUT };
+static const char *const at_out_names[AT_NOUT] = {"o",  "lse",    "dq",     "dk",
+                                                  "dv", "dq/lse", "dk/lse", "dv/lse"};
+
+/* Everything one random instance needs. */
 typedef struct {
     kat_attn_desc d;   /* resolved */
     int layout;
     kat_tensor q, k, v, dout, o, lse, dq, dk, dv;
     double *ro, *rlse, *rdq, *rdk, *rdv;   /* fp64 reference */
-    double tol_o, tol_lse, tol_dq, tol_dk, tol_dv;   /* 2 x naive error + floor */
-    double lse_dq, lse_dk, lse_dv;   /* extra for the backward from an fp32 logsumexp */
+    double naive[5];   /* the naive fp32 errors of o, lse, dq, dk, dv */
+    double mag[5];     /* their largest sums of absolute terms */
+    double lse_max;    /* max |lse| */
 } at_case;
 
-static double at_tol(double naive_err, double magnitude)
-{
-    return 2.0 * naive_err + FLT_EPSILON * magnitude;
-}
-
-/* Allocate, fill, and compute the reference and the naive tolerances. logit_sigma is the
- * spread of the logits (1: unit variance). */
+/* Allocate, fill, and compute the reference and the naive errors. logit_sigma is the spread
+ * of the logits (1: unit variance). */
 static void at_case_init(at_case *c, const kat_attn_desc *desc, int layout, uint64_t seed,
                          double logit_sigma, int backward)
 {
-    double mag[5];
     memset(c, 0, sizeof *c);
     TU_OK(kat_attn_desc_check(desc, &c->d));
     const kat_attn_desc *d = &c->d;
@@ -262,17 +280,14 @@ static void at_case_init(at_case *c, const kat_attn_desc *desc, int layout, uint
         ndk = malloc((nk * d->D + 1) * sizeof(float));
         ndv = malloc((nk * d->D + 1) * sizeof(float));
     }
-    at_naive(d, &c->q, &c->k, &c->v, backward ? &c->dout : NULL, no, nl, ndq, ndk, ndv, mag);
-    c->tol_o = at_tol(at_err_f(no, c->ro, nq * d->D), mag[0]);
-    c->tol_lse = at_tol(at_err_f(nl, c->rlse, nq), mag[1]);
+    at_naive(d, &c->q, &c->k, &c->v, backward ? &c->dout : NULL, no, nl, ndq, ndk, ndv, c->mag);
+    c->naive[AT_O] = at_err_f(no, c->ro, nq * d->D);
+    c->naive[AT_LSE] = at_err_f(nl, c->rlse, nq);
+    c->lse_max = at_maxabs(c->rlse, nq);
     if (backward) {
-        double lse_term = FLT_EPSILON * at_maxabs(c->rlse, nq);
-        c->tol_dq = at_tol(at_err_f(ndq, c->rdq, nq * d->D), mag[2]);
-        c->tol_dk = at_tol(at_err_f(ndk, c->rdk, nk * d->D), mag[3]);
-        c->tol_dv = at_tol(at_err_f(ndv, c->rdv, nk * d->D), mag[4]);
-        c->lse_dq = lse_term * mag[2];
-        c->lse_dk = lse_term * mag[3];
-        c->lse_dv = lse_term * mag[4];
+        c->naive[AT_DQ] = at_err_f(ndq, c->rdq, nq * d->D);
+        c->naive[AT_DK] = at_err_f(ndk, c->rdk, nk * d->D);
+        c->naive[AT_DV] = at_err_f(ndv, c->rdv, nk * d->D);
     }
     free(no), free(nl), free(ndq), free(ndk), free(ndv);
     kat_rng_destroy(rng);
@@ -286,56 +301,110 @@ static void at_case_free(at_case *c)
     free(c->ro), free(c->rlse), free(c->rdq), free(c->rdk), free(c->rdv);
 }
 
-static void at_expect(double err, double tol, const char *what, const char *isa,
-                      const at_case *c)
-{
-    const kat_attn_desc *d = &c->d;
-    if (getenv("AT_VERBOSE"))
-        printf("# %-4s %-7s N=%-5zu M=%-5zu D=%-4zu causal=%d err/tol %.3f\n", what, isa, d->N,
-               d->M, d->D, d->causal, err / tol);
-    ck_assert_msg(err <= tol,
-                  "%s (%s): max error %.3g exceeds 2x naive fp32 + floor = %.3g for B=%zu H=%zu H_kv=%zu "
-                  "N=%zu M=%zu D=%zu causal=%d layout=%s",
-                  what, isa, err, tol, d->B, d->H, d->H_kv, d->N, d->M, d->D, d->causal,
-                  layout_names[c->layout]);
-}
-
-/* Run the flash engine with the given ISA's kernels on the case and check it. */
-static void at_check_isa(at_case *c, kat_arch arch, int backward)
+/* Run the flash engine with one ISA's kernels; err[] receives its errors (AT_NOUT). */
+static void at_run_isa(at_case *c, kat_arch arch, int backward, double *err)
 {
     kat_arch saved = kat_arch_get();
     TU_OK(kat_arch_set(arch));
     kat_attn_plan *plan;
     TU_OK(kat_attn_plan_create(&c->d, &plan));
     TU_OK(kat_arch_set(saved));
-    const char *isa = kat_attn_plan_isa(plan);
+    for (int i = 0; i < AT_NOUT; i++)
+        err[i] = 0.0;
     TU_OK(kat_attn_forward(plan, &c->q, &c->k, &c->v, &c->o, &c->lse, NULL));
-    at_expect(at_err(&c->o, c->ro), c->tol_o, "o", isa, c);
-    at_expect(at_err(&c->lse, c->rlse), c->tol_lse, "lse", isa, c);
+    err[AT_O] = at_err(&c->o, c->ro);
+    err[AT_LSE] = at_err(&c->lse, c->rlse);
     if (backward) {
         TU_OK(kat_attn_backward(plan, &c->q, &c->k, &c->v, &c->o, NULL, &c->dout, &c->dq,
                                 &c->dk, &c->dv, NULL));
-        at_expect(at_err(&c->dq, c->rdq), c->tol_dq, "dq", isa, c);
-        at_expect(at_err(&c->dk, c->rdk), c->tol_dk, "dk", isa, c);
-        at_expect(at_err(&c->dv, c->rdv), c->tol_dv, "dv", isa, c);
+        err[AT_DQ] = at_err(&c->dq, c->rdq);
+        err[AT_DK] = at_err(&c->dk, c->rdk);
+        err[AT_DV] = at_err(&c->dv, c->rdv);
         TU_OK(kat_attn_backward(plan, &c->q, &c->k, &c->v, &c->o, &c->lse, &c->dout, &c->dq,
                                 &c->dk, &c->dv, NULL));
-        at_expect(at_err(&c->dq, c->rdq), c->tol_dq + c->lse_dq, "dq/lse", isa, c);
-        at_expect(at_err(&c->dk, c->rdk), c->tol_dk + c->lse_dk, "dk/lse", isa, c);
-        at_expect(at_err(&c->dv, c->rdv), c->tol_dv + c->lse_dv, "dv/lse", isa, c);
+        err[AT_DQ_LSE] = at_err(&c->dq, c->rdq);
+        err[AT_DK_LSE] = at_err(&c->dk, c->rdk);
+        err[AT_DV_LSE] = at_err(&c->dv, c->rdv);
     }
     kat_attn_plan_destroy(plan);
 }
 
-/* The whole check of one problem: every ISA this CPU and build support. */
+/* The tolerances from the naive errors, magnitudes and |lse| (maxima over instances). */
+static void at_tolerances(const double *naive, const double *mag, double lse_max, double *tol)
+{
+    for (int i = 0; i < 5; i++)
+        tol[i] = 2.0 * naive[i] + FLT_EPSILON * mag[i];
+    for (int i = 0; i < 3; i++)
+        tol[AT_DQ_LSE + i] = tol[AT_DQ + i] + FLT_EPSILON * lse_max * mag[AT_DQ + i];
+}
+
+static void at_assert(const double *err, const double *tol, int backward, const char *isa,
+                      const kat_attn_desc *d, int layout, int instances)
+{
+    for (int i = 0; i < (backward ? AT_NOUT : 2); i++) {
+        if (getenv("AT_VERBOSE"))
+            printf("# %-6s %-7s N=%-5zu M=%-5zu D=%-4zu causal=%d x%d err/tol %.3f\n",
+                   at_out_names[i], isa, d->N, d->M, d->D, d->causal, instances,
+                   err[i] / tol[i]);
+        ck_assert_msg(err[i] <= tol[i],
+                      "%s (%s): max error %.3g exceeds 2x naive fp32 + floor = %.3g for B=%zu "
+                      "H=%zu H_kv=%zu N=%zu M=%zu D=%zu causal=%d layout=%s (%d instances)",
+                      at_out_names[i], isa, err[i], tol[i], d->B, d->H, d->H_kv, d->N, d->M,
+                      d->D, d->causal, layout_names[layout], instances);
+    }
+}
+
+/* Check one instance with one ISA against its own naive errors. */
+static void at_check_isa(at_case *c, kat_arch arch, int backward)
+{
+    double err[AT_NOUT], tol[AT_NOUT];
+    at_run_isa(c, arch, backward, err);
+    at_tolerances(c->naive, c->mag, c->lse_max, tol);
+    at_assert(err, tol, backward, kat_kernels_name(arch), &c->d, c->layout, 1);
+}
+
+/* Random instances for a problem: the maximum error over a small tensor is a noisy statistic
+ * (variants of the naive algorithm itself differ by 4x on one instance of N = 1, M = 65), so
+ * small problems take the maxima over several instances, enough for about 2^15 (query, key)
+ * pairs, at most 8. */
+static int at_instances(const kat_attn_desc *d)
+{
+    size_t pairs = d->B * d->H * (d->N ? d->N : 1) * (d->M ? d->M : 1);
+    size_t k = (32768 + pairs - 1) / pairs;
+    return (int)(k < 1 ? 1 : k > 8 ? 8 : k);
+}
+
+/* The whole check of one problem: every ISA this CPU and build support, the maxima of the
+ * errors over at_instances() random instances compared with the naive's maxima. */
 static void at_check(const kat_attn_desc *desc, int layout, uint64_t seed, int backward)
 {
-    at_case c;
-    at_case_init(&c, desc, layout, seed, 1.0, backward);
+    int K = at_instances(desc);
+    double naive[5] = {0}, mag[5] = {0}, lse_max = 0.0;
+    double err[KAT_ARCH_COUNT][AT_NOUT] = {{0}};
+    kat_attn_desc d = *desc;
+    for (int s = 0; s < K; s++) {
+        at_case c;
+        at_case_init(&c, desc, layout, seed + 7919u * (uint64_t)s, 1.0, backward);
+        d = c.d;
+        for (int i = 0; i < 5; i++) {
+            naive[i] = fmax(naive[i], c.naive[i]);
+            mag[i] = fmax(mag[i], c.mag[i]);
+        }
+        lse_max = fmax(lse_max, c.lse_max);
+        for (int a = 0; a < KAT_ARCH_COUNT; a++)
+            if (kat_arch_supported((kat_arch)a)) {
+                double e[AT_NOUT];
+                at_run_isa(&c, (kat_arch)a, backward, e);
+                for (int i = 0; i < AT_NOUT; i++)
+                    err[a][i] = fmax(err[a][i], e[i]);
+            }
+        at_case_free(&c);
+    }
+    double tol[AT_NOUT];
+    at_tolerances(naive, mag, lse_max, tol);
     for (int a = 0; a < KAT_ARCH_COUNT; a++)
         if (kat_arch_supported((kat_arch)a))
-            at_check_isa(&c, (kat_arch)a, backward);
-    at_case_free(&c);
+            at_assert(err[a], tol, backward, kat_kernels_name((kat_arch)a), &d, layout, K);
 }
 
 #endif

@@ -164,6 +164,20 @@ START_TEST(test_poly_explicit_features)
     free(fq);
     free(fk);
     kat_featmap_destroy(fm);
+    /* A constant: one feature, positive, and no gradient (dx is left as it was). */
+    TU_OK(kat_featmap_poly_create((const double[]){3.0}, 1, 2, &fm));
+    ck_assert_uint_eq(kat_featmap_out_dim(fm), 1);
+    ck_assert_uint_eq(kat_featmap_flags(fm), KAT_FEATMAP_EXACT | KAT_FEATMAP_POSITIVE);
+    fq = features(fm, KAT_SIDE_KEY, x);
+    ck_assert_double_eq_tol(fq[0], sqrt(3.0), 2 * EPS);
+    double g[1] = {1.5}, dx[2] = {0.25, -0.5};
+    float g32[1] = {1.5f}, dx32[2] = {0.25f, -0.5f}, x32[2] = {0.5f, -3.0f};
+    TU_OK(kat_featmap_get_ops(fm)->vjp(kat_featmap_state(fm), KAT_SIDE_QUERY, 1, x, 2, g, 1,
+                                       dx, 2));
+    TU_OK(kat_featmap_vjp_f32(fm, KAT_SIDE_KEY, 1, x32, 2, g32, 1, dx32, 2));
+    ck_assert(dx[0] == 0.25 && dx[1] == -0.5 && dx32[0] == 0.25f && dx32[1] == -0.5f);
+    free(fq);
+    kat_featmap_destroy(fm);
 }
 END_TEST
 
@@ -538,7 +552,7 @@ typedef struct {
     int P;           /* polynomial degree */
 } map_case;
 
-enum { NCASES = 12 };
+enum { NCASES = 13 };
 
 static void make_cases(map_case *c, size_t d)
 {
@@ -549,6 +563,8 @@ static void make_cases(map_case *c, size_t d)
     TU_OK(kat_featmap_poly_create(a, 5, d, &c[n++].fm));
     c[n] = (map_case){"poly b", NULL, 0, 0, 3};
     TU_OK(kat_featmap_poly_create(b, 4, d, &c[n++].fm));
+    c[n] = (map_case){"poly c", NULL, 0, 0, 1};   /* degree 1, negative top coefficient */
+    TU_OK(kat_featmap_poly_create((const double[]){0.5, -2.0}, 2, d, &c[n++].fm));
     c[n] = (map_case){"taylor 2", NULL, 0, 0, 2};
     TU_OK(kat_featmap_taylor_create(d, 2, 0.0, &c[n++].fm));
     c[n] = (map_case){"taylor 3", NULL, 0, 0, 3};

@@ -649,7 +649,7 @@ START_TEST(test_npy_read_dmat)
 {
     char *path = tu_tmpfile(".npy");
     kat_dmat m;
-    unsigned char raw[64];
+    unsigned char raw[64] = {0};
     size_t len;
 
     /* 2-D float32 -> doubles exactly. */

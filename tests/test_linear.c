@@ -734,6 +734,75 @@ START_TEST(test_denominator_underflow)
 }
 END_TEST
 
+/* phi(x) = exp(x) per coordinate (positive), fp32 only: overflows for x > 88. */
+static kat_status exp_apply(const void *st, kat_side side, size_t n, const double *x, size_t ldx,
+                            double *f, size_t ldf)
+{
+    size_t d = ((const tl_poly2_state *)st)->d;
+    for (size_t i = 0; i < n; i++)
+        for (size_t a = 0; a < d; a++)
+            f[i * ldf + a] = exp(x[i * ldx + a]);
+    return KAT_OK;
+}
+static kat_status exp_apply_f32(const void *st, kat_side side, size_t n, const float *x,
+                                size_t ldx, float *f, size_t ldf)
+{
+    size_t d = ((const tl_poly2_state *)st)->d;
+    for (size_t i = 0; i < n; i++)
+        for (size_t a = 0; a < d; a++)
+            f[i * ldf + a] = expf(x[i * ldx + a]);
+    return KAT_OK;
+}
+static kat_status exp_vjp_f32(const void *st, kat_side side, size_t n, const float *x,
+                              size_t ldx, const float *g, size_t ldg, float *dx, size_t lddx)
+{
+    size_t d = ((const tl_poly2_state *)st)->d;
+    for (size_t i = 0; i < n; i++)
+        for (size_t a = 0; a < d; a++)
+            dx[i * lddx + a] += g[i * ldg + a] * expf(x[i * ldx + a]);
+    return KAT_OK;
+}
+static const kat_featmap_ops exp_ops = {.name = "user_exp", .apply = exp_apply,
+                                        .apply_f32 = exp_apply_f32, .vjp_f32 = exp_vjp_f32,
+                                        .destroy = tl_free_state};
+
+/* A feature that overflows fp32 is reported (through the outputs and the final state, which
+ * every feature reaches), never passed on as Inf or NaN. */
+START_TEST(test_nonfinite_features)
+{
+    tl_poly2_state *ps = malloc(sizeof *ps);
+    ps->d = 2;
+    kat_featmap *fm;
+    TU_OK(kat_featmap_create(&exp_ops, ps, 2, 2, KAT_FEATMAP_POSITIVE, &fm));
+    kat_tensor q = tl_tensor(1, 1, 40, 2), k = tl_tensor(1, 1, 40, 2), v = tl_tensor(1, 1, 40, 2);
+    kat_tensor o = tl_tensor(1, 1, 40, 2), s = tl_tensor(1, 1, 2, 3);
+    kat_tensor dq = tl_tensor(1, 1, 40, 2), dk = tl_tensor(1, 1, 40, 2), dvt = tl_tensor(1, 1, 40, 2);
+    for (int i = 0; i < 80; i++)
+        v.data[i] = 1.0f;
+    kat_linear_opts causal = {.causal = 1, .chunk = 16}, full = {.chunk = 16};
+    TU_OK(kat_linear_forward(fm, &causal, &q, &k, &v, &o, NULL, &s));
+    k.data[2 * 30 + 1] = 100.0f;   /* e^100 overflows fp32 */
+    TU_EXPECT_ERR(kat_linear_forward(fm, &causal, &q, &k, &v, &o, NULL, NULL), KAT_EDOM,
+                  "not finite");
+    TU_EXPECT_ERR(kat_linear_forward(fm, &full, &q, &k, &v, &o, NULL, NULL), KAT_EDOM,
+                  "not finite");
+    kat_tensor q0 = tl_rows(&q, 0, 0), o0 = tl_rows(&o, 0, 0);
+    s.data[0] = 7.0f;
+    TU_EXPECT_ERR(kat_linear_forward(fm, &full, &q0, &k, &v, &o0, NULL, &s), KAT_EDOM,
+                  "final state");
+    ck_assert(s.data[0] == 7.0f);
+    k.data[2 * 30 + 1] = 0.0f;
+    TU_OK(kat_linear_forward(fm, &causal, &q, &k, &v, &o, NULL, NULL));
+    q.data[5] = 100.0f;
+    TU_EXPECT_ERR(kat_linear_backward(fm, &causal, &q, &k, &v, &o, &v, &dq, &dk, &dvt, NULL,
+                                      NULL), KAT_EDOM, "denominator");
+    kat_tensor *all[] = {&q, &k, &v, &o, &s, &dq, &dk, &dvt};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tl_free(all[i]);
+    kat_featmap_destroy(fm);
+}
+END_TEST
+
 /* Every allocation of the forward and backward failing in turn: a clean error, outputs
  * (the states) untouched, nothing leaked (the sanitizer run checks that). */
 START_TEST(test_alloc_failures)
@@ -805,6 +874,7 @@ int main(void)
     tcase_add_test(tc, test_token_norm_map);
     tcase_add_test(tc, test_bad_inputs);
     tcase_add_test(tc, test_denominator_underflow);
+    tcase_add_test(tc, test_nonfinite_features);
     tcase_add_test(tc, test_alloc_failures);
     tcase_add_test(tc, test_flops);
     suite_add_tcase(s, tc);

@@ -296,9 +296,10 @@ START_TEST(test_hash_backward_regression)
             size_t s = N / 8, count = 0, expect = 0;
             for (size_t i = 0; i < N * N; i++)
                 count += p.allowed[i];
-            /* q tokens 4..7 (bucket 0) with k tokens 0..5 (bucket 0), j <= i: off-diagonal
-             * blocks are full (s*s), the 4 diagonal ones triangular (s(s+1)/2). */
-            expect = (23 - 4) * s * s + 4 * s * (s + 1) / 2;
+            /* q tokens 4..7 (bucket 0) with k tokens 0..5 (bucket 0), j <= i: 23 token
+             * pairs, of which (4, 4) and (5, 5) are on the diagonal: their s x s blocks are
+             * triangular (s(s+1)/2 elements), the other 21 full. */
+            expect = (23 - 2) * s * s + 2 * s * (s + 1) / 2;
             ck_assert_uint_eq(count, expect);
         }
         check_hash(&p, 2, qb, kb);
@@ -526,8 +527,10 @@ static void check_block_lists(const kat_sparse_blockmask *m, size_t N, size_t M,
             TU_OK(kat_sparse_blockmask_q_list(m, 0, 0, kb, &tc, &qbs, &tf));
             int found = 0;
             for (size_t t = 0; t < tc; t++)
-                if (qbs[t] == (int32_t)qb)
-                    found = 1, ck_assert_int_eq(tf[t], all);
+                if (qbs[t] == (int32_t)qb) {
+                    found = 1;
+                    ck_assert_int_eq(tf[t], all);
+                }
             ck_assert(found);
             e++;
         }
@@ -551,10 +554,11 @@ static void run_window(size_t N, size_t M, size_t W, int mask_causal, int desc_c
             for (size_t j = 0; j < M; j++)
                 *ts_allowed(&p, 0, h, i, j) = el[i * M + j] && ts_causal_ok(&p, i, j);
     kat_sparse_blockmask *m;
-    if (global)
+    if (global) {
         TU_OK(kat_sparse_blockmask_global(N, M, G, W, mask_causal, bq, bk, &m));
-    else
+    } else {
         TU_OK(kat_sparse_blockmask_sliding_window(N, M, W, mask_causal, bq, bk, &m));
+    }
     check_block_lists(m, N, M, el);
     kat_attn_desc d = {1, H, H, N, M, D, desc_causal, 0};
     kat_sparse_layout *L;

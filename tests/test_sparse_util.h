@@ -170,8 +170,8 @@ static void ts_check_lse(const float *got, const float *naive, const double *ref
     for (size_t i = 0; i < n; i++)
         if (isinf(ref[i]))
             ck_assert_msg(got[i] == -INFINITY, "lse[%zu] = %g, expected -inf", i, (double)got[i]);
-    float *g2 = malloc((n ? n : 1) * sizeof(float)), *n2 = malloc((n ? n : 1) * sizeof(float));
-    double *r2 = malloc((n ? n : 1) * sizeof(double));
+    float *g2 = calloc(n + 1, sizeof(float)), *n2 = calloc(n + 1, sizeof(float));
+    double *r2 = calloc(n + 1, sizeof(double));
     for (size_t i = 0; i < n; i++) {
         int fin = isfinite(ref[i]);
         g2[i] = fin ? got[i] : 0, n2[i] = fin ? naive[i] : 0, r2[i] = fin ? ref[i] : 0;

@@ -210,7 +210,7 @@ static double min_near(const double *a, int P, double x)
 }
 
 /* 1 when f(x) > 0 for every real x, decided from the real critical points (see featmaps.h);
- * -1 when LAPACK fails; 0 otherwise. */
+ * 0 otherwise; -1 when the scratch cannot be allocated, -2 when LAPACK fails. */
 static int poly_positive_on_reals(const double *a, int P)
 {
     if (P == 0)
@@ -235,7 +235,7 @@ static int poly_positive_on_reals(const double *a, int P)
     }
     lapack_int info = LAPACKE_dhseqr_work(LAPACK_COL_MAJOR, 'E', 'N', n, 1, n, H, n, wr, wi,
                                           NULL, 1, work, n);
-    int pos = -1;
+    int pos = -2;
     if (info == 0) {
         /* The minimum of f sits at a real critical point; real parts of complex roots are
          * extra candidates, which can only make the test stricter. */
@@ -271,20 +271,20 @@ static void poly_free(void *state)
     kat_free(m);
 }
 
-/* Forward recurrence of one row into the full layout v (v[0] = fac[0] = c_0). Degree 1 is
- * one pass (each of its groups has a single parent, the constant). */
+/* Forward recurrence of one row into the full layout v (v[0] = fac[0] = c_0), degrees up to
+ * tmax. Degree 1 is one pass (each of its groups has a single parent, the constant). */
 #define POLY_FORWARD(T, NAME, FAC)                                                              \
-    static void NAME(const poly_map *m, const T *x, T *restrict v)                              \
+    static void NAME(const poly_map *m, const T *x, T *restrict v, int tmax)                    \
     {                                                                                           \
         const size_t d = m->d, w = d + 1;                                                       \
         v[0] = m->FAC[0];                                                                       \
-        if (m->P >= 1) {                                                                        \
+        if (tmax >= 1) {                                                                        \
             const T v0 = v[0], *restrict f1 = m->FAC + 1;                                       \
             T *restrict v1 = v + 1;                                                             \
             for (size_t j = 0; j < d; j++)                                                      \
                 v1[j] = v0 * x[j] * f1[j];                                                      \
         }                                                                                       \
-        for (int t = 2; t <= m->P; t++) {                                                       \
+        for (int t = 2; t <= tmax; t++) {                                                       \
             const T *vp = v + m->blk[t - 1];                                                    \
             T *vt = v + m->blk[t];                                                              \
             const T *ft = m->FAC + m->blk[t];                                                   \
@@ -311,21 +311,26 @@ POLY_FORWARD(float, poly_forward_f32, fac32)
 #define POLY_SIMD_SUM(v)
 #endif
 
-/* Reverse pass: G holds d(loss)/dv in the full layout (overwritten); v the forward values.
- * With G' = G_t * fac, each group j of degree t adds G'.v_{t-1} (over its parents) to dx_j
- * and x_j G' to the parents' adjoints, in one fused pass. */
+/* Reverse pass. The adjoint of the top degree P is read straight from the output gradient
+ * gtop (times the sign sgn_top of a_P on the key side): it is never updated, so neither it nor
+ * the forward values of degree P are stored. G holds the adjoints of degrees < P in the full
+ * layout (seeded from the output gradient, updated in place); v the forward values up to
+ * degree P-1. With G' = G_t * fac, each group j of degree t adds G'.v_{t-1} (over its parents)
+ * to dx_j and x_j G' to the parents' adjoints, in one fused pass. */
 #define POLY_BACKWARD(T, NAME, FAC)                                                             \
-    static void NAME(const poly_map *m, const T *x, const T *v, T *restrict G, T *dx)           \
+    static void NAME(const poly_map *m, const T *x, const T *v, const T *gtop, T sgn_top,       \
+                     T *restrict G, T *dx)                                                      \
     {                                                                                           \
         const size_t d = m->d, w = d + 1;                                                       \
         for (int t = m->P; t >= 2; t--) {                                                       \
             const T *restrict vp = v + m->blk[t - 1];                                           \
             T *restrict gp = G + m->blk[t - 1];                                                 \
-            const T *restrict gt = G + m->blk[t];                                               \
+            const T *restrict gt = t == m->P ? gtop : G + m->blk[t];                            \
+            const T sg = t == m->P ? sgn_top : (T)1;                                            \
             const T *restrict ft = m->FAC + m->blk[t];                                          \
             const size_t *ct = m->cnt + (size_t)t * w, *cp = ct - w;                            \
             for (size_t j = 0; j < d; j++) {                                                    \
-                const T xj = x[j];                                                              \
+                const T xs = x[j] * sg;                                                         \
                 const T *restrict gj = gt + ct[j], *restrict fj = ft + ct[j];                   \
                 const size_t len = cp[j + 1];                                                   \
                 T acc = 0;                                                                      \
@@ -333,15 +338,16 @@ POLY_FORWARD(float, poly_forward_f32, fac32)
                 for (size_t r = 0; r < len; r++) {                                              \
                     const T gf = gj[r] * fj[r];                                                 \
                     acc += gf * vp[r];                                                          \
-                    gp[r] += gf * xj;                                                           \
+                    gp[r] += gf * xs;                                                           \
                 }                                                                               \
-                dx[j] += acc;                                                                   \
+                dx[j] += sg * acc;                                                              \
             }                                                                                   \
         }                                                                                       \
         if (m->P >= 1) { /* degree 1: one parent (the constant); degree 0 has no x */           \
-            const T v0 = v[0], *g1 = G + 1, *f1 = m->FAC + 1;                                   \
+            const T v0 = v[0], *g1 = m->P == 1 ? gtop : G + 1, *f1 = m->FAC + 1;                \
+            const T s1 = m->P == 1 ? sgn_top * v0 : v0;                                         \
             for (size_t j = 0; j < d; j++)                                                      \
-                dx[j] += g1[j] * f1[j] * v0;                                                    \
+                dx[j] += g1[j] * f1[j] * s1;                                                    \
         }                                                                                       \
     }
 POLY_BACKWARD(double, poly_backward, fac)
@@ -367,11 +373,12 @@ POLY_BACKWARD(float, poly_backward_f32, fac32)
 POLY_EMIT(double, poly_emit)
 POLY_EMIT(float, poly_emit_f32)
 
-/* d(loss)/dv in the full layout from the output gradient g (zero for absent degrees). */
+/* d(loss)/dv in the full layout from the output gradient g (zero for absent degrees), for the
+ * degrees below P (the top degree is read from g directly). */
 #define POLY_SEED(T, NAME)                                                                      \
     static void NAME(const poly_map *m, kat_side side, const T *g, T *G)                        \
     {                                                                                           \
-        for (int t = 0; t <= m->P; t++) {                                                       \
+        for (int t = 0; t < m->P; t++) {                                                        \
             size_t n = m->blk[t + 1] - m->blk[t];                                               \
             T *dst = G + m->blk[t];                                                             \
             if (!m->sign[t]) {                                                                  \
@@ -402,7 +409,7 @@ POLY_SEED(float, poly_seed_f32)
         }                                                                                       \
         for (size_t i = 0; i < n; i++) {                                                        \
             T *fi = f + i * ldf;                                                                \
-            FWD(m, x + i * ldx, v ? v : fi);                                                    \
+            FWD(m, x + i * ldx, v ? v : fi, m->P);                                              \
             if (!m->direct || side == KAT_SIDE_KEY)                                             \
                 EMIT(m, side, v ? v : fi, fi);                                                  \
         }                                                                                       \
@@ -419,14 +426,18 @@ POLY_APPLY(float, poly_apply_f32, poly_forward_f32, poly_emit_f32)
         const poly_map *m = state;                                                              \
         if (n == 0)                                                                             \
             return KAT_OK;                                                                      \
-        T *v = kat_alloc_array(m->full_dim, 2 * sizeof(T), "polynomial map vjp scratch");       \
+        /* Degrees below P only, plus v[0] (written even when P = 0). */                        \
+        const size_t lo = m->blk[m->P] + 1;                                                     \
+        T *v = kat_alloc_array(lo, 2 * sizeof(T), "polynomial map vjp scratch");                \
         if (!v)                                                                                 \
             return KAT_ENOMEM;                                                                  \
-        T *G = v + m->full_dim;                                                                 \
+        T *G = v + lo;                                                                          \
+        const T sgn_top = side == KAT_SIDE_KEY && m->sign[m->P] < 0 ? (T)-1 : (T)1;             \
         for (size_t i = 0; i < n; i++) {                                                        \
-            FWD(m, x + i * ldx, v);                                                             \
-            SEED(m, side, g + i * ldg, G);                                                      \
-            BWD(m, x + i * ldx, v, G, dx + i * lddx);                                           \
+            const T *gi = g + i * ldg;                                                          \
+            FWD(m, x + i * ldx, v, m->P - 1);                                                   \
+            SEED(m, side, gi, G);                                                               \
+            BWD(m, x + i * ldx, v, gi + m->out_off[m->P], sgn_top, G, dx + i * lddx);           \
         }                                                                                       \
         kat_free(v);                                                                            \
         return KAT_OK;                                                                          \
@@ -592,8 +603,9 @@ kat_status kat_featmap_poly_create(const double *coef, size_t ncoef, size_t d, k
     int pos = poly_positive_on_reals(m->coef, P);
     if (pos < 0) {
         poly_free(m);
-        return kat_fail(KAT_ELAPACK, "%s: the eigenvalues of the companion matrix of f' did "
-                                     "not converge", who);
+        return pos == -1 ? KAT_ENOMEM
+                         : kat_fail(KAT_ELAPACK, "%s: the eigenvalues of the companion matrix "
+                                                 "of f' did not converge", who);
     }
     unsigned flags = KAT_FEATMAP_EXACT | (pos ? KAT_FEATMAP_POSITIVE : 0u);
     return kat_featmap_create(&poly_ops, m, d, m->dim, flags, out);

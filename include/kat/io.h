@@ -1,4 +1,4 @@
-/* kat io: .npy (format 1.0/2.0, float32/float64, C order) and CSV matrices. */
+/* kat io: .npy files (format 1.0/2.0/3.0, float32/float64) and CSV matrices. */
 #ifndef KAT_IO_H
 #define KAT_IO_H
 
@@ -17,37 +17,69 @@ typedef struct {
     kat_dtype dtype;
     int ndim;                          /* 0 (scalar) .. KAT_ARRAY_MAX_NDIM */
     size_t shape[KAT_ARRAY_MAX_NDIM];
-    void *data;                        /* kat_malloc'd; product(shape) elements */
+    void *data;                        /* kat_malloc'd; product(shape) elements, native order */
 } kat_array;
 
-/* Number of elements (product of the shape; 1 for a scalar). */
+/* Number of elements: the product of the shape, 1 for a scalar, 0 when a dimension is 0.
+ * Returns 0 for NULL, an ndim outside 0..8, or a shape whose product overflows. */
 size_t kat_array_size(const kat_array *a);
-/* Allocate a zero-filled array. */
+/* Allocate a zero-filled array (data is never NULL, even with zero elements). KAT_EINVAL for a
+ * NULL out or shape, a bad dtype or ndim; KAT_ERANGE when the byte count overflows size_t. */
 kat_status kat_array_alloc(kat_dtype dtype, int ndim, const size_t *shape, kat_array *out);
-void kat_array_free(kat_array *a);   /* NULL ok; zeroes the struct */
+/* Free the data and zero the struct; NULL ok. */
+void kat_array_free(kat_array *a);
 
-/* Read a .npy file: little- or big-endian float32/float64, C order (fortran_order False).
- * Errors: KAT_EIO (cannot open/read), KAT_EFORMAT (bad magic, header, dtype, shape, or a
- * file shorter than its header says) with the reason in kat_last_error(). */
+/* Read a .npy file (format 1.0, 2.0 or 3.0): dtype '<f4', '<f8', '>f4' or '>f8', any shape of
+ * 0..8 dimensions, zero-size dimensions included. Big-endian data is converted to native
+ * order; fortran_order True data is reordered to C order. Values are returned bit for bit
+ * (NaN and Inf included; kat_npy_read_dmat is the reader that rejects them). Bytes after the
+ * data section are ignored, as numpy does.
+ * Errors: KAT_EIO when the file cannot be opened or read (the message names the path and
+ * the system's reason); KAT_EFORMAT for a bad magic string, an unsupported version, a
+ * malformed header (naming the key or the text at fault), an unsupported dtype (named, e.g.
+ * '<i4'), a shape whose byte count overflows size_t, or a data section shorter than the
+ * shape needs (both byte counts given). */
 kat_status kat_npy_read(const char *path, kat_array *out);
-/* The same from a memory buffer (used by the fuzz harnesses). */
+/* The same from a memory buffer of len bytes (used by the fuzz harnesses); never reads
+ * outside [buf, buf + len). */
 kat_status kat_npy_parse(const void *buf, size_t len, kat_array *out);
-/* Write format 1.0 (2.0 when the header needs it), little-endian, C order. */
+/* Write a as numpy does: format 1.0 (2.0 only for a header over 65535 bytes, which eight
+ * dimensions never need), header "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }"
+ * padded with spaces and '\n' so the data starts at a multiple of 64, little-endian data.
+ * Arguments are checked before the file is opened; an I/O failure (KAT_EIO, naming the path)
+ * can leave a partial file behind. */
 kat_status kat_npy_write(const char *path, const kat_array *a);
-/* Write a matrix view as a 2-D .npy in the given dtype. */
+/* Write a strided matrix view as a 2-D .npy in the given dtype (rows x cols, C order).
+ * KAT_EDOM for a non-finite entry, or for one beyond the float32 range when dtype is
+ * KAT_DTYPE_F32 (naming the entry). */
 kat_status kat_npy_write_dmat(const char *path, const kat_dmat *m, kat_dtype dtype);
 
-/* Read a 2-D .npy as a double matrix (any float dtype; 1-D becomes n x 1). */
+/* Read a .npy of any float dtype as a double matrix (ld = cols): 2-D as is, 1-D of length n
+ * as n x 1, 0-D as 1 x 1; more dimensions are KAT_EFORMAT naming the shape. A non-finite
+ * value is KAT_EDOM naming its (row, col). Other errors as kat_npy_read. Free with
+ * kat_dmat_free. */
 kat_status kat_npy_read_dmat(const char *path, kat_dmat *out);
 
-/* CSV: one row per line, comma-separated numbers; '#' starts a comment line; an optional
- * header line of non-numbers is skipped. Ragged rows and non-numbers are KAT_EFORMAT errors
- * naming the line and column. */
+/* CSV: one row per line, comma-separated numbers (strtod syntax, read in the "C" locale
+ * whatever the program's locale). Spaces and tabs around numbers, "\r\n" line ends, a last
+ * line without '\n', blank lines, lines starting with '#' and a UTF-8 byte-order mark are
+ * accepted. The first non-blank, non-comment line is a header, and skipped, when none of its
+ * fields is or starts like a number; it must then have as many fields as the rows.
+ * Errors name the line (counting every line of the file) and the column (1-based field):
+ * KAT_EFORMAT for ragged rows, empty fields and text that is not a number; KAT_EDOM for
+ * "nan", "inf" and numbers that overflow a double. No rows gives a 0 x 0 matrix (0 x k after
+ * a header of k names). Free the result with kat_dmat_free. */
 kat_status kat_csv_read(const char *path, kat_dmat *out);
+/* The same from a buffer of len bytes (no terminating NUL needed; never read past len). */
 kat_status kat_csv_parse(const char *buf, size_t len, kat_dmat *out);
+/* Write m as CSV: one line per row, entries printed with %.17g (they read back to the same
+ * doubles), "\n" line ends. KAT_EDOM for a non-finite entry, checked before the file is
+ * opened; KAT_EIO naming the path for an I/O failure. */
 kat_status kat_csv_write(const char *path, const kat_dmat *m);
 
-/* Read a matrix from .npy or .csv, chosen by the file's extension. */
+/* Read a matrix, choosing the format by the file name's extension (case-insensitive): .npy
+ * with kat_npy_read_dmat, .csv and .txt with kat_csv_read. Any other extension, or none, is
+ * KAT_EINVAL naming it. */
 kat_status kat_matrix_read(const char *path, kat_dmat *out);
 
 #ifdef __cplusplus

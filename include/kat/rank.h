@@ -172,13 +172,14 @@ typedef struct {
     int predict;              /* compute predicted_rank (default 1; costs a QR of Q and K) */
     /* Randomized method. */
     uint64_t seed;            /* Gaussian test matrices (default 0) */
-    size_t block;             /* columns of the first block; each next one doubles (default 32) */
+    size_t block;             /* columns of the first block; each next one doubles (default 64) */
     size_t oversample;        /* a block with at least this many directions below the
                                  threshold ends the search (default 10) */
-    int power_iters;          /* power iterations per block (default 1) */
+    int power_iters;          /* extra power iterations per block, 2 passes each (default 0:
+                                 the Krylov reuse below already sharpens decaying spectra) */
     size_t max_rank;          /* stop after this many directions (0: min(n, m)); the rank is
                                  then a lower bound (result.converged = 0) */
-    size_t tile_rows;         /* rows of M built at once per thread (default 256) */
+    size_t tile_rows;         /* rows of M built at once per thread (default 512) */
 } kat_rank_opts;
 
 void kat_rank_opts_init(kat_rank_opts *opts);
@@ -223,17 +224,24 @@ kat_status kat_rank_probe_featmap(const kat_featmap *fm, const kat_dmat *Q, cons
 kat_status kat_rank_probe_matrix(const kat_dmat *M, const kat_rank_opts *opts,
                                  kat_rank_result *res);
 
-/* Matrix-free randomized rank (Halko, Martinsson and Tropp 2011, the adaptive range finder
- * with power iterations, in the blocked form of Yu, Gu and Li 2018): M is never stored; each
- * pass builds it tile by tile (tile_rows rows x a column chunk, GEMM then f) in parallel
- * over tiles. Block j draws a Gaussian m x b_j test matrix, forms Y = M Omega (refined by
- * power iterations), orthonormalises it against the basis so far, and computes
- * B_j = Y^T M; the singular values of B = [B_1; ...] estimate the leading ones of M. The
- * search stops when a block has at least `oversample` directions at or below the threshold
- * (the tolerance of kat_rank_numerical, and eps * sigma_1 with eps > 0), or the basis spans
- * min(n, m) or max_rank. The Frobenius norm is exact (summed in the first pass), so the
- * Frobenius epsilon-rank uses the true residual energy. Deterministic for a seed: a fixed
- * tile partition, and every sum in a fixed order whatever the thread count. */
+/* Matrix-free randomized rank (Halko, Martinsson and Tropp 2011, the adaptive range finder,
+ * in the blocked QB form of Yu, Gu and Li 2018): M is never stored; each pass builds it tile
+ * by tile (tile_rows rows x 1024-column chunks: GEMM, then f) in parallel over row tiles.
+ * Block j (b_j = block * 2^j columns) takes a test matrix Omega whose first half is the last
+ * block's M^T Q (orthonormalised; a Krylov step) and whose rest is Gaussian, forms
+ * Y = M Omega (plus power_iters power iterations), orthonormalises it against the basis so
+ * far, and computes B_j = Y^T M: two passes per block. The singular values of
+ * B = [B_1; ...] estimate the leading ones of M from below. The search stops when a block
+ * has at least `oversample` directions at or below the threshold (the tolerance of
+ * kat_rank_numerical, and eps * sigma_1 with eps > 0; for the Frobenius eps-rank, also when
+ * the energy left outside the basis is within eps |M|_F), or the basis spans min(n, m) or
+ * max_rank. The Frobenius norm is exact (summed in the first pass), so the Frobenius
+ * eps-rank uses the true residual energy. The numerical rank drives the search: for an
+ * eps-rank alone, set rtol = eps too, or the search goes on down to the default tolerance.
+ * Deterministic for a seed: a fixed tile partition and each tile's sums in a fixed order,
+ * so the bits do not depend on kat's thread count (the small products outside the tiles run
+ * in OpenBLAS, deterministic for a given OpenBLAS thread count). Memory: about (2n + 3m) k doubles for k
+ * directions, checked against the machine's memory before each block. */
 kat_status kat_rank_randomized(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
                                const kat_rank_opts *opts, kat_rank_result *res);
 

@@ -187,11 +187,15 @@ static void bwd_unit(const kat_attn_plan *p, const bwd_args *a, size_t u, bwd_th
                 th->lse[i] = a->lse ? kat_tensor_row(a->lse, b, h, i0 + i) : NULL;
                 th->qlim[i] = (int32_t)(i0 + i) + shift;
             }
-            kat_flash_bwd_prepare(ctx, &th->bq[t * p->tpn + uq],
-                                  th->bq_storage + (t * p->tpn + uq) * qfloats, n, qr + i0,
-                                  dr + i0, th->orows, a->lse ? th->lse : NULL,
-                                  stats + (b * d->H + h) * p->n_pad + i0,
-                                  d->causal ? th->qlim : NULL);
+            kat_flash_bwd_q *bq = &th->bq[t * p->tpn + uq];
+            float *store = th->bq_storage + (t * p->tpn + uq) * qfloats;
+            if (a->lse)
+                kat_flash_bwd_prepare(ctx, bq, store, n, qr + i0, dr + i0, th->orows, th->lse,
+                                      d->causal ? th->qlim : NULL);
+            else
+                kat_flash_bwd_prepare_lse2(ctx, bq, store, n, qr + i0, dr + i0, th->orows,
+                                           stats + (b * d->H + h) * p->n_pad + i0,
+                                           d->causal ? th->qlim : NULL);
         }
         float *dq = C == 1 ? th->dq + t * p->n_pad * ldd : dq_partial(p, parts, b, h, c);
         memset(dq, 0, p->n_pad * ldd * sizeof(float));

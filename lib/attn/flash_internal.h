@@ -130,14 +130,19 @@ typedef struct {
 /* Floats of storage for one prepared query tile (64-byte aligned). */
 size_t kat_flash_bwd_q_floats(const kat_flash_ctx *ctx);
 /* Prepare a query tile in `storage` (kat_flash_bwd_q_floats floats). The row pointer arrays
- * q and dout are kept by reference (they must outlive the tile); orows and the normaliser are
- * read now: either lse (per-row pointers to the forward's natural-log logsumexp, fp32) or,
- * when lse is NULL, lse2 (n values in log2 units in double, from kat_flash_fwd_lse2). qlim
- * may be NULL (no causal mask). */
+ * q and dout are kept by reference (they must outlive the tile); orows and lse (per-row
+ * pointers to the forward's natural-log logsumexp, fp32) are read now. qlim may be NULL (no
+ * causal mask). */
 void kat_flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
                            size_t n, const float *const *q, const float *const *dout,
                            const float *const *orows, const float *const *lse,
-                           const double *lse2, const int32_t *qlim);
+                           const int32_t *qlim);
+/* The same with the normaliser as n log2-unit logsumexps in double (kat_flash_fwd_lse2 after
+ * a statistics pass): probabilities as accurate as the forward's, whatever |lse|. */
+void kat_flash_bwd_prepare_lse2(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
+                                size_t n, const float *const *q, const float *const *dout,
+                                const float *const *orows, const double *lse2,
+                                const int32_t *qlim);
 /* Floats of step scratch (two BK x BQ tiles). */
 size_t kat_flash_bwd_scratch_floats(void);
 /* One (query tile, key tile) pair: add its contributions to whichever accumulators are not

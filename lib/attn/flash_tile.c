@@ -186,10 +186,10 @@ size_t kat_flash_bwd_q_floats(const kat_flash_ctx *ctx)
     return 2 * round16(ctx->D * BQ) + 4 * BQ;
 }
 
-void kat_flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
-                           size_t n, const float *const *q, const float *const *dout,
-                           const float *const *orows, const float *const *lse,
-                           const double *lse2, const int32_t *qlim)
+static void bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
+                        size_t n, const float *const *q, const float *const *dout,
+                        const float *const *orows, const float *const *lse,
+                        const double *lse2, const int32_t *qlim)
 {
     size_t D = ctx->D;
     bq->n = n;
@@ -221,6 +221,22 @@ void kat_flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float 
             bq->qlim[i] = INT32_MIN;
         }
     }
+}
+
+void kat_flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
+                           size_t n, const float *const *q, const float *const *dout,
+                           const float *const *orows, const float *const *lse,
+                           const int32_t *qlim)
+{
+    bwd_prepare(ctx, bq, storage, n, q, dout, orows, lse, NULL, qlim);
+}
+
+void kat_flash_bwd_prepare_lse2(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
+                                size_t n, const float *const *q, const float *const *dout,
+                                const float *const *orows, const double *lse2,
+                                const int32_t *qlim)
+{
+    bwd_prepare(ctx, bq, storage, n, q, dout, orows, NULL, lse2, qlim);
 }
 
 size_t kat_flash_bwd_scratch_floats(void) { return 2 * BK * BQ; }

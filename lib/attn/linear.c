@@ -5,7 +5,6 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include "core/kat_config.h"
 #include "core/internal.h"
@@ -186,17 +185,16 @@ static int thread_id(void)
 
 /* Inside kat's parallel regions each thread calls a single-threaded sgemm; OpenBLAS's own
  * threads would oversubscribe the cores. Restored afterwards. */
-static int blas_mode(void) { const char *e = getenv("KAT_LIN_BLAS"); return e ? atoi(e) : 1; }
 static int blas_threads_push(int nt)
 {
     int prev = openblas_get_num_threads();
-    if (blas_mode() >= 1 && nt > 1 && prev != 1)
+    if (nt > 1 && prev != 1)
         openblas_set_num_threads(1);
     return prev;
 }
 static void blas_threads_pop(int nt, int prev)
 {
-    if (blas_mode() == 1 && nt > 1 && prev != 1)
+    if (nt > 1 && prev != 1)
         openblas_set_num_threads(prev);
 }
 

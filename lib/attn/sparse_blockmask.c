@@ -92,6 +92,41 @@ static kat_status bm_transpose(kat_sparse_blockmask *m)
     return KAT_OK;
 }
 
+/* Validate explicit lists against nqb query blocks per head and nkb key blocks. */
+static kat_status check_lists(const kat_sparse_blockmask_desc *desc, size_t lists, size_t nqb,
+                              size_t nkb)
+{
+    const size_t *off = desc->offsets;
+    if (!off)
+        return kat_fail(KAT_EINVAL, "blockmask desc: offsets is NULL");
+    if (off[0] != 0)
+        return kat_fail(KAT_EINVAL, "blockmask desc: offsets[0] = %zu, must be 0", off[0]);
+    for (size_t l = 0; l < lists; l++)
+        if (off[l + 1] < off[l] || off[l + 1] - off[l] > nkb)
+            return kat_fail(KAT_EINVAL,
+                            "blockmask desc: offsets[%zu] = %zu after %zu: a list holds 0 .. "
+                            "nkb = %zu key blocks",
+                            l + 1, off[l + 1], off[l], nkb);
+    if (off[lists] && !desc->kblocks)
+        return kat_fail(KAT_EINVAL, "blockmask desc: kblocks is NULL for %zu entries", off[lists]);
+    for (size_t l = 0; l < lists; l++)
+        for (size_t e = off[l]; e < off[l + 1]; e++) {
+            int32_t kb = desc->kblocks[e];
+            size_t qb = l % nqb, hd = l / nqb;
+            if (kb < 0 || (size_t)kb >= nkb)
+                return kat_fail(KAT_EINVAL,
+                                "blockmask desc: kblocks[%zu] = %d (head %zu, query block %zu) "
+                                "is outside [0, nkb = %zu)",
+                                e, (int)kb, hd, qb, nkb);
+            if (e > off[l] && kb <= desc->kblocks[e - 1])
+                return kat_fail(KAT_EINVAL,
+                                "blockmask desc: kblocks of head %zu, query block %zu are not "
+                                "strictly increasing (%d after %d)",
+                                hd, qb, (int)kb, (int)desc->kblocks[e - 1]);
+        }
+    return KAT_OK;
+}
+
 kat_status kat_sparse_blockmask_create(const kat_sparse_blockmask_desc *desc,
                                        kat_sparse_blockmask **out)
 {
@@ -105,46 +140,10 @@ kat_status kat_sparse_blockmask_create(const kat_sparse_blockmask_desc *desc,
         return st;
     size_t lists = m->B * m->H * m->nqb;
     const size_t *off = desc->offsets;
-    if (!off) {
+    if ((st = check_lists(desc, lists, m->nqb, m->nkb))) {
         kat_sparse_blockmask_destroy(m);
-        return kat_fail(KAT_EINVAL, "blockmask desc: offsets is NULL");
+        return st;
     }
-    if (off[0] != 0) {
-        kat_sparse_blockmask_destroy(m);
-        return kat_fail(KAT_EINVAL, "blockmask desc: offsets[0] = %zu, must be 0", off[0]);
-    }
-    for (size_t l = 0; l < lists; l++) {
-        if (off[l + 1] < off[l] || off[l + 1] - off[l] > m->nkb) {
-            kat_sparse_blockmask_destroy(m);
-            return kat_fail(KAT_EINVAL,
-                            "blockmask desc: offsets[%zu] = %zu after %zu: a list holds 0 .. "
-                            "nkb = %zu key blocks",
-                            l + 1, off[l + 1], off[l], m->nkb);
-        }
-    }
-    if (off[lists] && !desc->kblocks) {
-        kat_sparse_blockmask_destroy(m);
-        return kat_fail(KAT_EINVAL, "blockmask desc: kblocks is NULL for %zu entries", off[lists]);
-    }
-    for (size_t l = 0; l < lists; l++)
-        for (size_t e = off[l]; e < off[l + 1]; e++) {
-            int32_t kb = desc->kblocks[e];
-            size_t qb = l % m->nqb, hd = l / m->nqb;
-            if (kb < 0 || (size_t)kb >= m->nkb) {
-                kat_sparse_blockmask_destroy(m);
-                return kat_fail(KAT_EINVAL,
-                                "blockmask desc: kblocks[%zu] = %d (head %zu, query block %zu) "
-                                "is outside [0, nkb = %zu)",
-                                e, (int)kb, hd, qb, m->nkb);
-            }
-            if (e > off[l] && kb <= desc->kblocks[e - 1]) {
-                kat_sparse_blockmask_destroy(m);
-                return kat_fail(KAT_EINVAL,
-                                "blockmask desc: kblocks of head %zu, query block %zu are not "
-                                "strictly increasing (%d after %d)",
-                                hd, qb, (int)kb, (int)desc->kblocks[e - 1]);
-            }
-        }
     memcpy(m->kv_off, off, (lists + 1) * sizeof(size_t));
     if ((st = bm_alloc_entries(m))) {
         kat_sparse_blockmask_destroy(m);

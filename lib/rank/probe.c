@@ -17,10 +17,10 @@ void kat_rank_opts_init(kat_rank_opts *o)
     o->scale = 1.0;
     o->method = KAT_RANK_DENSE;
     o->predict = 1;
-    o->block = 32;
+    o->block = 64;
     o->oversample = 10;
     o->power_iters = 0;
-    o->tile_rows = 256;
+    o->tile_rows = 512;
 }
 
 void kat_rank_result_free(kat_rank_result *res)

@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include "core/internal.h"
 #include "rank/rank_internal.h"
 
@@ -178,10 +180,13 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     while (!st && s.k < K) {
         size_t b = bcur < K - s.k ? bcur : K - s.k;
         if ((st = sketch_reserve(&s, b)) ||
-            (st = add_block(&s, rng, b, o->power_iters, s.k == 0 ? &fro_sq : NULL)) ||
-            (st = values_of(&s, s.Zb, m, s.k, s.sv)))
+            (st = add_block(&s, rng, b, o->power_iters, s.k == 0 ? &fro_sq : NULL)))
             break;
-        sigma1 = s.sv[0];
+        /* sigma_1(B) >= sigma_1 of every block's rows; the first block's is already close
+         * (and a low estimate only makes the threshold stricter). The full spectrum of B is
+         * needed inside the loop only for the Frobenius criterion. */
+        if (s.svb[0] > sigma1)
+            sigma1 = s.svb[0];
         tol = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
         double tau = tol;
         if (o->eps > 0.0 && o->eps * sigma1 < tau)
@@ -189,7 +194,11 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
         /* Saturated: the new block found at least p directions at or below the threshold,
          * so (with high probability) none above it is left outside the basis. */
         int done = b - rank_count_above(s.svb, b, tau) >= p;
+        if (getenv("KAT_RANK_DEBUG"))
+            fprintf(stderr, "block b=%zu k=%zu: above tau %zu (tau %.3g, svb[0] %.3g svb[b-1] %.3g)\n", b, s.k, rank_count_above(s.svb, b, tau), tau, s.svb[0], s.svb[b-1]);
         if (done && o->eps > 0.0) {
+            if ((st = values_of(&s, s.Zb, m, s.k, s.sv)))
+                break;
             rank_sum cap = {0.0, 0.0};
             for (size_t i = s.k; i-- > 0;)
                 rank_sum_add(&cap, s.sv[i] * s.sv[i]);
@@ -204,11 +213,15 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
         bcur = bcur > K / 2 ? K : 2 * bcur;
     }
     kat_rng_destroy(rng);
+    if (!st && s.k)
+        st = values_of(&s, s.Zb, m, s.k, s.sv);
     if (st) {
         sketch_free(&s);
         return st;
     }
     size_t k = s.k;
+    sigma1 = k ? s.sv[0] : 0.0;
+    tol = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
     memset(res, 0, sizeof *res);
     res->n = n;
     res->m = m;

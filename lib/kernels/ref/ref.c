@@ -68,10 +68,11 @@ static void ref_softmax_probs(size_t nrows, size_t lanes, float *s, const float 
 {
     for (size_t j = 0; j < nrows; j++)
         for (size_t i = 0; i < lanes; i++) {
-            float x = s[j * LANES + i];   /* masked (-inf) scores give 0, never NaN */
-            s[j * LANES + i] = x == -INFINITY
-                                   ? 0.0f
-                                   : exp2f(((c_hi * x - lse2[i]) + c_lo * x) - lse2[LANES + i]);
+            /* The exponent in double: portable, and exact enough that the yardstick does
+             * not round c s (huge logits). Masked (-inf) scores give 0, never NaN. */
+            float x = s[j * LANES + i];
+            double e = ((double)c_hi + c_lo) * x - ((double)lse2[i] + lse2[LANES + i]);
+            s[j * LANES + i] = x == -INFINITY ? 0.0f : exp2f((float)e);
         }
 }
 
