@@ -631,22 +631,26 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("attn");
-    TCase *tc = tcase_create("attn");
-    tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, test_grid_small, 0, (int)(sizeof dims / sizeof dims[0]));
-    tcase_add_test(tc, test_medium);
-    tcase_add_test(tc, test_gqa);
-    tcase_add_test(tc, test_layouts);
-    tcase_add_test(tc, test_decode_split);
-    tcase_add_test(tc, test_rows_without_keys);
-    tcase_add_test(tc, test_huge_logits);
-    tcase_add_test(tc, test_deterministic_and_workspace);
-    tcase_add_test(tc, test_one_shot_and_unfused);
-    tcase_add_test(tc, test_empty);
-    tcase_add_test(tc, test_bad_input);
-    tcase_add_test(tc, test_alloc_failures);
-    tcase_add_loop_test(tc, test_kernels_match_ref, 0, KAT_ARCH_COUNT);
-    tcase_add_loop_test(tc, test_softmax_kernels_match_ref, 0, KAT_ARCH_COUNT);
-    suite_add_tcase(s, tc);
+    TCase *grid = tcase_create("grid"), *cases = tcase_create("cases");
+    TCase *kernels = tcase_create("kernels"), *api = tcase_create("api");
+    tcase_add_loop_test(grid, test_grid_small, 0, (int)(sizeof dims / sizeof dims[0]));
+    tcase_add_test(cases, test_medium);
+    tcase_add_test(cases, test_gqa);
+    tcase_add_test(cases, test_layouts);
+    tcase_add_test(cases, test_decode_split);
+    tcase_add_test(cases, test_rows_without_keys);
+    tcase_add_test(cases, test_huge_logits);
+    tcase_add_loop_test(kernels, test_kernels_match_ref, 0, KAT_ARCH_COUNT);
+    tcase_add_loop_test(kernels, test_softmax_kernels_match_ref, 0, KAT_ARCH_COUNT);
+    tcase_add_test(api, test_deterministic_and_workspace);
+    tcase_add_test(api, test_one_shot_and_unfused);
+    tcase_add_test(api, test_empty);
+    tcase_add_test(api, test_bad_input);
+    tcase_add_test(api, test_alloc_failures);
+    TCase *all[] = {grid, cases, kernels, api};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        tcase_set_timeout(all[i], 300);
+        suite_add_tcase(s, all[i]);
+    }
     return tu_run_suite(s);
 }

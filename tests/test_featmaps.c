@@ -1017,8 +1017,8 @@ END_TEST
  * reports it, writes no output and leaks nothing (checked by the sanitizer and valgrind runs). */
 START_TEST(test_allocation_failures)
 {
-    const double a[4] = {0, 1, 0, -2};
-    for (int kind = 0; kind < 5; kind++) {
+    const double a[4] = {0, 1, 0, -2}, even[5] = {1, 1, 0.5, 0, 0.25};   /* even: positivity test */
+    for (int kind = 0; kind < 6; kind++) {
         int succeeded = 0;
         for (size_t k = 1; k < 100 && !succeeded; k++) {
             kat_featmap *fm = NULL;
@@ -1029,6 +1029,7 @@ START_TEST(test_allocation_failures)
             case 1: st = kat_featmap_taylor_create(5, 3, 0.0, &fm); break;
             case 2: st = kat_featmap_rff_create(KAT_RFF_GAUSSIAN, KAT_RFF_PHASE, 5, 9, 1, 1, &fm); break;
             case 3: st = kat_featmap_favor_create(5, 9, 1, KAT_FAVOR_ORTHOGONAL, 1, &fm); break;
+            case 4: st = kat_featmap_poly_create(even, 5, 3, &fm); break;
             default: {
                 kat_debug_fail_alloc_at(0);
                 TU_OK(kat_featmap_poly_create(a, 4, 5, &fm));   /* gaps: apply needs scratch */

@@ -21,7 +21,7 @@ export PKG_CONFIG_PATH="$pcdir"
 cflags=$(pkg-config --define-variable=prefix="$root" --cflags kat)
 libs=$(pkg-config --define-variable=prefix="$root" --libs kat)
 libdir=$(pkg-config --define-variable=prefix="$root" --variable=libdir kat)
-cc -std=c11 -Wall -Werror $cflags "$src_dir/tests/install_probe.c" -o "$tmp/probe" $libs
+cc -std=c11 -Wall -Werror $cflags "$src_dir/tests/install_probe.c" -o "$tmp/probe" $libs -lm
 LD_LIBRARY_PATH="$libdir" "$tmp/probe"
 static_libs=$(pkg-config --define-variable=prefix="$root" --libs --static kat)
 cc -std=c11 -Wall -Werror $cflags "$src_dir/tests/install_probe.c" -o "$tmp/probe_static" \

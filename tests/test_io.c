@@ -230,8 +230,8 @@ START_TEST(test_npy_header_variants)
         "{\"descr\": \"<f8\", \"fortran_order\": False, \"shape\": (2,3)}",
         "{ 'descr' : '<f8' ,\n 'fortran_order':False,'shape':( 2 , 3 , ) , }",
         "{\t'descr':\t'<f8',\t'fortran_order': False, 'shape': (2L, 3L), }",
-        "{'fortran_order': False, 'descr': '<f8', 'shape': (2, 3), }"
-        "                                            \r\n",
+        ("{'fortran_order': False, 'descr': '<f8', 'shape': (2, 3), }"
+         "                                            \r\n"),   /* numpy's growth padding */
         "{'descr':'<f8','fortran_order':False,'shape':(2,3),}",
     };
     unsigned char raw[48];

@@ -196,7 +196,7 @@ static kat_status map_error(const kat_featmap *fm, const kat_dmat *Q, const kat_
 
 kat_status thm_check_bounded_entries(kat_theorem_result *res, int quick)
 {
-    const size_t n = quick ? 256 : 1024, d = 10, nq_map = quick ? 32 : 128;
+    const size_t n = quick ? 256 : 1024, d = 10, nq_map = quick ? 16 : 64;
     const double eps = 1e-8;
     kat_dmat Q0 = {0}, K0 = {0}, A = {0}, G = {0};
     kat_rng *rng = NULL;

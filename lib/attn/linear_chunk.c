@@ -257,7 +257,14 @@ kat_status lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c
                 return st;
             float *at = xt + E * C;   /* A^T[j][i] = f(q_i, k_j): rows E.. of the product */
             if (fused) {
-                lin_gemm(0, 1, E + n, n, D, st_, D, w->phq, D, 0.0f, xt, C);
+                /* keys of the first half see every query of the chunk, keys of the second
+                 * half only the second half of the queries: the block of later keys and
+                 * earlier queries, zero under the causal mask, is never computed */
+                size_t h1 = n >= 32 ? (n + 1) / 2 : n, h2 = n - h1;
+                lin_gemm(0, 1, E + h1, n, D, st_, D, w->phq, D, 0.0f, xt, C);
+                if (h2)
+                    lin_gemm(0, 1, h2, h2, D, psi + h1 * D, D, w->phq + h1 * D, D, 0.0f,
+                             at + h1 * C + h1, C);
                 for (size_t j = 0; j < n; j++)
                     for (size_t i = 0; i < j; i++)
                         at[j * C + i] = 0.0f;

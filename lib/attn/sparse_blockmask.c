@@ -473,11 +473,12 @@ kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc,
     const kat_attn_desc *d = &L->d;
     if (mask->N != d->N || mask->M != d->M || (mask->B != 1 && mask->B != d->B) ||
         (mask->H != 1 && mask->H != d->H)) {
+        st = kat_fail(KAT_EINVAL,
+                      "mask: shape [B = %zu, H = %zu, N = %zu, M = %zu] does not match the "
+                      "attention's [%zu, %zu, %zu, %zu] (B and H may be 1)",
+                      mask->B, mask->H, mask->N, mask->M, d->B, d->H, d->N, d->M);
         kat_sparse_layout_destroy(L);
-        return kat_fail(KAT_EINVAL,
-                        "mask: shape [B = %zu, H = %zu, N = %zu, M = %zu] does not match the "
-                        "attention's [%zu, %zu, %zu, %zu] (B and H may be 1)",
-                        mask->B, mask->H, mask->N, mask->M, d->B, d->H, d->N, d->M);
+        return st;
     }
     L->bits_src = SP_BITS_PRED;
     L->pred = mask->pred;

@@ -207,9 +207,8 @@ static kat_status make_pairs(kat_sparse_layout *L, sp_pair_gen gen, const void *
     if (!L->fwd_off || !L->bwd_off)
         return KAT_ENOMEM;
     L->fwd_off[0] = 0;
-    int T = L->threads;
-    (void)T;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(T) if (T > 1 && nqt > 64)
+    /* Serial: a few operations per pair, far below one pair's attention, and no thread
+     * start-up or barrier on a busy machine. */
     for (size_t qt = 0; qt < nqt; qt++)
         L->fwd_off[qt + 1] = gen(L, ctx, qt, NULL, NULL);
     for (size_t qt = 0; qt < nqt; qt++)
@@ -223,7 +222,6 @@ static kat_status make_pairs(kat_sparse_layout *L, sp_pair_gen gen, const void *
     L->bwd_mask = kat_alloc_array(P ? P : 1, 1, "sparse transposed pair masks");
     if (!L->fwd_kt || !L->fwd_mask || !L->bwd_qt || !L->bwd_mask)
         return KAT_ENOMEM;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(T) if (T > 1 && nqt > 64)
     for (size_t qt = 0; qt < nqt; qt++)
         gen(L, ctx, qt, L->fwd_kt + L->fwd_off[qt], L->fwd_mask + L->fwd_off[qt]);
     /* Transpose by counting: walking the query tiles in order keeps each key tile's list of
