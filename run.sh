@@ -5,6 +5,7 @@
 #   ./run.sh kat ARGS...       - the kat command
 #   ./run.sh sanitize          - the fast suite under address + undefined-behaviour sanitizers
 #   ./run.sh valgrind          - the fast suite under valgrind memcheck
+#   ./run.sh docs              - the API reference (Doxygen) in build/docs/api/html/
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -89,13 +90,21 @@ case "$cmd" in
         build_dir build --buildtype=release
         exec ./build/experiments/kat reproduce --out out "$@"
         ;;
+    docs)
+        PACKAGES+=(doxygen)
+        ensure_packages
+        build_dir build --buildtype=release
+        [ -f build/docs/Doxyfile ] || meson setup --reconfigure build >&2
+        ninja -C build docs >&2
+        echo "API reference: build/docs/api/html/index.html"
+        ;;
     kat)
         ensure_packages
         build_dir build --buildtype=release
         exec ./build/experiments/kat "$@"
         ;;
     *)
-        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | sanitize | valgrind" >&2
+        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | sanitize | valgrind | docs" >&2
         exit 2
         ;;
 esac
