@@ -91,6 +91,11 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
     p->H = q->H;
     p->nq = q->N;
     p->nk = k->N;
+    /* A sequence shorter than a chunk is one chunk: size the workspace for it (decoding one
+     * token at a time allocates O(D d_v), not O(C D)). */
+    size_t nmax = p->nq > p->nk ? p->nq : p->nk;
+    if (p->C > nmax)
+        p->C = nmax ? nmax : 1;
     p->dv = v->D;
     if (kat_add_overflow(p->dv, 1, &p->E) || p->Df > INT_MAX / 2 || p->E > INT_MAX / 2 ||
         p->d > INT_MAX / 2)
@@ -301,6 +306,10 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
         nt = 1;
     if (nt > 64)
         nt = 64;
+    /* Below ~a millisecond of work (a decoding step), waking threads costs more than it
+     * saves. */
+    if (kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 2e7)
+        nt = 1;
     /* Items in parallel when there are enough; else the chunks of one sequence. */
     int per_item = (size_t)nt <= items;
     lin_ws ws[64];
@@ -492,6 +501,8 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
         nt = 1;
     if ((size_t)nt > items)
         nt = (int)items;   /* fewer items than threads: BLAS threads the products instead */
+    if (2.5 * kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 2e7)
+        nt = 1;
     if (nt > 64)
         nt = 64;
     lin_ws ws[64];
