@@ -365,13 +365,16 @@ static void at_check_isa(at_case *c, kat_arch arch, int backward)
 
 /* Random instances for a problem: the maximum error over a small tensor is a noisy statistic
  * (variants of the naive algorithm itself differ by 4x on one instance of N = 1, M = 65), so
- * small problems take the maxima over several instances, enough for about 2^15 (query, key)
- * pairs, at most 8. */
+ * small problems take the maxima over several instances, enough for about at_pair_target
+ * (query, key) pairs, at most at_max_instances (the fast suite uses fewer than the slow). */
+static size_t at_pair_target = 32768;
+static size_t at_max_instances = 8;
+
 static int at_instances(const kat_attn_desc *d)
 {
     size_t pairs = d->B * d->H * (d->N ? d->N : 1) * (d->M ? d->M : 1);
-    size_t k = (32768 + pairs - 1) / pairs;
-    return (int)(k < 1 ? 1 : k > 8 ? 8 : k);
+    size_t k = (at_pair_target + pairs - 1) / pairs;
+    return (int)(k < 1 ? 1 : k > at_max_instances ? at_max_instances : k);
 }
 
 /* The whole check of one problem: every ISA this CPU and build support, the maxima of the

@@ -291,7 +291,8 @@ END_TEST
  * thread up to rounding, and bit-identical across runs with the same thread count. */
 START_TEST(test_threads_segments)
 {
-    const size_t N = 203, d = 6, dv = 5;
+    /* large enough (> 4e6 flops) for the engine to use its threads */
+    const size_t N = 2503, d = 64, dv = 16;
     kat_featmap *fm;
     TU_OK(kat_featmap_elu1_create(d, &fm));
     for (int causal = 0; causal < 2; causal++) {

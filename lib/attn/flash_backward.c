@@ -284,7 +284,7 @@ void kat_flash_dense_backward(const kat_attn_plan *p, const kat_tensor *q,
     float *parts = (float *)(work + (size_t)T * p->bwd_thread_bytes);
     double *stats = (double *)((unsigned char *)parts + p->bwd_part_bytes);
     (void)T;
-#pragma omp parallel num_threads(T) if (T > 1 && (units > 1 || (!lse && tiles > 1)))
+#pragma omp parallel num_threads(T) if (p->parallel && T > 1 && (units > 1 || (!lse && tiles > 1)))
     {
         bwd_thread th;
         bwd_thread_layout(p, &th, work + (size_t)THREAD_ID() * p->bwd_thread_bytes);

@@ -182,7 +182,7 @@ void kat_flash_dense_forward(const kat_attn_plan *p, const kat_tensor *q, const 
     int T = p->threads;
     float *partials = (float *)(work + (size_t)T * p->fwd_thread_bytes);
     (void)T;
-#pragma omp parallel num_threads(T) if (T > 1 && items > 1)
+#pragma omp parallel num_threads(T) if (p->parallel && T > 1 && items > 1)
     {
         fwd_thread th;
         fwd_thread_init(&p->ctx, &th, work + (size_t)THREAD_ID() * p->fwd_thread_bytes);

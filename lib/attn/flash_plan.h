@@ -9,6 +9,7 @@ struct kat_attn_plan {
     kat_attn_desc d;            /* resolved */
     kat_flash_ctx ctx;
     int threads;
+    int parallel;               /* enough work to be worth waking the threads */
     size_t g;                   /* query heads per key/value head */
     size_t tpn;                 /* query tiles per head: ceil(N / BQ) */
     size_t n_pad;               /* tpn * BQ */
@@ -27,6 +28,10 @@ struct kat_attn_plan {
     size_t bwd_part_bytes;      /* dq partials when bwd_chunks > 1 */
     size_t bwd_bytes;
 };
+
+/* Below this many multiply-adds (B H N M D) a call runs on one thread: a parallel region
+ * costs microseconds, far more under load, and tiny problems finish sooner alone. */
+#define KAT_FLASH_PARALLEL_MIN ((double)(1 << 22))
 
 /* Bytes rounded up to a multiple of 64 (sizes here are small; callers check products). */
 static inline size_t kat_flash_round64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }

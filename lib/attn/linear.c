@@ -308,7 +308,7 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
         nt = 64;
     /* Below ~a millisecond of work (a decoding step), waking threads costs more than it
      * saves. */
-    if (kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 2e7)
+    if (kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 4e6)
         nt = 1;
     /* Items in parallel when there are enough; else the chunks of one sequence. */
     int per_item = (size_t)nt <= items;
@@ -501,7 +501,7 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
         nt = 1;
     if ((size_t)nt > items)
         nt = (int)items;   /* fewer items than threads: BLAS threads the products instead */
-    if (2.5 * kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 2e7)
+    if (2.5 * kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 4e6)
         nt = 1;
     if (nt > 64)
         nt = 64;

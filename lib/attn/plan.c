@@ -21,6 +21,8 @@ kat_status kat_attn_plan_create(const kat_attn_desc *desc, kat_attn_plan **out)
     p->d = d;
     kat_flash_ctx_init(&p->ctx, kat_kernels_get(), d.D, d.scale);
     p->threads = kat_num_threads();
+    p->parallel = (double)d.B * (double)d.H * (double)d.N * (double)d.M * (double)d.D >=
+                  KAT_FLASH_PARALLEL_MIN;
     p->g = d.H_kv ? d.H / d.H_kv : 1;
     p->tpn = (d.N + BQ - 1) / BQ;
     p->n_pad = p->tpn * BQ;

@@ -72,7 +72,7 @@ static kat_status ref_forward(const kat_attn_desc *d, const kat_tensor *q, const
     if (!pbuf)
         return KAT_ENOMEM;
     (void)threads;
-#pragma omp parallel for schedule(dynamic, 16) num_threads((int)threads)
+#pragma omp parallel for schedule(dynamic, 16) num_threads((int)threads) if (rows * d->M * d->D > (1u << 18))
     for (size_t r = 0; r < rows; r++) {
 #ifdef _OPENMP
         double *p = pbuf + (size_t)omp_get_thread_num() * (d->M ? d->M : 1);
@@ -140,7 +140,7 @@ kat_status kat_attn_reference_backward(const kat_attn_desc *desc, const kat_tens
     }
     int threads = kat_num_threads();
     (void)threads;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (qrows * d.M * d.D > (1u << 18))
     {
 #pragma omp for schedule(static)
         for (size_t r = 0; r < qrows; r++) {

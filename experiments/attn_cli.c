@@ -1,0 +1,247 @@
+/* Attention modes, --params, random tensors and the benchmark machinery shared by `kat attn`
+ * and `kat bench attn`. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include "attn_cli.h"
+
+#define X(name, run, bench, summary)                                                          \
+    kat_status run(const attn_opts *, attn_tensors *, int);                                   \
+    kat_status bench(const attn_opts *, attn_tensors *, attn_bench_call *);
+#include "attn_modes.def"
+#undef X
+
+static const attn_mode modes[] = {
+#define X(name, run, bench, summary) {name, run, bench, summary},
+#include "attn_modes.def"
+#undef X
+};
+
+const attn_mode *attn_mode_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(modes[i].name, name) == 0)
+            return &modes[i];
+    fprintf(stderr, "kat: unknown attention mode '%s'; the modes are:\n", name);
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        fprintf(stderr, "  %-10s %s\n", modes[i].name, modes[i].summary);
+    return NULL;
+}
+
+const char *attn_mode_names(void)
+{
+    static char buf[256];
+    if (!buf[0])
+        for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+            if (i)
+                strncat(buf, "|", sizeof buf - strlen(buf) - 1);
+            strncat(buf, modes[i].name, sizeof buf - strlen(buf) - 1);
+        }
+    return buf;
+}
+
+/* ---- --params ------------------------------------------------------------------------------ */
+
+/* Find key in "k=v,k=v": the value's start and length. */
+static int param_find(const attn_opts *o, const char *key, const char **val, size_t *len)
+{
+    size_t kl = strlen(key);
+    for (const char *p = o->params; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+            *val = p + kl + 1;
+            *len = n - kl - 1;
+            return 1;
+        }
+        p = end ? end + 1 : p + n;
+    }
+    return 0;
+}
+
+int attn_param_str(const attn_opts *o, const char *key, char *out, size_t cap)
+{
+    const char *v;
+    size_t n;
+    if (!param_find(o, key, &v, &n))
+        return 0;
+    if (n + 1 > cap) {
+        fprintf(stderr, "kat: --params %s: value too long\n", key);
+        return -1;
+    }
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return 1;
+}
+
+int attn_param_double(const attn_opts *o, const char *key, double *out)
+{
+    char buf[64], *end;
+    int r = attn_param_str(o, key, buf, sizeof buf);
+    if (r <= 0)
+        return r;
+    double x = strtod(buf, &end);
+    if (end == buf || *end || !isfinite(x)) {
+        fprintf(stderr, "kat: --params %s=%s is not a finite number\n", key, buf);
+        return -1;
+    }
+    *out = x;
+    return 1;
+}
+
+/* ---- timing -------------------------------------------------------------------------------- */
+
+double attn_dense_flops(const kat_attn_desc *d, int backward)
+{
+    double f = 4.0 * (double)d->B * (double)d->H * (double)d->N * (double)d->M * (double)d->D;
+    if (d->causal)
+        f *= 0.5;
+    return backward ? 2.5 * f : f;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+kat_status attn_time_median(const attn_bench_call *call, int warmup, int reps, double *ms,
+                            double *runs)
+{
+    kat_status st;
+    for (int i = 0; i < warmup; i++)
+        if ((st = call->fn(call->ctx)))
+            return st;
+    reps = reps < 1 ? 1 : reps;
+    double *t = kat_malloc((size_t)reps * sizeof *t);
+    if (!t)
+        return KAT_ENOMEM;
+    for (int i = 0; i < reps; i++) {
+        double t0 = cli_now();
+        if ((st = call->fn(call->ctx))) {
+            kat_free(t);
+            return st;
+        }
+        t[i] = (cli_now() - t0) * 1e3;
+        if (runs)
+            runs[i] = t[i];
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    *ms = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    kat_free(t);
+    return KAT_OK;
+}
+
+double attn_sgemm_gflops(size_t n, int threads, int reps)
+{
+    float *a = kat_malloc(n * n * sizeof(float)), *b = kat_malloc(n * n * sizeof(float));
+    float *c = kat_malloc(n * n * sizeof(float));
+    if (!a || !b || !c) {
+        kat_free(a), kat_free(b), kat_free(c);
+        return 0.0;
+    }
+    for (size_t i = 0; i < n * n; i++) {
+        a[i] = (float)((i * 7 % 13) - 6) / 6.0f;
+        b[i] = (float)((i * 5 % 11) - 5) / 5.0f;
+    }
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(threads > 0 ? threads : kat_num_threads());
+    double best[16], flops = 2.0 * (double)n * (double)n * (double)n;
+    reps = reps < 1 ? 1 : reps > 16 ? 16 : reps;
+    for (int r = -1; r < reps; r++) {   /* r = -1: warm-up */
+        double t0 = cli_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a,
+                    (int)n, b, (int)n, 0.0f, c, (int)n);
+        if (r >= 0)
+            best[r] = flops / (cli_now() - t0) / 1e9;
+    }
+    openblas_set_num_threads(saved);
+    kat_free(a), kat_free(b), kat_free(c);
+    qsort(best, (size_t)reps, sizeof best[0], cmp_double);
+    return reps % 2 ? best[reps / 2] : 0.5 * (best[reps / 2 - 1] + best[reps / 2]);
+}
+
+/* ---- random tensors ------------------------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void attn_fill_random(kat_tensor *t, uint64_t seed)
+{
+    /* Each (b, h, n) row draws from its own stream: the same values whatever the threads. */
+    size_t rows = t->B * t->H * t->N;
+#pragma omp parallel for schedule(static) num_threads(kat_num_threads())
+    for (size_t r = 0; r < rows; r++) {
+        size_t n = r % t->N, bh = r / t->N, b = bh / t->H, h = bh % t->H;
+        uint64_t s = seed * 0x100000001B3ull + r;
+        float *row = kat_tensor_row(t, b, h, n);
+        for (size_t d = 0; d < t->D; d++) {   /* uniform on [-sqrt 3, sqrt 3) */
+            double u = (double)(uint32_t)(splitmix64(&s) >> 32) / 4294967296.0;
+            row[d] = (float)((2.0 * u - 1.0) * 1.7320508075688772);
+        }
+    }
+}
+
+static kat_status alloc_view(kat_tensor *t, size_t B, size_t H, size_t N, size_t D,
+                             const char *what)
+{
+    size_t n = B * H * N * D;
+    float *p = kat_alloc_array(n ? n : 1, sizeof(float), what);
+    if (!p)
+        return KAT_ENOMEM;
+    *t = kat_tensor_view(p, B, H, N, D);
+    return KAT_OK;
+}
+
+kat_status attn_tensors_random(const attn_opts *o, int grad, attn_tensors *t)
+{
+    memset(t, 0, sizeof *t);
+    kat_attn_desc d = {o->B, o->H, o->H_kv, o->N, o->M ? o->M : o->N, o->D, o->causal,
+                       o->scale};
+    kat_status st = kat_attn_desc_check(&d, &t->desc);
+    if (st)
+        return st;
+    d = t->desc;
+    if ((st = alloc_view(&t->q, d.B, d.H, d.N, d.D, "q")) ||
+        (st = alloc_view(&t->k, d.B, d.H_kv, d.M, d.D, "k")) ||
+        (st = alloc_view(&t->v, d.B, d.H_kv, d.M, d.D, "v")) ||
+        (st = alloc_view(&t->o, d.B, d.H, d.N, d.D, "o")) ||
+        (st = alloc_view(&t->lse, d.B, d.H, d.N, 1, "lse")) ||
+        (grad && ((st = alloc_view(&t->dout, d.B, d.H, d.N, d.D, "dout")) ||
+                  (st = alloc_view(&t->dq, d.B, d.H, d.N, d.D, "dq")) ||
+                  (st = alloc_view(&t->dk, d.B, d.H_kv, d.M, d.D, "dk")) ||
+                  (st = alloc_view(&t->dv, d.B, d.H_kv, d.M, d.D, "dv"))))) {
+        attn_tensors_free(t);
+        return st;
+    }
+    attn_fill_random(&t->q, o->seed * 4 + 0);
+    attn_fill_random(&t->k, o->seed * 4 + 1);
+    attn_fill_random(&t->v, o->seed * 4 + 2);
+    if (grad)
+        attn_fill_random(&t->dout, o->seed * 4 + 3);
+    return KAT_OK;
+}
+
+void attn_tensors_free(attn_tensors *t)
+{
+    kat_tensor *ts[] = {&t->q, &t->k, &t->v, &t->o, &t->lse, &t->dout, &t->dq, &t->dk, &t->dv};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
+        kat_free(ts[i]->data);
+        ts[i]->data = NULL;
+    }
+}
+
+double attn_peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0.0;
+    return (double)ru.ru_maxrss * 1024.0;   /* Linux reports kilobytes */
+}

@@ -1,0 +1,96 @@
+/* What `kat attn` and `kat bench attn` share with every attention mode: the parsed options, the
+ * tensors, and the benchmark machinery (warm-up, median of runs, the sgemm rate and the unfused
+ * baseline measured in the same run, JSON keys).
+ *
+ * A mode is one file with two functions and one line in attn_modes.def:
+ *
+ *     X("name", run_fn, bench_fn, "one-line summary")
+ *
+ *   run_fn(opts, t, grad): compute t->o and t->lse (grad = 0), or t->dq, t->dk, t->dv from
+ *       t->o, t->lse and t->dout (grad = 1), from the tensors loaded by `kat attn run|grad`.
+ *   bench_fn(opts, t, call): set up one timed call on t (random tensors of the --b --h --n
+ *       --m --d shape; for --backward t->o, t->lse and t->dout are ready) and describe it in
+ *       *call; `kat bench attn` times call->fn(call->ctx), then calls call->cleanup.
+ *
+ * Mode-specific settings come in through --params "key=value,key=value" (attn_param_*). */
+#ifndef KAT_ATTN_CLI_H
+#define KAT_ATTN_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "cli.h"
+
+typedef struct {
+    const char *mode;       /* --mode (default "dense") */
+    int causal;             /* --causal */
+    double scale;           /* --scale (0: 1/sqrt(D)) */
+    const char *params;     /* --params, mode-specific "k=v,k=v" (NULL if absent) */
+    int json;               /* --json */
+    uint64_t seed;          /* --seed: random tensors of `kat bench attn` */
+    int threads;            /* --threads (0: kat's default) */
+    int precise;            /* --precise: the dense backward recomputes the softmax statistics */
+    /* bench */
+    size_t B, H, H_kv, N, M, D;
+    int backward;           /* --backward: time the backward pass */
+    int reps, warmup;       /* --reps (median of), --warmup */
+} attn_opts;
+
+typedef struct {
+    kat_attn_desc desc;     /* from the shapes, causal and scale of the options */
+    kat_tensor q, k, v, o, lse, dout, dq, dk, dv;
+} attn_tensors;
+
+/* One timed call, set up by a mode's bench function. */
+typedef struct {
+    kat_status (*fn)(void *ctx);     /* one iteration */
+    void (*cleanup)(void *ctx);      /* may be NULL */
+    void *ctx;
+    double flops;   /* FLOPs of one call; 0: the dense convention (attn_dense_flops) */
+    char note[128]; /* optional, shown in the report (e.g. "ISA avx512, 2 threads") */
+} attn_bench_call;
+
+typedef kat_status (*attn_run_fn)(const attn_opts *o, attn_tensors *t, int grad);
+typedef kat_status (*attn_bench_fn)(const attn_opts *o, attn_tensors *t, attn_bench_call *call);
+
+/* The modes of attn_modes.def. */
+typedef struct {
+    const char *name;
+    attn_run_fn run;
+    attn_bench_fn bench;
+    const char *summary;
+} attn_mode;
+
+/* The mode called `name`, or NULL (after printing the known modes to stderr). */
+const attn_mode *attn_mode_find(const char *name);
+/* "dense|linear|..." for usage texts. */
+const char *attn_mode_names(void);
+
+/* --params lookup: 1 and *out when key is present and parses (as a double, or as a string of
+ * at most cap - 1 bytes), 0 when absent, -1 (after printing why) when malformed. */
+int attn_param_double(const attn_opts *o, const char *key, double *out);
+int attn_param_str(const attn_opts *o, const char *key, char *out, size_t cap);
+
+/* Dense-convention FLOPs: 4 B H N M D forward, half of it causal, x2.5 for the backward. */
+double attn_dense_flops(const kat_attn_desc *d, int backward);
+
+/* Median wall time in ms of `reps` calls after `warmup` untimed ones; runs[] (reps entries,
+ * may be NULL) receives every time. Returns the first failure. */
+kat_status attn_time_median(const attn_bench_call *call, int warmup, int reps, double *ms,
+                            double *runs);
+
+/* cblas_sgemm rate (GFLOP/s) of an n x n x n product with the given OpenBLAS thread count,
+ * median of reps runs after one warm-up. 0 when the memory cannot be had. */
+double attn_sgemm_gflops(size_t n, int threads, int reps);
+
+/* Fill a view with uniform values of unit variance, deterministic in seed (threaded). */
+void attn_fill_random(kat_tensor *t, uint64_t seed);
+
+/* Allocate contiguous random q, k, v (and o, lse; with grad also dout, dq, dk, dv) for the
+ * options' shape. attn_tensors_free releases them. */
+kat_status attn_tensors_random(const attn_opts *o, int grad, attn_tensors *t);
+void attn_tensors_free(attn_tensors *t);
+
+/* Peak resident memory of this process so far, in bytes. */
+double attn_peak_rss_bytes(void);
+
+#endif

@@ -1,0 +1,249 @@
+/* `kat bench attn`: time an attention mode on random tensors, with the ratios that survive a
+ * noisy machine: the sgemm rate and the unfused BLAS baseline measured in the same run, and
+ * optionally the same call on one thread (--scaling) or without the causal mask
+ * (--causal-ratio). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "attn_cli.h"
+
+static const char *const usage_text =
+    "usage: kat bench attn [--mode M] --b B --h H [--hkv H_KV] --n N [--m M] --d D [--causal]\n"
+    "                      [--backward [--precise]] [--threads T] [--reps R] [--json] ...\n"
+    "\n"
+    "Times one attention call (median of --reps after --warmup) on seeded random tensors and\n"
+    "reports GFLOP/s (4 B H N M D forward, half of it causal, x2.5 backward), the percentage\n"
+    "of the cblas_sgemm rate measured in the same run (an n^3 product, --sgemm n), and the\n"
+    "speedup over the unfused baseline (sgemm -> softmax -> sgemm through the same BLAS).\n"
+    "Run it with OPENBLAS_CORETYPE=SkylakeX on AVX-512 machines (run.sh sets it) so that\n"
+    "OpenBLAS uses its AVX-512 kernels for both references.";
+
+/* One call of the unfused baseline: the same tensors, the same direction. */
+typedef struct {
+    attn_tensors *t;
+    int backward;
+} base_ctx;
+
+static kat_status base_once(void *ctx)
+{
+    base_ctx *b = ctx;
+    attn_tensors *t = b->t;
+    if (!b->backward)
+        return kat_attn_unfused_forward(&t->desc, &t->q, &t->k, &t->v, &t->o, &t->lse);
+    return kat_attn_unfused_backward(&t->desc, &t->q, &t->k, &t->v, &t->o, &t->dout, &t->dq,
+                                     &t->dk, &t->dv);
+}
+
+static int bench_attn(int argc, char **argv)
+{
+    attn_opts o;
+    memset(&o, 0, sizeof o);
+    o.mode = "dense";
+    o.reps = 5;
+    o.warmup = 1;
+    o.B = 1;
+    size_t sgemm_n = 4096;
+    int baseline = 1, scaling = 0, causal_ratio = 0;
+    char mode_help[300];
+    snprintf(mode_help, sizeof mode_help, "M      %s (default dense)", attn_mode_names());
+    const cli_opt opts[] = {
+        {"mode", CLI_STR, &o.mode, mode_help, NULL},
+        {"b", CLI_SIZE, &o.B, "B      batch (default 1)", NULL},
+        {"h", CLI_SIZE, &o.H, "H      query heads", NULL},
+        {"hkv", CLI_SIZE, &o.H_kv, "H      key/value heads (default H; H a multiple)", NULL},
+        {"n", CLI_SIZE, &o.N, "N      queries per head", NULL},
+        {"m", CLI_SIZE, &o.M, "M      keys per head (default N)", NULL},
+        {"d", CLI_SIZE, &o.D, "D      head dimension (1..256)", NULL},
+        {"causal", CLI_FLAG, &o.causal, "       causal mask (bottom-right aligned)", NULL},
+        {"scale", CLI_DOUBLE, &o.scale, "S      softmax scale (default 1/sqrt(D))", NULL},
+        {"backward", CLI_FLAG, &o.backward, "       time the backward pass", NULL},
+        {"precise", CLI_FLAG, &o.precise,
+         "       dense backward: recompute the softmax statistics, not the fp32 lse", NULL},
+        {"params", CLI_STR, &o.params, "K=V,.. mode-specific settings", NULL},
+        {"threads", CLI_INT, &o.threads, "T      threads (default: KAT_NUM_THREADS or all)",
+         NULL},
+        {"reps", CLI_INT, &o.reps, "R      timed runs, the median is reported (default 5)", NULL},
+        {"warmup", CLI_INT, &o.warmup, "W      untimed runs first (default 1)", NULL},
+        {"seed", CLI_U64, &o.seed, "S      seed of the random tensors (default 0)", NULL},
+        {"baseline", CLI_INT, &baseline, "0|1    time the unfused baseline (default 1)", NULL},
+        {"sgemm", CLI_SIZE, &sgemm_n, "N      size of the sgemm reference, 0: skip (4096)", NULL},
+        {"scaling", CLI_FLAG, &scaling, "       also time the call on one thread", NULL},
+        {"causal-ratio", CLI_FLAG, &causal_ratio,
+         "       with --causal: also time the call without the mask", NULL},
+        {"json", CLI_FLAG, &o.json, "       machine-readable output", NULL},
+    };
+    int rc = cli_parse(usage_text, opts, sizeof opts / sizeof opts[0], argc, argv, NULL, 0, NULL);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    if (!o.H || !o.N || !o.D) {
+        fprintf(stderr, "kat bench attn: --h, --n and --d are required\n");
+        cli_print_usage(stderr, usage_text, opts, sizeof opts / sizeof opts[0]);
+        return CLI_USAGE;
+    }
+    if (o.reps < 1 || o.warmup < 0 || o.threads < 0 || (baseline != 0 && baseline != 1)) {
+        fprintf(stderr, "kat bench attn: --reps >= 1, --warmup >= 0, --threads >= 0 and "
+                        "--baseline 0|1 please\n");
+        return CLI_USAGE;
+    }
+    const attn_mode *mode = attn_mode_find(o.mode);
+    if (!mode)
+        return CLI_USAGE;
+    if (o.threads)
+        kat_set_num_threads(o.threads);
+    int T = kat_num_threads();
+
+    attn_tensors t;
+    kat_status st = attn_tensors_random(&o, o.backward, &t);
+    if (st)
+        return cli_fail("bench attn", "tensors", st);
+    if (o.backward &&
+        (st = kat_attn_dense_forward(&t.q, &t.k, &t.v, &t.o, &t.lse, o.causal, o.scale))) {
+        attn_tensors_free(&t);
+        return cli_fail("bench attn", "forward for the backward's inputs", st);
+    }
+
+    /* The mode, timed. */
+    attn_bench_call call;
+    memset(&call, 0, sizeof call);
+    double *runs = kat_calloc((size_t)o.reps, sizeof *runs);
+    double ms = 0.0, ms1 = 0.0, ms_nc = 0.0, base_ms = 0.0, peak = 0.0;
+    if (!runs || (st = mode->bench(&o, &t, &call))) {
+        kat_free(runs);
+        attn_tensors_free(&t);
+        return cli_fail("bench attn", o.mode, runs ? st : KAT_ENOMEM);
+    }
+    st = attn_time_median(&call, o.warmup, o.reps, &ms, runs);
+    peak = attn_peak_rss_bytes();   /* before the baseline's and sgemm's buffers */
+    double flops = call.flops > 0 ? call.flops : attn_dense_flops(&t.desc, o.backward);
+    char note[128];
+    memcpy(note, call.note, sizeof note);
+    if (call.cleanup)
+        call.cleanup(call.ctx);
+
+    /* The same call on one thread, and without the mask. */
+    if (!st && scaling) {
+        kat_set_num_threads(1);
+        attn_bench_call c1 = {0};
+        if (!(st = mode->bench(&o, &t, &c1))) {
+            st = attn_time_median(&c1, o.warmup, o.reps, &ms1, NULL);
+            if (c1.cleanup)
+                c1.cleanup(c1.ctx);
+        }
+        kat_set_num_threads(o.threads);
+    }
+    double flops_nc = 0.0;
+    if (!st && causal_ratio && o.causal) {
+        attn_opts onc = o;
+        onc.causal = 0;
+        t.desc.causal = 0;
+        attn_bench_call c2 = {0};
+        if (!(st = mode->bench(&onc, &t, &c2))) {
+            st = attn_time_median(&c2, o.warmup, o.reps, &ms_nc, NULL);
+            flops_nc = c2.flops > 0 ? c2.flops : attn_dense_flops(&t.desc, o.backward);
+            if (c2.cleanup)
+                c2.cleanup(c2.ctx);
+        }
+        t.desc.causal = 1;
+    }
+
+    /* The unfused baseline with the same threads (OpenBLAS's too). */
+    if (!st && baseline) {
+        attn_bench_call bc = {0};
+        base_ctx bx = {&t, o.backward};
+        bc.ctx = &bx;
+        bc.fn = base_once;
+        st = attn_time_median(&bc, o.warmup, o.reps, &base_ms, NULL);
+    }
+    double sgemm = !st && sgemm_n ? attn_sgemm_gflops(sgemm_n, T, 3) : 0.0;
+    if (st) {
+        kat_free(runs);
+        attn_tensors_free(&t);
+        return cli_fail("bench attn", o.mode, st);
+    }
+
+    const kat_attn_desc *d = &t.desc;
+    double gflops = flops / (ms * 1e6);
+    double tensor_bytes = 4.0 * (double)d->D *
+                          (2.0 * (double)(d->B * d->H * d->N) + 2.0 * (double)(d->B * d->H_kv * d->M));
+    double load[3] = {0, 0, 0};
+    if (getloadavg(load, 3) < 0)
+        load[0] = load[1] = load[2] = -1;
+    if (o.json) {
+        cli_json j;
+        cli_json_begin(&j, stdout);
+        cli_json_str(&j, "mode", o.mode);
+        cli_json_str(&j, "note", note);
+        cli_json_str(&j, "isa", kat_arch_name());
+        cli_json_int(&j, "threads", T);
+        cli_json_int(&j, "b", (long long)d->B);
+        cli_json_int(&j, "h", (long long)d->H);
+        cli_json_int(&j, "h_kv", (long long)d->H_kv);
+        cli_json_int(&j, "n", (long long)d->N);
+        cli_json_int(&j, "m", (long long)d->M);
+        cli_json_int(&j, "d", (long long)d->D);
+        cli_json_bool(&j, "causal", d->causal);
+        cli_json_bool(&j, "backward", o.backward);
+        cli_json_bool(&j, "precise", o.precise);
+        cli_json_int(&j, "reps", o.reps);
+        cli_json_num(&j, "ms", ms);
+        cli_json_array(&j, "ms_runs", runs, (size_t)o.reps);
+        cli_json_num(&j, "flops", flops);
+        cli_json_num(&j, "gflops", gflops);
+        cli_json_num(&j, "sgemm_gflops", sgemm_n ? sgemm : NAN);
+        cli_json_int(&j, "sgemm_n", (long long)sgemm_n);
+        cli_json_num(&j, "pct_sgemm", sgemm > 0 ? 100.0 * gflops / sgemm : NAN);
+        cli_json_num(&j, "baseline_ms", baseline ? base_ms : NAN);
+        cli_json_num(&j, "speedup", baseline ? base_ms / ms : NAN);
+        if (scaling) {
+            cli_json_num(&j, "ms_1thread", ms1);
+            cli_json_num(&j, "thread_speedup", ms1 / ms);
+        }
+        if (causal_ratio && o.causal) {
+            cli_json_num(&j, "ms_noncausal", ms_nc);
+            cli_json_num(&j, "causal_speedup", ms_nc / ms);
+            cli_json_num(&j, "noncausal_gflops", flops_nc / (ms_nc * 1e6));
+        }
+        cli_json_num(&j, "peak_rss_mb", peak / 1048576.0);
+        cli_json_num(&j, "tensor_mb", tensor_bytes / 1048576.0);
+        cli_json_num(&j, "peak_over_tensors", peak / tensor_bytes);
+        cli_json_array(&j, "loadavg", load, 3);
+        cli_json_str(&j, "blas", kat_blas_info());
+        cli_json_end(&j);
+    } else {
+        printf("kat bench attn: mode %s, B=%zu H=%zu H_kv=%zu N=%zu M=%zu D=%zu, %s%s\n", o.mode,
+               d->B, d->H, d->H_kv, d->N, d->M, d->D, d->causal ? "causal " : "",
+               o.backward ? "backward" : "forward");
+        printf("  %s\n", note);
+        printf("  time      %.3f ms (median of %d)\n", ms, o.reps);
+        printf("  rate      %.1f GFLOP/s", gflops);
+        if (sgemm > 0)
+            printf(" = %.1f%% of sgemm (%.1f GFLOP/s, %zu^3, %d threads, same run)",
+                   100.0 * gflops / sgemm, sgemm, sgemm_n, T);
+        printf("\n");
+        if (baseline)
+            printf("  baseline  unfused %.3f ms -> speedup %.2fx\n", base_ms, base_ms / ms);
+        if (scaling)
+            printf("  1 thread  %.3f ms -> %d threads are %.2fx faster\n", ms1, T, ms1 / ms);
+        if (causal_ratio && o.causal)
+            printf("  no mask   %.3f ms -> causal is %.2fx faster\n", ms_nc, ms_nc / ms);
+        printf("  memory    peak RSS %.1f MiB = %.2fx the %.1f MiB of q, k, v, o\n",
+               peak / 1048576.0, peak / tensor_bytes, tensor_bytes / 1048576.0);
+        printf("  load      %.2f %.2f %.2f\n", load[0], load[1], load[2]);
+    }
+    kat_free(runs);
+    attn_tensors_free(&t);
+    return CLI_OK;
+}
+
+int kat_cmd_bench(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "attn") == 0)
+        return bench_attn(argc - 1, argv + 1);
+    FILE *out = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+                    ? stdout
+                    : stderr;
+    fprintf(out, "usage: kat bench attn [options]   (kat bench attn --help for the options)\n");
+    if (out == stderr && argc >= 2)
+        fprintf(stderr, "kat bench: unknown benchmark '%s'\n", argv[1]);
+    return out == stdout ? CLI_OK : CLI_USAGE;
+}

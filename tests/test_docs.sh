@@ -1,0 +1,161 @@
+#!/bin/sh
+# Docs that stay true. Checks, against the library and the `kat` command just built:
+#   1. every ```c block of docs/user-guide.md that begins with `/* example: NAME */` compiles
+#      (-std=c11 -Wall -Wextra -Werror -pedantic, public headers only, linked with libkat)
+#      and exits 0 when run (each example checks its own result);
+#   2. every subcommand that `kat --help` lists exits 0 on `kat CMD --help`, has a section
+#      `.SS kat CMD` in docs/kat.1 naming each option its --help lists, and a heading with
+#      `kat CMD` in docs/user-guide.md;
+#   3. every `$ kat ...` line in a ```console block of the guide runs and exits 0 (or with
+#      the status given by a trailing `# exit N`);
+#   4. every kat_* name the guide, the man page and docs/README.md mention is declared in a
+#      public header (or a meson file), every KAT_* name exists in the sources;
+#   5. docs/kat.1 formats without a groff warning; relative links in docs/*.md and README.md
+#      point to files that exist.
+# usage: test_docs.sh KAT_EXE SOURCE_ROOT BUILD_ROOT [B_SANITIZE]   (compiler: $CC, else cc)
+set -u
+kat=$1
+src=$2
+build=$3
+sanitize=${4:-none}
+cc=${CC:-cc}
+guide=$src/docs/user-guide.md
+man=$src/docs/kat.1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kat_docs.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+
+for f in "$guide" "$man" "$src/docs/README.md"; do
+    [ -f "$f" ] || { echo "FAIL: missing $f"; exit 1; }
+done
+
+# ---- 1. the C examples ---------------------------------------------------------------------
+mkdir -p "$tmp/ex"
+awk -v dir="$tmp/ex" '
+    /^```c[ \t]*$/ && !inblock { inblock = 1; first = 1; next }
+    /^```[ \t]*$/ && inblock { if (out != "") close(out); inblock = 0; out = ""; next }
+    inblock && first {
+        first = 0
+        if (match($0, /^\/\* example: [A-Za-z0-9_-]+ \*\/$/)) {
+            name = $0; sub(/^\/\* example: /, "", name); sub(/ \*\/$/, "", name)
+            if (name in seen) { print "FAIL: example name used twice: " name; dup = 1 }
+            seen[name] = 1
+            out = dir "/" name ".c"
+        }
+    }
+    inblock && out != "" { print > out }
+    END { exit dup }' "$guide" || fail=1
+
+sanflags=
+[ "$sanitize" != none ] && [ -n "$sanitize" ] && sanflags="-fsanitize=$sanitize"
+nex=0
+for c in "$tmp"/ex/*.c; do
+    [ -e "$c" ] || break
+    name=$(basename "$c" .c)
+    nex=$((nex + 1))
+    # shellcheck disable=SC2086 # $cc and $sanflags are word lists
+    if ! $cc -std=c11 -Wall -Wextra -Werror -pedantic $sanflags -I"$src/include" "$c" \
+            -o "$tmp/ex/$name" -L"$build" -Wl,-rpath,"$build" -lkat -lm >"$tmp/cc.log" 2>&1; then
+        bad "example '$name' does not compile:"; sed 's/^/  | /' "$tmp/cc.log" | head -30
+        continue
+    fi
+    mkdir -p "$tmp/run_$name"
+    if (cd "$tmp/run_$name" && timeout 120 "$tmp/ex/$name") >"$tmp/run.log" 2>&1; then
+        echo "ok: example '$name' compiles and runs"
+    else
+        bad "example '$name' exited with status $?:"; sed 's/^/  | /' "$tmp/run.log" | head -30
+    fi
+done
+[ "$nex" -gt 0 ] || bad "no '/* example: NAME */' C blocks in $guide"
+
+# ---- 2. every subcommand documented ---------------------------------------------------------
+# The man page as plain text: \- -> -, font escapes dropped, so options read "--name".
+sed -e 's/\\-/-/g' -e 's/\\f[BIRP]//g' -e 's/\\(em/-/g' "$man" >"$tmp/man.txt"
+"$kat" --help >"$tmp/help" 2>&1 || bad "kat --help exited with status $?"
+cmds=$(awk '/^Commands:/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }' \
+       "$tmp/help")
+[ -n "$cmds" ] || bad "kat --help lists no commands"
+for c in $cmds; do
+    if ! "$kat" "$c" --help >"$tmp/cmdhelp" 2>&1; then
+        bad "kat $c --help exited with a non-zero status"
+    elif [ ! -s "$tmp/cmdhelp" ]; then
+        bad "kat $c --help printed nothing"
+    fi
+    # The man page section of this command: from `.SS kat CMD` to the next .SS or .SH.
+    awk -v c="$c" '
+        /^\.S[SH] / { on = 0 }
+        $0 ~ "^\\.SS \"?kat " c "([ \"]|$)" { on = 1 }
+        on' "$tmp/man.txt" >"$tmp/section"
+    if [ ! -s "$tmp/section" ]; then
+        bad "docs/kat.1 has no section '.SS kat $c'"
+    else
+        for opt in $(grep -oE '^  +--[a-z0-9][a-z0-9-]*' "$tmp/cmdhelp" | tr -d ' ' | sort -u); do
+            [ "$opt" = --help ] && continue
+            grep -qE -- "${opt}([^a-z0-9-]|\$)" "$tmp/section" ||
+                bad "docs/kat.1: option $opt of 'kat $c' (listed by its --help) is not documented"
+        done
+    fi
+    grep -qE "^#+ .*\`kat $c( [^\`]*)?\`" "$guide" ||
+        bad "docs/user-guide.md has no heading with \`kat $c\`"
+    echo "ok: kat $c: --help, man page section, user-guide heading checked"
+done
+# ... and nothing documented that does not exist.
+for c in $(sed -n 's/^\.SS "\{0,1\}kat \([a-z][a-z0-9-]*\).*/\1/p' "$man" | sort -u); do
+    echo "$cmds" | grep -qx "$c" || bad "docs/kat.1 documents 'kat $c', which kat --help does not list"
+done
+
+# ---- 3. the console snippets of the guide run ---------------------------------------------
+mkdir -p "$tmp/console"
+awk '/^```console[ \t]*$/ { on = 1; next } /^```/ { on = 0 } on && /^\$ kat / { print }' "$guide" |
+    sed 's/^\$ kat //' >"$tmp/console.txt"
+nrun=0
+while IFS= read -r line; do
+    want=0
+    case "$line" in *"# exit "[0-9]*) want=${line##*# exit } ;; esac
+    nrun=$((nrun + 1))
+    (cd "$tmp/console" && eval "timeout 120 \"\$kat\" $line") >"$tmp/cons.log" 2>&1
+    got=$?
+    if [ "$got" != "$want" ]; then
+        bad "guide command 'kat $line' exited with status $got, expected $want"
+        sed 's/^/  | /' "$tmp/cons.log" | head -10
+    fi
+done <"$tmp/console.txt"
+echo "ok: $nrun console commands of the guide run"
+
+# ---- 4. names the docs mention exist ------------------------------------------------------------
+cat "$src"/include/kat/*.h "$src"/experiments/cli.h >"$tmp/api.txt"
+find "$src" -name meson.build -not -path "$src/build*" -exec cat {} + >>"$tmp/api.txt"
+grep -ohE '\bkat_[a-z0-9_]+' "$tmp/api.txt" | sort -u >"$tmp/api_names"
+find "$src/include" "$src/lib" "$src/theory" "$src/experiments" "$src/tests" -type f \
+     \( -name '*.[ch]' -o -name '*.sh' -o -name meson.build \) -exec cat {} + >"$tmp/srcs.txt"
+cat "$src/run.sh" "$src/meson_options.txt" >>"$tmp/srcs.txt"
+grep -ohE '\bKAT_[A-Z0-9_]+' "$tmp/srcs.txt" | sort -u >"$tmp/const_names"
+for doc in "$guide" "$man" "$src/docs/README.md"; do
+    for w in $(grep -ohE '\bkat_[a-z0-9_]+' "$doc" | sort -u); do
+        grep -qx "$w" "$tmp/api_names" || bad "$(basename "$doc") mentions $w, which no public header declares"
+    done
+    for w in $(grep -ohE '\bKAT_[A-Z0-9_]+' "$doc" | sort -u); do
+        grep -qx "$w" "$tmp/const_names" || bad "$(basename "$doc") mentions $w, which no source file has"
+    done
+done
+echo "ok: kat_* and KAT_* names in the docs checked"
+
+# ---- 5. the man page formats cleanly; links resolve -------------------------------------------
+if command -v groff >/dev/null 2>&1; then
+    groff -man -ww -z "$man" >"$tmp/groff.log" 2>&1
+    [ -s "$tmp/groff.log" ] && { bad "groff warns about docs/kat.1:"; sed 's/^/  | /' "$tmp/groff.log" | head; }
+else
+    echo "skip: groff not installed, docs/kat.1 not formatted"
+fi
+for md in "$src"/docs/*.md "$src/README.md"; do
+    dir=$(dirname "$md")
+    for link in $(grep -oE '\]\([^)# ]+[^) ]*\)' "$md" | sed -e 's/^](//' -e 's/)$//' -e 's/#.*//'); do
+        case "$link" in http://*|https://*|mailto:*|'') continue ;; esac
+        [ -e "$dir/$link" ] || bad "$(basename "$md"): broken link ($link)"
+    done
+done
+echo "ok: groff and links checked"
+
+[ "$fail" = 0 ] && echo "docs test passed"
+exit $fail
