@@ -135,91 +135,141 @@ static double at_absdot(const float *a, const float *b, size_t D)
 
 /* The naive fp32 forward (and, with dout, backward) of the textbook: every row's logits, its
  * softmax, its outputs, all in float, in order. Outputs contiguous; any may be NULL. */
-/* mag[0..4] receive the largest sums of absolute terms of o, lse, dq, dk, dv (see above). */
+/* The logits, softmax and probabilities of query row (b, h, n) in float, in order: p[j] for
+ * j < *cnt; returns the row's max and sum through mx, sum. */
+static void at_naive_row(const kat_attn_desc *d, const kat_tensor *q, const kat_tensor *k,
+                         size_t b, size_t h, size_t n, float *p, size_t *cnt, float *mx,
+                         float *sum)
+{
+    size_t hk = h / (d->H / d->H_kv);
+    const float *qr = kat_tensor_row(q, b, h, n);
+    float sc = (float)d->scale, m = -INFINITY, s = 0.0f;
+    *cnt = at_visible(d, n);
+    for (size_t j = 0; j < *cnt; j++) {
+        p[j] = at_dot(qr, kat_tensor_row(k, b, hk, j), d->D) * sc;
+        m = p[j] > m ? p[j] : m;
+    }
+    for (size_t j = 0; j < *cnt; j++)
+        s += (p[j] = expf(p[j] - m));
+    for (size_t j = 0; j < *cnt; j++)
+        p[j] /= s;
+    *mx = m;
+    *sum = s;
+}
+
+/* The naive fp32 attention of the textbook: every row's logits, softmax, output and, with
+ * dout, gradients, all in float, each sum in order (rows are spread over threads, each value
+ * computed as by a serial loop). Outputs contiguous; any may be NULL. mag[0..4] receive the
+ * largest sums of absolute terms of o, lse, dq, dk, dv (see above). */
 static void at_naive(const kat_attn_desc *d, const kat_tensor *q, const kat_tensor *k,
                      const kat_tensor *v, const kat_tensor *dout, float *o, float *lse,
                      float *dq, float *dk, float *dv, double mag[5])
 {
-    size_t nkd = d->B * d->H_kv * d->M * d->D;
-    double *mk = calloc(nkd + 1, sizeof(double)), *mv = calloc(nkd + 1, sizeof(double));
-    for (int i = 0; i < 5; i++)
-        mag[i] = 0.0;
-    size_t g = d->H / d->H_kv, D = d->D;
-    float *p = malloc((d->M ? d->M : 1) * sizeof(float));
-    float *orow = malloc(D * sizeof(float));
+    size_t g = d->H / d->H_kv, D = d->D, rows = d->B * d->H * d->N;
+    size_t krows = d->B * d->H_kv * d->M;
     float sc = (float)d->scale;
-    if (dk)
-        memset(dk, 0, d->B * d->H_kv * d->M * D * sizeof(float));
-    if (dv)
-        memset(dv, 0, d->B * d->H_kv * d->M * D * sizeof(float));
-    for (size_t b = 0; b < d->B; b++)
-        for (size_t h = 0; h < d->H; h++)
-            for (size_t n = 0; n < d->N; n++) {
-                size_t hk = h / g, cnt = at_visible(d, n), r = (b * d->H + h) * d->N + n;
-                const float *qr = kat_tensor_row(q, b, h, n);
-                float mx = -INFINITY, sum = 0.0f;
+    float *delta = malloc((rows + 1) * sizeof(float));
+    float *rmax = malloc((rows + 1) * sizeof(float)), *rsum = malloc((rows + 1) * sizeof(float));
+    double *absdelta = malloc((rows + 1) * sizeof(double));
+    double m0 = 0, m1 = 0, m2 = 0, m3 = 0, m4 = 0;
+#pragma omp parallel reduction(max : m0, m1, m2, m3, m4) if (rows * d->M * D > (1u << 16))
+    {
+        float *p = malloc((d->M ? d->M : 1) * sizeof(float)), *orow = malloc(D * sizeof(float));
+        double *mq = malloc(D * sizeof(double));
+#pragma omp for schedule(dynamic, 4)
+        for (size_t r = 0; r < rows; r++) {
+            size_t n = r % d->N, bh = r / d->N, b = bh / d->H, h = bh % d->H, hk = h / g, cnt;
+            float mx, sum;
+            at_naive_row(d, q, k, b, h, n, p, &cnt, &mx, &sum);
+            rmax[r] = mx;
+            rsum[r] = sum;
+            for (size_t e = 0; e < D; e++) {
+                float a = 0.0f;
+                double m = 0.0;
                 for (size_t j = 0; j < cnt; j++) {
-                    p[j] = at_dot(qr, kat_tensor_row(k, b, hk, j), D) * sc;
-                    mx = p[j] > mx ? p[j] : mx;
+                    a += p[j] * kat_tensor_row(v, b, hk, j)[e];
+                    m += p[j] * fabs(kat_tensor_row(v, b, hk, j)[e]);
                 }
-                for (size_t j = 0; j < cnt; j++)
-                    sum += (p[j] = expf(p[j] - mx));
-                for (size_t j = 0; j < cnt; j++)
-                    p[j] /= sum;
-                for (size_t e = 0; e < D; e++) {
-                    float a = 0.0f;
-                    double m = 0.0;
-                    for (size_t j = 0; j < cnt; j++) {
-                        a += p[j] * kat_tensor_row(v, b, hk, j)[e];
-                        m += p[j] * fabs(kat_tensor_row(v, b, hk, j)[e]);
-                    }
-                    orow[e] = a;
-                    mag[0] = m > mag[0] ? m : mag[0];
-                }
-                if (cnt)
-                    mag[1] = fmax(mag[1], fabs((double)mx + log(sum)));
-                if (o)
-                    memcpy(o + r * D, orow, D * sizeof(float));
-                if (lse)
-                    lse[r] = cnt ? mx + logf(sum) : -INFINITY;
-                if (!dout)
-                    continue;
-                const float *dor = kat_tensor_row(dout, b, h, n);
-                float delta = at_dot(dor, orow, D);
-                double absdelta = at_absdot(dor, orow, D);
-                if (dq)
-                    memset(dq + r * D, 0, D * sizeof(float));
-                double *mq = calloc(D, sizeof(double));
-                for (size_t j = 0; j < cnt; j++) {
-                    const float *kr = kat_tensor_row(k, b, hk, j), *vr = kat_tensor_row(v, b, hk, j);
-                    float dpj = at_dot(dor, vr, D);
-                    float ds = p[j] * (dpj - delta);
-                    /* dS's terms: the products of dP_j's and delta's dot products */
-                    double dsa = fabs(sc) * p[j] * (at_absdot(dor, vr, D) + absdelta);
-                    size_t kr_i = ((b * d->H_kv + hk) * d->M + j) * D;
-                    for (size_t e = 0; e < D; e++) {
-                        if (dq)
-                            dq[r * D + e] += sc * ds * kr[e];
-                        if (dk)
-                            dk[kr_i + e] += sc * ds * qr[e];
-                        if (dv)
-                            dv[kr_i + e] += p[j] * dor[e];
-                        mq[e] += dsa * fabs(kr[e]);
-                        mk[kr_i + e] += dsa * fabs(qr[e]);
-                        mv[kr_i + e] += p[j] * fabs(dor[e]);
-                    }
-                }
-                for (size_t e = 0; e < D; e++)
-                    mag[2] = mq[e] > mag[2] ? mq[e] : mag[2];
-                free(mq);
+                orow[e] = a;
+                m0 = m > m0 ? m : m0;
             }
-    for (size_t i = 0; i < nkd; i++) {
-        mag[3] = mk[i] > mag[3] ? mk[i] : mag[3];
-        mag[4] = mv[i] > mag[4] ? mv[i] : mag[4];
+            if (cnt)
+                m1 = fmax(m1, fabs((double)mx + log(sum)));
+            if (o)
+                memcpy(o + r * D, orow, D * sizeof(float));
+            if (lse)
+                lse[r] = cnt ? mx + logf(sum) : -INFINITY;
+            if (!dout)
+                continue;
+            const float *dor = kat_tensor_row(dout, b, h, n);
+            delta[r] = at_dot(dor, orow, D);
+            absdelta[r] = at_absdot(dor, orow, D);
+            for (size_t e = 0; e < D; e++)
+                mq[e] = 0.0;
+            if (dq)
+                memset(dq + r * D, 0, D * sizeof(float));
+            for (size_t j = 0; j < cnt; j++) {
+                const float *kr = kat_tensor_row(k, b, hk, j), *vr = kat_tensor_row(v, b, hk, j);
+                float ds = p[j] * (at_dot(dor, vr, D) - delta[r]);
+                /* dS's terms: the products of dP_j's and delta's dot products */
+                double dsa = fabs(sc) * p[j] * (at_absdot(dor, vr, D) + absdelta[r]);
+                for (size_t e = 0; e < D; e++) {
+                    if (dq)
+                        dq[r * D + e] += sc * ds * kr[e];
+                    mq[e] += dsa * fabs(kr[e]);
+                }
+            }
+            for (size_t e = 0; e < D; e++)
+                m2 = mq[e] > m2 ? mq[e] : m2;
+        }
+        /* dk and dv: key rows over threads, each summing its query rows in row order. */
+        if (dout) {
+            double *mk = malloc(D * sizeof(double)), *mv = malloc(D * sizeof(double));
+#pragma omp for schedule(dynamic, 4)
+            for (size_t kr_i = 0; kr_i < krows; kr_i++) {
+                size_t j = kr_i % d->M, bhk = kr_i / d->M, b = bhk / d->H_kv, hk = bhk % d->H_kv;
+                const float *kr = kat_tensor_row(k, b, hk, j), *vr = kat_tensor_row(v, b, hk, j);
+                float *dkr = dk ? dk + kr_i * D : NULL, *dvr = dv ? dv + kr_i * D : NULL;
+                for (size_t e = 0; e < D; e++) {
+                    mk[e] = mv[e] = 0.0;
+                    if (dkr)
+                        dkr[e] = 0.0f;
+                    if (dvr)
+                        dvr[e] = 0.0f;
+                }
+                for (size_t t = 0; t < g; t++) {
+                    size_t h = hk * g + t;
+                    for (size_t n = 0; n < d->N; n++) {
+                        size_t r = (b * d->H + h) * d->N + n;
+                        if (at_visible(d, n) <= j)
+                            continue;
+                        const float *qr = kat_tensor_row(q, b, h, n);
+                        const float *dor = kat_tensor_row(dout, b, h, n);
+                        /* P_nj exactly as at_naive_row computed it */
+                        float pj = expf(at_dot(qr, kr, D) * sc - rmax[r]) / rsum[r];
+                        float ds = pj * (at_dot(dor, vr, D) - delta[r]);
+                        double dsa = fabs(sc) * pj * (at_absdot(dor, vr, D) + absdelta[r]);
+                        for (size_t e = 0; e < D; e++) {
+                            if (dkr)
+                                dkr[e] += sc * ds * qr[e];
+                            if (dvr)
+                                dvr[e] += pj * dor[e];
+                            mk[e] += dsa * fabs(qr[e]);
+                            mv[e] += pj * fabs(dor[e]);
+                        }
+                    }
+                }
+                for (size_t e = 0; e < D; e++) {
+                    m3 = mk[e] > m3 ? mk[e] : m3;
+                    m4 = mv[e] > m4 ? mv[e] : m4;
+                }
+            }
+            free(mk), free(mv);
+        }
+        free(p), free(orow), free(mq);
     }
-    free(mk), free(mv);
-    free(p);
-    free(orow);
+    mag[0] = m0, mag[1] = m1, mag[2] = m2, mag[3] = m3, mag[4] = m4;
+    free(delta), free(absdelta), free(rmax), free(rsum);
 }
 
 /* Outputs compared: o, lse, dq, dk, dv, and dq, dk, dv of the backward from the fp32 lse. */
@@ -355,7 +405,7 @@ static void at_assert(const double *err, const double *tol, int backward, const 
 }
 
 /* Check one instance with one ISA against its own naive errors. */
-static void at_check_isa(at_case *c, kat_arch arch, int backward)
+static __attribute__((unused)) void at_check_isa(at_case *c, kat_arch arch, int backward)
 {
     double err[AT_NOUT], tol[AT_NOUT];
     at_run_isa(c, arch, backward, err);

@@ -107,7 +107,7 @@ START_TEST(test_qk_null_keeps_is_dense)
     ck_assert_int_eq(memcmp(l1, l2, H * N * sizeof(float)), 0);
     kat_sparse_stats s;
     TU_OK(kat_sparse_layout_stats(L, &s));
-    ck_assert_uint_eq(s.tile_pairs, s.dense_causal_pairs);
+    ck_assert_uint_eq(s.tile_pairs, s.dense_pairs);
     ck_assert_uint_eq(s.q_rows, H * N);
     free(o1), free(o2), free(l1), free(l2);
     kat_sparse_layout_destroy(L);
@@ -266,7 +266,7 @@ START_TEST(test_hash_single_bucket_is_dense)
     ck_assert_int_eq(memcmp(o1, o2, H * N * D * sizeof(float)), 0);
     kat_sparse_stats s;
     TU_OK(kat_sparse_layout_stats(L, &s));
-    ck_assert_uint_eq(s.tile_pairs, s.dense_causal_pairs);
+    ck_assert_uint_eq(s.tile_pairs, s.dense_pairs);
     free(o1), free(o2), free(zero);
     kat_sparse_layout_destroy(L);
     ts_problem_free(&p);
@@ -803,7 +803,7 @@ START_TEST(test_threads_and_split_units)
         TU_OK(kat_sparse_layout_stats(L, &s));
         if (threads > 1)
             ck_assert_uint_gt(s.backward_units, H);   /* head 0 was split */
-        ck_assert_uint_lt(s.tile_pairs, s.dense_causal_pairs);
+        ck_assert_uint_lt(s.tile_pairs, s.dense_pairs);
         ts_check_layout(&p, L);
         kat_sparse_layout_destroy(L);
     }

@@ -179,8 +179,10 @@ typedef struct {
     size_t q_rows, k_rows;     /* rows kept, over all heads */
     size_t q_tiles, k_tiles;   /* tiles over all heads */
     size_t tile_pairs;         /* (query tile, key tile) pairs visited */
-    size_t masked_pairs;       /* of which need an element mask */
-    size_t dense_causal_pairs; /* pairs the dense causal engine would visit, for comparison */
+    size_t masked_pairs;       /* of which need a causal or element mask */
+    size_t pair_elements;      /* sum over the visited pairs of query rows x key rows */
+    size_t dense_pairs;        /* pairs kat_attn's engine visits with the same shapes and
+                                  causal flag (strict counts as causal), for comparison */
     size_t backward_units;     /* work units of the backward */
 } kat_sparse_stats;
 

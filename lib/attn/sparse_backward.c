@@ -101,6 +101,7 @@ size_t kat_sparse_bwd_thread_bytes(const kat_sparse_layout *L)
 
 typedef struct {
     const kat_tensor *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv;
+    const float *qg, *dg, *kg, *vg;   /* gathered rows in processing order, or NULL */
 } bwd_args;
 
 /* Position of qt in the increasing list tq[0 .. n). */
@@ -134,8 +135,8 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
         const float **qr = th->qptr + s * BQ, **dr = th->dptr + s * BQ;
         for (size_t i = 0; i < Q->n; i++) {
             size_t p = (size_t)qp[i];
-            qr[i] = kat_tensor_row(a->q, b, h, p);
-            dr[i] = kat_tensor_row(a->dout, b, h, p);
+            qr[i] = a->qg ? a->qg + (Q->row0 + i) * L->d.D : kat_tensor_row(a->q, b, h, p);
+            dr[i] = a->dg ? a->dg + (Q->row0 + i) * L->d.D : kat_tensor_row(a->dout, b, h, p);
             th->orows[i] = kat_tensor_row(a->o, b, h, p);
             th->lse[i] = kat_tensor_row(a->lse, b, h, p);
             th->qlim[i] = qp[i] + L->shift;
@@ -152,8 +153,8 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
         const sp_tile *K = &L->ks.tiles[kt];
         const int32_t *kp = L->ks.pos + K->row0;
         for (size_t j = 0; j < K->n; j++) {
-            th->krows[j] = kbase + (size_t)kp[j] * k->sn;
-            th->vrows[j] = vbase + (size_t)kp[j] * v->sn;
+            th->krows[j] = a->kg ? a->kg + (K->row0 + j) * L->d.D : kbase + (size_t)kp[j] * k->sn;
+            th->vrows[j] = a->vg ? a->vg + (K->row0 + j) * L->d.D : vbase + (size_t)kp[j] * v->sn;
             th->kpos[j] = kp[j];
         }
         memset(th->dk, 0, K->n * ldd * sizeof(float));
@@ -249,8 +250,17 @@ void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
                              const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,
                              unsigned char *work)
 {
-    bwd_args a = {q, k, v, o, lse, dout, dq, dk, dv};
-    size_t units = L->nunits, nred = L->nred;
+    bwd_args a = {q, k, v, o, lse, dout, dq, dk, dv, NULL, NULL, NULL, NULL};
+    size_t units = L->nunits, nred = L->nred, D = L->d.D;
+    size_t gq = L->gather ? L->qs.heads : 0, gk = L->gather ? L->ks.heads : 0;
+    if (L->gather) {
+        unsigned char *cur = work + L->bwd_gather_off;
+        size_t qr = L->qs.head_off[L->qs.heads], kr = L->ks.head_off[L->ks.heads];
+        a.qg = kat_sparse_gather_region(&cur, qr, D);
+        a.dg = kat_sparse_gather_region(&cur, qr, D);
+        a.kg = kat_sparse_gather_region(&cur, kr, D);
+        a.vg = kat_sparse_gather_region(&cur, kr, D);
+    }
     size_t qfill = L->qs.compact ? L->qs.heads : 0, kfill = L->ks.compact ? L->ks.heads : 0;
     float *parts = (float *)(work + L->bwd_part_off);
     int T = L->threads;
@@ -259,6 +269,16 @@ void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
     {
         bwd_thread th;
         bwd_thread_carve(L, &th, work + (size_t)THREAD_ID() * L->bwd_thread_bytes);
+#pragma omp for schedule(dynamic, 1)
+        for (size_t i = 0; i < gq + gk; i++) {
+            if (i < gq) {
+                kat_sparse_gather_head(&L->qs, q, i, (float *)a.qg);
+                kat_sparse_gather_head(&L->qs, dout, i, (float *)a.dg);
+            } else {
+                kat_sparse_gather_head(&L->ks, k, i - gq, (float *)a.kg);
+                kat_sparse_gather_head(&L->ks, v, i - gq, (float *)a.vg);
+            }
+        }
 #pragma omp for schedule(dynamic, 1)
         for (size_t i = 0; i < units; i++)
             bwd_unit(L, &a, L->unit_order[i], &th, parts);

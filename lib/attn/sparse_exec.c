@@ -48,7 +48,8 @@ kat_status kat_sparse_layout_stats(const kat_sparse_layout *L, kat_sparse_stats 
     out->k_tiles = L->ks.ntiles;
     out->tile_pairs = L->npairs;
     out->masked_pairs = L->nmasked;
-    out->dense_causal_pairs = dense_pairs(&L->d);
+    out->pair_elements = L->pair_elements;
+    out->dense_pairs = dense_pairs(&L->d);
     out->backward_units = L->nunits;
     return KAT_OK;
 }

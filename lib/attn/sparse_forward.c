@@ -68,7 +68,20 @@ size_t kat_sparse_fwd_thread_bytes(const kat_sparse_layout *L)
 
 typedef struct {
     const kat_tensor *q, *k, *v, *o, *lse;
+    const float *qg, *kg, *vg;   /* gathered rows in processing order, or NULL */
 } fwd_args;
+
+void kat_sparse_gather_head(const sp_side *s, const kat_tensor *t, size_t hd, float *dst)
+{
+    size_t b = hd / t->H, h = hd % t->H, D = t->D;
+    for (size_t r = s->head_off[hd]; r < s->head_off[hd + 1]; r++)
+        memcpy(dst + r * D, kat_tensor_row(t, b, h, (size_t)s->pos[r]), D * sizeof(float));
+}
+
+float *kat_sparse_gather_region(unsigned char **cursor, size_t rows, size_t D)
+{
+    return kat_flash_carve(cursor, rows * D * sizeof(float));
+}
 
 static void fwd_tile(const kat_sparse_layout *L, const fwd_args *a, size_t qt, fwd_thread *th)
 {
@@ -78,7 +91,7 @@ static void fwd_tile(const kat_sparse_layout *L, const fwd_args *a, size_t qt, f
     const int32_t *qp = L->qs.pos + Q->row0;
     for (size_t i = 0; i < Q->n; i++) {
         size_t p = (size_t)qp[i];
-        th->qrows[i] = kat_tensor_row(a->q, b, h, p);
+        th->qrows[i] = a->qg ? a->qg + (Q->row0 + i) * L->d.D : kat_tensor_row(a->q, b, h, p);
         th->orows[i] = kat_tensor_row(a->o, b, h, p);
         th->lse[i] = a->lse ? kat_tensor_row(a->lse, b, h, p) : NULL;
         th->qlim[i] = qp[i] + L->shift;
@@ -98,10 +111,19 @@ static void fwd_tile(const kat_sparse_layout *L, const fwd_args *a, size_t qt, f
                 mask &= ~(unsigned)SP_MASK_BITS;
         }
         const int32_t *kp = L->ks.pos + K->row0;
-        for (size_t j = 0; j < K->n; j++) {
-            th->krows[j] = kbase + (size_t)kp[j] * k->sn;
-            th->vrows[j] = vbase + (size_t)kp[j] * v->sn;
-            th->kpos[j] = kp[j];
+        if (a->kg) {
+            const float *kr = a->kg + K->row0 * L->d.D, *vr = a->vg + K->row0 * L->d.D;
+            for (size_t j = 0; j < K->n; j++) {
+                th->krows[j] = kr + j * L->d.D;
+                th->vrows[j] = vr + j * L->d.D;
+                th->kpos[j] = kp[j];
+            }
+        } else {
+            for (size_t j = 0; j < K->n; j++) {
+                th->krows[j] = kbase + (size_t)kp[j] * k->sn;
+                th->vrows[j] = vbase + (size_t)kp[j] * v->sn;
+                th->kpos[j] = kp[j];
+            }
         }
         kat_flash_ktile kt = {K->n, th->krows, th->vrows, th->kpos, mask, th->bits};
         kat_flash_fwd_step(ctx, &th->st, &kt);
@@ -130,14 +152,30 @@ void kat_sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
                             const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                             const kat_tensor *lse, unsigned char *work)
 {
-    fwd_args a = {q, k, v, o, lse};
-    size_t nqt = L->qs.ntiles, heads = L->qs.compact ? L->qs.heads : 0;
+    fwd_args a = {q, k, v, o, lse, NULL, NULL, NULL};
+    size_t nqt = L->qs.ntiles, heads = L->qs.compact ? L->qs.heads : 0, D = L->d.D;
+    size_t gq = L->gather ? L->qs.heads : 0, gk = L->gather ? L->ks.heads : 0;
+    if (L->gather) {
+        unsigned char *cur = work + L->fwd_gather_off;
+        a.qg = kat_sparse_gather_region(&cur, L->qs.head_off[L->qs.heads], D);
+        a.kg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], D);
+        a.vg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], D);
+    }
     int T = L->threads;
     (void)T;
 #pragma omp parallel num_threads(T) if (T > 1 && nqt + heads > 1)
     {
         fwd_thread th;
         fwd_thread_layout(&L->ctx, &th, work + (size_t)THREAD_ID() * L->fwd_thread_bytes);
+#pragma omp for schedule(dynamic, 1)
+        for (size_t i = 0; i < gq + gk; i++) {
+            if (i < gq) {
+                kat_sparse_gather_head(&L->qs, q, i, (float *)a.qg);
+            } else {
+                kat_sparse_gather_head(&L->ks, k, i - gq, (float *)a.kg);
+                kat_sparse_gather_head(&L->ks, v, i - gq, (float *)a.vg);
+            }
+        }
 #pragma omp for schedule(dynamic, 1) nowait
         for (size_t i = 0; i < nqt; i++)
             fwd_tile(L, &a, L->fwd_order[i], &th);

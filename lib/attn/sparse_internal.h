@@ -73,7 +73,7 @@ struct kat_sparse_layout {
     sp_pred pred;             /* block mode */
     size_t block_q, block_k;  /* block mode */
     /* pairs by query tile (forward) and by key tile (backward) */
-    size_t npairs, nmasked;
+    size_t npairs, nmasked, pair_elements;
     size_t *fwd_off, *fwd_kt;
     uint8_t *fwd_mask;
     size_t *bwd_off, *bwd_qt;
@@ -88,9 +88,13 @@ struct kat_sparse_layout {
     size_t part_slots;        /* partial dq tiles of split groups */
     size_t nred;              /* query tiles the final pass writes: split or untouched */
     size_t *red_tile, *red_off, *red_src;
-    /* workspace */
-    size_t fwd_thread_bytes, fwd_bytes;
-    size_t bwd_thread_bytes, bwd_part_off, bwd_bytes;
+    /* Gather (hash layouts): copy q, k, v (and dout) rows into processing order in the
+     * workspace first, so that tiles stream contiguous rows instead of fetching rows scattered
+     * over the sequence (a cache miss per row, each time a tile is visited). */
+    int gather;
+    /* workspace: per-thread scratch, then (backward) partial dq tiles, then gathered rows */
+    size_t fwd_thread_bytes, fwd_gather_off, fwd_bytes;
+    size_t bwd_thread_bytes, bwd_part_off, bwd_gather_off, bwd_bytes;
 };
 
 /* ---- sparse_layout.c ---------------------------------------------------------------------- */
@@ -104,8 +108,8 @@ kat_status kat_sparse_side_alloc(sp_side *s, size_t heads, size_t len, size_t ro
                                  int with_bucket);
 
 /* Cut each head's ordered rows into tiles of at most `tile` rows; with seg > 0 no tile
- * crosses a multiple of seg ordered rows (block boundaries). Fills min/max position and
- * bucket. */
+ * crosses a multiple of seg ordered rows (block boundaries); with buckets, large buckets
+ * start a new tile. Fills min/max position and bucket. */
 kat_status kat_sparse_side_tile(sp_side *s, size_t tile, size_t seg);
 
 /* Pair generator of a mode: for query tile qt, write its pairs (key tile ids, increasing, and
@@ -150,6 +154,11 @@ void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
                              const kat_tensor *lse, const kat_tensor *dout,
                              const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,
                              unsigned char *work);
+/* Copy the rows of one head of t (B x heads_per_b heads) into processing order: dst[r] =
+ * row (b, h, pos[r]) for the head's ordered rows r (D floats each). */
+void kat_sparse_gather_head(const sp_side *s, const kat_tensor *t, size_t hd, float *dst);
+/* 64-byte aligned regions of rows * D floats, carved from *cursor. */
+float *kat_sparse_gather_region(unsigned char **cursor, size_t rows, size_t D);
 /* Per-thread scratch sizes (bytes) of the two passes. */
 size_t kat_sparse_fwd_thread_bytes(const kat_sparse_layout *L);
 size_t kat_sparse_bwd_thread_bytes(const kat_sparse_layout *L);

@@ -87,6 +87,27 @@ static size_t tiles_of(size_t count, size_t tile, size_t seg)
     return full * ((seg + tile - 1) / tile) + (rest + tile - 1) / tile;
 }
 
+/* With buckets: end the tile at a bucket boundary when it already holds a quarter of a tile
+ * and the next bucket has at least half a tile of rows. Large buckets then start on a tile
+ * boundary (their tiles need no element mask and skip the neighbours' key tiles), while
+ * buckets smaller than half a tile are packed together. */
+static size_t bucket_cut(const sp_side *s, size_t r, size_t end, size_t head_end, size_t tile)
+{
+    const int32_t *bk = s->bucket;
+    for (size_t i = r + 1; i < end; i++) {
+        if (bk[i] == bk[i - 1])
+            continue;
+        if (i - r < (tile + 3) / 4)
+            continue;
+        size_t run = 1;
+        while (run < tile / 2 && i + run < head_end && bk[i + run] == bk[i])
+            run++;
+        if (run >= tile / 2)
+            return i;
+    }
+    return end;
+}
+
 kat_status kat_sparse_side_tile(sp_side *s, size_t tile, size_t seg)
 {
     s->tile_off = kat_alloc_array(s->heads + 1, sizeof(size_t), "sparse tile offsets");
@@ -95,7 +116,13 @@ kat_status kat_sparse_side_tile(sp_side *s, size_t tile, size_t seg)
     size_t total = 0;
     for (size_t hd = 0; hd < s->heads; hd++) {
         s->tile_off[hd] = total;
-        total += tiles_of(s->head_off[hd + 1] - s->head_off[hd], tile, seg);
+        if (!s->bucket) {
+            total += tiles_of(s->head_off[hd + 1] - s->head_off[hd], tile, seg);
+            continue;
+        }
+        size_t r1 = s->head_off[hd + 1];
+        for (size_t r = s->head_off[hd]; r < r1; total++)
+            r = bucket_cut(s, r, r + tile < r1 ? r + tile : r1, r1, tile);
     }
     s->tile_off[s->heads] = total;
     s->ntiles = total;
@@ -111,6 +138,8 @@ kat_status kat_sparse_side_tile(sp_side *s, size_t tile, size_t seg)
                 size_t seg_end = r0 + ((r - r0) / seg + 1) * seg;
                 end = end < seg_end ? end : seg_end;
             }
+            if (s->bucket)
+                end = bucket_cut(s, r, end, r1, tile);
             sp_tile *T = &s->tiles[t++];
             T->row0 = r;
             T->head = hd;
@@ -226,12 +255,15 @@ static kat_status make_pairs(kat_sparse_layout *L, sp_pair_gen gen, const void *
         gen(L, ctx, qt, L->fwd_kt + L->fwd_off[qt], L->fwd_mask + L->fwd_off[qt]);
     /* Transpose by counting: walking the query tiles in order keeps each key tile's list of
      * query tiles increasing. */
-    size_t masked = 0;
-    for (size_t e = 0; e < P; e++) {
-        L->bwd_off[L->fwd_kt[e] + 1]++;
-        masked += (L->fwd_mask[e] & SP_MASK_BITS) != 0 || (L->fwd_mask[e] & SP_MASK_CAUSAL);
-    }
+    size_t masked = 0, elements = 0;
+    for (size_t qt = 0; qt < nqt; qt++)
+        for (size_t e = L->fwd_off[qt]; e < L->fwd_off[qt + 1]; e++) {
+            L->bwd_off[L->fwd_kt[e] + 1]++;
+            masked += L->fwd_mask[e] != 0;
+            elements += (size_t)L->qs.tiles[qt].n * L->ks.tiles[L->fwd_kt[e]].n;
+        }
     L->nmasked = masked;
+    L->pair_elements = elements;
     for (size_t kt = 0; kt < nkt; kt++)
         L->bwd_off[kt + 1] += L->bwd_off[kt];
     size_t *fill = kat_alloc_array(nkt ? nkt : 1, sizeof(size_t), "sparse transpose cursor");
@@ -392,16 +424,28 @@ static kat_status make_units(kat_sparse_layout *L)
 
 static kat_status size_workspaces(kat_sparse_layout *L)
 {
-    size_t T = (size_t)L->threads, a, b, c;
+    size_t T = (size_t)L->threads, D = L->d.D, a, b, c, gq = 0, gk = 0, gf, gb;
+    size_t qrows = L->qs.head_off[L->qs.heads], krows = L->ks.head_off[L->ks.heads];
     L->fwd_thread_bytes = kat_sparse_fwd_thread_bytes(L);
     L->bwd_thread_bytes = kat_sparse_bwd_thread_bytes(L);
-    if (!L->bwd_thread_bytes || kat_mul_overflow(T, L->fwd_thread_bytes, &L->fwd_bytes) ||
-        kat_mul_overflow(T, L->bwd_thread_bytes, &a) ||
+    /* Gathered rows: forward q, k, v; backward q, dout, k, v (D floats each, 64-byte
+     * rounded blocks). */
+    if (L->gather && (kat_mul3_overflow(qrows, D, sizeof(float), &gq) ||
+                      kat_mul3_overflow(krows, D, sizeof(float), &gk) ||
+                      kat_add_overflow(gq, 64, &gq) || kat_add_overflow(gk, 64, &gk)))
+        return kat_fail(KAT_ERANGE, "sparse layout: gathered rows overflow");
+    if (!L->bwd_thread_bytes || kat_mul_overflow(T, L->fwd_thread_bytes, &a) ||
+        kat_add_overflow(gq, 2 * gk, &gf) || gk > SIZE_MAX / 2 ||
+        kat_add_overflow(a, gf, &L->fwd_bytes))
+        return kat_fail(KAT_ERANGE, "sparse layout: workspace size overflows");
+    L->fwd_gather_off = a;
+    if (kat_mul_overflow(T, L->bwd_thread_bytes, &a) ||
         kat_mul3_overflow(L->part_slots, (size_t)BQ * L->ctx.ldd, sizeof(float), &b) ||
-        kat_add_overflow(a, b, &c))
+        kat_add_overflow(a, b, &c) || gq > SIZE_MAX / 2 ||
+        kat_add_overflow(2 * gq, 2 * gk, &gb) || kat_add_overflow(c, gb, &L->bwd_bytes))
         return kat_fail(KAT_ERANGE, "sparse layout: workspace size overflows");
     L->bwd_part_off = a;
-    L->bwd_bytes = c;
+    L->bwd_gather_off = c;
     return KAT_OK;
 }
 

@@ -1,0 +1,349 @@
+/* The linear mode of `kat attn` and `kat bench attn`: subquadratic attention through a feature
+ * map, o_i = sum_j phi(q_i).psi(k_j) v_j / sum_j phi(q_i).psi(k_j) (include/kat/linear.h).
+ *
+ * --params (all optional):
+ *   map=SPEC     taylor2 (default) | taylor1 | poly:EXPR | favor:M | rff:M | elu1
+ *   chunk=C      tokens per causal chunk (default 64)
+ *   norm=0|1     per-token normalisation of q and k in front of the map (default: 1 for the
+ *                Taylor maps, which are FAST's Fastmax; 0 otherwise)
+ *   unnormalized=1  o = sum_j f v_j without the denominator (needed by maps whose kernel can
+ *                be negative: rff, odd polynomials)
+ * and for `kat bench attn` only:
+ *   flash=0      skip timing kat's dense flash on the same tensors (done by default for the
+ *                forward: its time and ratio go into the report's note)
+ *   crossover=1  also search the least N (a multiple of 256) where linear is no slower than
+ *                flash at the same B, H, D and mask: doubling from 256, then bisection
+ *   pass=state   time only the chunked state update S += psi(K)^T [V | 1] (no queries);
+ *                its GFLOP/s count 2 D (d_v + 1) per key
+ * The Taylor maps are exp's series at temperature 1 on normalised vectors: taylor2 is
+ * f(x) = 1 + x + x^2/2 with |x| <= 1; taylor1 is 1 + x on vectors of norm 1/sqrt 2, so that
+ * f >= 1/2 > 0. favor:M is FAVOR+ for exp(q.k / sqrt d) with M orthogonal positive features
+ * (stabilised per query), rff:M Gaussian random Fourier features with sigma = d^(1/4) (2M
+ * features), seeded by --seed. poly:EXPR is the exact polynomial map of EXPR in x = q.k. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "attn_cli.h"
+#include "kat/featmaps.h"
+#include "kat/linear.h"
+
+/* A bad --params value or option: said on stderr (kat_fail is the library's own). */
+static kat_status mode_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static kat_status mode_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("kat: linear mode: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    kat_clear_error();
+    return KAT_EINVAL;
+}
+
+/* The options of the linear mode from --params. Returns 0, or -1 after printing why. */
+typedef struct {
+    char map[160];
+    kat_linear_opts lopts;
+    int norm;   /* -1: the map's default */
+} linear_params;
+
+static int linear_params_parse(const attn_opts *o, linear_params *p)
+{
+    memset(p, 0, sizeof *p);
+    strcpy(p->map, "taylor2");
+    p->norm = -1;
+    double x;
+    int r;
+    if (attn_param_str(o, "map", p->map, sizeof p->map) < 0)
+        return -1;
+    if ((r = attn_param_double(o, "chunk", &x)) < 0)
+        return -1;
+    if (r && (x < 1 || x > KAT_LINEAR_MAX_CHUNK || x != floor(x))) {
+        fprintf(stderr, "kat: --params chunk=%g must be an integer in [1, %d]\n", x,
+                KAT_LINEAR_MAX_CHUNK);
+        return -1;
+    }
+    p->lopts.chunk = r ? (size_t)x : 0;
+    if ((r = attn_param_double(o, "norm", &x)) < 0)
+        return -1;
+    if (r)
+        p->norm = x != 0.0;
+    if ((r = attn_param_double(o, "unnormalized", &x)) < 0)
+        return -1;
+    p->lopts.unnormalized = r && x != 0.0;
+    p->lopts.causal = o->causal;
+    return 0;
+}
+
+/* A positive integer after "name:" in spec, or 0. */
+static size_t spec_count(const char *spec, const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(spec, name, n) != 0 || spec[n] != ':')
+        return 0;
+    char *end;
+    long v = strtol(spec + n + 1, &end, 10);
+    return (*end == '\0' && v > 0) ? (size_t)v : 0;
+}
+
+/* The feature map of a --params map=SPEC for head dimension d. */
+static kat_status linear_map_create(const char *spec, int norm, size_t d, uint64_t seed,
+                                    kat_featmap **out)
+{
+    kat_featmap *fm = NULL;
+    kat_status st;
+    size_t m;
+    int taylor = 0;
+    double norm_scale = 1.0;
+    unsigned claim = 0;
+    if (strcmp(spec, "taylor2") == 0) {
+        st = kat_featmap_taylor_create(d, 2, 1.0, &fm);
+        taylor = 1;
+    } else if (strcmp(spec, "taylor1") == 0) {
+        /* 1 + x on vectors of norm 1/sqrt 2: x in [-1/2, 1/2], so the kernel is >= 1/2 */
+        st = kat_featmap_taylor_create(d, 1, 1.0, &fm);
+        taylor = 1;
+        norm_scale = sqrt(0.5);
+        claim = KAT_FEATMAP_POSITIVE;
+    } else if (strcmp(spec, "elu1") == 0) {
+        st = kat_featmap_elu1_create(d, &fm);
+    } else if ((m = spec_count(spec, "favor"))) {
+        st = kat_featmap_favor_create(d, m, 1.0 / sqrt((double)d),
+                                      KAT_FAVOR_ORTHOGONAL | KAT_FAVOR_STABLE, seed, &fm);
+    } else if ((m = spec_count(spec, "rff"))) {
+        st = kat_featmap_rff_create(KAT_RFF_GAUSSIAN, KAT_RFF_PAIR, d, m, pow((double)d, 0.25),
+                                    seed, &fm);
+    } else if (strncmp(spec, "poly:", 5) == 0) {
+        kat_fn *f = NULL;
+        size_t pos;
+        if ((st = kat_fn_parse(spec + 5, &f, &pos)) == KAT_OK)
+            st = kat_featmap_poly_from_fn(f, d, &fm);
+        kat_fn_destroy(f);
+    } else {
+        return mode_error("unknown map '%s' (taylor2, taylor1, poly:EXPR, favor:M, rff:M, "
+                          "elu1)", spec);
+    }
+    if (st)
+        return st;
+    if (norm < 0 ? taylor : norm) {
+        kat_featmap *wrapped;
+        if ((st = kat_featmap_token_norm_create(fm, 1, norm_scale, claim, &wrapped)))
+            return st;
+        fm = wrapped;
+    }
+    *out = fm;
+    return KAT_OK;
+}
+
+kat_status attn_linear_run(const attn_opts *o, attn_tensors *t, int grad)
+{
+    linear_params p;
+    if (linear_params_parse(o, &p))
+        return mode_error("bad --params");
+    if (o->scale != 0.0)
+        return mode_error("--scale %g has no meaning here (the map defines the kernel)",
+                          o->scale);
+    kat_featmap *fm;
+    kat_status st = linear_map_create(p.map, p.norm, t->q.D, o->seed, &fm);
+    if (st)
+        return st;
+    if (!grad) {
+        st = kat_linear_forward(fm, &p.lopts, &t->q, &t->k, &t->v, &t->o, NULL, NULL);
+        /* no logsumexp in linear attention */
+        for (size_t b = 0; st == KAT_OK && b < t->lse.B; b++)
+            for (size_t h = 0; h < t->lse.H; h++)
+                for (size_t n = 0; n < t->lse.N; n++)
+                    kat_tensor_row(&t->lse, b, h, n)[0] = NAN;
+    } else {
+        st = kat_linear_backward(fm, &p.lopts, &t->q, &t->k, &t->v, &t->o, &t->dout, &t->dq,
+                                 &t->dk, &t->dv, NULL, NULL);
+    }
+    kat_featmap_destroy(fm);
+    return st;
+}
+
+/* ---- kat bench attn --mode linear ------------------------------------------------------------ */
+
+typedef struct {
+    kat_featmap *fm;
+    kat_linear_opts lopts;
+    const kat_tensor *q, *k, *v, *dout;
+    kat_tensor *o, *dq, *dk, *dv, state;
+    int pass;   /* 0 forward, 1 backward, 2 state only (no queries: the chunked update) */
+} linear_call;
+
+static kat_status linear_once(void *ctx)
+{
+    linear_call *c = ctx;
+    if (c->pass == 1)
+        return kat_linear_backward(c->fm, &c->lopts, c->q, c->k, c->v, c->o, c->dout, c->dq,
+                                   c->dk, c->dv, NULL, NULL);
+    if (c->pass == 2) {
+        kat_tensor q0 = *c->q, o0 = *c->o;
+        q0.N = o0.N = 0;
+        return kat_linear_forward(c->fm, &c->lopts, &q0, c->k, c->v, &o0, NULL, &c->state);
+    }
+    return kat_linear_forward(c->fm, &c->lopts, c->q, c->k, c->v, c->o, NULL, NULL);
+}
+
+static void linear_cleanup(void *ctx)
+{
+    linear_call *c = ctx;
+    kat_featmap_destroy(c->fm);
+    kat_free(c->state.data);
+    kat_free(c);
+}
+
+/* Dense causal flash on the same shape, for the comparison and the crossover. */
+typedef struct {
+    const kat_tensor *q, *k, *v, *o, *lse;
+    int causal;
+} flash_call;
+
+static kat_status flash_once(void *ctx)
+{
+    flash_call *f = ctx;
+    return kat_attn_dense_forward(f->q, f->k, f->v, f->o, f->lse, f->causal, 0.0);
+}
+
+/* Median times of linear (fm, lopts) and flash, forward, on random [B, H, n, D] tensors. */
+static kat_status time_pair(const attn_opts *o, kat_featmap *fm, const kat_linear_opts *lopts,
+                            size_t n, double *lin_ms, double *flash_ms)
+{
+    attn_opts on = *o;
+    on.N = n;
+    on.M = 0;
+    on.H_kv = 0;
+    attn_tensors t;
+    kat_status st = attn_tensors_random(&on, 0, &t);
+    if (st)
+        return st;
+    linear_call lc = {fm, *lopts, &t.q, &t.k, &t.v, NULL, &t.o, NULL, NULL, NULL, {0}, 0};
+    attn_bench_call call = {linear_once, NULL, &lc, 0.0, ""};
+    flash_call fc = {&t.q, &t.k, &t.v, &t.o, &t.lse, lopts->causal};
+    attn_bench_call fcall = {flash_once, NULL, &fc, 0.0, ""};
+    st = attn_time_median(&call, o->warmup, o->reps, lin_ms, NULL);
+    if (!st)
+        st = attn_time_median(&fcall, o->warmup, o->reps, flash_ms, NULL);
+    attn_tensors_free(&t);
+    return st;
+}
+
+/* The least N (a multiple of 256) at which linear is no slower than flash: doubling from
+ * 256, then bisection. 0 when linear still loses at 2^17. */
+static kat_status crossover(const attn_opts *o, kat_featmap *fm, const kat_linear_opts *lopts,
+                            size_t *out)
+{
+    size_t lo = 0, hi = 0;
+    double l, f;
+    kat_status st;
+    for (size_t n = 256; n <= ((size_t)1 << 17); n *= 2) {
+        if ((st = time_pair(o, fm, lopts, n, &l, &f)))
+            return st;
+        if (l <= f) {
+            hi = n;
+            break;
+        }
+        lo = n;
+    }
+    if (!hi) {
+        *out = 0;
+        return KAT_OK;
+    }
+    while (hi - lo > 256) {
+        size_t mid = (lo + hi) / 2 / 256 * 256;
+        if ((st = time_pair(o, fm, lopts, mid, &l, &f)))
+            return st;
+        if (l <= f)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    *out = hi;
+    return KAT_OK;
+}
+
+kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_call *call)
+{
+    linear_params p;
+    if (linear_params_parse(o, &p))
+        return mode_error("bad --params");
+    char pass_name[16] = "";
+    double x = 0.0;
+    int r;
+    if (attn_param_str(o, "pass", pass_name, sizeof pass_name) < 0 ||
+        (r = attn_param_double(o, "crossover", &x)) < 0)
+        return mode_error("bad --params");
+    int want_crossover = r && x != 0.0, want_flash = 1;
+    if ((r = attn_param_double(o, "flash", &x)) < 0)
+        return mode_error("bad --params");
+    if (r)
+        want_flash = x != 0.0;
+    if (pass_name[0] && strcmp(pass_name, "state") != 0)
+        return mode_error("--params pass=%s (only pass=state)", pass_name);
+    if (t->desc.H_kv != t->desc.H || o->scale != 0.0)
+        return mode_error("no grouped-query heads and no --scale");
+    linear_call *c = kat_calloc(1, sizeof *c);
+    if (!c)
+        return KAT_ENOMEM;
+    kat_status st = linear_map_create(p.map, p.norm, t->desc.D, o->seed, &c->fm);
+    if (st) {
+        kat_free(c);
+        return st;
+    }
+    c->lopts = p.lopts;
+    c->q = &t->q, c->k = &t->k, c->v = &t->v, c->o = &t->o, c->dout = &t->dout;
+    c->dq = &t->dq, c->dk = &t->dk, c->dv = &t->dv;
+    c->pass = pass_name[0] ? 2 : o->backward ? 1 : 0;
+    const size_t D = kat_featmap_out_dim(c->fm), B = t->desc.B, H = t->desc.H;
+    if (c->pass == 2) {
+        c->lopts.causal = 0;
+        if (!(c->state.data = kat_malloc(B * H * D * (t->v.D + 1) * sizeof(float)))) {
+            linear_cleanup(c);
+            return KAT_ENOMEM;
+        }
+        c->state = (kat_tensor){c->state.data, B, H, D, t->v.D + 1, H * D * (t->v.D + 1),
+                                D * (t->v.D + 1), t->v.D + 1};
+    }
+    /* the backward's o must be this engine's forward output, not flash's */
+    if (c->pass == 1 &&
+        (st = kat_linear_forward(c->fm, &c->lopts, c->q, c->k, c->v, c->o, NULL, NULL))) {
+        linear_cleanup(c);
+        return st;
+    }
+    double fwd = kat_linear_flops(c->fm, &c->lopts, B, H, t->desc.N, t->desc.M, t->v.D);
+    call->fn = linear_once;
+    call->cleanup = linear_cleanup;
+    call->ctx = c;
+    call->flops = c->pass == 1 ? 2.5 * fwd
+                : c->pass == 2 ? 2.0 * (double)D * (double)(t->v.D + 1) * (double)(B * H) *
+                                     (double)t->desc.M
+                               : fwd;
+    size_t chunk = p.lopts.chunk ? p.lopts.chunk : KAT_LINEAR_DEFAULT_CHUNK;
+    int len = snprintf(call->note, sizeof call->note, "%s%s D=%zu chunk %zu%s",
+                       c->pass == 2 ? "state update, " : "", kat_featmap_name(c->fm), D, chunk,
+                       c->lopts.unnormalized ? " unnormalized" : "");
+    if (c->pass == 0 && want_flash && len < (int)sizeof call->note) {
+        /* kat's dense flash on the same tensors, and where linear overtakes it */
+        double lin_ms, flash_ms;
+        size_t cross = 0;
+        if ((st = time_pair(o, c->fm, &c->lopts, t->desc.N, &lin_ms, &flash_ms)) ||
+            (want_crossover && (st = crossover(o, c->fm, &c->lopts, &cross)))) {
+            linear_cleanup(c);
+            return st;
+        }
+        len += snprintf(call->note + len, sizeof call->note - (size_t)len,
+                        "; flash %.3f ms = %.2fx linear", flash_ms, flash_ms / lin_ms);
+        if (want_crossover && len < (int)sizeof call->note) {
+            if (cross)
+                snprintf(call->note + len, sizeof call->note - (size_t)len, "; crossover N=%zu",
+                         cross);
+            else
+                snprintf(call->note + len, sizeof call->note - (size_t)len,
+                         "; no crossover up to N=131072");
+        }
+    }
+    return KAT_OK;
+}

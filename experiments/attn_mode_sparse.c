@@ -1,0 +1,544 @@
+/* The sparse modes of `kat attn` and `kat bench attn` (include/kat/sparse.h), causal on the
+ * original positions with --causal:
+ *
+ *   qk      QK-drop. run: --params q_keep=F.npy,k_keep=F.npy (either may be left out: keep
+ *           all; arrays of q's shape without D, [B, H, N], [H, N] or [N]: nonzero keeps).
+ *           bench: drop=P drops a fraction P of the queries and of the keys of every head,
+ *           at random (--seed; default 0.5).
+ *   hash    Hash buckets. run: q_buckets=F.npy,k_buckets=F.npy (integer values in [0, nb),
+ *           nb=NB or the largest id + 1), or buckets=NB[,seed=S] for angular LSH. bench:
+ *           buckets=NB (default 16), LSH of the random q and k with --seed.
+ *   window  Sliding window, a block mask: window=W keys (default 512 in bench); optional
+ *           block_q, block_k (default the engine's tiles).
+ *   all     strict=1: with --causal, no token sees itself (key j < query i).
+ *
+ * `kat bench attn` times the whole sparse call - building the layout (sort, tile lists) and
+ * the forward, gathers and scatters included - and, in the same run, kat's dense flash with
+ * the same shapes and mask flag, on a workspace allocated once like ours; the note reports
+ * both and the speed-up dense / sparse. With --backward the timed call is the layout and
+ * the backward (o and lse from this mode's forward), against the dense backward; add
+ * --params step=1 to time a training step instead: layout + forward + backward, against the
+ * dense forward + backward. The reported FLOPs are those of the tile pairs visited. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "attn_cli.h"
+#include "kat/sparse.h"
+
+static kat_status mode_error(const char *mode, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static kat_status mode_error(const char *mode, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kat: %s mode: ", mode);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    kat_clear_error();
+    return KAT_EINVAL;
+}
+
+/* The desc of a sparse mode: the tensors' shapes, --causal, strict=1. */
+static kat_status sparse_desc(const char *mode, const attn_opts *o, const attn_tensors *t,
+                              kat_attn_desc *d)
+{
+    double strict = 0.0;
+    if (attn_param_double(o, "strict", &strict) < 0)
+        return mode_error(mode, "bad --params");
+    if (strict != 0.0 && !o->causal)
+        return mode_error(mode, "--params strict=1 needs --causal");
+    *d = t->desc;
+    d->causal = o->causal ? (strict != 0.0 ? KAT_SPARSE_CAUSAL_STRICT : KAT_SPARSE_CAUSAL) : 0;
+    return KAT_OK;
+}
+
+/* A per-row array (q's or k's shape without D) from a .npy file: `count` = B*H*N values,
+ * last axis N. */
+static kat_status read_rows(const char *mode, const char *key, const char *path, size_t B,
+                            size_t H, size_t N, kat_array *a)
+{
+    kat_status st = kat_npy_read(path, a);
+    if (st) {
+        fprintf(stderr, "kat: %s mode: %s: %s: %s\n", mode, key, kat_strerror(st),
+                kat_last_error());
+        kat_clear_error();
+        return st;
+    }
+    size_t n = kat_array_size(a);
+    if (n != B * H * N || a->ndim < 1 || a->ndim > 3 || a->shape[a->ndim - 1] != N) {
+        kat_array_free(a);
+        return mode_error(mode, "%s: '%s' must have %zu values shaped [B, H, N], [H, N] or [N] "
+                                "with N = %zu",
+                          key, path, B * H * N, N);
+    }
+    return KAT_OK;
+}
+
+static double array_at(const kat_array *a, size_t i)
+{
+    return a->dtype == KAT_DTYPE_F64 ? ((const double *)a->data)[i]
+                                     : (double)((const float *)a->data)[i];
+}
+
+/* A keep list from a mask file (nonzero keeps); out->offsets NULL when the key is absent. */
+static kat_status keep_from_file(const attn_opts *o, const char *key, size_t B, size_t H,
+                                 size_t N, kat_sparse_keep *out)
+{
+    char path[1024];
+    memset(out, 0, sizeof *out);
+    int r = attn_param_str(o, key, path, sizeof path);
+    if (r < 0)
+        return mode_error("qk", "bad --params");
+    if (!r)
+        return KAT_OK;
+    kat_array a;
+    kat_status st = read_rows("qk", key, path, B, H, N, &a);
+    if (st)
+        return st;
+    size_t n = B * H * N;
+    uint8_t *mask = kat_malloc(n ? n : 1);
+    if (!mask) {
+        kat_array_free(&a);
+        return KAT_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        mask[i] = array_at(&a, i) != 0.0;
+    kat_array_free(&a);
+    st = kat_sparse_keep_from_mask(mask, B, H, N, out);
+    kat_free(mask);
+    return st;
+}
+
+/* Bucket ids from a file: integers in [0, 2^31 - 1). *max_id receives the largest. */
+static kat_status buckets_from_file(const char *key, const char *path, size_t B, size_t H,
+                                    size_t N, int32_t **out, size_t *max_id)
+{
+    kat_array a;
+    kat_status st = read_rows("hash", key, path, B, H, N, &a);
+    if (st)
+        return st;
+    size_t n = B * H * N;
+    int32_t *ids = kat_malloc((n ? n : 1) * sizeof(int32_t));
+    if (!ids) {
+        kat_array_free(&a);
+        return KAT_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double x = array_at(&a, i);
+        if (!(x >= 0.0 && x < 2147483647.0) || x != floor(x)) {
+            kat_array_free(&a);
+            kat_free(ids);
+            return mode_error("hash", "%s: element %zu of '%s' is %g, not a bucket id (an "
+                                      "integer >= 0)",
+                              key, i, path, x);
+        }
+        ids[i] = (int32_t)x;
+        *max_id = (size_t)x > *max_id ? (size_t)x : *max_id;
+    }
+    kat_array_free(&a);
+    *out = ids;
+    return KAT_OK;
+}
+
+/* LSH buckets of t's q and k (one matrix per key/value head). */
+static kat_status lsh_buckets(const attn_tensors *t, size_t nb, uint64_t seed, int32_t **qb,
+                              int32_t **kb)
+{
+    const kat_attn_desc *d = &t->desc;
+    size_t nq = d->B * d->H * d->N, nk = d->B * d->H_kv * d->M;
+    *qb = kat_malloc((nq ? nq : 1) * sizeof(int32_t));
+    *kb = kat_malloc((nk ? nk : 1) * sizeof(int32_t));
+    if (!*qb || !*kb)
+        return KAT_ENOMEM;
+    kat_status st = kat_sparse_lsh_buckets(&t->q, d->H / d->H_kv, nb, seed, *qb);
+    return st ? st : kat_sparse_lsh_buckets(&t->k, 1, nb, seed, *kb);
+}
+
+/* The inputs a layout is built from, prepared once (files read, buckets hashed, masks drawn),
+ * so that the timed calls of the benchmark only build the layout. */
+typedef struct {
+    int kind;                      /* 0 qk, 1 hash, 2 window */
+    kat_attn_desc desc;
+    kat_sparse_keep qkeep, kkeep;  /* qk (offsets NULL: keep all) */
+    int32_t *qb, *kb;              /* hash */
+    size_t nb;
+    size_t window, block_q, block_k;
+} sparse_inputs;
+
+static void inputs_free(sparse_inputs *in)
+{
+    kat_sparse_keep_free(&in->qkeep);
+    kat_sparse_keep_free(&in->kkeep);
+    kat_free(in->qb);
+    kat_free(in->kb);
+    memset(in, 0, sizeof *in);
+}
+
+static kat_status layout_create(const sparse_inputs *in, kat_sparse_layout **L)
+{
+    if (in->kind == 0)
+        return kat_sparse_qk_layout_create(&in->desc, in->qkeep.offsets ? &in->qkeep : NULL,
+                                           in->kkeep.offsets ? &in->kkeep : NULL, L);
+    if (in->kind == 1)
+        return kat_sparse_hash_layout_create(&in->desc, in->nb, in->qb, in->kb, L);
+    kat_sparse_blockmask *m = NULL;
+    kat_status st = kat_sparse_blockmask_sliding_window(in->desc.N, in->desc.M, in->window,
+                                                        in->desc.causal != 0, in->block_q,
+                                                        in->block_k, &m);
+    if (!st)
+        st = kat_sparse_block_layout_create(&in->desc, m, L);
+    kat_sparse_blockmask_destroy(m);
+    return st;
+}
+
+/* A positive integer parameter (default def when absent); -1 after printing why. */
+static long param_count(const char *mode, const attn_opts *o, const char *key, long def)
+{
+    double x;
+    int r = attn_param_double(o, key, &x);
+    if (r < 0)
+        return -1;
+    if (!r)
+        return def;
+    if (x < 1 || x > 2147483646.0 || x != floor(x)) {
+        mode_error(mode, "--params %s=%g must be a positive integer", key, x);
+        return -1;
+    }
+    return (long)x;
+}
+
+static kat_status window_inputs(const attn_opts *o, long def_window, sparse_inputs *in)
+{
+    long w = param_count("window", o, "window", def_window);
+    long bq = param_count("window", o, "block_q", (long)kat_sparse_tile_q());
+    long bk = param_count("window", o, "block_k", (long)kat_sparse_tile_k());
+    if (w == 0)
+        return mode_error("window", "--params window=W is required");
+    if (w < 0 || bq < 0 || bk < 0)
+        return KAT_EINVAL;
+    in->window = (size_t)w, in->block_q = (size_t)bq, in->block_k = (size_t)bk;
+    return KAT_OK;
+}
+
+/* The inputs of `kat attn run|grad`: files and parameters. */
+static kat_status run_inputs(const char *mode, const attn_opts *o, const attn_tensors *t,
+                             sparse_inputs *in)
+{
+    memset(in, 0, sizeof *in);
+    kat_status st = sparse_desc(mode, o, t, &in->desc);
+    if (st)
+        return st;
+    const kat_attn_desc *d = &in->desc;
+    if (strcmp(mode, "qk") == 0) {
+        in->kind = 0;
+        if ((st = keep_from_file(o, "q_keep", d->B, d->H, d->N, &in->qkeep)) ||
+            (st = keep_from_file(o, "k_keep", d->B, d->H_kv, d->M, &in->kkeep)))
+            return st;
+        return KAT_OK;
+    }
+    if (strcmp(mode, "hash") == 0) {
+        in->kind = 1;
+        char qf[1024], kf[1024];
+        int rq = attn_param_str(o, "q_buckets", qf, sizeof qf);
+        int rk = attn_param_str(o, "k_buckets", kf, sizeof kf);
+        long nb = param_count(mode, o, "nb", 0), lsh = param_count(mode, o, "buckets", 0);
+        double seed = 0.0;
+        if (rq < 0 || rk < 0 || nb < 0 || lsh < 0 || attn_param_double(o, "seed", &seed) < 0)
+            return KAT_EINVAL;
+        if (lsh) {
+            if (rq || rk)
+                return mode_error(mode, "give buckets=NB (LSH) or q_buckets and k_buckets "
+                                        "files, not both");
+            if (seed < 0 || seed != floor(seed))
+                return mode_error(mode, "--params seed=%g must be an integer >= 0", seed);
+            in->nb = (size_t)lsh;
+            return lsh_buckets(t, in->nb, (uint64_t)seed, &in->qb, &in->kb);
+        }
+        if (!rq || !rk)
+            return mode_error(mode, "--params q_buckets=F.npy,k_buckets=F.npy or buckets=NB");
+        size_t max_id = 0;
+        if ((st = buckets_from_file("q_buckets", qf, d->B, d->H, d->N, &in->qb, &max_id)) ||
+            (st = buckets_from_file("k_buckets", kf, d->B, d->H_kv, d->M, &in->kb, &max_id)))
+            return st;
+        in->nb = nb ? (size_t)nb : max_id + 1;
+        return KAT_OK;
+    }
+    in->kind = 2;
+    return window_inputs(o, 0, in);
+}
+
+static kat_status sparse_run(const char *mode, const attn_opts *o, attn_tensors *t, int grad)
+{
+    if (o->precise)
+        return mode_error(mode, "--precise is for the dense mode (the sparse backward uses "
+                                "the forward's logsumexp)");
+    sparse_inputs in;
+    kat_sparse_layout *L = NULL;
+    kat_status st = run_inputs(mode, o, t, &in);
+    if (!st)
+        st = layout_create(&in, &L);
+    if (!st)
+        st = grad ? kat_sparse_backward(L, &t->q, &t->k, &t->v, &t->o, &t->lse, &t->dout,
+                                        &t->dq, &t->dk, &t->dv, NULL)
+                  : kat_sparse_forward(L, &t->q, &t->k, &t->v, &t->o, &t->lse, NULL);
+    kat_sparse_layout_destroy(L);
+    inputs_free(&in);
+    return st;
+}
+
+kat_status attn_qk_run(const attn_opts *o, attn_tensors *t, int grad)
+{
+    return sparse_run("qk", o, t, grad);
+}
+
+kat_status attn_hash_run(const attn_opts *o, attn_tensors *t, int grad)
+{
+    return sparse_run("hash", o, t, grad);
+}
+
+kat_status attn_window_run(const attn_opts *o, attn_tensors *t, int grad)
+{
+    return sparse_run("window", o, t, grad);
+}
+
+/* ---- the benchmark ----------------------------------------------------------------------- */
+
+typedef struct {
+    sparse_inputs in;
+    attn_tensors *t;
+    kat_tensor o, lse;    /* this mode's forward output (the dense one stays in t) */
+    void *work;
+    size_t work_bytes;
+    int pass;             /* 0 forward, 1 backward, 2 forward + backward */
+    /* the dense baseline */
+    kat_attn_plan *plan;
+    void *dense_work;
+    double dense_ms, pair_pct, lsh_ms;
+    /* our own record of the timed calls, for the speed-up in the note */
+    char *note;
+    double *times;
+    int ncalls, warmup, reps;
+} sparse_call;
+
+static int cmp_ms(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The note: this mode's median so far (the calls after the warm-up ones), the dense time
+ * and their ratio. */
+static void write_note(sparse_call *c)
+{
+    int timed = c->ncalls - c->warmup;
+    double med = 0.0;
+    if (timed > 0) {
+        double sorted[64];
+        int n = timed < 64 ? timed : 64;
+        memcpy(sorted, c->times + c->warmup, (size_t)n * sizeof(double));
+        qsort(sorted, (size_t)n, sizeof(double), cmp_ms);
+        med = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    }
+    const char *pass = c->pass == 2 ? "step" : c->pass ? "backward" : "forward";
+    int len = snprintf(c->note, 128, "%s %s %.3f ms vs dense%s %.3f ms = %.2fx; pairs %.2f%%",
+                       c->in.kind == 0 ? "qk" : c->in.kind == 1 ? "hash" : "window", pass, med,
+                       c->in.desc.causal ? " causal" : "", c->dense_ms,
+                       med > 0 ? c->dense_ms / med : 0.0, c->pair_pct);
+    if (c->in.kind == 1 && len > 0 && len < 128)
+        snprintf(c->note + len, 128 - (size_t)len, "; LSH %.1f ms untimed", c->lsh_ms);
+}
+
+static kat_status sparse_once(void *ctx)
+{
+    sparse_call *c = ctx;
+    attn_tensors *t = c->t;
+    double t0 = cli_now();
+    kat_sparse_layout *L = NULL;
+    kat_status st = layout_create(&c->in, &L);
+    if (!st && kat_sparse_workspace_size(L, KAT_ATTN_FORWARD) > c->work_bytes)
+        st = KAT_ERANGE;   /* the same pattern every call: cannot happen */
+    if (!st && kat_sparse_workspace_size(L, KAT_ATTN_BACKWARD) > c->work_bytes)
+        st = KAT_ERANGE;
+    if (!st && c->pass != 1)
+        st = kat_sparse_forward(L, &t->q, &t->k, &t->v, &c->o, &c->lse, c->work);
+    if (!st && c->pass != 0)
+        st = kat_sparse_backward(L, &t->q, &t->k, &t->v, &c->o, &c->lse, &t->dout, &t->dq,
+                                 &t->dk, &t->dv, c->work);
+    kat_sparse_layout_destroy(L);
+    if (c->ncalls < c->warmup + c->reps && c->ncalls < 64 + c->warmup) {
+        c->times[c->ncalls++] = (cli_now() - t0) * 1e3;
+        write_note(c);
+    }
+    return st;
+}
+
+static kat_status dense_once(void *ctx)
+{
+    sparse_call *c = ctx;
+    attn_tensors *t = c->t;
+    kat_status st = KAT_OK;
+    if (c->pass != 1)
+        st = kat_attn_forward(c->plan, &t->q, &t->k, &t->v, &t->o, &t->lse, c->dense_work);
+    if (!st && c->pass != 0)
+        st = kat_attn_backward(c->plan, &t->q, &t->k, &t->v, &t->o, &t->lse, &t->dout, &t->dq,
+                               &t->dk, &t->dv, c->dense_work);
+    return st;
+}
+
+static void sparse_cleanup(void *ctx)
+{
+    sparse_call *c = ctx;
+    inputs_free(&c->in);
+    kat_free(c->o.data);
+    kat_free(c->lse.data);
+    kat_free(c->work);
+    kat_free(c->dense_work);
+    kat_free(c->times);
+    kat_attn_plan_destroy(c->plan);
+    kat_free(c);
+}
+
+/* Bench inputs: random keep lists (qk), LSH buckets (hash), the window. */
+static kat_status bench_inputs(const char *mode, const attn_opts *o, const attn_tensors *t,
+                               sparse_inputs *in, double *lsh_ms)
+{
+    memset(in, 0, sizeof *in);
+    kat_status st = sparse_desc(mode, o, t, &in->desc);
+    if (st)
+        return st;
+    const kat_attn_desc *d = &in->desc;
+    if (strcmp(mode, "qk") == 0) {
+        in->kind = 0;
+        double drop = 0.5;
+        if (attn_param_double(o, "drop", &drop) < 0)
+            return KAT_EINVAL;
+        if (!(drop >= 0.0 && drop <= 1.0))
+            return mode_error(mode, "--params drop=%g must be in [0, 1]", drop);
+        kat_rng *rng;
+        if ((st = kat_rng_create(o->seed, &rng)))
+            return st;
+        size_t nq = d->B * d->H * d->N, nk = d->B * d->H_kv * d->M;
+        uint8_t *mask = kat_malloc((nq > nk ? nq : nk) + 1);
+        if (!mask) {
+            kat_rng_destroy(rng);
+            return KAT_ENOMEM;
+        }
+        for (size_t i = 0; i < nq; i++)
+            mask[i] = kat_rng_uniform(rng) >= drop;
+        st = kat_sparse_keep_from_mask(mask, d->B, d->H, d->N, &in->qkeep);
+        for (size_t i = 0; i < nk; i++)
+            mask[i] = kat_rng_uniform(rng) >= drop;
+        if (!st)
+            st = kat_sparse_keep_from_mask(mask, d->B, d->H_kv, d->M, &in->kkeep);
+        kat_free(mask);
+        kat_rng_destroy(rng);
+        return st;
+    }
+    if (strcmp(mode, "hash") == 0) {
+        in->kind = 1;
+        long nb = param_count(mode, o, "buckets", 16);
+        if (nb < 0)
+            return KAT_EINVAL;
+        in->nb = (size_t)nb;
+        double t0 = cli_now();
+        st = lsh_buckets(t, in->nb, o->seed, &in->qb, &in->kb);
+        *lsh_ms = (cli_now() - t0) * 1e3;
+        return st;
+    }
+    in->kind = 2;
+    return window_inputs(o, 512, in);
+}
+
+static kat_status sparse_bench(const char *mode, const attn_opts *o, attn_tensors *t,
+                               attn_bench_call *call)
+{
+    if (o->precise)
+        return mode_error(mode, "--precise is for the dense mode");
+    double step = 0.0;
+    if (attn_param_double(o, "step", &step) < 0)
+        return KAT_EINVAL;
+    if (step != 0.0 && !o->backward)
+        return mode_error(mode, "--params step=1 times forward + backward: give --backward");
+    sparse_call *c = kat_calloc(1, sizeof *c);
+    if (!c)
+        return KAT_ENOMEM;
+    c->t = t;
+    c->pass = !o->backward ? 0 : step != 0.0 ? 2 : 1;
+    c->warmup = o->warmup;
+    c->reps = o->reps;
+    c->note = call->note;
+    c->times = kat_calloc((size_t)(o->warmup + (o->reps < 64 ? o->reps : 64)) + 1, sizeof(double));
+    kat_status st = c->times ? bench_inputs(mode, o, t, &c->in, &c->lsh_ms) : KAT_ENOMEM;
+    const kat_attn_desc *d = &t->desc;
+    kat_sparse_layout *L = NULL;
+    if (!st)
+        st = layout_create(&c->in, &L);
+    kat_sparse_stats s;
+    memset(&s, 0, sizeof s);
+    if (!st)
+        st = kat_sparse_layout_stats(L, &s);
+    if (!st) {
+        size_t f = kat_sparse_workspace_size(L, KAT_ATTN_FORWARD);
+        size_t b = kat_sparse_workspace_size(L, KAT_ATTN_BACKWARD);
+        c->work_bytes = f > b ? f : b;
+        c->work = kat_malloc(c->work_bytes ? c->work_bytes : 1);
+        c->o.data = kat_malloc(d->B * d->H * d->N * d->D * sizeof(float) + 1);
+        c->lse.data = kat_malloc(d->B * d->H * d->N * sizeof(float) + 1);
+        if (!c->work || !c->o.data || !c->lse.data)
+            st = KAT_ENOMEM;
+    }
+    if (!st) {
+        c->o = kat_tensor_view(c->o.data, d->B, d->H, d->N, d->D);
+        c->lse = kat_tensor_view(c->lse.data, d->B, d->H, d->N, 1);
+        /* the backward's o and lse come from this mode's forward */
+        if (c->pass == 1)
+            st = kat_sparse_forward(L, &t->q, &t->k, &t->v, &c->o, &c->lse, c->work);
+    }
+    kat_sparse_layout_destroy(L);
+    /* The dense engine on the same tensors and mask flag, timed now: same run. */
+    kat_attn_desc dd = *d;
+    dd.causal = c->in.desc.causal != 0;
+    if (!st)
+        st = kat_attn_plan_create(&dd, &c->plan);
+    if (!st) {
+        size_t f = kat_attn_workspace_size(c->plan, KAT_ATTN_FORWARD);
+        size_t b = kat_attn_workspace_size(c->plan, KAT_ATTN_BACKWARD);
+        if (!(c->dense_work = kat_malloc((f > b ? f : b) + 1)))
+            st = KAT_ENOMEM;
+    }
+    if (!st) {
+        attn_bench_call dc = {dense_once, NULL, c, 0.0, ""};
+        st = attn_time_median(&dc, o->warmup, o->reps, &c->dense_ms, NULL);
+    }
+    if (st) {
+        sparse_cleanup(c);
+        return st;
+    }
+    c->pair_pct = s.dense_pairs
+                      ? 100.0 * (double)s.tile_pairs / (double)s.dense_pairs : 0.0;
+    /* FLOPs of the visited tile pairs (4 rows_q rows_k D each forward, x2.5 backward). */
+    double fwd = 4.0 * (double)s.pair_elements * (double)d->D;
+    call->fn = sparse_once;
+    call->cleanup = sparse_cleanup;
+    call->ctx = c;
+    call->flops = c->pass == 0 ? fwd : c->pass == 1 ? 2.5 * fwd : 3.5 * fwd;
+    write_note(c);
+    return KAT_OK;
+}
+
+kat_status attn_qk_bench(const attn_opts *o, attn_tensors *t, attn_bench_call *call)
+{
+    return sparse_bench("qk", o, t, call);
+}
+
+kat_status attn_hash_bench(const attn_opts *o, attn_tensors *t, attn_bench_call *call)
+{
+    return sparse_bench("hash", o, t, call);
+}
+
+kat_status attn_window_bench(const attn_opts *o, attn_tensors *t, attn_bench_call *call)
+{
+    return sparse_bench("window", o, t, call);
+}

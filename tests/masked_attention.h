@@ -1,0 +1,266 @@
+/* Masked softmax attention in fp64 (the reference) and in naive fp32, from the raw element
+ * mask, with the error bound the extremes suite and the attention fuzz harness use: the
+ * FlashAttention rule (no worse than 2x a naive fp32 implementation against fp64) plus an
+ * a-priori floor, eps32 x A x (M + D + 8) + 2 x A x dL, where A is the largest sum of
+ * absolute terms of an output element and dL the largest rounding error of a logit,
+ * (D + 4) eps32 |scale| sum_e |q_e k_e| (a logit off by dL scales each probability by a factor
+ * within e^{+-dL}). Header-only, no Check dependency (the fuzz harness includes it). */
+#ifndef KAT_MASKED_ATTENTION_H
+#define KAT_MASKED_ATTENTION_H
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kat/kat.h"
+
+#define EPS32 5.9604644775390625e-08   /* 2^-24 */
+
+/* ---- a problem and its yardsticks -------------------------------------------------------- */
+
+typedef struct {
+    size_t B, H, Hkv, N, M, D;
+    int causal;       /* 0, 1 (j <= i + M - N), 2 (j < i + M - N, sparse only) */
+    double scale;     /* as given to the engines (0 would mean 1/sqrt(D)) */
+    float *q, *k, *v, *dout;
+    uint8_t *allowed;   /* [B, H, N, M]: the element mask, causality included */
+} prob;
+
+static size_t nq_(const prob *p) { return p->B * p->H * p->N * p->D; }
+static size_t nk_(const prob *p) { return p->B * p->Hkv * p->M * p->D; }
+static size_t nl_(const prob *p) { return p->B * p->H * p->N; }
+
+static int causal_ok(const prob *p, size_t i, size_t j)
+{
+    int64_t ip = (int64_t)i + (int64_t)p->M - (int64_t)p->N;
+    return p->causal == 1 ? (int64_t)j <= ip : p->causal == 2 ? (int64_t)j < ip : 1;
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *x = calloc(n ? n : 1, sz);
+    if (!x)
+        abort();
+    return x;
+}
+
+/* Shapes and an all-allowed (causality only) mask; data zero. */
+static void prob_init(prob *p, size_t B, size_t H, size_t Hkv, size_t N, size_t M, size_t D,
+                      int causal, double scale)
+{
+    *p = (prob){B, H, Hkv, N, M, D, causal, scale, NULL, NULL, NULL, NULL, NULL};
+    p->q = xcalloc(nq_(p), sizeof(float));
+    p->dout = xcalloc(nq_(p), sizeof(float));
+    p->k = xcalloc(nk_(p), sizeof(float));
+    p->v = xcalloc(nk_(p), sizeof(float));
+    p->allowed = xcalloc(B * H * N * M, 1);
+    for (size_t bh = 0; bh < B * H; bh++)
+        for (size_t i = 0; i < N; i++)
+            for (size_t j = 0; j < M; j++)
+                p->allowed[(bh * N + i) * M + j] = (uint8_t)causal_ok(p, i, j);
+}
+
+static void prob_free(prob *p)
+{
+    free(p->q), free(p->k), free(p->v), free(p->dout), free(p->allowed);
+}
+static double real_scale(const prob *p)
+{
+    return p->scale != 0.0 ? p->scale : 1.0 / sqrt((double)p->D);
+}
+
+/* Masked attention, forward and backward, in type T: double is the reference, float the naive
+ * implementation. The backward uses this implementation's own o. */
+#define DEFINE_MASKED(NAME, T, EXPF, LOGF)                                                        \
+    static void NAME(const prob *p, T *o, T *lse, T *dq, T *dk, T *dv)                            \
+    {                                                                                             \
+        size_t D = p->D, M = p->M, g = p->Hkv ? p->H / p->Hkv : 1;                                \
+        T sc = (T)real_scale(p), *pr = malloc((M ? M : 1) * sizeof(T));                           \
+        memset(dk, 0, nk_(p) * sizeof(T));                                                        \
+        memset(dv, 0, nk_(p) * sizeof(T));                                                        \
+        for (size_t b = 0; b < p->B; b++)                                                         \
+            for (size_t h = 0; h < p->H; h++) {                                                   \
+                size_t hk = h / g;                                                                \
+                for (size_t i = 0; i < p->N; i++) {                                               \
+                    const float *qi = p->q + ((b * p->H + h) * p->N + i) * D;                     \
+                    const float *di = p->dout + ((b * p->H + h) * p->N + i) * D;                  \
+                    const uint8_t *al = p->allowed + ((b * p->H + h) * p->N + i) * M;             \
+                    T *oi = o + ((b * p->H + h) * p->N + i) * D;                                  \
+                    T *dqi = dq + ((b * p->H + h) * p->N + i) * D;                                \
+                    T mx = -(T)INFINITY, l = 0;                                                   \
+                    for (size_t j = 0; j < M; j++) {                                              \
+                        if (!al[j])                                                               \
+                            continue;                                                             \
+                        const float *kj = p->k + ((b * p->Hkv + hk) * M + j) * D;                 \
+                        T s = 0;                                                                  \
+                        for (size_t e = 0; e < D; e++)                                            \
+                            s += (T)qi[e] * (T)kj[e];                                             \
+                        pr[j] = s * sc;                                                           \
+                        if (pr[j] > mx)                                                           \
+                            mx = pr[j];                                                           \
+                    }                                                                             \
+                    for (size_t e = 0; e < D; e++)                                                \
+                        oi[e] = 0, dqi[e] = 0;                                                    \
+                    lse[(b * p->H + h) * p->N + i] = -(T)INFINITY;                                \
+                    if (mx == -(T)INFINITY)                                                       \
+                        continue;                                                                 \
+                    for (size_t j = 0; j < M; j++)                                                \
+                        if (al[j])                                                                \
+                            l += (pr[j] = EXPF(pr[j] - mx));                                      \
+                    lse[(b * p->H + h) * p->N + i] = mx + LOGF(l);                                \
+                    for (size_t j = 0; j < M; j++) {                                              \
+                        if (!al[j])                                                               \
+                            continue;                                                             \
+                        pr[j] /= l;                                                               \
+                        const float *vj = p->v + ((b * p->Hkv + hk) * M + j) * D;                 \
+                        for (size_t e = 0; e < D; e++)                                            \
+                            oi[e] += pr[j] * (T)vj[e];                                            \
+                    }                                                                             \
+                    T delta = 0;                                                                  \
+                    for (size_t e = 0; e < D; e++)                                                \
+                        delta += (T)di[e] * oi[e];                                                \
+                    for (size_t j = 0; j < M; j++) {                                              \
+                        if (!al[j])                                                               \
+                            continue;                                                             \
+                        size_t kr = ((b * p->Hkv + hk) * M + j) * D;                              \
+                        T dp = 0;                                                                 \
+                        for (size_t e = 0; e < D; e++)                                            \
+                            dp += (T)di[e] * (T)p->v[kr + e];                                     \
+                        T ds = pr[j] * (dp - delta);                                              \
+                        for (size_t e = 0; e < D; e++) {                                          \
+                            dqi[e] += sc * ds * (T)p->k[kr + e];                                  \
+                            dk[kr + e] += sc * ds * (T)qi[e];                                     \
+                            dv[kr + e] += pr[j] * (T)di[e];                                       \
+                        }                                                                         \
+                    }                                                                             \
+                }                                                                                 \
+            }                                                                                     \
+        free(pr);                                                                                 \
+    }
+DEFINE_MASKED(masked_f64, double, exp, log)
+DEFINE_MASKED(masked_f32, float, expf, logf)
+
+/* ---- comparison ----------------------------------------------------------------------------- */
+
+typedef struct {
+    double *o, *lse, *dq, *dk, *dv;   /* fp64 reference */
+    float *no, *nlse, *ndq, *ndk, *ndv;   /* naive fp32 */
+    double A_o, A_dq, A_dk, A_dv;   /* largest sums of absolute terms */
+    double dL;                      /* largest logit rounding error */
+    double lse_max;
+} yardstick;
+
+static void yardstick_init(yardstick *y, const prob *p)
+{
+    y->o = xcalloc(nq_(p), sizeof(double)), y->lse = xcalloc(nl_(p), sizeof(double));
+    y->dq = xcalloc(nq_(p), sizeof(double)), y->dk = xcalloc(nk_(p), sizeof(double));
+    y->dv = xcalloc(nk_(p), sizeof(double));
+    y->no = xcalloc(nq_(p), sizeof(float)), y->nlse = xcalloc(nl_(p), sizeof(float));
+    y->ndq = xcalloc(nq_(p), sizeof(float)), y->ndk = xcalloc(nk_(p), sizeof(float));
+    y->ndv = xcalloc(nk_(p), sizeof(float));
+    masked_f64(p, y->o, y->lse, y->dq, y->dk, y->dv);
+    masked_f32(p, y->no, y->nlse, y->ndq, y->ndk, y->ndv);
+    /* The floor's magnitudes, from the reference probabilities. */
+    size_t D = p->D, M = p->M, g = p->Hkv ? p->H / p->Hkv : 1;
+    double sc = fabs(real_scale(p));
+    double *pr = xcalloc(M, sizeof(double)), *ak = xcalloc(nk_(p), sizeof(double)),
+           *av = xcalloc(nk_(p), sizeof(double));
+    y->A_o = y->A_dq = y->A_dk = y->A_dv = y->dL = y->lse_max = 0;
+    for (size_t b = 0; b < p->B; b++)
+        for (size_t h = 0; h < p->H; h++)
+            for (size_t i = 0; i < p->N; i++) {
+                size_t row = (b * p->H + h) * p->N + i, hk = h / g;
+                const float *qi = p->q + row * D, *di = p->dout + row * D;
+                const uint8_t *al = p->allowed + row * M;
+                double lse = y->lse[row];
+                if (isinf(lse))
+                    continue;
+                if (fabs(lse) > y->lse_max)
+                    y->lse_max = fabs(lse);
+                double dabs = 0, oo = 0;
+                for (size_t e = 0; e < D; e++)
+                    dabs += fabs((double)di[e] * y->o[row * D + e]);
+                for (size_t j = 0; j < M; j++) {
+                    if (!al[j])
+                        continue;
+                    size_t kr = ((b * p->Hkv + hk) * M + j) * D;
+                    double s = 0, sa = 0, dpa = 0;
+                    for (size_t e = 0; e < D; e++) {
+                        s += (double)qi[e] * p->k[kr + e];
+                        sa += fabs((double)qi[e] * p->k[kr + e]);
+                        dpa += fabs((double)di[e] * p->v[kr + e]);
+                    }
+                    pr[j] = exp(s * real_scale(p) - lse);
+                    double dl = (double)(D + 4) * EPS32 * sc * sa;
+                    if (dl > y->dL)
+                        y->dL = dl;
+                    double dsa = pr[j] * (dpa + dabs);
+                    for (size_t e = 0; e < D; e++) {
+                        oo = pr[j] * fabs((double)p->v[kr + e]);
+                        ak[kr + e] += sc * dsa * fabs((double)qi[e]);
+                        av[kr + e] += pr[j] * fabs((double)di[e]);
+                    }
+                    (void)oo;
+                }
+                for (size_t e = 0; e < D; e++) {
+                    double ao = 0, aq = 0;
+                    for (size_t j = 0; j < M; j++) {
+                        if (!al[j])
+                            continue;
+                        size_t kr = ((b * p->Hkv + hk) * M + j) * D;
+                        double dpa = 0;
+                        for (size_t f = 0; f < D; f++)
+                            dpa += fabs((double)di[f] * p->v[kr + f]);
+                        ao += pr[j] * fabs((double)p->v[kr + e]);
+                        aq += sc * pr[j] * (dpa + dabs) * fabs((double)p->k[kr + e]);
+                    }
+                    if (ao > y->A_o)
+                        y->A_o = ao;
+                    if (aq > y->A_dq)
+                        y->A_dq = aq;
+                }
+            }
+    for (size_t i = 0; i < nk_(p); i++) {
+        if (ak[i] > y->A_dk)
+            y->A_dk = ak[i];
+        if (av[i] > y->A_dv)
+            y->A_dv = av[i];
+    }
+    free(pr), free(ak), free(av);
+}
+
+static void yardstick_free(yardstick *y)
+{
+    free(y->o), free(y->lse), free(y->dq), free(y->dk), free(y->dv);
+    free(y->no), free(y->nlse), free(y->ndq), free(y->ndk), free(y->ndv);
+}
+
+/* Largest |x - ref|; non-finite x counts as +inf unless it equals an infinite ref. */
+static double max_err(const float *x, const double *ref, size_t n)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(ref[i]) && (double)x[i] == ref[i])
+            continue;
+        double a = fabs((double)x[i] - ref[i]);
+        if (!(a <= e))
+            e = isnan(a) ? INFINITY : a;
+    }
+    return e;
+}
+
+/* The bound for an output whose naive fp32 error is nerr and whose magnitude is A. */
+static double ma_bound(const prob *p, const yardstick *y, double A, double nerr)
+{
+    return 2.0 * nerr + A * (EPS32 * (double)(p->M + p->D + 8) + 2.0 * y->dL);
+}
+
+/* The bound for the logsumexp: its own fp32 rounding, the logits' and the sum's. */
+static double ma_lse_bound(const prob *p, const yardstick *y, double nerr)
+{
+    return 2.0 * nerr + y->dL + EPS32 * (double)(p->M + 4) * (1.0 + y->lse_max);
+}
+
+#endif

@@ -1,0 +1,149 @@
+#!/bin/sh
+# `kat attn run|grad` and `kat bench attn`: usage errors (exit 2), failures with a sentence
+# (exit 1), and real runs whose outputs are checked against a plain-Python softmax attention.
+set -u
+kat="$1"
+tmp=${TMPDIR:-/tmp}/kat_cli_attn.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() {   # check "description" expected_status command...
+    desc=$1; want=$2; shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    got=$?
+    if [ "$got" != "$want" ]; then
+        echo "FAIL: $desc: exit $got, expected $want"
+        sed 's/^/  | /' "$tmp/out" "$tmp/err" | head -20
+        fail=1
+    else
+        echo "ok: $desc"
+    fi
+}
+expect_err() {   # expect_err "description" "text the error must contain"
+    if ! grep -q -- "$2" "$tmp/err"; then
+        echo "FAIL: $1: stderr lacks '$2'"; sed 's/^/  | /' "$tmp/err" | head -5; fail=1
+    fi
+}
+json_check() {   # json_check "description" python-expression-over-j (file $tmp/out)
+    if ! python3 -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" \
+            "$tmp/out"; then
+        echo "FAIL: $1: JSON check '$2' failed"; sed 's/^/  | /' "$tmp/out" | head -5; fail=1
+    fi
+}
+
+# Small .npy inputs written without numpy: q [2, 5, 8], k and v [1, 7, 8] (GQA), dO like q.
+python3 - "$tmp" <<'PY'
+import math, random, struct, sys
+def save(path, shape, vals):
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % (
+        ", ".join(map(str, shape)) + ("," if len(shape) == 1 else ""))
+    hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+        f.write(struct.pack("<%df" % len(vals), *vals))
+random.seed(3)
+r = lambda n: [random.gauss(0, 1) for _ in range(n)]
+d = sys.argv[1]
+save(d + "/q.npy", (2, 5, 8), r(80)); save(d + "/k.npy", (1, 7, 8), r(56))
+save(d + "/v.npy", (1, 7, 8), r(56)); save(d + "/do.npy", (2, 5, 8), r(80))
+save(d + "/k2.npy", (1, 7, 6), r(42))
+PY
+
+# usage errors
+check "attn --help" 0 "$kat" attn --help
+check "attn without action" 2 "$kat" attn --q "$tmp/q.npy"
+expect_err "attn without action" "say run or grad"
+check "attn unknown action" 2 "$kat" attn frob
+check "attn run unknown flag" 2 "$kat" attn run --bogus
+expect_err "attn run unknown flag" "unknown option '--bogus'"
+check "attn run without --o" 2 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy"
+expect_err "attn run without --o" "required"
+check "attn grad without --dq" 2 "$kat" attn grad --q "$tmp/q.npy" --k "$tmp/k.npy" \
+    --v "$tmp/v.npy" --do "$tmp/do.npy"
+check "attn unknown mode" 2 "$kat" attn run --mode nope --q "$tmp/q.npy" --k "$tmp/k.npy" \
+    --v "$tmp/v.npy" --o "$tmp/o.npy"
+expect_err "attn unknown mode" "unknown attention mode 'nope'"
+check "attn --scale not a number" 2 "$kat" attn run --scale x
+
+# failures with a sentence
+check "attn missing file" 1 "$kat" attn run --q "$tmp/none.npy" --k "$tmp/k.npy" \
+    --v "$tmp/v.npy" --o "$tmp/o.npy"
+expect_err "attn missing file" "cannot open"
+check "attn mismatched head dim" 1 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k2.npy" \
+    --v "$tmp/v.npy" --o "$tmp/o.npy"
+expect_err "attn mismatched head dim" "k: shape"
+check "attn not a npy" 1 "$kat" attn run --q "$0" --k "$tmp/k.npy" --v "$tmp/v.npy" \
+    --o "$tmp/o.npy"
+
+# real runs, checked against plain Python
+check "attn run --json" 0 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" \
+    --o "$tmp/o.npy" --lse "$tmp/lse.npy" --causal --json
+json_check "attn run keys" "j['h'] == 2 and j['h_kv'] == 1 and j['n'] == 5 and j['m'] == 7 and j['causal'] and j['forward_ms'] >= 0"
+check "attn grad --json" 0 "$kat" attn grad --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" \
+    --do "$tmp/do.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy" --causal \
+    --precise --json
+json_check "attn grad keys" "j['command'] == 'attn grad' and j['backward_ms'] >= 0"
+python3 - "$tmp" <<'PY' || fail=1
+import math, struct, sys
+def load(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<H", b[8:10])[0]
+    hdr = b[10:10 + n].decode()
+    shape = tuple(int(x) for x in hdr.split("(")[1].split(")")[0].split(",") if x.strip())
+    cnt = 1
+    for s in shape: cnt *= s
+    return shape, list(struct.unpack("<%df" % cnt, b[10 + n:10 + n + 4 * cnt]))
+d = sys.argv[1]
+(_, q), (_, k), (_, v), (_, do) = (load(d + f) for f in ("/q.npy", "/k.npy", "/v.npy", "/do.npy"))
+(os_, o), (ls, lse) = load(d + "/o.npy"), load(d + "/lse.npy")
+(_, dq), (dks, dk), (_, dv) = load(d + "/dq.npy"), load(d + "/dk.npy"), load(d + "/dv.npy")
+assert os_ == (2, 5, 8) and ls == (2, 5) and dks == (1, 7, 8), (os_, ls, dks)
+H, N, M, D, sc = 2, 5, 7, 8, 1 / math.sqrt(8)
+row = lambda a, h, i: a[(h * N + i) * D:(h * N + i + 1) * D]
+krow = lambda a, j: a[j * D:(j + 1) * D]
+dot = lambda a, b: sum(x * y for x, y in zip(a, b))
+err = 0.0
+gdk, gdv = [0.0] * (M * D), [0.0] * (M * D)
+for h in range(H):
+    for i in range(N):
+        vis = i + M - N + 1
+        s = [sc * dot(row(q, h, i), krow(k, j)) for j in range(vis)]
+        mx = max(s); e = [math.exp(x - mx) for x in s]; z = sum(e); p = [x / z for x in e]
+        out = [sum(p[j] * krow(v, j)[c] for j in range(vis)) for c in range(D)]
+        err = max(err, abs(mx + math.log(z) - lse[h * N + i]))
+        err = max(err, max(abs(a - b) for a, b in zip(out, row(o, h, i))))
+        g = row(do, h, i); delta = dot(g, out)
+        ds = [p[j] * (dot(g, krow(v, j)) - delta) for j in range(vis)]
+        gq = [sc * sum(ds[j] * krow(k, j)[c] for j in range(vis)) for c in range(D)]
+        err = max(err, max(abs(a - b) for a, b in zip(gq, row(dq, h, i))))
+        for j in range(vis):
+            for c in range(D):
+                gdk[j * D + c] += sc * ds[j] * row(q, h, i)[c]
+                gdv[j * D + c] += p[j] * g[c]
+err = max(err, max(abs(a - b) for a, b in zip(gdk, dk)), max(abs(a - b) for a, b in zip(gdv, dv)))
+print("max difference from plain Python: %.3g" % err)
+sys.exit(0 if err < 1e-5 else 1)
+PY
+
+# kat bench attn
+check "bench --help" 0 "$kat" bench --help
+check "bench attn --help" 0 "$kat" bench attn --help
+check "bench without target" 2 "$kat" bench
+check "bench unknown target" 2 "$kat" bench frob
+expect_err "bench unknown target" "unknown benchmark 'frob'"
+check "bench attn without --n" 2 "$kat" bench attn --h 2 --d 16
+expect_err "bench attn without --n" "required"
+check "bench attn --reps 0" 2 "$kat" bench attn --h 2 --n 8 --d 16 --reps 0
+check "bench attn D too large" 1 "$kat" bench attn --h 1 --n 8 --d 300
+expect_err "bench attn D too large" "D = 300"
+check "bench attn bad GQA" 1 "$kat" bench attn --h 3 --hkv 2 --n 8 --d 16
+expect_err "bench attn bad GQA" "multiple of H_kv"
+check "bench attn --json" 0 "$kat" bench attn --h 2 --hkv 1 --n 100 --m 130 --d 32 --causal \
+    --reps 3 --sgemm 128 --scaling --causal-ratio --json
+json_check "bench attn keys" "all(k in j for k in ('ms', 'gflops', 'sgemm_gflops', 'pct_sgemm', 'baseline_ms', 'speedup', 'thread_speedup', 'causal_speedup', 'peak_rss_mb')) and j['ms'] > 0 and abs(j['speedup'] - j['baseline_ms'] / j['ms']) < 1e-9 * j['speedup'] and len(j['ms_runs']) == 3"
+check "bench attn --backward" 0 "$kat" bench attn --h 2 --n 64 --d 16 --backward --reps 1 \
+    --sgemm 0 --baseline 0 --json
+json_check "bench attn backward keys" "j['backward'] and j['baseline_ms'] is None and j['sgemm_gflops'] is None and j['flops'] == 2.5 * 4 * 2 * 64 * 64 * 16"
+check "bench attn text" 0 "$kat" bench attn --h 1 --n 64 --d 16 --reps 1 --sgemm 64
+grep -q "of sgemm" "$tmp/out" || { echo "FAIL: bench attn text lacks the sgemm ratio"; fail=1; }
+exit $fail

@@ -1,0 +1,72 @@
+#!/bin/sh
+# kat attn --mode linear and kat bench attn --mode linear: a real run on .npy files (forward
+# and gradients, --json), the benchmark with --json, and the errors: unknown map, a map that
+# can be negative under normalisation, bad --params, --scale.
+set -u
+kat="$1"
+fail=0
+dir=$(mktemp -d "${TMPDIR:-/tmp}/kat_cli_linear.XXXXXX")
+out="$dir/out"
+check() {   # check "description" expected_status command...
+    desc=$1; want=$2; shift 2
+    "$@" >"$out" 2>&1
+    got=$?
+    if [ "$got" != "$want" ]; then
+        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' "$out"; fail=1
+    else
+        echo "ok: $desc"
+    fi
+}
+expect() {   # expect "description" pattern: the last command's output contains pattern
+    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
+        echo "FAIL: $1: no '$2' in"; sed 's/^/  | /' "$out"; fail=1; fi
+}
+# float32 [N, D] arrays in .npy format, from the standard library only
+python3 - "$dir" <<'PY'
+import random, struct, sys
+def npy(path, rows, cols, seed):
+    rnd = random.Random(seed)
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+        f.write(struct.pack("<%df" % (rows * cols), *[rnd.gauss(0, 1) for _ in range(rows * cols)]))
+for name, seed in (("q", 1), ("k", 2), ("v", 3), ("do", 4)):
+    npy(sys.argv[1] + "/" + name + ".npy", 100, 16, seed)
+PY
+f="$dir"
+check "attn run linear taylor2 --json" 0 "$kat" attn run --mode linear --causal --json \
+    --q "$f/q.npy" --k "$f/k.npy" --v "$f/v.npy" --o "$f/o.npy" --params map=taylor2,chunk=32
+expect "run --json has forward_ms" '"forward_ms":'
+[ -s "$f/o.npy" ] || { echo "FAIL: o.npy not written"; fail=1; }
+check "attn grad linear elu1" 0 "$kat" attn grad --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --do "$f/do.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" \
+    --params map=elu1
+[ -s "$f/dk.npy" ] || { echo "FAIL: dk.npy not written"; fail=1; }
+for m in taylor1 favor:32 "poly:1+x+x^2/2" elu1; do
+    check "attn run linear $m" 0 "$kat" attn run --mode linear --causal --q "$f/q.npy" \
+        --k "$f/k.npy" --v "$f/v.npy" --o "$f/o.npy" --params "map=$m"
+done
+check "unknown map" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --o "$f/o.npy" --params map=bogus
+expect "unknown map is named" "unknown map 'bogus'"
+check "rff refused under normalisation" 1 "$kat" attn run --mode linear --q "$f/q.npy" \
+    --k "$f/k.npy" --v "$f/v.npy" --o "$f/o.npy" --params map=rff:16
+expect "the refusal says why" "not KAT_FEATMAP_POSITIVE"
+check "rff unnormalized" 0 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --o "$f/o.npy" --params map=rff:16,unnormalized=1
+check "bad chunk" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --o "$f/o.npy" --params chunk=0
+check "--scale refused" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --o "$f/o.npy" --scale 2
+check "bench bad flag" 2 "$kat" bench attn --mode linear --bogus
+check "bench linear --json" 0 "$kat" bench attn --mode linear --h 2 --n 256 --d 16 --causal \
+    --reps 1 --warmup 0 --sgemm 128 --json --params map=taylor2
+expect "bench --json has pct_sgemm" '"pct_sgemm":'
+expect "bench compares with flash" 'flash'
+check "bench linear state pass" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 16 \
+    --reps 1 --warmup 0 --sgemm 0 --baseline 0 --params pass=state
+check "bench linear backward" 0 "$kat" bench attn --mode linear --h 1 --n 128 --d 16 \
+    --causal --backward --reps 1 --warmup 0 --sgemm 0 --baseline 0 --params map=elu1
+rm -rf "$dir"
+exit $fail
