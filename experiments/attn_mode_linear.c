@@ -3,7 +3,7 @@
  *
  * --params (all optional):
  *   map=SPEC     taylor2 (default) | taylor1 | poly:EXPR | favor:M | rff:M | elu1
- *   chunk=C      tokens per causal chunk (default 64)
+ *   chunk=C      tokens per causal chunk (default KAT_LINEAR_DEFAULT_CHUNK, 32)
  *   norm=0|1     per-token normalisation of q and k in front of the map (default: 1 for the
  *                Taylor maps, which are FAST's Fastmax; 0 otherwise)
  *   unnormalized=1  o = sum_j f v_j without the denominator (needed by maps whose kernel can

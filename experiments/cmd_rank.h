@@ -26,7 +26,7 @@ typedef struct {
 void rank_cli_points_init(rank_cli_points *p);
 void rank_cli_probe_init(rank_cli_probe *p);
 
-/* The cli_opt entries for both structs, appended at opts[*k] (room for 16). */
+/* The cli_opt entries for each struct (9 each), appended at opts[*k]. */
 void rank_cli_points_opts(rank_cli_points *p, cli_opt *opts, size_t *k);
 void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *opts, size_t *k);
 

@@ -30,6 +30,9 @@ static const struct {
     {"rank of f(QK^T) against n", repro_rank_vs_n},
     {"eps-rank of exp(QK^T/d) against B", repro_eps_rank_vs_bound},
     {"spectra on the hypercube", repro_cube_spectra},
+    {"dense flash attention against sgemm", repro_dense_rate},
+    {"sparse flash speed-ups against N", repro_sparse_speedups},
+    {"linear attention crossover", repro_linear_crossover},
 };
 
 int kat_cmd_reproduce(int argc, char **argv)

@@ -945,6 +945,82 @@ START_TEST(test_rank_extremes)
 }
 END_TEST
 
+/* ---- regressions found by tests/fuzz/fuzz_rank.c ---------------------------------------------- */
+
+/* The randomized probe on a 10 x 8 Gaussian-kernel matrix whose query rows repeat (numerical
+ * rank 4): with blocks of 2 columns the basis built block by block loses orthogonality when a
+ * later block adds only rounding noise, and sigma_1 came out 0.104 for a true 0.0602, above
+ * the exact Frobenius norm (which bounds it). Found by fuzz_rank in its first minutes. */
+START_TEST(test_rank_randomized_blocks_overestimate)
+{
+    /* The fuzzer's rows (leading dimensions removed): seven equal query rows. */
+    double q[20] = {-0.405273, 1.11426, -1.89258, 1.86328};
+    for (int i = 4; i < 18; i++)
+        q[i] = 1.7959;
+    q[18] = 1.75293, q[19] = 0.0126953;
+    double k[16] = {-1.42188, -1.15723, -0.675781, -0.916016, -2, -2, -1.75098, -0.0,
+                    -0.0,     -0.0,     -2,        -2,        -2, -2, -2,       -2};
+    kat_dmat Q = {10, 2, 2, q}, K = {8, 2, 2, k};
+    kat_fn *f;
+    TU_OK(kat_fn_builtin("exp", &f));
+    kat_rank_opts o;
+    kat_rank_opts_init(&o);
+    o.form = KAT_RANK_L2SQ, o.scale = -2.0;
+    kat_rank_result dense, rnd;
+    TU_OK(kat_rank_probe(f, &Q, &K, &o, &dense));
+    o.method = KAT_RANK_RANDOMIZED, o.block = 2, o.oversample = 12, o.power_iters = 3;
+    TU_OK(kat_rank_probe(f, &Q, &K, &o, &rnd));
+    double s_true = dense.sv[0], s_rnd = rnd.sv[0], fro = dense.fro_norm;
+    size_t r_true = dense.rank, r_rnd = rnd.rank;
+    kat_rank_result_free(&dense), kat_rank_result_free(&rnd);
+    kat_fn_destroy(f);
+    ck_assert_uint_eq(r_rnd, r_true);
+    ck_assert_msg(s_rnd <= fro * (1 + 1e-12),
+                  "randomized sigma_1 = %.6g exceeds the Frobenius norm %.6g (dense sigma_1 = "
+                  "%.6g)", s_rnd, fro, s_true);
+    ck_assert_msg(fabs(s_rnd - s_true) <= 1e-6 * s_true, "randomized sigma_1 = %.9g, dense %.9g",
+                  s_rnd, s_true);
+}
+END_TEST
+
+/* oversample = 0 is accepted, and then the first block "has at least 0 directions below the
+ * threshold", so the search stops there: a rank-3 matrix is reported as rank 1, converged.
+ * Found by fuzz_rank (a 3 x 8 l1-distance kernel, f = x^1.5, blocks of 1). The option must be
+ * refused or the search must go on until the basis is saturated. */
+START_TEST(test_rank_randomized_oversample_zero)
+{
+    enum { n = 3, m = 8, d = 3 };
+    double q[n * d], k[m * d];
+    kat_rng *rng;
+    TU_OK(kat_rng_create(7, &rng));
+    for (int i = 0; i < n * d; i++)
+        q[i] = kat_rng_gaussian(rng, 1.0);
+    for (int i = 0; i < m * d; i++)
+        k[i] = kat_rng_gaussian(rng, 1.0);
+    kat_rng_destroy(rng);
+    kat_dmat Q = {n, d, d, q}, K = {m, d, d, k};
+    kat_fn *f;
+    TU_OK(kat_fn_parse("x^1.5", &f, NULL));
+    kat_rank_opts o;
+    kat_rank_opts_init(&o);
+    o.form = KAT_RANK_L1;
+    kat_rank_result dense, rnd;
+    TU_OK(kat_rank_probe(f, &Q, &K, &o, &dense));
+    o.method = KAT_RANK_RANDOMIZED, o.block = 1, o.oversample = 0, o.power_iters = 0;
+    kat_status st = kat_rank_probe(f, &Q, &K, &o, &rnd);
+    if (st == KAT_OK) {
+        ck_assert_msg(!rnd.converged || rnd.rank == dense.rank,
+                      "oversample = 0: randomized rank %zu reported as converged, dense rank %zu",
+                      rnd.rank, dense.rank);
+        kat_rank_result_free(&rnd);
+    } else {
+        ck_assert_int_eq(st, KAT_EINVAL);
+    }
+    kat_rank_result_free(&dense);
+    kat_fn_destroy(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("extremes");
@@ -961,6 +1037,8 @@ int main(void)
     tcase_add_test(tc, test_lse_minus_inf_on_a_live_row);
     tcase_add_test(tc, test_linear_extremes);
     tcase_add_test(tc, test_rank_extremes);
+    tcase_add_test(tc, test_rank_randomized_blocks_overestimate);
+    tcase_add_test(tc, test_rank_randomized_oversample_zero);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

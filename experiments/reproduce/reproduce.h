@@ -23,5 +23,8 @@ int repro_theorems(repro *R);
 int repro_rank_vs_n(repro *R);
 int repro_eps_rank_vs_bound(repro *R);
 int repro_cube_spectra(repro *R);
+int repro_dense_rate(repro *R);
+int repro_sparse_speedups(repro *R);
+int repro_linear_crossover(repro *R);
 
 #endif

@@ -47,7 +47,7 @@ typedef struct {
     kat_linear_intra intra;
 } kat_linear_opts;
 
-enum { KAT_LINEAR_DEFAULT_CHUNK = 64, KAT_LINEAR_MAX_CHUNK = 4096 };
+enum { KAT_LINEAR_DEFAULT_CHUNK = 32, KAT_LINEAR_MAX_CHUNK = 4096 };
 
 /* Forward pass. q [B, H, N_q, d], k [B, H, N_k, d], v [B, H, N_k, d_v], o [B, H, N_q, d_v]
  * (strided views, last dimension contiguous), with d = kat_featmap_in_dim(fm).

@@ -140,7 +140,8 @@ size_t kat_rank_binomial(size_t n, size_t k);
  *  - l2sq, f a polynomial of degree p: min(n, m, C(p + r, r) + C(p + r - 1, r)) where r is
  *    the dimension of the affine hull of the points (d for generic points): the functions
  *    k -> f(|q - k|^2) span the polynomials of degree <= p plus |k|^{2(D-p)} times those of
- *    degree 2p - D for p < D <= 2p (docs/theory: derived here, checked by the tests);
+ *    degree 2p - D for p < D <= 2p (derived in predict.c; the tests check it against the
+ *    dense rank for d = 3, 5 and p = 1, 2, 3; p = 1 gives the classical d + 2);
  *  - l1, and every non-polynomial f: no prediction.
  * s = 0 makes M the constant f(0): rank 1, or 0 when f(0) = 0. "Generic" excludes special
  * point sets: on {0,1}^d, for instance, x^2 = x coordinate-wise and ranks are lower.

@@ -72,8 +72,16 @@ kat_status kat_rank_predict(const kat_fn *f, kat_rank_form form, double s, size_
             if (coef[t] != 0.0)
                 count = sat_add(count, kat_rank_binomial(sat_add(t, r - 1), r - 1));
     } else {
-        /* l2sq, degree p: C(p + r, r) + C(p + r - 1, r) (see rank.h); a zero polynomial has
-         * degree 0 and coefficient 0. */
+        /* l2sq, degree p. |q - k|^2 = |q|^2 + |k|^2 - 2<q, k>, so f(|q - k|^2) expands into
+         * terms |q|^{2a} |k|^{2b} <q, k>^c with a + b + c <= p: as functions of k, |k|^{2b}
+         * times a homogeneous polynomial of degree c, b + c <= p. Their homogeneous part of
+         * degree D = 2b + c is every polynomial of degree D when D <= p (b = 0), and for
+         * p < D <= 2p it is |k|^{2(D-p)} times every polynomial of degree 2p - D (b >= D - p,
+         * and |k|^2 h for smaller b is already inside). Summing the dimensions,
+         *   sum_{D<=p} C(D + r - 1, r - 1) + sum_{e<p} C(e + r - 1, r - 1)
+         *   = C(p + r, r) + C(p - 1 + r, r),
+         * with r the dimension the points span (affinely: translations leave M unchanged).
+         * Generic points reach it (the tests check). A zero polynomial has degree 0. */
         size_t p = (size_t)deg;
         if (p == 0)
             count = coef[0] != 0.0;

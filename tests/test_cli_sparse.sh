@@ -1,0 +1,108 @@
+#!/bin/sh
+# kat attn / kat bench attn with the sparse modes (qk, hash, window): real runs on .npy files
+# (--json), patterns that reduce to dense causal attention give the dense mode's bytes, a
+# gradient run, the benchmark with --json, and the errors: bad --params, bad pattern files.
+set -u
+kat="$1"
+fail=0
+dir=$(mktemp -d "${TMPDIR:-/tmp}/kat_cli_sparse.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+out="$dir/out"
+check() {   # check "description" expected_status command...
+    desc=$1; want=$2; shift 2
+    "$@" >"$out" 2>&1
+    got=$?
+    if [ "$got" != "$want" ]; then
+        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' "$out"; fail=1
+    else
+        echo "ok: $desc"
+    fi
+}
+expect() {   # expect "description" pattern: the last command's output contains pattern
+    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
+        echo "FAIL: $1: no '$2' in"; sed 's/^/  | /' "$out"; fail=1; fi
+}
+same() {   # same "description" file1 file2: byte-identical outputs
+    if cmp -s "$2" "$3"; then echo "ok: $1"; else echo "FAIL: $1: $2 and $3 differ"; fail=1; fi
+}
+# [2, 130, 16] float32 q, k, v, dout and per-row pattern arrays [2, 130], standard library only
+python3 - "$dir" <<'PY'
+import random, struct, sys
+def npy(path, shape, values):
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % (
+        ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else ""))
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+        f.write(struct.pack("<%df" % len(values), *values))
+H, N, D = 2, 130, 16
+for name, seed in (("q", 1), ("k", 2), ("v", 3), ("do", 4)):
+    rnd = random.Random(seed)
+    npy(sys.argv[1] + "/" + name + ".npy", (H, N, D), [rnd.gauss(0, 1) for _ in range(H * N * D)])
+d = sys.argv[1]
+npy(d + "/ones.npy", (H, N), [1.0] * (H * N))
+npy(d + "/zeros.npy", (H, N), [0.0] * (H * N))
+rnd = random.Random(5)
+npy(d + "/keep.npy", (H, N), [float(rnd.random() < 0.6) for _ in range(H * N)])
+npy(d + "/qb.npy", (H, N), [float(rnd.randrange(4)) for _ in range(H * N)])
+npy(d + "/kb.npy", (H, N), [float(rnd.randrange(4)) for _ in range(H * N)])
+npy(d + "/half.npy", (H, N), [0.5] * (H * N))
+npy(d + "/short.npy", (H, N - 1), [0.0] * (H * (N - 1)))
+PY
+f="$dir"
+qkv="--q $f/q.npy --k $f/k.npy --v $f/v.npy"
+
+# Patterns that are dense causal attention reproduce the dense engine's bytes.
+check "dense causal reference" 0 "$kat" attn run --causal $qkv --o "$f/o_dense.npy"
+check "qk keeping everything" 0 "$kat" attn run --mode qk --causal $qkv --o "$f/o_qk.npy" \
+    --params "q_keep=$f/ones.npy,k_keep=$f/ones.npy"
+same "qk keeping everything = dense causal" "$f/o_dense.npy" "$f/o_qk.npy"
+check "hash with one bucket --json" 0 "$kat" attn run --mode hash --causal --json $qkv \
+    --o "$f/o_hash1.npy" --params "q_buckets=$f/zeros.npy,k_buckets=$f/zeros.npy"
+expect "run --json names the mode" '"mode":"hash"'
+same "hash with one bucket = dense causal" "$f/o_dense.npy" "$f/o_hash1.npy"
+
+# Real sparse runs: forward and gradients.
+check "qk drop run" 0 "$kat" attn run --mode qk --causal $qkv --o "$f/o1.npy" --lse "$f/l1.npy" \
+    --params "q_keep=$f/keep.npy,k_keep=$f/keep.npy"
+check "hash buckets from files, grad --json" 0 "$kat" attn grad --mode hash --causal --json $qkv \
+    --do "$f/do.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" \
+    --params "q_buckets=$f/qb.npy,k_buckets=$f/kb.npy"
+expect "grad --json has backward_ms" '"backward_ms":'
+check "hash by LSH, strict causal" 0 "$kat" attn run --mode hash --causal $qkv --o "$f/o2.npy" \
+    --params "buckets=8,seed=3,strict=1"
+check "window" 0 "$kat" attn grad --mode window --causal $qkv --do "$f/do.npy" \
+    --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" --params window=40,block_q=20,block_k=50
+
+# The benchmark: sparse time, dense time of the same run, ratio.
+check "bench qk --json" 0 "$kat" bench attn --mode qk --h 2 --n 300 --d 16 --causal --reps 1 \
+    --warmup 0 --baseline 0 --sgemm 0 --json --params drop=0.5
+expect "bench note compares with dense" 'vs dense causal'
+expect "bench --json has ms" '"ms":'
+check "bench hash backward step" 0 "$kat" bench attn --mode hash --h 2 --n 300 --d 16 --causal \
+    --reps 1 --warmup 0 --baseline 0 --sgemm 0 --backward --params buckets=4,step=1
+expect "bench step note" 'hash step'
+check "bench window backward" 0 "$kat" bench attn --mode window --h 2 --n 300 --d 16 --causal \
+    --reps 1 --warmup 0 --baseline 0 --sgemm 0 --backward --params window=64
+
+# Errors.
+check "unknown flag" 2 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --drop 0.5
+check "bad keep shape" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --params "q_keep=$f/short.npy"
+expect "bad keep shape names the key" 'q_keep'
+check "missing keep file" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --params "k_keep=$f/nope.npy"
+check "bucket ids not integers" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" \
+    --params "q_buckets=$f/half.npy,k_buckets=$f/zeros.npy"
+expect "non-integer bucket named" 'not a bucket id'
+check "bucket id beyond nb" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" \
+    --params "q_buckets=$f/qb.npy,k_buckets=$f/kb.npy,nb=2"
+expect "out-of-range bucket named" 'outside \[0, nb = 2)'
+check "hash without buckets" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy"
+check "odd LSH buckets" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" --params buckets=5
+check "window missing" 1 "$kat" attn run --mode window $qkv --o "$f/o.npy"
+check "strict without causal" 1 "$kat" attn run --mode window $qkv --o "$f/o.npy" \
+    --params window=4,strict=1
+check "drop out of range" 1 "$kat" bench attn --mode qk --h 1 --n 64 --d 8 --reps 1 \
+    --baseline 0 --sgemm 0 --params drop=1.5
+check "step without backward" 1 "$kat" bench attn --mode hash --h 1 --n 64 --d 8 --reps 1 \
+    --baseline 0 --sgemm 0 --params step=1
+exit $fail
