@@ -44,9 +44,37 @@ const char *attn_mode_names(void)
 
 /* ---- --params ------------------------------------------------------------------------------ */
 
-/* Find key in "k=v,k=v": the value's start and length. */
+static const struct {
+    const char *flag, *key, *help;
+} mode_flags[ATTN_MODE_FLAGS] = {
+    {"map", "map", "SPEC   linear: taylor2|taylor1|poly:EXPR|favor:M|rff:M|elu1"},
+    {"chunk", "chunk", "C      linear: tokens per causal chunk"},
+    {"q-keep", "q_keep", "FILE   qk: kept queries (.npy, [B,H,N] 0/1)"},
+    {"k-keep", "k_keep", "FILE   qk: kept keys (.npy, [B,H_kv,M] 0/1)"},
+    {"q-buckets", "q_buckets", "FILE   hash: query bucket ids (.npy)"},
+    {"k-buckets", "k_buckets", "FILE   hash: key bucket ids (.npy)"},
+    {"buckets", "buckets", "NB     hash: angular LSH with NB buckets"},
+    {"window", "window", "W      window: causal sliding window of W keys"},
+    {"drop", "drop", "P      bench qk: drop a fraction P of queries and keys"},
+    {"strict", "strict", "0|1    hash: strict causal mask (key before query)"},
+};
+
+void attn_mode_flag_opts(attn_opts *o, cli_opt *opts, size_t *n)
+{
+    for (size_t i = 0; i < ATTN_MODE_FLAGS; i++)
+        opts[(*n)++] = (cli_opt){mode_flags[i].flag, CLI_STR, &o->flag_params[i],
+                                 mode_flags[i].help, NULL};
+}
+
+/* Find key in "k=v,k=v", then among the mode flags: the value's start and length. */
 static int param_find(const attn_opts *o, const char *key, const char **val, size_t *len)
 {
+    for (size_t i = 0; i < ATTN_MODE_FLAGS; i++)
+        if (o->flag_params[i] && strcmp(mode_flags[i].key, key) == 0) {
+            *val = o->flag_params[i];
+            *len = strlen(*val);
+            return 1;
+        }
     size_t kl = strlen(key);
     for (const char *p = o->params; p && *p;) {
         const char *end = strchr(p, ',');

@@ -20,11 +20,16 @@
 #include <stdint.h>
 #include "cli.h"
 
+/* Mode options given as their own flags, as the issue's CLI spells them: --map taylor2 is
+ * the same as --params map=taylor2 (a dash in the flag is an underscore in the key). */
+#define ATTN_MODE_FLAGS 10
+
 typedef struct {
     const char *mode;       /* --mode (default "dense") */
     int causal;             /* --causal */
     double scale;           /* --scale (0: 1/sqrt(D)) */
     const char *params;     /* --params, mode-specific "k=v,k=v" (NULL if absent) */
+    const char *flag_params[ATTN_MODE_FLAGS];   /* --map, --q-keep, ... (NULL if absent) */
     int json;               /* --json */
     uint64_t seed;          /* --seed: random tensors of `kat bench attn` */
     int threads;            /* --threads (0: kat's default) */
@@ -65,7 +70,12 @@ const attn_mode *attn_mode_find(const char *name);
 /* "dense|linear|..." for usage texts. */
 const char *attn_mode_names(void);
 
-/* --params lookup: 1 and *out when key is present and parses (as a double, or as a string of
+/* Append the cli_opt entries of the mode flags (--map, --chunk, --q-keep, --k-keep,
+ * --q-buckets, --k-buckets, --buckets, --window, --drop, --strict) to opts[*n], storing into
+ * o->flag_params. */
+void attn_mode_flag_opts(attn_opts *o, cli_opt *opts, size_t *n);
+
+/* --params lookup (then the mode flags): 1 and *out when key is present and parses (as a double, or as a string of
  * at most cap - 1 bytes), 0 when absent, -1 (after printing why) when malformed. */
 int attn_param_double(const attn_opts *o, const char *key, double *out);
 int attn_param_str(const attn_opts *o, const char *key, char *out, size_t cap);

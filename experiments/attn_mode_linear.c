@@ -11,8 +11,8 @@
  * and for `kat bench attn` only:
  *   flash=0      skip timing kat's dense flash on the same tensors (done by default for the
  *                forward: its time and ratio go into the report's note)
- *   crossover=1  also search the least N (a multiple of 256) where linear is no slower than
- *                flash at the same B, H, D and mask: doubling from 256, then bisection
+ *   crossover=1  also estimate the N where linear overtakes flash at the same B, H, D and
+ *                mask (see crossover() below)
  *   pass=state   time only the chunked state update S += psi(K)^T [V | 1] (no queries);
  *                its GFLOP/s count 2 D (d_v + 1) per key
  * The Taylor maps are exp's series at temperature 1 on normalised vectors: taylor2 is
@@ -231,37 +231,36 @@ static kat_status time_pair(const attn_opts *o, kat_featmap *fm, const kat_linea
     return st;
 }
 
-/* The least N (a multiple of 256) at which linear is no slower than flash: doubling from
- * 256, then bisection. 0 when linear still loses at 2^17. */
+/* Where linear overtakes flash: the ratio r(N) = linear / flash time at N = 512, 1024, ...
+ * (doubling until linear has been faster twice in a row, or 2^17), then the crossing of
+ * r = 1 interpolated linearly in (log N, log r) between the first bracketing pair. Using
+ * every size's median instead of a bisection keeps one noisy timing from moving the answer
+ * far. 0 when linear is never faster. */
 static kat_status crossover(const attn_opts *o, kat_featmap *fm, const kat_linear_opts *lopts,
-                            size_t *out)
+                            double *out)
 {
-    size_t lo = 0, hi = 0;
-    double l, f;
-    kat_status st;
-    for (size_t n = 256; n <= ((size_t)1 << 17); n *= 2) {
-        if ((st = time_pair(o, fm, lopts, n, &l, &f)))
+    double prev_n = 0.0, prev_r = 0.0;
+    int wins = 0;
+    *out = 0.0;
+    for (size_t n = 512; n <= ((size_t)1 << 17) && wins < 2; n *= 2) {
+        double l, f;
+        kat_status st = time_pair(o, fm, lopts, n, &l, &f);
+        if (st)
             return st;
-        if (l <= f) {
-            hi = n;
-            break;
+        double r = l / f;
+        if (r <= 1.0) {
+            if (wins++ == 0)
+                *out = prev_n == 0.0 ? (double)n
+                                     : exp(log(prev_n) + (log((double)n) - log(prev_n)) *
+                                                             (0.0 - log(prev_r)) /
+                                                             (log(r) - log(prev_r)));
+        } else {
+            wins = 0;   /* a later loss (noise): search on */
+            *out = 0.0;
         }
-        lo = n;
+        prev_n = (double)n;
+        prev_r = r;
     }
-    if (!hi) {
-        *out = 0;
-        return KAT_OK;
-    }
-    while (hi - lo > 256) {
-        size_t mid = (lo + hi) / 2 / 256 * 256;
-        if ((st = time_pair(o, fm, lopts, mid, &l, &f)))
-            return st;
-        if (l <= f)
-            hi = mid;
-        else
-            lo = mid;
-    }
-    *out = hi;
     return KAT_OK;
 }
 
@@ -327,8 +326,7 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
                        c->lopts.unnormalized ? " unnormalized" : "");
     if (c->pass == 0 && want_flash && len < (int)sizeof call->note) {
         /* kat's dense flash on the same tensors, and where linear overtakes it */
-        double lin_ms, flash_ms;
-        size_t cross = 0;
+        double lin_ms, flash_ms, cross = 0.0;
         if ((st = time_pair(o, c->fm, &c->lopts, t->desc.N, &lin_ms, &flash_ms)) ||
             (want_crossover && (st = crossover(o, c->fm, &c->lopts, &cross)))) {
             linear_cleanup(c);
@@ -337,9 +335,9 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
         len += snprintf(call->note + len, sizeof call->note - (size_t)len,
                         "; flash %.3f ms = %.2fx linear", flash_ms, flash_ms / lin_ms);
         if (want_crossover && len < (int)sizeof call->note) {
-            if (cross)
-                snprintf(call->note + len, sizeof call->note - (size_t)len, "; crossover N=%zu",
-                         cross);
+            if (cross > 0.0)
+                snprintf(call->note + len, sizeof call->note - (size_t)len,
+                         "; crossover N=%.0f", cross);
             else
                 snprintf(call->note + len, sizeof call->note - (size_t)len,
                          "; no crossover up to N=131072");

@@ -85,7 +85,7 @@ int kat_cmd_attn(int argc, char **argv)
     const char *fdq = NULL, *fdk = NULL, *fdv = NULL;
     char mode_help[300];
     snprintf(mode_help, sizeof mode_help, "M      %s (default dense)", attn_mode_names());
-    const cli_opt opts[] = {
+    const cli_opt base_opts[] = {
         {"q", CLI_STR, &fq, "FILE   queries", NULL},
         {"k", CLI_STR, &fk, "FILE   keys", NULL},
         {"v", CLI_STR, &fv, "FILE   values", NULL},
@@ -105,7 +105,10 @@ int kat_cmd_attn(int argc, char **argv)
          NULL},
         {"json", CLI_FLAG, &o.json, "       machine-readable output", NULL},
     };
-    const size_t nopts = sizeof opts / sizeof opts[0];
+    cli_opt opts[sizeof base_opts / sizeof base_opts[0] + ATTN_MODE_FLAGS];
+    size_t nopts = sizeof base_opts / sizeof base_opts[0];
+    memcpy(opts, base_opts, sizeof base_opts);
+    attn_mode_flag_opts(&o, opts, &nopts);
     char *pos[1];
     size_t npos = 0;
     int rc = cli_parse(usage_text, opts, nopts, argc, argv, pos, 1, &npos);

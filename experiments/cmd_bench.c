@@ -46,7 +46,7 @@ static int bench_attn(int argc, char **argv)
     int baseline = 1, scaling = 0, causal_ratio = 0;
     char mode_help[300];
     snprintf(mode_help, sizeof mode_help, "M      %s (default dense)", attn_mode_names());
-    const cli_opt opts[] = {
+    const cli_opt base_opts[] = {
         {"mode", CLI_STR, &o.mode, mode_help, NULL},
         {"b", CLI_SIZE, &o.B, "B      batch (default 1)", NULL},
         {"h", CLI_SIZE, &o.H, "H      query heads", NULL},
@@ -72,12 +72,16 @@ static int bench_attn(int argc, char **argv)
          "       with --causal: also time the call without the mask", NULL},
         {"json", CLI_FLAG, &o.json, "       machine-readable output", NULL},
     };
-    int rc = cli_parse(usage_text, opts, sizeof opts / sizeof opts[0], argc, argv, NULL, 0, NULL);
+    cli_opt opts[sizeof base_opts / sizeof base_opts[0] + ATTN_MODE_FLAGS];
+    size_t nopts = sizeof base_opts / sizeof base_opts[0];
+    memcpy(opts, base_opts, sizeof base_opts);
+    attn_mode_flag_opts(&o, opts, &nopts);
+    int rc = cli_parse(usage_text, opts, nopts, argc, argv, NULL, 0, NULL);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
     if (!o.H || !o.N || !o.D) {
         fprintf(stderr, "kat bench attn: --h, --n and --d are required\n");
-        cli_print_usage(stderr, usage_text, opts, sizeof opts / sizeof opts[0]);
+        cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
     if (o.reps < 1 || o.warmup < 0 || o.threads < 0 || (baseline != 0 && baseline != 1)) {

@@ -1021,6 +1021,37 @@ START_TEST(test_rank_randomized_oversample_zero)
 }
 END_TEST
 
+/* The Frobenius norm is summed from the squares of the entries without scaling: an entry
+ * above about 1.3e154 overflows the sum (fro_norm = NaN, and a NaN stable rank on the
+ * randomized path), entries below about 1e-162 underflow it (fro_norm = 0 < sigma_1, stable
+ * rank 0), all with KAT_OK. Found by fuzz_rank (an entry of -1e300 in K; a 3 x 1 matrix of
+ * about 1e-263). The singular values themselves are right. */
+START_TEST(test_rank_frobenius_overflow)
+{
+    const double big[4] = {1e300, 1, 2, 3}, tiny[4] = {3e-200, 0, 0, 4e-200};
+    const double want[2] = {1e300, 5e-200};
+    for (int c = 0; c < 2; c++) {
+        double m[4];
+        memcpy(m, c ? tiny : big, sizeof m);
+        kat_dmat M = {2, 2, 2, m};
+        kat_rank_opts o;
+        kat_rank_opts_init(&o);
+        kat_rank_result r;
+        kat_status st = kat_rank_probe_matrix(&M, &o, &r);
+        if (st == KAT_OK) {
+            double fro = r.fro_norm, stable = r.stable_rank, s0 = r.sv[0];
+            kat_rank_result_free(&r);
+            ck_assert_msg(fabs(fro - want[c]) <= 1e-14 * want[c],
+                          "|M|_F of [[%g, %g], [%g, %g]] reported as %g (sigma_1 = %g)", m[0],
+                          m[1], m[2], m[3], fro, s0);
+            ck_assert_msg(stable >= 1.0 - 1e-14 && stable <= 2.0, "stable rank %g", stable);
+        } else {
+            ck_assert_int_eq(st, KAT_ERANGE);
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("extremes");
@@ -1039,6 +1070,7 @@ int main(void)
     tcase_add_test(tc, test_rank_extremes);
     tcase_add_test(tc, test_rank_randomized_blocks_overestimate);
     tcase_add_test(tc, test_rank_randomized_oversample_zero);
+    tcase_add_test(tc, test_rank_frobenius_overflow);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
