@@ -587,8 +587,8 @@ START_TEST(test_softmax_kernels_match_ref)
         float mm1[L] ALIGNED, mm2[L] ALIGNED, ll1[L] ALIGNED, ll2[L] ALIGNED;
         memcpy(mm1, m1, sizeof mm1), memcpy(mm2, m2, sizeof mm2);
         memcpy(ll1, l1, sizeof ll1), memcpy(ll2, l2, sizeof ll2);
-        kern->softmax_online(R, lanes, s1, mm1, ll1, a1, 0.7f);
-        ref->softmax_online(R, lanes, s2, mm2, ll2, a2, 0.7f);
+        kern->softmax_online(R, lanes, s1, mm1, ll1, a1, 0.7f, 1e-8f);
+        ref->softmax_online(R, lanes, s2, mm2, ll2, a2, 0.7f, 1e-8f);
         for (size_t i = 0; i < lanes; i++) {
             ck_assert(mm1[i] == mm2[i] || (isinf(mm1[i]) && isinf(mm2[i])));
             ck_assert_msg(fabsf(ll1[i] - ll2[i]) <= 4 * (R + 2) * FLT_EPSILON * ll2[i],

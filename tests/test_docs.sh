@@ -3,9 +3,10 @@
 #   1. every ```c block of docs/user-guide.md that begins with `/* example: NAME */` compiles
 #      (-std=c11 -Wall -Wextra -Werror -pedantic, public headers only, linked with libkat)
 #      and exits 0 when run (each example checks its own result);
-#   2. every subcommand that `kat --help` lists exits 0 on `kat CMD --help`, has a section
-#      `.SS kat CMD` in docs/kat.1 naming each option its --help lists, and a heading with
-#      `kat CMD` in docs/user-guide.md;
+#   2. every subcommand that `kat --help` lists exits 0 on `kat CMD --help` (and on each
+#      `kat CMD SUB --help` that help points to), has a section `.SS kat CMD` in docs/kat.1
+#      naming each option those helps list, and a heading with `kat CMD` in
+#      docs/user-guide.md;
 #   3. every `$ kat ...` line in a ```console block of the guide runs and exits 0 (or with
 #      the status given by a trailing `# exit N`);
 #   4. every kat_* name the guide, the man page and docs/README.md mention is declared in a
@@ -83,6 +84,11 @@ for c in $cmds; do
     elif [ ! -s "$tmp/cmdhelp" ]; then
         bad "kat $c --help printed nothing"
     fi
+    # A command whose options live one level down says "kat CMD SUB --help" (kat bench attn).
+    for sub in $(grep -oE "kat $c [a-z][a-z0-9-]* --help" "$tmp/cmdhelp" | awk '{ print $3 }' | sort -u); do
+        "$kat" "$c" "$sub" --help >>"$tmp/cmdhelp" 2>&1 ||
+            bad "kat $c $sub --help exited with a non-zero status"
+    done
     # The man page section of this command: from `.SS kat CMD` to the next .SS or .SH.
     awk -v c="$c" '
         /^\.S[SH] / { on = 0 }

@@ -1052,6 +1052,69 @@ START_TEST(test_rank_frobenius_overflow)
 }
 END_TEST
 
+/* The default tolerance sigma_1 * max(m, n) * eps was evaluated left to right and overflowed
+ * to +inf for sigma_1 near DBL_MAX, making the rank 0 (found by fuzz_rank; fixed in
+ * lib/rank/spectrum.c by multiplying the small factors first). */
+START_TEST(test_rank_tolerance_near_dbl_max)
+{
+    double sv[2] = {1.3e308, 1e307}, tol = 0;
+    size_t rank = 0;
+    TU_OK(kat_rank_numerical(sv, 2, 2, 5, 0, 0, &rank, &tol));
+    ck_assert(isfinite(tol) && tol > 0);
+    ck_assert_uint_eq(rank, 2);
+}
+END_TEST
+
+/* A matrix whose largest singular value exceeds DBL_MAX (entries of 1.5e308: sigma_1 =
+ * 3e308) came back with sv[0] = +inf and KAT_OK. Found by fuzz_rank. It must be refused
+ * (KAT_ERANGE or KAT_EDOM) or scaled, never an infinite value with success. */
+START_TEST(test_rank_sigma_overflow)
+{
+    double m[4] = {1.5e308, 1.5e308, 1.5e308, 1.5e308}, sv[2] = {-1, -1};
+    kat_dmat M = {2, 2, 2, m};
+    kat_status st = kat_rank_spectrum(&M, sv, 2);
+    ck_assert_msg(st != KAT_OK || (isfinite(sv[0]) && isfinite(sv[1])),
+                  "kat_rank_spectrum: KAT_OK with sv = {%g, %g}", sv[0], sv[1]);
+    kat_rank_opts o;
+    kat_rank_opts_init(&o);
+    kat_rank_result r;
+    st = kat_rank_probe_matrix(&M, &o, &r);
+    if (st == KAT_OK) {
+        double s0 = r.sv[0];
+        kat_rank_result_free(&r);
+        ck_assert_msg(isfinite(s0), "kat_rank_probe_matrix: KAT_OK with sigma_1 = %g", s0);
+    }
+}
+END_TEST
+
+/* M = Phi Psi^T from finite features can overflow: the Taylor map of order 2 on q = k = 1e154
+ * has features up to 5e307 and products of 1e615. kat_rank_featmap_matrix returned KAT_OK
+ * with M = +inf, and kat_rank_probe_featmap then a NaN tolerance and an infinite sigma_1.
+ * Found by fuzz_rank. Either refuse (KAT_EDOM) or return finite values. */
+START_TEST(test_rank_featmap_overflow)
+{
+    kat_featmap *fm;
+    TU_OK(kat_featmap_taylor_create(1, 2, 1.0, &fm));
+    double q[2] = {1e154, 1.0}, k[2] = {1e154, 2.0}, m[4] = {0, 0, 0, 0};
+    kat_dmat Q = {2, 1, 1, q}, K = {2, 1, 1, k}, M = {2, 2, 2, m};
+    kat_status st = kat_rank_featmap_matrix(fm, &Q, &K, &M);
+    ck_assert_msg(st != KAT_OK || (isfinite(m[0]) && isfinite(m[1]) && isfinite(m[2])),
+                  "kat_rank_featmap_matrix: KAT_OK with M = [[%g, %g], [%g, %g]]", m[0], m[1],
+                  m[2], m[3]);
+    kat_rank_opts o;
+    kat_rank_opts_init(&o);
+    kat_rank_result r;
+    st = kat_rank_probe_featmap(fm, &Q, &K, &o, &r);
+    if (st == KAT_OK) {
+        double s0 = r.sv[0], tol = r.tol;
+        kat_rank_result_free(&r);
+        ck_assert_msg(isfinite(s0) && isfinite(tol),
+                      "kat_rank_probe_featmap: KAT_OK with sigma_1 = %g, tol = %g", s0, tol);
+    }
+    kat_featmap_destroy(fm);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("extremes");
@@ -1071,6 +1134,9 @@ int main(void)
     tcase_add_test(tc, test_rank_randomized_blocks_overestimate);
     tcase_add_test(tc, test_rank_randomized_oversample_zero);
     tcase_add_test(tc, test_rank_frobenius_overflow);
+    tcase_add_test(tc, test_rank_tolerance_near_dbl_max);
+    tcase_add_test(tc, test_rank_sigma_overflow);
+    tcase_add_test(tc, test_rank_featmap_overflow);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

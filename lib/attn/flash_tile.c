@@ -103,7 +103,7 @@ void kat_flash_fwd_step(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_f
         return;
     kern->scores(kt->n, kt->k, ctx->D, st->qt, st->lanes, st->s);
     apply_masks(kern, kt, st->lanes, st->s, st->qlim);
-    kern->softmax_online(kt->n, st->lanes, st->s, st->m, st->l, st->alpha, ctx->c2);
+    kern->softmax_online(kt->n, st->lanes, st->s, st->m, st->l, st->alpha, ctx->c2, ctx->c2_lo);
     /* o = alpha o + P V, rows = queries (the rescale rides on the accumulator load). */
     kern->accum(st->n, kt->n, st->s, 1, BQ, kt->v, ctx->D, st->o, ctx->ldd, st->alpha);
 }
@@ -116,7 +116,7 @@ void kat_flash_fwd_stats_step(const kat_flash_ctx *ctx, kat_flash_fwd *st,
         return;
     kern->scores(kt->n, kt->k, ctx->D, st->qt, st->lanes, st->s);
     apply_masks(kern, kt, st->lanes, st->s, st->qlim);
-    kern->softmax_online(kt->n, st->lanes, st->s, st->m, st->l, st->alpha, ctx->c2);
+    kern->softmax_online(kt->n, st->lanes, st->s, st->m, st->l, st->alpha, ctx->c2, ctx->c2_lo);
 }
 
 void kat_flash_fwd_lse2(const kat_flash_ctx *ctx, const kat_flash_fwd *st, double *lse2)
@@ -149,7 +149,8 @@ void kat_flash_fwd_merge(const kat_flash_ctx *ctx, kat_flash_fwd *st, const floa
         float mn = fmaxf(st->m[i], m[i]);
         if (mn == -INFINITY)
             continue;   /* neither part saw a key */
-        float a = exp2f(ctx->c2 * (st->m[i] - mn)), b = exp2f(ctx->c2 * (m[i] - mn));
+        double c = (double)ctx->c2 + ctx->c2_lo;
+        float a = (float)exp2(c * ((double)st->m[i] - mn)), b = (float)exp2(c * ((double)m[i] - mn));
         st->l[i] = a * st->l[i] + b * l[i];
         float *dst = st->o + i * ctx->ldd;
         const float *src = o + i * ctx->ldd;

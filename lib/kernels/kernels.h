@@ -46,21 +46,23 @@ typedef struct {
     void (*accum)(size_t R, size_t T, const float *w, size_t wr, size_t wt,
                   const float *const *zrow, size_t D, float *c, size_t ldc, const float *beta);
 
-    /* Online softmax over a tile of raw scores s (q.k; c > 0 converts them to log2 units of
-     * the softmax: c = |scale| log2 e), for lanes i < lanes:
+    /* Online softmax over a tile of raw scores s (q.k; c = c_hi + c_lo >= 0 converts them to
+     * log2 units of the softmax: c = |scale| log2 e), for lanes i < lanes:
      *   m' = max(m, max_j s[j][i]);  alpha = 2^(c (m - m'));  s[j][i] = 2^(c (s[j][i] - m'));
      *   l = alpha*l + sum_j s[j][i];  m = m'.
-     * Subtracting the max before scaling keeps the dominant terms' exponents exact. Masked
-     * scores are -inf and give 0. While a lane has seen no allowed key (m' = -inf) its
-     * probabilities are 0, alpha is 0 and l stays 0 - never NaN. */
+     * The max is subtracted before scaling and c (s - m') is kept as a float pair (its
+     * rounding error recovered with a fused multiply-add) through the range reduction, so
+     * each probability carries only the exponential's own error, not |x| ulp(x) of a rounded
+     * exponent. Masked scores are -inf and give 0. While a lane has seen no allowed key
+     * (m' = -inf) its probabilities are 0, alpha is 0 and l stays 0 - never NaN. */
     void (*softmax_online)(size_t nrows, size_t lanes, float *s, float *m, float *l,
-                           float *alpha, float c);
+                           float *alpha, float c_hi, float c_lo);
 
     /* Backward probabilities: s[j][i] = 2^(c s[j][i] - lse2[i] - lse2[LANES + i]) with
-     * c = c_hi + c_lo and the logsumexp in log2 units as the float pair hi + lo, evaluated
-     * ((c_hi s - hi) + c_lo s) - lo with fused multiply-adds where the ISA has them: neither
-     * constant is rounded to one float, so P matches the forward's to an ulp even for huge
-     * logits (hi = +inf, lo = 0 gives 0). */
+     * c = c_hi + c_lo and the logsumexp in log2 units as the float pair hi + lo. The exponent
+     * is formed and split into integer and fraction in double, so neither constant nor the
+     * difference is rounded to one float: P carries only the exponential's error, even for
+     * huge logits. Masked scores (-inf) and hi = +inf give 0. */
     void (*softmax_probs)(size_t nrows, size_t lanes, float *s, const float *lse2, float c_hi,
                           float c_lo);
 

@@ -138,7 +138,7 @@ double rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, doub
         double r = rtol * sigma1;
         return atol > r ? atol : r;
     }
-    return sigma1 * (double)(rows > cols ? rows : cols) * DBL_EPSILON;
+    return sigma1 * ((double)(rows > cols ? rows : cols) * DBL_EPSILON);   /* no overflow */
 }
 
 size_t rank_count_above(const double *sv, size_t k, double tol)

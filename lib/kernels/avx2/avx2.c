@@ -36,6 +36,43 @@ INLINE __m256 exp2_v(__m256 x)
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+/* 2^f for a reduced fraction f (|f| <= 1/2 + tiny). */
+INLINE __m256 exp2_poly(__m256 f)
+{
+    __m256 p = _mm256_set1_ps(KAT_VEXP2_C5);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(KAT_VEXP2_C4));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(KAT_VEXP2_C3));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(KAT_VEXP2_C2));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(KAT_VEXP2_C1));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(KAT_VEXP2_C0));
+    return _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+}
+
+/* p 2^n for integral n in [-151, 128], rounded once (two exact-ish exponent factors). */
+INLINE __m256 scale_pow2(__m256 p, __m256 n)
+{
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1);
+    __m256i n2 = _mm256_sub_epi32(ni, n1);
+    __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/* 2^(c d) for d <= 0 and c = ch + cl >= 0, the product kept as a float pair through the
+ * range reduction; 0 where c d < -151 (and for d = -inf). */
+INLINE __m256 exp2_scaled(__m256 d, __m256 ch, __m256 cl)
+{
+    __m256 xh = _mm256_mul_ps(ch, d);
+    __m256 live = _mm256_cmp_ps(xh, _mm256_set1_ps(KAT_VEXP2_LO), _CMP_GE_OQ);
+    __m256 xl = _mm256_fmadd_ps(cl, d, _mm256_fmsub_ps(ch, d, xh));
+    xh = _mm256_max_ps(_mm256_set1_ps(KAT_VEXP2_LO), xh);   /* keep n in range; masked */
+    __m256 n = _mm256_round_ps(xh, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_add_ps(_mm256_sub_ps(xh, n), xl);
+    return _mm256_and_ps(live, scale_pow2(exp2_poly(f), n));
+}
+
 INLINE __m256i tail_mask(size_t count)   /* lanes [0, count) set, count <= 8 */
 {
     __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -190,9 +227,10 @@ static void avx2_accum(size_t R, size_t T, const float *w, size_t wr, size_t wt,
 /* ---- softmax tiles ----------------------------------------------------------------------- */
 
 static void avx2_softmax_online(size_t nrows, size_t lanes, float *s, float *m, float *l,
-                                float *alpha, float c)
+                                float *alpha, float c_hi, float c_lo)
 {
-    const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff()), cv = _mm256_set1_ps(c);
+    const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+    const __m256 ch = _mm256_set1_ps(c_hi), cl = _mm256_set1_ps(c_lo);
     for (size_t v = 0; v < lanes; v += 8) {
         __m256 m_old = _mm256_load_ps(m + v), mx = m_old;
         for (size_t j = 0; j < nrows; j++)
@@ -202,32 +240,49 @@ static void avx2_softmax_online(size_t nrows, size_t lanes, float *s, float *m, 
         __m256 mu = _mm256_blendv_ps(mx, _mm256_setzero_ps(), empty);
         __m256 sum = _mm256_setzero_ps();
         for (size_t j = 0; j < nrows; j++) {
-            __m256 x = _mm256_mul_ps(cv, _mm256_sub_ps(_mm256_load_ps(s + j * LANES + v), mu));
-            __m256 p = exp2_v(x);
+            __m256 p = exp2_scaled(_mm256_sub_ps(_mm256_load_ps(s + j * LANES + v), mu), ch, cl);
             _mm256_store_ps(s + j * LANES + v, p);
             sum = _mm256_add_ps(sum, p);
         }
-        __m256 al = exp2_v(_mm256_mul_ps(cv, _mm256_sub_ps(m_old, mu)));
+        __m256 al = exp2_scaled(_mm256_sub_ps(m_old, mu), ch, cl);
         _mm256_store_ps(l + v, _mm256_fmadd_ps(al, _mm256_load_ps(l + v), sum));
         _mm256_store_ps(m + v, mx);
         _mm256_store_ps(alpha + v, al);
     }
 }
 
+/* 2^(c s - L) for 4 lanes with the exponent formed and split in double. */
+INLINE void exponent_pd(__m128 s, __m256d c, __m256d L, __m128 *f, __m128 *n, __m128 *live)
+{
+    __m256d x = _mm256_fmsub_pd(c, _mm256_cvtps_pd(s), L);
+    __m256d ok = _mm256_cmp_pd(x, _mm256_set1_pd(KAT_VEXP2_LO), _CMP_GE_OQ);
+    x = _mm256_max_pd(_mm256_set1_pd(KAT_VEXP2_LO), x);   /* -inf and below: masked */
+    __m256d nd = _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    *f = _mm256_cvtpd_ps(_mm256_sub_pd(x, nd));
+    *n = _mm256_cvtpd_ps(nd);
+    *live = _mm256_cvtpd_ps(ok);   /* all-ones doubles become NaN floats: nonzero bits */
+}
+
 static void avx2_softmax_probs(size_t nrows, size_t lanes, float *s, const float *lse2,
                                float c_hi, float c_lo)
 {
-    const __m256 ch = _mm256_set1_ps(c_hi), cl = _mm256_set1_ps(c_lo);
-    const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+    const __m256d c = _mm256_set1_pd((double)c_hi + (double)c_lo);
     for (size_t v = 0; v < lanes; v += 8) {
-        __m256 hi = _mm256_load_ps(lse2 + v), lo = _mm256_load_ps(lse2 + LANES + v);
+        __m256d L0 = _mm256_add_pd(_mm256_cvtps_pd(_mm_load_ps(lse2 + v)),
+                                   _mm256_cvtps_pd(_mm_load_ps(lse2 + LANES + v)));
+        __m256d L1 = _mm256_add_pd(_mm256_cvtps_pd(_mm_load_ps(lse2 + v + 4)),
+                                   _mm256_cvtps_pd(_mm_load_ps(lse2 + LANES + v + 4)));
         for (size_t j = 0; j < nrows; j++) {
             __m256 sv = _mm256_load_ps(s + j * LANES + v);
-            __m256 x = _mm256_fmadd_ps(cl, sv, _mm256_fmsub_ps(ch, sv, hi));
-            /* masked (-inf) scores give 0, never the NaN of c_lo * -inf against -inf */
-            __m256 live = _mm256_cmp_ps(sv, neg_inf, _CMP_NEQ_OQ);
-            _mm256_store_ps(s + j * LANES + v,
-                            _mm256_and_ps(live, exp2_v(_mm256_sub_ps(x, lo))));
+            __m128 f0, f1, n0, n1, k0, k1;
+            exponent_pd(_mm256_castps256_ps128(sv), c, L0, &f0, &n0, &k0);
+            exponent_pd(_mm256_extractf128_ps(sv, 1), c, L1, &f1, &n1, &k1);
+            __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(f0), f1, 1);
+            __m256 n = _mm256_insertf128_ps(_mm256_castps128_ps256(n0), n1, 1);
+            __m256 k = _mm256_insertf128_ps(_mm256_castps128_ps256(k0), k1, 1);
+            /* masked scores (-inf) and empty rows (L = +inf) fall below the range: 0 */
+            __m256 live = _mm256_cmp_ps(k, k, _CMP_UNORD_Q);
+            _mm256_store_ps(s + j * LANES + v, _mm256_and_ps(live, scale_pow2(exp2_poly(f), n)));
         }
     }
 }

@@ -29,6 +29,31 @@ INLINE __m512 exp2_v(__m512 x)
     return _mm512_scalef_ps(p, n);   /* rounds once, into the subnormals when needed */
 }
 
+/* 2^f 2^n for a reduced fraction f (|f| <= 1/2 + tiny) and an integral n. */
+INLINE __m512 exp2_poly(__m512 f)
+{
+    __m512 p = _mm512_set1_ps(KAT_VEXP2_C5);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(KAT_VEXP2_C4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(KAT_VEXP2_C3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(KAT_VEXP2_C2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(KAT_VEXP2_C1));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(KAT_VEXP2_C0));
+    return _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+}
+
+/* 2^(c d) for d <= 0 and c = ch + cl >= 0: the product is kept as the pair xh + xl (the
+ * product's rounding error from a fused multiply-add, plus cl d), xh is split into integer
+ * and fraction exactly, and xl joins the fraction. 0 where c d < -151 (and for d = -inf). */
+INLINE __m512 exp2_scaled(__m512 d, __m512 ch, __m512 cl)
+{
+    __m512 xh = _mm512_mul_ps(ch, d);
+    __mmask16 live = _mm512_cmp_ps_mask(xh, _mm512_set1_ps(KAT_VEXP2_LO), _CMP_GE_OQ);
+    __m512 xl = _mm512_fmadd_ps(cl, d, _mm512_fmsub_ps(ch, d, xh));
+    __m512 n = _mm512_roundscale_ps(xh, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_add_ps(_mm512_sub_ps(xh, n), xl);
+    return _mm512_maskz_scalef_ps(live, exp2_poly(f), n);
+}
+
 static void avx512_exp2(size_t n, const float *x, float *y)
 {
     size_t i = 0;
@@ -194,9 +219,10 @@ static void avx512_accum(size_t R, size_t T, const float *w, size_t wr, size_t w
 /* ---- softmax tiles ------------------------------------------------------------------- */
 
 static void avx512_softmax_online(size_t nrows, size_t lanes, float *s, float *m, float *l,
-                                  float *alpha, float c)
+                                  float *alpha, float c_hi, float c_lo)
 {
-    const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff()), cv = _mm512_set1_ps(c);
+    const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+    const __m512 ch = _mm512_set1_ps(c_hi), cl = _mm512_set1_ps(c_lo);
     for (size_t v = 0; v < lanes; v += 16) {
         __m512 m_old = _mm512_load_ps(m + v);
         __m512 mx0 = m_old, mx1 = m_old;
@@ -213,22 +239,20 @@ static void avx512_softmax_online(size_t nrows, size_t lanes, float *s, float *m
         __m512 mu = _mm512_mask_mov_ps(mx, empty, _mm512_setzero_ps());
         __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
         for (j = 0; j + 2 <= nrows; j += 2) {
-            __m512 x0 = _mm512_mul_ps(cv, _mm512_sub_ps(_mm512_load_ps(s + j * LANES + v), mu));
-            __m512 x1 =
-                _mm512_mul_ps(cv, _mm512_sub_ps(_mm512_load_ps(s + (j + 1) * LANES + v), mu));
-            __m512 p0 = exp2_v(x0), p1 = exp2_v(x1);
+            __m512 p0 = exp2_scaled(_mm512_sub_ps(_mm512_load_ps(s + j * LANES + v), mu), ch, cl);
+            __m512 p1 =
+                exp2_scaled(_mm512_sub_ps(_mm512_load_ps(s + (j + 1) * LANES + v), mu), ch, cl);
             _mm512_store_ps(s + j * LANES + v, p0);
             _mm512_store_ps(s + (j + 1) * LANES + v, p1);
             sum0 = _mm512_add_ps(sum0, p0);
             sum1 = _mm512_add_ps(sum1, p1);
         }
         if (j < nrows) {
-            __m512 p0 =
-                exp2_v(_mm512_mul_ps(cv, _mm512_sub_ps(_mm512_load_ps(s + j * LANES + v), mu)));
+            __m512 p0 = exp2_scaled(_mm512_sub_ps(_mm512_load_ps(s + j * LANES + v), mu), ch, cl);
             _mm512_store_ps(s + j * LANES + v, p0);
             sum0 = _mm512_add_ps(sum0, p0);
         }
-        __m512 al = exp2_v(_mm512_mul_ps(cv, _mm512_sub_ps(m_old, mu)));
+        __m512 al = exp2_scaled(_mm512_sub_ps(m_old, mu), ch, cl);
         _mm512_store_ps(l + v, _mm512_fmadd_ps(al, _mm512_load_ps(l + v),
                                                _mm512_add_ps(sum0, sum1)));
         _mm512_store_ps(m + v, mx);
@@ -236,20 +260,36 @@ static void avx512_softmax_online(size_t nrows, size_t lanes, float *s, float *m
     }
 }
 
+/* The exponent c s - L of 8 lanes in double: fraction (float) and integer part. */
+INLINE void exponent_pd(__m256 s, __m512d c, __m512d L, __m256 *f, __m256 *n, __mmask8 *live)
+{
+    __m512d x = _mm512_fmsub_pd(c, _mm512_cvtps_pd(s), L);
+    __m512d nd = _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    *live = _mm512_cmp_pd_mask(x, _mm512_set1_pd(KAT_VEXP2_LO), _CMP_GE_OQ);
+    *f = _mm512_cvtpd_ps(_mm512_sub_pd(x, nd));
+    *n = _mm512_cvtpd_ps(nd);
+}
+
 static void avx512_softmax_probs(size_t nrows, size_t lanes, float *s, const float *lse2,
                                  float c_hi, float c_lo)
 {
-    const __m512 ch = _mm512_set1_ps(c_hi), cl = _mm512_set1_ps(c_lo);
-    const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+    const __m512d c = _mm512_set1_pd((double)c_hi + (double)c_lo);
     for (size_t v = 0; v < lanes; v += 16) {
-        __m512 hi = _mm512_load_ps(lse2 + v), lo = _mm512_load_ps(lse2 + LANES + v);
+        __m512d L0 = _mm512_add_pd(_mm512_cvtps_pd(_mm256_load_ps(lse2 + v)),
+                                   _mm512_cvtps_pd(_mm256_load_ps(lse2 + LANES + v)));
+        __m512d L1 = _mm512_add_pd(_mm512_cvtps_pd(_mm256_load_ps(lse2 + v + 8)),
+                                   _mm512_cvtps_pd(_mm256_load_ps(lse2 + LANES + v + 8)));
         for (size_t j = 0; j < nrows; j++) {
             __m512 sv = _mm512_load_ps(s + j * LANES + v);
-            __m512 x = _mm512_fmadd_ps(cl, sv, _mm512_fmsub_ps(ch, sv, hi));
-            /* masked (-inf) scores give 0, never the NaN of c_lo * -inf against -inf */
-            __mmask16 live = _mm512_cmp_ps_mask(sv, neg_inf, _CMP_NEQ_OQ);
-            _mm512_store_ps(s + j * LANES + v,
-                            _mm512_maskz_mov_ps(live, exp2_v(_mm512_sub_ps(x, lo))));
+            __m256 f0, f1, n0, n1;
+            __mmask8 k0, k1;
+            exponent_pd(_mm512_castps512_ps256(sv), c, L0, &f0, &n0, &k0);
+            exponent_pd(_mm512_extractf32x8_ps(sv, 1), c, L1, &f1, &n1, &k1);
+            __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(f0), f1, 1);
+            __m512 n = _mm512_insertf32x8(_mm512_castps256_ps512(n0), n1, 1);
+            /* masked scores (-inf) and empty rows (L = +inf) fall below the range: 0 */
+            __mmask16 live = (__mmask16)(k0 | ((unsigned)k1 << 8));
+            _mm512_store_ps(s + j * LANES + v, _mm512_maskz_scalef_ps(live, exp2_poly(f), n));
         }
     }
 }

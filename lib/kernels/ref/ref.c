@@ -41,9 +41,19 @@ static void ref_accum(size_t R, size_t T, const float *w, size_t wr, size_t wt,
     }
 }
 
-static void ref_softmax_online(size_t nrows, size_t lanes, float *s, float *m, float *l,
-                               float *alpha, float c)
+/* 2^x for x in double, split as 2^n 2^f so that only exp2f's own error remains. */
+static float exp2_split(double x)
 {
+    if (!(x >= -151.0))
+        return 0.0f;   /* -inf, or below the smallest subnormal */
+    double n = nearbyint(x);
+    return ldexpf(exp2f((float)(x - n)), (int)n);
+}
+
+static void ref_softmax_online(size_t nrows, size_t lanes, float *s, float *m, float *l,
+                               float *alpha, float c_hi, float c_lo)
+{
+    double c = (double)c_hi + c_lo;
     for (size_t i = 0; i < lanes; i++) {
         float mx = m[i];
         for (size_t j = 0; j < nrows; j++)
@@ -53,11 +63,11 @@ static void ref_softmax_online(size_t nrows, size_t lanes, float *s, float *m, f
         float mu = isinf(mx) && mx < 0 ? 0.0f : mx;
         float sum = 0.0f;
         for (size_t j = 0; j < nrows; j++) {
-            float p = exp2f(c * (s[j * LANES + i] - mu));
+            float p = exp2_split(c * ((double)s[j * LANES + i] - mu));
             s[j * LANES + i] = p;
             sum += p;
         }
-        alpha[i] = exp2f(c * (m[i] - mu));
+        alpha[i] = exp2_split(c * ((double)m[i] - mu));
         l[i] = alpha[i] * l[i] + sum;
         m[i] = mx;
     }
@@ -66,13 +76,12 @@ static void ref_softmax_online(size_t nrows, size_t lanes, float *s, float *m, f
 static void ref_softmax_probs(size_t nrows, size_t lanes, float *s, const float *lse2,
                               float c_hi, float c_lo)
 {
+    double c = (double)c_hi + c_lo;
     for (size_t j = 0; j < nrows; j++)
         for (size_t i = 0; i < lanes; i++) {
-            /* The exponent in double: portable, and exact enough that the yardstick does
-             * not round c s (huge logits). Masked (-inf) scores give 0, never NaN. */
-            float x = s[j * LANES + i];
-            double e = ((double)c_hi + c_lo) * x - ((double)lse2[i] + lse2[LANES + i]);
-            s[j * LANES + i] = x == -INFINITY ? 0.0f : exp2f((float)e);
+            float x = s[j * LANES + i];   /* masked (-inf) scores give 0, never NaN */
+            double e = c * x - ((double)lse2[i] + lse2[LANES + i]);
+            s[j * LANES + i] = x == -INFINITY ? 0.0f : exp2_split(e);
         }
 }
 
