@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(gcc meson ninja-build pkg-config python3 liblapacke-dev libopenblas-dev libgsl-dev
-          libfftw3-dev check libsubunit-dev gnuplot-nox valgrind clang libclang-rt-14-dev)
+          libfftw3-dev check libsubunit-dev gnuplot-nox valgrind clang libclang-rt-14-dev
+          libomp-dev)
 
 ensure_packages() {
     local missing=() p

@@ -8,6 +8,8 @@
  *                Taylor maps, which are FAST's Fastmax; 0 otherwise)
  *   unnormalized=1  o = sum_j f v_j without the denominator (needed by maps whose kernel can
  *                be negative: rff, odd polynomials)
+ *   intra=features|score  how the in-chunk scores are computed (default features; score calls
+ *                the map's exact kernel per pair, for EXACT maps with a score callback)
  * and for `kat bench attn` only:
  *   flash=0      skip timing kat's dense flash on the same tensors (done by default for the
  *                forward: its time and ratio go into the report's note)
@@ -73,6 +75,17 @@ static int linear_params_parse(const attn_opts *o, linear_params *p)
     if ((r = attn_param_double(o, "unnormalized", &x)) < 0)
         return -1;
     p->lopts.unnormalized = r && x != 0.0;
+    char intra[16];
+    if ((r = attn_param_str(o, "intra", intra, sizeof intra)) < 0)
+        return -1;
+    if (r && strcmp(intra, "score") == 0)
+        p->lopts.intra = KAT_LINEAR_INTRA_SCORE;
+    else if (r && strcmp(intra, "features") == 0)
+        p->lopts.intra = KAT_LINEAR_INTRA_FEATURES;
+    else if (r) {
+        fprintf(stderr, "kat: --params intra=%s: features or score\n", intra);
+        return -1;
+    }
     p->lopts.causal = o->causal;
     return 0;
 }

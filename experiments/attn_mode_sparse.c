@@ -9,7 +9,7 @@
  *           nb=NB or the largest id + 1), or buckets=NB[,seed=S] for angular LSH. bench:
  *           buckets=NB (default 16), LSH of the random q and k with --seed.
  *   window  Sliding window, a block mask: window=W keys (default 512 in bench); optional
- *           block_q, block_k (default the engine's tiles).
+ *           block_q, block_k (default: both the engine's query tile, kat_sparse_tile_q()).
  *   all     strict=1: with --causal, no token sees itself (key j < query i).
  *
  * `kat bench attn` times the whole sparse call - building the layout (sort, tile lists) and
@@ -221,11 +221,14 @@ static long param_count(const char *mode, const attn_opts *o, const char *key, l
     return (long)x;
 }
 
+/* Key blocks of a query tile's height by default: a band gains from small key blocks, whose
+ * union hugs it more tightly (at N = 16384 and W = 512, 8% fewer score elements than with
+ * the engine's key tiles, and fewer partly masked ones). */
 static kat_status window_inputs(const attn_opts *o, long def_window, sparse_inputs *in)
 {
     long w = param_count("window", o, "window", def_window);
     long bq = param_count("window", o, "block_q", (long)kat_sparse_tile_q());
-    long bk = param_count("window", o, "block_k", (long)kat_sparse_tile_k());
+    long bk = param_count("window", o, "block_k", (long)kat_sparse_tile_q());
     if (w == 0)
         return mode_error("window", "--params window=W is required");
     if (w < 0 || bq < 0 || bk < 0)

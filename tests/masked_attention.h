@@ -165,8 +165,8 @@ static void yardstick_init(yardstick *y, const prob *p)
     /* The floor's magnitudes, from the reference probabilities. */
     size_t D = p->D, M = p->M, g = p->Hkv ? p->H / p->Hkv : 1;
     double sc = fabs(real_scale(p));
-    double *pr = xcalloc(M, sizeof(double)), *ak = xcalloc(nk_(p), sizeof(double)),
-           *av = xcalloc(nk_(p), sizeof(double));
+    double *pr = xcalloc(M, sizeof(double)), *ds = xcalloc(M, sizeof(double));
+    double *ak = xcalloc(nk_(p), sizeof(double)), *av = xcalloc(nk_(p), sizeof(double));
     y->A_o = y->A_dq = y->A_dk = y->A_dv = y->dL = y->lse_max = 0;
     for (size_t b = 0; b < p->B; b++)
         for (size_t h = 0; h < p->H; h++)
@@ -179,10 +179,12 @@ static void yardstick_init(yardstick *y, const prob *p)
                     continue;
                 if (fabs(lse) > y->lse_max)
                     y->lse_max = fabs(lse);
-                double dabs = 0, oo = 0;
+                double dabs = 0;   /* |delta_i| <= sum_e |dO_ie o_ie| */
                 for (size_t e = 0; e < D; e++)
                     dabs += fabs((double)di[e] * y->o[row * D + e]);
+                /* Per key: the probability and |dS_ij| <= P_ij (sum_e |dO_ie v_je| + dabs). */
                 for (size_t j = 0; j < M; j++) {
+                    pr[j] = ds[j] = 0;
                     if (!al[j])
                         continue;
                     size_t kr = ((b * p->Hkv + hk) * M + j) * D;
@@ -193,16 +195,14 @@ static void yardstick_init(yardstick *y, const prob *p)
                         dpa += fabs((double)di[e] * p->v[kr + e]);
                     }
                     pr[j] = exp(s * real_scale(p) - lse);
+                    ds[j] = pr[j] * (dpa + dabs);
                     double dl = (double)(D + 4) * EPS32 * sc * sa;
                     if (dl > y->dL)
                         y->dL = dl;
-                    double dsa = pr[j] * (dpa + dabs);
                     for (size_t e = 0; e < D; e++) {
-                        oo = pr[j] * fabs((double)p->v[kr + e]);
-                        ak[kr + e] += sc * dsa * fabs((double)qi[e]);
+                        ak[kr + e] += sc * ds[j] * fabs((double)qi[e]);
                         av[kr + e] += pr[j] * fabs((double)di[e]);
                     }
-                    (void)oo;
                 }
                 for (size_t e = 0; e < D; e++) {
                     double ao = 0, aq = 0;
@@ -210,11 +210,8 @@ static void yardstick_init(yardstick *y, const prob *p)
                         if (!al[j])
                             continue;
                         size_t kr = ((b * p->Hkv + hk) * M + j) * D;
-                        double dpa = 0;
-                        for (size_t f = 0; f < D; f++)
-                            dpa += fabs((double)di[f] * p->v[kr + f]);
                         ao += pr[j] * fabs((double)p->v[kr + e]);
-                        aq += sc * pr[j] * (dpa + dabs) * fabs((double)p->k[kr + e]);
+                        aq += sc * ds[j] * fabs((double)p->k[kr + e]);
                     }
                     if (ao > y->A_o)
                         y->A_o = ao;
@@ -228,7 +225,7 @@ static void yardstick_init(yardstick *y, const prob *p)
         if (av[i] > y->A_dv)
             y->A_dv = av[i];
     }
-    free(pr), free(ak), free(av);
+    free(pr), free(ds), free(ak), free(av);
 }
 
 static void yardstick_free(yardstick *y)

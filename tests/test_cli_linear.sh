@@ -55,6 +55,8 @@ check "rff refused under normalisation" 1 "$kat" attn run --mode linear --q "$f/
 expect "the refusal says why" "not KAT_FEATMAP_POSITIVE"
 check "rff unnormalized" 0 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --params map=rff:16,unnormalized=1
+check "intra=score" 0 "$kat" attn run --mode linear --causal --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --o "$f/o.npy" --params map=taylor2,intra=score
 check "bad chunk" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --params chunk=0
 check "--scale refused" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \

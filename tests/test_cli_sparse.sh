@@ -86,7 +86,7 @@ check "bench window backward" 0 "$kat" bench attn --mode window --h 2 --n 300 --
     --reps 1 --warmup 0 --baseline 0 --sgemm 0 --backward --params window=64
 
 # Errors.
-check "unknown flag" 2 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --drop 0.5
+check "unknown flag" 2 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --bogus 0.5
 check "bad keep shape" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --params "q_keep=$f/short.npy"
 expect "bad keep shape names the key" 'q_keep'
 check "missing keep file" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --params "k_keep=$f/nope.npy"

@@ -2,7 +2,8 @@
 # Docs that stay true. Checks, against the library and the `kat` command just built:
 #   1. every ```c block of docs/user-guide.md that begins with `/* example: NAME */` compiles
 #      (-std=c11 -Wall -Wextra -Werror -pedantic, public headers only, linked with libkat)
-#      and exits 0 when run (each example checks its own result);
+#      and exits 0 when run (each example checks its own result); each public header
+#      compiles on its own;
 #   2. every subcommand that `kat --help` lists exits 0 on `kat CMD --help` (and on each
 #      `kat CMD SUB --help` that help points to), has a section `.SS kat CMD` in docs/kat.1
 #      naming each option those helps list, and a heading with `kat CMD` in
@@ -69,6 +70,13 @@ for c in "$tmp"/ex/*.c; do
     fi
 done
 [ "$nex" -gt 0 ] || bad "no '/* example: NAME */' C blocks in $guide"
+# The guide says each public header also works alone.
+for h in "$src"/include/kat/*.h; do
+    printf '#include <kat/%s>\n' "$(basename "$h")" >"$tmp/alone.c"
+    # shellcheck disable=SC2086
+    $cc -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -I"$src/include" "$tmp/alone.c" \
+        >"$tmp/cc.log" 2>&1 || { bad "kat/$(basename "$h") does not compile alone:"; head -5 "$tmp/cc.log"; }
+done
 
 # ---- 2. every subcommand documented ---------------------------------------------------------
 # The man page as plain text: \- -> -, font escapes dropped, so options read "--name".
@@ -115,6 +123,21 @@ done
 
 # ---- 3. the console snippets of the guide run ---------------------------------------------
 mkdir -p "$tmp/console"
+# The inputs the guide's `kat attn` lines read (the guide makes them with numpy; any values do
+# here): q, k, v, do float32 [4, 256, 64] and q_keep float32 [4, 256], written without numpy.
+python3 - "$tmp/console" <<'PY' || bad "could not write the .npy inputs of the console commands"
+import random, struct, sys
+def save(path, shape, vals):
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % ", ".join(map(str, shape))
+    hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+        f.write(struct.pack("<%df" % len(vals), *vals))
+random.seed(0)
+for name in ("q", "k", "v", "do"):
+    save(sys.argv[1] + "/" + name + ".npy", (4, 256, 64), [random.gauss(0, 1) for _ in range(4 * 256 * 64)])
+save(sys.argv[1] + "/q_keep.npy", (4, 256), [float(i % 2 == 0) for _ in range(4) for i in range(256)])
+PY
 awk '/^```console[ \t]*$/ { on = 1; next } /^```/ { on = 0 } on && /^\$ kat / { print }' "$guide" |
     sed 's/^\$ kat //' >"$tmp/console.txt"
 nrun=0
@@ -134,9 +157,10 @@ done <"$tmp/console.txt"
 
 # ---- 4. names the docs mention exist ------------------------------------------------------------
 cat "$src"/include/kat/*.h "$src"/experiments/cli.h >"$tmp/api.txt"
-find "$src" -name meson.build -not -path "$src/build*" -exec cat {} + >>"$tmp/api.txt"
+find -H "$src" \( -path "$src/build*" -o -path "$src/.git" \) -prune -o -name meson.build -exec cat {} + \
+    >>"$tmp/api.txt"
 grep -ohE '\bkat_[a-z0-9_]+' "$tmp/api.txt" | sort -u >"$tmp/api_names"
-find "$src/include" "$src/lib" "$src/theory" "$src/experiments" "$src/tests" -type f \
+find -H "$src/include" "$src/lib" "$src/theory" "$src/experiments" "$src/tests" -type f \
      \( -name '*.[ch]' -o -name '*.sh' -o -name meson.build \) -exec cat {} + >"$tmp/srcs.txt"
 cat "$src/run.sh" "$src/meson_options.txt" >>"$tmp/srcs.txt"
 grep -ohE '\bKAT_[A-Z0-9_]+' "$tmp/srcs.txt" | sort -u >"$tmp/const_names"

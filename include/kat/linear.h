@@ -26,8 +26,8 @@ extern "C" {
 
 /* How the scores inside a causal chunk are computed. */
 typedef enum {
-    /* FEATURES: the faster for every map measured (a score callback is a scalar loop per
-     * pair; sgemm does the feature products at a large fraction of peak). */
+    /* FEATURES, computed in the same sgemm as the readout phi(Q_c) S: faster than a
+     * per-pair score callback (a scalar loop) for every map measured. */
     KAT_LINEAR_INTRA_AUTO = 0,
     /* phi(Q_c) psi(K_c)^T through sgemm: always consistent with the carried state. */
     KAT_LINEAR_INTRA_FEATURES,
@@ -59,12 +59,17 @@ enum { KAT_LINEAR_DEFAULT_CHUNK = 32, KAT_LINEAR_MAX_CHUNK = 4096 };
  * overlap an argument; o must not overlap q, k, v or the states.
  * Errors: KAT_EINVAL for a NULL map or tensor, mismatched shapes (the map's d against the
  * heads, state shapes), aliasing outputs, a chunk above the maximum, or a map that is not
- * POSITIVE under normalisation; KAT_EDOM for non-finite inputs, for a non-finite feature and
- * for a denominator that is not > 0 (fp32 underflow of a positive map); KAT_ERANGE when a
- * size overflows. Validation and allocation happen before any output is written; only if the
- * map's own callback fails part way (its status, or a non-finite feature) may o be partly
- * written. state_out is written only on success. Threads: (batch, head) pairs in parallel,
- * and chunks of one sequence in parallel when there are fewer pairs than threads. */
+ * POSITIVE under normalisation; KAT_EDOM for non-finite inputs, for an output or final state
+ * that is not finite (a feature that overflowed fp32 reaches them through the ones column;
+ * the features themselves are not scanned) and for a denominator that is not > 0 (fp32
+ * underflow of a positive map); KAT_ERANGE when a size overflows. Validation and allocation
+ * happen before any output is written; only if the map's own callback fails part way (its
+ * status, or a non-finite value) may o be partly written. state_out is written only on
+ * success. Threads (kat_num_threads; OpenBLAS is held at one thread inside the parallel
+ * region): (batch, head) pairs in parallel, or, with fewer pairs than threads, the chunks of
+ * one sequence (each thread rebuilds the state of the chunks before its segment; non-causal:
+ * partial key states summed). A call of less than ~4 MFLOP (a decoding step) runs on the
+ * calling thread. Deterministic for a given thread count. */
 kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts,
                               const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
                               kat_tensor *o, const kat_tensor *state_in, kat_tensor *state_out);

@@ -7,9 +7,9 @@
  * original positions drive the causal mask, so a tile of gathered rows is masked correctly.
  *
  * Score tiles hold raw dot products s = (sign(scale) q).k; the softmax runs on
- * 2^(c2 (s - max)) with c2 = |scale| log2(e), so Q is never rounded by a scale and the largest
- * terms' exponents are exact. The running max m is in raw score units. Masks per (query tile,
- * key tile) pair:
+ * 2^(c2 (s - max)) with c2 = |scale| log2(e) kept as a float pair (c2, c2_lo), so Q is never
+ * rounded by a scale and each probability carries only the exponential's error. The running
+ * max m is in raw score units. Masks per (query tile, key tile) pair:
  *   - none: every pair allowed (the fast path);
  *   - KAT_FLASH_MASK_CAUSAL: key row j is visible to query lane i iff kpos[j] <= qlim[i], with
  *     qlim = query position + (M - N) (or any limit the caller wants);
@@ -21,9 +21,12 @@
  *     for each key tile kt visible to this query tile: kat_flash_fwd_step(&ctx, &st, &kt);
  *     kat_flash_fwd_end(&ctx, &st, orows, lse_ptrs);
  *
- * and backward: kat_flash_bwd_prepare() each query tile once, then kat_flash_bwd_step() for
- * each (query tile, key tile) pair with the accumulators you want (dq for a query tile, dk and
- * dv for a key tile, or all three), then scale dq and dk by ctx.scale when writing them out. */
+ * and backward: kat_flash_bwd_prepare() each query tile once (from the forward's fp32
+ * logsumexp; or, more accurate, kat_flash_bwd_prepare_lse2() after a statistics pass of
+ * kat_flash_fwd_stats_step() and kat_flash_fwd_lse2()), then kat_flash_bwd_step() for each
+ * (query tile, key tile) pair with the accumulators you want (dq for a query tile, dk and dv
+ * for a key tile, or all three), then scale dq and dk by ctx.scale when writing them out.
+ * Accumulator tiles are 64-byte aligned with rows of ctx.ldd floats, zeroed by the caller. */
 #ifndef KAT_FLASH_INTERNAL_H
 #define KAT_FLASH_INTERNAL_H
 
@@ -45,7 +48,7 @@ typedef struct {
     size_t ldd;      /* D rounded up to 16: row stride of the accumulator tiles */
     float qsign;     /* sign of the scale, applied to Q when packed (exact) */
     float c2;        /* |scale| * log2(e): raw scores to log2 units, applied after the max */
-    float c2_lo;     /* |scale| * log2(e) - c2, so that the backward does not round it */
+    float c2_lo;     /* |scale| * log2(e) - c2: with c2, the constant unrounded */
     double abs_scale;   /* |scale|, for the logsumexp */
     float scale;     /* the softmax scale; dq and dk are multiplied by it at the end */
 } kat_flash_ctx;

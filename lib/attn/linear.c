@@ -122,10 +122,9 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
         return kat_fail(KAT_EINVAL, "%s: opts->intra = SCORE needs an EXACT map with a score "
                         "callback; map %s %s", fn, kat_featmap_name(fm),
                         p->ops->score ? "is not EXACT" : "has no score");
-    /* AUTO is the feature product: one sgemm with the inter-chunk readout. A per-pair score
-     * callback runs a scalar chain of d multiply-adds (~60 ns for d = 64, ~300 ns behind
-     * per-token normalisation), slower than sgemm's 2 D flops per pair for every map measured
-     * (docs/benchmarks.md). */
+    /* AUTO is the feature product, in the same sgemm as the readout: a per-pair score
+     * callback is a scalar fp64 chain of d multiply-adds, slower for every map measured
+     * (docs/benchmarks.md, "Linear attention"). */
     if (p->intra == KAT_LINEAR_INTRA_AUTO)
         p->intra = KAT_LINEAR_INTRA_FEATURES;
     return KAT_OK;

@@ -123,10 +123,11 @@ kat_status kat_attn_reference_backward(const kat_attn_desc *desc, const kat_tens
     size_t qrows = d.B * d.H * d.N, krows = d.B * d.H_kv * d.M, g = d.H / (d.H_kv ? d.H_kv : 1);
     if ((!dq && qrows) || (!dk && krows) || (!dv && krows))
         return kat_fail(KAT_EINVAL, "reference_backward: dq, dk or dv is NULL");
-    if (krows)
-        memset(dk, 0, krows * d.D * sizeof(double)), memset(dv, 0, krows * d.D * sizeof(double));
-    if (!qrows)
+    if (!qrows) {
+        if (krows)
+            memset(dk, 0, krows * d.D * sizeof(double)), memset(dv, 0, krows * d.D * sizeof(double));
         return KAT_OK;
+    }
     double *o = kat_alloc_array(qrows * d.D, sizeof(double), "reference o");
     double *lse = kat_alloc_array(qrows, sizeof(double), "reference lse");
     double *delta = kat_alloc_array(qrows, sizeof(double), "reference delta");
@@ -138,6 +139,8 @@ kat_status kat_attn_reference_backward(const kat_attn_desc *desc, const kat_tens
         kat_free(o), kat_free(lse), kat_free(delta);
         return st;
     }
+    if (krows)   /* outputs are touched only once nothing can fail */
+        memset(dk, 0, krows * d.D * sizeof(double)), memset(dv, 0, krows * d.D * sizeof(double));
     int threads = kat_num_threads();
     (void)threads;
 #pragma omp parallel num_threads(threads) if (qrows * d.M * d.D > (1u << 18))

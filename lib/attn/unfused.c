@@ -142,20 +142,22 @@ kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor
         return st;
     size_t rb = block_rows(&d) / 2 + 1, g = d.H / (d.H_kv ? d.H_kv : 1);
     rb = rb < d.N ? rb : (d.N ? d.N : 1);
+    size_t mcols = d.M ? d.M : 1;
+    float *p = kat_alloc_array(rb * mcols, sizeof(float), "unfused probabilities");
+    float *dp = kat_alloc_array(rb * mcols, sizeof(float), "unfused dP");
+    if (!p || !dp) {   /* before touching any output */
+        kat_free(p), kat_free(dp);
+        return KAT_ENOMEM;
+    }
     for (size_t b = 0; b < d.B; b++)
         for (size_t hk = 0; hk < d.H_kv; hk++)
             for (size_t j = 0; j < d.M; j++) {
                 memset(kat_tensor_row(dk, b, hk, j), 0, d.D * sizeof(float));
                 memset(kat_tensor_row(dv, b, hk, j), 0, d.D * sizeof(float));
             }
-    if (d.B * d.H * d.N == 0)
-        return KAT_OK;
-    size_t mcols = d.M ? d.M : 1;
-    float *p = kat_alloc_array(rb * mcols, sizeof(float), "unfused probabilities");
-    float *dp = kat_alloc_array(rb * mcols, sizeof(float), "unfused dP");
-    if (!p || !dp) {
+    if (d.B * d.H * d.N == 0) {
         kat_free(p), kat_free(dp);
-        return KAT_ENOMEM;
+        return KAT_OK;
     }
     const kat_kernels *kern = kat_kernels_get();
     int threads = kat_num_threads(), blas_threads = openblas_get_num_threads();
