@@ -404,6 +404,8 @@ START_TEST(test_small_shapes)
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const size_t *x = shapes[s];
+        if (tu_quick() && x[5] == 256)
+            continue;   /* the largest head dimension: minutes under valgrind */
         prob p;
         prob_init(&p, x[0], x[1], x[2], x[3], x[4], x[5], (int)x[6], 0);
         prob_fill(&p, 40 + s, 1.0, 1.0, 1.0, 1.0);

@@ -105,6 +105,37 @@ kat_status kat_attn_check_disjoint(const kat_tensor *const *outs, const char *co
     return KAT_OK;
 }
 
+/* Largest |element| of a view (finite data: checked before). */
+static double tensor_max_abs(const kat_tensor *t)
+{
+    float m = 0.0f;
+    for (size_t b = 0; b < t->B; b++)
+        for (size_t h = 0; h < t->H; h++)
+            for (size_t n = 0; n < t->N; n++) {
+                const float *row = kat_tensor_row(t, b, h, n);
+                for (size_t j = 0; j < t->D; j++)
+                    m = fmaxf(m, fabsf(row[j]));
+            }
+    return m;
+}
+
+/* Finite q and k can still give q.k or scale*q.k beyond fp32 (|q.k| <= max|q| max|k| D): refuse
+ * them instead of returning a silently wrong softmax. The unfused baseline forms q.k before
+ * scaling, the flash kernels after, so both products are bounded. The limit is conservative by
+ * 2^10 so that packed and accumulated values stay finite too. */
+static kat_status check_logit_range(const kat_attn_desc *d, const kat_tensor *q,
+                                    const kat_tensor *k)
+{
+    double mq = tensor_max_abs(q), mk = tensor_max_abs(k);
+    double raw = mq * mk * (double)d->D, scaled = raw * fabs(d->scale) * 1.4426950408889634;
+    if (raw > 0x1p118 || scaled > 0x1p118)
+        return kat_fail(KAT_ERANGE,
+                        "logits may overflow fp32: max|q| = %g, max|k| = %g and D = %zu bound "
+                        "|q.k| by %g (scale %g: %g); the limit is 2^118 = %g",
+                        mq, mk, d->D, raw, d->scale, scaled, 0x1p118);
+    return KAT_OK;
+}
+
 kat_status kat_attn_check_forward(const kat_attn_desc *d, const kat_tensor *q,
                                   const kat_tensor *k, const kat_tensor *v,
                                   const kat_tensor *o, const kat_tensor *lse)
@@ -123,7 +154,7 @@ kat_status kat_attn_check_forward(const kat_attn_desc *d, const kat_tensor *q,
     if ((st = kat_tensor_check(q, "q", 1)) || (st = kat_tensor_check(k, "k", 1)) ||
         (st = kat_tensor_check(v, "v", 1)))
         return st;
-    return KAT_OK;
+    return check_logit_range(d, q, k);
 }
 
 kat_status kat_attn_check_backward(const kat_attn_desc *d, const kat_tensor *q,
@@ -153,5 +184,5 @@ kat_status kat_attn_check_backward(const kat_attn_desc *d, const kat_tensor *q,
         (lse && (st = kat_attn_check_lse_input(lse, "lse", d->B, d->H, d->N))) ||
         (st = kat_tensor_check(dout, "dout", 1)))
         return st;
-    return KAT_OK;
+    return check_logit_range(d, q, k);
 }

@@ -252,12 +252,14 @@ void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
 {
     bwd_args a = {q, k, v, o, lse, dout, dq, dk, dv, NULL, NULL, NULL, NULL};
     size_t units = L->nunits, nred = L->nred, D = L->d.D;
-    size_t gq = L->gather ? L->qs.heads : 0, gk = L->gather ? L->ks.heads : 0;
-    if (L->gather) {
-        unsigned char *cur = work + L->bwd_gather_off;
-        size_t qr = L->qs.head_off[L->qs.heads], kr = L->ks.head_off[L->ks.heads];
+    size_t gq = L->gather_q ? L->qs.heads : 0, gk = L->gather_k ? L->ks.heads : 0;
+    unsigned char *cur = work + L->bwd_gather_off;
+    size_t qr = L->qs.head_off[L->qs.heads], kr = L->ks.head_off[L->ks.heads];
+    if (L->gather_q) {
         a.qg = kat_sparse_gather_region(&cur, qr, D);
         a.dg = kat_sparse_gather_region(&cur, qr, D);
+    }
+    if (L->gather_k) {
         a.kg = kat_sparse_gather_region(&cur, kr, D);
         a.vg = kat_sparse_gather_region(&cur, kr, D);
     }

@@ -154,10 +154,11 @@ void kat_sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
 {
     fwd_args a = {q, k, v, o, lse, NULL, NULL, NULL};
     size_t nqt = L->qs.ntiles, heads = L->qs.compact ? L->qs.heads : 0, D = L->d.D;
-    size_t gq = L->gather ? L->qs.heads : 0, gk = L->gather ? L->ks.heads : 0;
-    if (L->gather) {
-        unsigned char *cur = work + L->fwd_gather_off;
+    size_t gq = L->gather_q ? L->qs.heads : 0, gk = L->gather_k ? L->ks.heads : 0;
+    unsigned char *cur = work + L->fwd_gather_off;
+    if (L->gather_q)
         a.qg = kat_sparse_gather_region(&cur, L->qs.head_off[L->qs.heads], D);
+    if (L->gather_k) {
         a.kg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], D);
         a.vg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], D);
     }

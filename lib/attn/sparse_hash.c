@@ -128,7 +128,7 @@ kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, size_t nb,
         return st;
     const kat_attn_desc *d = &L->d;
     L->bits_src = SP_BITS_BUCKET;
-    L->gather = 1;   /* bucket order scatters the rows over the whole sequence */
+    L->gather_q = L->gather_k = 1;   /* bucket order scatters rows over the sequence */
     if ((st = check_buckets(q_buckets, "q_buckets", d->B, d->H, d->N, nb)) ||
         (st = check_buckets(k_buckets, "k_buckets", d->B, d->H_kv, d->M, nb)) ||
         (st = hash_side(&L->qs, q_buckets, d->B * d->H, d->N, nb)) ||

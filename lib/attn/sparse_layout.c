@@ -430,9 +430,10 @@ static kat_status size_workspaces(kat_sparse_layout *L)
     L->bwd_thread_bytes = kat_sparse_bwd_thread_bytes(L);
     /* Gathered rows: forward q, k, v; backward q, dout, k, v (D floats each, 64-byte
      * rounded blocks). */
-    if (L->gather && (kat_mul3_overflow(qrows, D, sizeof(float), &gq) ||
-                      kat_mul3_overflow(krows, D, sizeof(float), &gk) ||
-                      kat_add_overflow(gq, 64, &gq) || kat_add_overflow(gk, 64, &gk)))
+    if ((L->gather_q && (kat_mul3_overflow(qrows, D, sizeof(float), &gq) ||
+                         kat_add_overflow(gq, 64, &gq))) ||
+        (L->gather_k && (kat_mul3_overflow(krows, D, sizeof(float), &gk) ||
+                         kat_add_overflow(gk, 64, &gk))))
         return kat_fail(KAT_ERANGE, "sparse layout: gathered rows overflow");
     if (!L->bwd_thread_bytes || kat_mul_overflow(T, L->fwd_thread_bytes, &a) ||
         kat_add_overflow(gq, 2 * gk, &gf) || gk > SIZE_MAX / 2 ||

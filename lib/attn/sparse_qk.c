@@ -162,8 +162,14 @@ kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, const kat_spar
     if ((st = check_keep_shape(q_keep, "q_keep", d->B, d->H, d->N)) ||
         (st = check_keep_shape(k_keep, "k_keep", d->B, d->H_kv, d->M)) ||
         (st = qk_side(&L->qs, q_keep, d->B * d->H, d->N)) ||
-        (st = qk_side(&L->ks, k_keep, d->B * d->H_kv, d->M)) ||
-        (st = kat_sparse_side_tile(&L->qs, BQ, 0)) || (st = kat_sparse_side_tile(&L->ks, BK, 0)) ||
+        (st = qk_side(&L->ks, k_keep, d->B * d->H_kv, d->M))) {
+        kat_sparse_layout_destroy(L);
+        return st;
+    }
+    /* Rows with gaps stream better copied together (see sparse_internal.h). */
+    L->gather_q = L->qs.compact;
+    L->gather_k = L->ks.compact;
+    if ((st = kat_sparse_side_tile(&L->qs, BQ, 0)) || (st = kat_sparse_side_tile(&L->ks, BK, 0)) ||
         (st = kat_sparse_layout_finish(L, qk_pairs, NULL))) {
         kat_sparse_layout_destroy(L);
         return st;

@@ -8,6 +8,18 @@
 #include "core/internal.h"
 #include "rank/rank_internal.h"
 
+/* |M|_F = sqrt(sum sigma_i^2), scaled by sigma_1 so that neither huge nor tiny entries
+ * overflow or underflow the squares (the dense paths have the whole spectrum). */
+static double fro_from_spectrum(const double *sv, size_t k)
+{
+    if (k == 0 || sv[0] == 0.0)
+        return 0.0;
+    double acc = 0.0;
+    for (size_t i = 0; i < k; i++)
+        acc += (sv[i] / sv[0]) * (sv[i] / sv[0]);
+    return sv[0] * sqrt(acc);
+}
+
 void kat_rank_opts_init(kat_rank_opts *o)
 {
     if (!o)
@@ -44,6 +56,9 @@ static kat_status check_opts(const char *who, const kat_rank_opts *o)
         return kat_fail(KAT_EINVAL, "%s: atol = %g must be finite and >= 0", who, o->atol);
     if (!(o->eps >= 0.0) || !isfinite(o->eps))
         return kat_fail(KAT_EINVAL, "%s: eps = %g must be finite and >= 0", who, o->eps);
+    if (o->method == KAT_RANK_RANDOMIZED && o->oversample == 0)
+        return kat_fail(KAT_EINVAL, "%s: oversample = 0 would end the search after the first "
+                        "block; use >= 1 (default 10)", who);
     if (o->power_iters < 0 || o->power_iters > 32)
         return kat_fail(KAT_EINVAL, "%s: power_iters = %d must be in [0, 32]", who,
                         o->power_iters);
@@ -96,20 +111,8 @@ static kat_status dense_op(const char *who, const rank_op *op, const kat_rank_op
                         dense_hint);
     }
     st = rank_op_fill(op, M, m, o->tile_rows);
-    double fro_sq = 0.0;
-    if (!st) {
-        rank_sum acc = {0.0, 0.0};
-        for (size_t i = 0; i < n; i++) {
-            const double *row = M + i * m;
-            double r = 0.0;
-            for (size_t j = 0; j < m; j++)
-                r += row[j] * row[j];
-            rank_sum_add(&acc, r);
-        }
-        fro_sq = rank_sum_value(&acc);
-        /* Row-major n x m is column-major m x n: same singular values, no copy. */
+    if (!st)   /* Row-major n x m is column-major m x n: same singular values, no copy. */
         st = rank_svd_values_inplace(m, n, M, m, sv);
-    }
     kat_free(M);
     if (st) {
         kat_free(sv);
@@ -124,7 +127,7 @@ static kat_status dense_op(const char *who, const rank_op *op, const kat_rank_op
     res->sigma_max = sv[0];
     res->tol = rank_tolerance(sv[0], n, m, o->rtol, o->atol);
     res->rank = rank_count_above(sv, mn, res->tol);
-    res->fro_norm = sqrt(fro_sq);
+    res->fro_norm = fro_from_spectrum(sv, mn);
     kat_rank_stable(sv, mn, &res->stable_rank);
     kat_rank_effective(sv, mn, &res->effective_rank);
     res->eps_rank_spectral = res->eps_rank_frobenius = KAT_RANK_NONE;
@@ -275,11 +278,7 @@ kat_status kat_rank_probe_matrix(const kat_dmat *M, const kat_rank_opts *o, kat_
     r.sigma_max = sv[0];
     r.tol = rank_tolerance(sv[0], n, m, o->rtol, o->atol);
     r.rank = rank_count_above(sv, mn, r.tol);
-    rank_sum acc = {0.0, 0.0};
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < m; j++)
-            rank_sum_add(&acc, M->data[i * M->ld + j] * M->data[i * M->ld + j]);
-    r.fro_norm = sqrt(rank_sum_value(&acc));
+    r.fro_norm = fro_from_spectrum(sv, mn);
     kat_rank_stable(sv, mn, &r.stable_rank);
     kat_rank_effective(sv, mn, &r.effective_rank);
     r.eps_rank_spectral = r.eps_rank_frobenius = KAT_RANK_NONE;

@@ -41,6 +41,10 @@ kat_status rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t l
                         "(info = %d)", rows, cols, (int)info);
     if (info < 0)
         return kat_fail(KAT_ELAPACK, "svd: dgesdd rejected argument %d", (int)-info);
+    size_t k = rows < cols ? rows : cols;
+    if (k && !isfinite(sv[0]))
+        return kat_fail(KAT_ERANGE, "svd: the largest singular value of the %zu x %zu matrix "
+                        "overflows double (entries too close to DBL_MAX)", rows, cols);
     return KAT_OK;
 }
 
