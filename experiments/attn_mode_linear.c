@@ -11,8 +11,8 @@
  *   intra=features|score  how the in-chunk scores are computed (default features; score calls
  *                the map's exact kernel per pair, for EXACT maps with a score callback)
  * and for `kat bench attn` only:
- *   flash=0      skip timing kat's dense flash on the same tensors (done by default for the
- *                forward: its time and ratio go into the report's note)
+ *   flash=0      skip timing kat's dense flash on the same tensors (by default its forward,
+ *                or with --backward its backward, is timed too and reported in the note)
  *   crossover=1  also estimate the N where linear overtakes flash at the same B, H, D and
  *                mask (see crossover() below)
  *   pass=state   time only the chunked state update S += psi(K)^T [V | 1] (no queries);
@@ -221,6 +221,45 @@ static kat_status flash_once(void *ctx)
     return kat_attn_dense_forward(f->q, f->k, f->v, f->o, f->lse, f->causal, 0.0);
 }
 
+/* Flash's backward on t's q, k, v, dout (its own forward's o and lse, its own gradients). */
+typedef struct {
+    attn_tensors *t;
+    kat_tensor o, lse, dq, dk, dv;
+    int causal;
+} flash_bwd_call;
+
+static kat_status flash_bwd_once(void *ctx)
+{
+    flash_bwd_call *f = ctx;
+    return kat_attn_dense_backward(&f->t->q, &f->t->k, &f->t->v, &f->o, &f->lse, &f->t->dout,
+                                   &f->dq, &f->dk, &f->dv, f->causal, 0.0);
+}
+
+static kat_status time_flash_backward(const attn_opts *o, attn_tensors *t, double *ms)
+{
+    flash_bwd_call f = {t, t->o, t->lse, t->dq, t->dk, t->dv, o->causal};
+    kat_tensor *bufs[5] = {&f.o, &f.lse, &f.dq, &f.dk, &f.dv};
+    kat_status st = KAT_OK;
+    for (int i = 0; i < 5; i++)
+        bufs[i]->data = NULL;
+    for (int i = 0; i < 5 && !st; i++) {
+        kat_tensor *b = bufs[i];
+        size_t n = b->B * b->H * b->N * b->D;
+        if (!(b->data = kat_malloc((n ? n : 1) * sizeof(float))))
+            st = KAT_ENOMEM;
+        else
+            *b = kat_tensor_view(b->data, b->B, b->H, b->N, b->D);
+    }
+    if (!st)
+        st = kat_attn_dense_forward(&t->q, &t->k, &t->v, &f.o, &f.lse, o->causal, 0.0);
+    attn_bench_call call = {flash_bwd_once, NULL, &f, 0.0, ""};
+    if (!st)
+        st = attn_time_median(&call, o->warmup, o->reps, ms, NULL);
+    for (int i = 0; i < 5; i++)
+        kat_free(bufs[i]->data);
+    return st;
+}
+
 /* Median times of linear (fm, lopts) and flash, forward, on random [B, H, n, D] tensors. */
 static kat_status time_pair(const attn_opts *o, kat_featmap *fm, const kat_linear_opts *lopts,
                             size_t n, double *lin_ms, double *flash_ms)
@@ -337,6 +376,15 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
     int len = snprintf(call->note, sizeof call->note, "%s%s D=%zu chunk %zu%s",
                        c->pass == 2 ? "state update, " : "", kat_featmap_name(c->fm), D, chunk,
                        c->lopts.unnormalized ? " unnormalized" : "");
+    if (c->pass == 1 && want_flash && len < (int)sizeof call->note) {
+        double flash_ms;
+        if ((st = time_flash_backward(o, t, &flash_ms))) {
+            linear_cleanup(c);
+            return st;
+        }
+        snprintf(call->note + len, sizeof call->note - (size_t)len, "; flash backward %.3f ms",
+                 flash_ms);
+    }
     if (c->pass == 0 && want_flash && len < (int)sizeof call->note) {
         /* kat's dense flash on the same tensors, and where linear overtakes it */
         double lin_ms, flash_ms, cross = 0.0;

@@ -24,12 +24,13 @@ cc=${CC:-cc}
 guide=$src/docs/user-guide.md
 man=$src/docs/kat.1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kat_docs.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+# No `trap ... EXIT`: dash never frees a trap's text, which the valgrind setup reports as a
+# definite leak of the shell; the directory is removed at the end instead.
 nbad=0
 bad() { echo "FAIL: $*"; nbad=$((nbad + 1)); }
 
 for f in "$guide" "$man" "$src/docs/README.md"; do
-    [ -f "$f" ] || { echo "FAIL: missing $f"; exit 1; }
+    [ -f "$f" ] || { echo "FAIL: missing $f"; rm -rf "$tmp"; exit 1; }
 done
 
 # ---- 1. the C examples ---------------------------------------------------------------------
@@ -194,6 +195,7 @@ for md in "$src"/docs/*.md "$src/README.md"; do
 done
 echo "ok: groff and links checked"
 
+rm -rf "$tmp"
 if [ "$nbad" = 0 ]; then
     echo "docs test passed"
     exit 0

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "test_linear_util.h"
 #include "kat/featmaps.h"
+#include "kat/group.h"
 
 /* The design's error rule: the engine's relative error against fp64 is no worse than twice
  * that of a naive fp32 implementation, plus one fp32 rounding of the output. */
@@ -336,6 +337,78 @@ START_TEST(test_threads_segments)
         free_problem(&p);
     }
     kat_featmap_destroy(fm);
+}
+END_TEST
+
+/* The theory module's maps plug in unchanged: Taylor-1 behind a normalisation that makes it
+ * positive, FAVOR+ (positive random features), RFF (signed: un-normalised), an exact
+ * polynomial map from an expression, and a group-character map on the cube's corners; forward
+ * (causal and not) against the fp64 reference, and the backward where the map has a gradient. */
+START_TEST(test_theory_maps)
+{
+    const size_t d = 4, dv = 3, N = 45;
+    kat_featmap *maps[5] = {NULL};
+    int unnorm[5] = {0, 0, 1, 0, 0};
+    kat_featmap *t1;
+    TU_OK(kat_featmap_taylor_create(d, 1, 1.0, &t1));
+    TU_OK(kat_featmap_token_norm_create(t1, 1, sqrt(0.5), KAT_FEATMAP_POSITIVE, &maps[0]));
+    TU_OK(kat_featmap_favor_create(d, 64, 0.5, KAT_FAVOR_ORTHOGONAL | KAT_FAVOR_STABLE, 3,
+                                   &maps[1]));
+    TU_OK(kat_featmap_rff_create(KAT_RFF_GAUSSIAN, KAT_RFF_PAIR, d, 32, 1.5, 4, &maps[2]));
+    kat_fn *f;
+    TU_OK(kat_fn_parse("1 + x/2 + (x/2)^2", &f, NULL));
+    TU_OK(kat_featmap_poly_from_fn(f, d, &maps[3]));
+    kat_fn_destroy(f);
+    TU_OK(kat_fn_parse("exp(-x)", &f, NULL));
+    const double a[4] = {1.0, 1.0, 1.0, 1.0};
+    TU_OK(kat_group_featmap_create(f, a, d, 0, 0, &maps[4]));
+    kat_fn_destroy(f);
+    ck_assert(kat_featmap_flags(maps[4]) & KAT_FEATMAP_POSITIVE);
+    for (int m = 0; m < 5; m++)
+        for (int causal = 0; causal < 2; causal++) {
+            size_t D = kat_featmap_out_dim(maps[m]);
+            problem p = make_problem(1, 2, N, N, d, dv, D, 70 + m, 0.7, 0);
+            if (m == 4)   /* the group map lives on the corners {0, 1}^4 */
+                for (size_t i = 0; i < 2 * N * d; i++) {
+                    p.q.data[i] = p.q.data[i] > 0.0f ? 1.0f : 0.0f;
+                    p.k.data[i] = p.k.data[i] > 0.0f ? 1.0f : 0.0f;
+                }
+            kat_linear_opts opts = {.causal = causal, .unnormalized = unnorm[m], .chunk = 16};
+            TU_OK(kat_linear_forward(maps[m], &opts, &p.q, &p.k, &p.v, &p.o, NULL, NULL));
+            TU_OK(kat_linear_reference(maps[m], &opts, 0, &p.q, &p.k, &p.v, NULL, p.ref));
+            tl_naive_f32(maps[m], causal, !unnorm[m], &p.q, &p.k, &p.v, &p.naive);
+            char what[64];
+            snprintf(what, sizeof what, "%s causal %d", kat_featmap_name(maps[m]), causal);
+            assert_within_rule(tl_rel_err(&p.o, p.ref), tl_rel_err(&p.naive, p.ref), what);
+            if (m == 3 || m == 4) {   /* exact maps: the same as the kernel itself */
+                TU_OK(kat_linear_reference(maps[m], &opts, 1, &p.q, &p.k, &p.v, NULL, p.ref));
+                assert_within_rule(tl_rel_err(&p.o, p.ref), tl_rel_err(&p.naive, p.ref), what);
+            }
+            if (kat_featmap_get_ops(maps[m])->vjp) {   /* the reference needs the fp64 vjp */
+                kat_tensor d_o = tl_tensor(1, 2, N, dv), dq = tl_tensor(1, 2, N, d);
+                kat_tensor dk = tl_tensor(1, 2, N, d), dvt = tl_tensor(1, 2, N, dv);
+                kat_rng *rng;
+                TU_OK(kat_rng_create(9, &rng));
+                tl_fill(&d_o, rng, 1.0, 0.0);
+                kat_rng_destroy(rng);
+                TU_OK(kat_linear_backward(maps[m], &opts, &p.q, &p.k, &p.v, &p.o, &d_o, &dq, &dk,
+                                          &dvt, NULL, NULL));
+                double *gq = tl_dalloc(2 * N * d), *gk = tl_dalloc(2 * N * d);
+                double *gv = tl_dalloc(2 * N * dv);
+                TU_OK(kat_linear_reference_backward(maps[m], &opts, &p.q, &p.k, &p.v, &d_o, gq, gk,
+                                                    gv));
+                double tol = 8.0 * EPS32 * (double)(N + D);
+                ck_assert_msg(tl_rel_err(&dq, gq) <= tol && tl_rel_err(&dk, gk) <= tol &&
+                                  tl_rel_err(&dvt, gv) <= tol,
+                              "%s: gradients %.3g %.3g %.3g > %.3g", what, tl_rel_err(&dq, gq),
+                              tl_rel_err(&dk, gk), tl_rel_err(&dvt, gv), tol);
+                free(gq), free(gk), free(gv);
+                tl_free(&d_o), tl_free(&dq), tl_free(&dk), tl_free(&dvt);
+            }
+            free_problem(&p);
+        }
+    for (int m = 0; m < 5; m++)
+        kat_featmap_destroy(maps[m]);
 }
 END_TEST
 
@@ -867,6 +940,7 @@ int main(void)
     tcase_add_test(tc, test_taylor2_equals_quadratic);
     tcase_add_test(tc, test_strided_views);
     tcase_add_test(tc, test_threads_segments);
+    tcase_add_test(tc, test_theory_maps);
     tcase_add_test(tc, test_unnormalized_signed_map);
     tcase_add_test(tc, test_empty_and_tiny);
     tcase_add_test(tc, test_backward_reference_and_fd);

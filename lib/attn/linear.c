@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -188,18 +189,33 @@ static int thread_id(void)
 }
 
 /* Inside kat's parallel regions each thread calls a single-threaded sgemm; OpenBLAS's own
- * threads would oversubscribe the cores. Restored afterwards. */
-static int blas_threads_push(int nt)
+ * threads would oversubscribe the cores (and contend for its thread pool). Its thread count
+ * is process-wide, so concurrent calls share one hold: the first sets 1 and remembers the
+ * old count, the last restores it. */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_holders, blas_saved;
+
+static void blas_single_begin(int nt)
 {
-    int prev = openblas_get_num_threads();
-    if (nt > 1 && prev != 1)
-        openblas_set_num_threads(1);
-    return prev;
+    if (nt <= 1)
+        return;
+    pthread_mutex_lock(&blas_lock);
+    if (blas_holders++ == 0) {
+        blas_saved = openblas_get_num_threads();
+        if (blas_saved != 1)
+            openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_lock);
 }
-static void blas_threads_pop(int nt, int prev)
+
+static void blas_single_end(int nt)
 {
-    if (nt > 1 && prev != 1)
-        openblas_set_num_threads(prev);
+    if (nt <= 1)
+        return;
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_holders == 0 && blas_saved != 1)
+        openblas_set_num_threads(blas_saved);
+    pthread_mutex_unlock(&blas_lock);
 }
 
 /* Workspaces for nt threads; returns how many were allocated (all or a failure status). */
@@ -323,7 +339,7 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
         return KAT_ENOMEM;
     }
     lin_err err = {0};
-    int prev_blas = blas_threads_push(nt);
+    blas_single_begin(nt);
     const size_t nc = (p.nq + p.C - 1) / p.C;
     if (per_item) {
 #if KAT_HAVE_OPENMP
@@ -404,7 +420,7 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
             }
         }
     }
-    blas_threads_pop(nt, prev_blas);
+    blas_single_end(nt);
     st = err_raise(&err);
     if (st == KAT_OK && finals && !lin_all_finite(finals, items * DE))
         st = kat_fail(KAT_EDOM, "%s: the final state is not finite: map %s overflows in fp32 "
@@ -515,7 +531,7 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
         return KAT_ENOMEM;
     }
     lin_err err = {0};
-    int prev_blas = blas_threads_push(nt);
+    blas_single_begin(nt);
 #if KAT_HAVE_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 #endif
@@ -525,7 +541,7 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
         err_record(&err, lin_bwd_item(&p, &ws[thread_id()], it,
                                       dstates ? dstates + it * DE : NULL));
     }
-    blas_threads_pop(nt, prev_blas);
+    blas_single_end(nt);
     st = err_raise(&err);
     /* a feature that overflowed shows up here (the features themselves are not scanned) */
     if (st == KAT_OK && ((st = kat_tensor_check(dq, "dq", 1)) ||

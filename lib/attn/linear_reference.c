@@ -48,15 +48,19 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
     if (!o_ref && p.B && p.H && p.nq && p.dv)
         return kat_fail(KAT_EINVAL, "%s: o_ref is NULL", fn);
     const size_t d = p.d, D = p.Df, E = p.E, dv = p.dv, nq = p.nq, nk = p.nk;
-    size_t nmax = nq > nk ? nq : nk, total, part;
+    size_t nmax = nq > nk ? nq : nk, total, part, nout;
     if (kat_mul_overflow(nq + nk, D, &total) || kat_mul_overflow(nmax, d, &part) ||
-        kat_add_overflow(total, part, &total) || kat_add_overflow(total, D * E + 2 * d + E, &total))
+        kat_add_overflow(total, part, &total) ||
+        kat_add_overflow(total, D * E + 2 * d + E, &total) ||
+        kat_mul3_overflow(p.B * p.H, nq, dv, &nout) || kat_add_overflow(total, nout, &total))
         return kat_fail(KAT_ERANGE, "%s: %zu + %zu tokens of %zu features overflow", fn, nq, nk, D);
     double *buf = kat_alloc_array(total, sizeof(double), "linear_reference: features");
     if (!buf)
         return KAT_ENOMEM;
+    /* the outputs are built apart and copied only on success: a map callback that fails part
+     * way leaves o_ref untouched */
     double *phi = buf, *psi = phi + nq * D, *x = psi + nk * D, *s0 = x + nmax * d;
-    double *qd = s0 + D * E, *kd = qd + d, *acc = kd + d;
+    double *qd = s0 + D * E, *kd = qd + d, *acc = kd + d, *res = acc + E;
     const int need_phi = !use_score || state_in;
     for (size_t it = 0; it < p.B * p.H && st == KAT_OK; it++) {
         if ((need_phi && (st = features64(&p, KAT_SIDE_QUERY, q, it, nq, x, phi))) ||
@@ -91,7 +95,7 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
                     acc[c] += f * vr[c];
                 acc[dv] += f;
             }
-            double *out = o_ref + (it * nq + i) * dv;
+            double *out = res + (it * nq + i) * dv;
             if (st)
                 break;
             if (!p.normalize) {
@@ -106,6 +110,8 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
             }
         }
     }
+    if (st == KAT_OK && nout)
+        memcpy(o_ref, res, nout * sizeof(double));
     kat_free(buf);
     return st;
 }
@@ -132,22 +138,28 @@ kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear
         return kat_fail(KAT_EINVAL, "%s: %s is NULL", fn,
                         !dq_ref && p.nq ? "dq_ref" : !dk_ref ? "dk_ref" : "dv_ref");
     const size_t d = p.d, D = p.Df, E = p.E, dv = p.dv, nq = p.nq, nk = p.nk;
-    size_t nmax = nq > nk ? nq : nk, total, part;
+    size_t nmax = nq > nk ? nq : nk, total, part, nq_out, nk_out, nv_out;
+    const size_t items = p.B * p.H;
     if (kat_mul3_overflow(2, nq + nk, D, &total) || kat_mul_overflow(nmax, d, &part) ||
-        kat_add_overflow(total, part, &total) || kat_add_overflow(total, nk + 2 * E, &total))
+        kat_add_overflow(total, part, &total) || kat_add_overflow(total, nk + 2 * E, &total) ||
+        kat_mul3_overflow(items, nq, d, &nq_out) || kat_mul3_overflow(items, nk, d, &nk_out) ||
+        kat_mul3_overflow(items, nk, dv, &nv_out) || kat_add_overflow(total, nq_out, &total) ||
+        kat_add_overflow(total, nk_out, &total) || kat_add_overflow(total, nv_out, &total))
         return kat_fail(KAT_ERANGE, "%s: %zu + %zu tokens of %zu features overflow", fn, nq, nk, D);
     double *buf = kat_alloc_array(total, sizeof(double), "linear_reference_backward: buffers");
     if (!buf)
         return KAT_ENOMEM;
     double *phi = buf, *psi = phi + nq * D, *dphi = psi + nk * D, *dpsi = dphi + nq * D;
     double *x = dpsi + nk * D, *f = x + nmax * d, *acc = f + nk, *g = acc + E;
+    /* gradients built apart and copied only on success (the map's vjp may fail part way) */
+    double *rq = g + E, *rk = rq + nq_out, *rv = rk + nk_out;
     for (size_t it = 0; it < p.B * p.H && st == KAT_OK; it++) {
         if ((st = features64(&p, KAT_SIDE_QUERY, q, it, nq, x, phi)) ||
             (st = features64(&p, KAT_SIDE_KEY, k, it, nk, x, psi)))
             break;
         memset(dphi, 0, nq * D * sizeof(double));
         memset(dpsi, 0, nk * D * sizeof(double));
-        double *dvo = dv_ref + it * nk * dv;
+        double *dvo = rv + it * nk * dv;
         if (nk)
             memset(dvo, 0, nk * dv * sizeof(double));
         for (size_t i = 0; i < nq; i++) {
@@ -189,7 +201,7 @@ kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear
         if (st)
             break;
         /* through the map: dq = J_phi^T dphi, dk = J_psi^T dpsi */
-        double *dqo = dq_ref + it * nq * d, *dko = dk_ref + it * nk * d;
+        double *dqo = rq + it * nq * d, *dko = rk + it * nk * d;
         if (nq) {
             memset(dqo, 0, nq * d * sizeof(double));
             for (size_t i = 0; i < nq; i++)
@@ -206,6 +218,14 @@ kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear
             if ((st = p.ops->vjp(p.mstate, KAT_SIDE_KEY, nk, x, d, dpsi, D, dko, d)))
                 break;
         }
+    }
+    if (st == KAT_OK) {
+        if (nq_out)
+            memcpy(dq_ref, rq, nq_out * sizeof(double));
+        if (nk_out)
+            memcpy(dk_ref, rk, nk_out * sizeof(double));
+        if (nv_out)
+            memcpy(dv_ref, rv, nv_out * sizeof(double));
     }
     kat_free(buf);
     return st;

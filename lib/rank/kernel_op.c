@@ -1,3 +1,4 @@
+#include <pthread.h>
 /* The kernel-matrix operator: any block of M = f(s * a(q_i, k_j)) built on demand with GEMM,
  * and the threaded products M X that the dense and the matrix-free paths share. */
 #include <cblas.h>
@@ -264,21 +265,35 @@ kat_status rank_par_err_raise(const rank_par_err *e)
     return kat_fail(e->st, "%s", e->msg);
 }
 
+/* OpenBLAS's thread count is process-wide: concurrent probes share one serial section, the
+ * first to enter saves the count and the last to leave restores it (a plain save/restore per
+ * call would let an inner call restore the outer one's 1). */
+static pthread_mutex_t blas_serial_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_serial_users, blas_serial_saved;
+
 int rank_blas_serial_begin(int threads)
 {
     /* Always serial, also on one thread: a tile's GEMM then runs the same code whatever the
      * thread counts, which keeps the bits independent of them. */
     (void)threads;
-    int saved = openblas_get_num_threads();
-    if (saved > 1)
-        openblas_set_num_threads(1);
+    pthread_mutex_lock(&blas_serial_lock);
+    if (blas_serial_users++ == 0) {
+        blas_serial_saved = openblas_get_num_threads();
+        if (blas_serial_saved > 1)
+            openblas_set_num_threads(1);
+    }
+    int saved = blas_serial_saved;
+    pthread_mutex_unlock(&blas_serial_lock);
     return saved;
 }
 
 void rank_blas_serial_end(int saved)
 {
-    if (openblas_get_num_threads() != saved)
-        openblas_set_num_threads(saved);
+    (void)saved;
+    pthread_mutex_lock(&blas_serial_lock);
+    if (--blas_serial_users == 0 && openblas_get_num_threads() != blas_serial_saved)
+        openblas_set_num_threads(blas_serial_saved);
+    pthread_mutex_unlock(&blas_serial_lock);
 }
 
 static size_t ceil_div(size_t a, size_t b) { return a / b + (a % b != 0); }
