@@ -554,6 +554,12 @@ START_TEST(test_kernels_match_ref)
                 for (size_t j = 0; j < R; j++)
                     expect_close(s1 + j * L, s2 + j * L, ab + j * L, lanes, D, "scores",
                                  kern->name);
+                /* row dots: the scores' arithmetic on pairs of rows */
+                kern->rowdot(R, D, xr, xr, s1);
+                ref->rowdot(R, D, xr, xr, s2);
+                for (size_t j = 0; j < R; j++)
+                    ab[j] = s2[j];   /* x.x: every product is positive */
+                expect_close(s1, s2, ab, R, D, "rowdot", kern->name);
                 /* accum, both stride modes and a generic one, with and without beta */
                 const size_t modes[3][2] = {{1, L}, {L, 1}, {2, 2 * L}};
                 for (int m = 0; m < 3; m++) {

@@ -13,7 +13,7 @@
 #   4. every kat_* name the guide, the man page and docs/README.md mention is declared in a
 #      public header (or a meson file), every KAT_* name exists in the sources;
 #   5. docs/kat.1 formats without a groff warning; relative links in docs/*.md and README.md
-#      point to files that exist.
+#      point to files that exist; docs/README.md links every document of docs/.
 # usage: test_docs.sh KAT_EXE SOURCE_ROOT BUILD_ROOT [B_SANITIZE]   (compiler: $CC, else cc)
 set -u
 case $1 in /*) kat=$1 ;; *) kat=$PWD/$1 ;; esac
@@ -193,7 +193,13 @@ for md in "$src"/docs/*.md "$src/README.md"; do
         [ -e "$dir/$link" ] || bad "$(basename "$md"): broken link ($link)"
     done
 done
-echo "ok: groff and links checked"
+# docs/README.md is the index of docs/: it links every document there.
+for f in "$src"/docs/*.md "$src"/docs/*.1; do
+    name=$(basename "$f")
+    [ "$name" = README.md ] && continue
+    grep -qF "]($name)" "$src/docs/README.md" || bad "docs/README.md does not list $name"
+done
+echo "ok: groff, links and the docs/ index checked"
 
 rm -rf "$tmp"
 if [ "$nbad" = 0 ]; then

@@ -42,11 +42,32 @@ START_TEST(test_rank_randomized_blocks_overestimate)
 }
 END_TEST
 
+/* The randomized probe sums |M|_F from the squares of the entries without scaling (the dense
+ * path now takes it from the spectrum): M = [1e200, 2e200] gives fro_norm = NaN with KAT_OK.
+ * Found by fuzz_rank (entries of 6e231). */
+START_TEST(test_rank_randomized_frobenius_overflow)
+{
+    double q[1] = {1e100}, k[2] = {1e100, 2e100};
+    kat_dmat Q = {1, 1, 1, q}, K = {2, 1, 1, k};
+    kat_rank_opts o;
+    kat_rank_opts_init(&o);
+    o.method = KAT_RANK_RANDOMIZED;
+    kat_rank_result r;
+    kat_status st = kat_rank_probe(NULL, &Q, &K, &o, &r);
+    double fro = st == KAT_OK ? r.fro_norm : 0;
+    if (st == KAT_OK)
+        kat_rank_result_free(&r);
+    ck_assert_msg(st != KAT_OK || fabs(fro - sqrt(5.0) * 1e200) <= 1e-14 * 1e200,
+                  "randomized |M|_F of [1e200, 2e200] reported as %g", fro);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("known_bugs");
     TCase *tc = tcase_create("known_bugs");
     tcase_add_test(tc, test_rank_randomized_blocks_overestimate);
+    tcase_add_test(tc, test_rank_randomized_frobenius_overflow);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

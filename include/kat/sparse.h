@@ -191,7 +191,10 @@ kat_status kat_sparse_layout_stats(const kat_sparse_layout *layout, kat_sparse_s
 /* The layout's resolved desc (H_kv and scale filled in, causal as given). */
 const kat_attn_desc *kat_sparse_layout_desc(const kat_sparse_layout *layout);
 
-/* Bytes of workspace a pass needs (64-byte aligned). */
+/* Bytes of workspace a pass needs (64-byte aligned): per-thread tile buffers; for the
+ * backward, partial dq tiles when a heavy head is split over several threads; and, for hash
+ * layouts and QK-drop layouts that drop rows, a copy of the kept rows of q, k, v (and dout)
+ * in processing order, so that the tiles stream contiguous rows. */
 size_t kat_sparse_workspace_size(const kat_sparse_layout *layout, kat_attn_pass pass);
 
 /* Forward: o (and lse when not NULL) from q, k, v under the layout's pattern. work is NULL

@@ -4,8 +4,6 @@
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include "core/internal.h"
 #include "rank/rank_internal.h"
 
@@ -194,8 +192,6 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
         /* Saturated: the new block found at least p directions at or below the threshold,
          * so (with high probability) none above it is left outside the basis. */
         int done = b - rank_count_above(s.svb, b, tau) >= p;
-        if (getenv("KAT_RANK_DEBUG"))
-            fprintf(stderr, "block b=%zu k=%zu: above tau %zu (tau %.3g, svb[0] %.3g svb[b-1] %.3g)\n", b, s.k, rank_count_above(s.svb, b, tau), tau, s.svb[0], s.svb[b-1]);
         if (done && o->eps > 0.0) {
             if ((st = values_of(&s, s.Zb, m, s.k, s.sv)))
                 break;
