@@ -41,6 +41,17 @@ START_TEST(test_medium)
 }
 END_TEST
 
+/* Head dimensions that are not a multiple of the vector width (masked tails, odd chunks). */
+START_TEST(test_odd_dims)
+{
+    const size_t odd[] = {1, 3, 17, 200, 255};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        kat_attn_desc d = {1, 1, 0, 50, 70, odd[i], (int)(i % 2), 0};
+        at_check(&d, LAYOUT_CONTIGUOUS, 30 + i, 1);
+    }
+}
+END_TEST
+
 /* Grouped-query attention, including the stacked tiles of small N and multi-query. */
 START_TEST(test_gqa)
 {
@@ -699,6 +710,7 @@ int main(void)
     TCase *kernels = tcase_create("kernels"), *api = tcase_create("api");
     tcase_add_loop_test(grid, test_grid_small, 0, (int)(sizeof dims / sizeof dims[0]));
     tcase_add_test(cases, test_medium);
+    tcase_add_test(cases, test_odd_dims);
     tcase_add_test(cases, test_gqa);
     tcase_add_test(cases, test_layouts);
     tcase_add_test(cases, test_decode_split);
