@@ -38,6 +38,7 @@ typedef struct {
     size_t B, H, H_kv, N, M, D;
     int backward;           /* --backward: time the backward pass */
     int reps, warmup;       /* --reps (median of), --warmup */
+    int crossover;          /* --crossover: linear mode, also find where it overtakes flash */
 } attn_opts;
 
 typedef struct {
@@ -52,6 +53,12 @@ typedef struct {
     void *ctx;
     double flops;   /* FLOPs of one call; 0: the dense convention (attn_dense_flops) */
     char note[128]; /* optional, shown in the report (e.g. "ISA avx512, 2 threads") */
+    /* A mode that times its own baseline in the same run (the sparse and linear modes: kat's
+     * dense flash with the same mask on the same tensors) sets baseline_ms > 0 and names it;
+     * `kat bench attn` then reports it as baseline_ms instead of the unfused one. */
+    double baseline_ms;
+    const char *baseline_name;
+    double crossover_n;   /* --crossover: N where the mode overtakes the baseline, 0: none */
 } attn_bench_call;
 
 typedef kat_status (*attn_run_fn)(const attn_opts *o, attn_tensors *t, int grad);

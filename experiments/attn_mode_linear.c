@@ -13,8 +13,8 @@
  * and for `kat bench attn` only:
  *   flash=0      skip timing kat's dense flash on the same tensors (by default its forward,
  *                or with --backward its backward, is timed too and reported in the note)
- *   crossover=1  also estimate the N where linear overtakes flash at the same B, H, D and
- *                mask (see crossover() below)
+ *   crossover=1  (or --crossover) also estimate the N where linear overtakes flash at the
+ *                same B, H, D and mask (see crossover() below); JSON key crossover_n
  *   pass=state   time only the chunked state update S += psi(K)^T [V | 1] (no queries);
  *                its GFLOP/s count 2 D (d_v + 1) per key
  * The Taylor maps are exp's series at temperature 1 on normalised vectors: taylor2 is
@@ -252,7 +252,7 @@ static kat_status time_flash_backward(const attn_opts *o, attn_tensors *t, doubl
     }
     if (!st)
         st = kat_attn_dense_forward(&t->q, &t->k, &t->v, &f.o, &f.lse, o->causal, 0.0);
-    attn_bench_call call = {flash_bwd_once, NULL, &f, 0.0, ""};
+    attn_bench_call call = {.fn = flash_bwd_once, .ctx = &f};
     if (!st)
         st = attn_time_median(&call, o->warmup, o->reps, ms, NULL);
     for (int i = 0; i < 5; i++)
@@ -273,9 +273,9 @@ static kat_status time_pair(const attn_opts *o, kat_featmap *fm, const kat_linea
     if (st)
         return st;
     linear_call lc = {fm, *lopts, &t.q, &t.k, &t.v, NULL, &t.o, NULL, NULL, NULL, {0}, 0};
-    attn_bench_call call = {linear_once, NULL, &lc, 0.0, ""};
+    attn_bench_call call = {.fn = linear_once, .ctx = &lc};
     flash_call fc = {&t.q, &t.k, &t.v, &t.o, &t.lse, lopts->causal};
-    attn_bench_call fcall = {flash_once, NULL, &fc, 0.0, ""};
+    attn_bench_call fcall = {.fn = flash_once, .ctx = &fc};
     st = attn_time_median(&call, o->warmup, o->reps, lin_ms, NULL);
     if (!st)
         st = attn_time_median(&fcall, o->warmup, o->reps, flash_ms, NULL);
@@ -327,11 +327,14 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
     if (attn_param_str(o, "pass", pass_name, sizeof pass_name) < 0 ||
         (r = attn_param_double(o, "crossover", &x)) < 0)
         return mode_error("bad --params");
-    int want_crossover = r && x != 0.0, want_flash = 1;
+    int want_crossover = (r && x != 0.0) || o->crossover, want_flash = 1;
     if ((r = attn_param_double(o, "flash", &x)) < 0)
         return mode_error("bad --params");
     if (r)
         want_flash = x != 0.0;
+    if (want_crossover && (!want_flash || o->backward || pass_name[0]))
+        return mode_error("the crossover is found for the forward against flash: not with "
+                          "flash=0, --backward or pass=state");
     if (pass_name[0] && strcmp(pass_name, "state") != 0)
         return mode_error("--params pass=%s (only pass=state)", pass_name);
     if (t->desc.H_kv != t->desc.H || o->scale != 0.0)
@@ -372,6 +375,7 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
                 : c->pass == 2 ? 2.0 * (double)D * (double)(t->v.D + 1) * (double)(B * H) *
                                      (double)t->desc.M
                                : fwd;
+    call->baseline_name = c->lopts.causal ? "dense causal flash" : "dense flash";
     size_t chunk = p.lopts.chunk ? p.lopts.chunk : KAT_LINEAR_DEFAULT_CHUNK;
     int len = snprintf(call->note, sizeof call->note, "%s%s D=%zu chunk %zu%s",
                        c->pass == 2 ? "state update, " : "", kat_featmap_name(c->fm), D, chunk,
@@ -384,6 +388,7 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
         }
         snprintf(call->note + len, sizeof call->note - (size_t)len, "; flash backward %.3f ms",
                  flash_ms);
+        call->baseline_ms = flash_ms;
     }
     if (c->pass == 0 && want_flash && len < (int)sizeof call->note) {
         /* kat's dense flash on the same tensors, and where linear overtakes it */
@@ -395,6 +400,8 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
         }
         len += snprintf(call->note + len, sizeof call->note - (size_t)len,
                         "; flash %.3f ms = %.2fx linear", flash_ms, flash_ms / lin_ms);
+        call->baseline_ms = flash_ms;
+        call->crossover_n = cross;
         if (want_crossover && len < (int)sizeof call->note) {
             if (cross > 0.0)
                 snprintf(call->note + len, sizeof call->note - (size_t)len,

@@ -529,7 +529,7 @@ static kat_status sparse_bench(const char *mode, const attn_opts *o, attn_tensor
             memset(c->dense_work, 0, (f > b ? f : b) + 1);
     }
     if (!st) {
-        attn_bench_call dc = {dense_once, NULL, c, 0.0, ""};
+        attn_bench_call dc = {.fn = dense_once, .ctx = c};
         st = attn_time_median(&dc, o->warmup, o->reps, &c->dense_ms, NULL);
     }
     if (st) {
@@ -544,6 +544,8 @@ static kat_status sparse_bench(const char *mode, const attn_opts *o, attn_tensor
     call->cleanup = sparse_cleanup;
     call->ctx = c;
     call->flops = c->pass == 0 ? fwd : c->pass == 1 ? 2.5 * fwd : 3.5 * fwd;
+    call->baseline_ms = c->dense_ms;
+    call->baseline_name = dd.causal ? "dense causal flash" : "dense flash";
     write_note(c);
     return KAT_OK;
 }

@@ -14,7 +14,9 @@ static const char *const usage_text =
     "Times one attention call (median of --reps after --warmup) on seeded random tensors and\n"
     "reports GFLOP/s (4 B H N M D forward, half of it causal, x2.5 backward), the percentage\n"
     "of the cblas_sgemm rate measured in the same run (an n^3 product, --sgemm n), and the\n"
-    "speedup over the unfused baseline (sgemm -> softmax -> sgemm through the same BLAS).\n"
+    "speedup over a baseline timed in the same run: for --mode dense the unfused attention\n"
+    "(sgemm -> softmax -> sgemm through the same BLAS), for the sparse and linear modes kat's\n"
+    "dense flash with the same mask on the same tensors (its time is then baseline_ms).\n"
     "Run it with OPENBLAS_CORETYPE=SkylakeX on AVX-512 machines (run.sh sets it) so that\n"
     "OpenBLAS uses its AVX-512 kernels for both references.";
 
@@ -65,11 +67,14 @@ static int bench_attn(int argc, char **argv)
         {"reps", CLI_INT, &o.reps, "R      timed runs, the median is reported (default 5)", NULL},
         {"warmup", CLI_INT, &o.warmup, "W      untimed runs first (default 1)", NULL},
         {"seed", CLI_U64, &o.seed, "S      seed of the random tensors (default 0)", NULL},
-        {"baseline", CLI_INT, &baseline, "0|1    time the unfused baseline (default 1)", NULL},
+        {"baseline", CLI_INT, &baseline, "0|1    dense: time the unfused baseline (default 1)",
+         NULL},
         {"sgemm", CLI_SIZE, &sgemm_n, "N      size of the sgemm reference, 0: skip (4096)", NULL},
         {"scaling", CLI_FLAG, &scaling, "       also time the call on one thread", NULL},
         {"causal-ratio", CLI_FLAG, &causal_ratio,
          "       with --causal: also time the call without the mask", NULL},
+        {"crossover", CLI_FLAG, &o.crossover,
+         "       linear: also find the N where it overtakes dense flash", NULL},
         {"json", CLI_FLAG, &o.json, "       machine-readable output", NULL},
     };
     cli_opt opts[sizeof base_opts / sizeof base_opts[0] + ATTN_MODE_FLAGS];
@@ -92,6 +97,11 @@ static int bench_attn(int argc, char **argv)
     const attn_mode *mode = attn_mode_find(o.mode);
     if (!mode)
         return CLI_USAGE;
+    if (o.crossover && strcmp(o.mode, "linear") != 0) {
+        fprintf(stderr, "kat bench attn: --crossover is for --mode linear, not --mode %s\n",
+                o.mode);
+        return CLI_USAGE;
+    }
     if (o.threads)
         kat_set_num_threads(o.threads);
     int T = kat_num_threads();
@@ -121,6 +131,15 @@ static int bench_attn(int argc, char **argv)
     double flops = call.flops > 0 ? call.flops : attn_dense_flops(&t.desc, o.backward);
     char note[128];
     memcpy(note, call.note, sizeof note);
+    /* A mode's own baseline (dense flash, same run) replaces the unfused one. */
+    const char *base_name = "unfused";
+    if (call.baseline_ms > 0.0) {
+        base_ms = call.baseline_ms;
+        base_name = call.baseline_name ? call.baseline_name : "dense flash";
+        baseline = 1;
+    }
+    int own_baseline = call.baseline_ms > 0.0;
+    double crossover_n = call.crossover_n;
     if (call.cleanup)
         call.cleanup(call.ctx);
 
@@ -151,7 +170,7 @@ static int bench_attn(int argc, char **argv)
     }
 
     /* The unfused baseline with the same threads (OpenBLAS's too). */
-    if (!st && baseline) {
+    if (!st && baseline && !own_baseline) {
         attn_bench_call bc = {0};
         base_ctx bx = {&t, o.backward};
         bc.ctx = &bx;
@@ -196,8 +215,11 @@ static int bench_attn(int argc, char **argv)
         cli_json_num(&j, "sgemm_gflops", sgemm_n ? sgemm : NAN);
         cli_json_int(&j, "sgemm_n", (long long)sgemm_n);
         cli_json_num(&j, "pct_sgemm", sgemm > 0 ? 100.0 * gflops / sgemm : NAN);
+        cli_json_str(&j, "baseline", baseline ? base_name : "none");
         cli_json_num(&j, "baseline_ms", baseline ? base_ms : NAN);
         cli_json_num(&j, "speedup", baseline ? base_ms / ms : NAN);
+        if (o.crossover)
+            cli_json_num(&j, "crossover_n", crossover_n > 0.0 ? crossover_n : NAN);
         if (scaling) {
             cli_json_num(&j, "ms_1thread", ms1);
             cli_json_num(&j, "thread_speedup", ms1 / ms);
@@ -225,7 +247,11 @@ static int bench_attn(int argc, char **argv)
                    100.0 * gflops / sgemm, sgemm, sgemm_n, T);
         printf("\n");
         if (baseline)
-            printf("  baseline  unfused %.3f ms -> speedup %.2fx\n", base_ms, base_ms / ms);
+            printf("  baseline  %s %.3f ms -> speedup %.2fx\n", base_name, base_ms,
+                   base_ms / ms);
+        if (o.crossover)
+            printf(crossover_n > 0.0 ? "  crossover N = %.0f\n" : "  crossover none found\n",
+                   crossover_n);
         if (scaling)
             printf("  1 thread  %.3f ms -> %d threads are %.2fx faster\n", ms1, T, ms1 / ms);
         if (causal_ratio && o.causal)

@@ -66,6 +66,14 @@ check "bench linear --json" 0 "$kat" bench attn --mode linear --h 2 --n 256 --d 
     --reps 1 --warmup 0 --sgemm 128 --json --params map=taylor2
 expect "bench --json has pct_sgemm" '"pct_sgemm":'
 expect "bench compares with flash" 'flash'
+check "bench linear --crossover" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 8 --causal \
+    --reps 1 --warmup 0 --sgemm 0 --json --crossover
+# linear overtakes flash somewhere for d = 8 (or the key is null: none up to 2^17)
+if python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); c=j["crossover_n"]; sys.exit(not ("crossover_n" in j and (c is None or 512 <= c <= 131072) and j["baseline"] == "dense causal flash" and j["baseline_ms"] > 0))' "$out"; then
+    echo "ok: bench linear crossover_n and baseline"; else
+    echo "FAIL: bench linear crossover_n"; sed 's/^/  | /' "$out"; fail=1; fi
+check "bench --crossover with --backward refused" 1 "$kat" bench attn --mode linear --h 1 \
+    --n 64 --d 8 --causal --backward --crossover
 check "bench linear state pass" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 16 \
     --reps 1 --warmup 0 --sgemm 0 --baseline 0 --params pass=state
 check "bench linear backward" 0 "$kat" bench attn --mode linear --h 1 --n 128 --d 16 \

@@ -79,6 +79,12 @@ check "bench qk --json" 0 "$kat" bench attn --mode qk --h 2 --n 300 --d 16 --cau
     --warmup 0 --baseline 0 --sgemm 0 --json --params drop=0.5
 expect "bench note compares with dense" 'vs dense causal'
 expect "bench --json has ms" '"ms":'
+# baseline_ms is the dense causal flash time of the same run, speedup = baseline_ms / ms
+if python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(not (j["baseline"] == "dense causal flash" and j["baseline_ms"] > 0 and abs(j["speedup"] - j["baseline_ms"] / j["ms"]) <= 1e-9 * j["speedup"]))' "$out"; then
+    echo "ok: bench baseline_ms is dense causal flash"; else
+    echo "FAIL: bench baseline_ms/speedup"; sed 's/^/  | /' "$out"; fail=1; fi
+check "bench --crossover refused outside linear" 2 "$kat" bench attn --mode qk --h 1 --n 64 \
+    --d 8 --crossover
 check "bench hash backward step" 0 "$kat" bench attn --mode hash --h 2 --n 300 --d 16 --causal \
     --reps 1 --warmup 0 --baseline 0 --sgemm 0 --backward --params buckets=4,step=1
 expect "bench step note" 'hash step'

@@ -87,7 +87,7 @@ static double bench_unfused(repro *R, size_t H, size_t N, size_t D, int causal, 
     if (attn_tensors_random(&o, backward, &t))
         return NAN;
     unfused_ctx u = {&t, backward};
-    attn_bench_call call = {unfused_once, NULL, &u, 0, ""};
+    attn_bench_call call = {.fn = unfused_once, .ctx = &u};
     if ((backward && kat_attn_dense_forward(&t.q, &t.k, &t.v, &t.o, &t.lse, causal, 0.0)) ||
         attn_time_median(&call, 1, reps, &ms, NULL))
         ms = NAN;

@@ -34,9 +34,12 @@
 #include <stdint.h>
 #include "kernels/kernels.h"
 
+#ifndef KAT_FLASH_BK_ROWS
+#define KAT_FLASH_BK_ROWS 96
+#endif
 enum {
     KAT_FLASH_BQ = KAT_KERN_LANES,   /* query rows per tile */
-    KAT_FLASH_BK = 96                /* key rows per tile, at most */
+    KAT_FLASH_BK = KAT_FLASH_BK_ROWS /* key rows per tile, at most */
 };
 
 enum { KAT_FLASH_MASK_CAUSAL = 1u, KAT_FLASH_MASK_BITS = 2u };

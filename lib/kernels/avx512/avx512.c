@@ -9,6 +9,9 @@
 #define LANES KAT_KERN_LANES
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
+#ifndef KAT_AVX512_CHUNK_NV
+#define KAT_AVX512_CHUNK_NV 5
+#endif
 
 /* ---- 2^x ------------------------------------------------------------------------------- */
 
@@ -205,7 +208,7 @@ static void avx512_accum(size_t R, size_t T, const float *w, size_t wr, size_t w
     int mode = (wr == 1 && wt == LANES) ? 0 : (wr == LANES && wt == 1) ? 1 : 2;
     /* Split the head dimension into as few chunks of at most 8 vectors as possible, evenly. */
     size_t nv_total = (D + 15) / 16;
-    size_t nchunks = (nv_total + 7) / 8;
+    size_t nchunks = (nv_total + KAT_AVX512_CHUNK_NV - 1) / KAT_AVX512_CHUNK_NV;
     size_t per = (nv_total + nchunks - 1) / nchunks;
     for (size_t v0 = 0; v0 < nv_total; v0 += per) {
         size_t nv = nv_total - v0 < per ? nv_total - v0 : per;
