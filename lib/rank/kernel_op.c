@@ -2,6 +2,7 @@
 /* The kernel-matrix operator: any block of M = f(s * a(q_i, k_j)) built on demand with GEMM,
  * and the threaded products M X that the dense and the matrix-free paths share. */
 #include <cblas.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -298,6 +299,47 @@ void rank_blas_serial_end(int saved)
 
 static size_t ceil_div(size_t a, size_t b) { return a / b + (a % b != 0); }
 
+/* A scaled sum of squares: the running total is scale^2 * (sum + c) with a compensated sum;
+ * scale 0 until a nonzero entry is seen. */
+typedef struct {
+    double scale;
+    rank_sum ssq;
+} fro_acc;
+
+/* Bring acc to a scale of at least `scale` (both powers of two): the sum shrinks exactly. */
+static void fro_rescale(fro_acc *acc, double scale)
+{
+    if (scale <= acc->scale)
+        return;
+    double r = acc->scale / scale;   /* 0 for an empty sum */
+    acc->ssq.sum *= r * r;
+    acc->ssq.c *= r * r;
+    acc->scale = scale;
+}
+
+/* Add the squares of an ni x nj row-major block (ld ldb). Entries are finite here (a NaN or
+ * Inf fails the call afterwards), so the least power of two above the block's maximum is. */
+static void fro_add_block(fro_acc *acc, const double *blk, size_t ni, size_t nj, size_t ldb)
+{
+    double amax = 0.0;
+    for (size_t i = 0; i < ni; i++)
+        for (size_t j = 0; j < nj; j++)
+            amax = fmax(amax, fabs(blk[i * ldb + j]));
+    if (!(amax <= DBL_MAX) || amax == 0.0)
+        return;   /* Inf: the NaN/Inf check on Y reports it; zeros add nothing */
+    fro_rescale(acc, rank_pow2_above(amax));
+    double inv = 1.0 / acc->scale;
+    for (size_t i = 0; i < ni; i++) {
+        const double *row = blk + i * ldb;
+        double r = 0.0;
+        for (size_t j = 0; j < nj; j++) {
+            double x = row[j] * inv;
+            r += x * x;
+        }
+        rank_sum_add(&acc->ssq, r);
+    }
+}
+
 /* Threads for a region of `work` multiply-adds over `items` work items: small jobs run on
  * one thread, where waking a team costs more than it saves (the results do not depend on
  * the choice: every item is computed the same way whichever thread runs it). */
@@ -312,18 +354,15 @@ static int region_threads(double work, size_t items)
 }
 
 kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t b, double *Y,
-                         size_t ldy, size_t tile_rows, double *fro_sq)
+                         size_t ldy, size_t tile_rows, rank_fro *fro)
 {
-    if (op->rows == 0 || b == 0) {
-        if (fro_sq)
-            *fro_sq = 0.0;
+    if (fro)
+        *fro = (rank_fro){1.0, 0.0};
+    if (op->rows == 0 || b == 0)
         return KAT_OK;
-    }
     if (op->cols == 0) {   /* M has no columns: M X = 0 */
         for (size_t c = 0; c < b; c++)
             memset(Y + c * ldy, 0, op->rows * sizeof(double));
-        if (fro_sq)
-            *fro_sq = 0.0;
         return KAT_OK;
     }
     size_t tb = tile_rows ? tile_rows : 256;
@@ -331,8 +370,8 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
         tb = op->rows;
     size_t cb = op->cols < CHUNK_COLS ? op->cols : CHUNK_COLS;
     size_t ntiles = ceil_div(op->rows, tb);
-    rank_sum *partial = NULL;
-    if (fro_sq && !(partial = kat_alloc_array(ntiles, sizeof *partial, "rank: tile sums")))
+    fro_acc *partial = NULL;
+    if (fro && !(partial = kat_alloc_array(ntiles, sizeof *partial, "rank: tile sums")))
         return KAT_ENOMEM;
     rank_par_err err;
     rank_par_err_init(&err);
@@ -348,18 +387,12 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
             if (!buf || rank_par_err_failed(&err))
                 continue;
             size_t i0 = t * tb, ni = op->rows - i0 < tb ? op->rows - i0 : tb;
-            rank_sum acc = {0.0, 0.0};
+            fro_acc acc = {0.0, {0.0, 0.0}};
             for (size_t j0 = 0; j0 < op->cols; j0 += cb) {
                 size_t nj = op->cols - j0 < cb ? op->cols - j0 : cb;
                 build_block(op, i0, ni, j0, nj, buf, cb);
                 if (partial)
-                    for (size_t i = 0; i < ni; i++) {
-                        const double *row = buf + i * cb;
-                        double r = 0.0;
-                        for (size_t j = 0; j < nj; j++)
-                            r += row[j] * row[j];
-                        rank_sum_add(&acc, r);
-                    }
+                    fro_add_block(&acc, buf, ni, nj, cb);
                 /* Y[i0.., :] (+)= block X[j0.., :]; the row-major block is a column-major
                  * nj x ni matrix, hence the transpose. */
                 cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)ni, (int)b, (int)nj,
@@ -388,13 +421,18 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
     }
     rank_blas_serial_end(saved);
     kat_status st = rank_par_err_raise(&err);
-    if (st == KAT_OK && fro_sq) {
-        rank_sum total = {0.0, 0.0};
+    if (st == KAT_OK && fro) {
+        fro_acc total = {0.0, {0.0, 0.0}};
+        for (size_t t = 0; t < ntiles; t++)
+            fro_rescale(&total, partial[t].scale);
         for (size_t t = 0; t < ntiles; t++) {
-            rank_sum_add(&total, partial[t].sum);
-            rank_sum_add(&total, partial[t].c);
+            fro_acc p = partial[t];
+            fro_rescale(&p, total.scale);
+            rank_sum_add(&total.ssq, p.ssq.sum);
+            rank_sum_add(&total.ssq, p.ssq.c);
         }
-        *fro_sq = rank_sum_value(&total);
+        if (total.scale > 0.0)
+            *fro = (rank_fro){total.scale, rank_sum_value(&total.ssq)};
     }
     kat_free(partial);
     return st;

@@ -97,11 +97,24 @@ static void project_out(sketch *s, double *Y, size_t b)
 }
 
 static kat_status apply(sketch *s, int transposed, const double *X, size_t b, double *out,
-                        double *fro_sq)
+                        rank_fro *fro)
 {
     const rank_op *op = transposed ? &s->opT : s->op;
     s->passes++;
-    return rank_op_apply(op, X, op->cols, b, out, op->rows, s->tile, fro_sq);
+    return rank_op_apply(op, X, op->cols, b, out, op->rows, s->tile, fro);
+}
+
+/* The least r whose Frobenius tail fits eps |M|_F (rank_eps_frobenius_tail), computed in the
+ * units of fro's scale so that huge entries neither overflow nor tiny ones vanish. */
+static size_t eps_frobenius(const double *sv, size_t k, const rank_fro *fro, double eps)
+{
+    rank_sum cap = {0.0, 0.0};
+    for (size_t i = k; i-- > 0;) {
+        double x = sv[i] / fro->scale;   /* exact: the scale is a power of two */
+        rank_sum_add(&cap, x * x);
+    }
+    double rest = fro->ssq - rank_sum_value(&cap);
+    return rank_eps_frobenius_tail(sv, k, fro->scale, rest > 0 ? rest : 0, fro->ssq, eps);
 }
 
 /* Singular values of the column-major rows x cols matrix a, not destroyed (copied). */
@@ -111,9 +124,43 @@ static kat_status values_of(sketch *s, const double *a, size_t rows, size_t cols
     return rank_svd_values_inplace(rows, cols, s->svcopy, rows, sv);
 }
 
+/* Make column c of the new block (stored after the k + c columns already in Qb) a unit vector
+ * orthogonal to them. A column is projected out again until a pass keeps more than 1/sqrt 2
+ * of its norm ("twice is enough", Kahan-Parlett): then it is orthogonal to working precision
+ * even when it started as rounding noise, which a block QR would normalise into a direction
+ * that still overlaps the basis. A column that lies in the span (nothing left) is replaced
+ * by a fresh Gaussian vector: any unit direction outside the basis keeps B = Q^T M exact,
+ * and it adds no singular value above the noise. */
+static kat_status orthonormalise_column(sketch *s, size_t c, kat_rng *rng)
+{
+    size_t n = s->n, kc = s->k + c;
+    double *y = s->Qb + kc * n;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        double nrm = cblas_dnrm2((int)n, y, 1);
+        for (int pass = 0; pass < 4 && nrm > 0.0 && isfinite(nrm); pass++) {
+            cblas_dscal((int)n, 1.0 / nrm, y, 1);
+            if (kc) {
+                cblas_dgemv(CblasColMajor, CblasTrans, (int)n, (int)kc, 1.0, s->Qb, (int)n, y, 1,
+                            0.0, s->C, 1);
+                cblas_dgemv(CblasColMajor, CblasNoTrans, (int)n, (int)kc, -1.0, s->Qb, (int)n,
+                            s->C, 1, 1.0, y, 1);
+            }
+            nrm = cblas_dnrm2((int)n, y, 1);
+            if (nrm > 0.70710678118654752) {
+                cblas_dscal((int)n, 1.0 / nrm, y, 1);
+                return KAT_OK;
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            y[i] = kat_rng_gaussian(rng, 1.0);
+    }
+    return kat_fail(KAT_ELAPACK, "randomized rank: no direction outside a basis of %zu vectors "
+                    "in dimension %zu", kc, n);
+}
+
 /* One block: b new orthonormal directions in Qb (orthogonal to the old ones) and their rows
  * of B; svb receives the singular values of the new rows of B. */
-static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, double *fro_sq)
+static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, rank_fro *fro)
 {
     kat_status st;
     /* Test matrix: up to half of it is the last block's M^T Q (orthonormalised), which makes
@@ -128,7 +175,7 @@ static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, 
     for (size_t c = kry; c < b; c++)
         for (size_t i = 0; i < s->m; i++)
             s->W[c * s->m + i] = kat_rng_gaussian(rng, 1.0);
-    if ((st = apply(s, 0, s->W, b, s->Y, fro_sq)))
+    if ((st = apply(s, 0, s->W, b, s->Y, fro)))
         return st;
     for (int it = 0; it < power_iters; it++) {
         project_out(s, s->Y, b);
@@ -138,17 +185,15 @@ static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, 
             (st = apply(s, 0, s->W, b, s->Y, NULL)))
             return st;
     }
-    /* Block Gram-Schmidt twice, normalise, then once more: the second round after the QR
-     * keeps the new columns orthogonal to the old even when the residual is rounding noise. */
+    /* Block Gram-Schmidt twice (BLAS 3), then column by column against the basis and the
+     * block's earlier columns, which also catches columns that were only rounding noise. */
     project_out(s, s->Y, b);
     project_out(s, s->Y, b);
-    if ((st = rank_qr_inplace(s->n, b, s->Y, s->n, s->tau, 1)))
-        return st;
-    project_out(s, s->Y, b);
-    if ((st = rank_qr_inplace(s->n, b, s->Y, s->n, s->tau, 1)))
-        return st;
     double *qn = s->Qb + s->k * s->n, *zn = s->Zb + s->k * s->m;
     memcpy(qn, s->Y, s->n * b * sizeof(double));
+    for (size_t c = 0; c < b; c++)
+        if ((st = orthonormalise_column(s, c, rng)))
+            return st;
     if ((st = apply(s, 1, qn, b, zn, NULL)))   /* B_new^T = M^T Q_new */
         return st;
     if ((st = values_of(s, zn, s->m, b, s->svb)))
@@ -172,13 +217,14 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     s.tile = o->tile_rows;
     kat_rng *rng = NULL;
     kat_status st = kat_rng_create(o->seed, &rng);
-    double fro_sq = 0.0, tol = 0.0, sigma1 = 0.0;
+    rank_fro fro = {1.0, 0.0};
+    double tol = 0.0, sigma1 = 0.0;
     int converged = 0;
     size_t bcur = o->block ? o->block : 32;
     while (!st && s.k < K) {
         size_t b = bcur < K - s.k ? bcur : K - s.k;
         if ((st = sketch_reserve(&s, b)) ||
-            (st = add_block(&s, rng, b, o->power_iters, s.k == 0 ? &fro_sq : NULL)))
+            (st = add_block(&s, rng, b, o->power_iters, s.k == 0 ? &fro : NULL)))
             break;
         /* sigma_1(B) >= sigma_1 of every block's rows; the first block's is already close
          * (and a low estimate only makes the threshold stricter). The full spectrum of B is
@@ -195,11 +241,7 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
         if (done && o->eps > 0.0) {
             if ((st = values_of(&s, s.Zb, m, s.k, s.sv)))
                 break;
-            rank_sum cap = {0.0, 0.0};
-            for (size_t i = s.k; i-- > 0;)
-                rank_sum_add(&cap, s.sv[i] * s.sv[i]);
-            double rest = fro_sq - rank_sum_value(&cap);
-            size_t kf = rank_eps_frobenius_tail(s.sv, s.k, rest > 0 ? rest : 0, fro_sq, o->eps);
+            size_t kf = eps_frobenius(s.sv, s.k, &fro, o->eps);
             done = kf != KAT_RANK_NONE && s.k - kf >= p;
         }
         if (done || s.k == mn) {
@@ -228,18 +270,14 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     res->tol = tol;
     res->rank = rank_count_above(res->sv, k, tol);
     res->sigma_max = sigma1;
-    res->fro_norm = sqrt(fro_sq);
-    res->stable_rank = sigma1 > 0.0 ? fro_sq / (sigma1 * sigma1) : 0.0;
+    res->fro_norm = fro.scale * sqrt(fro.ssq);
+    double s1 = sigma1 / fro.scale;   /* stable rank |M|_F^2 / sigma_1^2 in fro's units */
+    res->stable_rank = s1 > 0.0 ? fro.ssq / (s1 * s1) : 0.0;
     kat_rank_effective(res->sv, k, &res->effective_rank);
     res->eps_rank_spectral = res->eps_rank_frobenius = KAT_RANK_NONE;
     if (o->eps > 0.0) {
         res->eps_rank_spectral = rank_count_above(res->sv, k, o->eps * sigma1);
-        rank_sum cap = {0.0, 0.0};
-        for (size_t i = k; i-- > 0;)
-            rank_sum_add(&cap, res->sv[i] * res->sv[i]);
-        double rest = fro_sq - rank_sum_value(&cap);
-        res->eps_rank_frobenius =
-            rank_eps_frobenius_tail(res->sv, k, rest > 0 ? rest : 0, fro_sq, o->eps);
+        res->eps_rank_frobenius = eps_frobenius(res->sv, k, &fro, o->eps);
     }
     res->converged = converged;
     res->passes = s.passes;

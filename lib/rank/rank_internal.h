@@ -38,11 +38,17 @@ rank_op rank_op_transpose(const rank_op *op);
 kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, size_t nj,
                          double *out, size_t ldo);
 
+/* |M|_F^2 = scale^2 * ssq, scale a power of two at or above max |M_ij| (1 when M = 0), so
+ * that entries near the overflow threshold neither overflow nor lose the small ones. */
+typedef struct {
+    double scale, ssq;
+} rank_fro;
+
 /* Y = M X, X cols x b and Y rows x b, both column-major (leading dimensions ldx, ldy): M is
  * built tile by tile (tile_rows rows x a column chunk), in parallel over row tiles, never
- * stored. If fro_sq is not NULL it receives |M|_F^2, summed in a fixed order. */
+ * stored. If fro is not NULL it receives |M|_F^2 in scaled form, summed in a fixed order. */
 kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t b, double *Y,
-                         size_t ldy, size_t tile_rows, double *fro_sq);
+                         size_t ldy, size_t tile_rows, rank_fro *fro);
 
 /* The whole of M into a row-major rows x cols buffer (ld ldm), in parallel over row tiles. */
 kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_rows);
@@ -69,10 +75,14 @@ kat_status rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, doub
                            int form_q);
 
 /* Frobenius epsilon-rank with the energy beyond sv[k-1] given (tail_sq) and the total energy
- * (fro_sq) given: the least r with sum_{i>=r} sv[i]^2 + tail_sq <= eps^2 fro_sq, or
- * KAT_RANK_NONE when even r = k does not reach it. */
-size_t rank_eps_frobenius_tail(const double *sv, size_t k, double tail_sq, double fro_sq,
-                               double eps);
+ * (fro_sq) given, all in units of `unit` (a power of two, so that squares of huge or tiny
+ * values neither overflow nor vanish: tail_sq and fro_sq are energies divided by unit^2):
+ * the least r with sum_{i>=r} (sv[i]/unit)^2 + tail_sq <= eps^2 fro_sq, or KAT_RANK_NONE
+ * when even r = k does not reach it. */
+size_t rank_eps_frobenius_tail(const double *sv, size_t k, double unit, double tail_sq,
+                               double fro_sq, double eps);
+/* The least power of two at or above x > 0 (1 for x = 0). */
+double rank_pow2_above(double x);
 /* The numerical-rank tolerance of kat_rank_numerical for a given sigma_1. */
 double rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, double atol);
 /* Number of sv[i] > tol (sv descending). */

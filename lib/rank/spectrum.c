@@ -198,17 +198,27 @@ kat_status kat_rank_eps_spectral(const double *sv, size_t k, double eps, size_t 
     return KAT_OK;
 }
 
-size_t rank_eps_frobenius_tail(const double *sv, size_t k, double tail_sq, double fro_sq,
-                               double eps)
+double rank_pow2_above(double x)
 {
-    double target = eps * eps * fro_sq;
+    if (!(x > 0.0) || !isfinite(x))
+        return 1.0;
+    int e;
+    frexp(x, &e);   /* x < 2^e */
+    return ldexp(1.0, e);
+}
+
+size_t rank_eps_frobenius_tail(const double *sv, size_t k, double unit, double tail_sq,
+                               double fro_sq, double eps)
+{
+    double target = eps * eps * fro_sq, inv = 1.0 / unit;
     if (tail_sq > target)
         return KAT_RANK_NONE;
     /* Walk r down from k while the tail beyond r - 1 still fits: sums run smallest first. */
     double tail = tail_sq;
     size_t r = k;
     while (r > 0) {
-        double next = tail + sv[r - 1] * sv[r - 1];
+        double x = sv[r - 1] * inv;
+        double next = tail + x * x;
         if (next > target)
             break;
         tail = next;
@@ -224,10 +234,12 @@ kat_status kat_rank_eps_frobenius(const double *sv, size_t k, double eps, size_t
         st = check_sv("rank_eps_frobenius", sv, k);
     if (st)
         return st;
+    /* in units of a power of two above sigma_1: no overflow, no underflow of the large terms */
+    double unit = k ? rank_pow2_above(sv[0]) : 1.0, inv = 1.0 / unit;
     rank_sum fro = {0.0, 0.0};
     for (size_t i = k; i-- > 0;)
-        rank_sum_add(&fro, sv[i] * sv[i]);
-    *rank = rank_eps_frobenius_tail(sv, k, 0.0, rank_sum_value(&fro), eps);
+        rank_sum_add(&fro, (sv[i] * inv) * (sv[i] * inv));
+    *rank = rank_eps_frobenius_tail(sv, k, unit, 0.0, rank_sum_value(&fro), eps);
     return KAT_OK;
 }
 
