@@ -1129,6 +1129,13 @@ START_TEST(test_rank_randomized_frobenius_overflow)
         kat_rank_result_free(&r);
     ck_assert_msg(st != KAT_OK || fabs(fro - sqrt(5.0) * 1e200) <= 1e-14 * 1e200,
                   "randomized |M|_F of [1e200, 2e200] reported as %g", fro);
+    /* an entry just below DBL_MAX: a scale of 2^1024 would be inf (fuzz_rank found NaN) */
+    double qb[1] = {1.3e154}, kb[1] = {1.3e154};
+    kat_dmat Qb = {1, 1, 1, qb}, Kb = {1, 1, 1, kb};
+    TU_OK(kat_rank_probe(NULL, &Qb, &Kb, &o, &r));
+    ck_assert_msg(fabs(r.fro_norm - 1.69e308) <= 1e-14 * 1.69e308, "|M|_F of [1.69e308]: %g",
+                  r.fro_norm);
+    kat_rank_result_free(&r);
     /* tiny entries, with the eps-ranks: the same answers as the dense path */
     double qs[3] = {1e-100, 2e-100, -1e-100}, ks[6] = {1e-100, 3e-100, -2e-100, 1e-100,
                                                         5e-101, 0.0};

@@ -81,7 +81,8 @@ kat_status rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, doub
  * when even r = k does not reach it. */
 size_t rank_eps_frobenius_tail(const double *sv, size_t k, double unit, double tail_sq,
                                double fro_sq, double eps);
-/* The least power of two at or above x > 0 (1 for x = 0). */
+/* The least power of two above x > 0, clamped to [2^-1022, 2^1023] (so that its reciprocal
+ * is finite and x / it < 2); 1 for x = 0. */
 double rank_pow2_above(double x);
 /* The numerical-rank tolerance of kat_rank_numerical for a given sigma_1. */
 double rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, double atol);

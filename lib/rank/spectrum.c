@@ -204,7 +204,9 @@ double rank_pow2_above(double x)
         return 1.0;
     int e;
     frexp(x, &e);   /* x < 2^e */
-    return ldexp(1.0, e);
+    /* 2^1024 is not a double (x / 2^1023 < 2 will do), and below 2^-1022 the reciprocal
+     * overflows (subnormal x / 2^-1022 < 1 will do) */
+    return ldexp(1.0, e > 1023 ? 1023 : e < -1022 ? -1022 : e);
 }
 
 size_t rank_eps_frobenius_tail(const double *sv, size_t k, double unit, double tail_sq,
