@@ -1136,6 +1136,13 @@ START_TEST(test_rank_randomized_frobenius_overflow)
     ck_assert_msg(fabs(r.fro_norm - 1.69e308) <= 1e-14 * 1.69e308, "|M|_F of [1.69e308]: %g",
                   r.fro_norm);
     kat_rank_result_free(&r);
+    /* a subnormal entry: a scale of 2^-1066 has no finite reciprocal (fuzz_rank found NaN) */
+    double qt[1] = {1e-161}, kt[1] = {3e-160};
+    kat_dmat Qt = {1, 1, 1, qt}, Kt = {1, 1, 1, kt};
+    TU_OK(kat_rank_probe(NULL, &Qt, &Kt, &o, &r));
+    ck_assert_msg(fabs(r.fro_norm - 3e-321) <= 1e-3 * 3e-321, "|M|_F of [3e-321]: %g",
+                  r.fro_norm);
+    kat_rank_result_free(&r);
     /* tiny entries, with the eps-ranks: the same answers as the dense path */
     double qs[3] = {1e-100, 2e-100, -1e-100}, ks[6] = {1e-100, 3e-100, -2e-100, 1e-100,
                                                         5e-101, 0.0};

@@ -160,9 +160,10 @@ static void compare_with_dense(const kat_fn *f, const kat_dmat *Q, const kat_dma
         return;   /* (e.g. a LAPACK failure the randomized path did not meet) */
     double lo = r.tol < rnd->tol ? r.tol : rnd->tol, hi = r.tol > rnd->tol ? r.tol : rnd->tol;
     size_t big = r.n > r.m ? r.n : r.m;
-    if (r.nsv == 0 || lo < 64.0 * (double)big * 2.220446049250313e-16 * r.sv[0]) {
+    if (r.nsv == 0 || lo <= 64.0 * (double)big * 2.220446049250313e-16 * r.sv[0]) {
         kat_rank_result_free(&r);
-        return;   /* a tolerance below the rounding level counts noise, differently per method */
+        return;   /* a tolerance at or below the rounding level (0 included, and subnormal
+                   * spectra where that level underflows) counts noise, differently per method */
     }
     size_t clearly = 0, maybe = 0;
     for (size_t i = 0; i < r.nsv; i++)
