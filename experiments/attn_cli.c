@@ -49,14 +49,14 @@ static const struct {
 } mode_flags[ATTN_MODE_FLAGS] = {
     {"map", "map", "SPEC   linear: taylor2|taylor1|poly:EXPR|favor:M|rff:M|elu1"},
     {"chunk", "chunk", "C      linear: tokens per causal chunk"},
-    {"q-keep", "q_keep", "FILE   qk: kept queries (.npy, [B,H,N] 0/1)"},
-    {"k-keep", "k_keep", "FILE   qk: kept keys (.npy, [B,H_kv,M] 0/1)"},
-    {"q-buckets", "q_buckets", "FILE   hash: query bucket ids (.npy)"},
-    {"k-buckets", "k_buckets", "FILE   hash: key bucket ids (.npy)"},
+    {"q-keep", "q_keep", "FILE   qk: kept queries (.npy of q's shape without D, nonzero keeps)"},
+    {"k-keep", "k_keep", "FILE   qk: kept keys (.npy of k's shape without D, nonzero keeps)"},
+    {"q-buckets", "q_buckets", "FILE   hash: query bucket ids (.npy of q's shape without D)"},
+    {"k-buckets", "k_buckets", "FILE   hash: key bucket ids (.npy of k's shape without D)"},
     {"buckets", "buckets", "NB     hash: angular LSH with NB buckets"},
     {"window", "window", "W      window: causal sliding window of W keys"},
     {"drop", "drop", "P      bench qk: drop a fraction P of queries and keys"},
-    {"strict", "strict", "0|1    hash: strict causal mask (key before query)"},
+    {"strict", "strict", "0|1    qk, hash, window: with --causal, key j < query i"},
 };
 
 void attn_mode_flag_opts(attn_opts *o, cli_opt *opts, size_t *n)
@@ -64,6 +64,74 @@ void attn_mode_flag_opts(attn_opts *o, cli_opt *opts, size_t *n)
     for (size_t i = 0; i < ATTN_MODE_FLAGS; i++)
         opts[(*n)++] = (cli_opt){mode_flags[i].flag, CLI_STR, &o->flag_params[i],
                                  mode_flags[i].help, NULL};
+}
+
+/* Is the key of length n one of the comma-separated keys? */
+static int key_listed(const char *keys, const char *key, size_t n)
+{
+    for (const char *p = keys; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, key, n) == 0)
+            return 1;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+int attn_params_check(const attn_opts *o, const char *mode, const char *where, const char *keys)
+{
+    struct {
+        const char *key;
+        size_t len;
+        const char *flag;   /* the mode flag, or NULL for a --params item */
+    } given[ATTN_MODE_FLAGS + 64];
+    size_t ng = 0;
+    for (size_t i = 0; i < ATTN_MODE_FLAGS; i++)
+        if (o->flag_params[i]) {
+            given[ng].key = mode_flags[i].key;
+            given[ng].len = strlen(mode_flags[i].key);
+            given[ng++].flag = mode_flags[i].flag;
+        }
+    for (const char *p = o->params; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        if (!eq || eq == p) {
+            fprintf(stderr, "kat: --params: '%.*s' is not key=value\n", (int)n, p);
+            return -1;
+        }
+        if (ng == sizeof given / sizeof given[0]) {
+            fprintf(stderr, "kat: --params: more than 64 settings\n");
+            return -1;
+        }
+        given[ng].key = p;
+        given[ng].len = (size_t)(eq - p);
+        given[ng++].flag = NULL;
+        p = end ? end + 1 : p + n;
+    }
+    for (size_t i = 0; i < ng; i++) {
+        char what[96];
+        if (given[i].flag)
+            snprintf(what, sizeof what, "--%s", given[i].flag);
+        else
+            snprintf(what, sizeof what, "--params %.*s", (int)given[i].len, given[i].key);
+        if (!key_listed(keys, given[i].key, given[i].len)) {
+            fprintf(stderr, "kat: %s is not a setting of %s --mode %s (%s%s)\n", what, where,
+                    mode, *keys ? "its settings: " : "it has none", keys);
+            return -1;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (given[k].len == given[i].len &&
+                strncmp(given[k].key, given[i].key, given[i].len) == 0) {
+                fprintf(stderr, "kat: %s is given twice (as a flag and in --params, or twice "
+                                "in --params)\n", what);
+                return -1;
+            }
+    }
+    return 0;
 }
 
 /* Find key in "k=v,k=v", then among the mode flags: the value's start and length. */
@@ -87,6 +155,13 @@ static int param_find(const attn_opts *o, const char *key, const char **val, siz
         p = end ? end + 1 : p + n;
     }
     return 0;
+}
+
+int attn_param_has(const attn_opts *o, const char *key)
+{
+    const char *v;
+    size_t n;
+    return param_find(o, key, &v, &n);
 }
 
 int attn_param_str(const attn_opts *o, const char *key, char *out, size_t cap)

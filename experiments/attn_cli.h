@@ -34,6 +34,7 @@ typedef struct {
     uint64_t seed;          /* --seed: random tensors of `kat bench attn` */
     int threads;            /* --threads (0: kat's default) */
     int precise;            /* --precise: the dense backward recomputes the softmax statistics */
+    int lse;                /* kat attn: --lse asks for the logsumexp (a mode without one refuses) */
     /* bench */
     size_t B, H, H_kv, N, M, D;
     int backward;           /* --backward: time the backward pass */
@@ -45,6 +46,9 @@ typedef struct {
     kat_attn_desc desc;     /* from the shapes, causal and scale of the options */
     kat_tensor q, k, v, o, lse, dout, dq, dk, dv;
 } attn_tensors;
+
+/* The largest N the linear mode's --crossover search times. */
+#define ATTN_CROSSOVER_MAX_N ((size_t)1 << 17)
 
 /* One timed call, set up by a mode's bench function. */
 typedef struct {
@@ -58,7 +62,8 @@ typedef struct {
      * `kat bench attn` then reports it as baseline_ms instead of the unfused one. */
     double baseline_ms;
     const char *baseline_name;
-    double crossover_n;   /* --crossover: N where the mode overtakes the baseline, 0: none */
+    double crossover_n;   /* --crossover: N where the mode overtakes the baseline, 0: none
+                           * up to ATTN_CROSSOVER_MAX_N */
 } attn_bench_call;
 
 typedef kat_status (*attn_run_fn)(const attn_opts *o, attn_tensors *t, int grad);
@@ -82,9 +87,18 @@ const char *attn_mode_names(void);
  * o->flag_params. */
 void attn_mode_flag_opts(attn_opts *o, cli_opt *opts, size_t *n);
 
+/* Refuse settings the mode does not read, so that a typo or a flag of another mode is not
+ * silently ignored: every --params key and every mode flag given must be in `keys` (comma-
+ * separated), none given twice (as a flag and in --params, say), each item of --params must
+ * be key=value. Returns 0, or -1 after printing why (naming what was given, the mode, `where`
+ * - "kat attn" or "kat bench attn" - and the settings it takes). */
+int attn_params_check(const attn_opts *o, const char *mode, const char *where, const char *keys);
+
 /* --params lookup (then the mode flags): 1 and *out when key is present and parses (as a double, or as a string of
  * at most cap - 1 bytes), 0 when absent, -1 (after printing why) when malformed. */
 int attn_param_double(const attn_opts *o, const char *key, double *out);
+/* 1 when key is given (in --params or as its mode flag), else 0; prints nothing. */
+int attn_param_has(const attn_opts *o, const char *key);
 int attn_param_str(const attn_opts *o, const char *key, char *out, size_t cap);
 
 /* Dense-convention FLOPs: 4 B H N M D forward, half of it causal, x2.5 for the backward. */

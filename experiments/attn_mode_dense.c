@@ -3,8 +3,21 @@
 #include <string.h>
 #include "attn_cli.h"
 
+/* The dense mode has no --params: anything given there (or a flag of another mode) is refused
+ * rather than ignored. */
+static kat_status no_params(const attn_opts *o, const char *where)
+{
+    if (!attn_params_check(o, "dense", where, ""))
+        return KAT_OK;
+    kat_clear_error();
+    return KAT_EINVAL;
+}
+
 kat_status attn_dense_run(const attn_opts *o, attn_tensors *t, int grad)
 {
+    kat_status st = no_params(o, "kat attn");
+    if (st)
+        return st;
     if (!grad)
         return kat_attn_dense_forward(&t->q, &t->k, &t->v, &t->o, &t->lse, o->causal, o->scale);
     return kat_attn_dense_backward(&t->q, &t->k, &t->v, &t->o, o->precise ? NULL : &t->lse,
@@ -38,10 +51,13 @@ static void dense_cleanup(void *ctx)
 
 kat_status attn_dense_bench(const attn_opts *o, attn_tensors *t, attn_bench_call *call)
 {
+    kat_status st = no_params(o, "kat bench attn");
+    if (st)
+        return st;
     dense_call *c = kat_calloc(1, sizeof *c);
     if (!c)
         return KAT_ENOMEM;
-    kat_status st = kat_attn_plan_create(&t->desc, &c->plan);
+    st = kat_attn_plan_create(&t->desc, &c->plan);
     if (st) {
         kat_free(c);
         return st;

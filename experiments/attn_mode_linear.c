@@ -153,22 +153,27 @@ static kat_status linear_map_create(const char *spec, int norm, size_t d, uint64
 kat_status attn_linear_run(const attn_opts *o, attn_tensors *t, int grad)
 {
     linear_params p;
-    if (linear_params_parse(o, &p))
+    if (attn_params_check(o, "linear", "kat attn", "map,chunk,norm,unnormalized,intra") ||
+        linear_params_parse(o, &p))
         return mode_error("bad --params");
     if (o->scale != 0.0)
         return mode_error("--scale %g has no meaning here (the map defines the kernel)",
                           o->scale);
+    /* Linear attention has no softmax, so no logsumexp to write: refused rather than filled
+     * with a placeholder. (log sum_j phi(q_i).psi(k_j) is no substitute: a stabilised map
+     * such as favor:M scales it by an unknown factor per query.) */
+    if (o->lse)
+        return mode_error("--lse: linear attention has no softmax and so no logsumexp; leave "
+                          "out --lse");
+    if (o->precise)
+        return mode_error("--precise is for the dense mode (the linear backward has no "
+                          "softmax statistics)");
     kat_featmap *fm;
     kat_status st = linear_map_create(p.map, p.norm, t->q.D, o->seed, &fm);
     if (st)
         return st;
     if (!grad) {
         st = kat_linear_forward(fm, &p.lopts, &t->q, &t->k, &t->v, &t->o, NULL, NULL);
-        /* no logsumexp in linear attention */
-        for (size_t b = 0; st == KAT_OK && b < t->lse.B; b++)
-            for (size_t h = 0; h < t->lse.H; h++)
-                for (size_t n = 0; n < t->lse.N; n++)
-                    kat_tensor_row(&t->lse, b, h, n)[0] = NAN;
     } else {
         st = kat_linear_backward(fm, &p.lopts, &t->q, &t->k, &t->v, &t->o, &t->dout, &t->dq,
                                  &t->dk, &t->dv, NULL, NULL);
@@ -294,7 +299,7 @@ static kat_status crossover(const attn_opts *o, kat_featmap *fm, const kat_linea
     double prev_n = 0.0, prev_r = 0.0;
     int wins = 0;
     *out = 0.0;
-    for (size_t n = 512; n <= ((size_t)1 << 17) && wins < 2; n *= 2) {
+    for (size_t n = 512; n <= ATTN_CROSSOVER_MAX_N && wins < 2; n *= 2) {
         double l, f;
         kat_status st = time_pair(o, fm, lopts, n, &l, &f);
         if (st)
@@ -319,8 +324,12 @@ static kat_status crossover(const attn_opts *o, kat_featmap *fm, const kat_linea
 kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_call *call)
 {
     linear_params p;
-    if (linear_params_parse(o, &p))
+    if (attn_params_check(o, "linear", "kat bench attn",
+                          "map,chunk,norm,unnormalized,intra,flash,crossover,pass") ||
+        linear_params_parse(o, &p))
         return mode_error("bad --params");
+    if (o->precise)
+        return mode_error("--precise is for the dense mode");
     char pass_name[16] = "";
     double x = 0.0;
     int r;
@@ -408,7 +417,7 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
                          "; crossover N=%.0f", cross);
             else
                 snprintf(call->note + len, sizeof call->note - (size_t)len,
-                         "; no crossover up to N=131072");
+                         "; no crossover up to N=%zu", ATTN_CROSSOVER_MAX_N);
         }
     }
     return KAT_OK;

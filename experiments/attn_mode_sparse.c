@@ -2,12 +2,14 @@
  * original positions with --causal:
  *
  *   qk      QK-drop. run: --params q_keep=F.npy,k_keep=F.npy (either may be left out: keep
- *           all; arrays of q's shape without D, [B, H, N], [H, N] or [N]: nonzero keeps).
- *           bench: drop=P drops a fraction P of the queries and of the keys of every head,
- *           at random (--seed; default 0.5).
+ *           all; arrays of q's (k's) shape without D, [B, H, N], or [H, N] when B = 1, or [N]
+ *           when B = H = 1: nonzero keeps). bench: the same files, or drop=P drops a
+ *           fraction P of the queries and of the keys of every head at random (--seed;
+ *           default 0.5).
  *   hash    Hash buckets. run: q_buckets=F.npy,k_buckets=F.npy (integer values in [0, nb),
- *           nb=NB or the largest id + 1), or buckets=NB[,seed=S] for angular LSH. bench:
- *           buckets=NB (default 16), LSH of the random q and k with --seed.
+ *           nb=NB or the largest id + 1), or buckets=NB[,seed=S] for angular LSH (seed
+ *           default --seed). bench: the same files, or buckets=NB (default 16), LSH of the
+ *           random q and k.
  *   window  Sliding window, a block mask: window=W keys (default 512 in bench); optional
  *           block_q, block_k (default: both the engine's query tile, kat_sparse_tile_q()).
  *   all     strict=1: with --causal, no token sees itself (key j < query i).
@@ -54,10 +56,22 @@ static kat_status sparse_desc(const char *mode, const attn_opts *o, const attn_t
     return KAT_OK;
 }
 
-/* A per-row array (q's or k's shape without D) from a .npy file: `count` = B*H*N values,
- * last axis N. */
-static kat_status read_rows(const char *mode, const char *key, const char *path, size_t B,
-                            size_t H, size_t N, kat_array *a)
+/* "[a, b, c]" of the n sizes in dims. */
+static void shape_text(char *buf, size_t cap, const size_t *dims, int n)
+{
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%zu", i ? ", " : "", dims[i]);
+    if (len < cap)
+        snprintf(buf + len, cap - len, "]");
+}
+
+/* A per-row array from a .npy file: the shape of q (who = "q": [B, H, N]) or of k (who = "k":
+ * [B, H_kv, M]) without D. Leading axes of size 1 may be left out, as for q, k, v themselves:
+ * [H, N] when B = 1, [N] when B = H = 1. Exactly these shapes are accepted (not any shape
+ * with the right count: [H, B, N] would silently mix the heads up). */
+static kat_status read_rows(const char *mode, const char *key, const char *who,
+                            const char *path, size_t B, size_t H, size_t N, kat_array *a)
 {
     kat_status st = kat_npy_read(path, a);
     if (st) {
@@ -66,14 +80,27 @@ static kat_status read_rows(const char *mode, const char *key, const char *path,
         kat_clear_error();
         return st;
     }
-    size_t n = kat_array_size(a);
-    if (n != B * H * N || a->ndim < 1 || a->ndim > 3 || a->shape[a->ndim - 1] != N) {
-        kat_array_free(a);
-        return mode_error(mode, "%s: '%s' must have %zu values shaped [B, H, N], [H, N] or [N] "
-                                "with N = %zu",
-                          key, path, B * H * N, N);
+    const size_t want[3] = {B, H, N};
+    int ok = a->ndim >= 1 && a->ndim <= 3;
+    for (int i = 0; ok && i < 3; i++) {
+        int axis = i - (3 - a->ndim);   /* the file's axis holding want[i]; < 0: left out */
+        ok = axis >= 0 ? a->shape[axis] == want[i] : want[i] == 1;
     }
-    return KAT_OK;
+    if (ok)
+        return KAT_OK;
+    char got[128], shapes[3][64], accepted[200];
+    int ns = 0;
+    for (int drop = 0; drop < 3 && (drop == 0 || want[drop - 1] == 1); drop++, ns++)
+        shape_text(shapes[ns], sizeof shapes[ns], want + drop, 3 - drop);
+    size_t len = 0;
+    for (int i = 0; i < ns && len < sizeof accepted; i++)
+        len += (size_t)snprintf(accepted + len, sizeof accepted - len, "%s%s",
+                                i == 0 ? "" : i + 1 < ns ? ", " : " or ", shapes[i]);
+    shape_text(got, sizeof got, a->shape, a->ndim);
+    kat_array_free(a);
+    return mode_error(mode, "%s: '%s' has shape %s, expected %s (%s's shape without D; "
+                            "leading axes of size 1 may be left out)",
+                      key, path, got, accepted, who);
 }
 
 static double array_at(const kat_array *a, size_t i)
@@ -93,7 +120,7 @@ static kat_status keep_from_file(const attn_opts *o, const char *key, size_t B, 
     if (!r)
         return KAT_OK;
     kat_array a;
-    kat_status st = read_rows("qk", key, path, B, H, N, &a);
+    kat_status st = read_rows("qk", key, key[0] == 'q' ? "q" : "k", path, B, H, N, &a);
     if (st)
         return st;
     size_t n = B * H * N;
@@ -114,7 +141,7 @@ static kat_status buckets_from_file(const char *key, const char *path, size_t B,
                                     size_t N, int32_t **out, size_t *max_id)
 {
     kat_array a;
-    kat_status st = read_rows("hash", key, path, B, H, N, &a);
+    kat_status st = read_rows("hash", key, key[0] == 'q' ? "q" : "k", path, B, H, N, &a);
     if (st)
         return st;
     size_t n = B * H * N;
@@ -152,6 +179,25 @@ static kat_status lsh_buckets(const attn_tensors *t, size_t nb, uint64_t seed, i
         return KAT_ENOMEM;
     kat_status st = kat_sparse_lsh_buckets(&t->q, d->H / d->H_kv, nb, seed, *qb);
     return st ? st : kat_sparse_lsh_buckets(&t->k, 1, nb, seed, *kb);
+}
+
+/* The LSH seed: --params seed=S (an integer >= 0), else --seed (kept as an integer: a double
+ * would round seeds above 2^53). 0, or -1 after printing why. */
+static int lsh_seed(const char *mode, const attn_opts *o, uint64_t *seed)
+{
+    double s;
+    int r = attn_param_double(o, "seed", &s);
+    if (r < 0)
+        return -1;
+    *seed = o->seed;
+    if (!r)
+        return 0;
+    if (!(s >= 0 && s < 18446744073709551616.0) || s != floor(s)) {
+        mode_error(mode, "--params seed=%g must be an integer >= 0", s);
+        return -1;
+    }
+    *seed = (uint64_t)s;
+    return 0;
 }
 
 /* The inputs a layout is built from, prepared once (files read, buckets hashed, masks drawn),
@@ -259,18 +305,21 @@ static kat_status run_inputs(const char *mode, const attn_opts *o, const attn_te
         int rq = attn_param_str(o, "q_buckets", qf, sizeof qf);
         int rk = attn_param_str(o, "k_buckets", kf, sizeof kf);
         long nb = param_count(mode, o, "nb", 0), lsh = param_count(mode, o, "buckets", 0);
-        double seed = 0.0;
-        if (rq < 0 || rk < 0 || nb < 0 || lsh < 0 || attn_param_double(o, "seed", &seed) < 0)
+        uint64_t seed;
+        if (rq < 0 || rk < 0 || nb < 0 || lsh < 0 || lsh_seed(mode, o, &seed))
             return KAT_EINVAL;
         if (lsh) {
             if (rq || rk)
                 return mode_error(mode, "give buckets=NB (LSH) or q_buckets and k_buckets "
                                         "files, not both");
-            if (seed < 0 || seed != floor(seed))
-                return mode_error(mode, "--params seed=%g must be an integer >= 0", seed);
+            if (nb)
+                return mode_error(mode, "nb=NB is the bucket count of bucket files; for LSH "
+                                        "give buckets=NB");
             in->nb = (size_t)lsh;
-            return lsh_buckets(t, in->nb, (uint64_t)seed, &in->qb, &in->kb);
+            return lsh_buckets(t, in->nb, seed, &in->qb, &in->kb);
         }
+        if (attn_param_has(o, "seed"))
+            return mode_error(mode, "seed=S seeds the LSH (buckets=NB), not bucket files");
         if (!rq || !rk)
             return mode_error(mode, "--params q_buckets=F.npy,k_buckets=F.npy or buckets=NB");
         size_t max_id = 0;
@@ -284,8 +333,21 @@ static kat_status run_inputs(const char *mode, const attn_opts *o, const attn_te
     return window_inputs(o, 0, in);
 }
 
+/* The --params keys each sparse mode reads in `kat attn` and in `kat bench attn`. */
+static const char *mode_keys(const char *mode, int bench)
+{
+    if (strcmp(mode, "qk") == 0)
+        return bench ? "drop,q_keep,k_keep,strict,step" : "q_keep,k_keep,strict";
+    if (strcmp(mode, "hash") == 0)
+        return bench ? "buckets,seed,q_buckets,k_buckets,nb,strict,step"
+                     : "buckets,seed,q_buckets,k_buckets,nb,strict";
+    return bench ? "window,block_q,block_k,strict,step" : "window,block_q,block_k,strict";
+}
+
 static kat_status sparse_run(const char *mode, const attn_opts *o, attn_tensors *t, int grad)
 {
+    if (attn_params_check(o, mode, "kat attn", mode_keys(mode, 0)))
+        return mode_error(mode, "bad --params");
     if (o->precise)
         return mode_error(mode, "--precise is for the dense mode (the sparse backward uses "
                                 "the forward's logsumexp)");
@@ -415,11 +477,23 @@ static void sparse_cleanup(void *ctx)
     kat_free(c);
 }
 
-/* Bench inputs: random keep lists (qk), LSH buckets (hash), the window. */
+/* Bench inputs: the pattern files when given (as for `kat attn run`), else random keep lists
+ * (qk, drop=P), LSH buckets of the random q and k (hash, buckets=NB), the window. */
 static kat_status bench_inputs(const char *mode, const attn_opts *o, const attn_tensors *t,
                                sparse_inputs *in, double *lsh_ms)
 {
     memset(in, 0, sizeof *in);
+    int files = 0;
+    if (strcmp(mode, "qk") == 0)
+        files = attn_param_has(o, "q_keep") || attn_param_has(o, "k_keep");
+    else if (strcmp(mode, "hash") == 0)
+        files = attn_param_has(o, "q_buckets") || attn_param_has(o, "k_buckets");
+    if (files) {
+        if (attn_param_has(o, strcmp(mode, "qk") == 0 ? "drop" : "buckets"))
+            return mode_error(mode, "give %s or pattern files, not both",
+                              strcmp(mode, "qk") == 0 ? "drop=P" : "buckets=NB");
+        return run_inputs(mode, o, t, in);
+    }
     kat_status st = sparse_desc(mode, o, t, &in->desc);
     if (st)
         return st;
@@ -449,11 +523,15 @@ static kat_status bench_inputs(const char *mode, const attn_opts *o, const attn_
     if (strcmp(mode, "hash") == 0) {
         in->kind = 1;
         long nb = param_count(mode, o, "buckets", 16);
-        if (nb < 0)
+        uint64_t seed;   /* seed=S overrides --seed, as in `kat attn run` */
+        if (nb < 0 || lsh_seed(mode, o, &seed))
             return KAT_EINVAL;
+        if (attn_param_has(o, "nb"))
+            return mode_error(mode, "nb=NB is the bucket count of bucket files; for LSH give "
+                                    "buckets=NB");
         in->nb = (size_t)nb;
         double t0 = cli_now();
-        st = lsh_buckets(t, in->nb, o->seed, &in->qb, &in->kb);
+        st = lsh_buckets(t, in->nb, seed, &in->qb, &in->kb);
         *lsh_ms = (cli_now() - t0) * 1e3;
         return st;
     }
@@ -464,6 +542,8 @@ static kat_status bench_inputs(const char *mode, const attn_opts *o, const attn_
 static kat_status sparse_bench(const char *mode, const attn_opts *o, attn_tensors *t,
                                attn_bench_call *call)
 {
+    if (attn_params_check(o, mode, "kat bench attn", mode_keys(mode, 1)))
+        return mode_error(mode, "bad --params");
     if (o->precise)
         return mode_error(mode, "--precise is for the dense mode");
     double step = 0.0;

@@ -55,8 +55,10 @@ static float *floats(size_t n, float lo, float hi, unsigned seed)
 }
 
 #if HAVE_SLEEF
-/* sleef.h declares its AVX-512 entry points only when the whole file is built for AVX-512. */
-__m512 Sleef_exp2f16_u10avx512f(__m512);
+/* sleef.h declares its AVX-512 entry points only when the whole file is built for AVX-512,
+ * and the library is not: declare the one we call here, for AVX-512 only (clang refuses a
+ * __m512 argument to a function whose declaration lacks the target). */
+__attribute__((target("avx512f"))) __m512 Sleef_exp2f16_u10avx512f(__m512);
 
 __attribute__((target("avx512f"))) static void sleef_exp2(int n, const float *x, float *y)
 {

@@ -65,10 +65,28 @@ static int parse_value(const cli_opt *o, const char *v)
     return -1;
 }
 
+/* A table that names an option twice is a bug in the subcommand: only one of the two could
+ * ever be reached (the parser takes the last), and --help would list both. */
+static int duplicate_option(const cli_opt *opts, size_t nopts)
+{
+    for (size_t i = 0; i < nopts; i++) {
+        int twice = strcmp(opts[i].name, "help") == 0;   /* cli_parse's own */
+        for (size_t k = i + 1; k < nopts && !twice; k++)
+            twice = strcmp(opts[i].name, opts[k].name) == 0;
+        if (twice) {
+            fprintf(stderr, "kat: internal error: option --%s is defined twice\n", opts[i].name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, char **argv,
               char **pos, size_t maxpos, size_t *npos)
 {
     size_t np = 0;
+    if (duplicate_option(opts, nopts))
+        return CLI_FAIL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

@@ -25,7 +25,8 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 /* Parse argv[1..argc-1] (argv[0] is the subcommand name). Options always accepted: --help,
  * and whatever opts lists. Positional arguments are collected into pos[0..*npos-1] (at most
  * maxpos; more is a usage error). Returns CLI_OK, or -1 after printing help (the caller exits
- * 0), or CLI_USAGE after printing the error and the usage to stderr. */
+ * 0), or CLI_USAGE after printing the error and the usage to stderr, or CLI_FAIL when opts
+ * names an option twice (a bug of the caller, refused before anything is parsed). */
 int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, char **argv,
               char **pos, size_t maxpos, size_t *npos);
 void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t nopts);

@@ -6,7 +6,7 @@
 
 static const char *const usage_text =
     "usage: kat attn run  --q Q.npy --k K.npy --v V.npy --o O.npy [--lse L.npy] [--causal]\n"
-    "                     [--scale S] [--mode M] [--params K=V,..] [--json]\n"
+    "                     [--scale S] [--mode M] [--params K=V,..] [--seed S] [--json]\n"
     "       kat attn grad --q Q.npy --k K.npy --v V.npy --do dO.npy --dq dQ.npy --dk dK.npy\n"
     "                     --dv dV.npy [--o O.npy] [--lse L.npy] [--precise] [--causal] ...\n"
     "\n"
@@ -90,7 +90,8 @@ int kat_cmd_attn(int argc, char **argv)
         {"k", CLI_STR, &fk, "FILE   keys", NULL},
         {"v", CLI_STR, &fv, "FILE   values", NULL},
         {"o", CLI_STR, &fo, "FILE   output (run: required)", NULL},
-        {"lse", CLI_STR, &fl, "FILE   logsumexp output", NULL},
+        {"lse", CLI_STR, &fl, "FILE   logsumexp output (not in the linear mode: no softmax)",
+         NULL},
         {"do", CLI_STR, &fdo, "FILE   grad: dL/do", NULL},
         {"dq", CLI_STR, &fdq, "FILE   grad: dL/dq output", NULL},
         {"dk", CLI_STR, &fdk, "FILE   grad: dL/dk output", NULL},
@@ -98,11 +99,14 @@ int kat_cmd_attn(int argc, char **argv)
         {"causal", CLI_FLAG, &o.causal, "       causal mask (bottom-right aligned)", NULL},
         {"scale", CLI_DOUBLE, &o.scale, "S      softmax scale (default 1/sqrt(D))", NULL},
         {"mode", CLI_STR, &o.mode, mode_help, NULL},
-        {"params", CLI_STR, &o.params, "K=V,.. mode-specific settings", NULL},
+        {"params", CLI_STR, &o.params, "K=V,.. mode-specific settings (man kat lists them)",
+         NULL},
         {"precise", CLI_FLAG, &o.precise,
          "       grad: recompute the softmax statistics instead of using the fp32 lse", NULL},
         {"threads", CLI_INT, &o.threads, "T      threads (default: KAT_NUM_THREADS or all)",
          NULL},
+        {"seed", CLI_U64, &o.seed, "S      seed of the random feature maps (linear favor:M, "
+         "rff:M) and of hash LSH (default 0)", NULL},
         {"json", CLI_FLAG, &o.json, "       machine-readable output", NULL},
     };
     cli_opt opts[sizeof base_opts / sizeof base_opts[0] + ATTN_MODE_FLAGS];
@@ -132,6 +136,13 @@ int kat_cmd_attn(int argc, char **argv)
         cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
+    if (!grad && (fdo || fdq || fdk || fdv || o.precise)) {
+        fprintf(stderr, "kat attn run: --do, --dq, --dk, --dv and --precise are for kat attn "
+                        "grad\n");
+        cli_print_usage(stderr, usage_text, opts, nopts);
+        return CLI_USAGE;
+    }
+    o.lse = fl != NULL;
     if (o.threads < 0) {
         fprintf(stderr, "kat attn: --threads must be >= 0\n");
         return CLI_USAGE;

@@ -61,14 +61,15 @@ static int bench_attn(int argc, char **argv)
         {"backward", CLI_FLAG, &o.backward, "       time the backward pass", NULL},
         {"precise", CLI_FLAG, &o.precise,
          "       dense backward: recompute the softmax statistics, not the fp32 lse", NULL},
-        {"params", CLI_STR, &o.params, "K=V,.. mode-specific settings", NULL},
+        {"params", CLI_STR, &o.params, "K=V,.. mode-specific settings (man kat lists them)",
+         NULL},
         {"threads", CLI_INT, &o.threads, "T      threads (default: KAT_NUM_THREADS or all)",
          NULL},
         {"reps", CLI_INT, &o.reps, "R      timed runs, the median is reported (default 5)", NULL},
         {"warmup", CLI_INT, &o.warmup, "W      untimed runs first (default 1)", NULL},
         {"seed", CLI_U64, &o.seed, "S      seed of the random tensors (default 0)", NULL},
-        {"baseline", CLI_INT, &baseline, "0|1    dense: time the unfused baseline (default 1)",
-         NULL},
+        {"baseline", CLI_INT, &baseline, "0|1    dense: time the unfused baseline (default 1; "
+         "the other modes time dense flash, linear unless flash=0)", NULL},
         {"sgemm", CLI_SIZE, &sgemm_n, "N      size of the sgemm reference, 0: skip (4096)", NULL},
         {"scaling", CLI_FLAG, &scaling, "       also time the call on one thread", NULL},
         {"causal-ratio", CLI_FLAG, &causal_ratio,
@@ -97,6 +98,11 @@ static int bench_attn(int argc, char **argv)
     const attn_mode *mode = attn_mode_find(o.mode);
     if (!mode)
         return CLI_USAGE;
+    if (causal_ratio && !o.causal) {
+        fprintf(stderr, "kat bench attn: --causal-ratio compares with the causal call: give "
+                        "--causal too\n");
+        return CLI_USAGE;
+    }
     if (o.crossover && strcmp(o.mode, "linear") != 0) {
         fprintf(stderr, "kat bench attn: --crossover is for --mode linear, not --mode %s\n",
                 o.mode);
@@ -249,9 +255,11 @@ static int bench_attn(int argc, char **argv)
         if (baseline)
             printf("  baseline  %s %.3f ms -> speedup %.2fx\n", base_name, base_ms,
                    base_ms / ms);
-        if (o.crossover)
-            printf(crossover_n > 0.0 ? "  crossover N = %.0f\n" : "  crossover none found\n",
-                   crossover_n);
+        if (o.crossover && crossover_n > 0.0)
+            printf("  crossover N = %.0f\n", crossover_n);
+        else if (o.crossover)
+            printf("  crossover none: linear never overtook flash up to N = %zu\n",
+                   ATTN_CROSSOVER_MAX_N);
         if (scaling)
             printf("  1 thread  %.3f ms -> %d threads are %.2fx faster\n", ms1, T, ms1 / ms);
         if (causal_ratio && o.causal)

@@ -84,6 +84,12 @@ int kat_cmd_embed(int argc, char **argv)
             cli_print_usage(stderr, usage, opts, nopts);
             return CLI_USAGE;
         }
+        if (seen_d && d != na) {   /* --d is ignored with --a: it may only agree */
+            fprintf(stderr, "kat embed: --d %zu disagrees with the %zu sides of --a\n", d, na);
+            kat_free(a);
+            cli_print_usage(stderr, usage, opts, nopts);
+            return CLI_USAGE;
+        }
     }
     kat_fn *f = NULL;
     kat_rng *rng = NULL;

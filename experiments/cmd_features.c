@@ -24,7 +24,8 @@ static const char usage[] =
     "(relative errors over the pairs whose exact kernel value is not zero).\n"
     "--bench also times the fp32 features and their gradient (vjp) for N rows, median of 7 runs\n"
     "(wall clock and process CPU time), against the GEMM that consumes them in linear attention,\n"
-    "phi(K)^T V with V of width d (OpenBLAS sgemm, measured in the same run).";
+    "phi(K)^T V with V of width d (OpenBLAS sgemm, measured in the same run); group maps are\n"
+    "timed on random corners, without a vjp (they have none).";
 
 typedef enum { MAP_TAYLOR, MAP_POLY, MAP_RFF, MAP_LAPLACE, MAP_FAVOR, MAP_GROUP } map_kind;
 
@@ -158,8 +159,11 @@ static double cpu_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Median times of the fp32 map (query side), its vjp and the sgemm phi^T V over n rows. */
-static kat_status bench_map(const kat_featmap *fm, size_t n, uint64_t seed, bench_result *out)
+/* Median times of the fp32 map (query side), its vjp and the sgemm phi^T V over n rows: rows
+ * with N(0, 1/d) entries, or random corners of the box with these sides (group maps take
+ * nothing else). */
+static kat_status bench_map(const kat_featmap *fm, size_t n, uint64_t seed,
+                            const double *corner_sides, bench_result *out)
 {
     size_t d = kat_featmap_in_dim(fm), D = kat_featmap_out_dim(fm);
     if (n > (size_t)INT32_MAX || D > (size_t)INT32_MAX || d > (size_t)INT32_MAX)
@@ -170,8 +174,10 @@ static kat_status bench_map(const kat_featmap *fm, size_t n, uint64_t seed, benc
     kat_rng *rng = NULL;
     kat_status st = x && f && S ? kat_rng_create(seed, &rng) : KAT_ENOMEM;
     float *v = x + n * d, *g = f + n * D;   /* V doubles as the vjp's dx */
+    const int has_vjp = kat_featmap_has_vjp(fm);
     for (size_t i = 0; !st && i < n * d; i++)
-        x[i] = (float)kat_rng_gaussian(rng, 1.0 / sqrt((double)d));
+        x[i] = corner_sides ? (kat_rng_uniform(rng) < 0.5 ? 0.0f : (float)corner_sides[i % d])
+                            : (float)kat_rng_gaussian(rng, 1.0 / sqrt((double)d));
     for (size_t i = 0; !st && i < n * D; i++)
         g[i] = (float)kat_rng_gaussian(rng, 1.0);
     double t[6][BENCH_REPS];
@@ -179,7 +185,7 @@ static kat_status bench_map(const kat_featmap *fm, size_t n, uint64_t seed, benc
         double c0 = cpu_now(), t0 = cli_now();
         st = kat_featmap_apply_f32(fm, KAT_SIDE_QUERY, n, x, d, f, D);
         double c1 = cpu_now(), t1 = cli_now();
-        if (!st)
+        if (!st && has_vjp)   /* a map without a gradient (group maps) times the map only */
             st = kat_featmap_vjp_f32(fm, KAT_SIDE_QUERY, n, x, d, g, D, v, d);
         double c2 = cpu_now(), t2 = cli_now();
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)d, (int)n, 1.0f, f,
@@ -201,6 +207,8 @@ static kat_status bench_map(const kat_featmap *fm, size_t n, uint64_t seed, benc
             med[k] = 1e3 * t[k][BENCH_REPS / 2];
         }
         *out = (bench_result){med[0], med[1], med[2], med[3], med[4], med[5]};
+        if (!has_vjp)   /* not measured: NaN, which the output shows as null / "none" */
+            out->vjp_ms = out->vjp_cpu = NAN;
     }
     kat_rng_destroy(rng);
     kat_free(x);
@@ -422,7 +430,7 @@ int kat_cmd_features(int argc, char **argv)
         return cli_fail("features", what, st);
     }
     bench_result br = {0, 0, 0, 0, 0, 0};
-    if (bench && (st = bench_map(fm, n, seed + 1, &br))) {
+    if (bench && (st = bench_map(fm, n, seed + 1, ms.kind == MAP_GROUP ? a : NULL, &br))) {
         kat_featmap_destroy(fm);
         kat_fn_destroy(f);
         kat_free(a);
@@ -489,12 +497,19 @@ int kat_cmd_features(int argc, char **argv)
                    n_rel, n);
         if (bench) {
             printf("bench: %zu rows, fp32, median of %d, %s\n", n, BENCH_REPS, kat_blas_info());
-            printf("  wall ms: map %.3f, vjp %.3f, sgemm phi^T V %.3f; map/sgemm %.3f, "
-                   "vjp/sgemm %.3f\n", br.apply_ms, br.vjp_ms, br.gemm_ms,
-                   br.apply_ms / br.gemm_ms, br.vjp_ms / br.gemm_ms);
-            printf("  cpu ms:  map %.3f, vjp %.3f, sgemm phi^T V %.3f; map/sgemm %.3f, "
-                   "vjp/sgemm %.3f\n", br.apply_cpu, br.vjp_cpu, br.gemm_cpu,
-                   br.apply_cpu / br.gemm_cpu, br.vjp_cpu / br.gemm_cpu);
+            if (isnan(br.vjp_ms)) {
+                printf("  wall ms: map %.3f, sgemm phi^T V %.3f; map/sgemm %.3f (the map has "
+                       "no vjp)\n", br.apply_ms, br.gemm_ms, br.apply_ms / br.gemm_ms);
+                printf("  cpu ms:  map %.3f, sgemm phi^T V %.3f; map/sgemm %.3f\n",
+                       br.apply_cpu, br.gemm_cpu, br.apply_cpu / br.gemm_cpu);
+            } else {
+                printf("  wall ms: map %.3f, vjp %.3f, sgemm phi^T V %.3f; map/sgemm %.3f, "
+                       "vjp/sgemm %.3f\n", br.apply_ms, br.vjp_ms, br.gemm_ms,
+                       br.apply_ms / br.gemm_ms, br.vjp_ms / br.gemm_ms);
+                printf("  cpu ms:  map %.3f, vjp %.3f, sgemm phi^T V %.3f; map/sgemm %.3f, "
+                       "vjp/sgemm %.3f\n", br.apply_cpu, br.vjp_cpu, br.gemm_cpu,
+                       br.apply_cpu / br.gemm_cpu, br.vjp_cpu / br.gemm_cpu);
+            }
         }
     }
     kat_featmap_destroy(fm);

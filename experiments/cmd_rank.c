@@ -27,28 +27,31 @@ void rank_cli_points_opts(rank_cli_points *p, cli_opt *o, size_t *k)
 {
     o[(*k)++] = (cli_opt){"dist", CLI_STR, &p->dist,
                           "D      gauss|uniform|sphere|hypercube|rect|grid (default gauss: "
-                          "N(0, 1/d) entries)", NULL};
+                          "N(0, 1/d) entries)", &p->given};
     o[(*k)++] = (cli_opt){"sigma", CLI_DOUBLE, &p->sigma, "S      gauss: standard deviation "
-                          "(default 1/sqrt(d))", NULL};
+                          "(default 1/sqrt(d))", &p->given};
     o[(*k)++] = (cli_opt){"bound", CLI_DOUBLE, &p->bound, "B      uniform on [-B, B] (default 1)",
-                          NULL};
-    o[(*k)++] = (cli_opt){"sides", CLI_STR, &p->sides, "A,..   rect: the d side lengths", NULL};
+                          &p->given};
+    o[(*k)++] = (cli_opt){"sides", CLI_STR, &p->sides, "A,..   rect: the d side lengths",
+                          &p->given};
     o[(*k)++] = (cli_opt){"levels", CLI_SIZE, &p->levels, "L      grid: {0..L-1}^d (default 3)",
-                          NULL};
+                          &p->given};
     o[(*k)++] = (cli_opt){"pm1", CLI_FLAG, &p->pm1, "       hypercube: {-1,+1}^d, not {0,1}^d",
-                          NULL};
+                          &p->given};
     o[(*k)++] = (cli_opt){"enumerate", CLI_FLAG, &p->enumerate,
                           "       hypercube/rect/grid: the first n points in order, not random",
-                          NULL};
-    o[(*k)++] = (cli_opt){"symmetric", CLI_FLAG, &p->symmetric, "       K = Q (m = n)", NULL};
+                          &p->given};
+    o[(*k)++] = (cli_opt){"symmetric", CLI_FLAG, &p->symmetric, "       K = Q (m = n)",
+                          &p->given};
     o[(*k)++] = (cli_opt){"seed", CLI_U64, &p->seed, "S      random seed (default 0)", NULL};
 }
 
-void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *o, size_t *k)
+void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *o, size_t *k, int with_scale)
 {
     o[(*k)++] = (cli_opt){"form", CLI_STR, &p->form,
                           "F      inner: f(s<q,k>), l2sq: f(s|q-k|^2), l1: f(s|q-k|_1)", NULL};
-    o[(*k)++] = (cli_opt){"scale", CLI_DOUBLE, &p->scale, "S      s (default 1)", NULL};
+    if (with_scale)
+        o[(*k)++] = (cli_opt){"scale", CLI_DOUBLE, &p->scale, "S      s (default 1)", NULL};
     o[(*k)++] = (cli_opt){"method", CLI_STR, &p->method,
                           "M      dense (full SVD) | randomized (matrix-free)", NULL};
     o[(*k)++] = (cli_opt){"rtol", CLI_DOUBLE, &p->rtol, "R      tolerance rtol * sigma_1 "
@@ -166,7 +169,7 @@ int kat_cmd_rank(int argc, char **argv)
 {
     const char *fexpr = "exp", *qfile = NULL, *kfile = NULL;
     size_t n = 256, m = 0, d = 8;
-    int json = 0, sv = 0, m_seen = 0;
+    int json = 0, sv = 0, m_seen = 0, nd_seen = 0;
     rank_cli_points pts;
     rank_cli_probe pr;
     rank_cli_points_init(&pts);
@@ -175,13 +178,14 @@ int kat_cmd_rank(int argc, char **argv)
     size_t k = 0;
     opts[k++] = (cli_opt){"f", CLI_STR, &fexpr, "EXPR   entrywise function of x (default exp)",
                           NULL};
-    opts[k++] = (cli_opt){"n", CLI_SIZE, &n, "N      rows of Q (default 256)", NULL};
+    opts[k++] = (cli_opt){"n", CLI_SIZE, &n, "N      rows of Q (default 256)", &nd_seen};
     opts[k++] = (cli_opt){"m", CLI_SIZE, &m, "M      rows of K (default n)", &m_seen};
-    opts[k++] = (cli_opt){"d", CLI_SIZE, &d, "D      dimension of the points (default 8)", NULL};
+    opts[k++] = (cli_opt){"d", CLI_SIZE, &d, "D      dimension of the points (default 8)",
+                          &nd_seen};
     opts[k++] = (cli_opt){"q", CLI_STR, &qfile, "FILE   Q from a .npy or .csv file", NULL};
     opts[k++] = (cli_opt){"k", CLI_STR, &kfile, "FILE   K from a file (default: K = Q)", NULL};
     rank_cli_points_opts(&pts, opts, &k);
-    rank_cli_probe_opts(&pr, opts, &k);
+    rank_cli_probe_opts(&pr, opts, &k, 1);
     opts[k++] = (cli_opt){"sv", CLI_FLAG, &sv, "       print the singular values", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       machine-readable output", NULL};
     const char *usage =
@@ -195,6 +199,19 @@ int kat_cmd_rank(int argc, char **argv)
         return rc < 0 ? CLI_OK : rc;
     if (kfile && !qfile) {
         fprintf(stderr, "kat rank: --k needs --q\n");
+        cli_print_usage(stderr, usage, opts, k);
+        return CLI_USAGE;
+    }
+    /* Options that would be ignored are refused: the files fix the points, and K = Q fixes m. */
+    if (qfile && (nd_seen || m_seen || pts.given)) {
+        fprintf(stderr, "kat rank: --n, --m, --d and --dist, --sigma, --bound, --sides, --levels, "
+                        "--pm1, --enumerate, --symmetric shape random points; with --q the points "
+                        "come from the files\n");
+        cli_print_usage(stderr, usage, opts, k);
+        return CLI_USAGE;
+    }
+    if (pts.symmetric && m_seen && m != n) {
+        fprintf(stderr, "kat rank: --symmetric makes K = Q, so m = n = %zu, not --m %zu\n", n, m);
         cli_print_usage(stderr, usage, opts, k);
         return CLI_USAGE;
     }

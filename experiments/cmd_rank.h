@@ -13,6 +13,7 @@ typedef struct {
     size_t levels;
     int pm1, enumerate, symmetric;
     uint64_t seed;
+    int given;              /* set when an option that shapes the draw (not --seed) is given */
 } rank_cli_points;
 
 /* Options of the probe itself. */
@@ -26,9 +27,11 @@ typedef struct {
 void rank_cli_points_init(rank_cli_points *p);
 void rank_cli_probe_init(rank_cli_probe *p);
 
-/* The cli_opt entries for each struct (9 each), appended at opts[*k]. */
+/* The cli_opt entries for each struct (9 each), appended at opts[*k]. with_scale = 0 leaves
+ * out --scale (8 entries then), for a caller with its own: kat sweep's list of scales, which a
+ * second --scale would shadow (cli_parse refuses a table that names an option twice). */
 void rank_cli_points_opts(rank_cli_points *p, cli_opt *opts, size_t *k);
-void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *opts, size_t *k);
+void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *opts, size_t *k, int with_scale);
 
 /* Q (n x d) from the seed and K (m x d) from a derived seed (or K = Q with --symmetric), so
  * a larger n extends the same points. Returns CLI_OK, or prints why and returns CLI_FAIL. */

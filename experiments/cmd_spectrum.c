@@ -387,20 +387,23 @@ int kat_cmd_spectrum(int argc, char **argv)
     const char *expr = NULL, *alist = NULL, *points = NULL, *metric_name = "l2";
     size_t d = 0, N = 0, top = 16;
     uint64_t seed = 1;
-    int json = 0, mds = 0, check = 0, seen_d = 0, seen_N = 0;
+    int json = 0, mds = 0, check = 0, seen_d = 0, seen_N = 0, seen_a = 0, seen_points = 0;
+    int seen_metric = 0, seen_seed = 0;
     const cli_opt opts[] = {
         {"f", CLI_STR, &expr, "EXPR  the function of the distance, e.g. 'exp(-x)', 'sqrt(x)'",
          NULL},
-        {"a", CLI_STR, &alist, "LIST  hyperrect: the sides a1,...,ad (each > 0)", NULL},
+        {"a", CLI_STR, &alist, "LIST  hyperrect: the sides a1,...,ad (each > 0)", &seen_a},
         {"d", CLI_SIZE, &d, "D     hypercube: dimension; hyperrect: random sides", &seen_d},
         {"N", CLI_SIZE, &N, "N     cyclic: the group order", &seen_N},
-        {"points", CLI_STR, &points, "FILE  points: one point per row (.csv or .npy)", NULL},
-        {"metric", CLI_STR, &metric_name, "M     points: l1, l2 (default), l2sq or inner", NULL},
+        {"points", CLI_STR, &points, "FILE  points: one point per row (.csv or .npy)",
+         &seen_points},
+        {"metric", CLI_STR, &metric_name, "M     points: l1, l2 (default), l2sq or inner",
+         &seen_metric},
         {"mds", CLI_FLAG, &mds, "points: spectrum of -1/2 P f(D) P (Schoenberg)", NULL},
         {"check", CLI_FLAG, &check, "hyperrect: cross-check against dense dsyevd (d <= 13)",
          NULL},
         {"seed", CLI_U64, &seed, "S     hyperrect --d: seed of the random sides (default 1)",
-         NULL},
+         &seen_seed},
         {"top", CLI_SIZE, &top, "K     text output: show the first K eigenvalues (0: all)",
          NULL},
         {"json", CLI_FLAG, &json, "machine-readable output (all eigenvalues)", NULL},
@@ -432,6 +435,29 @@ int kat_cmd_spectrum(int argc, char **argv)
         problem = "points needs --points FILE";
     else if (is_pts && kat_metric_parse(metric_name, &metric))
         problem = "--metric must be l1, l2, l2sq or inner";
+    /* An option of another KIND would be ignored: refuse it instead. */
+    const struct {
+        const char *flag;
+        int given, applies;
+        const char *where;
+    } kind_opts[] = {
+        {"--a", seen_a, is_rect, "hyperrect"},
+        {"--d", seen_d, is_rect || is_cube, "hyperrect and hypercube"},
+        {"--N", seen_N, is_cyc, "cyclic"},
+        {"--points", seen_points, is_pts, "points"},
+        {"--metric", seen_metric, is_pts, "points"},
+        {"--mds", mds, is_pts, "points"},
+        {"--check", check, is_rect, "hyperrect"},
+        {"--seed", seen_seed, is_rect && !alist, "hyperrect with --d (random sides, no --a)"},
+    };
+    char kind_problem[160];
+    for (size_t i = 0; !problem && kind && i < sizeof kind_opts / sizeof kind_opts[0]; i++)
+        if (kind_opts[i].given && !kind_opts[i].applies) {
+            snprintf(kind_problem, sizeof kind_problem, "%s is for %s, not %s%s",
+                     kind_opts[i].flag, kind_opts[i].where, kind,
+                     is_rect && alist ? " with --a" : "");
+            problem = kind_problem;
+        }
     if (problem) {
         fprintf(stderr, "kat spectrum: %s\n", problem);
         cli_print_usage(stderr, usage, opts, nopts);

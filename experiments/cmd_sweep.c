@@ -11,6 +11,7 @@ typedef struct {
     double scale;
     size_t rank, predicted;
     double stable, effective, seconds;
+    size_t eps_spectral, eps_frobenius;   /* with --eps; KAT_RANK_NONE: none */
 } sweep_row;
 
 /* A list of positive integers "a,b,c". */
@@ -98,14 +99,38 @@ static void csv_field(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void csv_row(FILE *out, const sweep_row *r, const char *f)
+/* A size column, empty for KAT_RANK_NONE. */
+static void csv_size(FILE *out, size_t v)
+{
+    if (v != KAT_RANK_NONE)
+        fprintf(out, "%zu", v);
+}
+
+static void csv_row(FILE *out, const sweep_row *r, const char *f, int eps)
 {
     fprintf(out, "%zu,%zu,", r->n, r->d);
     csv_field(out, f);
     fprintf(out, ",%.17g,%zu,", r->scale, r->rank);
-    if (r->predicted != KAT_RANK_NONE)
-        fprintf(out, "%zu", r->predicted);
-    fprintf(out, ",%.10g,%.10g,%.6f\n", r->stable, r->effective, r->seconds);
+    csv_size(out, r->predicted);
+    fprintf(out, ",%.10g,%.10g,%.6f", r->stable, r->effective, r->seconds);
+    if (eps) {
+        fputc(',', out);
+        csv_size(out, r->eps_spectral);
+        fputc(',', out);
+        csv_size(out, r->eps_frobenius);
+    }
+    fputc('\n', out);
+}
+
+/* A JSON size, null for KAT_RANK_NONE. */
+static void json_size(cli_json *j, const char *key, size_t v)
+{
+    if (v == KAT_RANK_NONE) {
+        cli_json_key(j, key);
+        fputs("null", j->out);
+    } else {
+        cli_json_int(j, key, (long long)v);
+    }
 }
 
 /* A gnuplot single-quoted string: '' stands for '. */
@@ -195,7 +220,7 @@ int kat_cmd_sweep(int argc, char **argv)
                           "LIST   shorthand: f = (1+x)^p for p in LIST", NULL};
     opts[k++] = (cli_opt){"scale", CLI_STR, &slist, "LIST   scales s (default 1)", NULL};
     rank_cli_points_opts(&pts, opts, &k);
-    rank_cli_probe_opts(&pr, opts, &k);
+    rank_cli_probe_opts(&pr, opts, &k, 0);   /* --scale is the list above */
     opts[k++] = (cli_opt){"out", CLI_STR, &out, "FILE   CSV output (default stdout)", NULL};
     opts[k++] = (cli_opt){"plot", CLI_STR, &png, "FILE   rank-vs-n PNG (needs gnuplot)", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       rows as JSON on stdout", NULL};
@@ -203,7 +228,7 @@ int kat_cmd_sweep(int argc, char **argv)
         "usage: kat sweep [--n LIST] [--d LIST] [--f 'F1;F2'] [--degree LIST] [--scale LIST] "
         "[--out FILE.csv] [--plot FILE.png] ...\n\n"
         "The rank probe of `kat rank` over a grid; CSV columns n,d,f,scale,rank,predicted,"
-        "stable,effective,seconds.";
+        "stable,effective,seconds\n(and eps_rank_spectral,eps_rank_frobenius with --eps).";
     int rc = cli_parse(usage, opts, k, argc, argv, NULL, 0, NULL);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
@@ -271,7 +296,8 @@ int kat_cmd_sweep(int argc, char **argv)
         csv = stdout;
     }
     if (csv)
-        fprintf(csv, "n,d,f,scale,rank,predicted,stable,effective,seconds\n");
+        fprintf(csv, "n,d,f,scale,rank,predicted,stable,effective,seconds%s\n",
+                o.eps > 0 ? ",eps_rank_spectral,eps_rank_frobenius" : "");
     size_t done_rows = 0;
     /* Order: f, d, s outer, n inner (the plot's series are consecutive runs). The points for
      * n are the first n rows of one draw of nmax, so a larger n extends the smaller ones. */
@@ -298,10 +324,11 @@ int kat_cmd_sweep(int argc, char **argv)
                     sweep_row *row = &rows[done_rows++];
                     *row = (sweep_row){ns[ni], ds[di], fi, scales[si], r.rank,
                                        r.predicted_rank, r.stable_rank, r.effective_rank,
-                                       cli_now() - t0};
+                                       cli_now() - t0, r.eps_rank_spectral,
+                                       r.eps_rank_frobenius};
                     kat_rank_result_free(&r);
                     if (csv) {
-                        csv_row(csv, row, fs[fi]);
+                        csv_row(csv, row, fs[fi], o.eps > 0);
                         fflush(csv);
                     }
                 }
@@ -321,6 +348,8 @@ int kat_cmd_sweep(int argc, char **argv)
         cli_json_str(&j, "form", kat_rank_form_name(o.form));
         cli_json_str(&j, "method", o.method == KAT_RANK_DENSE ? "dense" : "randomized");
         cli_json_int(&j, "seed", (long long)pts.seed);
+        if (o.eps > 0)
+            cli_json_num(&j, "eps", o.eps);
         cli_json_open(&j, "points", '[');
         for (size_t i = 0; i < done_rows; i++) {
             const sweep_row *r = &rows[i];
@@ -335,6 +364,10 @@ int kat_cmd_sweep(int argc, char **argv)
             cli_json_num(&j, "stable", r->stable);
             cli_json_num(&j, "effective", r->effective);
             cli_json_num(&j, "seconds", r->seconds);
+            if (o.eps > 0) {
+                json_size(&j, "eps_rank_spectral", r->eps_spectral);
+                json_size(&j, "eps_rank_frobenius", r->eps_frobenius);
+            }
             cli_json_close(&j, '{');
         }
         cli_json_close(&j, '[');

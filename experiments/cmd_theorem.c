@@ -117,6 +117,7 @@ int kat_cmd_theorem(int argc, char **argv)
                           : !is_list && !is_run && !is_all ? "the verb must be list, run or all"
                           : is_run && npos < 2             ? "run needs at least one theorem ID"
                           : !is_run && npos > 1            ? "only run takes theorem IDs"
+                          : is_list && quick               ? "--quick is for run and all"
                                                            : NULL;
     if (problem) {
         fprintf(stderr, "kat theorem: %s\n", problem);

@@ -53,8 +53,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return CLI_OK;
     }
-    if (strcmp(argv[1], "--version") == 0)
-        return kat_cmd_version(1, argv + 1);
+    if (strcmp(argv[1], "--version") == 0)   /* takes version's options: kat --version --json */
+        return kat_cmd_version(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);

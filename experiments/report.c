@@ -1,5 +1,6 @@
 /* Report writer for `kat reproduce`: Markdown, CSV and gnuplot. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,8 +73,12 @@ int report_csv(report *r, const char *name, const char *header, const double *ro
     }
     fprintf(f, "%s\n", header);
     for (size_t i = 0; i < nrows; i++)
-        for (size_t j = 0; j < ncols; j++)
-            fprintf(f, "%.10g%c", rows[i * ncols + j], j + 1 < ncols ? ',' : '\n');
+        for (size_t j = 0; j < ncols; j++) {
+            double v = rows[i * ncols + j];
+            if (isfinite(v))   /* a value that does not exist is an empty field, not nan */
+                fprintf(f, "%.10g", v);
+            fputc(j + 1 < ncols ? ',' : '\n', f);
+        }
     return fclose(f) == 0 ? 0 : -1;
 }
 

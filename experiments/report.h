@@ -18,7 +18,8 @@ void report_close(report *r);
 /* printf into report.md. */
 void report_printf(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* A CSV file dir/name with a header line and rows of doubles (%.10g). Returns 0 or -1. */
+/* A CSV file dir/name with a header line and rows of doubles (%.10g; NaN or Inf, a value that
+ * does not exist, as an empty field). Returns 0 or -1. */
 int report_csv(report *r, const char *name, const char *header, const double *rows, size_t nrows,
                size_t ncols);
 /* Run a gnuplot script that writes dir/png (set terminal and output are prepended; the script's

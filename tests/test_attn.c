@@ -31,7 +31,9 @@ END_TEST
 /* Larger, tile-crossing sizes: N or M = 1000 against small partners. */
 START_TEST(test_medium)
 {
-    const size_t cases[][3] = {{1000, 65, 64}, {7, 1000, 80}, {200, 300, 64}, {130, 97, 128}};
+    /* under valgrind 301 for 1000: still several tiles each way, with tails */
+    const size_t big = tu_quick() ? 301 : 1000;
+    const size_t cases[][3] = {{big, 65, 64}, {7, big, 80}, {200, 300, 64}, {130, 97, 128}};
     size_t nc = tu_quick() ? 2 : sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < nc; i++)
         for (int causal = 0; causal < 2; causal++) {
@@ -45,8 +47,9 @@ END_TEST
 START_TEST(test_odd_dims)
 {
     const size_t odd[] = {1, 3, 17, 200, 255};
+    const size_t M = tu_quick() ? 30 : 70;   /* valgrind: every D, fewer keys */
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
-        kat_attn_desc d = {1, 1, 0, 50, 70, odd[i], (int)(i % 2), 0};
+        kat_attn_desc d = {1, 1, 0, 50, M, odd[i], (int)(i % 2), 0};
         at_check(&d, LAYOUT_CONTIGUOUS, 30 + i, 1);
     }
 }
@@ -55,8 +58,9 @@ END_TEST
 /* Grouped-query attention, including the stacked tiles of small N and multi-query. */
 START_TEST(test_gqa)
 {
+    const int q = tu_quick();   /* valgrind: the first case smaller, still two tiles each way */
     const kat_attn_desc cases[] = {
-        {2, 4, 2, 100, 150, 64, 1, 0},   /* GQA, causal */
+        {2, 4, 2, q ? 60 : 100, q ? 100 : 150, 64, 1, 0},   /* GQA, causal */
         {1, 6, 3, 5, 200, 32, 0, 0},     /* small N: the group's heads share tiles */
         {1, 6, 3, 5, 200, 32, 1, 0},
         {1, 8, 1, 1, 300, 80, 1, 0},     /* multi-query decoding */
@@ -70,9 +74,10 @@ END_TEST
 /* Strided and transposed views of q, k, v, o, lse and the gradients. */
 START_TEST(test_layouts)
 {
+    const int q = tu_quick();   /* valgrind: smaller, still two tiles each way with tails */
     for (int layout = 1; layout < LAYOUT_COUNT; layout++)
         for (int causal = 0; causal < 2; causal++) {
-            kat_attn_desc d = {2, 3, 0, 65, 130, 80, causal, 0};
+            kat_attn_desc d = {2, 3, 0, q ? 50 : 65, q ? 100 : 130, 80, causal, 0};
             at_check(&d, layout, 70 + layout, 1);
             kat_attn_desc g = {1, 4, 2, 49, 33, 16, causal, 0.3};
             at_check(&g, layout, 80 + layout, 1);
@@ -84,11 +89,14 @@ END_TEST
  * key/value head group the backward splits them too. Also with one thread. */
 START_TEST(test_decode_split)
 {
+    /* Under valgrind M = 700: eight key tiles, the fewest that still split the forward, and
+     * enough work (B H N M D > 2^22) for the third case to run in parallel. */
+    const int q = tu_quick();
     const kat_attn_desc cases[] = {
-        {1, 1, 0, 1, 3000, 64, 0, 0},
-        {1, 1, 0, 3, 2000, 128, 1, 0},
-        {1, 2, 1, 50, 1100, 64, 1, 0},
-        {1, 1, 0, 60, 1000, 32, 0, 0},
+        {1, 1, 0, 1, q ? 700 : 3000, 64, 0, 0},
+        {1, 1, 0, 3, q ? 700 : 2000, 128, 1, 0},
+        {1, 2, 1, 50, q ? 700 : 1100, 64, 1, 0},
+        {1, 1, 0, 60, q ? 700 : 1000, 32, 0, 0},
     };
     for (int threads = 2; threads >= 1; threads--) {
         kat_set_num_threads(threads);
@@ -167,12 +175,13 @@ END_TEST
 /* Same inputs, same plan: the same bits; a caller's workspace gives the same bits as none. */
 START_TEST(test_deterministic_and_workspace)
 {
-    kat_attn_desc d = {1, 3, 0, 150, 400, 64, 1, 0};
+    /* valgrind: smaller, still above 2^22 multiply-adds, so the threads run */
+    kat_attn_desc d = {1, 3, 0, tu_quick() ? 100 : 150, tu_quick() ? 250 : 400, 64, 1, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 3, 1.0, 1);
     kat_attn_plan *plan;
     TU_OK(kat_attn_plan_create(&c.d, &plan));
-    size_t n = 3 * 150 * 64, nk = 3 * 400 * 64;
+    size_t n = 3 * d.N * 64, nk = 3 * d.M * 64;
     float *o1 = malloc(n * 4), *dq1 = malloc(n * 4), *dk1 = malloc(nk * 4);
     TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
     TU_OK(kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
@@ -541,6 +550,9 @@ START_TEST(test_kernels_match_ref)
     for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
         for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
             for (size_t lanes = 16; lanes <= L; lanes += 16) {
+                /* valgrind: D = 64 and 256 add no tail case (the engine tests run D = 256) */
+                if (tu_quick() && (Ds[di] == 64 || Ds[di] == 256))
+                    continue;
                 size_t D = Ds[di], R = rows[ri], ldc = (D + 15) / 16 * 16;
                 float *x = aligned_floats(R * (D + 3)), *yt = aligned_floats(D * L);
                 float *s1 = aligned_floats(96 * L), *s2 = aligned_floats(96 * L);
@@ -704,7 +716,7 @@ END_TEST
 int main(void)
 {
     at_pair_target = 8192;
-    at_max_instances = 4;
+    at_max_instances = tu_quick() ? 2 : 4;   /* valgrind: error maxima over 2 instances */
     Suite *s = suite_create("attn");
     TCase *grid = tcase_create("grid"), *cases = tcase_create("cases");
     TCase *kernels = tcase_create("kernels"), *api = tcase_create("api");

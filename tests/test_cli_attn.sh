@@ -64,6 +64,15 @@ check "attn unknown mode" 2 "$kat" attn run --mode nope --q "$tmp/q.npy" --k "$t
     --v "$tmp/v.npy" --o "$tmp/o.npy"
 expect_err "attn unknown mode" "unknown attention mode 'nope'"
 check "attn --scale not a number" 2 "$kat" attn run --scale x
+# grad-only flags are refused by run, not ignored
+check "attn run with --dq" 2 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k.npy" \
+    --v "$tmp/v.npy" --o "$tmp/o.npy" --dq "$tmp/dq.npy"
+expect_err "attn run with --dq" "are for kat attn grad"
+check "attn run with --precise" 2 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k.npy" \
+    --v "$tmp/v.npy" --o "$tmp/o.npy" --precise
+check "bench --causal-ratio without --causal" 2 "$kat" bench attn --h 1 --n 8 --d 8 \
+    --causal-ratio
+expect_err "bench --causal-ratio without --causal" "give --causal too"
 
 # failures with a sentence
 check "attn missing file" 1 "$kat" attn run --q "$tmp/none.npy" --k "$tmp/k.npy" \
@@ -74,6 +83,11 @@ check "attn mismatched head dim" 1 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k2
 expect_err "attn mismatched head dim" "k: shape"
 check "attn not a npy" 1 "$kat" attn run --q "$0" --k "$tmp/k.npy" --v "$tmp/v.npy" \
     --o "$tmp/o.npy"
+check "dense mode with a linear setting" 1 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k.npy" \
+    --v "$tmp/v.npy" --o "$tmp/o.npy" --map taylor2
+expect_err "dense mode with a linear setting" "--map is not a setting of kat attn --mode dense"
+check "bench dense with --params" 1 "$kat" bench attn --h 1 --n 8 --d 8 --reps 1 --sgemm 0 \
+    --params chunk=4
 
 # real runs, checked against plain Python
 check "attn run --json" 0 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k.npy" --v "$tmp/v.npy" \

@@ -74,5 +74,10 @@ check "group --json" 0 "$kat" features --map group --d 6 --n 200 --json
 json_le "group map is exact" max_abs_err 1e-12
 check "bench" 0 "$kat" features --map taylor:1 --d 8 --n 64 --bench --json
 grep_out "bench reports the ratio" '"apply_over_sgemm":'
+# a group map takes only corners and has no vjp: the bench times it on corners (it used to
+# fail on Gaussian rows) and reports no vjp time
+check "bench group map" 0 "$kat" features --map group --d 3 --a 1,2,0.5 --n 64 --bench --json
+grep_out "bench group map: no vjp time" '"vjp_f32_ms":null'
+grep_out "bench group map: a map time" '"apply_over_sgemm":[0-9]'
 rm -f "$out"
 exit $fail

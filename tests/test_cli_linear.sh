@@ -61,7 +61,32 @@ check "bad chunk" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" 
     --v "$f/v.npy" --o "$f/o.npy" --params chunk=0
 check "--scale refused" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --scale 2
+# Linear attention has no softmax: --lse is refused (it used to be filled with NaN), and
+# nothing is written.
+rm -f "$f/o.npy" "$f/lse.npy"
+check "--lse refused" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --o "$f/o.npy" --lse "$f/lse.npy"
+expect "the refusal names --lse and the mode" "linear mode: --lse: linear attention has no softmax"
+[ ! -e "$f/lse.npy" ] && [ ! -e "$f/o.npy" ] || { echo "FAIL: --lse refused but files written"; fail=1; }
+check "grad --lse refused" 1 "$kat" attn grad --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --do "$f/do.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" \
+    --lse "$f/lse.npy" --params map=elu1
+check "grad --precise refused" 1 "$kat" attn grad --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --do "$f/do.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" \
+    --precise --params map=elu1
+check "a sparse setting refused" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v.npy" --o "$f/o.npy" --window 8
+expect "the refusal lists the linear keys" "its settings: map,chunk,norm,unnormalized,intra"
+# --seed seeds the random feature maps: the same seed gives the same bytes, another differs
+for s in 1 1b 2; do
+    check "favor:32 --seed ${s%b}" 0 "$kat" attn run --mode linear --q "$f/q.npy" \
+        --k "$f/k.npy" --v "$f/v.npy" --o "$f/o_seed$s.npy" --map favor:32 --seed "${s%b}"
+done
+cmp -s "$f/o_seed1.npy" "$f/o_seed1b.npy" || { echo "FAIL: --seed 1 twice differs"; fail=1; }
+cmp -s "$f/o_seed1.npy" "$f/o_seed2.npy" && { echo "FAIL: --seed 2 gives --seed 1's bytes"; fail=1; }
 check "bench bad flag" 2 "$kat" bench attn --mode linear --bogus
+check "bench --precise refused" 1 "$kat" bench attn --mode linear --h 1 --n 64 --d 8 --reps 1 \
+    --sgemm 0 --backward --precise
 check "bench linear --json" 0 "$kat" bench attn --mode linear --h 2 --n 256 --d 16 --causal \
     --reps 1 --warmup 0 --sgemm 128 --json --params map=taylor2
 expect "bench --json has pct_sgemm" '"pct_sgemm":'

@@ -84,6 +84,14 @@ grep -q '^rank: ' "$tmp/out" || { echo "FAIL: plain output lacks 'rank:'"; fail=
 printf '1,0\n0,1\n1,1\n2,3\n' >"$tmp/q.csv"
 check "rank --q csv" 0 "$kat" rank --q "$tmp/q.csv" --f x --json
 json_check "rank --q csv" "j['rank'] == 2 and j['n'] == 4 and j['dist'] == 'file'"
+# options that draw points would be ignored with --q: refused
+check "rank --q with --n" 2 "$kat" rank --q "$tmp/q.csv" --n 40
+expect_err "rank --q with --n" "with --q the points come from the files"
+check "rank --q with --dist" 2 "$kat" rank --q "$tmp/q.csv" --dist uniform
+check "rank --q with --seed (randomized method)" 0 "$kat" rank --q "$tmp/q.csv" --f x \
+    --method randomized --seed 3
+check "rank --symmetric with another --m" 2 "$kat" rank --symmetric --n 20 --m 30
+expect_err "rank --symmetric with another --m" "m = n = 20"
 
 # sweep
 check "sweep csv" 0 "$kat" sweep --n 20,40 --d 3 --f 'x^2;exp' --degree 2 --out "$tmp/s.csv"
@@ -93,6 +101,20 @@ head -1 "$tmp/s.csv" | grep -q '^n,d,f,scale,rank,predicted,stable,effective,sec
     { echo "FAIL: sweep csv header"; fail=1; }
 grep -q '^40,3,x^2,1,6,6,' "$tmp/s.csv" || { echo "FAIL: sweep x^2 row"; cat "$tmp/s.csv"; fail=1; }
 grep -q '^40,3,(1+x)^2,1,10,10,' "$tmp/s.csv" || { echo "FAIL: sweep degree row"; fail=1; }
+# --scale is a list and every scale is used (a second --scale option, a single number, once
+# shadowed it: a list was refused and a number ignored)
+check "sweep --scale list" 0 "$kat" sweep --n 20 --d 3 --f exp --scale 0.5,2 --json
+json_check "sweep --scale list" "[p['scale'] for p in j['points']] == [0.5, 2]"
+check "sweep --scale one value" 0 "$kat" sweep --n 20 --d 3 --f exp --scale 3 --json
+json_check "sweep --scale one value" "[p['scale'] for p in j['points']] == [3]"
+# --eps adds the eps-ranks (it was accepted and ignored); they agree with kat rank's
+check "sweep --eps" 0 "$kat" sweep --n 30 --d 3 --f exp --eps 1e-3 --out "$tmp/e.csv"
+head -1 "$tmp/e.csv" | grep -q ',seconds,eps_rank_spectral,eps_rank_frobenius$' ||
+    { echo "FAIL: sweep --eps header"; cat "$tmp/e.csv"; fail=1; }
+check "rank --eps, same points" 0 "$kat" rank --n 30 --d 3 --f exp --eps 1e-3 --json
+want=$(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('%d,%d' % (j['eps_rank_spectral'], j['eps_rank_frobenius']))" "$tmp/out")
+tail -1 "$tmp/e.csv" | grep -q ",$want\$" ||
+    { echo "FAIL: sweep --eps row lacks kat rank's eps-ranks $want"; cat "$tmp/e.csv"; fail=1; }
 check "sweep --json" 0 "$kat" sweep --n 16,32 --d 2,3 --f 'x^2' --json
 json_check "sweep --json" "len(j['points']) == 4 and j['points'][3]['rank'] == 6"
 if command -v gnuplot >/dev/null 2>&1; then

@@ -48,6 +48,18 @@ npy(d + "/qb.npy", (H, N), [float(rnd.randrange(4)) for _ in range(H * N)])
 npy(d + "/kb.npy", (H, N), [float(rnd.randrange(4)) for _ in range(H * N)])
 npy(d + "/half.npy", (H, N), [0.5] * (H * N))
 npy(d + "/short.npy", (H, N - 1), [0.0] * (H * (N - 1)))
+# keep files of other shapes: [N] (only for B = H = 1), [1, H, N] (B = 1 spelled out), and
+# [H, 1, N] (the right count, heads on the wrong axis: must not be read as [B, H, N])
+rnd = random.Random(5)
+keep = [float(rnd.random() < 0.6) for _ in range(H * N)]
+npy(d + "/keep_n.npy", (N,), keep[:N])
+npy(d + "/keep_1hn.npy", (1, H, N), keep)
+npy(d + "/keep_h1n.npy", (H, 1, N), keep)
+# [N, D] tensors: B = H = 1, where a keep file of shape [N] is q's shape without D
+for name, seed in (("q1", 1), ("k1", 2), ("v1", 3)):
+    rnd = random.Random(seed)
+    npy(d + "/" + name + ".npy", (N, D), [rnd.gauss(0, 1) for _ in range(N * D)])
+npy(d + "/keep_1n.npy", (1, N), keep[:N])
 PY
 f="$dir"
 qkv="--q $f/q.npy --k $f/k.npy --v $f/v.npy"
@@ -90,6 +102,58 @@ check "bench hash backward step" 0 "$kat" bench attn --mode hash --h 2 --n 300 -
 expect "bench step note" 'hash step'
 check "bench window backward" 0 "$kat" bench attn --mode window --h 2 --n 300 --d 16 --causal \
     --reps 1 --warmup 0 --baseline 0 --sgemm 0 --backward --params window=64
+
+# Keep files: exactly q's shape without D, leading axes of size 1 optional; the error names
+# the shapes accepted for these tensors, and only those ([N] is not one when H = 2).
+check "keep [1, H, N] = keep [H, N]" 0 "$kat" attn run --mode qk --causal $qkv --o "$f/o_1hn.npy" \
+    --lse "$f/l_1hn.npy" --params "q_keep=$f/keep_1hn.npy,k_keep=$f/keep.npy"
+same "keep [1, H, N] gives the bytes of keep [H, N]" "$f/o1.npy" "$f/o_1hn.npy"
+check "keep [N] refused when H = 2" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" \
+    --params "q_keep=$f/keep_n.npy"
+expect "keep [N] error lists the accepted shapes" "has shape \[130\], expected \[1, 2, 130\] or \[2, 130\] (q's shape"
+if grep -q 'or \[130\]' "$out"; then echo "FAIL: the error offers [N], which is refused"; fail=1; fi
+check "keep [H, 1, N] refused (heads on the batch axis)" 1 "$kat" attn run --mode qk $qkv \
+    --o "$f/o.npy" --params "k_keep=$f/keep_h1n.npy"
+expect "keep [H, 1, N] error names k" "k_keep: .* has shape \[2, 1, 130\], expected \[1, 2, 130\] or \[2, 130\] (k's shape"
+check "bucket file [N] refused when H = 2" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" \
+    --params "q_buckets=$f/keep_n.npy,k_buckets=$f/zeros.npy"
+expect "bucket file error lists the shapes" "expected \[1, 2, 130\] or \[2, 130\]"
+q1="--q $f/q1.npy --k $f/k1.npy --v $f/v1.npy"
+check "keep [N] with [N, D] tensors" 0 "$kat" attn run --mode qk --causal $q1 --o "$f/o_n.npy" \
+    --q-keep "$f/keep_n.npy" --k-keep "$f/keep_n.npy"
+check "keep [1, N] with [N, D] tensors" 0 "$kat" attn run --mode qk --causal $q1 \
+    --o "$f/o_1n.npy" --q-keep "$f/keep_1n.npy" --k-keep "$f/keep_1n.npy"
+same "keep [1, N] = keep [N]" "$f/o_n.npy" "$f/o_1n.npy"
+check "keep [H, N] refused with [N, D] tensors" 1 "$kat" attn run --mode qk $q1 --o "$f/o.npy" \
+    --q-keep "$f/keep.npy"
+expect "B = H = 1 lists three shapes" "expected \[1, 1, 130\], \[1, 130\] or \[130\]"
+
+# Settings a mode does not read are refused, not ignored.
+check "typo in --params" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" \
+    --params "q_kep=$f/keep.npy"
+expect "typo named with the mode's keys" "--params q_kep is not a setting of kat attn --mode qk (its settings: q_keep,k_keep,strict)"
+check "--drop in kat attn run" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --drop 0.5
+expect "--drop named" "--drop is not a setting of kat attn --mode qk"
+check "--window with --mode hash" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" \
+    --buckets 4 --window 8
+check "a key twice" 1 "$kat" attn run --mode window $qkv --o "$f/o.npy" --window 8 \
+    --params window=16
+expect "a key twice named" "given twice"
+check "nb with LSH" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" --params buckets=4,nb=4
+# --seed seeds the LSH (seed=S in --params overrides it)
+check "LSH --seed 3" 0 "$kat" attn run --mode hash --causal $qkv --o "$f/o_s3.npy" --buckets 8 \
+    --seed 3
+check "LSH seed=3" 0 "$kat" attn run --mode hash --causal $qkv --o "$f/o_p3.npy" \
+    --params buckets=8,seed=3
+same "--seed 3 = --params seed=3" "$f/o_s3.npy" "$f/o_p3.npy"
+# kat bench attn reads the pattern files too (they were silently replaced by drop=0.5)
+check "bench qk with keep files" 0 "$kat" bench attn --mode qk --h 2 --n 130 --d 16 --causal \
+    --reps 1 --warmup 0 --sgemm 0 --json --q-keep "$f/ones.npy" --k-keep "$f/ones.npy"
+expect "keep-all files visit every causal pair" 'pairs 100.00%'
+check "bench qk with files and drop" 1 "$kat" bench attn --mode qk --h 2 --n 130 --d 16 \
+    --reps 1 --sgemm 0 --q-keep "$f/ones.npy" --drop 0.5
+check "bench qk keep file of another shape" 1 "$kat" bench attn --mode qk --h 2 --n 64 \
+    --d 16 --reps 1 --sgemm 0 --q-keep "$f/ones.npy"
 
 # Errors.
 check "unknown flag" 2 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --bogus 0.5

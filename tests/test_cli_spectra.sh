@@ -38,6 +38,14 @@ check "spectrum without a kind" 2 "$kat" spectrum --f 'exp(-x)'
 check "spectrum unknown kind" 2 "$kat" spectrum torus --f 'exp(-x)' --N 4
 check "spectrum without --f" 2 "$kat" spectrum cyclic --N 4
 check "spectrum bad flag" 2 "$kat" spectrum cyclic --f 'exp(-x)' --N 4 --bogus
+# an option of another KIND is refused, not ignored
+check "spectrum hypercube --N" 2 "$kat" spectrum hypercube --f 'exp(-x)' --d 3 --N 5
+grep_out "--N named with its kind" "--N is for cyclic, not hypercube"
+check "spectrum hypercube --check" 2 "$kat" spectrum hypercube --f 'exp(-x)' --d 3 --check
+check "spectrum cyclic --mds" 2 "$kat" spectrum cyclic --f 'exp(-x)' --N 4 --mds
+check "spectrum hyperrect --a --seed" 2 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,2 --seed 4
+grep_out "--seed with --a named" "--seed is for hyperrect with --d"
+check "spectrum hyperrect --d --seed" 0 "$kat" spectrum hyperrect --f 'exp(-x)' --d 3 --seed 4
 check "spectrum hyperrect without sides" 2 "$kat" spectrum hyperrect --f 'exp(-x)'
 check "spectrum hypercube without --d" 2 "$kat" spectrum hypercube --f 'exp(-x)'
 check "spectrum bad --a list" 2 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,x,2
@@ -91,6 +99,9 @@ check "embed --help" 0 "$kat" embed --help
 check "embed without kind" 2 "$kat" embed --f 'sqrt(x)' --a 1,2
 check "embed unknown kind" 2 "$kat" embed l3 --f 'sqrt(x)' --a 1,2
 check "embed without sides" 2 "$kat" embed l1 --f 'sqrt(x)'
+check "embed --d disagreeing with --a" 2 "$kat" embed l1 --f 'sqrt(x)' --a 1,2 --d 3
+grep_out "--d disagreement named" "--d 3 disagrees with the 2 sides of --a"
+check "embed --d agreeing with --a" 0 "$kat" embed l1 --f 'sqrt(x)' --a 1,2 --d 2
 check "embed l1 of exp(-x) is refused" 1 "$kat" embed l1 --f 'exp(-x)' --a 1,2
 grep_out "says why" "f(0) = 1 must be 0"
 check "embed gram of exp(x) is refused" 1 "$kat" embed gram --f 'exp(x)' --a 1,2
@@ -111,6 +122,8 @@ check "theorem bad verb" 2 "$kat" theorem prove
 check "theorem run without id" 2 "$kat" theorem run
 check "theorem run unknown id" 2 "$kat" theorem run no-such-theorem
 grep_out "names the id" "no-such-theorem"
+check "theorem list --quick refused (nothing to shrink)" 2 "$kat" theorem list --quick
+grep_out "--quick refusal says where it applies" "--quick is for run and all"
 check "theorem list --json" 0 "$kat" theorem list --json
 json_check "list has every entry with its source" \
     'j["count"] >= 13 and all(t["source"] and t["statement"] for t in j["theorems"])'
