@@ -42,7 +42,8 @@ export TSAN_OPTIONS="ignore_noninstrumented_modules=1 halt_on_error=0 exitcode=6
 
 # The canary.
 canary_dir=$(mktemp -d) || exit 1
-trap 'rm -rf "$canary_dir"' EXIT INT TERM
+trap 'rm -rf "$canary_dir"' EXIT
+trap 'exit 130' INT TERM
 cat >"$canary_dir/canary.c" <<'EOF'
 #include <pthread.h>
 #include <stdio.h>
