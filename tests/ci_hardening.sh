@@ -5,7 +5,7 @@
 #   1. valgrind memcheck on the fast suite (the 'valgrind' test setup of tests/meson.build:
 #      any invalid access, uninitialised read or definite leak fails the test; KAT_VALGRIND=1
 #      shrinks the suites' sizes, keeping every code path);
-#   2. every libFuzzer harness for SECONDS each, two at a time on 2 cores
+#   2. every libFuzzer harness for SECONDS each, one per CPU at a time
 #      (tests/fuzz/run_all.sh: clang, ASan + UBSan, leak detection on);
 #   3. the concurrency suite under ThreadSanitizer (tests/tsan.sh, after its canary).
 # Every step runs even when an earlier one failed; the script prints one summary line per step
@@ -17,9 +17,9 @@
 # KAT_HARDENING_SKIP (space-separated steps to skip: valgrind fuzz tsan), KAT_FUZZ_JOBS.
 # Needs clang, libclang-rt-14-dev, libomp-dev and valgrind (run.sh installs them).
 #
-# Budget on the 2-core development machine with build/ already built (docs/reliability.md):
-# valgrind about 5 minutes, the fuzz build about 2 minutes plus 4 x SECONDS, TSan about
-# 2 minutes: about 11 minutes with SECONDS = 30.
+# Measured on the 2-core development machine at load 2-3, build/ already built and no fuzz or
+# TSan build yet (docs/reliability.md): valgrind 4.6-5.2 min, fuzz 35-40 s of clang build plus
+# 4 x SECONDS (7 harnesses in 2 lanes), TSan 25 s with its build: 7.7-8.2 min for SECONDS = 30.
 set -u
 secs=${1:-30}
 case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
