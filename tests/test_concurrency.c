@@ -276,11 +276,15 @@ static void check_attention(attn_set *s, void (*fwd)(int, void *), void (*bwd)(i
 
 START_TEST(test_dense_flash)
 {
-    /* Causal, grouped-query heads, N and M off the tile grid; a decode shape (N = 1, the keys
-     * split across threads); and every ISA's kernels. */
+    /* Causal, grouped-query heads, N and M off the tile grid; shapes above the engine's
+     * threading threshold, so that its own OpenMP team runs inside each caller's thread
+     * (60 x 1100: three key chunks; N = 1 with two query heads per key head: the decode path's
+     * key split); and every ISA's kernels. */
     const size_t shapes[][7] = {
         {1, 4, 2, 77, 90, 32, 1},
         {2, 2, 2, 1, tu_quick() ? 100 : 700, 64, 0},
+        {1, 1, 1, 60, 1100, 64, 0},
+        {1, 2, 1, 1, 700, 64, 0},
     };
     kat_arch initial = kat_arch_get();
     for (int a = 0; a < KAT_ARCH_COUNT; a++) {
