@@ -33,6 +33,7 @@ static const struct {
     {"dense", "dense flash attention against sgemm", repro_dense_rate},
     {"sparse", "sparse flash speed-ups against N", repro_sparse_speedups},
     {"linear", "linear attention crossover", repro_linear_crossover},
+    {"accuracy", "attention accuracy against fp64", repro_attention_errors},
 };
 enum { NSTEPS = sizeof steps / sizeof steps[0] };
 

@@ -21,15 +21,15 @@ check() {   # check "description" expected_status command...
 }
 
 check "--only with an unknown step" 2 "$kat" reproduce --only rank,tables --out "$dir/r0"
-grep -q "unknown step 'tables' (the steps: theorems, rank, eps-rank, spectra, dense, sparse, linear)" \
+grep -q "unknown step 'tables' (the steps: theorems, rank, eps-rank, spectra, dense, sparse, linear, accuracy)" \
     "$dir/stderr" || { echo "FAIL: the error lists the steps"; cat "$dir/stderr"; fail=1; }
 
 check "--only with no step" 2 "$kat" reproduce --only "" --out "$dir/r0"
 
-check "reproduce --quick --only theorems,rank,eps-rank,spectra,linear" 0 "$kat" reproduce \
-    --quick --only theorems,rank,eps-rank,spectra,linear --out "$dir/r"
+check "reproduce --quick --only theorems,rank,eps-rank,spectra,linear,accuracy" 0 "$kat" reproduce \
+    --quick --only theorems,rank,eps-rank,spectra,linear,accuracy --out "$dir/r"
 rep="$dir/r/report.md"
-for h in "## Theorems" "## Rank of f" "## ε-rank" "## Spectra on the hypercube" "## Linear attention"; do
+for h in "## Theorems" "## Rank of f" "## ε-rank" "## Spectra on the hypercube" "## Linear attention" "## Accuracy against fp64"; do
     grep -q "^$h" "$rep" || { echo "FAIL: report lacks '$h'"; fail=1; }
 done
 if grep -q "^## Dense flash\|^## Sparse flash" "$rep"; then

@@ -26,5 +26,6 @@ int repro_cube_spectra(repro *R);
 int repro_dense_rate(repro *R);
 int repro_sparse_speedups(repro *R);
 int repro_linear_crossover(repro *R);
+int repro_attention_errors(repro *R);   /* attention_errors.c */
 
 #endif
