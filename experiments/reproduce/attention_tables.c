@@ -1,6 +1,6 @@
 /* Attention tables of the report, like the papers': the dense kernel's rate against the sgemm
  * rate, the speed-ups of the sparse modes over dense causal flash against N, the crossover of
- * linear attention, and every kernel's error against the fp64 reference. All timings use the
+ * linear attention (the errors against fp64 are in attention_errors.c). All timings use the
  * modes of `kat bench attn` (experiments/attn_modes.def), so the report and the CLI agree. */
 #include <math.h>
 #include <stdio.h>
