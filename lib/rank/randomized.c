@@ -2,6 +2,7 @@
  * (Halko, Martinsson and Tropp 2011; blocked QB form after Yu, Gu and Li 2018). M is only
  * ever built tile by tile inside rank_op_apply; what is stored is O((n + m) k). */
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "core/internal.h"
@@ -137,7 +138,8 @@ static kat_status orthonormalise_column(sketch *s, size_t c, kat_rng *rng)
     double *y = s->Qb + kc * n;
     for (int attempt = 0; attempt < 4; attempt++) {
         double nrm = cblas_dnrm2((int)n, y, 1);
-        for (int pass = 0; pass < 4 && nrm > 0.0 && isfinite(nrm); pass++) {
+        /* (a norm below DBL_MIN counts as nothing left: its reciprocal would overflow) */
+        for (int pass = 0; pass < 4 && nrm >= DBL_MIN && isfinite(nrm); pass++) {
             cblas_dscal((int)n, 1.0 / nrm, y, 1);
             if (kc) {
                 cblas_dgemv(CblasColMajor, CblasTrans, (int)n, (int)kc, 1.0, s->Qb, (int)n, y, 1,
