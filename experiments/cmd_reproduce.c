@@ -80,7 +80,7 @@ int kat_cmd_reproduce(int argc, char **argv)
         {"seed", CLI_U64, &seed, "S     seed of the rank and attention draws (default 1; the "
          "theorems use fixed seeds)", 0},
         {"only", CLI_STR, &only, "LIST  run only these steps: theorems, rank, eps-rank, spectra, "
-         "dense, sparse, linear", 0},
+         "dense, sparse, linear, accuracy", 0},
     };
     const char *usage = "usage: kat reproduce [--out DIR] [--quick] [--seed S] [--only LIST]\n\n"
                         "Reproduce kat's theorems, rank experiments and attention results on "
