@@ -25,14 +25,14 @@ static double rel_err(const float *x, const double *ref, size_t n)
 }
 
 /* Causal sliding-window softmax attention in fp64: query i sees keys i - W < j <= i. */
-static void window_reference(const attn_tensors *t, size_t W, double *o)
+static kat_status window_reference(const attn_tensors *t, size_t W, double *o)
 {
     const kat_attn_desc *d = &t->desc;
     size_t N = d->N, D = d->D;
     double scale = 1.0 / sqrt((double)D);
     double *p = kat_malloc(N * sizeof *p);
     if (!p)
-        return;
+        return KAT_ENOMEM;
     for (size_t h = 0; h < d->H; h++) {
         const float *q = t->q.data + h * N * D, *k = t->k.data + h * N * D,
                     *v = t->v.data + h * N * D;
@@ -58,6 +58,7 @@ static void window_reference(const attn_tensors *t, size_t W, double *o)
         }
     }
     kat_free(p);
+    return KAT_OK;
 }
 
 static kat_status dense_errors(attn_tensors *t, int causal, double err[5])
@@ -106,10 +107,10 @@ static kat_status window_error(attn_tensors *t, double *err)
         st = kat_sparse_block_layout_create(&dd, bm, &L);
     if (!st)
         st = kat_sparse_forward(L, &t->q, &t->k, &t->v, &t->o, NULL, NULL);
-    if (!st) {
-        window_reference(t, ERR_WINDOW, ref);
+    if (!st)
+        st = window_reference(t, ERR_WINDOW, ref);
+    if (!st)
         *err = rel_err(t->o.data, ref, n);
-    }
     kat_sparse_layout_destroy(L);
     kat_sparse_blockmask_destroy(bm);
     kat_free(ref);
