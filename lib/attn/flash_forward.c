@@ -101,8 +101,9 @@ static size_t unit_rows(const kat_attn_plan *p, const kat_tensor *q, const kat_t
         }
         *hk_out = hk;
     } else {
-        /* Tile-rank-major order: every head's last (for causal, heaviest) tile first. */
-        size_t bh_count = d->B * d->H, rank = u / bh_count, bh = u % bh_count;
+        /* Head-major order, each head's last (for causal, heaviest) tile first: the threads
+         * share one head's keys and values in cache. */
+        size_t rank = u % p->tpn, bh = u / p->tpn;
         size_t tile = p->tpn - 1 - rank, h = bh % d->H, i0 = tile * BQ;
         b = bh / d->H;
         n = d->N - i0 < BQ ? d->N - i0 : BQ;
