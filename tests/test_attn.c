@@ -583,6 +583,43 @@ START_TEST(test_kernels_match_ref)
                 for (size_t j = 0; j < R; j++)
                     ab[j] = s2[j];   /* x.x: every product is positive */
                 expect_close(s1, s2, ab, R, D, "rowdot", kern->name);
+                /* row-pair dots X X^T (R x R, ld 96), full and lower triangle; the lower
+                 * call must leave the sentinel above the diagonal or write the dot there */
+                for (int lower = 0; lower < 2; lower++) {
+                    float *g1 = aligned_floats(96 * 96), *g2 = aligned_floats(96 * 96);
+                    for (size_t i = 0; i < 96 * 96; i++)
+                        g1[i] = g2[i] = -7.0f;
+                    kern->dots(R, R, D, x, D + 3, x, D + 3, g1, 96, lower);
+                    ref->dots(R, R, D, x, D + 3, x, D + 3, g2, 96, lower);
+                    for (size_t i = 0; i < R; i++)
+                        for (size_t j = 0; j < R; j++) {
+                            double a = 0;
+                            for (size_t e = 0; e < D; e++)
+                                a += fabs((double)xr[i][e] * xr[j][e]);
+                            ab[j] = (float)a;
+                            if (lower && j > i)
+                                ck_assert_msg(g1[i * 96 + j] == -7.0f ||
+                                                  fabs((double)g1[i * 96 + j] - g2[j * 96 + i]) <=
+                                                      2.0 * D * FLT_EPSILON * a + FLT_MIN,
+                                              "%s dots above the diagonal [%zu][%zu]: %g",
+                                              kern->name, i, j, (double)g1[i * 96 + j]);
+                        }
+                    for (size_t i = 0; i < R; i++) {
+                        for (size_t j = 0; j < R; j++) {
+                            double a = 0;
+                            for (size_t e = 0; e < D; e++)
+                                a += fabs((double)xr[i][e] * xr[j][e]);
+                            ab[j] = (float)a;
+                        }
+                        size_t upto = lower ? i + 1 : R;
+                        expect_close(g1 + i * 96, g2 + i * 96, ab, upto, D, "dots", kern->name);
+                    }
+                    for (size_t i = 0; i < 96 * 96; i++)   /* nothing outside R x R */
+                        if (i / 96 >= R || i % 96 >= R)
+                            ck_assert_msg(g1[i] == -7.0f, "%s dots wrote [%zu]", kern->name, i);
+                    kat_free(g1);
+                    kat_free(g2);
+                }
                 /* accum, both stride modes and a generic one, with and without beta */
                 const size_t modes[3][2] = {{1, L}, {L, 1}, {2, 2 * L}};
                 for (int m = 0; m < 3; m++) {

@@ -97,18 +97,24 @@ START_TEST(test_noncausal_matches_reference)
 }
 END_TEST
 
-/* Causal, N around the chunk size, with and without an initial state: chunked engine =
- * token-by-token recurrence = fp64 quadratic reference. */
+/* Causal, N around the chunk size, with and without an initial state, with every ISA's
+ * readout and in-chunk kernels: chunked engine = token-by-token recurrence = fp64 quadratic
+ * reference. */
 START_TEST(test_causal_chunks_recurrence_reference)
 {
     const size_t Ns[] = {1, 2, 15, 16, 17, 31, 33, 64, 65};
     kat_featmap *maps[2] = {NULL, tl_poly2(3)};
     TU_OK(kat_featmap_elu1_create(6, &maps[0]));
     size_t ds[2] = {6, 3};
-    for (int m = 0; m < 2; m++)
+    kat_arch saved = kat_arch_get();
+    for (int am = 0; am < 2 * KAT_ARCH_COUNT; am++)   /* every ISA x both maps */
         for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
             for (int with_state = 0; with_state < 2; with_state++) {
+                int a = am / 2, m = am % 2;
+                if (!kat_arch_supported((kat_arch)a))
+                    continue;
                 size_t N = Ns[ni], D = kat_featmap_out_dim(maps[m]);
+                TU_OK(kat_arch_set((kat_arch)a));
                 problem p = make_problem(2, 2, N, N, ds[m], 4, D, 100 + N, 0.6, with_state);
                 const kat_tensor *s0 = with_state ? &p.s0 : NULL;
                 kat_linear_opts opts = {.causal = 1, .chunk = 16};
@@ -117,10 +123,11 @@ START_TEST(test_causal_chunks_recurrence_reference)
                 tl_recurrence_f32(maps[m], 1, &p.q, &p.k, &p.v, &p.naive, s0, NULL);
                 double err = tl_rel_err(&p.o, p.ref), rec = tl_rel_err(&p.naive, p.ref);
                 ck_assert_msg(err <= 2.0 * rec + 2.0 * EPS32,
-                              "map %d N %zu state %d: chunked %.3g vs recurrence %.3g", m, N,
-                              with_state, err, rec);
+                              "%s map %d N %zu state %d: chunked %.3g vs recurrence %.3g",
+                              kat_arch_name(), m, N, with_state, err, rec);
                 free_problem(&p);
             }
+    TU_OK(kat_arch_set(saved));
     kat_featmap_destroy(maps[0]);
     kat_featmap_destroy(maps[1]);
 }

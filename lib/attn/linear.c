@@ -123,11 +123,12 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
         return kat_fail(KAT_EINVAL, "%s: opts->intra = SCORE needs an EXACT map with a score "
                         "callback; map %s %s", fn, kat_featmap_name(fm),
                         p->ops->score ? "is not EXACT" : "has no score");
-    /* AUTO is the feature product, in the same sgemm as the readout: a per-pair score
+    /* AUTO is the feature product (row-pair dots of the features): a per-pair score
      * callback is a scalar fp64 chain of d multiply-adds, slower for every map measured
      * (docs/benchmarks.md, "Linear attention"). */
     if (p->intra == KAT_LINEAR_INTRA_AUTO)
         p->intra = KAT_LINEAR_INTRA_FEATURES;
+    p->kern = kat_kernels_get();
     return KAT_OK;
 }
 
@@ -189,15 +190,18 @@ static int thread_id(void)
 }
 
 /* Inside kat's parallel regions each thread calls a single-threaded sgemm; OpenBLAS's own
- * threads would oversubscribe the cores (and contend for its thread pool). Its thread count
- * is process-wide, so concurrent calls share one hold: the first sets 1 and remembers the
- * old count, the last restores it. */
+ * threads would oversubscribe the cores (and contend for its thread pool). On one thread
+ * (kat's thread count 1, or a call too small to share) the products stay single-threaded too:
+ * OpenBLAS threading the chunk-sized sgemms costs more than it gains, and a caller who asked
+ * for one thread gets one. Its thread count is process-wide, so concurrent calls share one
+ * hold: the first sets 1 and remembers the old count, the last restores it. want = 0 leaves
+ * OpenBLAS alone (the backward's products when there are fewer items than threads). */
 static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
 static int blas_holders, blas_saved;
 
-static void blas_single_begin(int nt)
+static void blas_single_begin(int want)
 {
-    if (nt <= 1)
+    if (!want)
         return;
     pthread_mutex_lock(&blas_lock);
     if (blas_holders++ == 0) {
@@ -208,9 +212,9 @@ static void blas_single_begin(int nt)
     pthread_mutex_unlock(&blas_lock);
 }
 
-static void blas_single_end(int nt)
+static void blas_single_end(int want)
 {
-    if (nt <= 1)
+    if (!want)
         return;
     pthread_mutex_lock(&blas_lock);
     if (--blas_holders == 0 && blas_saved != 1)
@@ -339,7 +343,7 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
         return KAT_ENOMEM;
     }
     lin_err err = {0};
-    blas_single_begin(nt);
+    blas_single_begin(1);
     const size_t nc = (p.nq + p.C - 1) / p.C;
     if (per_item) {
 #if KAT_HAVE_OPENMP
@@ -420,7 +424,7 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
             }
         }
     }
-    blas_single_end(nt);
+    blas_single_end(1);
     st = err_raise(&err);
     if (st == KAT_OK && finals && !lin_all_finite(finals, items * DE))
         st = kat_fail(KAT_EDOM, "%s: the final state is not finite: map %s overflows in fp32 "
@@ -514,10 +518,15 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
     int nt = kat_num_threads();
     if (nt < 1)
         nt = 1;
-    if ((size_t)nt > items)
+    int blas_single = 1;
+    if ((size_t)nt > items) {
         nt = (int)items;   /* fewer items than threads: BLAS threads the products instead */
-    if (2.5 * kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 4e6)
+        blas_single = 0;
+    }
+    if (2.5 * kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 4e6) {
         nt = 1;
+        blas_single = 1;
+    }
     if (nt > 64)
         nt = 64;
     lin_ws ws[64];
@@ -531,7 +540,7 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
         return KAT_ENOMEM;
     }
     lin_err err = {0};
-    blas_single_begin(nt);
+    blas_single_begin(blas_single);
 #if KAT_HAVE_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 #endif
@@ -541,7 +550,7 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
         err_record(&err, lin_bwd_item(&p, &ws[thread_id()], it,
                                       dstates ? dstates + it * DE : NULL));
     }
-    blas_single_end(nt);
+    blas_single_end(blas_single);
     st = err_raise(&err);
     /* a feature that overflowed shows up here (the features themselves are not scanned) */
     if (st == KAT_OK && ((st = kat_tensor_check(dq, "dq", 1)) ||

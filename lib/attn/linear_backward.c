@@ -109,8 +109,8 @@ static kat_status bwd_causal(const lin_problem *p, lin_ws *w, size_t item, float
             (st = lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
             return st;
         lin_load_vbar(p, w, lin_row(p->v, item, H, r0), p->v->sn, n);
-        chunk_den(p, w, s, n, 1, w->den + r0);
-        if ((st = chunk_g(p, w, item, r0, n, w->den + r0)))
+        chunk_den(p, w, s, n, 1, w->bden + r0);
+        if ((st = chunk_g(p, w, item, r0, n, w->bden + r0)))
             return st;
         chunk_df(p, w, n);
         lin_gemm(0, 1, n, D, E, w->g, E, s, E, 0.0f, w->dphi, D);
@@ -131,7 +131,7 @@ static kat_status bwd_causal(const lin_problem *p, lin_ws *w, size_t item, float
             (st = lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
             return st;
         lin_load_vbar(p, w, lin_row(p->v, item, H, r0), p->v->sn, n);
-        if ((st = chunk_g(p, w, item, r0, n, w->den + r0)))
+        if ((st = chunk_g(p, w, item, r0, n, w->bden + r0)))
             return st;
         chunk_df(p, w, n);
         lin_gemm(0, 1, n, D, E, w->vbar, E, r, E, 0.0f, w->dphi, D);
@@ -161,8 +161,8 @@ static kat_status bwd_full(const lin_problem *p, lin_ws *w, size_t item, float *
         const float *qr = lin_row(p->q, item, H, r0);
         if ((st = lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)))
             return st;
-        chunk_den(p, w, s, n, 0, w->den + r0);
-        if ((st = chunk_g(p, w, item, r0, n, w->den + r0)))
+        chunk_den(p, w, s, n, 0, w->bden + r0);
+        if ((st = chunk_g(p, w, item, r0, n, w->bden + r0)))
             return st;
         lin_gemm(0, 1, n, D, E, w->g, E, s, E, 0.0f, w->dphi, D);
         zero_rows(p->dq, item, H, r0, n);

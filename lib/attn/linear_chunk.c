@@ -1,6 +1,7 @@
 /* The chunk-level building blocks of linear attention and the forward passes over a range of
  * chunks: feature maps in fp32 (or through fp64), in-chunk causal scores, the carried state
- * S = sum psi(k) [v | 1]^T updated by one sgemm per chunk. */
+ * S = sum psi(k) [v | 1]^T updated by one sgemm per chunk and read out by the accumulation
+ * kernel (an sgemm would pack all of S for the chunk's few queries). */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -26,12 +27,12 @@ void lin_gemm(int ta, int tb, size_t m, size_t n, size_t k, const float *a, size
 int lin_ws_alloc(const lin_problem *p, int backward, lin_ws *w)
 {
     memset(w, 0, sizeof *w);
-    const size_t C = p->C, L = p->E + C;
-    size_t cd, cD, cc, ce, de, dl, cl;
-    if (L < C || kat_mul_overflow(C, p->d, &cd) || kat_mul_overflow(C, p->Df, &cD) ||
-        kat_mul_overflow(C, C, &cc) || kat_mul_overflow(C, p->E, &ce) ||
-        kat_mul_overflow(p->Df, p->E, &de) || kat_mul_overflow(p->Df, L, &dl) ||
-        kat_mul_overflow(C, L, &cl))
+    const size_t C = p->C, ldo = lin_ldo(p), nptr = p->Df + C;
+    size_t cd, cD, cc, ce, co, de;
+    if (ldo < p->E || nptr < C || kat_mul_overflow(C, p->d, &cd) ||
+        kat_mul_overflow(C, p->Df, &cD) || kat_mul_overflow(C, C, &cc) ||
+        kat_mul_overflow(C, p->E, &ce) || kat_mul_overflow(C, ldo, &co) ||
+        kat_mul_overflow(p->Df, p->E, &de))
         return 1;
     const size_t nmax = p->nq > p->nk ? p->nq : p->nk;
     struct {
@@ -40,9 +41,10 @@ int lin_ws_alloc(const lin_problem *p, int backward, lin_ws *w)
         int bwd;
     } fparts[] = {
         {&w->phq, cD, 0},   {&w->psk, cD, 0}, {&w->a, cc, 0},     {&w->vbar, ce, 0},
-        {&w->obar, ce, 0},  {&w->s, de, 0},   {&w->bt, dl, 0},    {&w->xt, cl, 0},
+        {&w->obar, co, 0},  {&w->s, de, 0},   {&w->z, p->Df, 0},  {&w->ones, C, 0},
+        {&w->den, C, 0},
         {&w->dphi, cD, 1},  {&w->df, cc, 1},  {&w->g, ce, 1},     {&w->dvbar, ce, 1},
-        {&w->r, de, 1},     {&w->den, nmax, 1},
+        {&w->r, de, 1},     {&w->bden, nmax, 1},
     };
     struct {
         double **ptr;
@@ -66,12 +68,18 @@ int lin_ws_alloc(const lin_problem *p, int backward, lin_ws *w)
     float *fb = kat_alloc_array(nf ? nf : 1, sizeof(float), "linear attention workspace");
     double *db = fb ? kat_alloc_array(nd ? nd : 1, sizeof(double), "linear attention workspace")
                     : NULL;
-    if (!fb || !db) {
+    const float **pb =
+        db ? kat_alloc_array(nptr, sizeof(const float *), "linear attention workspace") : NULL;
+    if (!fb || !db || !pb) {
         kat_free(fb);
+        kat_free(db);
         return 2;
     }
     w->fbuf = fb;
     w->dbuf = db;
+    w->pbuf = pb;
+    w->srow = pb;
+    w->vrow = pb + p->Df;
     for (size_t i = 0, off = 0; i < nfp; i++) {
         if (fparts[i].bwd && !backward)
             continue;
@@ -82,6 +90,8 @@ int lin_ws_alloc(const lin_problem *p, int backward, lin_ws *w)
         *dparts[i].ptr = db + off;
         off += (dparts[i].n + 7) & ~(size_t)7;
     }
+    for (size_t i = 0; i < C; i++)
+        w->ones[i] = 1.0f;
     return 0;
 }
 
@@ -91,6 +101,7 @@ void lin_ws_free(lin_ws *w)
         return;
     kat_free(w->fbuf);
     kat_free(w->dbuf);
+    kat_free(w->pbuf);
     memset(w, 0, sizeof *w);
 }
 
@@ -157,7 +168,7 @@ kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ld
     const size_t C = p->C, d = p->d;
     float *a = w->a;
     if (p->intra == KAT_LINEAR_INTRA_FEATURES) {
-        lin_gemm(0, 1, n, n, p->Df, w->phq, p->Df, w->psk, p->Df, 0.0f, a, C);
+        p->kern->dots(n, n, p->Df, w->phq, p->Df, w->psk, p->Df, a, C, 1);
     } else {
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < d; j++) {
@@ -221,71 +232,63 @@ static kat_status write_outputs(const lin_problem *p, const float *obar, size_t 
     return KAT_OK;
 }
 
-/* o rows [r0, r0 + n) from the transposed [numerator ; denominator] (E x n, ld ldt). */
-static kat_status write_outputs_t(const lin_problem *p, lin_ws *w, const float *ot, size_t ldt,
-                                  size_t item, size_t r0, size_t n)
+void lin_load_z(const lin_problem *p, lin_ws *w, const float *s)
 {
-    const size_t E = p->E;
-    for (size_t i = 0; i < n; i++)
-        for (size_t c = 0; c < E; c++)
-            w->obar[i * E + c] = ot[c * ldt + i];
-    return write_outputs(p, w->obar, E, item, r0, n);
+    for (size_t r = 0; r < p->Df; r++)
+        w->z[r] = s[r * p->E + p->dv];
 }
 
-/* The causal sweep keeps the state transposed, S^T (E x D), on top of the key features of the
- * chunk, psi(K_c) (n x D), which the map writes in place: no transposition per chunk, and the
- * readout and the in-chunk scores come from one sgemm. */
+void lin_readout(const lin_problem *p, lin_ws *w, size_t n, const float *s, const float *a)
+{
+    const size_t D = p->Df, E = p->E, dv = p->dv, ldo = lin_ldo(p);
+    for (size_t r = 0; r < D; r++)
+        w->srow[r] = s + r * E;
+    memset(w->obar, 0, n * ldo * sizeof(float));
+    /* numerators over dv columns (a multiple of 16 for the usual head sizes: no vector
+     * wasted on the denominator column), then the denominators as row dots with z */
+    p->kern->accum(n, D, w->phq, D, 1, w->srow, dv, w->obar, ldo, NULL);
+    p->kern->dots(n, 1, D, w->phq, D, w->z, D, w->den, 1, 0);
+    for (size_t i = 0; i < n; i++)
+        w->obar[i * ldo + dv] = w->den[i];
+    if (a) {
+        for (size_t j = 0; j < n; j++)
+            w->vrow[j] = w->vbar + j * E;
+        p->kern->accum(n, n, a, p->C, 1, w->vrow, E, w->obar, ldo, NULL);
+    }
+}
+
+/* The causal sweep: per chunk, the outputs from the state so far plus the chunk's own causal
+ * scores, then the state update S += psi(K_c)^T V_c and z += sum psi(K_c) (the denominator
+ * column, kept contiguous in w->z during the sweep). */
 kat_status lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c_lo, size_t c_hi,
                           float *s, int full)
 {
     const size_t C = p->C, D = p->Df, E = p->E, H = p->H;
-    const int fused = p->intra == KAT_LINEAR_INTRA_FEATURES;
-    float *st_ = w->bt, *psi = w->bt + E * D, *xt = w->xt;
-    kat_status st;
-    for (size_t r = 0; r < D; r++)
-        for (size_t c = 0; c < E; c++)
-            st_[c * D + r] = s[r * E + c];
+    kat_status st = KAT_OK;
+    lin_load_z(p, w, s);
     for (size_t ch = c_lo; ch < c_hi; ch++) {
         size_t r0 = ch * C, n = p->nk - r0 < C ? p->nk - r0 : C;
         const float *kr = lin_row(p->k, item, H, r0), *vr = lin_row(p->v, item, H, r0);
-        if ((st = lin_features(p, w, KAT_SIDE_KEY, kr, p->k->sn, n, psi)))
-            return st;
+        if ((st = lin_features(p, w, KAT_SIDE_KEY, kr, p->k->sn, n, w->psk)))
+            break;
         lin_load_vbar(p, w, vr, p->v->sn, n);
         if (full) {
             const float *qr = lin_row(p->q, item, H, r0);
-            if ((st = lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)))
-                return st;
-            float *at = xt + E * C;   /* A^T[j][i] = f(q_i, k_j): rows E.. of the product */
-            if (fused) {
-                /* keys of the first half see every query of the chunk, keys of the second
-                 * half only the second half of the queries: the block of later keys and
-                 * earlier queries, zero under the causal mask, is never computed */
-                size_t h1 = n >= 32 ? (n + 1) / 2 : n, h2 = n - h1;
-                lin_gemm(0, 1, E + h1, n, D, st_, D, w->phq, D, 0.0f, xt, C);
-                if (h2)
-                    lin_gemm(0, 1, h2, h2, D, psi + h1 * D, D, w->phq + h1 * D, D, 0.0f,
-                             at + h1 * C + h1, C);
-                for (size_t j = 0; j < n; j++)
-                    for (size_t i = 0; i < j; i++)
-                        at[j * C + i] = 0.0f;
-                /* O^T += [V_c | 1]^T A^T: the chunk's own keys (rows disjoint from at) */
-                lin_gemm(1, 0, E, n, n, w->vbar, E, at, C, 1.0f, xt, C);
-            } else {
-                lin_gemm(0, 1, E, n, D, st_, D, w->phq, D, 0.0f, xt, C);
-                if ((st = lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
-                    return st;
-                lin_gemm(1, 1, E, n, n, w->vbar, E, w->a, C, 1.0f, xt, C);
-            }
-            if ((st = write_outputs_t(p, w, xt, C, item, r0, n)))
-                return st;
+            if ((st = lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)) ||
+                (st = lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
+                break;
+            lin_readout(p, w, n, s, w->a);
+            if ((st = write_outputs(p, w->obar, lin_ldo(p), item, r0, n)))
+                break;
         }
-        /* carry: S^T += [V_c | 1]^T psi(K_c) */
-        lin_gemm(1, 0, E, D, n, w->vbar, E, psi, D, 1.0f, st_, D);
+        lin_gemm(1, 0, D, p->dv, n, w->psk, D, w->vbar, E, 1.0f, s, E);
+        for (size_t j = 0; j < n; j++)
+            w->srow[j] = w->psk + j * D;
+        p->kern->accum(1, n, w->ones, 0, 1, w->srow, D, w->z, 0, NULL);
     }
     for (size_t r = 0; r < D; r++)
-        for (size_t c = 0; c < E; c++)
-            s[r * E + c] = st_[c * D + r];
-    return KAT_OK;
+        s[r * E + p->dv] = w->z[r];
+    return st;
 }
 
 kat_status lin_fwd_keys(const lin_problem *p, lin_ws *w, size_t item, size_t k_lo, size_t k_hi,
@@ -307,15 +310,16 @@ kat_status lin_fwd_keys(const lin_problem *p, lin_ws *w, size_t item, size_t k_l
 kat_status lin_fwd_queries(const lin_problem *p, lin_ws *w, size_t item, size_t q_lo,
                            size_t q_hi, const float *s)
 {
-    const size_t C = p->C, D = p->Df, E = p->E;
+    const size_t C = p->C;
     kat_status st;
+    lin_load_z(p, w, s);
     for (size_t r0 = q_lo; r0 < q_hi; r0 += C) {
         size_t n = q_hi - r0 < C ? q_hi - r0 : C;
         if ((st = lin_features(p, w, KAT_SIDE_QUERY, lin_row(p->q, item, p->H, r0), p->q->sn, n,
                                w->phq)))
             return st;
-        lin_gemm(0, 0, n, E, D, w->phq, D, s, E, 0.0f, w->obar, E);
-        if ((st = write_outputs(p, w->obar, E, item, r0, n)))
+        lin_readout(p, w, n, s, NULL);
+        if ((st = write_outputs(p, w->obar, lin_ldo(p), item, r0, n)))
             return st;
     }
     return KAT_OK;

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include "kat/linear.h"
+#include "kernels/kernels.h"
 
 /* One validated call. Tensors are the caller's views; sizes are checked to fit sgemm's int. */
 typedef struct {
@@ -13,6 +14,7 @@ typedef struct {
     const void *mstate;
     int causal, normalize;
     kat_linear_intra intra;   /* resolved: FEATURES or SCORE */
+    const kat_kernels *kern;  /* the readout's and the in-chunk scores' micro-kernels */
     size_t C;                 /* chunk */
     size_t B, H, nq, nk;
     size_t d, Df, dv, E;      /* E = dv + 1: [v | 1] */
@@ -34,12 +36,13 @@ typedef struct {
     float *phq, *psk;   /* C x Df features of a query / key chunk */
     float *a;           /* C x C in-chunk scores, lower triangle */
     float *vbar;        /* C x E: [V_c | 1] */
-    float *obar;        /* C x E: [numerator | denominator] */
+    float *obar;        /* C x ldo: [numerator | denominator], ldo = E rounded up to 16 */
     float *s;           /* Df x E carried state (segment-private) */
-    float *bt;          /* (E + C) x Df: [S^T ; psi(K_c)], the state transposed with the chunk's
-                         * key features below it (written there by the map), so one sgemm
-                         * gives S^T phi(Q_c)^T and the scores psi(K_c) phi(Q_c)^T together */
-    float *xt;          /* (E + C) x C: that product */
+    float *z;           /* Df: the state's denominator column, contiguous */
+    float *ones;        /* C ones: the weights that sum key features into z */
+    float *den;         /* C: the chunk's readout denominators phi(q) . z */
+    const float **srow; /* Df row pointers into the state being read out */
+    const float **vrow; /* C row pointers into vbar */
     double *xd, *fd;    /* fp64 round trip of maps without fp32 paths: C x d, C x Df */
     double *qd, *kd;    /* score path: the chunk's q and k rows in fp64, C x d each */
     double *gx;         /* vjp fp64 round trip: C x d */
@@ -49,9 +52,10 @@ typedef struct {
     float *g;           /* C x E: [do / den | -(do . o) / den] */
     float *dvbar;       /* C x E */
     float *r;           /* Df x E reverse state */
-    float *den;         /* N: denominators of one sequence (backward) */
-    float *fbuf;        /* the two allocations behind every pointer above */
+    float *bden;        /* N: denominators of one sequence (backward) */
+    float *fbuf;        /* the allocations behind every pointer above */
     double *dbuf;
+    const float **pbuf;
 } lin_ws;
 
 /* Sizes of the workspace in floats / doubles (overflow: returns 1). */
@@ -69,6 +73,15 @@ kat_status lin_vjp(const lin_problem *p, lin_ws *w, kat_side side, const float *
  * w->phq and w->psk filled for the FEATURES path. */
 kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ldq,
                       const float *k, size_t ldk, size_t n);
+/* Row stride of w->obar: E rounded up to the kernels' 16-float accumulator rows. */
+static inline size_t lin_ldo(const lin_problem *p) { return (p->E + 15) & ~(size_t)15; }
+/* w->obar rows [0, n) = phi(Q_c) S + A [V_c | 1]: the readout of the state s (Df x E, its
+ * last column, the denominators, taken from the contiguous copy w->z) by the query features
+ * w->phq plus, when a is not NULL, the in-chunk scores a (n x n, ld C) times w->vbar. Through
+ * the accumulation and row-dot kernels: nothing is packed. */
+void lin_readout(const lin_problem *p, lin_ws *w, size_t n, const float *s, const float *a);
+/* w->z = the last column of s (Df x E). */
+void lin_load_z(const lin_problem *p, lin_ws *w, const float *s);
 /* w->vbar = [V rows | 1] for n rows. */
 void lin_load_vbar(const lin_problem *p, lin_ws *w, const float *v, size_t ldv, size_t n);
 

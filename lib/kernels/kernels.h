@@ -72,6 +72,14 @@ typedef struct {
     void (*rowdot)(size_t n, size_t D, const float *const *a, const float *const *b,
                    float *out);
 
+    /* Row-pair dots g[i*ldg + j] = sum_{k<K} a[i*lda + k] * b[j*ldb + k] for i < m, j < n:
+     * A B^T with both operands in their natural row layout, contracted along the rows (no
+     * packing; for long rows, such as the feature vectors of linear attention). With lower
+     * set only j <= i is wanted: entries above the diagonal may be left as they were or
+     * written with their dot. No alignment needed. */
+    void (*dots)(size_t m, size_t n, size_t K, const float *a, size_t lda, const float *b,
+                 size_t ldb, float *g, size_t ldg, int lower);
+
     /* Softmax gradient: dp[j][i] = p[j][i] * (dp[j][i] - delta[i]). */
     void (*softmax_grad)(size_t nrows, size_t lanes, const float *p, float *dp,
                          const float *delta);

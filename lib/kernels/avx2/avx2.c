@@ -299,6 +299,71 @@ static void avx2_rowdot(size_t n, size_t D, const float *const *a, const float *
     }
 }
 
+/* ---- row-pair dots: g[i][j] = a_i . b_j, vectorised along the rows --------------------- */
+
+INLINE float hsum(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+/* 4 rows of a (in real) x 3 rows of b (jn real); the others repeat row 0 and are not stored.
+ * 12 accumulators and 7 loads fit the 16 ymm registers. */
+INLINE void dots_block(size_t in, size_t jn, size_t K, const float *a, size_t lda,
+                       const float *b, size_t ldb, float *g, size_t ldg)
+{
+    __m256 acc[4][3];
+    const float *ar[4], *br[3];
+    UNROLL for (int i = 0; i < 4; i++) {
+        ar[i] = a + ((size_t)i < in ? (size_t)i : 0) * lda;
+        UNROLL for (int j = 0; j < 3; j++)
+            acc[i][j] = _mm256_setzero_ps();
+    }
+    UNROLL for (int j = 0; j < 3; j++)
+        br[j] = b + ((size_t)j < jn ? (size_t)j : 0) * ldb;
+    size_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 bv[3];
+        UNROLL for (int j = 0; j < 3; j++)
+            bv[j] = _mm256_loadu_ps(br[j] + k);
+        UNROLL for (int i = 0; i < 4; i++) {
+            __m256 av = _mm256_loadu_ps(ar[i] + k);
+            UNROLL for (int j = 0; j < 3; j++)
+                acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    if (k < K) {
+        __m256i tail = tail_mask(K - k);
+        __m256 bv[3];
+        UNROLL for (int j = 0; j < 3; j++)
+            bv[j] = _mm256_maskload_ps(br[j] + k, tail);
+        UNROLL for (int i = 0; i < 4; i++) {
+            __m256 av = _mm256_maskload_ps(ar[i] + k, tail);
+            UNROLL for (int j = 0; j < 3; j++)
+                acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    UNROLL for (int i = 0; i < 4; i++)
+        UNROLL for (int j = 0; j < 3; j++)
+            if ((size_t)i < in && (size_t)j < jn)
+                g[i * ldg + j] = hsum(acc[i][j]);
+}
+
+static void avx2_dots(size_t m, size_t n, size_t K, const float *a, size_t lda, const float *b,
+                      size_t ldb, float *g, size_t ldg, int lower)
+{
+    for (size_t i0 = 0; i0 < m; i0 += 4) {
+        size_t in = m - i0 < 4 ? m - i0 : 4;
+        /* lower: blocks starting past this block's last row hold only unwanted entries */
+        size_t jend = lower && i0 + in < n ? i0 + in : n;
+        for (size_t j0 = 0; j0 < jend; j0 += 3)
+            dots_block(in, jend - j0 < 3 ? jend - j0 : 3, K, a + i0 * lda, lda, b + j0 * ldb,
+                       ldb, g + i0 * ldg + j0, ldg);
+    }
+}
+
 static void avx2_softmax_grad(size_t nrows, size_t lanes, const float *p, float *dp,
                               const float *delta)
 {
@@ -320,6 +385,7 @@ const kat_kernels kat_kernels_avx2 = {
     .softmax_online = avx2_softmax_online,
     .softmax_probs = avx2_softmax_probs,
     .rowdot = avx2_rowdot,
+    .dots = avx2_dots,
     .softmax_grad = avx2_softmax_grad,
     .mask_causal = kat_masks_causal,
     .mask_bits = kat_masks_bits,

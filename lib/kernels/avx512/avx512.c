@@ -313,6 +313,62 @@ static void avx512_rowdot(size_t n, size_t D, const float *const *a, const float
     }
 }
 
+/* ---- row-pair dots: g[i][j] = a_i . b_j, vectorised along the rows --------------------- */
+
+/* 4 rows of a (in real) x 4 rows of b (jn real); the others repeat row 0 and are not stored.
+ * 16 accumulators, 8 loads per 16 fused multiply-adds. */
+INLINE void dots_block(size_t in, size_t jn, size_t K, const float *a, size_t lda,
+                       const float *b, size_t ldb, float *g, size_t ldg)
+{
+    __m512 acc[4][4];
+    const float *ar[4], *br[4];
+    UNROLL for (int i = 0; i < 4; i++) {
+        ar[i] = a + ((size_t)i < in ? (size_t)i : 0) * lda;
+        br[i] = b + ((size_t)i < jn ? (size_t)i : 0) * ldb;
+        UNROLL for (int j = 0; j < 4; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    }
+    size_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 av[4], bv[4];
+        UNROLL for (int i = 0; i < 4; i++) {
+            av[i] = _mm512_loadu_ps(ar[i] + k);
+            bv[i] = _mm512_loadu_ps(br[i] + k);
+        }
+        UNROLL for (int i = 0; i < 4; i++)
+            UNROLL for (int j = 0; j < 4; j++)
+                acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);
+    }
+    if (k < K) {
+        __mmask16 tail = (__mmask16)((1u << (K - k)) - 1);
+        __m512 av[4], bv[4];
+        UNROLL for (int i = 0; i < 4; i++) {
+            av[i] = _mm512_maskz_loadu_ps(tail, ar[i] + k);
+            bv[i] = _mm512_maskz_loadu_ps(tail, br[i] + k);
+        }
+        UNROLL for (int i = 0; i < 4; i++)
+            UNROLL for (int j = 0; j < 4; j++)
+                acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);
+    }
+    UNROLL for (int i = 0; i < 4; i++)
+        UNROLL for (int j = 0; j < 4; j++)
+            if ((size_t)i < in && (size_t)j < jn)
+                g[i * ldg + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+static void avx512_dots(size_t m, size_t n, size_t K, const float *a, size_t lda,
+                        const float *b, size_t ldb, float *g, size_t ldg, int lower)
+{
+    for (size_t i0 = 0; i0 < m; i0 += 4) {
+        size_t in = m - i0 < 4 ? m - i0 : 4;
+        /* lower: blocks starting past this block's last row hold only unwanted entries */
+        size_t jend = lower && i0 + in < n ? i0 + in : n;
+        for (size_t j0 = 0; j0 < jend; j0 += 4)
+            dots_block(in, jend - j0 < 4 ? jend - j0 : 4, K, a + i0 * lda, lda, b + j0 * ldb,
+                       ldb, g + i0 * ldg + j0, ldg);
+    }
+}
+
 static void avx512_softmax_grad(size_t nrows, size_t lanes, const float *p, float *dp,
                                 const float *delta)
 {
@@ -334,6 +390,7 @@ const kat_kernels kat_kernels_avx512 = {
     .softmax_online = avx512_softmax_online,
     .softmax_probs = avx512_softmax_probs,
     .rowdot = avx512_rowdot,
+    .dots = avx512_dots,
     .softmax_grad = avx512_softmax_grad,
     .mask_causal = kat_masks_causal,
     .mask_bits = kat_masks_bits,

@@ -96,6 +96,18 @@ static void ref_rowdot(size_t n, size_t D, const float *const *a, const float *c
     }
 }
 
+static void ref_dots(size_t m, size_t n, size_t K, const float *a, size_t lda, const float *b,
+                     size_t ldb, float *g, size_t ldg, int lower)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n && (!lower || j <= i); j++) {
+            float acc = 0.0f;
+            for (size_t k = 0; k < K; k++)
+                acc += a[i * lda + k] * b[j * ldb + k];
+            g[i * ldg + j] = acc;
+        }
+}
+
 static void ref_softmax_grad(size_t nrows, size_t lanes, const float *p, float *dp,
                              const float *delta)
 {
@@ -113,6 +125,7 @@ const kat_kernels kat_kernels_ref = {
     .softmax_online = ref_softmax_online,
     .softmax_probs = ref_softmax_probs,
     .rowdot = ref_rowdot,
+    .dots = ref_dots,
     .softmax_grad = ref_softmax_grad,
     .mask_causal = kat_masks_causal,
     .mask_bits = kat_masks_bits,
