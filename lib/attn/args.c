@@ -1,5 +1,7 @@
 /* Attention descriptors and the argument checks every implementation shares. */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 #include "attn/attn_internal.h"
 #include "core/internal.h"
 
@@ -105,18 +107,27 @@ kat_status kat_attn_check_disjoint(const kat_tensor *const *outs, const char *co
     return KAT_OK;
 }
 
-/* Largest |element| of a view (finite data: checked before). */
+/* Largest |element| of a view (finite data: checked before). The maximum is taken over the
+ * magnitude bits as unsigned integers, which order finite floats like their values: a loop
+ * the compiler vectorises (fmaxf is a libm call per element, a third of a sparse forward's
+ * time at N = 16k before this). */
 static double tensor_max_abs(const kat_tensor *t)
 {
-    float m = 0.0f;
+    uint32_t m = 0;
     for (size_t b = 0; b < t->B; b++)
         for (size_t h = 0; h < t->H; h++)
             for (size_t n = 0; n < t->N; n++) {
                 const float *row = kat_tensor_row(t, b, h, n);
-                for (size_t j = 0; j < t->D; j++)
-                    m = fmaxf(m, fabsf(row[j]));
+                for (size_t j = 0; j < t->D; j++) {
+                    uint32_t u;
+                    memcpy(&u, row + j, sizeof u);
+                    u &= 0x7fffffffu;
+                    m = u > m ? u : m;
+                }
             }
-    return m;
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
 }
 
 /* Finite q and k can still give q.k or scale*q.k beyond fp32 (|q.k| <= max|q| max|k| D): refuse

@@ -426,7 +426,7 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
     }
     blas_single_end(1);
     st = err_raise(&err);
-    if (st == KAT_OK && finals && !lin_all_finite(finals, items * DE))
+    if (st == KAT_OK && finals && !kat_all_finite_f32(finals, items * DE))
         st = kat_fail(KAT_EDOM, "%s: the final state is not finite: map %s overflows in fp32 "
                       "on these keys (or the sums do)", fn, kat_featmap_name(fm));
     if (st == KAT_OK && state_out)
@@ -561,7 +561,7 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
         kat_fail(st, "%s: a gradient is not finite (%s): map %s overflows in fp32 on these "
                  "inputs", fn, what, kat_featmap_name(fm));
     }
-    if (st == KAT_OK && dstates && !lin_all_finite(dstates, items * DE))
+    if (st == KAT_OK && dstates && !kat_all_finite_f32(dstates, items * DE))
         st = kat_fail(KAT_EDOM, "%s: d_state_in is not finite", fn);
     if (st == KAT_OK && d_state_in)
         for (size_t it = 0; it < items; it++)

@@ -4,7 +4,6 @@
  * kernel (an sgemm would pack all of S for the chunk's few queries). */
 #include <cblas.h>
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
 #include "core/internal.h"
 #include "attn/linear_internal.h"
@@ -105,19 +104,6 @@ void lin_ws_free(lin_ws *w)
     memset(w, 0, sizeof *w);
 }
 
-/* 1 when all n floats are finite: an integer test on the exponent bits, which vectorises
- * (a float reduction would not, without reassociation). */
-int lin_all_finite(const float *x, size_t n)
-{
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, x + i, sizeof u);
-        bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-    }
-    return bad == 0;
-}
-
 kat_status lin_features(const lin_problem *p, lin_ws *w, kat_side side, const float *x,
                         size_t ldx, size_t n, float *f)
 {
@@ -210,7 +196,7 @@ static kat_status write_outputs(const lin_problem *p, const float *obar, size_t 
     for (size_t i = 0; i < n; i++) {
         const float *ob = obar + i * ldo;
         float *orow = (float *)lin_row(p->o, item, p->H, r0 + i);
-        if (!lin_all_finite(ob, dv + 1))
+        if (!kat_all_finite_f32(ob, dv + 1))
             return kat_fail(KAT_EDOM, "linear attention: the output of query %zu of (batch, "
                             "head) = (%zu, %zu) is not finite: map %s overflows in fp32 on "
                             "these inputs (or the sums do)", r0 + i, item / p->H, item % p->H,

@@ -85,9 +85,6 @@ void lin_load_z(const lin_problem *p, lin_ws *w, const float *s);
 /* w->vbar = [V rows | 1] for n rows. */
 void lin_load_vbar(const lin_problem *p, lin_ws *w, const float *v, size_t ldv, size_t n);
 
-/* 1 when the n floats are all finite (vectorised integer test). */
-int lin_all_finite(const float *x, size_t n);
-
 /* Row pointers of the views. */
 static inline const float *lin_row(const kat_tensor *t, size_t item, size_t H, size_t n)
 {
