@@ -210,6 +210,12 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static double median_of(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
 kat_status attn_time_median(const attn_bench_call *call, int warmup, int reps, double *ms,
                             double *runs)
 {
@@ -231,10 +237,41 @@ kat_status attn_time_median(const attn_bench_call *call, int warmup, int reps, d
         if (runs)
             runs[i] = t[i];
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    *ms = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    *ms = median_of(t, reps);
     kat_free(t);
     return KAT_OK;
+}
+
+kat_status attn_time_ratio(const attn_bench_call *a, const attn_bench_call *b, int warmup,
+                           int reps, double *ms_a, double *ms_b, double *ratio)
+{
+    kat_status st;
+    for (int i = 0; i < warmup; i++)
+        if ((st = a->fn(a->ctx)) || (st = b->fn(b->ctx)))
+            return st;
+    reps = reps < 1 ? 1 : reps;
+    double *t = kat_malloc(3 * (size_t)reps * sizeof *t);
+    if (!t)
+        return KAT_ENOMEM;
+    double *ta = t, *tb = t + reps, *r = t + 2 * reps;
+    for (int i = 0; i < reps; i++) {
+        double t0 = cli_now();
+        if ((st = a->fn(a->ctx)))
+            break;
+        double t1 = cli_now();
+        if ((st = b->fn(b->ctx)))
+            break;
+        ta[i] = (t1 - t0) * 1e3;
+        tb[i] = (cli_now() - t1) * 1e3;
+        r[i] = ta[i] / tb[i];
+    }
+    if (!st) {
+        *ms_a = median_of(ta, reps);
+        *ms_b = median_of(tb, reps);
+        *ratio = median_of(r, reps);
+    }
+    kat_free(t);
+    return st;
 }
 
 double attn_sgemm_gflops(size_t n, int threads, int reps)

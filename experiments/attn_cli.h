@@ -108,6 +108,10 @@ double attn_dense_flops(const kat_attn_desc *d, int backward);
  * may be NULL) receives every time. Returns the first failure. */
 kat_status attn_time_median(const attn_bench_call *call, int warmup, int reps, double *ms,
                             double *runs);
+/* a and b timed alternately (warm-ups of each first), so that both see the same drift of a
+ * shared machine: the medians of each and the median of the per-round ratios a / b. */
+kat_status attn_time_ratio(const attn_bench_call *a, const attn_bench_call *b, int warmup,
+                           int reps, double *ms_a, double *ms_b, double *ratio);
 
 /* cblas_sgemm rate (GFLOP/s) of an n x n x n product with the given OpenBLAS thread count,
  * median of reps runs after one warm-up. 0 when the memory cannot be had. */

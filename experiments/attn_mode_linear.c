@@ -265,9 +265,10 @@ static kat_status time_flash_backward(const attn_opts *o, attn_tensors *t, doubl
     return st;
 }
 
-/* Median times of linear (fm, lopts) and flash, forward, on random [B, H, n, D] tensors. */
+/* Median times of linear (fm, lopts) and flash forward on random [B, H, n, D] tensors and the
+ * median of their ratio, the two timed alternately. */
 static kat_status time_pair(const attn_opts *o, kat_featmap *fm, const kat_linear_opts *lopts,
-                            size_t n, double *lin_ms, double *flash_ms)
+                            size_t n, double *lin_ms, double *flash_ms, double *ratio)
 {
     attn_opts on = *o;
     on.N = n;
@@ -281,14 +282,13 @@ static kat_status time_pair(const attn_opts *o, kat_featmap *fm, const kat_linea
     attn_bench_call call = {.fn = linear_once, .ctx = &lc};
     flash_call fc = {&t.q, &t.k, &t.v, &t.o, &t.lse, lopts->causal};
     attn_bench_call fcall = {.fn = flash_once, .ctx = &fc};
-    st = attn_time_median(&call, o->warmup, o->reps, lin_ms, NULL);
-    if (!st)
-        st = attn_time_median(&fcall, o->warmup, o->reps, flash_ms, NULL);
+    st = attn_time_ratio(&call, &fcall, o->warmup, o->reps, lin_ms, flash_ms, ratio);
     attn_tensors_free(&t);
     return st;
 }
 
-/* Where linear overtakes flash: the ratio r(N) = linear / flash time at N = 512, 1024, ...
+/* Where linear overtakes flash: the ratio r(N) = linear / flash time (the median of
+ * alternating pairs of calls) at N = 512, 1024, ...
  * (doubling until linear has been faster twice in a row, or 2^17), then the crossing of
  * r = 1 interpolated linearly in (log N, log r) between the first bracketing pair. Using
  * every size's median instead of a bisection keeps one noisy timing from moving the answer
@@ -300,11 +300,10 @@ static kat_status crossover(const attn_opts *o, kat_featmap *fm, const kat_linea
     int wins = 0;
     *out = 0.0;
     for (size_t n = 512; n <= ATTN_CROSSOVER_MAX_N && wins < 2; n *= 2) {
-        double l, f;
-        kat_status st = time_pair(o, fm, lopts, n, &l, &f);
+        double l, f, r;
+        kat_status st = time_pair(o, fm, lopts, n, &l, &f, &r);
         if (st)
             return st;
-        double r = l / f;
         if (r <= 1.0) {
             if (wins++ == 0)
                 *out = prev_n == 0.0 ? (double)n
@@ -401,14 +400,14 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
     }
     if (c->pass == 0 && want_flash && len < (int)sizeof call->note) {
         /* kat's dense flash on the same tensors, and where linear overtakes it */
-        double lin_ms, flash_ms, cross = 0.0;
-        if ((st = time_pair(o, c->fm, &c->lopts, t->desc.N, &lin_ms, &flash_ms)) ||
+        double lin_ms, flash_ms, ratio, cross = 0.0;
+        if ((st = time_pair(o, c->fm, &c->lopts, t->desc.N, &lin_ms, &flash_ms, &ratio)) ||
             (want_crossover && (st = crossover(o, c->fm, &c->lopts, &cross)))) {
             linear_cleanup(c);
             return st;
         }
         len += snprintf(call->note + len, sizeof call->note - (size_t)len,
-                        "; flash %.3f ms = %.2fx linear", flash_ms, flash_ms / lin_ms);
+                        "; flash %.3f ms = %.2fx linear", flash_ms, 1.0 / ratio);
         call->baseline_ms = flash_ms;
         call->crossover_n = cross;
         if (want_crossover && len < (int)sizeof call->note) {
