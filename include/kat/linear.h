@@ -26,10 +26,11 @@ extern "C" {
 
 /* How the scores inside a causal chunk are computed. */
 typedef enum {
-    /* FEATURES, computed in the same sgemm as the readout phi(Q_c) S: faster than a
-     * per-pair score callback (a scalar loop) for every map measured. */
+    /* FEATURES: faster than a per-pair score callback (a scalar loop) for every map
+     * measured. */
     KAT_LINEAR_INTRA_AUTO = 0,
-    /* phi(Q_c) psi(K_c)^T through sgemm: always consistent with the carried state. */
+    /* phi(Q_c) psi(K_c)^T as row dots of the features (the dispatched kernels): always
+     * consistent with the carried state. */
     KAT_LINEAR_INTRA_FEATURES,
     /* The map's score(q, k) per pair (fp64): needs an EXACT map with a score callback. */
     KAT_LINEAR_INTRA_SCORE
