@@ -3,27 +3,19 @@
 # Prints TAP? No: meson runs this as an exit-status test.
 set -u
 kat="$1"
-fail=0
-check() {   # check "description" expected_status command...
-    desc=$1; want=$2; shift 2
-    "$@" >/tmp/kat_cli_out.$$ 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' /tmp/kat_cli_out.$$; fail=1
-    else
-        echo "ok: $desc"
-    fi
-}
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
 check "--help" 0 "$kat" --help
 check "--version" 0 "$kat" --version
 check "no command" 2 "$kat"
 check "unknown command" 2 "$kat" frobnicate
 check "version --json" 0 "$kat" version --json
+expect_out "version --json has isa" '"isa":'
 check "version bad flag" 2 "$kat" version --bogus
 check "--version --json (version's options)" 0 "$kat" --version --json
-grep -q '^{"version":' /tmp/kat_cli_out.$$ || { echo "FAIL: kat --version --json is not JSON"; fail=1; }
+expect_out "kat --version --json is JSON" '^{"version":'
 check "--version bad flag" 2 "$kat" --version --bogus
-"$kat" version --json | grep -q '"isa":' || { echo "FAIL: version --json lacks isa"; fail=1; }
 
 # Every subcommand's --help (the commands `kat --help` lists, from commands.def, with the
 # actions of attn and bench): exit 0, and no option listed twice (sweep once listed --scale
@@ -38,12 +30,12 @@ for c in $cmds; do
         [ "$s" = - ] && s=
         name="kat $c${s:+ $s}"
         # shellcheck disable=SC2086 # $s is empty or one word
-        if ! "$kat" $c $s --help >/tmp/kat_cli_help.$$ 2>&1; then
-            echo "FAIL: $name --help exits non-zero"; sed 's/^/  | /' /tmp/kat_cli_help.$$
+        if ! "$kat" $c $s --help >"$tmp/help" 2>&1; then
+            echo "FAIL: $name --help exits non-zero"; sed 's/^/  | /' "$tmp/help"
             fail=1; continue
         fi
-        dups=$(awk '/^  --[a-z0-9-]+/ { print $1 }' /tmp/kat_cli_help.$$ | sort | uniq -d)
-        nopt=$(grep -c '^  --' /tmp/kat_cli_help.$$)
+        dups=$(awk '/^  --[a-z0-9-]+/ { print $1 }' "$tmp/help" | sort | uniq -d)
+        nopt=$(grep -c '^  --' "$tmp/help")
         if [ -n "$dups" ]; then
             echo "FAIL: $name --help lists twice:" $dups; fail=1
         elif [ "$nopt" -lt 2 ]; then
@@ -53,6 +45,4 @@ for c in $cmds; do
         fi
     done
 done
-rm -f /tmp/kat_cli_help.$$
-rm -f /tmp/kat_cli_out.$$
-exit $fail
+exit "$fail"

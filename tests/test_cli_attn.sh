@@ -3,44 +3,12 @@
 # (exit 1), and real runs whose outputs are checked against a plain-Python softmax attention.
 set -u
 kat="$1"
-tmp=${TMPDIR:-/tmp}/kat_cli_attn.$$
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() {   # check "description" expected_status command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $desc: exit $got, expected $want"
-        sed 's/^/  | /' "$tmp/out" "$tmp/err" | head -20
-        fail=1
-    else
-        echo "ok: $desc"
-    fi
-}
-expect_err() {   # expect_err "description" "text the error must contain"
-    if ! grep -q -- "$2" "$tmp/err"; then
-        echo "FAIL: $1: stderr lacks '$2'"; sed 's/^/  | /' "$tmp/err" | head -5; fail=1
-    fi
-}
-json_check() {   # json_check "description" python-expression-over-j (file $tmp/out)
-    if ! python3 -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" \
-            "$tmp/out"; then
-        echo "FAIL: $1: JSON check '$2' failed"; sed 's/^/  | /' "$tmp/out" | head -5; fail=1
-    fi
-}
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 # Small .npy inputs written without numpy: q [2, 5, 8], k and v [1, 7, 8] (GQA), dO like q.
-python3 - "$tmp" <<'PY'
-import math, random, struct, sys
-def save(path, shape, vals):
-    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % (
-        ", ".join(map(str, shape)) + ("," if len(shape) == 1 else ""))
-    hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
-    with open(path, "wb") as f:
-        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
-        f.write(struct.pack("<%df" % len(vals), *vals))
+npy_python "$tmp" <<'PY'
+import random, sys
 random.seed(3)
 r = lambda n: [random.gauss(0, 1) for _ in range(n)]
 d = sys.argv[1]
@@ -97,7 +65,7 @@ check "attn grad --json" 0 "$kat" attn grad --q "$tmp/q.npy" --k "$tmp/k.npy" --
     --do "$tmp/do.npy" --dq "$tmp/dq.npy" --dk "$tmp/dk.npy" --dv "$tmp/dv.npy" --causal \
     --precise --json
 json_check "attn grad keys" "j['command'] == 'attn grad' and j['backward_ms'] >= 0"
-python3 - "$tmp" <<'PY' || fail=1
+python3 - "$tmp" <<'PY' || { echo "FAIL: attn run and grad differ from plain Python"; fail=1; }
 import math, struct, sys
 def load(path):
     b = open(path, "rb").read()
@@ -159,5 +127,5 @@ check "bench attn --backward" 0 "$kat" bench attn --h 2 --n 64 --d 16 --backward
     --sgemm 0 --baseline 0 --json
 json_check "bench attn backward keys" "j['backward'] and j['baseline_ms'] is None and j['sgemm_gflops'] is None and j['flops'] == 2.5 * 4 * 2 * 64 * 64 * 16"
 check "bench attn text" 0 "$kat" bench attn --h 1 --n 64 --d 16 --reps 1 --sgemm 64
-grep -q "of sgemm" "$tmp/out" || { echo "FAIL: bench attn text lacks the sgemm ratio"; fail=1; }
-exit $fail
+expect_out "bench attn text has the sgemm ratio" "of sgemm"
+exit "$fail"

@@ -3,34 +3,11 @@
 # numbers are checked: exact maps reach rounding level, random maps a Monte Carlo level.
 set -u
 kat="$1"
-fail=0
-out=/tmp/kat_cli_features_out.$$
-check() {   # check "description" expected_status command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$out" 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' "$out"; fail=1
-    else
-        echo "ok: $desc"
-    fi
-}
-grep_out() {   # grep_out "description" pattern: the last command's output matches
-    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
-        echo "FAIL: $1: output lacks '$2'"; sed 's/^/  | /' "$out"; fail=1; fi
-}
-# json_le "description" key bound: the value of "key" in the last output is <= bound
-json_le() {
-    v=$(sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$out")
-    if [ -n "$v" ] && awk -v v="$v" -v b="$3" 'BEGIN { exit !(v + 0 <= b + 0) }'; then
-        echo "ok: $1 ($2 = $v)"
-    else
-        echo "FAIL: $1: $2 = '$v', expected <= $3"; sed 's/^/  | /' "$out"; fail=1
-    fi
-}
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 check "features --help" 0 "$kat" features --help
-grep_out "help lists the maps" "rff-laplace:M"
+expect "help lists the maps" "rff-laplace:M"
 check "no --map" 2 "$kat" features --d 4
 check "no --d" 2 "$kat" features --map taylor:2
 check "unknown map" 2 "$kat" features --map cosine:3 --d 4
@@ -43,22 +20,22 @@ check "poly with --scale" 2 "$kat" features --map 'poly:x^2' --d 4 --scale 2
 check "bad flag" 2 "$kat" features --map taylor:2 --d 4 --bogus
 check "--n 0" 2 "$kat" features --map taylor:2 --d 4 --n 0
 check "d = 0" 1 "$kat" features --map taylor:2 --d 0
-grep_out "d = 0 names d" "d must be >= 1"
+expect "d = 0 names d" "d must be >= 1"
 check "rff M = 0" 1 "$kat" features --map rff:0 --d 4
-grep_out "M = 0 named" "M must be >= 1"
+expect "M = 0 named" "M must be >= 1"
 check "rff sigma <= 0" 1 "$kat" features --map rff:8 --d 4 --scale -1
-grep_out "sigma named" "sigma = -1"
+expect "sigma named" "sigma = -1"
 check "taylor order too large" 1 "$kat" features --map taylor:1000 --d 64
-grep_out "size in the message" "exceeds the limit"
+expect "size in the message" "exceeds the limit"
 check "poly of a non-polynomial" 1 "$kat" features --map 'poly:exp(x)' --d 4
-grep_out "not a polynomial" "not a polynomial"
+expect "not a polynomial" "not a polynomial"
 
 # Exact maps: errors at rounding level.
 check "taylor:2 --json" 0 "$kat" features --map taylor:2 --d 16 --n 200 --json
-grep_out "taylor:2 dim 1 + d + d(d+1)/2" '"dim":153'
-grep_out "taylor:2 is positive" '"positive":true'
+expect "taylor:2 dim 1 + d + d(d+1)/2" '"dim":153'
+expect "taylor:2 is positive" '"positive":true'
 check "poly --json" 0 "$kat" features --map 'poly:(1+x)^4' --d 10 --n 200 --json
-grep_out "poly dim C(14,4)" '"dim":1001'
+expect "poly dim C(14,4)" '"dim":1001'
 json_le "poly map is exact" max_abs_err 1e-12
 check "poly with a negative coefficient" 0 "$kat" features --map 'poly:2 - x + 3*x^3' --d 5 --n 200 --json
 json_le "signed poly map is exact" max_abs_err 1e-12
@@ -69,15 +46,14 @@ check "rff --json" 0 "$kat" features --map rff:4096:pair --d 8 --n 200 --json
 json_le "rff mean error" mean_abs_err 0.05
 check "favor ortho --json" 0 "$kat" features --map favor:512:ortho --d 8 --n 200 --json --fp32
 json_le "favor mean error" mean_rel_err 0.1
-grep_out "fp32 path" '"precision":"fp32"'
+expect "fp32 path" '"precision":"fp32"'
 check "group --json" 0 "$kat" features --map group --d 6 --n 200 --json
 json_le "group map is exact" max_abs_err 1e-12
 check "bench" 0 "$kat" features --map taylor:1 --d 8 --n 64 --bench --json
-grep_out "bench reports the ratio" '"apply_over_sgemm":'
+expect "bench reports the ratio" '"apply_over_sgemm":'
 # a group map takes only corners and has no vjp: the bench times it on corners (it used to
 # fail on Gaussian rows) and reports no vjp time
 check "bench group map" 0 "$kat" features --map group --d 3 --a 1,2,0.5 --n 64 --bench --json
-grep_out "bench group map: no vjp time" '"vjp_f32_ms":null'
-grep_out "bench group map: a map time" '"apply_over_sgemm":[0-9]'
-rm -f "$out"
-exit $fail
+expect "bench group map: no vjp time" '"vjp_f32_ms":null'
+expect "bench group map: a map time" '"apply_over_sgemm":[0-9]'
+exit "$fail"

@@ -4,37 +4,17 @@
 # can be negative under normalisation, bad --params, --scale.
 set -u
 kat="$1"
-fail=0
-dir=$(mktemp -d "${TMPDIR:-/tmp}/kat_cli_linear.XXXXXX")
-out="$dir/out"
-check() {   # check "description" expected_status command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$out" 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' "$out"; fail=1
-    else
-        echo "ok: $desc"
-    fi
-}
-expect() {   # expect "description" pattern: the last command's output contains pattern
-    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
-        echo "FAIL: $1: no '$2' in"; sed 's/^/  | /' "$out"; fail=1; fi
-}
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
 # float32 [N, D] arrays in .npy format, from the standard library only
-python3 - "$dir" <<'PY'
-import random, struct, sys
-def npy(path, rows, cols, seed):
-    rnd = random.Random(seed)
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
-    header += " " * (63 - (10 + len(header)) % 64) + "\n"
-    with open(path, "wb") as f:
-        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
-        f.write(struct.pack("<%df" % (rows * cols), *[rnd.gauss(0, 1) for _ in range(rows * cols)]))
+npy_python "$tmp" <<'PY'
+import random, sys
 for name, seed in (("q", 1), ("k", 2), ("v", 3), ("do", 4)):
-    npy(sys.argv[1] + "/" + name + ".npy", 100, 16, seed)
+    rnd = random.Random(seed)
+    save(sys.argv[1] + "/" + name + ".npy", (100, 16), [rnd.gauss(0, 1) for _ in range(100 * 16)])
 PY
-f="$dir"
+f="$tmp"
 check "attn run linear taylor2 --json" 0 "$kat" attn run --mode linear --causal --json \
     --q "$f/q.npy" --k "$f/k.npy" --v "$f/v.npy" --o "$f/o.npy" --params map=taylor2,chunk=32
 expect "run --json has forward_ms" '"forward_ms":'
@@ -82,8 +62,8 @@ for s in 1 1b 2; do
     check "favor:32 --seed ${s%b}" 0 "$kat" attn run --mode linear --q "$f/q.npy" \
         --k "$f/k.npy" --v "$f/v.npy" --o "$f/o_seed$s.npy" --map favor:32 --seed "${s%b}"
 done
-cmp -s "$f/o_seed1.npy" "$f/o_seed1b.npy" || { echo "FAIL: --seed 1 twice differs"; fail=1; }
-cmp -s "$f/o_seed1.npy" "$f/o_seed2.npy" && { echo "FAIL: --seed 2 gives --seed 1's bytes"; fail=1; }
+same "--seed 1 twice gives the same bytes" "$f/o_seed1.npy" "$f/o_seed1b.npy"
+differ "--seed 2 does not give --seed 1's bytes" "$f/o_seed1.npy" "$f/o_seed2.npy"
 check "bench bad flag" 2 "$kat" bench attn --mode linear --bogus
 check "bench --precise refused" 1 "$kat" bench attn --mode linear --h 1 --n 64 --d 8 --reps 1 \
     --sgemm 0 --backward --precise
@@ -94,14 +74,12 @@ expect "bench compares with flash" 'flash'
 check "bench linear --crossover" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 8 --causal \
     --reps 1 --warmup 0 --sgemm 0 --json --crossover
 # linear overtakes flash somewhere for d = 8 (or the key is null: none up to 2^17)
-if python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); c=j["crossover_n"]; sys.exit(not ("crossover_n" in j and (c is None or 512 <= c <= 131072) and j["baseline"] == "dense causal flash" and j["baseline_ms"] > 0))' "$out"; then
-    echo "ok: bench linear crossover_n and baseline"; else
-    echo "FAIL: bench linear crossover_n"; sed 's/^/  | /' "$out"; fail=1; fi
+json_check "bench linear crossover_n and baseline" \
+    '"crossover_n" in j and (j["crossover_n"] is None or 512 <= j["crossover_n"] <= 131072) and j["baseline"] == "dense causal flash" and j["baseline_ms"] > 0'
 check "bench --crossover with --backward refused" 1 "$kat" bench attn --mode linear --h 1 \
     --n 64 --d 8 --causal --backward --crossover
 check "bench linear state pass" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 16 \
     --reps 1 --warmup 0 --sgemm 0 --baseline 0 --params pass=state
 check "bench linear backward" 0 "$kat" bench attn --mode linear --h 1 --n 128 --d 16 \
     --causal --backward --reps 1 --warmup 0 --sgemm 0 --baseline 0 --params map=elu1
-rm -rf "$dir"
-exit $fail
+exit "$fail"

@@ -3,32 +3,8 @@
 # real runs whose --json and CSV output are checked.
 set -u
 kat="$1"
-tmp=${TMPDIR:-/tmp}/kat_cli_rank.$$
-mkdir -p "$tmp"
-fail=0
-check() {   # check "description" expected_status command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $desc: exit $got, expected $want"
-        sed 's/^/  | /' "$tmp/out" "$tmp/err" | head -20
-        fail=1
-    else
-        echo "ok: $desc"
-    fi
-}
-expect_err() {   # expect_err "description" "text the error must contain"
-    if ! grep -q -- "$2" "$tmp/err"; then
-        echo "FAIL: $1: stderr lacks '$2'"; sed 's/^/  | /' "$tmp/err" | head -5; fail=1
-    fi
-}
-json_check() {   # json_check "description" python-expression-over-j (file $tmp/out)
-    if ! python3 -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" \
-            "$tmp/out"; then
-        echo "FAIL: $1: JSON check '$2' failed"; sed 's/^/  | /' "$tmp/out" | head -5; fail=1
-    fi
-}
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
 # usage errors
 check "rank --help" 0 "$kat" rank --help
@@ -78,7 +54,7 @@ check "rank hypercube enumerate" 0 "$kat" rank --f 'x^3' --dist hypercube --enum
     --symmetric --n 64 --d 6 --json
 json_check "rank hypercube enumerate" "j['rank'] == 41 and j['predicted_rank'] == 56"
 check "rank plain text" 0 "$kat" rank --f relu --n 40 --d 3
-grep -q '^rank: ' "$tmp/out" || { echo "FAIL: plain output lacks 'rank:'"; fail=1; }
+expect_out "rank plain text has 'rank:'" '^rank: '
 
 # the user's own points: K = Q from a CSV file
 printf '1,0\n0,1\n1,1\n2,3\n' >"$tmp/q.csv"
@@ -112,7 +88,7 @@ check "sweep --eps" 0 "$kat" sweep --n 30 --d 3 --f exp --eps 1e-3 --out "$tmp/e
 head -1 "$tmp/e.csv" | grep -q ',seconds,eps_rank_spectral,eps_rank_frobenius$' ||
     { echo "FAIL: sweep --eps header"; cat "$tmp/e.csv"; fail=1; }
 check "rank --eps, same points" 0 "$kat" rank --n 30 --d 3 --f exp --eps 1e-3 --json
-want=$(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('%d,%d' % (j['eps_rank_spectral'], j['eps_rank_frobenius']))" "$tmp/out")
+want=$(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('%d,%d' % (j['eps_rank_spectral'], j['eps_rank_frobenius']))" "$out")
 tail -1 "$tmp/e.csv" | grep -q ",$want\$" ||
     { echo "FAIL: sweep --eps row lacks kat rank's eps-ranks $want"; cat "$tmp/e.csv"; fail=1; }
 check "sweep --json" 0 "$kat" sweep --n 16,32 --d 2,3 --f 'x^2' --json
@@ -123,5 +99,4 @@ if command -v gnuplot >/dev/null 2>&1; then
     head -c 4 "$tmp/p.png" | grep -q PNG || { echo "FAIL: sweep --plot wrote no PNG"; fail=1; }
 fi
 
-rm -rf "$tmp"
-exit $fail
+exit "$fail"

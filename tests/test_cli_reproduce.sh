@@ -5,30 +5,18 @@
 # "N = 0". The dense and sparse steps take 30 s and are left to `kat reproduce` itself.
 set -u
 kat="$1"
-fail=0
-dir=$(mktemp -d "${TMPDIR:-/tmp}/kat_cli_reproduce.XXXXXX")
-out="$dir/stdout"
-check() {   # check "description" expected_status command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$out" 2>"$dir/stderr"
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' "$out" "$dir/stderr"
-        fail=1
-    else
-        echo "ok: $desc"
-    fi
-}
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
 
-check "--only with an unknown step" 2 "$kat" reproduce --only rank,tables --out "$dir/r0"
-grep -q "unknown step 'tables' (the steps: theorems, rank, eps-rank, spectra, dense, sparse, linear, accuracy)" \
-    "$dir/stderr" || { echo "FAIL: the error lists the steps"; cat "$dir/stderr"; fail=1; }
+check "--only with an unknown step" 2 "$kat" reproduce --only rank,tables --out "$tmp/r0"
+expect_err "the error lists the steps" \
+    "unknown step 'tables' (the steps: theorems, rank, eps-rank, spectra, dense, sparse, linear, accuracy)"
 
-check "--only with no step" 2 "$kat" reproduce --only "" --out "$dir/r0"
+check "--only with no step" 2 "$kat" reproduce --only "" --out "$tmp/r0"
 
 check "reproduce --quick --only theorems,rank,eps-rank,spectra,linear,accuracy" 0 "$kat" reproduce \
-    --quick --only theorems,rank,eps-rank,spectra,linear,accuracy --out "$dir/r"
-rep="$dir/r/report.md"
+    --quick --only theorems,rank,eps-rank,spectra,linear,accuracy --out "$tmp/r"
+rep="$tmp/r/report.md"
 for h in "## Theorems" "## Rank of f" "## ε-rank" "## Spectra on the hypercube" "## Linear attention" "## Accuracy against fp64"; do
     grep -q "^$h" "$rep" || { echo "FAIL: report lacks '$h'"; fail=1; }
 done
@@ -37,7 +25,7 @@ if grep -q "^## Dense flash\|^## Sparse flash" "$rep"; then
 fi
 # No placeholder printed as a result: N = 0, or nan / inf in the report, the summary or a CSV
 # (a value that does not exist is "—" in a table and an empty CSV field).
-for f in "$rep" "$out" "$dir"/r/*.csv; do
+for f in "$rep" "$out" "$tmp"/r/*.csv; do
     if grep -n -i -w -e 'nan' -e 'inf' -e '-inf' "$f" | grep -v -i 'infinit\|inform'; then
         echo "FAIL: $f prints nan or inf as a value"; fail=1
     fi
@@ -53,8 +41,7 @@ for d in 32 64; do
     fi
 done
 # rank_vs_n.csv: a function without a predicted rank has an empty field there
-if awk -F, 'NR > 1 && $12 != "" { bad = 1 } END { exit !bad }' "$dir/r/rank_vs_n.csv"; then
+if awk -F, 'NR > 1 && $12 != "" { bad = 1 } END { exit !bad }' "$tmp/r/rank_vs_n.csv"; then
     echo "FAIL: rank_vs_n.csv has a predicted rank for exp(x)"; fail=1
 fi
-rm -rf "$dir"
-exit $fail
+exit "$fail"

@@ -4,64 +4,39 @@
 # gradient run, the benchmark with --json, and the errors: bad --params, bad pattern files.
 set -u
 kat="$1"
-fail=0
-dir=$(mktemp -d "${TMPDIR:-/tmp}/kat_cli_sparse.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
-out="$dir/out"
-check() {   # check "description" expected_status command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$out" 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' "$out"; fail=1
-    else
-        echo "ok: $desc"
-    fi
-}
-expect() {   # expect "description" pattern: the last command's output contains pattern
-    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
-        echo "FAIL: $1: no '$2' in"; sed 's/^/  | /' "$out"; fail=1; fi
-}
-same() {   # same "description" file1 file2: byte-identical outputs
-    if cmp -s "$2" "$3"; then echo "ok: $1"; else echo "FAIL: $1: $2 and $3 differ"; fail=1; fi
-}
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
 # [2, 130, 16] float32 q, k, v, dout and per-row pattern arrays [2, 130], standard library only
-python3 - "$dir" <<'PY'
-import random, struct, sys
-def npy(path, shape, values):
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % (
-        ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else ""))
-    header += " " * (63 - (10 + len(header)) % 64) + "\n"
-    with open(path, "wb") as f:
-        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
-        f.write(struct.pack("<%df" % len(values), *values))
+npy_python "$tmp" <<'PY'
+import random, sys
 H, N, D = 2, 130, 16
 for name, seed in (("q", 1), ("k", 2), ("v", 3), ("do", 4)):
     rnd = random.Random(seed)
-    npy(sys.argv[1] + "/" + name + ".npy", (H, N, D), [rnd.gauss(0, 1) for _ in range(H * N * D)])
+    save(sys.argv[1] + "/" + name + ".npy", (H, N, D), [rnd.gauss(0, 1) for _ in range(H * N * D)])
 d = sys.argv[1]
-npy(d + "/ones.npy", (H, N), [1.0] * (H * N))
-npy(d + "/zeros.npy", (H, N), [0.0] * (H * N))
+save(d + "/ones.npy", (H, N), [1.0] * (H * N))
+save(d + "/zeros.npy", (H, N), [0.0] * (H * N))
 rnd = random.Random(5)
-npy(d + "/keep.npy", (H, N), [float(rnd.random() < 0.6) for _ in range(H * N)])
-npy(d + "/qb.npy", (H, N), [float(rnd.randrange(4)) for _ in range(H * N)])
-npy(d + "/kb.npy", (H, N), [float(rnd.randrange(4)) for _ in range(H * N)])
-npy(d + "/half.npy", (H, N), [0.5] * (H * N))
-npy(d + "/short.npy", (H, N - 1), [0.0] * (H * (N - 1)))
+save(d + "/keep.npy", (H, N), [float(rnd.random() < 0.6) for _ in range(H * N)])
+save(d + "/qb.npy", (H, N), [float(rnd.randrange(4)) for _ in range(H * N)])
+save(d + "/kb.npy", (H, N), [float(rnd.randrange(4)) for _ in range(H * N)])
+save(d + "/half.npy", (H, N), [0.5] * (H * N))
+save(d + "/short.npy", (H, N - 1), [0.0] * (H * (N - 1)))
 # keep files of other shapes: [N] (only for B = H = 1), [1, H, N] (B = 1 spelled out), and
 # [H, 1, N] (the right count, heads on the wrong axis: must not be read as [B, H, N])
 rnd = random.Random(5)
 keep = [float(rnd.random() < 0.6) for _ in range(H * N)]
-npy(d + "/keep_n.npy", (N,), keep[:N])
-npy(d + "/keep_1hn.npy", (1, H, N), keep)
-npy(d + "/keep_h1n.npy", (H, 1, N), keep)
+save(d + "/keep_n.npy", (N,), keep[:N])
+save(d + "/keep_1hn.npy", (1, H, N), keep)
+save(d + "/keep_h1n.npy", (H, 1, N), keep)
 # [N, D] tensors: B = H = 1, where a keep file of shape [N] is q's shape without D
 for name, seed in (("q1", 1), ("k1", 2), ("v1", 3)):
     rnd = random.Random(seed)
-    npy(d + "/" + name + ".npy", (N, D), [rnd.gauss(0, 1) for _ in range(N * D)])
-npy(d + "/keep_1n.npy", (1, N), keep[:N])
+    save(d + "/" + name + ".npy", (N, D), [rnd.gauss(0, 1) for _ in range(N * D)])
+save(d + "/keep_1n.npy", (1, N), keep[:N])
 PY
-f="$dir"
+f="$tmp"
 qkv="--q $f/q.npy --k $f/k.npy --v $f/v.npy"
 
 # Patterns that are dense causal attention reproduce the dense engine's bytes.
@@ -92,9 +67,8 @@ check "bench qk --json" 0 "$kat" bench attn --mode qk --h 2 --n 300 --d 16 --cau
 expect "bench note compares with dense" 'vs dense causal'
 expect "bench --json has ms" '"ms":'
 # baseline_ms is the dense causal flash time of the same run, speedup = baseline_ms / ms
-if python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(not (j["baseline"] == "dense causal flash" and j["baseline_ms"] > 0 and abs(j["speedup"] - j["baseline_ms"] / j["ms"]) <= 1e-9 * j["speedup"]))' "$out"; then
-    echo "ok: bench baseline_ms is dense causal flash"; else
-    echo "FAIL: bench baseline_ms/speedup"; sed 's/^/  | /' "$out"; fail=1; fi
+json_check "bench baseline_ms is dense causal flash" \
+    'j["baseline"] == "dense causal flash" and j["baseline_ms"] > 0 and abs(j["speedup"] - j["baseline_ms"] / j["ms"]) <= 1e-9 * j["speedup"]'
 check "bench --crossover refused outside linear" 2 "$kat" bench attn --mode qk --h 1 --n 64 \
     --d 8 --crossover
 check "bench hash backward step" 0 "$kat" bench attn --mode hash --h 2 --n 300 --d 16 --causal \
@@ -111,7 +85,7 @@ same "keep [1, H, N] gives the bytes of keep [H, N]" "$f/o1.npy" "$f/o_1hn.npy"
 check "keep [N] refused when H = 2" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" \
     --params "q_keep=$f/keep_n.npy"
 expect "keep [N] error lists the accepted shapes" "has shape \[130\], expected \[1, 2, 130\] or \[2, 130\] (q's shape"
-if grep -q 'or \[130\]' "$out"; then echo "FAIL: the error offers [N], which is refused"; fail=1; fi
+expect_not "the error does not offer [N], which is refused" 'or \[130\]'
 check "keep [H, 1, N] refused (heads on the batch axis)" 1 "$kat" attn run --mode qk $qkv \
     --o "$f/o.npy" --params "k_keep=$f/keep_h1n.npy"
 expect "keep [H, 1, N] error names k" "k_keep: .* has shape \[2, 1, 130\], expected \[1, 2, 130\] or \[2, 130\] (k's shape"
@@ -175,4 +149,4 @@ check "drop out of range" 1 "$kat" bench attn --mode qk --h 1 --n 64 --d 8 --rep
     --baseline 0 --sgemm 0 --params drop=1.5
 check "step without backward" 1 "$kat" bench attn --mode hash --h 1 --n 64 --d 8 --reps 1 \
     --baseline 0 --sgemm 0 --params step=1
-exit $fail
+exit "$fail"

@@ -3,48 +3,25 @@
 # the sentence naming the problem, and real runs whose --json output is parsed and checked.
 set -u
 kat="$1"
-fail=0
-tmp=${TMPDIR:-/tmp}/kat_cli_spectra.$$
-mkdir -p "$tmp"
-out="$tmp/out"
-check() {   # check "description" expected_status command...
-    desc=$1; want=$2; shift 2
-    "$@" >"$out" 2>&1
-    got=$?
-    if [ "$got" != "$want" ]; then
-        echo "FAIL: $desc: exit $got, expected $want"; sed 's/^/  | /' "$out"; fail=1
-    else
-        echo "ok: $desc"
-    fi
-}
-grep_out() {   # grep_out "description" pattern: the last command's output matches
-    if grep -q -- "$2" "$out"; then echo "ok: $1"; else
-        echo "FAIL: $1: output lacks '$2'"; sed 's/^/  | /' "$out"; fail=1; fi
-}
-json_check() {   # json_check "description" 'python expression on j': the last output's JSON
-    if python3 -c "import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" \
-        "$out" 2>"$tmp/py"; then
-        echo "ok: $1"
-    else
-        echo "FAIL: $1: $2"; sed 's/^/  | /' "$out" "$tmp/py" | head -20; fail=1
-    fi
-}
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
 descending='all(a >= b for a, b in zip(j["eigenvalues"], j["eigenvalues"][1:]))'
 
 # ---- spectrum: usage errors ----
 check "spectrum --help" 0 "$kat" spectrum --help
-grep_out "help lists the kinds" "hypercube"
+expect "help lists the kinds" "hypercube"
 check "spectrum without a kind" 2 "$kat" spectrum --f 'exp(-x)'
 check "spectrum unknown kind" 2 "$kat" spectrum torus --f 'exp(-x)' --N 4
 check "spectrum without --f" 2 "$kat" spectrum cyclic --N 4
 check "spectrum bad flag" 2 "$kat" spectrum cyclic --f 'exp(-x)' --N 4 --bogus
 # an option of another KIND is refused, not ignored
 check "spectrum hypercube --N" 2 "$kat" spectrum hypercube --f 'exp(-x)' --d 3 --N 5
-grep_out "--N named with its kind" "--N is for cyclic, not hypercube"
+expect "--N named with its kind" "--N is for cyclic, not hypercube"
 check "spectrum hypercube --check" 2 "$kat" spectrum hypercube --f 'exp(-x)' --d 3 --check
 check "spectrum cyclic --mds" 2 "$kat" spectrum cyclic --f 'exp(-x)' --N 4 --mds
 check "spectrum hyperrect --a --seed" 2 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,2 --seed 4
-grep_out "--seed with --a named" "--seed is for hyperrect with --d"
+expect "--seed with --a named" "--seed is for hyperrect with --d"
 check "spectrum hyperrect --d --seed" 0 "$kat" spectrum hyperrect --f 'exp(-x)' --d 3 --seed 4
 check "spectrum hyperrect without sides" 2 "$kat" spectrum hyperrect --f 'exp(-x)'
 check "spectrum hypercube without --d" 2 "$kat" spectrum hypercube --f 'exp(-x)'
@@ -54,17 +31,17 @@ check "spectrum bad metric" 2 "$kat" spectrum points --f 'exp(-x)' --points x.cs
 
 # ---- spectrum: library errors ----
 check "side 0 is refused" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,0,2
-grep_out "names the side" "a\[1\] = 0"
+expect "names the side" "a\[1\] = 0"
 check "d too large says the size" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --d 40
-grep_out "size in the message" "GiB"
+expect "size in the message" "GiB"
 check "N = 0 is refused" 1 "$kat" spectrum cyclic --f 'exp(-x)' --N 0
-grep_out "names N" "N must be >= 1"
+expect "names N" "N must be >= 1"
 check "non-finite f is refused" 1 "$kat" spectrum cyclic --f 'log(x)' --N 8
-grep_out "names the distance" "cyclic distance 0"
+expect "names the distance" "cyclic distance 0"
 check "a bad expression" 1 "$kat" spectrum cyclic --f 'exp(-' --N 8
 printf '0,0\n1,2\n3\n' >"$tmp/ragged.csv"
 check "ragged points file" 1 "$kat" spectrum points --f 'exp(-x)' --points "$tmp/ragged.csv"
-grep_out "names the line" "line 3"
+expect "names the line" "line 3"
 check "missing points file" 1 "$kat" spectrum points --f 'exp(-x)' --points "$tmp/none.csv"
 check "--check needs d <= 13" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --d 14 --check
 
@@ -92,7 +69,7 @@ check "points --mds --json" 0 "$kat" spectrum points --f 'x^2' --points "$tmp/pt
 json_check "points --mds: squared l2 distances of plane points are Euclidean of rank 2" \
     'j["euclidean"] and j["n_positive"] == 2'
 check "points text output" 0 "$kat" spectrum points --f 'x' --points "$tmp/pts.csv" --metric l2
-grep_out "Cholesky verdict" "Cholesky: fails"
+expect "Cholesky verdict" "Cholesky: fails"
 
 # ---- embed ----
 check "embed --help" 0 "$kat" embed --help
@@ -100,12 +77,12 @@ check "embed without kind" 2 "$kat" embed --f 'sqrt(x)' --a 1,2
 check "embed unknown kind" 2 "$kat" embed l3 --f 'sqrt(x)' --a 1,2
 check "embed without sides" 2 "$kat" embed l1 --f 'sqrt(x)'
 check "embed --d disagreeing with --a" 2 "$kat" embed l1 --f 'sqrt(x)' --a 1,2 --d 3
-grep_out "--d disagreement named" "--d 3 disagrees with the 2 sides of --a"
+expect "--d disagreement named" "--d 3 disagrees with the 2 sides of --a"
 check "embed --d agreeing with --a" 0 "$kat" embed l1 --f 'sqrt(x)' --a 1,2 --d 2
 check "embed l1 of exp(-x) is refused" 1 "$kat" embed l1 --f 'exp(-x)' --a 1,2
-grep_out "says why" "f(0) = 1 must be 0"
+expect "says why" "f(0) = 1 must be 0"
 check "embed gram of exp(x) is refused" 1 "$kat" embed gram --f 'exp(x)' --a 1,2
-grep_out "says why" "not positive definite"
+expect "says why" "not positive definite"
 check "embed l1 --json" 0 "$kat" embed l1 --f 'sqrt(x)' --a 1,0.5,2 --json
 json_check "embed l1: 8 x 7 points reproduce sqrt of the l1 distance" \
     'j["rows"] == 8 and j["cols"] == 7 and len(j["points"]) == 8 and j["max_rel_err"] < 1e-12 and j["pairs_checked"] == 64'
@@ -121,9 +98,9 @@ check "theorem without verb" 2 "$kat" theorem
 check "theorem bad verb" 2 "$kat" theorem prove
 check "theorem run without id" 2 "$kat" theorem run
 check "theorem run unknown id" 2 "$kat" theorem run no-such-theorem
-grep_out "names the id" "no-such-theorem"
+expect "names the id" "no-such-theorem"
 check "theorem list --quick refused (nothing to shrink)" 2 "$kat" theorem list --quick
-grep_out "--quick refusal says where it applies" "--quick is for run and all"
+expect "--quick refusal says where it applies" "--quick is for run and all"
 check "theorem list --json" 0 "$kat" theorem list --json
 json_check "list has every entry with its source" \
     'j["count"] >= 13 and all(t["source"] and t["statement"] for t in j["theorems"])'
@@ -131,7 +108,6 @@ check "theorem run --json" 0 "$kat" theorem run discontinuity exp-degree --json
 json_check "two entries pass" \
     'j["passed"] == 2 and j["failed"] == 0 and j["theorems"][1]["id"] == "exp-degree" and all(v["pass"] for v in j["theorems"][1]["values"])'
 check "theorem run text" 0 "$kat" theorem run bochner-cyclic
-grep_out "prints PASS" "PASS  bochner-cyclic"
+expect "prints PASS" "PASS  bochner-cyclic"
 
-rm -rf "$tmp"
-exit $fail
+exit "$fail"
