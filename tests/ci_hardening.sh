@@ -19,7 +19,7 @@
 #
 # Measured on the 2-core development machine at load 2-3, build/ already built and no fuzz or
 # TSan build yet (docs/reliability.md): valgrind 4.6-5.2 min, fuzz 35-40 s of clang build plus
-# 4 x SECONDS (7 harnesses in 2 lanes), TSan 25 s with its build: 7.7-8.2 min for SECONDS = 30.
+# 4 x SECONDS (8 harnesses in 2 lanes), TSan 25 s with its build: 7.7-8.2 min for SECONDS = 30.
 set -u
 secs=${1:-30}
 case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac

@@ -15,29 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../masked_attention.h"
-
-typedef struct {
-    const uint8_t *p;
-    size_t n;
-} bytes;
-
-static unsigned take(bytes *b)
-{
-    if (!b->n)
-        return 0;
-    b->n--;
-    return *b->p++;
-}
-
-static unsigned take16(bytes *b) { return take(b) | take(b) << 8; }
-
-#define CHECK(cond)                                                                             \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "fuzz_attn: check failed at line %d: %s\n", __LINE__, #cond);       \
-            abort();                                                                            \
-        }                                                                                       \
-    } while (0)
+#include "fuzz_bytes.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -16,27 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kat/kat.h"
-
-typedef struct {
-    const uint8_t *p;
-    size_t n;
-} bytes;
-
-static unsigned take(bytes *b)
-{
-    if (!b->n)
-        return 0;
-    b->n--;
-    return *b->p++;
-}
-
-#define CHECK(cond)                                                                             \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "fuzz_rank: check failed at line %d: %s\n", __LINE__, #cond);       \
-            abort();                                                                            \
-        }                                                                                       \
-    } while (0)
+#include "fuzz_bytes.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

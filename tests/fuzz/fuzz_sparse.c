@@ -10,21 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kat/kat.h"
-
-typedef struct {
-    const uint8_t *p;
-    size_t n;
-} bytes;
-
-static unsigned take(bytes *b)
-{
-    if (!b->n)
-        return 0;
-    b->n--;
-    return *b->p++;
-}
-
-static unsigned take16(bytes *b) { return take(b) | take(b) << 8; }
+#include "fuzz_bytes.h"
 
 typedef struct {
     size_t B, H, Hkv, N, M, D;
