@@ -268,9 +268,11 @@ kat_status lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c
                 break;
         }
         lin_gemm(1, 0, D, p->dv, n, w->psk, D, w->vbar, E, 1.0f, s, E);
+        /* z += the column sums of psi(K_c): an accumulation with unit weights over the key
+         * feature rows (vrow holds C pointers; the next readout resets them) */
         for (size_t j = 0; j < n; j++)
-            w->srow[j] = w->psk + j * D;
-        p->kern->accum(1, n, w->ones, 0, 1, w->srow, D, w->z, 0, NULL);
+            w->vrow[j] = w->psk + j * D;
+        p->kern->accum(1, n, w->ones, 0, 1, w->vrow, D, w->z, 0, NULL);
     }
     for (size_t r = 0; r < D; r++)
         s[r * E + p->dv] = w->z[r];
