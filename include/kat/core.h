@@ -5,6 +5,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* KAT_API marks the library's public functions: the only symbols libkat.so exports (the
+ * library is built with hidden visibility by default). */
+#if defined(KAT_BUILDING_LIBRARY) && defined(__GNUC__)
+#define KAT_API __attribute__((visibility("default")))
+#else
+#define KAT_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
