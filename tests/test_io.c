@@ -907,6 +907,47 @@ START_TEST(test_csv_parse_edges)
 }
 END_TEST
 
+/* Whitespace-separated text, as numpy's savetxt writes it (delimiter ' ' and fmt '%.18e' by
+ * default, '# '-prefixed header lines) and as people write by hand (tabs, runs of spaces). */
+START_TEST(test_csv_parse_whitespace)
+{
+    const char *savetxt = "# made by numpy\n"
+                          "1.000000000000000000e+00 2.500000000000000000e+00 -3.000000000000000000e+00\n"
+                          "1.000000000000000056e-01 1.000000000000000030e-300 7.000000000000000000e+00\n";
+    const double want[6] = {1, 2.5, -3, 0.1, 1e-300, 7};
+    kat_dmat m;
+    TU_OK(kat_csv_parse(savetxt, strlen(savetxt), &m));
+    ck_assert(m.rows == 2 && m.cols == 3 && m.ld == 3);
+    for (int i = 0; i < 6; i++)
+        ck_assert_msg(m.data[i] == want[i], "entry %d: %.17g != %.17g", i, m.data[i], want[i]);
+    kat_dmat_free(&m);
+    const char *tabs = "x\ty\r\n 1\t\t2 \r\n\n# c\n3   4";   /* a header, tabs, runs, CRLF */
+    TU_OK(kat_csv_parse(tabs, strlen(tabs), &m));
+    ck_assert(m.rows == 2 && m.cols == 2);
+    ck_assert(m.data[0] == 1 && m.data[1] == 2 && m.data[2] == 3 && m.data[3] == 4);
+    kat_dmat_free(&m);
+    const char *vec = "4.000000000000000000e+00\n5.000000000000000000e+00\n";   /* 1-D */
+    TU_OK(kat_csv_parse(vec, strlen(vec), &m));
+    ck_assert(m.rows == 2 && m.cols == 1 && m.data[1] == 5.0);
+    kat_dmat_free(&m);
+    const char *hdr = "alpha beta gamma\n";
+    TU_OK(kat_csv_parse(hdr, strlen(hdr), &m));
+    ck_assert(m.rows == 0 && m.cols == 3);
+    kat_dmat_free(&m);
+    /* The first content line decides: one with a comma makes every line comma-separated. */
+    expect_csv_err("1 2\n3 4 5\n", KAT_EFORMAT, "line 2, column 3: the row has more than the 2 "
+                                               "columns of line 1");
+    expect_csv_err("1 2 3\n4 5\n", KAT_EFORMAT, "line 2, column 3: the row ends after 2 "
+                                               "columns but line 1 has 3");
+    expect_csv_err("1 2\n3,4\n", KAT_EFORMAT, "line 2, column 1: '3,4' is not a number");
+    expect_csv_err("1,2\n3 4\n", KAT_EFORMAT, "line 2, column 1: '3 4' is not a number");
+    expect_csv_err("1 nan\n", KAT_EDOM, "line 1, column 2: 'nan' is not finite");
+    expect_csv_err("a b c\n1 2\n", KAT_EFORMAT, "line 2 has 2 columns but the header on line 1 "
+                                                "names 3");
+    expect_csv_err("1 2x\n", KAT_EFORMAT, "line 1, column 2: '2x' is not a number");
+}
+END_TEST
+
 START_TEST(test_csv_parse_errors)
 {
     expect_csv_err("1,2\n3,4,5\n", KAT_EFORMAT, "line 2, column 3");
@@ -921,7 +962,7 @@ START_TEST(test_csv_parse_errors)
     expect_csv_err("a,b,c\n1,2\n", KAT_EFORMAT, "line 2 has 2 columns but the header on line 1");
     expect_csv_err("1;2\n", KAT_EFORMAT, "'1;2' is not a number");   /* not a header either */
     expect_csv_err("1;2\n3;4\n", KAT_EFORMAT, "line 1, column 1");
-    expect_csv_err("1 2\n", KAT_EFORMAT, "'1 2' is not a number");
+    expect_csv_err("1 2,3\n", KAT_EFORMAT, "line 1, column 1: '1 2' is not a number");
     expect_csv_err("1,\"2\"\n", KAT_EFORMAT, "'\"2\"'");
     const char nul[] = "1,2\x00" "5\n";
     kat_dmat m;
@@ -1102,6 +1143,16 @@ START_TEST(test_matrix_read_dispatch)
         unlink(path);
         free(path);
     }
+    /* A .txt file as np.savetxt(path, [[1, 2], [3, 4]]) writes it. */
+    char *txt = tu_tmpfile(".txt");
+    const char *saved = "1.000000000000000000e+00 2.000000000000000000e+00\n"
+                        "3.000000000000000000e+00 4.000000000000000000e+00\n";
+    ck_assert_int_eq(tu_write_file(txt, saved, strlen(saved)), 0);
+    TU_OK(kat_matrix_read(txt, &m));
+    ck_assert(m.rows == 2 && m.cols == 2 && m.data[1] == 2.0 && m.data[3] == 4.0);
+    kat_dmat_free(&m);
+    unlink(txt);
+    free(txt);
     TU_EXPECT_ERR(kat_matrix_read("/tmp/data.mat", &m), KAT_EINVAL, "unknown extension '.mat'");
     TU_EXPECT_ERR(kat_matrix_read("/tmp/dir.d/data", &m), KAT_EINVAL, "no extension");
     TU_EXPECT_ERR(kat_matrix_read("/nonexistent-kat-dir/a.csv", &m), KAT_EIO, "a.csv");
@@ -1132,6 +1183,7 @@ int main(void)
     tcase_add_test(tc, test_csv_parse_basic);
     tcase_add_test(tc, test_csv_parse_edges);
     tcase_add_test(tc, test_csv_parse_errors);
+    tcase_add_test(tc, test_csv_parse_whitespace);
     tcase_add_test(tc, test_csv_roundtrip);
     tcase_add_test(tc, test_csv_write_errors);
     tcase_add_test(tc, test_csv_read_file);

@@ -61,7 +61,9 @@ kat_status kat_npy_write_dmat(const char *path, const kat_dmat *m, kat_dtype dty
 kat_status kat_npy_read_dmat(const char *path, kat_dmat *out);
 
 /* CSV: one row per line, comma-separated numbers (strtod syntax, read in the "C" locale
- * whatever the program's locale). Spaces and tabs around numbers, "\r\n" line ends, a last
+ * whatever the program's locale), or numbers separated by spaces and tabs as numpy's savetxt
+ * writes them: the first line that is not blank or a comment decides, comma-separated when
+ * it has a comma. Spaces and tabs around numbers, "\r\n" line ends, a last
  * line without '\n', blank lines, lines starting with '#' and a UTF-8 byte-order mark are
  * accepted. The first non-blank, non-comment line is a header, and skipped, when none of its
  * fields is or starts like a number; it must then have as many fields as the rows.

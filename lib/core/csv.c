@@ -1,4 +1,6 @@
-/* CSV matrices: one row per line, comma-separated numbers.
+/* CSV matrices: one row per line, comma-separated numbers, or separated by spaces and tabs as
+ * numpy's savetxt writes them (the first line that is not blank or a comment decides: a comma
+ * in it makes the file comma-separated).
  *
  * Reading accepts spaces and tabs around numbers, "\r\n" line ends, a last line without a
  * newline, blank lines, '#' comment lines, a UTF-8 byte-order mark, and one optional header
@@ -113,18 +115,42 @@ static int starts_numeric(const char *s, const char *e)
     return s < e && *s >= '0' && *s <= '9';
 }
 
+/* The field of the line [f, e) that starts at f, trimmed to [*fs, *fe); returns where the next
+ * field starts, or NULL after the last. sep is ',' (fields may be empty) or ' ' (fields are
+ * separated by runs of blanks; [f, e) is trimmed, so none is empty). */
+static const char *next_field(const char *f, const char *e, char sep, const char **fs,
+                              const char **fe)
+{
+    const char *next = NULL;
+    *fs = f;
+    if (sep == ',') {
+        const char *comma = memchr(f, ',', (size_t)(e - f));
+        *fe = comma ? comma : e;
+        next = comma ? comma + 1 : NULL;
+    } else {
+        const char *p = f;
+        while (p < e && !is_blank(*p))
+            p++;
+        *fe = p;
+        while (p < e && is_blank(*p))
+            p++;
+        next = p < e ? p : NULL;
+    }
+    trim(fs, fe);
+    return next;
+}
+
 /* A header is a first line whose fields are all names: none a number, none starting like one
  * ("1;2" is a row in the wrong format, not a header), at least one not empty. A line with
  * any number in it is data, so a typo in the first row is reported, not skipped. */
-static int is_header(const char *s, const char *e, const char *buf_end, size_t *ncols,
+static int is_header(const char *s, const char *e, char sep, const char *buf_end, size_t *ncols,
                      int *nomem)
 {
     size_t n = 0;
     int text = 0;
-    for (const char *f = s;; n++) {
-        const char *comma = memchr(f, ',', (size_t)(e - f));
-        const char *fs = f, *fe = comma ? comma : e;
-        trim(&fs, &fe);
+    for (const char *f = s; f; n++) {
+        const char *fs, *fe;
+        f = next_field(f, e, sep, &fs, &fe);
         double x;
         num_kind k = parse_number(fs, fe, buf_end, &x);
         if (k == NUM_NOMEM) {
@@ -134,11 +160,8 @@ static int is_header(const char *s, const char *e, const char *buf_end, size_t *
         if (k == NUM_OK || k == NUM_NONFINITE || k == NUM_OVERFLOW || starts_numeric(fs, fe))
             return 0;
         text |= k == NUM_TEXT;
-        if (!comma)
-            break;
-        f = comma + 1;
     }
-    *ncols = n + 1;
+    *ncols = n;
     return text;
 }
 
@@ -175,6 +198,7 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
     values vals = {NULL, 0, 0};
     size_t line = 0, rows = 0, cols = 0, first_row_line = 0, header_line = 0, header_cols = 0;
     int first_content = 1;
+    char sep = ',';
     kat_status st = KAT_OK;
     while (p < end && st == KAT_OK) {
         line++;
@@ -188,8 +212,9 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
             continue;   /* blank or comment line */
         if (first_content) {
             first_content = 0;
+            sep = memchr(s, ',', (size_t)(e - s)) ? ',' : ' ';
             int nomem = 0;
-            if (is_header(s, e, end, &header_cols, &nomem)) {
+            if (is_header(s, e, sep, end, &header_cols, &nomem)) {
                 header_line = line;
                 continue;
             }
@@ -199,9 +224,9 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
             }
         }
         size_t col = 0;
-        for (const char *f = s;;) {
-            const char *comma = memchr(f, ',', (size_t)(e - f));
-            const char *fs = f, *fe = comma ? comma : e;
+        for (const char *f = s; f;) {
+            const char *fs, *fe;
+            f = next_field(f, e, sep, &fs, &fe);
             col++;
             if (rows > 0 && col > cols) {
                 st = kat_fail(KAT_EFORMAT, "csv: line %zu, column %zu: the row has more than "
@@ -209,7 +234,6 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
                               line, col, cols, first_row_line);
                 break;
             }
-            trim(&fs, &fe);
             double x;
             num_kind k = parse_number(fs, fe, end, &x);
             if (k != NUM_OK) {
@@ -218,9 +242,6 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
             }
             if ((st = values_push(&vals, x)))
                 break;
-            if (!comma)
-                break;
-            f = comma + 1;
         }
         if (st)
             break;

@@ -73,6 +73,10 @@ CSV = {
     "bad_empty_field.csv": b"1,,2\n",
     "bad_overflow.csv": b"1e999,1\n",
     "bad_semicolons.csv": b"1;2\n3;4\n",
+    "savetxt.csv": b"# x y\n1.000000000000000000e+00 -2.500000000000000000e-01\n"
+                   b"3.000000000000000000e+00 4.000000000000000000e+00\n",
+    "whitespace_tabs.csv": b"a\tb\r\n 1\t\t2 \r\n3   4",
+    "bad_whitespace_ragged.csv": b"1 2 3\n4 5\n",
 }
 
 
