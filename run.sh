@@ -2,12 +2,16 @@
 # kat's one entry point: installs what is missing, configures build/ (release), builds, runs.
 #   ./run.sh reproduce [ARGS]  - the main job: kat reproduce --out out/
 #   ./run.sh test              - the whole test suite (then a 'N passed, N failed' line)
-#   ./run.sh kat ARGS...       - the kat command
+#   ./run.sh kat ARGS...       - the kat command, run in the caller's directory
+#   ./run.sh install [PREFIX]  - install kat, libkat, its headers and kat.pc into PREFIX
+#                                (default ~/.local)
 #   ./run.sh sanitize          - the fast suite under address + undefined-behaviour sanitizers
 #   ./run.sh valgrind          - the fast suite under valgrind memcheck
 #   ./run.sh docs              - the API reference (Doxygen) in build/docs/api/html/
 set -euo pipefail
-cd "$(dirname "$0")"
+# The build lives in the repository; commands run in the caller's directory, so that the
+# paths given to kat (and reproduce's out/) are the caller's.
+repo=$(cd "$(dirname "$0")" && pwd)
 
 PACKAGES=(gcc meson ninja-build pkg-config python3 liblapacke-dev libopenblas-dev libgsl-dev
           libfftw3-dev check libsubunit-dev gnuplot-nox valgrind clang libclang-rt-14-dev
@@ -41,7 +45,7 @@ fi
 build_dir() {   # build_dir DIR [meson options...]: configure once, then build
     local dir=$1; shift
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" "$@" >&2
+        meson setup "$dir" "$repo" "$@" >&2
     fi
     ninja -C "$dir" >&2
 }
@@ -72,40 +76,54 @@ cmd=${1:-}
 case "$cmd" in
     test)
         ensure_packages
-        build_dir build --buildtype=release
-        run_tests build "$@"
+        build_dir "$repo/build" --buildtype=release
+        run_tests "$repo/build" "$@"
         ;;
     sanitize)
         ensure_packages
-        build_dir build-san -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized
+        build_dir "$repo/build-san" -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized
         KAT_SANITIZE=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-            ASAN_OPTIONS=detect_leaks=1 run_tests build-san --suite fast "$@"
+            ASAN_OPTIONS=detect_leaks=1 run_tests "$repo/build-san" --suite fast "$@"
         ;;
     valgrind)
         ensure_packages
-        build_dir build --buildtype=release
-        run_tests build --setup valgrind --suite fast "$@"
+        build_dir "$repo/build" --buildtype=release
+        run_tests "$repo/build" --setup valgrind --suite fast "$@"
         ;;
     reproduce)
         ensure_packages
-        build_dir build --buildtype=release
-        exec ./build/experiments/kat reproduce --out out "$@"
+        build_dir "$repo/build" --buildtype=release
+        exec "$repo/build/experiments/kat" reproduce --out out "$@"
         ;;
     docs)
         PACKAGES+=(doxygen)
         ensure_packages
-        build_dir build --buildtype=release
-        [ -f build/docs/Doxyfile ] || meson setup --reconfigure build >&2
-        ninja -C build docs >&2
-        echo "API reference: build/docs/api/html/index.html"
+        build_dir "$repo/build" --buildtype=release
+        [ -f "$repo/build/docs/Doxyfile" ] || meson setup --reconfigure "$repo/build" >&2
+        ninja -C "$repo/build" docs >&2
+        echo "API reference: $repo/build/docs/api/html/index.html"
         ;;
     kat)
         ensure_packages
-        build_dir build --buildtype=release
-        exec ./build/experiments/kat "$@"
+        build_dir "$repo/build" --buildtype=release
+        exec "$repo/build/experiments/kat" "$@"
+        ;;
+    install)
+        [ $# -le 1 ] || { echo "usage: ./run.sh install [PREFIX]" >&2; exit 2; }
+        prefix=${1:-$HOME/.local}
+        case $prefix in /*) ;; *) prefix=$PWD/$prefix ;; esac
+        ensure_packages
+        build_dir "$repo/build" --buildtype=release
+        # libdir=lib: PREFIX/lib/pkgconfig and PREFIX/lib/libkat.so, the same on every distribution.
+        meson configure "$repo/build" -Dprefix="$prefix" -Dlibdir=lib >&2
+        meson install -C "$repo/build" --quiet >&2
+        echo "installed kat into $prefix; to use it:"
+        echo "  export PATH=\"$prefix/bin:\$PATH\" MANPATH=\"$prefix/share/man:\$MANPATH\""
+        echo "  export PKG_CONFIG_PATH=\"$prefix/lib/pkgconfig\" LD_LIBRARY_PATH=\"$prefix/lib\""
         ;;
     *)
-        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | sanitize | valgrind | docs" >&2
+        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | install [PREFIX] | sanitize |" \
+             "valgrind | docs" >&2
         exit 2
         ;;
 esac

@@ -1,31 +1,67 @@
 #!/bin/sh
-# A new user's path: install into a temporary prefix, then build and run a small program with
-# `pkg-config --cflags --libs kat`, against both the shared and the static library.
+# A new user's path: install into a temporary prefix (a staged --destdir install, found through
+# PKG_CONFIG_PATH and PKG_CONFIG_SYSROOT_DIR as docs/user-guide.md says), then build and run,
+# exactly as written: the README's compile line, each example's "Build and run" lines from
+# its header comment, and a program against the static library.
 set -eu
 build_dir=$1
 src_dir=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-meson install -C "$build_dir" --destdir "$tmp" --quiet >/dev/null
+fail() { echo "FAIL: $*"; exit 1; }
+meson install -C "$build_dir" --destdir "$tmp/stage" --quiet >/dev/null
 prefix=$(meson introspect "$build_dir" --buildoptions |
          python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"][0])')
-root="$tmp$prefix"
+root="$tmp/stage$prefix"
 pcdir=$(dirname "$(find "$root" -name kat.pc | head -n 1)")
-[ -n "$pcdir" ] || { echo "kat.pc not installed"; exit 1; }
+[ -n "$pcdir" ] || fail "kat.pc not installed"
 for f in include/kat/kat.h bin/kat share/man/man1/kat.1; do
-    [ -e "$root/$f" ] || { echo "not installed: $f"; exit 1; }
+    [ -e "$root/$f" ] || fail "not installed: $f"
 done
 ls "$root"/lib*/*/libkat.so.0* "$root"/lib*/libkat.so.0* 2>/dev/null | grep -q . ||
-    { echo "no versioned libkat.so.0"; exit 1; }
-export PKG_CONFIG_PATH="$pcdir"
-cflags=$(pkg-config --define-variable=prefix="$root" --cflags kat)
-libs=$(pkg-config --define-variable=prefix="$root" --libs kat)
-libdir=$(pkg-config --define-variable=prefix="$root" --variable=libdir kat)
-cc -std=c11 -Wall -Werror $cflags "$src_dir/tests/install_probe.c" -o "$tmp/probe" $libs -lm
-LD_LIBRARY_PATH="$libdir" "$tmp/probe"
-static_libs=$(pkg-config --define-variable=prefix="$root" --libs --static kat)
-cc -std=c11 -Wall -Werror $cflags "$src_dir/tests/install_probe.c" -o "$tmp/probe_static" \
-    "$libdir/libkat.a" $static_libs -fopenmp
-"$tmp/probe_static"
-"$root/bin/kat" --version >/dev/null
+    fail "no versioned libkat.so.0"
+export PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$tmp/stage"
+libdir=$(pkg-config --variable=libdir kat)
+[ -e "$libdir/libkat.so" ] || fail "pkg-config's libdir $libdir has no libkat.so"
+# Libs carries what a program needs beyond libkat: libm (the examples call it; glibc does not
+# link it by default).
+pkg-config --libs kat | grep -qw -- -lm || fail "pkg-config --libs kat lacks -lm: $(pkg-config --libs kat)"
+
+# The README's compile line, on the 20-line program a user writes (as prog.c), with the rpath
+# variant of the user guide for running it.
+readme_cc=$(sed -n 's/^\(cc prog\.c .*\)$/\1/p' "$src_dir/README.md")
+[ -n "$readme_cc" ] || fail "README.md has no 'cc prog.c ...' line"
+mkdir "$tmp/readme"
+cp "$src_dir/tests/install_probe.c" "$tmp/readme/prog.c"
+(cd "$tmp/readme" && sh -c "$readme_cc") || fail "the README's line failed: $readme_cc"
+LD_LIBRARY_PATH="$libdir" "$tmp/readme/a.out" >/dev/null || fail "README program: non-zero exit"
+cc -std=c11 -Wall -Werror "$tmp/readme/prog.c" -o "$tmp/readme/rpath" \
+    $(pkg-config --cflags --libs kat) -Wl,-rpath,"$(pkg-config --variable=libdir kat)"
+"$tmp/readme/rpath" >/dev/null || fail "program linked with an rpath: non-zero exit"
+
+# Every shipped example, with the two lines of its header.
+n=0
+for ex in "$src_dir"/experiments/examples/*.c; do
+    name=$(basename "$ex" .c)
+    build=$(sed -n 's/^ \*     \(cc .*\)$/\1/p' "$ex")
+    run=$(sed -n 's/^ \*     \(\.\/.*\)$/\1/p' "$ex")
+    [ -n "$build" ] && [ -n "$run" ] || fail "$name.c has no ' *     cc ...' and ' *     ./...' lines"
+    mkdir "$tmp/$name"
+    cp "$ex" "$tmp/$name/"
+    (cd "$tmp/$name" && sh -c "$build") >"$tmp/cc.log" 2>&1 ||
+        { cat "$tmp/cc.log"; fail "$name.c: its build line failed: $build"; }
+    (cd "$tmp/$name" && LD_LIBRARY_PATH="$libdir" OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 \
+        sh -c "$run") >"$tmp/run.log" 2>&1 ||
+        { tail -20 "$tmp/run.log"; fail "$name: '$run' exited non-zero"; }
+    echo "ok: $name: '$build' and '$run'"
+    n=$((n + 1))
+done
+[ "$n" -ge 3 ] || fail "only $n examples found"
+
+# The static library with its private dependencies.
+static_libs=$(pkg-config --libs --static kat)
+cc -std=c11 -Wall -Werror $(pkg-config --cflags kat) "$src_dir/tests/install_probe.c" \
+    -o "$tmp/probe_static" "$libdir/libkat.a" $static_libs -fopenmp
+"$tmp/probe_static" >/dev/null || fail "static program: non-zero exit"
+"$root/bin/kat" --version >/dev/null || fail "the installed kat does not run"
 echo "install test passed"

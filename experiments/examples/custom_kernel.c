@@ -10,7 +10,11 @@
  *   3. runs causal linear attention with it and checks it against the fp64 quadratic
  *      reference (forward and gradients);
  *   4. prefills half a sequence and decodes the rest one token at a time from the state.
- * Exit status 0 when every check holds. Build: cc custom_kernel.c $(pkg-config --cflags --libs kat) */
+ * Exit status 0 when every check holds.
+ * Build and run, with kat installed (docs/user-guide.md, "Install"):
+ *     cc custom_kernel.c -o custom_kernel $(pkg-config --cflags --libs kat)
+ *     ./custom_kernel
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,10 @@
 /* The rank probe from C, through the public API only: how the numerical rank of f(Q K^T)
  * grows with n for a polynomial (it levels off at the rank theory predicts) and for exp (it
  * keeps growing). Exit status 0 when every polynomial rank equals the prediction.
- * Build: cc rank_probe.c $(pkg-config --cflags --libs kat) */
+ * Build and run, with kat installed (docs/user-guide.md, "Install"):
+ *     cc rank_probe.c -o rank_probe $(pkg-config --cflags --libs kat)
+ *     ./rank_probe
+ */
 #include <stdio.h>
 #include "kat/kat.h"
 #include "kat/rank.h"

@@ -2,7 +2,11 @@
  * QK-drop and a causal sliding window, each run forward and backward, with the fraction of the
  * dense causal engine's tile pairs it visits. Each output is checked on a few rows against the
  * definition (a softmax over the keys the pattern allows, in double). Exit status 0 when all
- * agree. Build: cc sparse_attention.c $(pkg-config --cflags --libs kat) */
+ * agree.
+ * Build and run, with kat installed (docs/user-guide.md, "Install"):
+ *     cc sparse_attention.c -o sparse_attention $(pkg-config --cflags --libs kat)
+ *     ./sparse_attention
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
