@@ -19,14 +19,13 @@ static const attn_mode modes[] = {
 #undef X
 };
 
-const attn_mode *attn_mode_find(const char *name)
+const attn_mode *attn_mode_find(const char *cmd, const char *name)
 {
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(modes[i].name, name) == 0)
             return &modes[i];
-    fprintf(stderr, "kat: unknown attention mode '%s'; the modes are:\n", name);
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-        fprintf(stderr, "  %-10s %s\n", modes[i].name, modes[i].summary);
+    cli_usage(cmd, "--mode: unknown attention mode '%s' (the modes: %s)", name,
+              attn_mode_names());
     return NULL;
 }
 

@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include "cli.h"
 
-/* Mode options given as their own flags, as the issue's CLI spells them: --map taylor2 is
+/* Mode options given as their own flags, as the documented CLI spells them: --map taylor2 is
  * the same as --params map=taylor2 (a dash in the flag is an underscore in the key). */
 #define ATTN_MODE_FLAGS 10
 
@@ -77,8 +77,8 @@ typedef struct {
     const char *summary;
 } attn_mode;
 
-/* The mode called `name`, or NULL (after printing the known modes to stderr). */
-const attn_mode *attn_mode_find(const char *name);
+/* The mode called `name`, or NULL after the usage error of `kat <cmd>` naming the modes. */
+const attn_mode *attn_mode_find(const char *cmd, const char *name);
 /* "dense|linear|..." for usage texts. */
 const char *attn_mode_names(void);
 

@@ -1,13 +1,47 @@
 /* Option parsing and JSON output shared by the `kat` subcommands. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "cli.h"
 
+/* "kat CMD" (or "kat CMD SUB") from a usage text "usage: kat CMD [SUB] ...": the lowercase
+ * words after "usage: ", SUB only when the text has no second form ("\n       kat ...", as
+ * theorem's list/run/all), since then the help is the command's, not the form's. */
+static void usage_command(const char *usage, char *buf, size_t size)
+{
+    const char *p = strncmp(usage, "usage: ", 7) == 0 ? usage + 7 : "";
+    int forms = strstr(usage, "\n       kat ") != NULL;
+    size_t len = 0;
+    for (int words = 0; words < (forms ? 2 : 3); words++) {
+        const char *w = p;
+        while (*p >= 'a' && *p <= 'z')
+            p++;
+        if (p == w || (*p != ' ' && *p != '\n' && *p != '\0'))
+            break;
+        len = (size_t)(p - usage) - 7;
+        while (*p == ' ')
+            p++;
+    }
+    if (len == 0 || strncmp(usage + 7, "kat", 3) != 0)
+        snprintf(buf, size, "kat");
+    else
+        snprintf(buf, size, "%.*s", (int)len, usage + 7);
+}
+
+/* The last line of every usage error; kat_cmd is "kat rank", "kat bench attn". */
+static void see_help(FILE *out, const char *kat_cmd) { fprintf(out, "see %s --help\n", kat_cmd); }
+
 void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t nopts)
 {
+    if (out != stdout) {
+        char cmd[64];
+        usage_command(usage, cmd, sizeof cmd);
+        see_help(out, cmd);
+        return;
+    }
     fprintf(out, "%s\n", usage);
     if (nopts)
         fprintf(out, "\nOptions:\n");
@@ -16,7 +50,7 @@ void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t n
     fprintf(out, "  --%-14s %s\n", "help", "print this help and exit");
 }
 
-static int parse_value(const cli_opt *o, const char *v)
+static int parse_value(const char *cmd, const cli_opt *o, const char *v)
 {
     char *end = NULL;
     errno = 0;
@@ -61,7 +95,7 @@ static int parse_value(const cli_opt *o, const char *v)
     }
     static const char *const kind[] = {"", "a string", "an integer", "a non-negative integer",
                                        "a finite number", "a non-negative integer"};
-    fprintf(stderr, "kat: --%s expects %s, got '%s'\n", o->name, kind[o->type], v);
+    fprintf(stderr, "%s: --%s expects %s, got '%s'\n", cmd, o->name, kind[o->type], v);
     return -1;
 }
 
@@ -87,6 +121,8 @@ int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, ch
     size_t np = 0;
     if (duplicate_option(opts, nopts))
         return CLI_FAIL;
+    char cmd[64];
+    usage_command(usage, cmd, sizeof cmd);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -95,7 +131,7 @@ int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, ch
         }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             if (np >= maxpos) {
-                fprintf(stderr, "kat: unexpected argument '%s'\n", a);
+                fprintf(stderr, "%s: unexpected argument '%s'\n", cmd, a);
                 goto usage;
             }
             pos[np++] = argv[i];
@@ -108,14 +144,14 @@ int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, ch
             if (strlen(opts[k].name) == len && strncmp(opts[k].name, name, len) == 0)
                 o = &opts[k];
         if (!o) {
-            fprintf(stderr, "kat: unknown option '%s'\n", a);
+            fprintf(stderr, "%s: unknown option '%s'\n", cmd, a);
             goto usage;
         }
         if (o->seen)
             *o->seen = 1;
         if (o->type == CLI_FLAG) {
             if (eq) {
-                fprintf(stderr, "kat: --%s takes no value\n", o->name);
+                fprintf(stderr, "%s: --%s takes no value, got '%s'\n", cmd, o->name, eq + 1);
                 goto usage;
             }
             *(int *)o->dest = 1;
@@ -124,12 +160,12 @@ int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, ch
         const char *v = eq ? eq + 1 : NULL;
         if (!v) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "kat: --%s needs a value\n", o->name);
+                fprintf(stderr, "%s: --%s needs a value\n", cmd, o->name);
                 goto usage;
             }
             v = argv[++i];
         }
-        if (parse_value(o, v))
+        if (parse_value(cmd, o, v))
             goto usage;
     }
     if (npos)
@@ -138,6 +174,39 @@ int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, ch
 usage:
     cli_print_usage(stderr, usage, opts, nopts);
     return CLI_USAGE;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kat %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cli_see_help(cmd);
+    return CLI_USAGE;
+}
+
+void cli_see_help(const char *cmd)
+{
+    char kat_cmd[64];
+    snprintf(kat_cmd, sizeof kat_cmd, "kat %s", cmd);
+    see_help(stderr, kat_cmd);
+}
+
+int cli_parse_fn(const char *cmd, const char *opt, const char *expr, kat_fn **f)
+{
+    if (kat_fn_builtin(expr, f) == KAT_OK)
+        return CLI_OK;
+    kat_clear_error();
+    kat_status st = kat_fn_parse(expr, f, NULL);
+    if (st == KAT_OK)
+        return CLI_OK;
+    if (st == KAT_ENOMEM)
+        return cli_fail(cmd, opt, st);
+    /* The message gives the column ("parse error: column 6: ..."). */
+    return cli_usage(cmd, "%s '%s': %s: %s", opt, expr, kat_strerror(st), kat_last_error());
 }
 
 int cli_fail(const char *cmd, const char *what, kat_status st)

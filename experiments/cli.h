@@ -22,17 +22,38 @@ typedef struct {
 /* Exit statuses of every subcommand. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
+/* Exit statuses of every subcommand (docs/kat.1, EXIT STATUS): CLI_FAIL when the computation
+ * or the data failed (a file that cannot be read, a shape that does not fit, a theorem that
+ * does not hold), CLI_USAGE when the command line is wrong (an unknown option, a missing or
+ * malformed value, a value outside the choices: an unknown --f expression, map, mode or
+ * theorem ID). A usage error prints one line naming the option and the value, then
+ * "see kat CMD --help". */
+
 /* Parse argv[1..argc-1] (argv[0] is the subcommand name). Options always accepted: --help,
  * and whatever opts lists. Positional arguments are collected into pos[0..*npos-1] (at most
- * maxpos; more is a usage error). Returns CLI_OK, or -1 after printing help (the caller exits
- * 0), or CLI_USAGE after printing the error and the usage to stderr, or CLI_FAIL when opts
- * names an option twice (a bug of the caller, refused before anything is parsed). */
+ * maxpos; more is a usage error). usage starts "usage: kat CMD": CMD names the command in the
+ * messages. Returns CLI_OK, or -1 after printing help (the caller exits 0), or CLI_USAGE after
+ * printing the error and "see kat CMD --help" to stderr, or CLI_FAIL when opts names an option
+ * twice (a bug of the caller, refused before anything is parsed). */
 int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, char **argv,
               char **pos, size_t maxpos, size_t *npos);
+/* On stdout (--help): the usage text and every option. On any other stream (after a usage
+ * error) only "see kat CMD --help", so the error line stays on the screen. */
 void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t nopts);
+
+/* Print "kat <cmd>: <message>" and "see kat <cmd> --help" to stderr; returns CLI_USAGE. cmd is
+ * what follows "kat " ("rank", "bench attn"). */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Only the last line, "see kat <cmd> --help", after a message printed elsewhere. */
+void cli_see_help(const char *cmd);
 
 /* Print "kat <cmd>: <what>: <kat_strerror>: <kat_last_error>" to stderr; returns CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, kat_status st);
+
+/* The function of option --opt: a bare built-in name ("exp", "relu") is that function of x,
+ * anything else a kat_fn_parse expression. Returns CLI_OK, or CLI_USAGE after naming the
+ * option, the expression and the column of a parse error, or CLI_FAIL when memory ran out. */
+int cli_parse_fn(const char *cmd, const char *opt, const char *expr, kat_fn **f);
 
 /* Minimal JSON writer to stdout: objects, arrays, keys, numbers (shortest round-trip form,
  * non-finite as null), strings with escapes. Commas are inserted automatically. */

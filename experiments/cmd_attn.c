@@ -144,10 +144,11 @@ int kat_cmd_attn(int argc, char **argv)
     }
     o.lse = fl != NULL;
     if (o.threads < 0) {
-        fprintf(stderr, "kat attn: --threads must be >= 0\n");
+        fprintf(stderr, "kat attn: --threads must be >= 0, got %d\n", o.threads);
+        cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
-    const attn_mode *mode = attn_mode_find(o.mode);
+    const attn_mode *mode = attn_mode_find("attn", o.mode);
     if (!mode)
         return CLI_USAGE;
     if (o.threads)

@@ -90,24 +90,23 @@ static int bench_attn(int argc, char **argv)
         cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
-    if (o.reps < 1 || o.warmup < 0 || o.threads < 0 || (baseline != 0 && baseline != 1)) {
-        fprintf(stderr, "kat bench attn: --reps >= 1, --warmup >= 0, --threads >= 0 and "
-                        "--baseline 0|1 please\n");
-        return CLI_USAGE;
-    }
-    const attn_mode *mode = attn_mode_find(o.mode);
+    if (o.reps < 1)
+        return cli_usage("bench attn", "--reps must be >= 1, got %d", o.reps);
+    if (o.warmup < 0)
+        return cli_usage("bench attn", "--warmup must be >= 0, got %d", o.warmup);
+    if (o.threads < 0)
+        return cli_usage("bench attn", "--threads must be >= 0, got %d", o.threads);
+    if (baseline != 0 && baseline != 1)
+        return cli_usage("bench attn", "--baseline must be 0 or 1, got %d", baseline);
+    const attn_mode *mode = attn_mode_find("bench attn", o.mode);
     if (!mode)
         return CLI_USAGE;
-    if (causal_ratio && !o.causal) {
-        fprintf(stderr, "kat bench attn: --causal-ratio compares with the causal call: give "
-                        "--causal too\n");
-        return CLI_USAGE;
-    }
-    if (o.crossover && strcmp(o.mode, "linear") != 0) {
-        fprintf(stderr, "kat bench attn: --crossover is for --mode linear, not --mode %s\n",
-                o.mode);
-        return CLI_USAGE;
-    }
+    if (causal_ratio && !o.causal)
+        return cli_usage("bench attn", "--causal-ratio compares with the causal call: give "
+                                       "--causal too");
+    if (o.crossover && strcmp(o.mode, "linear") != 0)
+        return cli_usage("bench attn", "--crossover is for --mode linear, not --mode %s",
+                         o.mode);
     if (o.threads)
         kat_set_num_threads(o.threads);
     int T = kat_num_threads();
@@ -277,11 +276,11 @@ int kat_cmd_bench(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "attn") == 0)
         return bench_attn(argc - 1, argv + 1);
-    FILE *out = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-                    ? stdout
-                    : stderr;
-    fprintf(out, "usage: kat bench attn [options]   (kat bench attn --help for the options)\n");
-    if (out == stderr && argc >= 2)
-        fprintf(stderr, "kat bench: unknown benchmark '%s'\n", argv[1]);
-    return out == stdout ? CLI_OK : CLI_USAGE;
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: kat bench attn [options]   (kat bench attn --help for the options)\n");
+        return CLI_OK;
+    }
+    if (argc < 2)
+        return cli_usage("bench", "which benchmark? (the benchmarks: attn)");
+    return cli_usage("bench", "unknown benchmark '%s' (the benchmarks: attn)", argv[1]);
 }

@@ -64,14 +64,17 @@ int kat_cmd_embed(int argc, char **argv)
         return rc < 0 ? CLI_OK : rc;
     kat_embed_kind kind = KAT_EMBED_L1;
     const char *problem = NULL;
-    if (!npos)
+    char bad_kind[160];
+    if (!npos) {
         problem = "a KIND (l1, l2sq or gram) is required";
-    else if (kat_metric_embed_parse(pos[0], &kind))
-        problem = "KIND must be l1, l2sq or gram";
-    else if (!expr)
+    } else if (kat_metric_embed_parse(pos[0], &kind)) {
+        snprintf(bad_kind, sizeof bad_kind, "KIND must be l1, l2sq or gram, not '%s'", pos[0]);
+        problem = bad_kind;
+    } else if (!expr) {
         problem = "--f EXPR is required";
-    else if (!alist && !seen_d)
+    } else if (!alist && !seen_d) {
         problem = "--a LIST or --d D is required";
+    }
     if (problem) {
         fprintf(stderr, "kat embed: %s\n", problem);
         cli_print_usage(stderr, usage, opts, nopts);
@@ -95,12 +98,11 @@ int kat_cmd_embed(int argc, char **argv)
     kat_rng *rng = NULL;
     kat_dmat P = {0};
     size_t rows = 0, cols = 0;
-    kat_status st = kat_fn_parse(expr, &f, NULL);
-    const char *what = "--f";
-    if (!st) {
-        what = "embed";
-        st = kat_rng_create(seed, &rng);
+    if ((rc = cli_parse_fn("embed", "--f", expr, &f))) {
+        kat_free(a);
+        return rc;
     }
+    kat_status st = kat_rng_create(seed, &rng);
     if (!st)
         st = kat_metric_embed_shape(kind, na, &rows, &cols);
     if (!st && !a) {
@@ -116,7 +118,7 @@ int kat_cmd_embed(int argc, char **argv)
         st = kat_metric_embed(kind, f, a, na, &P);
     double seconds = cli_now() - t0;
     if (st) {
-        rc = cli_fail("embed", what, st);
+        rc = cli_fail("embed", "embed", st);
         goto done;
     }
     /* Check the embedding against f itself. */

@@ -67,21 +67,19 @@ void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *o, size_t *k, int with_scal
                           "P      randomized: extra power iterations per block (default 0)", NULL};
 }
 
-int rank_cli_make_opts(const rank_cli_probe *p, uint64_t seed, kat_rank_opts *o)
+int rank_cli_make_opts(const char *cmd, const rank_cli_probe *p, uint64_t seed,
+                       kat_rank_opts *o)
 {
     kat_rank_opts_init(o);
-    if (kat_rank_form_parse(p->form, &o->form)) {
-        fprintf(stderr, "kat: %s\n", kat_last_error());
-        return CLI_USAGE;
-    }
+    if (kat_rank_form_parse(p->form, &o->form))
+        return cli_usage(cmd, "--form: %s", kat_last_error());
     if (strcmp(p->method, "dense") == 0)
         o->method = KAT_RANK_DENSE;
     else if (strcmp(p->method, "randomized") == 0)
         o->method = KAT_RANK_RANDOMIZED;
-    else {
-        fprintf(stderr, "kat: unknown method '%s' (expected dense or randomized)\n", p->method);
-        return CLI_USAGE;
-    }
+    else
+        return cli_usage(cmd, "--method: unknown method '%s' (expected dense or randomized)",
+                         p->method);
     o->scale = p->scale;
     o->rtol = p->rtol;
     o->atol = p->atol;
@@ -93,20 +91,26 @@ int rank_cli_make_opts(const rank_cli_probe *p, uint64_t seed, kat_rank_opts *o)
     return CLI_OK;
 }
 
-int rank_cli_parse_fn(const char *cmd, const char *expr, kat_fn **f)
+int rank_cli_check_points(const char *cmd, const rank_cli_points *p, size_t d)
 {
-    /* A bare built-in name ("exp", "relu") means that function of x. */
-    if (kat_fn_builtin(expr, f) == KAT_OK)
-        return CLI_OK;
-    kat_clear_error();
-    size_t pos = 0;
-    kat_status st = kat_fn_parse(expr, f, &pos);
-    if (st == KAT_OK)
-        return CLI_OK;
-    cli_fail(cmd, "--f", st);
-    if (st == KAT_EPARSE)
-        fprintf(stderr, "  %s\n  %*s^\n", expr, (int)pos, "");
-    return CLI_FAIL;
+    kat_rank_dist dist;
+    if (kat_rank_dist_parse(p->dist, &dist))
+        return cli_usage(cmd, "--dist: %s", kat_last_error());
+    if (d == 0)
+        return cli_usage(cmd, "--d must be >= 1, got 0");
+    double *sides = NULL;
+    size_t nsides = 0;
+    if (p->sides && cli_parse_list(p->sides, &sides, &nsides)) {
+        cli_see_help(cmd);   /* after cli_parse_list's line, which quotes the list */
+        return CLI_USAGE;
+    }
+    kat_free(sides);
+    if (dist == KAT_RANK_DIST_RECT && !p->sides)
+        return cli_usage(cmd, "--dist rect needs --sides A1,...,Ad (the d side lengths)");
+    if (dist == KAT_RANK_DIST_RECT && nsides != d)
+        return cli_usage(cmd, "--sides '%s' gives %zu side lengths but --d is %zu", p->sides,
+                         nsides, d);
+    return CLI_OK;
 }
 
 int rank_cli_make_points(const char *cmd, const rank_cli_points *p, size_t n, size_t m,
@@ -124,7 +128,7 @@ int rank_cli_make_points(const char *cmd, const rank_cli_points *p, size_t n, si
     po.enumerate = p->enumerate;
     double *sides = NULL;
     if (p->sides) {
-        if (cli_parse_list(p->sides, &sides, &po.nsides))
+        if (cli_parse_list(p->sides, &sides, &po.nsides))   /* rank_cli_check_points did */
             return CLI_FAIL;
         po.sides = sides;
     }
@@ -142,7 +146,9 @@ int rank_cli_make_points(const char *cmd, const rank_cli_points *p, size_t n, si
     if (st) {
         kat_dmat_free(&q);
         kat_dmat_free(&k);
-        return cli_fail(cmd, "points", st);
+        /* kat_rank_points refuses only option values (--sigma, --bound, --levels, ...). */
+        return st == KAT_EINVAL ? cli_usage(cmd, "%s", kat_last_error())
+                                : cli_fail(cmd, "points", st);
     }
     *Q = q;
     *K = p->symmetric ? q : k;
@@ -165,11 +171,22 @@ static void json_size(cli_json *j, const char *key, size_t v)
         cli_json_int(j, key, (long long)v);
 }
 
+/* The probe of --matrix FILE: the rank of the matrix itself (dense SVD; no f, no points). */
+static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, kat_rank_result *r)
+{
+    kat_dmat M = {0};
+    kat_status st = kat_matrix_read(path, &M);
+    if (!st)
+        st = kat_rank_probe_matrix(&M, o, r);
+    kat_dmat_free(&M);
+    return st;
+}
+
 int kat_cmd_rank(int argc, char **argv)
 {
-    const char *fexpr = "exp", *qfile = NULL, *kfile = NULL;
+    const char *fexpr = "exp", *qfile = NULL, *kfile = NULL, *mfile = NULL;
     size_t n = 256, m = 0, d = 8;
-    int json = 0, sv = 0, m_seen = 0, nd_seen = 0;
+    int json = 0, sv = 0, m_seen = 0, nd_seen = 0, f_seen = 0, form_seen = 0;
     rank_cli_points pts;
     rank_cli_probe pr;
     rank_cli_points_init(&pts);
@@ -177,53 +194,60 @@ int kat_cmd_rank(int argc, char **argv)
     cli_opt opts[40];
     size_t k = 0;
     opts[k++] = (cli_opt){"f", CLI_STR, &fexpr, "EXPR   entrywise function of x (default exp)",
-                          NULL};
+                          &f_seen};
     opts[k++] = (cli_opt){"n", CLI_SIZE, &n, "N      rows of Q (default 256)", &nd_seen};
     opts[k++] = (cli_opt){"m", CLI_SIZE, &m, "M      rows of K (default n)", &m_seen};
     opts[k++] = (cli_opt){"d", CLI_SIZE, &d, "D      dimension of the points (default 8)",
                           &nd_seen};
-    opts[k++] = (cli_opt){"q", CLI_STR, &qfile, "FILE   Q from a .npy or .csv file", NULL};
+    opts[k++] = (cli_opt){"q", CLI_STR, &qfile, "FILE   Q from a .npy, .csv or .txt file", NULL};
     opts[k++] = (cli_opt){"k", CLI_STR, &kfile, "FILE   K from a file (default: K = Q)", NULL};
+    opts[k++] = (cli_opt){"matrix", CLI_STR, &mfile,
+                          "FILE   the rank of this matrix itself (.npy, .csv or .txt; no f)", NULL};
     rank_cli_points_opts(&pts, opts, &k);
+    size_t probe_first = k;
     rank_cli_probe_opts(&pr, opts, &k, 1);
+    for (size_t i = probe_first; i < k; i++)   /* --form and --scale shape f(s * a(q, k)) */
+        if (!strcmp(opts[i].name, "form") || !strcmp(opts[i].name, "scale"))
+            opts[i].seen = &form_seen;
     opts[k++] = (cli_opt){"sv", CLI_FLAG, &sv, "       print the singular values", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       machine-readable output", NULL};
     const char *usage =
         "usage: kat rank [--f EXPR] [--n N] [--d D] [--form inner|l2sq|l1] [--method "
-        "dense|randomized] [--json] ...\n\n"
+        "dense|randomized] [--json] ...\n"
+        "       kat rank --matrix FILE [--eps E] [--sv] [--json]\n\n"
         "The rank of the n x m matrix M_ij = f(s * a(q_i, k_j)), a = <q,k>, |q-k|^2 or "
         "|q-k|_1,\nwith the stable and effective ranks, eps-ranks, and the rank theory "
-        "predicts for polynomial f.";
+        "predicts for polynomial f;\nwith --matrix, the same measures of a matrix read from a "
+        "file.";
     int rc = cli_parse(usage, opts, k, argc, argv, NULL, 0, NULL);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    if (kfile && !qfile) {
-        fprintf(stderr, "kat rank: --k needs --q\n");
-        cli_print_usage(stderr, usage, opts, k);
-        return CLI_USAGE;
-    }
+    if (kfile && !qfile)
+        return cli_usage("rank", "--k needs --q");
     /* Options that would be ignored are refused: the files fix the points, and K = Q fixes m. */
-    if (qfile && (nd_seen || m_seen || pts.given)) {
-        fprintf(stderr, "kat rank: --n, --m, --d and --dist, --sigma, --bound, --sides, --levels, "
-                        "--pm1, --enumerate, --symmetric shape random points; with --q the points "
-                        "come from the files\n");
-        cli_print_usage(stderr, usage, opts, k);
-        return CLI_USAGE;
-    }
-    if (pts.symmetric && m_seen && m != n) {
-        fprintf(stderr, "kat rank: --symmetric makes K = Q, so m = n = %zu, not --m %zu\n", n, m);
-        cli_print_usage(stderr, usage, opts, k);
-        return CLI_USAGE;
-    }
+    if (qfile && (nd_seen || m_seen || pts.given))
+        return cli_usage("rank", "--n, --m, --d and --dist, --sigma, --bound, --sides, --levels, "
+                                 "--pm1, --enumerate, --symmetric shape random points; with --q "
+                                 "the points come from the files");
+    if (mfile && (qfile || f_seen || form_seen || nd_seen || m_seen || pts.given))
+        return cli_usage("rank", "--matrix '%s' is the matrix itself: --f, --form, --scale, "
+                                 "--q, --k and the options of random points do not apply",
+                         mfile);
+    if (pts.symmetric && m_seen && m != n)
+        return cli_usage("rank", "--symmetric makes K = Q, so m = n = %zu, not --m %zu", n, m);
     kat_rank_opts o;
-    if ((rc = rank_cli_make_opts(&pr, pts.seed, &o))) {
-        cli_print_usage(stderr, usage, opts, k);
+    if ((rc = rank_cli_make_opts("rank", &pr, pts.seed, &o)) ||
+        (!qfile && !mfile && (rc = rank_cli_check_points("rank", &pts, d))))
         return rc;
-    }
+    if (!qfile && !mfile && (n == 0 || (m_seen && m == 0)))
+        return cli_usage("rank", "--%s must be >= 1, got 0", n == 0 ? "n" : "m");
+    if (mfile && o.method != KAT_RANK_DENSE)
+        return cli_usage("rank", "--matrix '%s' is probed with --method dense only (the "
+                                 "randomized method never stores M; this M is stored)", mfile);
     if (!m_seen)
         m = n;
     kat_fn *f = NULL;
-    if ((rc = rank_cli_parse_fn("rank", fexpr, &f)))
+    if (!mfile && (rc = cli_parse_fn("rank", "--f", fexpr, &f)))
         return rc;
     kat_dmat Q = {0}, K = {0};
     int own_k = 0;
@@ -242,7 +266,7 @@ int kat_cmd_rank(int argc, char **argv)
             }
             own_k = 1;
         }
-    } else {
+    } else if (!mfile) {
         if ((rc = rank_cli_make_points("rank", &pts, n, m, d, &Q, &K))) {
             kat_fn_destroy(f);
             return rc;
@@ -251,10 +275,10 @@ int kat_cmd_rank(int argc, char **argv)
     }
     kat_rank_result r;
     double t0 = cli_now();
-    st = kat_rank_probe(f, &Q, &K, &o, &r);
+    st = mfile ? probe_matrix_file(mfile, &o, &r) : kat_rank_probe(f, &Q, &K, &o, &r);
     double secs = cli_now() - t0;
     if (st) {
-        rc = cli_fail("rank", "probe", st);
+        rc = cli_fail("rank", mfile ? mfile : "probe", st);
     } else if (json) {
         cli_json j;
         cli_json_begin(&j, stdout);
@@ -275,11 +299,15 @@ int kat_cmd_rank(int argc, char **argv)
         cli_json_num(&j, "fro_norm", r.fro_norm);
         cli_json_int(&j, "n", (long long)r.n);
         cli_json_int(&j, "m", (long long)r.m);
-        cli_json_int(&j, "d", (long long)r.d);
-        cli_json_str(&j, "f", fexpr);
-        cli_json_str(&j, "form", kat_rank_form_name(o.form));
-        cli_json_num(&j, "scale", o.scale);
-        cli_json_str(&j, "dist", qfile ? "file" : pts.dist);
+        if (mfile) {
+            cli_json_str(&j, "matrix", mfile);
+        } else {
+            cli_json_int(&j, "d", (long long)r.d);
+            cli_json_str(&j, "f", fexpr);
+            cli_json_str(&j, "form", kat_rank_form_name(o.form));
+            cli_json_num(&j, "scale", o.scale);
+            cli_json_str(&j, "dist", qfile ? "file" : pts.dist);
+        }
         cli_json_str(&j, "method", o.method == KAT_RANK_DENSE ? "dense" : "randomized");
         if (o.method == KAT_RANK_RANDOMIZED) {
             cli_json_bool(&j, "converged", r.converged);
@@ -293,11 +321,16 @@ int kat_cmd_rank(int argc, char **argv)
             cli_json_array(&j, "singular_values", r.sv, r.nsv);
         cli_json_end(&j);
     } else {
-        printf("M = f(s * %s) with f = %s, s = %g: %zu x %zu, d = %zu, %s (%s)\n",
-               o.form == KAT_RANK_INNER ? "<q,k>" : o.form == KAT_RANK_L2SQ ? "|q-k|^2" : "|q-k|_1",
-               fexpr, o.scale, r.n, r.m, r.d, o.method == KAT_RANK_DENSE ? "dense SVD"
-                                                                        : "randomized",
-               qfile ? "points from files" : pts.dist);
+        if (mfile)
+            printf("M from %s: %zu x %zu, dense SVD\n", mfile, r.n, r.m);
+        else
+            printf("M = f(s * %s) with f = %s, s = %g: %zu x %zu, d = %zu, %s (%s)\n",
+                   o.form == KAT_RANK_INNER ? "<q,k>"
+                   : o.form == KAT_RANK_L2SQ ? "|q-k|^2"
+                                             : "|q-k|_1",
+                   fexpr, o.scale, r.n, r.m, r.d,
+                   o.method == KAT_RANK_DENSE ? "dense SVD" : "randomized",
+                   qfile ? "points from files" : pts.dist);
         printf("rank: %zu%s (tol %.3g)\n", r.rank,
                r.converged ? "" : " (a lower bound: the search hit --max-rank)", r.tol);
         print_size(stdout, "predicted rank", r.predicted_rank);

@@ -34,15 +34,17 @@ void rank_cli_points_opts(rank_cli_points *p, cli_opt *opts, size_t *k);
 void rank_cli_probe_opts(rank_cli_probe *p, cli_opt *opts, size_t *k, int with_scale);
 
 /* Q (n x d) from the seed and K (m x d) from a derived seed (or K = Q with --symmetric), so
- * a larger n extends the same points. Returns CLI_OK, or prints why and returns CLI_FAIL. */
+ * a larger n extends the same points. Returns CLI_OK, or prints why and returns CLI_USAGE for
+ * an option value kat_rank_points refuses, CLI_FAIL otherwise. */
 int rank_cli_make_points(const char *cmd, const rank_cli_points *p, size_t n, size_t m,
                          size_t d, kat_dmat *Q, kat_dmat *K);
 
 /* kat_rank_opts from the probe options; CLI_USAGE (after a message) for a bad name. */
-int rank_cli_make_opts(const rank_cli_probe *p, uint64_t seed, kat_rank_opts *o);
+int rank_cli_make_opts(const char *cmd, const rank_cli_probe *p, uint64_t seed,
+                       kat_rank_opts *o);
 
-/* Parse an expression with kat_fn_parse; on error print it with a caret under the column
- * and return CLI_FAIL. */
-int rank_cli_parse_fn(const char *cmd, const char *expr, kat_fn **f);
+/* Check the point options for points of dimension d (--dist, --sides, --d) before any work:
+ * CLI_OK, or CLI_USAGE after the message. */
+int rank_cli_check_points(const char *cmd, const rank_cli_points *p, size_t d);
 
 #endif

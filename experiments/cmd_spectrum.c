@@ -419,11 +419,14 @@ int kat_cmd_spectrum(int argc, char **argv)
     int is_rect = kind && !strcmp(kind, "hyperrect"), is_cube = kind && !strcmp(kind, "hypercube"),
         is_cyc = kind && !strcmp(kind, "cyclic"), is_pts = kind && !strcmp(kind, "points");
     kat_metric metric = KAT_METRIC_L2;
-    if (!kind)
+    char bad_name[200];
+    if (!kind) {
         problem = "a KIND (hyperrect, hypercube, cyclic or points) is required";
-    else if (!is_rect && !is_cube && !is_cyc && !is_pts)
-        problem = "KIND must be hyperrect, hypercube, cyclic or points";
-    else if (!expr)
+    } else if (!is_rect && !is_cube && !is_cyc && !is_pts) {
+        snprintf(bad_name, sizeof bad_name,
+                 "KIND must be hyperrect, hypercube, cyclic or points, not '%s'", kind);
+        problem = bad_name;
+    } else if (!expr)
         problem = "--f EXPR is required";
     else if (is_rect && !alist && !seen_d)
         problem = "hyperrect needs --a LIST or --d D";
@@ -433,8 +436,11 @@ int kat_cmd_spectrum(int argc, char **argv)
         problem = "cyclic needs --N N";
     else if (is_pts && !points)
         problem = "points needs --points FILE";
-    else if (is_pts && kat_metric_parse(metric_name, &metric))
-        problem = "--metric must be l1, l2, l2sq or inner";
+    else if (is_pts && kat_metric_parse(metric_name, &metric)) {
+        snprintf(bad_name, sizeof bad_name, "--metric must be l1, l2, l2sq or inner, not '%s'",
+                 metric_name);
+        problem = bad_name;
+    }
     /* An option of another KIND would be ignored: refuse it instead. */
     const struct {
         const char *flag;
@@ -464,10 +470,9 @@ int kat_cmd_spectrum(int argc, char **argv)
         return CLI_USAGE;
     }
     kat_fn *f = NULL;
-    size_t errpos = 0;
-    kat_status st = kat_fn_parse(expr, &f, &errpos);
-    if (st)
-        return cli_fail("spectrum", "--f", st);
+    kat_status st;
+    if ((rc = cli_parse_fn("spectrum", "--f", expr, &f)))
+        return rc;
     out_ctx o = {.kind = kind, .fname = kat_fn_name(f), .json = json, .top = top};
     if (is_rect) {
         double *a = NULL;
@@ -483,6 +488,7 @@ int kat_cmd_spectrum(int argc, char **argv)
                         na);
                 kat_free(a);
                 kat_fn_destroy(f);
+                cli_print_usage(stderr, usage, opts, nopts);
                 return CLI_USAGE;
             }
         } else if (d <= KAT_GROUP_MAX_D) {

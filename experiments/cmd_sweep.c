@@ -233,10 +233,8 @@ int kat_cmd_sweep(int argc, char **argv)
     if (rc)
         return rc < 0 ? CLI_OK : rc;
     kat_rank_opts o;
-    if ((rc = rank_cli_make_opts(&pr, pts.seed, &o))) {
-        cli_print_usage(stderr, usage, opts, k);
+    if ((rc = rank_cli_make_opts("sweep", &pr, pts.seed, &o)))
         return rc;
-    }
     size_t *ns = NULL, *ds = NULL, nn = 0, nd = 0, nf = 0, nsc = 0, ndeg = 0;
     double *scales = NULL, *degs = NULL;
     char **fs = NULL;
@@ -274,6 +272,15 @@ int kat_cmd_sweep(int argc, char **argv)
         }
         snprintf(fs[nf_given + i], 32, "(1+x)^%d", (int)degs[i]);
     }
+    for (size_t i = 0; i < nd; i++)   /* usage errors before any output */
+        if ((rc = rank_cli_check_points("sweep", &pts, ds[i])))
+            goto done;
+    for (size_t i = 0; i < nf; i++) {
+        kat_fn *f = NULL;
+        if ((rc = cli_parse_fn("sweep", "--f", fs[i], &f)))
+            goto done;
+        kat_fn_destroy(f);
+    }
     size_t nmax = 0;
     for (size_t i = 0; i < nn; i++)
         nmax = ns[i] > nmax ? ns[i] : nmax;
@@ -303,7 +310,7 @@ int kat_cmd_sweep(int argc, char **argv)
      * n are the first n rows of one draw of nmax, so a larger n extends the smaller ones. */
     for (size_t fi = 0; fi < nf && rc == CLI_OK; fi++) {
         kat_fn *f = NULL;
-        if ((rc = rank_cli_parse_fn("sweep", fs[fi], &f)))
+        if ((rc = cli_parse_fn("sweep", "--f", fs[fi], &f)))
             break;
         for (size_t di = 0; di < nd && rc == CLI_OK; di++) {
             kat_dmat Q, K;

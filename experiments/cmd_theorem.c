@@ -119,11 +119,8 @@ int kat_cmd_theorem(int argc, char **argv)
                           : !is_run && npos > 1            ? "only run takes theorem IDs"
                           : is_list && quick               ? "--quick is for run and all"
                                                            : NULL;
-    if (problem) {
-        fprintf(stderr, "kat theorem: %s\n", problem);
-        cli_print_usage(stderr, usage, opts, nopts);
-        return CLI_USAGE;
-    }
+    if (problem)
+        return cli_usage("theorem", "%s", problem);
     if (is_list) {
         print_list(json);
         return CLI_OK;
@@ -134,10 +131,8 @@ int kat_cmd_theorem(int argc, char **argv)
             idx[count++] = i;
     } else {
         for (size_t p = 1; p < npos; p++) {
-            if (kat_theorem_find(pos[p], &idx[count])) {
-                fprintf(stderr, "kat theorem: %s\n", kat_last_error());
-                return CLI_USAGE;
-            }
+            if (kat_theorem_find(pos[p], &idx[count]))   /* an ID is an argument: usage */
+                return cli_usage("theorem", "run: %s", kat_last_error());
             count++;
         }
     }

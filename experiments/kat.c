@@ -45,7 +45,7 @@ int main(int argc, char **argv)
 {
     prefer_avx512_blas(argv);
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "usage: kat [--help | --version] <command> [options]\nsee kat --help\n");
         return CLI_USAGE;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -58,7 +58,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "kat: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "kat: unknown command '%s'\nsee kat --help\n", argv[1]);
     return CLI_USAGE;
 }

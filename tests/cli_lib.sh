@@ -58,6 +58,14 @@ expect_err() {
     if grep -q -- "$2" "$err"; then _cli_ok "$1"; else
         _cli_fail "$1: stderr lacks '$2'"; fi
 }
+# expect_usage "description" "first line" "kat CMD": the last command wrote nothing on stdout
+# and exactly two lines on stderr, the given one and "see kat CMD --help" (a usage error)
+expect_usage() {
+    printf '%s\nsee %s --help\n' "$2" "$3" >"$tmp/usage_want"
+    if [ ! -s "$out" ] && cmp -s "$tmp/usage_want" "$err"; then _cli_ok "$1"; else
+        _cli_fail "$1: expected no stdout and on stderr exactly:"
+        sed 's/^/  want ! /' "$tmp/usage_want"; fi
+}
 # expect_not "description" pattern: neither stdout nor stderr has a line matching pattern
 expect_not() {
     if grep -q -- "$2" "$out" "$err"; then _cli_fail "$1: '$2' in the output"; else
@@ -103,20 +111,21 @@ differ() {
 }
 
 # npy_python args... <<'PY': runs the Python on stdin (args in sys.argv[1:]) with
-# save(path, shape, values) defined: it writes values as a float32 .npy of that shape (C order,
-# version 1.0 header padded to 64 bytes), with the standard library only, for test inputs
+# save(path, shape, values[, code]) defined: it writes values as a float32 .npy of that shape
+# (code "d": float64; C order, version 1.0 header padded to 64 bytes), with the standard
+# library only, for test inputs
 npy_python() {
     python3 -c "$_cli_npy_save
 $(cat)" "$@"
 }
 _cli_npy_save=$(cat <<'PY'
 import struct
-def save(path, shape, values):
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % (
-        ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else ""))
+def save(path, shape, values, code="f"):
+    header = "{'descr': '<f%d', 'fortran_order': False, 'shape': (%s), }" % (
+        struct.calcsize(code), ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else ""))
     header += " " * (63 - (10 + len(header)) % 64) + "\n"
     with open(path, "wb") as f:
         f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
-        f.write(struct.pack("<%df" % len(values), *values))
+        f.write(struct.pack("<%d%s" % (len(values), code), *values))
 PY
 )

@@ -38,7 +38,7 @@ check "N = 0 is refused" 1 "$kat" spectrum cyclic --f 'exp(-x)' --N 0
 expect "names N" "N must be >= 1"
 check "non-finite f is refused" 1 "$kat" spectrum cyclic --f 'log(x)' --N 8
 expect "names the distance" "cyclic distance 0"
-check "a bad expression" 1 "$kat" spectrum cyclic --f 'exp(-' --N 8
+check "a bad expression (usage error)" 2 "$kat" spectrum cyclic --f 'exp(-' --N 8
 printf '0,0\n1,2\n3\n' >"$tmp/ragged.csv"
 check "ragged points file" 1 "$kat" spectrum points --f 'exp(-x)' --points "$tmp/ragged.csv"
 expect "names the line" "line 3"

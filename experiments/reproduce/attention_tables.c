@@ -25,7 +25,7 @@ static int bench_mode(repro *R, const char *mode, const char *params, size_t H, 
     o.causal = causal;
     o.backward = backward;
     o.seed = R->seed;
-    const attn_mode *m = attn_mode_find(mode);
+    const attn_mode *m = attn_mode_find("reproduce", mode);
     attn_tensors t;
     attn_bench_call call;
     memset(&call, 0, sizeof call);

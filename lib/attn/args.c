@@ -50,9 +50,11 @@ kat_status kat_attn_desc_from_views(const kat_tensor *q, const kat_tensor *k, in
         return kat_fail(KAT_EINVAL, "out is NULL");
     if (k->B != q->B || k->D != q->D)
         return kat_fail(KAT_EINVAL,
-                        "k: shape [%zu, %zu, %zu, %zu] does not match q [%zu, %zu, %zu, %zu] "
-                        "in batch or head dimension",
-                        k->B, k->H, k->N, k->D, q->B, q->H, q->N, q->D);
+                        "k: shape [%zu, %zu, %zu, %zu] does not match q [%zu, %zu, %zu, %zu]: "
+                        "the %s is %zu for k but %zu for q",
+                        k->B, k->H, k->N, k->D, q->B, q->H, q->N, q->D,
+                        k->B != q->B ? "batch size B" : "head dimension D",
+                        k->B != q->B ? k->B : k->D, k->B != q->B ? q->B : q->D);
     kat_attn_desc d = {q->B, q->H, k->H, q->N, k->N, q->D, causal, scale};
     if (d.H_kv == 0 && d.H != 0)
         return kat_fail(KAT_EINVAL, "k: H_kv = 0 key/value heads for H = %zu query heads", d.H);
