@@ -326,6 +326,12 @@ void cli_json_array(cli_json *j, const char *key, const double *v, size_t n)
 
 int cli_parse_list(const char *s, double **out, size_t *n)
 {
+    return cli_parse_option_list(NULL, NULL, s, out, n);
+}
+
+int cli_parse_option_list(const char *cmd, const char *opt, const char *s, double **out,
+                          size_t *n)
+{
     size_t cap = 1;
     for (const char *p = s; *p; p++)
         cap += *p == ',';
@@ -339,7 +345,12 @@ int cli_parse_list(const char *s, double **out, size_t *n)
         errno = 0;
         double x = strtod(p, &end);
         if (end == p || errno || !isfinite(x) || (*end && *end != ',')) {
-            fprintf(stderr, "kat: '%s' is not a comma-separated list of numbers (at '%s')\n", s, p);
+            if (opt)
+                fprintf(stderr, "kat %s: %s '%s' is not a comma-separated list of numbers (at "
+                                "'%s')\n", cmd, opt, s, p);
+            else
+                fprintf(stderr, "kat: '%s' is not a comma-separated list of numbers (at '%s')\n",
+                        s, p);
             kat_free(v);
             return -1;
         }

@@ -73,7 +73,11 @@ void cli_json_open(cli_json *j, const char *key, char bracket);   /* '{' or '[' 
 void cli_json_close(cli_json *j, char bracket);
 void cli_json_array(cli_json *j, const char *key, const double *v, size_t n);
 
-/* Parse "a,b,c" into doubles (allocated with kat_malloc). Returns 0 or -1 with a message. */
+/* Parse "a,b,c" into doubles (allocated with kat_malloc). Returns 0, or -1 after a message
+ * naming the command cmd ("rank") and its option opt ("--sides") when they are not NULL. */
+int cli_parse_option_list(const char *cmd, const char *opt, const char *s, double **out,
+                          size_t *n);
+/* The same without the names. */
 int cli_parse_list(const char *s, double **out, size_t *n);
 
 /* Monotonic seconds. */

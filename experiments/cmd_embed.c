@@ -83,7 +83,7 @@ int kat_cmd_embed(int argc, char **argv)
     double *a = NULL;
     size_t na = d;
     if (alist) {
-        if (cli_parse_list(alist, &a, &na)) {
+        if (cli_parse_option_list("embed", "--a", alist, &a, &na)) {
             cli_print_usage(stderr, usage, opts, nopts);
             return CLI_USAGE;
         }

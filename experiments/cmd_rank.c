@@ -100,8 +100,8 @@ int rank_cli_check_points(const char *cmd, const rank_cli_points *p, size_t d)
         return cli_usage(cmd, "--d must be >= 1, got 0");
     double *sides = NULL;
     size_t nsides = 0;
-    if (p->sides && cli_parse_list(p->sides, &sides, &nsides)) {
-        cli_see_help(cmd);   /* after cli_parse_list's line, which quotes the list */
+    if (p->sides && cli_parse_option_list(cmd, "--sides", p->sides, &sides, &nsides)) {
+        cli_see_help(cmd);
         return CLI_USAGE;
     }
     kat_free(sides);

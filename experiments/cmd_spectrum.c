@@ -478,7 +478,7 @@ int kat_cmd_spectrum(int argc, char **argv)
         double *a = NULL;
         size_t na = 0;
         if (alist) {
-            if (cli_parse_list(alist, &a, &na)) {
+            if (cli_parse_option_list("spectrum", "--a", alist, &a, &na)) {
                 kat_fn_destroy(f);
                 cli_print_usage(stderr, usage, opts, nopts);
                 return CLI_USAGE;

@@ -19,7 +19,9 @@ static int parse_sizes(const char *flag, const char *s, size_t **out, size_t *co
 {
     double *v;
     size_t k;
-    if (cli_parse_list(s, &v, &k))
+    char opt[16];
+    snprintf(opt, sizeof opt, "--%s", flag);
+    if (cli_parse_option_list("sweep", opt, s, &v, &k))
         return -1;
     size_t *z = kat_malloc(k * sizeof *z);
     if (!z) {
@@ -241,7 +243,8 @@ int kat_cmd_sweep(int argc, char **argv)
     size_t nf_given = 0;
     char **given = NULL;
     if (parse_sizes("n", nlist, &ns, &nn) || parse_sizes("d", dlist, &ds, &nd) ||
-        cli_parse_list(slist, &scales, &nsc) || (deglist && cli_parse_list(deglist, &degs, &ndeg)) ||
+        cli_parse_option_list("sweep", "--scale", slist, &scales, &nsc) ||
+        (deglist && cli_parse_option_list("sweep", "--degree", deglist, &degs, &ndeg)) ||
         ((flist || !deglist) && split_functions(flist ? flist : "exp", &given, &nf_given))) {
         cli_print_usage(stderr, usage, opts, k);
         rc = CLI_USAGE;

@@ -85,6 +85,9 @@ expect_usage "spectrum unknown KIND" \
 check "embed malformed --f" 2 "$kat" embed l1 --f 'x+' --d 3
 expect_usage "embed malformed --f" "kat embed: --f 'x+': parse error: column 3: unexpected end \
 of input: expected a number, x, pi, e, a function call or '('" "kat embed"
+check "embed bad --a list" 2 "$kat" embed l1 --f x --a 1,b
+expect_usage "embed bad --a list" \
+    "kat embed: --a '1,b' is not a comma-separated list of numbers (at 'b')" "kat embed"
 check "embed unknown KIND" 2 "$kat" embed l3 --f x --d 3
 expect_usage "embed unknown KIND" "kat embed: KIND must be l1, l2sq or gram, not 'l3'" \
     "kat embed"

@@ -17,6 +17,11 @@ check "rank bad --method" 2 "$kat" rank --method fast
 check "rank --k without --q" 2 "$kat" rank --k x.npy
 check "sweep unknown flag" 2 "$kat" sweep --frobnicate
 check "sweep bad --n list" 2 "$kat" sweep --n 10,x
+expect_usage "sweep bad --n list" \
+    "kat sweep: --n '10,x' is not a comma-separated list of numbers (at 'x')" "kat sweep"
+check "rank bad --sides list" 2 "$kat" rank --dist rect --sides 1,,2 --d 3
+expect_usage "rank bad --sides list" \
+    "kat rank: --sides '1,,2' is not a comma-separated list of numbers (at ',2')" "kat rank"
 check "sweep bad --degree" 2 "$kat" sweep --degree 1.5
 # a value the command refuses is a usage error too: one line naming it, then where help is
 check "rank unknown function" 2 "$kat" rank --f 'foo(x)' --n 10
