@@ -18,8 +18,11 @@ pcdir=$(dirname "$(find "$root" -name kat.pc | head -n 1)")
 for f in include/kat/kat.h bin/kat share/man/man1/kat.1; do
     [ -e "$root/$f" ] || fail "not installed: $f"
 done
-ls "$root"/lib*/*/libkat.so.0* "$root"/lib*/libkat.so.0* 2>/dev/null | grep -q . ||
-    fail "no versioned libkat.so.0"
+found=
+for so in "$root"/lib*/*/libkat.so.0* "$root"/lib*/libkat.so.0*; do
+    [ -e "$so" ] && found=1
+done
+[ -n "$found" ] || fail "no versioned libkat.so.0"
 export PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$tmp/stage"
 libdir=$(pkg-config --variable=libdir kat)
 [ -e "$libdir/libkat.so" ] || fail "pkg-config's libdir $libdir has no libkat.so"
@@ -35,6 +38,7 @@ mkdir "$tmp/readme"
 cp "$src_dir/tests/install_probe.c" "$tmp/readme/prog.c"
 (cd "$tmp/readme" && sh -c "$readme_cc") || fail "the README's line failed: $readme_cc"
 LD_LIBRARY_PATH="$libdir" "$tmp/readme/a.out" >/dev/null || fail "README program: non-zero exit"
+# shellcheck disable=SC2046 # pkg-config's output is a list of words
 cc -std=c11 -Wall -Werror "$tmp/readme/prog.c" -o "$tmp/readme/rpath" \
     $(pkg-config --cflags --libs kat) -Wl,-rpath,"$(pkg-config --variable=libdir kat)"
 "$tmp/readme/rpath" >/dev/null || fail "program linked with an rpath: non-zero exit"
@@ -45,7 +49,9 @@ for ex in "$src_dir"/experiments/examples/*.c; do
     name=$(basename "$ex" .c)
     build=$(sed -n 's/^ \*     \(cc .*\)$/\1/p' "$ex")
     run=$(sed -n 's/^ \*     \(\.\/.*\)$/\1/p' "$ex")
-    [ -n "$build" ] && [ -n "$run" ] || fail "$name.c has no ' *     cc ...' and ' *     ./...' lines"
+    if [ -z "$build" ] || [ -z "$run" ]; then
+        fail "$name.c has no ' *     cc ...' and ' *     ./...' lines"
+    fi
     mkdir "$tmp/$name"
     cp "$ex" "$tmp/$name/"
     (cd "$tmp/$name" && sh -c "$build") >"$tmp/cc.log" 2>&1 ||
@@ -60,6 +66,7 @@ done
 
 # The static library with its private dependencies.
 static_libs=$(pkg-config --libs --static kat)
+# shellcheck disable=SC2046,SC2086 # word lists
 cc -std=c11 -Wall -Werror $(pkg-config --cflags kat) "$src_dir/tests/install_probe.c" \
     -o "$tmp/probe_static" "$libdir/libkat.a" $static_libs -fopenmp
 "$tmp/probe_static" >/dev/null || fail "static program: non-zero exit"
