@@ -19,15 +19,13 @@ typedef struct {
     int *seen;
 } cli_opt;
 
-/* Exit statuses of every subcommand. */
-enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
-
 /* Exit statuses of every subcommand (docs/kat.1, EXIT STATUS): CLI_FAIL when the computation
  * or the data failed (a file that cannot be read, a shape that does not fit, a theorem that
  * does not hold), CLI_USAGE when the command line is wrong (an unknown option, a missing or
- * malformed value, a value outside the choices: an unknown --f expression, map, mode or
- * theorem ID). A usage error prints one line naming the option and the value, then
- * "see kat CMD --help". */
+ * malformed value, a value outside the choices: an --f that does not parse, an unknown
+ * distribution, mode or theorem ID). A usage error prints one line naming the option and the
+ * value, then "see kat CMD --help". */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 /* Parse argv[1..argc-1] (argv[0] is the subcommand name). Options always accepted: --help,
  * and whatever opts lists. Positional arguments are collected into pos[0..*npos-1] (at most
