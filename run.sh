@@ -99,7 +99,7 @@ case "$cmd" in
         PACKAGES+=(doxygen)
         ensure_packages
         build_dir "$repo/build" --buildtype=release
-        [ -f "$repo/build/docs/Doxyfile" ] || meson setup --reconfigure "$repo/build" >&2
+        [ -f "$repo/build/docs/Doxyfile" ] || meson setup --reconfigure "$repo/build" "$repo" >&2
         ninja -C "$repo/build" docs >&2
         echo "API reference: $repo/build/docs/api/html/index.html"
         ;;
