@@ -113,23 +113,6 @@ kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear
 double kat_linear_flops(const kat_featmap *fm, const kat_linear_opts *opts, size_t B, size_t H,
                         size_t n_q, size_t n_k, size_t dv);
 
-/* ---- feature maps made for linear attention (theory/) ------------------------------------ */
-
-/* elu(x) + 1 (Katharopoulos et al. 2020): phi = psi = 1 + elu(x), D = d. Positive features,
- * so POSITIVE | EXACT; fp32 paths and a vjp. */
-kat_status kat_featmap_elu1_create(size_t d, kat_featmap **out);
-
-/* Per-token normalisation around a map: phi(x) = inner.phi(n(x)), n(x) = scale * u / |u| with
- * u = x - mean(x) when center, else u = x (n(x) = 0 when u = 0). Each token is normalised by
- * its own statistics only, never by one of the whole sequence (which would leak future tokens
- * into causal outputs). This is FAST's Fastmax normalisation with a Taylor map inside.
- * Takes ownership of inner (destroyed with the new map, and on failure). scale > 0, finite.
- * flags: inner's flags OR extra_flags — pass KAT_FEATMAP_POSITIVE only when the inner kernel is
- * positive on the sphere of radius scale (e.g. 1 + x for scale < 1). Gradients go through the
- * normalisation when inner has a vjp. */
-kat_status kat_featmap_token_norm_create(kat_featmap *inner, int center, double scale,
-                                         unsigned extra_flags, kat_featmap **out);
-
 #ifdef __cplusplus
 }
 #endif
