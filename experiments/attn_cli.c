@@ -47,7 +47,7 @@ const char *attn_mode_names(void)
 static const struct {
     const char *flag, *key, *help;
 } mode_flags[ATTN_MODE_FLAGS] = {
-    {"map", "map", "SPEC   linear: taylor2|taylor1|poly:EXPR|favor:M|rff:M|elu1"},
+    {"map", "map", "SPEC   linear: a feature map (taylor2, taylor:P, poly:EXPR, favor:M[:ortho], rff:M, elu1...)"},
     {"chunk", "chunk", "C      linear: tokens per causal chunk"},
     {"q-keep", "q_keep", "FILE   qk: kept queries (.npy of q's shape without D, nonzero keeps)"},
     {"k-keep", "k_keep", "FILE   qk: kept keys (.npy of k's shape without D, nonzero keeps)"},

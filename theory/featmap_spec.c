@@ -159,7 +159,7 @@ double kat_featmap_spec_scale(const kat_featmap_spec *spec, size_t d)
     }
 }
 
-static const char *kind_name(kat_featmap_kind kind)
+const char *kat_featmap_kind_name(kat_featmap_kind kind)
 {
     static const char *const names[] = {"taylor", "poly", "rff", "rff-laplace", "favor", "elu1",
                                         "group"};
@@ -235,10 +235,10 @@ kat_status kat_featmap_spec_create(const kat_featmap_spec *spec, size_t d, uint6
                                : "s";
         if (!has_scale)
             return kat_fail(KAT_EINVAL, "%s: a %s map has no scale (got %g)", who,
-                            kind_name(spec->kind), spec->scale);
+                            kat_featmap_kind_name(spec->kind), spec->scale);
         if (!(spec->scale > 0.0) || !isfinite(spec->scale))
             return kat_fail(KAT_EINVAL, "%s: %s map: %s = %g must be > 0 and finite", who,
-                            kind_name(spec->kind), what, spec->scale);
+                            kat_featmap_kind_name(spec->kind), what, spec->scale);
     }
     kat_featmap *fm = NULL;
     kat_status st = base_create(spec, d, seed, &fm);

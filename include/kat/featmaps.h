@@ -198,6 +198,9 @@ typedef struct {
  * (M = 0, P beyond 1000000, EXPR too long); the message names the spec and what is wrong. */
 KAT_API kat_status kat_featmap_spec_parse(const char *spec, kat_featmap_spec *out);
 
+/* "taylor", "poly", "rff", "rff-laplace", "favor", "elu1", "group"; "unknown" otherwise. */
+KAT_API const char *kat_featmap_kind_name(kat_featmap_kind kind);
+
 /* The scale in use for input dimension d: spec->scale, or the default of its kind (above);
  * 0 for the kinds without one. */
 KAT_API double kat_featmap_spec_scale(const kat_featmap_spec *spec, size_t d);
