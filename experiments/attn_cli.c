@@ -204,16 +204,9 @@ double attn_dense_flops(const kat_attn_desc *d, int backward)
     return backward ? 2.5 * f : f;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median_of(double *t, int n)
 {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    return timing_median(t, (size_t)n);
 }
 
 kat_status attn_time_median(const attn_bench_call *call, int warmup, int reps, double *ms,
@@ -299,8 +292,7 @@ double attn_sgemm_gflops(size_t n, int threads, int reps)
     }
     openblas_set_num_threads(saved);
     kat_free(a), kat_free(b), kat_free(c);
-    qsort(best, (size_t)reps, sizeof best[0], cmp_double);
-    return reps % 2 ? best[reps / 2] : 0.5 * (best[reps / 2 - 1] + best[reps / 2]);
+    return median_of(best, reps);
 }
 
 /* ---- random tensors ------------------------------------------------------------------------ */

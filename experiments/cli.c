@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "cli.h"
 
 void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t nopts)
@@ -286,7 +285,5 @@ int cli_parse_list(const char *s, double **out, size_t *n)
 
 double cli_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return timing_now();
 }

@@ -1,12 +1,10 @@
 /* `kat features`: build a feature map and measure phi(q).psi(k) against the exact kernel on
  * random pairs (q, k with N(0, 1/d) entries; hyperrectangle corners for group maps). */
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
-#include "timing.h"
 
 static const char usage[] =
     "usage: kat features --map SPEC --d D [--n N] [--seed S] [--scale s] [--fp32] [--bench]\n"
