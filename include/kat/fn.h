@@ -16,8 +16,11 @@ typedef double (*kat_fn_scalar)(double x, void *params);
 /* Optional block form of a user function: y[i] = f(x[i]) for i < n. */
 typedef void (*kat_fn_block)(const double *x, double *y, size_t n, void *params);
 
-/* Built-ins by name: "exp", "relu", "gelu", "sigmoid", "tanh", "sin", "cos", "abs", "sqrt",
- * "log1p", "erf", "indicator" (1[x != 0]), "identity". Unknown name: KAT_EINVAL naming it. */
+/* Built-ins by name: every one-argument function that kat_fn_parse knows, i.e. name is
+ * name(x): "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
+ * "sigmoid", "relu", "gelu" (exact, with erf), "erf", "sign", "floor", "ceil", "indicator"
+ * (1[x != 0]), "identity" (the table lib/fn/expr_ops.def). Unknown name, or a two-argument
+ * function ("max", "min", "pow"): KAT_EINVAL naming it. */
 kat_status kat_fn_builtin(const char *name, kat_fn **out);
 /* f(x) = sum_{t<ncoef} coef[t] x^t. ncoef >= 1, finite coefficients. Recognised as polynomial. */
 kat_status kat_fn_poly(const double *coef, size_t ncoef, kat_fn **out);
