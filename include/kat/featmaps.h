@@ -34,7 +34,7 @@ extern "C" {
  * sum over t with coef[t] != 0 of C(d+t-1, t), the number of degree-t monomials in d variables.
  * KAT_EINVAL for d = 0, ncoef = 0, NULL pointers or an all-zero f (dimension 0); KAT_EDOM for
  * a non-finite coefficient; KAT_ERANGE, naming the size, when it exceeds KAT_FEATMAP_MAX_DIM. */
-kat_status kat_featmap_poly_dim(const double *coef, size_t ncoef, size_t d, size_t *dim);
+KAT_API kat_status kat_featmap_poly_dim(const double *coef, size_t ncoef, size_t d, size_t *dim);
 
 /* The exact polynomial map of f(x) = sum_{t<ncoef} coef[t] x^t on R^d, in the symmetric
  * (monomial) basis: for each degree t with coef[t] != 0 and each multiset alpha of t indices
@@ -49,15 +49,15 @@ kat_status kat_featmap_poly_dim(const double *coef, size_t ncoef, size_t d, size
  * points (roots of f', from the eigenvalues of its companion matrix, Newton-polished) exceeds
  * the rounding error of evaluating f there. Odd degrees are never positive.
  * score(q, k) = f(q.k). Trailing zero coefficients are ignored. Errors as kat_featmap_poly_dim. */
-kat_status kat_featmap_poly_create(const double *coef, size_t ncoef, size_t d, kat_featmap **out);
+KAT_API kat_status kat_featmap_poly_create(const double *coef, size_t ncoef, size_t d, kat_featmap **out);
 
 /* The same for a kat_fn recognised as a polynomial (kat_fn_poly_coeffs). KAT_EINVAL naming f
  * when f is not a polynomial (exp, relu, a callback, ...). */
-kat_status kat_featmap_poly_from_fn(const kat_fn *f, size_t d, kat_featmap **out);
+KAT_API kat_status kat_featmap_poly_from_fn(const kat_fn *f, size_t d, kat_featmap **out);
 
 /* The feature dimension of the order-P Taylor map on R^d: C(d+P, P) = sum_{t<=P} C(d+t-1, t)
  * (1 + d + d(d+1)/2 for P = 2). KAT_EINVAL for d = 0 or order < 0; KAT_ERANGE naming the size. */
-kat_status kat_featmap_taylor_dim(size_t d, int order, size_t *dim);
+KAT_API kat_status kat_featmap_taylor_dim(size_t d, int order, size_t *dim);
 
 /* The order-P Taylor map of exp(q.k / tau): the exact polynomial map of
  * T_P(x) = sum_{t<=P} (x/tau)^t / t!, with the temperature tau > 0 (tau = 0 selects sqrt(d)).
@@ -67,7 +67,7 @@ kat_status kat_featmap_taylor_dim(size_t d, int order, size_t *dim);
  * T_P(x*) = x*^P/P! > 0); odd P is not positive. Orders 1 and 2 are the maps of FAST/Fastmax
  * (arXiv 2402.07901) and Based (arXiv 2402.18668).
  * Errors: KAT_EINVAL for d = 0, order < 0, tau < 0 or non-finite; KAT_ERANGE naming the size. */
-kat_status kat_featmap_taylor_create(size_t d, int order, double tau, kat_featmap **out);
+KAT_API kat_status kat_featmap_taylor_create(size_t d, int order, double tau, kat_featmap **out);
 
 /* ---- random Fourier features (Rahimi and Recht, NIPS 2007) --------------------------------- */
 
@@ -89,8 +89,8 @@ typedef enum {
  * score(q, k) = the exact kernel. M >= 1 frequencies, sigma > 0 finite, seeded.
  * Errors: KAT_EINVAL for d = 0, M = 0, sigma <= 0 or non-finite, an unknown kernel or form;
  * KAT_ERANGE when the dimension exceeds KAT_FEATMAP_MAX_DIM. */
-kat_status kat_featmap_rff_create(kat_rff_kernel kernel, kat_rff_form form, size_t d, size_t M,
-                                  double sigma, uint64_t seed, kat_featmap **out);
+KAT_API kat_status kat_featmap_rff_create(kat_rff_kernel kernel, kat_rff_form form, size_t d, size_t M,
+                                          double sigma, uint64_t seed, kat_featmap **out);
 
 /* ---- positive random features for exp(scale q.k) (FAVOR+, arXiv 2009.14794) ----------------- */
 
@@ -117,18 +117,18 @@ enum {
  * validated kat_featmap_apply then reports KAT_EDOM.
  * Errors: KAT_EINVAL for d = 0, M = 0, scale <= 0 or non-finite, unknown flags; KAT_ELAPACK if
  * the QR fails; KAT_ERANGE when M exceeds KAT_FEATMAP_MAX_DIM. */
-kat_status kat_featmap_favor_create(size_t d, size_t M, double scale, unsigned flags,
-                                    uint64_t seed, kat_featmap **out);
+KAT_API kat_status kat_featmap_favor_create(size_t d, size_t M, double scale, unsigned flags,
+                                            uint64_t seed, kat_featmap **out);
 
 /* A read-only view of a random map's M x d frequency matrix W (row m = w_m, without the FAVOR
  * scale sqrt(s)), valid while the map lives. KAT_EINVAL if fm is not an RFF or FAVOR+ map. */
-kat_status kat_featmap_random_frequencies(const kat_featmap *fm, kat_dmat *W);
+KAT_API kat_status kat_featmap_random_frequencies(const kat_featmap *fm, kat_dmat *W);
 
 /* ---- maps made for linear attention ------------------------------------------------------- */
 
 /* elu(x) + 1 (Katharopoulos et al. 2020): phi = psi = 1 + elu(x), D = d. Positive features,
  * so POSITIVE | EXACT; fp32 paths and a vjp. */
-kat_status kat_featmap_elu1_create(size_t d, kat_featmap **out);
+KAT_API kat_status kat_featmap_elu1_create(size_t d, kat_featmap **out);
 
 /* Per-token normalisation around a map: phi(x) = inner.phi(n(x)), n(x) = scale * u / |u| with
  * u = x - mean(x) when center, else u = x (n(x) = 0 when u = 0). Each token is normalised by
@@ -138,8 +138,8 @@ kat_status kat_featmap_elu1_create(size_t d, kat_featmap **out);
  * flags: inner's flags OR extra_flags — pass KAT_FEATMAP_POSITIVE only when the inner kernel is
  * positive on the sphere of radius scale (e.g. 1 + x for scale < 1). Gradients go through the
  * normalisation when inner has a vjp. */
-kat_status kat_featmap_token_norm_create(kat_featmap *inner, int center, double scale,
-                                         unsigned extra_flags, kat_featmap **out);
+KAT_API kat_status kat_featmap_token_norm_create(kat_featmap *inner, int center, double scale,
+                                                 unsigned extra_flags, kat_featmap **out);
 
 
 /* ---- feature-map specs: the one grammar of every caller (the kat command included) -------- */
