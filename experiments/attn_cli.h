@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include "cli.h"
 
-/* Mode options given as their own flags, as the issue's CLI spells them: --map taylor2 is
+/* Mode options given as their own flags, as the user guide spells them: --map taylor2 is
  * the same as --params map=taylor2 (a dash in the flag is an underscore in the key). */
 #define ATTN_MODE_FLAGS 10
 

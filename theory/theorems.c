@@ -93,7 +93,7 @@ static const thm_entry registry[] = {
      thm_check_bochner},
     {{"exp-degree", "Polynomial degree needed for exp on [-R, R]",
       "The least g whose Chebyshev tail 2 sum_{k>g} I_k(R) is below eps e^{-R} (eps = 1e-8), "
-      "for R = 1, 2, 4, ..., 256: 9, 12, 17, 27, 45, 81, 153, 295, 581 (the issue states 149 "
+      "for R = 1, 2, 4, ..., 256: 9, 12, 17, 27, 45, 81, 153, 295, 581 (the specification states 149 "
       "for R = 64; see the errata); below eps e^{R}: 8, 10, 14, 18, 24, 34, 47, 65, 92.",
       "Aggarwal, Alman, \"Optimal-degree polynomial approximations for exponentials and "
       "Gaussian kernel density estimation\", CCC 2022, arXiv 2205.06249",
