@@ -8,6 +8,7 @@ kat="$1"
 
 check "--help" 0 "$kat" --help
 check "--version" 0 "$kat" --version
+expect_out "--version is 0.2.0" '^kat 0\.2\.0$'
 check "no command" 2 "$kat"
 check "unknown command" 2 "$kat" frobnicate
 check "version --json" 0 "$kat" version --json

@@ -57,7 +57,7 @@ KAT_API size_t kat_debug_fail_alloc_at(size_t n);
 
 /* ---- version and machine --------------------------------------------------------------- */
 
-KAT_API const char *kat_version(void);          /* "0.1.0" */
+KAT_API const char *kat_version(void);          /* "0.2.0" */
 KAT_API int kat_version_major(void);
 
 typedef enum { KAT_ARCH_REF = 0, KAT_ARCH_AVX2, KAT_ARCH_AVX512, KAT_ARCH_COUNT } kat_arch;
