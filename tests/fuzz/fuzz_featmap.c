@@ -6,15 +6,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "fuzz_bytes.h"
 #include "kat/kat.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *src = malloc(size + 1);
+    char *src = fuzz_cstring(data, size);
     if (!src)
         return 0;
-    memcpy(src, data, size);
-    src[size] = '\0';
 
     kat_featmap_spec spec, before;
     memset(&spec, 0xa5, sizeof spec);
