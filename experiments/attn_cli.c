@@ -46,7 +46,7 @@ const char *attn_mode_names(void)
 static const struct {
     const char *flag, *key, *help;
 } mode_flags[ATTN_MODE_FLAGS] = {
-    {"map", "map", "SPEC   linear: taylor2|taylor1|poly:EXPR|favor:M|rff:M|elu1"},
+    {"map", "map", "SPEC   linear: a feature map (taylor2, taylor:P, poly:EXPR, favor:M[:ortho], rff:M, elu1...)"},
     {"chunk", "chunk", "C      linear: tokens per causal chunk"},
     {"q-keep", "q_keep", "FILE   qk: kept queries (.npy of q's shape without D, nonzero keeps)"},
     {"k-keep", "k_keep", "FILE   qk: kept keys (.npy of k's shape without D, nonzero keeps)"},
@@ -203,16 +203,9 @@ double attn_dense_flops(const kat_attn_desc *d, int backward)
     return backward ? 2.5 * f : f;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median_of(double *t, int n)
 {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    return timing_median(t, (size_t)n);
 }
 
 kat_status attn_time_median(const attn_bench_call *call, int warmup, int reps, double *ms,
@@ -298,8 +291,7 @@ double attn_sgemm_gflops(size_t n, int threads, int reps)
     }
     openblas_set_num_threads(saved);
     kat_free(a), kat_free(b), kat_free(c);
-    qsort(best, (size_t)reps, sizeof best[0], cmp_double);
-    return reps % 2 ? best[reps / 2] : 0.5 * (best[reps / 2 - 1] + best[reps / 2]);
+    return median_of(best, reps);
 }
 
 /* ---- random tensors ------------------------------------------------------------------------ */

@@ -2,7 +2,8 @@
  * map, o_i = sum_j phi(q_i).psi(k_j) v_j / sum_j phi(q_i).psi(k_j) (include/kat/linear.h).
  *
  * --params (all optional):
- *   map=SPEC     taylor2 (default) | taylor1 | poly:EXPR | favor:M | rff:M | elu1
+ *   map=SPEC     a feature map in the library's grammar (include/kat/featmaps.h): taylor2
+ *                (default), taylor:P, poly:EXPR, favor:M[:ortho][:stable], rff:M[:pair], elu1...
  *   chunk=C      tokens per causal chunk (default KAT_LINEAR_DEFAULT_CHUNK, 32)
  *   norm=0|1     per-token normalisation of q and k in front of the map (default: 1 for the
  *                Taylor maps, which are FAST's Fastmax; 0 otherwise)
@@ -17,11 +18,9 @@
  *                same B, H, D and mask (see crossover() below); JSON key crossover_n
  *   pass=state   time only the chunked state update S += psi(K)^T [V | 1] (no queries);
  *                its GFLOP/s count 2 D (d_v + 1) per key
- * The Taylor maps are exp's series at temperature 1 on normalised vectors: taylor2 is
- * f(x) = 1 + x + x^2/2 with |x| <= 1; taylor1 is 1 + x on vectors of norm 1/sqrt 2, so that
- * f >= 1/2 > 0. favor:M is FAVOR+ for exp(q.k / sqrt d) with M orthogonal positive features
- * (stabilised per query), rff:M Gaussian random Fourier features with sigma = d^(1/4) (2M
- * features), seeded by --seed. poly:EXPR is the exact polynomial map of EXPR in x = q.k. */
+ * With norm=1 the Taylor maps of exp(q.k / sqrt d) see tokens normalised to |x|^2 = sqrt d, so
+ * taylor2 is f(x) = 1 + x + x^2/2 of x = cos(q, k) in [-1, 1]; taylor1 is 1 + x with |x| <= 1/2,
+ * so that f >= 1/2 > 0 (kat_featmap_spec's norm). Random maps are seeded by --seed. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -90,64 +89,17 @@ static int linear_params_parse(const attn_opts *o, linear_params *p)
     return 0;
 }
 
-/* A positive integer after "name:" in spec, or 0. */
-static size_t spec_count(const char *spec, const char *name)
-{
-    size_t n = strlen(name);
-    if (strncmp(spec, name, n) != 0 || spec[n] != ':')
-        return 0;
-    char *end;
-    long v = strtol(spec + n + 1, &end, 10);
-    return (*end == '\0' && v > 0) ? (size_t)v : 0;
-}
-
-/* The feature map of a --params map=SPEC for head dimension d. */
+/* The feature map of a --params map=SPEC (the library's grammar) for head dimension d, with
+ * the per-token normalisation of norm=, by default on for the Taylor maps (FAST's Fastmax). */
 static kat_status linear_map_create(const char *spec, int norm, size_t d, uint64_t seed,
                                     kat_featmap **out)
 {
-    kat_featmap *fm = NULL;
-    kat_status st;
-    size_t m;
-    int taylor = 0;
-    double norm_scale = 1.0;
-    unsigned claim = 0;
-    if (strcmp(spec, "taylor2") == 0) {
-        st = kat_featmap_taylor_create(d, 2, 1.0, &fm);
-        taylor = 1;
-    } else if (strcmp(spec, "taylor1") == 0) {
-        /* 1 + x on vectors of norm 1/sqrt 2: x in [-1/2, 1/2], so the kernel is >= 1/2 */
-        st = kat_featmap_taylor_create(d, 1, 1.0, &fm);
-        taylor = 1;
-        norm_scale = sqrt(0.5);
-        claim = KAT_FEATMAP_POSITIVE;
-    } else if (strcmp(spec, "elu1") == 0) {
-        st = kat_featmap_elu1_create(d, &fm);
-    } else if ((m = spec_count(spec, "favor"))) {
-        st = kat_featmap_favor_create(d, m, 1.0 / sqrt((double)d),
-                                      KAT_FAVOR_ORTHOGONAL | KAT_FAVOR_STABLE, seed, &fm);
-    } else if ((m = spec_count(spec, "rff"))) {
-        st = kat_featmap_rff_create(KAT_RFF_GAUSSIAN, KAT_RFF_PAIR, d, m, pow((double)d, 0.25),
-                                    seed, &fm);
-    } else if (strncmp(spec, "poly:", 5) == 0) {
-        kat_fn *f = NULL;
-        size_t pos;
-        if ((st = kat_fn_parse(spec + 5, &f, &pos)) == KAT_OK)
-            st = kat_featmap_poly_from_fn(f, d, &fm);
-        kat_fn_destroy(f);
-    } else {
-        return mode_error("unknown map '%s' (taylor2, taylor1, poly:EXPR, favor:M, rff:M, "
-                          "elu1)", spec);
-    }
+    kat_featmap_spec ms;
+    kat_status st = kat_featmap_spec_parse(spec, &ms);
     if (st)
-        return st;
-    if (norm < 0 ? taylor : norm) {
-        kat_featmap *wrapped;
-        if ((st = kat_featmap_token_norm_create(fm, 1, norm_scale, claim, &wrapped)))
-            return st;
-        fm = wrapped;
-    }
-    *out = fm;
-    return KAT_OK;
+        return mode_error("%s", kat_last_error());
+    ms.norm = norm < 0 ? ms.kind == KAT_FEATMAP_KIND_TAYLOR : norm;
+    return kat_featmap_spec_create(&ms, d, seed, out);
 }
 
 kat_status attn_linear_run(const attn_opts *o, attn_tensors *t, int grad)

@@ -399,12 +399,6 @@ typedef struct {
     int ncalls, warmup, reps;
 } sparse_call;
 
-static int cmp_ms(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The note: this mode's median so far (the calls after the warm-up ones), the dense time
  * and their ratio. */
 static void write_note(sparse_call *c)
@@ -415,8 +409,7 @@ static void write_note(sparse_call *c)
         double sorted[64];
         int n = timed < 64 ? timed : 64;
         memcpy(sorted, c->times + c->warmup, (size_t)n * sizeof(double));
-        qsort(sorted, (size_t)n, sizeof(double), cmp_ms);
-        med = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+        med = timing_median(sorted, (size_t)n);
     }
     const char *pass = c->pass == 2 ? "step" : c->pass ? "backward" : "forward";
     int len = snprintf(c->note, 128, "%s %s %.3f ms vs dense%s %.3f ms = %.2fx; pairs %.2f%%",

@@ -9,21 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "kat/kat.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double u = *(const double *)a, v = *(const double *)b;
-    return (u > v) - (u < v);
-}
+#include "timing.h"
 
 /* The hand-written loops: what a user would write in C for each expression. */
 static void c_exp8(const double *x, double *y, size_t n)
@@ -103,11 +90,11 @@ int main(int argc, char **argv)
             cases[k].c(x, r, n);
         }
         for (int t = 0; t < reps; t++) {
-            double t0 = now();
+            double t0 = timing_now();
             kat_fn_eval_unchecked(f, x, y, n);
-            double t1 = now();
+            double t1 = timing_now();
             cases[k].c(x, r, n);
-            double t2 = now();
+            double t2 = timing_now();
             te[t] = t1 - t0;
             tc[t] = t2 - t1;
             tr[t] = te[t] / tc[t];
@@ -115,13 +102,11 @@ int main(int argc, char **argv)
         double diff = 0;
         for (size_t i = 0; i < n; i++)
             diff = fmax(diff, fabs(y[i] - r[i]));
-        qsort(te, (size_t)reps, sizeof *te, cmp_double);
-        qsort(tc, (size_t)reps, sizeof *tc, cmp_double);
-        qsort(tr, (size_t)reps, sizeof *tr, cmp_double);
-        double ns = 1e9 / (double)n;
+        /* timing_median sorts: te[0] and tc[0] are then the fastest runs */
+        double me = timing_median(te, (size_t)reps), mc = timing_median(tc, (size_t)reps);
+        double mr = timing_median(tr, (size_t)reps), ns = 1e9 / (double)n;
         printf("%-24s %10.3f %10.3f %10.3f %10.3f %8.3f %8.3f %10.3g\n", cases[k].src,
-               ns * te[0], ns * te[reps / 2], ns * tc[0], ns * tc[reps / 2], te[0] / tc[0],
-               tr[reps / 2], diff);
+               ns * te[0], ns * me, ns * tc[0], ns * mc, te[0] / tc[0], mr, diff);
         kat_fn_destroy(f);
     }
     free(x);

@@ -11,35 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "kat/kat.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU seconds of the whole process (all threads): less sensitive than wall time to other
- * jobs on a shared machine, though cache sharing still shows. */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "timing.h"
 
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    return timing_median(v, (size_t)n);
 }
 
 static void loadavg(char *buf, size_t len)
@@ -100,27 +77,27 @@ int main(int argc, char **argv)
     }
     double dummy = 0;
     for (int r = 0; r < reps; r++) {
-        double t = now(), c = cpu_now();
+        double t = timing_now(), c = timing_cpu_now();
         if (check(kat_rank_spectrum(&M, s_kat, n), "kat_rank_spectrum"))
             return 1;
-        t_kat[r] = now() - t;
-        c_kat[r] = cpu_now() - c;
+        t_kat[r] = timing_now() - t;
+        c_kat[r] = timing_cpu_now() - c;
 
         memcpy(a, M.data, n * n * sizeof(double));
-        t = now();
+        t = timing_now();
         /* Row-major LAPACKE checks ldvt >= n even when no vectors are asked for. */
         lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', (lapack_int)n, (lapack_int)n, a,
                                          (lapack_int)n, s_row, &dummy, 1, &dummy, (lapack_int)n);
-        t_row[r] = now() - t;
-        c_row[r] = cpu_now() - c;
+        t_row[r] = timing_now() - t;
+        c_row[r] = timing_cpu_now() - c;
 
         memcpy(a, M.data, n * n * sizeof(double));
-        t = now();
-        c = cpu_now();
+        t = timing_now();
+        c = timing_cpu_now();
         lapack_int info2 = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)n, (lapack_int)n, a,
                                           (lapack_int)n, s_col, &dummy, 1, &dummy, 1);
-        t_col[r] = now() - t;
-        c_col[r] = cpu_now() - c;
+        t_col[r] = timing_now() - t;
+        c_col[r] = timing_cpu_now() - c;
         if (info || info2) {
             fprintf(stderr, "bench_rank: LAPACKE_dgesdd info %d / %d\n", (int)info, (int)info2);
             return 1;

@@ -4,7 +4,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "cli.h"
 
 /* "kat CMD" (or "kat CMD SUB") from a usage text "usage: kat CMD [SUB] ...": the lowercase
@@ -366,7 +365,5 @@ int cli_parse_option_list(const char *cmd, const char *opt, const char *s, doubl
 
 double cli_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return timing_now();
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "kat/kat.h"
+#include "timing.h"
 
 typedef enum { CLI_FLAG, CLI_STR, CLI_INT, CLI_SIZE, CLI_DOUBLE, CLI_U64 } cli_type;
 

@@ -1,23 +1,24 @@
 /* `kat features`: build a feature map and measure phi(q).psi(k) against the exact kernel on
  * random pairs (q, k with N(0, 1/d) entries; hyperrectangle corners for group maps). */
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "cli.h"
 
 static const char usage[] =
     "usage: kat features --map SPEC --d D [--n N] [--seed S] [--scale s] [--fp32] [--bench]\n"
     "                    [--json]\n"
     "\n"
-    "SPEC is one of\n"
-    "  taylor:P            order-P Taylor map of exp(s q.k)           (s = --scale, 1/sqrt(d))\n"
+    "SPEC is one of (the grammar of every kat command that takes a map)\n"
+    "  taylor:P, taylorP   order-P Taylor map of exp(s q.k)           (s = --scale, 1/sqrt(d))\n"
     "  poly:EXPR           exact map of a polynomial f(q.k), e.g. poly:'(1+x)^4'\n"
-    "  rff:M[:pair]        random Fourier features, Gaussian kernel exp(-|q-k|^2/(2 s^2)) (s 1)\n"
-    "  rff-laplace:M[:pair]  the same for the Laplace kernel exp(-|q-k|_1/s)           (s 1)\n"
-    "  favor:M[:ortho]     positive random features (FAVOR+) for exp(s q.k) (s = 1/sqrt(d))\n"
+    "  rff:M[:pair]        random Fourier features, Gaussian kernel exp(-|q-k|^2/(2 s^2))\n"
+    "                      (s = --scale, d^(1/4))\n"
+    "  rff-laplace:M[:pair]  the same for the Laplace kernel exp(-|q-k|_1/s)   (s as for rff)\n"
+    "  favor:M[:ortho][:stable]  positive random features (FAVOR+) for exp(s q.k)\n"
+    "                      (s = --scale, 1/sqrt(d))\n"
+    "  elu1                elu(x) + 1\n"
     "  group[:R]           character map of f(<a, b xor c>) on hyperrectangle corners, rank R\n"
     "                      (0 or absent: exact); --f EXPR (default exp(-x)), --a LIST (all 1)\n"
     "Prints the feature dimension and the max and mean absolute and relative errors over N pairs\n"
@@ -27,121 +28,19 @@ static const char usage[] =
     "phi(K)^T V with V of width d (OpenBLAS sgemm, measured in the same run); group maps are\n"
     "timed on random corners, without a vjp (they have none).";
 
-typedef enum { MAP_TAYLOR, MAP_POLY, MAP_RFF, MAP_LAPLACE, MAP_FAVOR, MAP_GROUP } map_kind;
-
-typedef struct {
-    map_kind kind;
-    const char *spec;
-    long order;          /* taylor */
-    size_t M;            /* rff, favor */
-    int pair, ortho;
-    size_t rank;         /* group */
-    const char *expr;    /* poly */
-} map_spec;
-
-/* A whole-string non-negative integer. */
-static int parse_count(const char *s, size_t *out)
-{
-    if (!s || !*s || *s == '-' || *s == '+')
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
-static int parse_spec(const char *spec, map_spec *m)
-{
-    memset(m, 0, sizeof *m);
-    m->spec = spec;
-    const char *colon = strchr(spec, ':');
-    size_t head = colon ? (size_t)(colon - spec) : strlen(spec);
-    const char *rest = colon ? colon + 1 : NULL;
-    char buf[64];
-    if (head == 6 && strncmp(spec, "taylor", 6) == 0) {
-        size_t P;
-        if (!rest || parse_count(rest, &P) || P > 1000000) {
-            fprintf(stderr, "kat features: taylor:P needs an order 0 <= P <= 1000000, got '%s'\n",
-                    spec);
-            return -1;
-        }
-        m->kind = MAP_TAYLOR;
-        m->order = (long)P;
-        return 0;
-    }
-    if (head == 4 && strncmp(spec, "poly", 4) == 0) {
-        if (!rest || !*rest) {
-            fprintf(stderr, "kat features: poly:EXPR needs an expression, e.g. poly:(1+x)^2\n");
-            return -1;
-        }
-        m->kind = MAP_POLY;
-        m->expr = rest;
-        return 0;
-    }
-    if ((head == 3 && strncmp(spec, "rff", 3) == 0) ||
-        (head == 11 && strncmp(spec, "rff-laplace", 11) == 0) ||
-        (head == 5 && strncmp(spec, "favor", 5) == 0)) {
-        m->kind = spec[0] == 'f' ? MAP_FAVOR : head == 3 ? MAP_RFF : MAP_LAPLACE;
-        const char *opt = rest ? strchr(rest, ':') : NULL;
-        size_t len = rest ? (opt ? (size_t)(opt - rest) : strlen(rest)) : 0;
-        if (!rest || len == 0 || len >= sizeof buf) {
-            fprintf(stderr, "kat features: '%s' needs a feature count, e.g. %.*s:256\n", spec,
-                    (int)head, spec);
-            return -1;
-        }
-        memcpy(buf, rest, len);
-        buf[len] = '\0';
-        if (parse_count(buf, &m->M)) {
-            fprintf(stderr, "kat features: '%s' is not a feature count in '%s'\n", buf, spec);
-            return -1;
-        }
-        if (opt) {
-            const char *want = m->kind == MAP_FAVOR ? "ortho" : "pair";
-            if (strcmp(opt + 1, want) != 0) {
-                fprintf(stderr, "kat features: unknown option '%s' in '%s' (expected '%s')\n",
-                        opt + 1, spec, want);
-                return -1;
-            }
-            if (m->kind == MAP_FAVOR)
-                m->ortho = 1;
-            else
-                m->pair = 1;
-        }
-        return 0;
-    }
-    if (head == 5 && strncmp(spec, "group", 5) == 0) {
-        m->kind = MAP_GROUP;
-        if (rest && parse_count(rest, &m->rank)) {
-            fprintf(stderr, "kat features: group:R needs a rank R >= 0, got '%s'\n", spec);
-            return -1;
-        }
-        return 0;
-    }
-    fprintf(stderr, "kat features: unknown map '%s' (taylor:P, poly:EXPR, rff:M, rff-laplace:M, "
-                    "favor:M, group)\n", spec);
-    return -1;
-}
-
-static const char *kernel_text(map_kind k)
+/* The kernel a map stands for (kat_featmap_spec_kernel computes it), for the output. */
+static const char *kernel_text(kat_featmap_kind k)
 {
     switch (k) {
-    case MAP_TAYLOR: return "exp(s q.k)";
-    case MAP_POLY: return "f(q.k)";
-    case MAP_RFF: return "exp(-|q-k|_2^2/(2 s^2))";
-    case MAP_LAPLACE: return "exp(-|q-k|_1/s)";
-    case MAP_FAVOR: return "exp(s q.k)";
-    case MAP_GROUP: return "f(<a, b xor c>)";
+    case KAT_FEATMAP_KIND_TAYLOR: return "exp(s q.k)";
+    case KAT_FEATMAP_KIND_POLY: return "f(q.k)";
+    case KAT_FEATMAP_KIND_RFF: return "exp(-|q-k|_2^2/(2 s^2))";
+    case KAT_FEATMAP_KIND_RFF_LAPLACE: return "exp(-|q-k|_1/s)";
+    case KAT_FEATMAP_KIND_FAVOR: return "exp(s q.k)";
+    case KAT_FEATMAP_KIND_ELU1: return "phi(q).psi(k)";
+    case KAT_FEATMAP_KIND_GROUP: return "f(<a, b xor c>)";
     }
     return "";
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 enum { BENCH_REPS = 7 };
@@ -150,14 +49,6 @@ typedef struct {
     double apply_ms, vjp_ms, gemm_ms;          /* wall clock */
     double apply_cpu, vjp_cpu, gemm_cpu;       /* process CPU time (all threads), ms */
 } bench_result;
-
-/* Process CPU seconds: on a loaded shared machine it moves far less than the wall clock. */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Median times of the fp32 map (query side), its vjp and the sgemm phi^T V over n rows: rows
  * with N(0, 1/d) entries, or random corners of the box with these sides (group maps take
@@ -182,15 +73,15 @@ static kat_status bench_map(const kat_featmap *fm, size_t n, uint64_t seed,
         g[i] = (float)kat_rng_gaussian(rng, 1.0);
     double t[6][BENCH_REPS];
     for (int r = -1; r < BENCH_REPS && !st; r++) {   /* r = -1 warms up */
-        double c0 = cpu_now(), t0 = cli_now();
+        double c0 = timing_cpu_now(), t0 = timing_now();
         st = kat_featmap_apply_f32(fm, KAT_SIDE_QUERY, n, x, d, f, D);
-        double c1 = cpu_now(), t1 = cli_now();
+        double c1 = timing_cpu_now(), t1 = timing_now();
         if (!st && has_vjp)   /* a map without a gradient (group maps) times the map only */
             st = kat_featmap_vjp_f32(fm, KAT_SIDE_QUERY, n, x, d, g, D, v, d);
-        double c2 = cpu_now(), t2 = cli_now();
+        double c2 = timing_cpu_now(), t2 = timing_now();
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)d, (int)n, 1.0f, f,
                     (int)D, x, (int)d, 0.0f, S, (int)d);
-        double c3 = cpu_now(), t3 = cli_now();
+        double c3 = timing_cpu_now(), t3 = timing_now();
         if (r >= 0) {
             t[0][r] = t1 - t0;
             t[1][r] = t2 - t1;
@@ -202,10 +93,8 @@ static kat_status bench_map(const kat_featmap *fm, size_t n, uint64_t seed,
     }
     if (!st) {
         double med[6];
-        for (int k = 0; k < 6; k++) {
-            qsort(t[k], BENCH_REPS, sizeof(double), cmp_double);
-            med[k] = 1e3 * t[k][BENCH_REPS / 2];
-        }
+        for (int k = 0; k < 6; k++)
+            med[k] = 1e3 * timing_median(t[k], BENCH_REPS);
         *out = (bench_result){med[0], med[1], med[2], med[3], med[4], med[5]};
         if (!has_vjp)   /* not measured: NaN, which the output shows as null / "none" */
             out->vjp_ms = out->vjp_cpu = NAN;
@@ -241,16 +130,22 @@ int kat_cmd_features(int argc, char **argv)
     int rc = cli_parse(usage, opts, nopts, argc, argv, NULL, 0, NULL);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    map_spec ms;
+    kat_featmap_spec ms;
     if (!spec_s) {
         fprintf(stderr, "kat features: --map is required\n");
         goto usage_error;
     }
-    if (parse_spec(spec_s, &ms))
+    kat_status st = kat_featmap_spec_parse(spec_s, &ms);
+    if (st == KAT_EPARSE) {
+        fprintf(stderr, "kat features: %s\n", kat_last_error());
         goto usage_error;
+    }
+    if (st)
+        return cli_fail("features", "--map", st);
+    const int group = ms.kind == KAT_FEATMAP_KIND_GROUP;
     double *a = NULL;
     size_t na = 0;
-    if (ms.kind == MAP_GROUP && have_a) {
+    if (group && have_a) {
         if (cli_parse_list(alist, &a, &na))
             goto usage_error;
         if (!have_d)
@@ -265,13 +160,14 @@ int kat_cmd_features(int argc, char **argv)
         fprintf(stderr, "kat features: --d is required\n");
         goto usage_error;
     }
-    if (ms.kind != MAP_GROUP && (have_f || have_a)) {
+    if (!group && (have_f || have_a)) {
         fprintf(stderr, "kat features: --f and --a apply to group maps only\n");
         goto usage_error;
     }
-    if ((ms.kind == MAP_POLY || ms.kind == MAP_GROUP) && have_scale) {
+    const int has_scale = kat_featmap_spec_scale(&ms, d) != 0.0;
+    if (!has_scale && have_scale) {
         fprintf(stderr, "kat features: --scale does not apply to %s maps\n",
-                ms.kind == MAP_POLY ? "poly" : "group");
+                kat_featmap_kind_name(ms.kind));
         kat_free(a);
         goto usage_error;
     }
@@ -280,44 +176,18 @@ int kat_cmd_features(int argc, char **argv)
         kat_free(a);
         goto usage_error;
     }
-    if (!have_scale)
-        scale = (ms.kind == MAP_TAYLOR || ms.kind == MAP_FAVOR)
-                    ? (d > 0 ? 1.0 / sqrt((double)d) : 1.0)
-                    : 1.0;
+    if (have_scale && scale == 0.0) {   /* 0 would select the default */
+        fprintf(stderr, "kat features: --scale must be > 0 (got 0)\n");
+        kat_free(a);
+        goto usage_error;
+    }
+    ms.scale = have_scale ? scale : 0.0;
+    scale = kat_featmap_spec_scale(&ms, d);
 
-    kat_status st = KAT_OK;
     kat_fn *f = NULL;
     kat_featmap *fm = NULL;
     const char *what = "building the map";
-    switch (ms.kind) {
-    case MAP_TAYLOR:
-        if (!(scale > 0.0)) {
-            fprintf(stderr, "kat features: --scale must be > 0 for taylor maps (got %g)\n", scale);
-            goto usage_error;
-        }
-        st = kat_featmap_taylor_create(d, (int)ms.order, 1.0 / scale, &fm);
-        break;
-    case MAP_POLY: {
-        size_t pos = 0;
-        st = kat_fn_parse(ms.expr, &f, &pos);
-        what = "parsing the polynomial";
-        if (!st) {
-            what = "building the map";
-            st = kat_featmap_poly_from_fn(f, d, &fm);
-        }
-        break;
-    }
-    case MAP_RFF:
-    case MAP_LAPLACE:
-        st = kat_featmap_rff_create(ms.kind == MAP_RFF ? KAT_RFF_GAUSSIAN : KAT_RFF_LAPLACE,
-                                    ms.pair ? KAT_RFF_PAIR : KAT_RFF_PHASE, d, ms.M, scale, seed,
-                                    &fm);
-        break;
-    case MAP_FAVOR:
-        st = kat_featmap_favor_create(d, ms.M, scale, ms.ortho ? KAT_FAVOR_ORTHOGONAL : 0u, seed,
-                                      &fm);
-        break;
-    case MAP_GROUP:
+    if (group) {   /* the corners need the sides, the output the name of f */
         what = "parsing --f";
         st = kat_fn_parse(fexpr ? fexpr : "exp(-x)", &f, NULL);
         if (!st && !a && d <= KAT_GROUP_MAX_D) {
@@ -327,11 +197,15 @@ int kat_cmd_features(int argc, char **argv)
             for (size_t t = 0; a && t < d; t++)
                 a[t] = 1.0;
         }
-        if (!st) {
-            what = "building the map";
-            st = kat_group_featmap_create(f, a, d, ms.rank, 0u, &fm);
-        }
-        break;
+        ms.group_f = f;
+        ms.group_sides = a;
+    } else if (ms.kind == KAT_FEATMAP_KIND_POLY) {   /* only for the output's f = ... */
+        what = "parsing the polynomial";
+        st = kat_fn_parse(ms.expr, &f, NULL);
+    }
+    if (!st) {
+        what = "building the map";
+        st = kat_featmap_spec_create(&ms, d, seed, &fm);
     }
     if (st) {
         kat_fn_destroy(f);
@@ -364,7 +238,7 @@ int kat_cmd_features(int argc, char **argv)
         size_t nb = n - i0 < blk ? n - i0 : blk;
         for (size_t i = 0; i < 2 * nb * d; i++) {
             double v;
-            if (ms.kind == MAP_GROUP) {   /* q and k interleaved row blocks: corner b or c */
+            if (group) {   /* q and k interleaved row blocks: corner b or c */
                 size_t t = i % d;
                 v = kat_rng_uniform(rng) < 0.5 ? 0.0 : a[t];
             } else {
@@ -394,20 +268,12 @@ int kat_cmd_features(int argc, char **argv)
         }
         for (size_t i = 0; i < nb && !st; i++) {
             const double *qi = q + i * d, *ki = k + i * d;
-            double approx = 0.0, exact, dot = 0.0, l1 = 0.0, l2 = 0.0;
+            double approx = 0.0, exact;
             for (size_t j = 0; j < D; j++)
                 approx += fq[i * D + j] * fk[i * D + j];
-            for (size_t j = 0; j < d; j++) {
-                dot += qi[j] * ki[j];
-                l1 += fabs(qi[j] - ki[j]);
-                l2 += (qi[j] - ki[j]) * (qi[j] - ki[j]);
-            }
-            switch (ms.kind) {
-            case MAP_POLY: exact = kat_fn_eval1(f, dot); break;
-            case MAP_RFF: exact = exp(-l2 / (2 * scale * scale)); break;
-            case MAP_LAPLACE: exact = exp(-l1 / scale); break;
-            case MAP_GROUP: exact = kat_fn_eval1(f, l1); break;
-            default: exact = exp(scale * dot); break;
+            if ((st = kat_featmap_spec_kernel(&ms, fm, qi, ki, &exact))) {
+                what = "computing the exact kernel";
+                break;
             }
             double ae = fabs(approx - exact);
             max_abs = fmax(max_abs, ae);
@@ -430,19 +296,18 @@ int kat_cmd_features(int argc, char **argv)
         return cli_fail("features", what, st);
     }
     bench_result br = {0, 0, 0, 0, 0, 0};
-    if (bench && (st = bench_map(fm, n, seed + 1, ms.kind == MAP_GROUP ? a : NULL, &br))) {
+    if (bench && (st = bench_map(fm, n, seed + 1, group ? a : NULL, &br))) {
         kat_featmap_destroy(fm);
         kat_fn_destroy(f);
         kat_free(a);
         return cli_fail("features", "benchmarking", st);
     }
     unsigned flags = kat_featmap_flags(fm);
-    const char *kname = ms.kind == MAP_POLY || ms.kind == MAP_GROUP ? kat_fn_name(f)
-                                                                    : kernel_text(ms.kind);
+    const char *kname = f ? kat_fn_name(f) : kernel_text(ms.kind);
     if (json) {
         cli_json j;
         cli_json_begin(&j, stdout);
-        cli_json_str(&j, "map", ms.spec);
+        cli_json_str(&j, "map", spec_s);
         cli_json_str(&j, "name", kat_featmap_name(fm));
         cli_json_str(&j, "kernel", kernel_text(ms.kind));
         if (f)
@@ -450,7 +315,7 @@ int kat_cmd_features(int argc, char **argv)
         cli_json_int(&j, "d", (long long)d);
         cli_json_int(&j, "n", (long long)n);
         cli_json_int(&j, "seed", (long long)seed);
-        if (ms.kind != MAP_POLY && ms.kind != MAP_GROUP)
+        if (has_scale)
             cli_json_num(&j, "scale", scale);
         cli_json_str(&j, "precision", fp32 ? "fp32" : "fp64");
         cli_json_int(&j, "dim", (long long)D);
@@ -479,14 +344,16 @@ int kat_cmd_features(int argc, char **argv)
         }
         cli_json_end(&j);
     } else {
-        printf("map: %s (%s%s%s)\n", ms.spec, kat_featmap_name(fm),
+        printf("map: %s (%s%s%s)\n", spec_s, kat_featmap_name(fm),
                flags & KAT_FEATMAP_EXACT ? ", exact" : "",
                flags & KAT_FEATMAP_POSITIVE ? ", positive" : "");
         printf("kernel: %s", kernel_text(ms.kind));
-        if (ms.kind == MAP_POLY || ms.kind == MAP_GROUP)
+        if (f)
             printf(", f = %s\n", kname);
-        else
+        else if (has_scale)
             printf(", s = %.6g\n", scale);
+        else
+            printf("\n");
         printf("d: %zu  pairs: %zu  seed: %llu  precision: %s\n", d, n,
                (unsigned long long)seed, fp32 ? "fp32" : "fp64");
         printf("dim: %zu\n", D);

@@ -184,7 +184,7 @@ static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, ka
 
 int kat_cmd_rank(int argc, char **argv)
 {
-    const char *fexpr = "exp", *qfile = NULL, *kfile = NULL, *mfile = NULL;
+    const char *fexpr = "exp", *qfile = NULL, *kfile = NULL, *mfile = NULL, *map = NULL;
     size_t n = 256, m = 0, d = 8;
     int json = 0, sv = 0, m_seen = 0, nd_seen = 0, f_seen = 0, form_seen = 0;
     rank_cli_points pts;
@@ -195,6 +195,8 @@ int kat_cmd_rank(int argc, char **argv)
     size_t k = 0;
     opts[k++] = (cli_opt){"f", CLI_STR, &fexpr, "EXPR   entrywise function of x (default exp)",
                           &f_seen};
+    opts[k++] = (cli_opt){"map", CLI_STR, &map, "SPEC   instead of f: M = Phi(Q) Psi(K)^T of a "
+                          "feature map (kat features' grammar)", NULL};
     opts[k++] = (cli_opt){"n", CLI_SIZE, &n, "N      rows of Q (default 256)", &nd_seen};
     opts[k++] = (cli_opt){"m", CLI_SIZE, &m, "M      rows of K (default n)", &m_seen};
     opts[k++] = (cli_opt){"d", CLI_SIZE, &d, "D      dimension of the points (default 8)",
@@ -217,7 +219,8 @@ int kat_cmd_rank(int argc, char **argv)
         "       kat rank --matrix FILE [--eps E] [--sv] [--json]\n\n"
         "The rank of the n x m matrix M_ij = f(s * a(q_i, k_j)), a = <q,k>, |q-k|^2 or "
         "|q-k|_1,\nwith the stable and effective ranks, eps-ranks, and the rank theory "
-        "predicts for polynomial f;\nwith --matrix, the same measures of a matrix read from a "
+        "predicts for polynomial f;\nwith --map SPEC (taylor2, favor:256, ...) the rank of "
+        "the map's Phi(Q) Psi(K)^T;\nwith --matrix, the same measures of a matrix read from a "
         "file.";
     int rc = cli_parse(usage, opts, k, argc, argv, NULL, 0, NULL);
     if (rc)
@@ -229,8 +232,10 @@ int kat_cmd_rank(int argc, char **argv)
         return cli_usage("rank", "--n, --m, --d and --dist, --sigma, --bound, --sides, --levels, "
                                  "--pm1, --enumerate, --symmetric shape random points; with --q "
                                  "the points come from the files");
-    if (mfile && (qfile || f_seen || form_seen || nd_seen || m_seen || pts.given))
-        return cli_usage("rank", "--matrix '%s' is the matrix itself: --f, --form, --scale, "
+    if (map && f_seen)
+        return cli_usage("rank", "--map and --f both define M; give one");
+    if (mfile && (map || qfile || f_seen || form_seen || nd_seen || m_seen || pts.given))
+        return cli_usage("rank", "--matrix '%s' is the matrix itself: --f, --map, --form, --scale, "
                                  "--q, --k and the options of random points do not apply",
                          mfile);
     if (pts.symmetric && m_seen && m != n)
@@ -274,10 +279,21 @@ int kat_cmd_rank(int argc, char **argv)
         own_k = !pts.symmetric;
     }
     kat_rank_result r;
+    kat_featmap *fm = NULL;
+    if (map && (st = kat_featmap_parse(map, Q.cols, pts.seed, &fm)))
+        rc = st == KAT_EPARSE ? CLI_USAGE : CLI_FAIL;
     double t0 = cli_now();
-    st = mfile ? probe_matrix_file(mfile, &o, &r) : kat_rank_probe(f, &Q, &K, &o, &r);
+    if (!rc)
+        st = mfile ? probe_matrix_file(mfile, &o, &r)
+             : fm  ? kat_rank_probe_featmap(fm, &Q, &K, &o, &r)
+                   : kat_rank_probe(f, &Q, &K, &o, &r);
     double secs = cli_now() - t0;
-    if (st) {
+    kat_featmap_destroy(fm);
+    if (rc == CLI_USAGE) {
+        cli_usage("rank", "--map: %s", kat_last_error());
+    } else if (rc) {
+        rc = cli_fail("rank", "--map", st);
+    } else if (st) {
         rc = cli_fail("rank", mfile ? mfile : "probe", st);
     } else if (json) {
         cli_json j;
@@ -303,9 +319,11 @@ int kat_cmd_rank(int argc, char **argv)
             cli_json_str(&j, "matrix", mfile);
         } else {
             cli_json_int(&j, "d", (long long)r.d);
-            cli_json_str(&j, "f", fexpr);
-            cli_json_str(&j, "form", kat_rank_form_name(o.form));
-            cli_json_num(&j, "scale", o.scale);
+            cli_json_str(&j, map ? "map" : "f", map ? map : fexpr);
+            if (!map) {   /* a map defines M without them */
+                cli_json_str(&j, "form", kat_rank_form_name(o.form));
+                cli_json_num(&j, "scale", o.scale);
+            }
             cli_json_str(&j, "dist", qfile ? "file" : pts.dist);
         }
         cli_json_str(&j, "method", o.method == KAT_RANK_DENSE ? "dense" : "randomized");
@@ -321,16 +339,19 @@ int kat_cmd_rank(int argc, char **argv)
             cli_json_array(&j, "singular_values", r.sv, r.nsv);
         cli_json_end(&j);
     } else {
-        if (mfile)
+        if (mfile) {
             printf("M from %s: %zu x %zu, dense SVD\n", mfile, r.n, r.m);
-        else
-            printf("M = f(s * %s) with f = %s, s = %g: %zu x %zu, d = %zu, %s (%s)\n",
-                   o.form == KAT_RANK_INNER ? "<q,k>"
-                   : o.form == KAT_RANK_L2SQ ? "|q-k|^2"
-                                             : "|q-k|_1",
-                   fexpr, o.scale, r.n, r.m, r.d,
+        } else {
+            if (map)
+                printf("M = Phi(Q) Psi(K)^T of the map %s", map);
+            else
+                printf("M = f(s * %s) with f = %s, s = %g",
+                       o.form == KAT_RANK_INNER ? "<q,k>"
+                       : o.form == KAT_RANK_L2SQ ? "|q-k|^2" : "|q-k|_1", fexpr, o.scale);
+            printf(": %zu x %zu, d = %zu, %s (%s)\n", r.n, r.m, r.d,
                    o.method == KAT_RANK_DENSE ? "dense SVD" : "randomized",
                    qfile ? "points from files" : pts.dist);
+        }
         printf("rank: %zu%s (tol %.3g)\n", r.rank,
                r.converged ? "" : " (a lower bound: the search hit --max-rank)", r.tol);
         print_size(stdout, "predicted rank", r.predicted_rank);

@@ -1,8 +1,6 @@
 /* The `kat` command: dispatch to one subcommand per file. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "cli.h"
 
 #define X(name, fn, summary) int fn(int argc, char **argv);
@@ -29,21 +27,8 @@ static void usage(FILE *out)
     fprintf(out, "\nEvery command takes --help, and most take --seed and --json.\n");
 }
 
-/* OpenBLAS 0.3.21 runs its AVX2 kernels on Zen 5 unless OPENBLAS_CORETYPE=SkylakeX, and reads
- * the variable only when it is loaded: set it and restart once, so every BLAS call (and every
- * BLAS baseline in a benchmark) gets the faster kernels. An explicit setting is respected. */
-static void prefer_avx512_blas(char **argv)
-{
-    if (getenv("OPENBLAS_CORETYPE") || !__builtin_cpu_supports("avx512f"))
-        return;
-    if (setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) == 0)
-        execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the default kernels */
-}
-
 int main(int argc, char **argv)
 {
-    prefer_avx512_blas(argv);
     if (argc < 2) {
         fprintf(stderr, "usage: kat [--help | --version] <command> [options]\nsee kat --help\n");
         return CLI_USAGE;

@@ -8,6 +8,7 @@ kat="$1"
 
 check "--help" 0 "$kat" --help
 check "--version" 0 "$kat" --version
+expect_out "--version is 0.2.0" '^kat 0\.2\.0$'
 check "version --json" 0 "$kat" version --json
 expect_out "version --json has isa" '"isa":'
 check "version bad flag" 2 "$kat" version --bogus

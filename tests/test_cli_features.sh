@@ -56,4 +56,17 @@ expect "bench reports the ratio" '"apply_over_sgemm":'
 check "bench group map" 0 "$kat" features --map group --d 3 --a 1,2,0.5 --n 64 --bench --json
 expect "bench group map: no vjp time" '"vjp_f32_ms":null'
 expect "bench group map: a map time" '"apply_over_sgemm":[0-9]'
+# One grammar (the library's kat_featmap_spec_parse) in every command: taylor2 is taylor:2.
+check "features taylor2" 0 "$kat" features --map taylor2 --d 5 --n 50 --json
+cp "$out" "$tmp/taylor2.json"
+check "features taylor:2" 0 "$kat" features --map taylor:2 --d 5 --n 50 --json
+json_check "taylor2 and taylor:2 are one map" "{k: v for k, v in j.items() if k != 'map'} == {k: v for k, v in json.load(open('$tmp/taylor2.json')).items() if k != 'map'}"
+check "features elu1" 0 "$kat" features --map elu1 --d 6 --n 50 --json
+json_le "elu1 is its own kernel" max_abs_err 1e-12
+check "favor:0" 1 "$kat" features --map favor:0 --d 4
+expect_err "favor:0 names the count" "map 'favor:0': the feature count M must be >= 1"
+check "elu1 with --scale" 2 "$kat" features --map elu1 --d 4 --scale 2
+expect_err "elu1 has no scale" "kat features: --scale does not apply to elu1 maps"
+check "unknown map lists the grammar" 2 "$kat" features --map cosine:3 --d 4
+expect_err "unknown map message" "unknown map 'cosine:3' (taylor:P, taylorP, poly:EXPR,"
 exit "$fail"

@@ -64,6 +64,17 @@ for s in 1 1b 2; do
 done
 same "--seed 1 twice gives the same bytes" "$f/o_seed1.npy" "$f/o_seed1b.npy"
 differ "--seed 2 does not give --seed 1's bytes" "$f/o_seed1.npy" "$f/o_seed2.npy"
+# One grammar in every command: taylor:2 is taylor2, and favor:M takes kat features' options
+for m in taylor2 taylor:2; do
+    check "attn run linear $m" 0 "$kat" attn run --mode linear --causal --q "$f/q.npy" \
+        --k "$f/k.npy" --v "$f/v.npy" --o "$f/o_$m.npy" --params "map=$m"
+done
+same "taylor:2 gives taylor2's bytes" "$f/o_taylor2.npy" "$f/o_taylor:2.npy"
+check "attn run linear favor:32:ortho:stable" 0 "$kat" attn run --mode linear --q "$f/q.npy" \
+    --k "$f/k.npy" --v "$f/v.npy" --o "$f/o_f.npy" --params map=favor:32:ortho:stable
+check "attn run linear favor:0" 1 "$kat" attn run --mode linear --q "$f/q.npy" \
+    --k "$f/k.npy" --v "$f/v.npy" --o "$f/o_f.npy" --params map=favor:0
+expect_err "favor:0 names the count" "map 'favor:0': the feature count M must be >= 1"
 check "bench bad flag" 2 "$kat" bench attn --mode linear --bogus
 check "bench --precise refused" 1 "$kat" bench attn --mode linear --h 1 --n 64 --d 8 --reps 1 \
     --sgemm 0 --backward --precise

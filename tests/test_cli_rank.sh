@@ -137,7 +137,8 @@ expect_out "rank --matrix prints the rank" '^rank: 5 (tol '
 expect_out "rank --matrix prints the eps-ranks" '^  spectral eps-rank: 5$'
 check "rank --matrix with --f" 2 "$kat" rank --matrix "$tmp/A.npy" --f exp
 expect_usage "rank --matrix with --f" "kat rank: --matrix '$tmp/A.npy' is the matrix itself: \
---f, --form, --scale, --q, --k and the options of random points do not apply" "kat rank"
+--f, --map, --form, --scale, --q, --k and the options of random points do not apply" "kat rank"
+check "rank --matrix with --map" 2 "$kat" rank --matrix "$tmp/A.npy" --map taylor2
 check "rank --matrix with --n" 2 "$kat" rank --matrix "$tmp/A.npy" --n 10
 check "rank --matrix with --q" 2 "$kat" rank --matrix "$tmp/A.npy" --q "$tmp/A.npy"
 check "rank --matrix randomized" 2 "$kat" rank --matrix "$tmp/A.npy" --method randomized
@@ -178,5 +179,16 @@ if command -v gnuplot >/dev/null 2>&1; then
         --plot "$tmp/p.png"
     head -c 4 "$tmp/p.png" | grep -q PNG || { echo "FAIL: sweep --plot wrote no PNG"; fail=1; }
 fi
+
+# --map: the rank of a feature map's Phi(Q) Psi(K)^T, in the library's one spec grammar
+check "rank --map taylor2" 0 "$kat" rank --map taylor2 --n 60 --d 3 --json
+json_check "taylor2 on R^3 has rank C(5, 2) = 10" "j['rank'] == 10 and j['map'] == 'taylor2'"
+check "rank --map taylor:2" 0 "$kat" rank --map taylor:2 --n 60 --d 3 --json
+json_check "taylor:2 is taylor2" "j['rank'] == 10"
+check "rank --map and --f" 2 "$kat" rank --map taylor2 --f exp --n 10 --d 3
+check "rank --map favor:0" 1 "$kat" rank --map favor:0 --n 10 --d 3
+expect_err "favor:0 named" "map 'favor:0': the feature count M must be >= 1"
+check "rank --map unknown" 2 "$kat" rank --map taylor3x --n 10 --d 3
+expect_err "bad order named" "map 'taylor3x': taylor needs an order P >= 0"
 
 exit "$fail"

@@ -1062,6 +1062,193 @@ START_TEST(test_allocation_failures)
 }
 END_TEST
 
+/* ---- the spec grammar ------------------------------------------------------------------- */
+
+/* phi(x) of both maps on the same rows is bitwise equal (same map, same seed). */
+static void assert_same_features(kat_featmap *a, kat_featmap *b, size_t d)
+{
+    ck_assert_uint_eq(kat_featmap_out_dim(a), kat_featmap_out_dim(b));
+    ck_assert_uint_eq(kat_featmap_flags(a), kat_featmap_flags(b));
+    size_t D = kat_featmap_out_dim(a), n = 5;
+    double x[5 * 8], fa[5 * 64], fb[5 * 64];
+    ck_assert(d <= 8 && D <= 64);
+    for (size_t i = 0; i < n * d; i++)
+        x[i] = 0.3 * sin(1.7 * (double)i + 0.2);
+    kat_dmat X = {n, d, d, x}, FA = {n, D, D, fa}, FB = {n, D, D, fb};
+    for (int side = 0; side < 2; side++) {
+        ck_assert_int_eq(kat_featmap_apply(a, (kat_side)side, &X, &FA), KAT_OK);
+        ck_assert_int_eq(kat_featmap_apply(b, (kat_side)side, &X, &FB), KAT_OK);
+        ck_assert(memcmp(fa, fb, n * D * sizeof(double)) == 0);
+    }
+}
+
+START_TEST(test_spec_spellings)
+{
+    const size_t d = 4;
+    const uint64_t seed = 7;
+    kat_featmap *a = NULL, *b = NULL;
+    /* taylor2 and taylor:2: the Taylor map of exp(q.k / sqrt d) */
+    ck_assert_int_eq(kat_featmap_parse("taylor2", d, seed, &a), KAT_OK);
+    ck_assert_int_eq(kat_featmap_parse("taylor:2", d, seed, &b), KAT_OK);
+    assert_same_features(a, b, d);
+    kat_featmap_destroy(b);
+    ck_assert_int_eq(kat_featmap_taylor_create(d, 2, 2.0, &b), KAT_OK);   /* tau = sqrt 4 */
+    assert_same_features(a, b, d);
+    kat_featmap_destroy(a);
+    kat_featmap_destroy(b);
+    struct {
+        const char *spec;
+        kat_status (*direct)(kat_featmap **);
+    } cases[] = {
+        {"favor:16:ortho", NULL}, {"favor:16:stable:ortho", NULL}, {"rff:8:pair", NULL},
+        {"rff-laplace:8", NULL}, {"elu1", NULL}, {"poly:(1+x)^2", NULL},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        kat_featmap_spec s;
+        ck_assert_int_eq(kat_featmap_spec_parse(cases[c].spec, &s), KAT_OK);
+        ck_assert_int_eq(kat_featmap_spec_create(&s, d, seed, &a), KAT_OK);
+        switch (c) {
+        case 0:
+            ck_assert_int_eq(kat_featmap_favor_create(d, 16, 0.5, KAT_FAVOR_ORTHOGONAL, seed, &b),
+                             KAT_OK);
+            break;
+        case 1:
+            ck_assert_int_eq(kat_featmap_favor_create(d, 16, 0.5,
+                                                      KAT_FAVOR_ORTHOGONAL | KAT_FAVOR_STABLE,
+                                                      seed, &b), KAT_OK);
+            break;
+        case 2:
+            ck_assert_int_eq(kat_featmap_rff_create(KAT_RFF_GAUSSIAN, KAT_RFF_PAIR, d, 8,
+                                                    sqrt(2.0), seed, &b), KAT_OK);
+            break;
+        case 3:
+            ck_assert_int_eq(kat_featmap_rff_create(KAT_RFF_LAPLACE, KAT_RFF_PHASE, d, 8,
+                                                    sqrt(2.0), seed, &b), KAT_OK);
+            break;
+        case 4:
+            ck_assert_int_eq(kat_featmap_elu1_create(d, &b), KAT_OK);
+            break;
+        default: {
+            const double coef[] = {1, 2, 1};
+            ck_assert_int_eq(kat_featmap_poly_create(coef, 3, d, &b), KAT_OK);
+        }
+        }
+        assert_same_features(a, b, d);
+        kat_featmap_destroy(a);
+        kat_featmap_destroy(b);
+    }
+}
+END_TEST
+
+START_TEST(test_spec_errors)
+{
+    kat_featmap_spec s;
+    memset(&s, 0x5a, sizeof s);
+    const kat_featmap_spec before = s;
+    struct {
+        const char *spec;
+        kat_status st;
+        const char *msg;
+    } cases[] = {
+        {"favor:0", KAT_EINVAL, "map 'favor:0': the feature count M must be >= 1"},
+        {"rff:0:pair", KAT_EINVAL, "map 'rff:0:pair': the feature count M must be >= 1"},
+        {"rff", KAT_EPARSE, "map 'rff': rff needs a feature count, e.g. rff:256"},
+        {"rff:12x", KAT_EPARSE, "map 'rff:12x': '12x' is not a feature count M"},
+        {"favor:8:orth", KAT_EPARSE,
+         "map 'favor:8:orth': unknown option 'orth' (expected ortho or stable)"},
+        {"rff:8:ortho", KAT_EPARSE, "map 'rff:8:ortho': unknown option 'ortho' (expected pair)"},
+        {"taylor", KAT_EPARSE,
+         "map 'taylor': taylor needs an order P >= 0 (taylor:P or taylorP), got ''"},
+        {"taylor:-1", KAT_EPARSE,
+         "map 'taylor:-1': taylor needs an order P >= 0 (taylor:P or taylorP), got '-1'"},
+        {"taylor2000000", KAT_EINVAL, "map 'taylor2000000': the order P must be <= 1000000"},
+        {"poly:", KAT_EPARSE, "map 'poly:': poly needs an expression in x, e.g. poly:(1+x)^2"},
+        {"elu1:2", KAT_EPARSE, "map 'elu1:2': elu1 takes no argument"},
+        {"group:x", KAT_EPARSE, "map 'group:x': group:R needs a rank R >= 0, got 'x'"},
+        {"cosine", KAT_EPARSE,
+         "unknown map 'cosine' (taylor:P, taylorP, poly:EXPR, rff:M[:pair], "
+         "rff-laplace:M[:pair], favor:M[:ortho][:stable], elu1, group[:R])"},
+        {"", KAT_EPARSE, "unknown map '' (taylor:P, taylorP, poly:EXPR, rff:M[:pair], "
+                         "rff-laplace:M[:pair], favor:M[:ortho][:stable], elu1, group[:R])"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ck_assert_int_eq(kat_featmap_spec_parse(cases[c].spec, &s), cases[c].st);
+        ck_assert_str_eq(kat_last_error(), cases[c].msg);
+        ck_assert(memcmp(&s, &before, sizeof s) == 0);   /* untouched on failure */
+    }
+    ck_assert_int_eq(kat_featmap_spec_parse(NULL, &s), KAT_EINVAL);
+    /* values the constructors refuse: named by them */
+    kat_featmap *fm = (kat_featmap *)&s;
+    ck_assert_int_eq(kat_featmap_parse("taylor:2", 0, 1, &fm), KAT_EINVAL);
+    ck_assert(fm == (kat_featmap *)&s);
+    ck_assert_int_eq(kat_featmap_spec_parse("rff:8", &s), KAT_OK);
+    s.scale = -1;
+    ck_assert_int_eq(kat_featmap_spec_create(&s, 4, 1, &fm), KAT_EINVAL);
+    ck_assert_str_eq(kat_last_error(),
+                     "featmap_spec_create: rff map: sigma = -1 must be > 0 and finite");
+    ck_assert_int_eq(kat_featmap_spec_parse("poly:x", &s), KAT_OK);
+    s.scale = 2;
+    ck_assert_int_eq(kat_featmap_spec_create(&s, 4, 1, &fm), KAT_EINVAL);
+    ck_assert_str_eq(kat_last_error(), "featmap_spec_create: a poly map has no scale (got 2)");
+    ck_assert(fm == (kat_featmap *)&s);
+}
+END_TEST
+
+/* The normalised Taylor maps compute T_P(cos(q, k)) whatever d is (FAST's Fastmax), and
+ * kat_featmap_spec_kernel gives the kernel each map stands for. */
+START_TEST(test_spec_norm_and_kernel)
+{
+    const size_t d = 9;
+    double q[9], k[9], qc[9], kc[9], mq = 0, mk = 0;
+    for (size_t j = 0; j < d; j++) {
+        q[j] = sin(0.9 * (double)j + 0.1);
+        k[j] = cos(1.3 * (double)j);
+        mq += q[j] / (double)d;
+        mk += k[j] / (double)d;
+    }
+    double qq = 0, kk = 0, qk = 0;
+    for (size_t j = 0; j < d; j++) {
+        qc[j] = q[j] - mq, kc[j] = k[j] - mk;
+        qq += qc[j] * qc[j], kk += kc[j] * kc[j], qk += qc[j] * kc[j];
+    }
+    const double c = qk / sqrt(qq * kk);
+    for (int order = 1; order <= 2; order++) {
+        kat_featmap_spec s;
+        ck_assert_int_eq(kat_featmap_spec_parse(order == 1 ? "taylor1" : "taylor2", &s), KAT_OK);
+        s.norm = 1;
+        kat_featmap *fm;
+        ck_assert_int_eq(kat_featmap_spec_create(&s, d, 0, &fm), KAT_OK);
+        double v, x = order == 1 ? 0.5 * c : c;
+        ck_assert_int_eq(kat_featmap_score(fm, q, k, &v), KAT_OK);
+        ck_assert_double_eq_tol(v, order == 1 ? 1 + x : 1 + x + x * x / 2, 1e-13);
+        ck_assert(kat_featmap_flags(fm) & KAT_FEATMAP_POSITIVE);
+        ck_assert_int_eq(kat_featmap_spec_kernel(&s, fm, q, k, &v), KAT_ENOTSUP);
+        kat_featmap_destroy(fm);
+    }
+    /* the kernels: exp(q.k / sqrt d) for taylor (not the series), the map's score otherwise */
+    double dot = 0, l2 = 0;
+    for (size_t j = 0; j < d; j++)
+        dot += q[j] * k[j], l2 += (q[j] - k[j]) * (q[j] - k[j]);
+    const struct {
+        const char *spec;
+        double want;
+    } kern[] = {{"taylor:3", exp(dot / 3.0)}, {"favor:4", exp(dot / 3.0)},
+                {"rff:4", exp(-l2 / (2 * 3.0))}, {"poly:1-x^2", 1 - dot * dot}};
+    for (size_t t = 0; t < sizeof kern / sizeof kern[0]; t++) {
+        kat_featmap_spec s;
+        kat_featmap *fm;
+        double v = 0;
+        ck_assert_int_eq(kat_featmap_spec_parse(kern[t].spec, &s), KAT_OK);
+        ck_assert_int_eq(kat_featmap_spec_create(&s, d, 3, &fm), KAT_OK);
+        ck_assert_int_eq(kat_featmap_spec_kernel(&s, fm, q, k, &v), KAT_OK);
+        ck_assert_double_eq_tol(v, kern[t].want, 1e-12 * fabs(kern[t].want));
+        kat_featmap_destroy(fm);
+    }
+    ck_assert_str_eq(kat_featmap_kind_name(KAT_FEATMAP_KIND_RFF_LAPLACE), "rff-laplace");
+    ck_assert_str_eq(kat_featmap_kind_name((kat_featmap_kind)99), "unknown");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("featmaps");
@@ -1084,6 +1271,9 @@ int main(void)
     tcase_add_test(tc, test_batch_and_empty);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_allocation_failures);
+    tcase_add_test(tc, test_spec_spellings);
+    tcase_add_test(tc, test_spec_errors);
+    tcase_add_test(tc, test_spec_norm_and_kernel);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -1,7 +1,9 @@
 /* Entrywise functions: built-ins, polynomials, powers, callbacks. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "testutil.h"
+#include "fn/expr_ops.h"
 
 START_TEST(test_builtins_match_libm)
 {
@@ -38,6 +40,76 @@ START_TEST(test_builtin_values)
     TU_OK(kat_fn_builtin("indicator", &f));
     ck_assert_double_eq(kat_fn_eval1(f, 0.0), 0.0);
     ck_assert_double_eq(kat_fn_eval1(f, -1e-300), 1.0);
+    kat_fn_destroy(f);
+}
+END_TEST
+
+/* kat_fn_builtin(name) and kat_fn_parse("name(x)") accept the same names: every named
+ * one-argument operation of lib/fn/expr_ops.def, with the same values bit for bit; the
+ * two-argument ones and unknown names fail in both. */
+START_TEST(test_builtin_set_is_parse_set)
+{
+    static const struct {
+        const char *name;
+        int arity;
+        double (*value)(double, double);
+    } ops[] = {
+#define EXPR_OP(ID, name, arity, value) {name, arity, eop_##ID},
+#include "fn/expr_ops.def"
+#undef EXPR_OP
+    };
+    const double x[7] = {-2.5, -1.0, -0.0, 0.0, 0.3, 1.0, 4.0};
+    size_t named = 0;
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        if (!*ops[k].name)
+            continue;
+        char src[64];
+        kat_fn *b = NULL, *p = NULL;
+        if (ops[k].arity == 1) {
+            named++;
+            snprintf(src, sizeof src, "%s(x)", ops[k].name);
+            TU_OK(kat_fn_builtin(ops[k].name, &b));
+            TU_OK(kat_fn_parse(src, &p, NULL));
+            ck_assert_str_eq(kat_fn_name(b), ops[k].name);
+            for (size_t i = 0; i < 7; i++) {
+                double yb = kat_fn_eval1(b, x[i]), yp = kat_fn_eval1(p, x[i]);
+                double want = ops[k].value(x[i], 0.0);
+                ck_assert_msg(memcmp(&yb, &yp, sizeof yb) == 0 &&
+                                  memcmp(&yb, &want, sizeof yb) == 0,
+                              "%s(%g): builtin %.17g, parse %.17g, table %.17g", ops[k].name,
+                              x[i], yb, yp, want);
+            }
+        } else {
+            snprintf(src, sizeof src, "%s(x, 1)", ops[k].name);
+            TU_OK(kat_fn_parse(src, &p, NULL));
+            char msg[128];
+            snprintf(msg, sizeof msg, "fn_builtin: '%s' takes 2 arguments; write an expression "
+                     "such as '%s(x, 0)' for kat_fn_parse", ops[k].name, ops[k].name);
+            ck_assert_int_eq(kat_fn_builtin(ops[k].name, &b), KAT_EINVAL);
+            ck_assert_str_eq(kat_last_error(), msg);
+        }
+        kat_fn_destroy(b);
+        kat_fn_destroy(p);
+    }
+    ck_assert_uint_ge(named, 19);
+    /* the names that differed before the table: log was parsed but not a built-in */
+    const char *also[] = {"log", "expm1", "tan", "sign", "floor", "ceil", "identity"};
+    for (size_t k = 0; k < sizeof also / sizeof also[0]; k++) {
+        kat_fn *f = NULL;
+        TU_OK(kat_fn_builtin(also[k], &f));
+        kat_fn_destroy(f);
+    }
+    kat_fn *f = NULL;
+    ck_assert_int_eq(kat_fn_builtin("cosh", &f), KAT_EINVAL);
+    ck_assert_str_eq(kat_last_error(), "fn_builtin: unknown function name 'cosh'");
+    ck_assert_int_eq(kat_fn_parse("cosh(x)", &f, NULL), KAT_EPARSE);
+    ck_assert_int_eq(kat_fn_builtin("", &f), KAT_EINVAL);
+    ck_assert_ptr_null(f);
+    /* identity is still recognised as the polynomial x */
+    TU_OK(kat_fn_builtin("identity", &f));
+    double c[3];
+    ck_assert_int_eq(kat_fn_poly_coeffs(f, c, 3), 1);
+    ck_assert(c[0] == 0.0 && c[1] == 1.0);
     kat_fn_destroy(f);
 }
 END_TEST
@@ -121,6 +193,7 @@ int main(void)
     TCase *tc = tcase_create("fn");
     tcase_add_test(tc, test_builtins_match_libm);
     tcase_add_test(tc, test_builtin_values);
+    tcase_add_test(tc, test_builtin_set_is_parse_set);
     tcase_add_test(tc, test_poly);
     tcase_add_test(tc, test_pow);
     tcase_add_test(tc, test_callback);

@@ -242,8 +242,8 @@ static void taylor2_reference(const kat_tensor *q, const kat_tensor *k, const ka
     free(kn);
 }
 
-/* Taylor-2 (maps helper's exact polynomial map) behind per-token normalisation, through the
- * engine = quadratic attention with f(x) = 1 + x + x^2/2 on the same normalised q and k. */
+/* Taylor-2 (the exact polynomial map of theory/polynomial.c) behind per-token normalisation,
+ * through the engine = quadratic attention with f(x) = 1 + x + x^2/2 on the same normalised q and k. */
 START_TEST(test_taylor2_equals_quadratic)
 {
     const size_t d = 8, dv = 4;

@@ -279,7 +279,7 @@ START_TEST(test_hash_single_bucket_is_dense)
 }
 END_TEST
 
-/* The issue's regression: with tile size 4, q buckets [1,1,1,1,0,0,0,0] and k buckets
+/* A regression case: with tile size 4, q buckets [1,1,1,1,0,0,0,0] and k buckets
  * [0,0,0,0,0,0,1,1] (buckets correlated with position, in opposite directions) make the
  * paper's hash backward skip query tiles and lose 7 of the 23 allowed pairs. Scaled to kat's
  * tiles: N = 2 key tiles, q bucket 1 on the first half and 0 on the second, k bucket 0 on the

@@ -3,7 +3,7 @@
  * so every kernel value phi(q) . psi(k) is > 0: normalised attention is safe by construction. */
 #include <math.h>
 #include "core/internal.h"
-#include "kat/linear.h"
+#include "kat/featmaps.h"
 
 typedef struct {
     size_t d;

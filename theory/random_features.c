@@ -12,7 +12,7 @@
 #include <string.h>
 #include "core/internal.h"
 #include "kat/featmaps.h"
-#include "kernels/kernels.h"
+#include "kernels/vmath.h"
 
 typedef enum { RF_RFF, RF_FAVOR } rf_family;
 
@@ -128,7 +128,7 @@ static void rf_exp_f32(size_t n, const float *z, float shift, float c, float *y)
     const float log2e = 0x1.715476p+0f;
     for (size_t j = 0; j < n; j++)
         y[j] = (z[j] - shift) * log2e;
-    kat_kernels_get()->exp2(n, y, y);
+    kat_kernels_exp2(n, y, y);
     for (size_t j = 0; j < n; j++)
         y[j] *= c;
 }

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "core/internal.h"
-#include "kat/linear.h"
+#include "kat/featmaps.h"
 
 /* Rows normalised per block on the stack: no allocation in the engine's hot loop. */
 enum { BLOCK_DOUBLES = 2048 };

@@ -120,12 +120,14 @@ static kat_status window_error(attn_tensors *t, double *err)
 static kat_status linear_error(attn_tensors *t, double *err)
 {
     size_t n = t->desc.H * t->desc.N * t->desc.D;
-    kat_featmap *inner = NULL, *fm = NULL;
+    kat_featmap *fm = NULL;
+    kat_featmap_spec spec;
     kat_linear_opts lo = {.causal = 1};
     double *ref = kat_malloc(n * sizeof *ref);
-    kat_status st = ref ? kat_featmap_taylor_create(t->desc.D, 2, 1.0, &inner) : KAT_ENOMEM;
+    kat_status st = ref ? kat_featmap_spec_parse("taylor2", &spec) : KAT_ENOMEM;
+    spec.norm = 1;   /* FAST's Fastmax, as `kat attn --mode linear --params map=taylor2` */
     if (!st)
-        st = kat_featmap_token_norm_create(inner, 1, 1.0, 0, &fm);   /* owns inner */
+        st = kat_featmap_spec_create(&spec, t->desc.D, 0, &fm);
     if (!st)
         st = kat_linear_forward(fm, &lo, &t->q, &t->k, &t->v, &t->o, NULL, NULL);
     if (!st)

@@ -46,14 +46,14 @@ typedef struct {
 } kat_attn_desc;
 
 /* Fill *out from views: B, H, N, D from q, H_kv and M from k. */
-kat_status kat_attn_desc_from_views(const kat_tensor *q, const kat_tensor *k, int causal,
-                                    double scale, kat_attn_desc *out);
+KAT_API kat_status kat_attn_desc_from_views(const kat_tensor *q, const kat_tensor *k, int causal,
+                                            double scale, kat_attn_desc *out);
 
 /* Check a desc and resolve its defaults (H_kv = 0 -> H, scale = 0 -> 1/sqrt(D)) into *out
  * (which may be desc). Errors: KAT_EINVAL for D = 0, D > KAT_ATTN_MAX_D, H not a multiple of
  * H_kv; KAT_ERANGE for N or M >= 2^31 or a size product that overflows; KAT_EDOM for a
  * non-finite scale. */
-kat_status kat_attn_desc_check(const kat_attn_desc *desc, kat_attn_desc *out);
+KAT_API kat_status kat_attn_desc_check(const kat_attn_desc *desc, kat_attn_desc *out);
 
 /* ---- the flash engine: plan, workspace, execute ------------------------------------------ */
 
@@ -63,27 +63,27 @@ typedef enum { KAT_ATTN_FORWARD = 0, KAT_ATTN_BACKWARD = 1 } kat_attn_pass;
 
 /* Fix shapes, options, the kernels (kat_arch_get() now) and the thread count
  * (kat_num_threads() now). */
-kat_status kat_attn_plan_create(const kat_attn_desc *desc, kat_attn_plan **out);
-void kat_attn_plan_destroy(kat_attn_plan *plan);   /* NULL ok */
+KAT_API kat_status kat_attn_plan_create(const kat_attn_desc *desc, kat_attn_plan **out);
+KAT_API void kat_attn_plan_destroy(kat_attn_plan *plan);   /* NULL ok */
 
 /* The plan's resolved desc (H_kv and scale filled in). */
-const kat_attn_desc *kat_attn_plan_desc(const kat_attn_plan *plan);
+KAT_API const kat_attn_desc *kat_attn_plan_desc(const kat_attn_plan *plan);
 /* Name of the kernels the plan uses ("ref", "avx2", "avx512") and its thread count. */
-const char *kat_attn_plan_isa(const kat_attn_plan *plan);
-int kat_attn_plan_threads(const kat_attn_plan *plan);
+KAT_API const char *kat_attn_plan_isa(const kat_attn_plan *plan);
+KAT_API int kat_attn_plan_threads(const kat_attn_plan *plan);
 
 /* Bytes of workspace a pass needs (64-byte aligned). Forward needs little (tile buffers per
  * thread, plus partial results when the keys are split); backward holds packed Q^T and dO^T
  * and a dq accumulator per thread and head group. */
-size_t kat_attn_workspace_size(const kat_attn_plan *plan, kat_attn_pass pass);
+KAT_API size_t kat_attn_workspace_size(const kat_attn_plan *plan, kat_attn_pass pass);
 
 /* Forward: o (and lse, when not NULL) from q, k, v. `work` is NULL (the call allocates and
  * frees its workspace) or 64-byte aligned memory of kat_attn_workspace_size(plan,
  * KAT_ATTN_FORWARD) bytes; with it the call allocates nothing, and several threads may run
  * the same plan at once on different data and workspaces. Shapes must match the plan. */
-kat_status kat_attn_forward(const kat_attn_plan *plan, const kat_tensor *q,
-                            const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
-                            const kat_tensor *lse, void *work);
+KAT_API kat_status kat_attn_forward(const kat_attn_plan *plan, const kat_tensor *q,
+                                    const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
+                                    const kat_tensor *lse, void *work);
 
 /* Backward: dq, dk, dv from q, k, v, the forward's o, and dout = dL/do. dk and dv sum over
  * the query heads that share a key/value head.
@@ -94,49 +94,49 @@ kat_status kat_attn_forward(const kat_attn_plan *plan, const kat_tensor *q,
  * gradients' error when |lse| is large (huge logits). With lse NULL a first pass recomputes
  * every row's softmax statistics (one more Q K^T product, about 20% more time) and the
  * gradients are as accurate as a naive fp32 implementation's or better. */
-kat_status kat_attn_backward(const kat_attn_plan *plan, const kat_tensor *q,
-                             const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
-                             const kat_tensor *lse, const kat_tensor *dout,
-                             const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,
-                             void *work);
+KAT_API kat_status kat_attn_backward(const kat_attn_plan *plan, const kat_tensor *q,
+                                     const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
+                                     const kat_tensor *lse, const kat_tensor *dout,
+                                     const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,
+                                     void *work);
 
 /* One-shot forms: build a plan from the views, run it, destroy it. */
-kat_status kat_attn_dense_forward(const kat_tensor *q, const kat_tensor *k,
-                                  const kat_tensor *v, const kat_tensor *o,
-                                  const kat_tensor *lse, int causal, double scale);
-kat_status kat_attn_dense_backward(const kat_tensor *q, const kat_tensor *k,
-                                   const kat_tensor *v, const kat_tensor *o,
-                                   const kat_tensor *lse, const kat_tensor *dout,
-                                   const kat_tensor *dq, const kat_tensor *dk,
-                                   const kat_tensor *dv, int causal, double scale);
+KAT_API kat_status kat_attn_dense_forward(const kat_tensor *q, const kat_tensor *k,
+                                          const kat_tensor *v, const kat_tensor *o,
+                                          const kat_tensor *lse, int causal, double scale);
+KAT_API kat_status kat_attn_dense_backward(const kat_tensor *q, const kat_tensor *k,
+                                           const kat_tensor *v, const kat_tensor *o,
+                                           const kat_tensor *lse, const kat_tensor *dout,
+                                           const kat_tensor *dq, const kat_tensor *dk,
+                                           const kat_tensor *dv, int causal, double scale);
 
 /* ---- the fp64 reference ------------------------------------------------------------------ */
 
 /* Naive attention in double precision from fp32 views (threaded over rows). Outputs are
  * contiguous: o [B, H, N, D] and lse [B, H, N] (lse may be NULL). */
-kat_status kat_attn_reference_forward(const kat_attn_desc *desc, const kat_tensor *q,
-                                      const kat_tensor *k, const kat_tensor *v, double *o,
-                                      double *lse);
+KAT_API kat_status kat_attn_reference_forward(const kat_attn_desc *desc, const kat_tensor *q,
+                                              const kat_tensor *k, const kat_tensor *v, double *o,
+                                              double *lse);
 /* Gradients in double: dq [B, H, N, D], dk and dv [B, H_kv, M, D], contiguous. */
-kat_status kat_attn_reference_backward(const kat_attn_desc *desc, const kat_tensor *q,
-                                       const kat_tensor *k, const kat_tensor *v,
-                                       const kat_tensor *dout, double *dq, double *dk,
-                                       double *dv);
+KAT_API kat_status kat_attn_reference_backward(const kat_attn_desc *desc, const kat_tensor *q,
+                                               const kat_tensor *k, const kat_tensor *v,
+                                               const kat_tensor *dout, double *dq, double *dk,
+                                               double *dv);
 
 /* ---- the unfused baseline ------------------------------------------------------------------ */
 
 /* S = scale q k^T (cblas_sgemm), row softmax (vectorised exp, threaded), o = P v (sgemm), in
  * blocks of query rows so that S stays below 256 MiB. Same contract as kat_attn_forward. */
-kat_status kat_attn_unfused_forward(const kat_attn_desc *desc, const kat_tensor *q,
-                                    const kat_tensor *k, const kat_tensor *v,
-                                    const kat_tensor *o, const kat_tensor *lse);
+KAT_API kat_status kat_attn_unfused_forward(const kat_attn_desc *desc, const kat_tensor *q,
+                                            const kat_tensor *k, const kat_tensor *v,
+                                            const kat_tensor *o, const kat_tensor *lse);
 /* The unfused backward: recompute P, then dv = P^T dO, dP = dO v^T, dS = P o (dP - delta),
  * dq = scale dS k, dk = scale dS^T q, all through sgemm. lse is not needed (NULL ok). */
-kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor *q,
-                                     const kat_tensor *k, const kat_tensor *v,
-                                     const kat_tensor *o, const kat_tensor *dout,
-                                     const kat_tensor *dq, const kat_tensor *dk,
-                                     const kat_tensor *dv);
+KAT_API kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor *q,
+                                             const kat_tensor *k, const kat_tensor *v,
+                                             const kat_tensor *o, const kat_tensor *dout,
+                                             const kat_tensor *dq, const kat_tensor *dk,
+                                             const kat_tensor *dv);
 
 #ifdef __cplusplus
 }

@@ -34,59 +34,59 @@ typedef enum {
 } kat_status;
 
 /* Short fixed text for a status code ("invalid argument", ...). Never NULL. */
-const char *kat_strerror(kat_status st);
+KAT_API const char *kat_strerror(kat_status st);
 
 /* The calling thread's last error sentence, or "" when none. Valid until the next kat call
  * on this thread that fails. */
-const char *kat_last_error(void);
+KAT_API const char *kat_last_error(void);
 
 /* Forget the calling thread's last error. */
-void kat_clear_error(void);
+KAT_API void kat_clear_error(void);
 
 /* ---- allocation ------------------------------------------------------------------------ */
 
 /* 64-byte aligned allocation; NULL (with kat_last_error set) on failure or when bytes == 0
  * overflows. kat_free(NULL) is a no-op. All kat allocations go through these two functions. */
-void *kat_malloc(size_t bytes);
-void *kat_calloc(size_t count, size_t size);
-void kat_free(void *p);
+KAT_API void *kat_malloc(size_t bytes);
+KAT_API void *kat_calloc(size_t count, size_t size);
+KAT_API void kat_free(void *p);
 
 /* Testing hook: make the n-th allocation from now on fail (n >= 1); n = 0 disables.
  * Returns the number of allocations made since the hook was last armed. Process-wide. */
-size_t kat_debug_fail_alloc_at(size_t n);
+KAT_API size_t kat_debug_fail_alloc_at(size_t n);
 
 /* ---- version and machine --------------------------------------------------------------- */
 
-const char *kat_version(void);          /* "0.1.0" */
-int kat_version_major(void);
+KAT_API const char *kat_version(void);          /* "0.2.0" */
+KAT_API int kat_version_major(void);
 
 typedef enum { KAT_ARCH_REF = 0, KAT_ARCH_AVX2, KAT_ARCH_AVX512, KAT_ARCH_COUNT } kat_arch;
 
 /* The ISA whose kernels are in use: chosen once from cpuid, or from KAT_ARCH=ref|avx2|avx512. */
-kat_arch kat_arch_get(void);
-const char *kat_arch_name(void);
+KAT_API kat_arch kat_arch_get(void);
+KAT_API const char *kat_arch_name(void);
 /* Force an ISA (for tests and benchmarks). KAT_ENOTSUP if the CPU or the build lacks it. */
-kat_status kat_arch_set(kat_arch arch);
+KAT_API kat_status kat_arch_set(kat_arch arch);
 /* Whether the CPU and the build support an ISA. */
-int kat_arch_supported(kat_arch arch);
+KAT_API int kat_arch_supported(kat_arch arch);
 
 /* Threads used by kat's parallel regions: KAT_NUM_THREADS, else OpenMP's default. */
-int kat_num_threads(void);
-void kat_set_num_threads(int n);   /* n <= 0 restores the default */
+KAT_API int kat_num_threads(void);
+KAT_API void kat_set_num_threads(int n);   /* n <= 0 restores the default */
 
 /* The BLAS in use and its core ("OpenBLAS 0.3.21 ... SkylakeX"), for reports. */
-const char *kat_blas_info(void);
+KAT_API const char *kat_blas_info(void);
 
 /* ---- random numbers (GSL mt19937) -------------------------------------------------------- */
 
 typedef struct kat_rng kat_rng;
 
-kat_status kat_rng_create(uint64_t seed, kat_rng **out);
-void kat_rng_destroy(kat_rng *rng);
-double kat_rng_uniform(kat_rng *rng);                  /* [0, 1) */
-double kat_rng_gaussian(kat_rng *rng, double sigma);   /* N(0, sigma^2) */
-double kat_rng_cauchy(kat_rng *rng, double scale);
-uint64_t kat_rng_uint(kat_rng *rng, uint64_t n);      /* uniform on {0, ..., n-1}, n >= 1 */
+KAT_API kat_status kat_rng_create(uint64_t seed, kat_rng **out);
+KAT_API void kat_rng_destroy(kat_rng *rng);
+KAT_API double kat_rng_uniform(kat_rng *rng);                  /* [0, 1) */
+KAT_API double kat_rng_gaussian(kat_rng *rng, double sigma);   /* N(0, sigma^2) */
+KAT_API double kat_rng_cauchy(kat_rng *rng, double scale);
+KAT_API uint64_t kat_rng_uint(kat_rng *rng, uint64_t n);      /* uniform on {0, ..., n-1}, n >= 1 */
 
 /* ---- dense double matrices (row-major views) --------------------------------------------- */
 
@@ -97,11 +97,11 @@ typedef struct {
 } kat_dmat;
 
 /* Allocate a rows x cols matrix (ld = cols), zero-filled. rows or cols may be 0. */
-kat_status kat_dmat_alloc(size_t rows, size_t cols, kat_dmat *out);
-void kat_dmat_free(kat_dmat *m);   /* frees data, zeroes the struct; NULL ok */
+KAT_API kat_status kat_dmat_alloc(size_t rows, size_t cols, kat_dmat *out);
+KAT_API void kat_dmat_free(kat_dmat *m);   /* frees data, zeroes the struct; NULL ok */
 /* Check a caller's view: non-NULL data when non-empty, ld >= cols, no overflow, and (when
  * check_finite) every entry finite. `what` names the argument in the error. */
-kat_status kat_dmat_check(const kat_dmat *m, const char *what, int check_finite);
+KAT_API kat_status kat_dmat_check(const kat_dmat *m, const char *what, int check_finite);
 
 #ifdef __cplusplus
 }

@@ -47,30 +47,30 @@ typedef struct kat_featmap kat_featmap;
 
 /* Wrap a user's ops (not copied: must outlive the map) and state (owned from now on: freed
  * with ops->destroy, also when this call fails). in_dim = d >= 1, out_dim = D >= 1. */
-kat_status kat_featmap_create(const kat_featmap_ops *ops, void *state, size_t in_dim,
-                              size_t out_dim, unsigned flags, kat_featmap **out);
-void kat_featmap_destroy(kat_featmap *fm);   /* NULL ok */
+KAT_API kat_status kat_featmap_create(const kat_featmap_ops *ops, void *state, size_t in_dim,
+                                      size_t out_dim, unsigned flags, kat_featmap **out);
+KAT_API void kat_featmap_destroy(kat_featmap *fm);   /* NULL ok */
 
-size_t kat_featmap_in_dim(const kat_featmap *fm);
-size_t kat_featmap_out_dim(const kat_featmap *fm);
-unsigned kat_featmap_flags(const kat_featmap *fm);
-const char *kat_featmap_name(const kat_featmap *fm);
-int kat_featmap_has_vjp(const kat_featmap *fm);
-const kat_featmap_ops *kat_featmap_get_ops(const kat_featmap *fm);
-const void *kat_featmap_state(const kat_featmap *fm);
+KAT_API size_t kat_featmap_in_dim(const kat_featmap *fm);
+KAT_API size_t kat_featmap_out_dim(const kat_featmap *fm);
+KAT_API unsigned kat_featmap_flags(const kat_featmap *fm);
+KAT_API const char *kat_featmap_name(const kat_featmap *fm);
+KAT_API int kat_featmap_has_vjp(const kat_featmap *fm);
+KAT_API const kat_featmap_ops *kat_featmap_get_ops(const kat_featmap *fm);
+KAT_API const void *kat_featmap_state(const kat_featmap *fm);
 
 /* Validated calls. X is n x d, F is n x D; KAT_EINVAL on shape mismatch, KAT_EDOM on
  * non-finite input or output. */
-kat_status kat_featmap_apply(const kat_featmap *fm, kat_side side, const kat_dmat *X,
-                             kat_dmat *F);
+KAT_API kat_status kat_featmap_apply(const kat_featmap *fm, kat_side side, const kat_dmat *X,
+                                     kat_dmat *F);
 /* fp32 rows (unvalidated data, for the engine's hot loop; shapes are the caller's job). */
-kat_status kat_featmap_apply_f32(const kat_featmap *fm, kat_side side, size_t n,
-                                 const float *x, size_t ldx, float *f, size_t ldf);
-kat_status kat_featmap_vjp_f32(const kat_featmap *fm, kat_side side, size_t n, const float *x,
-                               size_t ldx, const float *g, size_t ldg, float *dx, size_t lddx);
+KAT_API kat_status kat_featmap_apply_f32(const kat_featmap *fm, kat_side side, size_t n,
+                                         const float *x, size_t ldx, float *f, size_t ldf);
+KAT_API kat_status kat_featmap_vjp_f32(const kat_featmap *fm, kat_side side, size_t n, const float *x,
+                                       size_t ldx, const float *g, size_t ldg, float *dx, size_t lddx);
 /* k(q, k): ops->score if given, else the inner product of the features. */
-kat_status kat_featmap_score(const kat_featmap *fm, const double *q, const double *k,
-                             double *out);
+KAT_API kat_status kat_featmap_score(const kat_featmap *fm, const double *q, const double *k,
+                                     double *out);
 
 #ifdef __cplusplus
 }

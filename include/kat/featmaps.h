@@ -34,7 +34,7 @@ extern "C" {
  * sum over t with coef[t] != 0 of C(d+t-1, t), the number of degree-t monomials in d variables.
  * KAT_EINVAL for d = 0, ncoef = 0, NULL pointers or an all-zero f (dimension 0); KAT_EDOM for
  * a non-finite coefficient; KAT_ERANGE, naming the size, when it exceeds KAT_FEATMAP_MAX_DIM. */
-kat_status kat_featmap_poly_dim(const double *coef, size_t ncoef, size_t d, size_t *dim);
+KAT_API kat_status kat_featmap_poly_dim(const double *coef, size_t ncoef, size_t d, size_t *dim);
 
 /* The exact polynomial map of f(x) = sum_{t<ncoef} coef[t] x^t on R^d, in the symmetric
  * (monomial) basis: for each degree t with coef[t] != 0 and each multiset alpha of t indices
@@ -49,15 +49,15 @@ kat_status kat_featmap_poly_dim(const double *coef, size_t ncoef, size_t d, size
  * points (roots of f', from the eigenvalues of its companion matrix, Newton-polished) exceeds
  * the rounding error of evaluating f there. Odd degrees are never positive.
  * score(q, k) = f(q.k). Trailing zero coefficients are ignored. Errors as kat_featmap_poly_dim. */
-kat_status kat_featmap_poly_create(const double *coef, size_t ncoef, size_t d, kat_featmap **out);
+KAT_API kat_status kat_featmap_poly_create(const double *coef, size_t ncoef, size_t d, kat_featmap **out);
 
 /* The same for a kat_fn recognised as a polynomial (kat_fn_poly_coeffs). KAT_EINVAL naming f
  * when f is not a polynomial (exp, relu, a callback, ...). */
-kat_status kat_featmap_poly_from_fn(const kat_fn *f, size_t d, kat_featmap **out);
+KAT_API kat_status kat_featmap_poly_from_fn(const kat_fn *f, size_t d, kat_featmap **out);
 
 /* The feature dimension of the order-P Taylor map on R^d: C(d+P, P) = sum_{t<=P} C(d+t-1, t)
  * (1 + d + d(d+1)/2 for P = 2). KAT_EINVAL for d = 0 or order < 0; KAT_ERANGE naming the size. */
-kat_status kat_featmap_taylor_dim(size_t d, int order, size_t *dim);
+KAT_API kat_status kat_featmap_taylor_dim(size_t d, int order, size_t *dim);
 
 /* The order-P Taylor map of exp(q.k / tau): the exact polynomial map of
  * T_P(x) = sum_{t<=P} (x/tau)^t / t!, with the temperature tau > 0 (tau = 0 selects sqrt(d)).
@@ -67,7 +67,7 @@ kat_status kat_featmap_taylor_dim(size_t d, int order, size_t *dim);
  * T_P(x*) = x*^P/P! > 0); odd P is not positive. Orders 1 and 2 are the maps of FAST/Fastmax
  * (arXiv 2402.07901) and Based (arXiv 2402.18668).
  * Errors: KAT_EINVAL for d = 0, order < 0, tau < 0 or non-finite; KAT_ERANGE naming the size. */
-kat_status kat_featmap_taylor_create(size_t d, int order, double tau, kat_featmap **out);
+KAT_API kat_status kat_featmap_taylor_create(size_t d, int order, double tau, kat_featmap **out);
 
 /* ---- random Fourier features (Rahimi and Recht, NIPS 2007) --------------------------------- */
 
@@ -89,8 +89,8 @@ typedef enum {
  * score(q, k) = the exact kernel. M >= 1 frequencies, sigma > 0 finite, seeded.
  * Errors: KAT_EINVAL for d = 0, M = 0, sigma <= 0 or non-finite, an unknown kernel or form;
  * KAT_ERANGE when the dimension exceeds KAT_FEATMAP_MAX_DIM. */
-kat_status kat_featmap_rff_create(kat_rff_kernel kernel, kat_rff_form form, size_t d, size_t M,
-                                  double sigma, uint64_t seed, kat_featmap **out);
+KAT_API kat_status kat_featmap_rff_create(kat_rff_kernel kernel, kat_rff_form form, size_t d, size_t M,
+                                          double sigma, uint64_t seed, kat_featmap **out);
 
 /* ---- positive random features for exp(scale q.k) (FAVOR+, arXiv 2009.14794) ----------------- */
 
@@ -117,12 +117,111 @@ enum {
  * validated kat_featmap_apply then reports KAT_EDOM.
  * Errors: KAT_EINVAL for d = 0, M = 0, scale <= 0 or non-finite, unknown flags; KAT_ELAPACK if
  * the QR fails; KAT_ERANGE when M exceeds KAT_FEATMAP_MAX_DIM. */
-kat_status kat_featmap_favor_create(size_t d, size_t M, double scale, unsigned flags,
-                                    uint64_t seed, kat_featmap **out);
+KAT_API kat_status kat_featmap_favor_create(size_t d, size_t M, double scale, unsigned flags,
+                                            uint64_t seed, kat_featmap **out);
 
 /* A read-only view of a random map's M x d frequency matrix W (row m = w_m, without the FAVOR
  * scale sqrt(s)), valid while the map lives. KAT_EINVAL if fm is not an RFF or FAVOR+ map. */
-kat_status kat_featmap_random_frequencies(const kat_featmap *fm, kat_dmat *W);
+KAT_API kat_status kat_featmap_random_frequencies(const kat_featmap *fm, kat_dmat *W);
+
+/* ---- maps made for linear attention ------------------------------------------------------- */
+
+/* elu(x) + 1 (Katharopoulos et al. 2020): phi = psi = 1 + elu(x), D = d. Positive features,
+ * so POSITIVE | EXACT; fp32 paths and a vjp. */
+KAT_API kat_status kat_featmap_elu1_create(size_t d, kat_featmap **out);
+
+/* Per-token normalisation around a map: phi(x) = inner.phi(n(x)), n(x) = scale * u / |u| with
+ * u = x - mean(x) when center, else u = x (n(x) = 0 when u = 0). Each token is normalised by
+ * its own statistics only, never by one of the whole sequence (which would leak future tokens
+ * into causal outputs). This is FAST's Fastmax normalisation with a Taylor map inside.
+ * Takes ownership of inner (destroyed with the new map, and on failure). scale > 0, finite.
+ * flags: inner's flags OR extra_flags — pass KAT_FEATMAP_POSITIVE only when the inner kernel is
+ * positive on the sphere of radius scale (e.g. 1 + x for scale < 1). Gradients go through the
+ * normalisation when inner has a vjp. */
+KAT_API kat_status kat_featmap_token_norm_create(kat_featmap *inner, int center, double scale,
+                                                 unsigned extra_flags, kat_featmap **out);
+
+
+/* ---- feature-map specs: the one grammar of every caller (the kat command included) -------- */
+
+/* A spec names a map in text; the same spec gives the same map everywhere:
+ *   taylor:P, taylorP         order-P Taylor map of exp(s q.k), P in [0, 1000000]
+ *   poly:EXPR                 exact map of the polynomial f(q.k) = EXPR in x, e.g. poly:(1+x)^2
+ *   rff:M[:pair]              random Fourier features of exp(-|q-k|_2^2 / (2 sigma^2))
+ *   rff-laplace:M[:pair]      the same for exp(-|q-k|_1 / sigma)
+ *   favor:M[:ortho][:stable]  positive random features (FAVOR+) for exp(s q.k)
+ *   elu1                      elu(x) + 1
+ *   group[:R]                 character map of f(<a, b xor c>) on box corners, rank R (0: exact)
+ * with M >= 1 frequencies (":pair": 2M features cos, sin; otherwise M with random phases),
+ * ":ortho" orthogonal frequency blocks (KAT_FAVOR_ORTHOGONAL), ":stable" the stabilised query
+ * side (KAT_FAVOR_STABLE). Defaults for input dimension d: s = 1/sqrt(d) (tau = sqrt(d), the
+ * softmax scale) and sigma = d^(1/4), so rff's kernel is exp(q.k / sqrt(d)) times norm factors. */
+typedef enum {
+    KAT_FEATMAP_KIND_TAYLOR = 0,
+    KAT_FEATMAP_KIND_POLY,
+    KAT_FEATMAP_KIND_RFF,
+    KAT_FEATMAP_KIND_RFF_LAPLACE,
+    KAT_FEATMAP_KIND_FAVOR,
+    KAT_FEATMAP_KIND_ELU1,
+    KAT_FEATMAP_KIND_GROUP
+} kat_featmap_kind;
+
+/* The longest poly:EXPR expression a spec may hold (bytes, without the terminating zero). */
+#define KAT_FEATMAP_SPEC_EXPR_MAX 255
+
+/* A parsed spec. kat_featmap_spec_parse fills every field; a caller may then set the fields
+ * marked "caller" before kat_featmap_spec_create. */
+typedef struct {
+    kat_featmap_kind kind;
+    int order;              /* taylor: P */
+    size_t count;           /* rff, rff-laplace, favor: M */
+    int pair;               /* rff, rff-laplace: the cos/sin pair form (KAT_RFF_PAIR) */
+    unsigned favor_flags;   /* favor: KAT_FAVOR_ORTHOGONAL | KAT_FAVOR_STABLE */
+    size_t rank;            /* group: R, 0 for the exact map */
+    char expr[KAT_FEATMAP_SPEC_EXPR_MAX + 1];   /* poly: EXPR */
+    /* caller: the kernel parameter, 0 for the default: s of exp(s q.k) for taylor and favor,
+     * sigma for rff and rff-laplace; no meaning (must stay 0) for the others. */
+    double scale;
+    /* caller: per-token normalisation in front of the map (kat_featmap_token_norm_create,
+     * centred) onto the sphere of radius sqrt(1/s) (taylor: times sqrt(1/2) for P = 1, so
+     * 1 + s q.k >= 1/2 > 0 and the map is POSITIVE), radius 1 for the other maps. For a Taylor
+     * map s q.k then lies in [-1, 1]: FAST's Fastmax. 0 after parsing. */
+    int norm;
+    /* caller, group only: f of the l1 distance (not owned; NULL: exp(-x)) and the d sides a
+     * (not owned; NULL: all 1). */
+    const kat_fn *group_f;
+    const double *group_sides;
+} kat_featmap_spec;
+
+/* Parse a spec. KAT_EPARSE when the text is malformed (unknown map, missing or non-numeric
+ * count, unknown option), KAT_EINVAL when it is well formed but a value is out of range
+ * (M = 0, P beyond 1000000, EXPR too long); the message names the spec and what is wrong. */
+KAT_API kat_status kat_featmap_spec_parse(const char *spec, kat_featmap_spec *out);
+
+/* "taylor", "poly", "rff", "rff-laplace", "favor", "elu1", "group"; "unknown" otherwise. */
+KAT_API const char *kat_featmap_kind_name(kat_featmap_kind kind);
+
+/* The scale in use for input dimension d: spec->scale, or the default of its kind (above);
+ * 0 for the kinds without one. */
+KAT_API double kat_featmap_spec_scale(const kat_featmap_spec *spec, size_t d);
+
+/* Build the map of a parsed spec on R^d (seed: the random maps' frequencies). Errors as the
+ * map's constructor; KAT_EINVAL when scale is given to a kind without one, or is not > 0 and
+ * finite. */
+KAT_API kat_status kat_featmap_spec_create(const kat_featmap_spec *spec, size_t d, uint64_t seed,
+                                           kat_featmap **out);
+
+/* kat_featmap_spec_parse then kat_featmap_spec_create with the defaults. */
+KAT_API kat_status kat_featmap_parse(const char *spec, size_t d, uint64_t seed,
+                                     kat_featmap **out);
+
+/* The kernel that the map of spec stands for, at (q, k) in R^d (d = kat_featmap_in_dim(fm)):
+ * exp(s q.k) for taylor (of which the map is the truncated series) and favor, the Gaussian or
+ * Laplace kernel for rff, f(q.k) for poly, f(|q - k|_1) = f(<a, b xor c>) on corners for
+ * group, phi(q).psi(k) for elu1. fm must come from kat_featmap_spec_create(spec, ...).
+ * KAT_ENOTSUP with norm set (the kernel is then one of the normalised tokens). */
+KAT_API kat_status kat_featmap_spec_kernel(const kat_featmap_spec *spec, const kat_featmap *fm,
+                                           const double *q, const double *k, double *out);
 
 #ifdef __cplusplus
 }

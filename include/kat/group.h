@@ -38,31 +38,31 @@ extern "C" {
  * size-2 R2HC pieces (FFTW_ESTIMATE, so the result does not depend on timing). Thread-safe:
  * plan creation is serialised internally. d = 0 is the identity on one value. Errors:
  * KAT_EINVAL (x NULL), KAT_ERANGE (d > KAT_GROUP_MAX_D), KAT_ENOMEM (FFTW could not plan). */
-kat_status kat_group_wht(double *x, size_t d);
+KAT_API kat_status kat_group_wht(double *x, size_t d);
 
 /* The same transform by an in-place radix-2 butterfly (the reference the FFTW path is tested
  * against; d passes of 2^(d-1) add/subtract pairs). */
-kat_status kat_group_wht_butterfly(double *x, size_t d);
+KAT_API kat_status kat_group_wht_butterfly(double *x, size_t d);
 
 /* The first row of D_f: g[T] = f(sum_{t in T} a_t) for the 2^d subsets T (bitmasks). Sides
  * a[0..d-1] must be finite and > 0. Errors: KAT_EINVAL (NULL, side <= 0), KAT_EDOM (a side or
  * an f value not finite, naming T), KAT_ERANGE (d > KAT_GROUP_MAX_D, naming 2^d). */
-kat_status kat_group_hyperrect_values(const kat_fn *f, const double *a, size_t d, double *g);
+KAT_API kat_status kat_group_hyperrect_values(const kat_fn *f, const double *a, size_t d, double *g);
 
 /* The 2^d eigenvalues of D_f on the hyperrectangle with sides a: lambda[S] (S a bitmask) is
  * the eigenvalue of the Walsh character chi_S. O(d 2^d) time and one 2^d scratch vector (so a
  * failed call leaves lambda untouched). Errors as kat_group_hyperrect_values. */
-kat_status kat_group_hyperrect_spectrum(const kat_fn *f, const double *a, size_t d,
-                                        double *lambda);
+KAT_API kat_status kat_group_hyperrect_spectrum(const kat_fn *f, const double *a, size_t d,
+                                                double *lambda);
 
 /* The dense 2^d x 2^d matrix D_f (entry (b, c) = f(<a, b XOR c>)) into the caller's view D,
  * which must be exactly 2^d x 2^d. For cross-checks against a dense eigensolver. */
-kat_status kat_group_hyperrect_matrix(const kat_fn *f, const double *a, size_t d, kat_dmat *D);
+KAT_API kat_status kat_group_hyperrect_matrix(const kat_fn *f, const double *a, size_t d, kat_dmat *D);
 
 /* An upper bound on the rounding error of every lambda_S computed from values g by the WHT:
  * (d + 1) eps sum_T |g_T| (d levels of additions plus one rounding of each f value). Use it to
  * decide the sign or zero-ness of an eigenvalue. */
-double kat_group_spectrum_tol(const double *g, size_t d);
+KAT_API double kat_group_spectrum_tol(const double *g, size_t d);
 
 /* Normalised Krawtchouk polynomials of the hypercube {0,1}^d: out[k*(d+1) + j] =
  * K_k(j) / C(d, k) for k, j = 0..d, where K_k(j) = sum_i (-1)^i C(j, i) C(d-j, k-i) is the sum
@@ -72,25 +72,25 @@ double kat_group_spectrum_tol(const double *g, size_t d);
  * for k <= d/2 (where it is stable) and the reflection k_{d-k}(j) = (-1)^j k_k(j) above, never
  * forming the binomials; the error stays within a few eps for every d. out holds (d+1)^2
  * values. Errors: KAT_EINVAL (NULL), KAT_ERANGE (d > KAT_GROUP_MAX_CUBE_D). */
-kat_status kat_group_krawtchouk_table(size_t d, double *out);
+KAT_API kat_status kat_group_krawtchouk_table(size_t d, double *out);
 
 /* The spectrum of D_f on the hypercube (a = 1): lambda[j] = sum_k f(k) C(d, k) k_k(j) for
  * j = 0..d, the eigenvalue of every chi_S with |S| = j; mult[j] = C(d, j) (GSL binomials) is
  * its multiplicity. mult may be NULL. d = 0 gives lambda[0] = f(0). Errors: KAT_EINVAL (NULL),
  * KAT_EDOM (f(k) not finite, naming k), KAT_ERANGE (d > KAT_GROUP_MAX_CUBE_D). */
-kat_status kat_group_hypercube_spectrum(const kat_fn *f, size_t d, double *lambda, double *mult);
+KAT_API kat_status kat_group_hypercube_spectrum(const kat_fn *f, size_t d, double *lambda, double *mult);
 
 /* Eigenvalues of the N x N circulant C (C_ij = c[(j - i) mod N]) through FFTW:
  * lambda_m = sum_k c_k exp(2 pi i m k / N), m = 0..N-1, real parts into re and imaginary parts
  * into im (im may be NULL). The eigenvector of lambda_m is (exp(2 pi i m j / N))_j.
  * Errors: KAT_EINVAL (NULL, N = 0), KAT_EDOM (non-finite c), KAT_ENOMEM. */
-kat_status kat_group_circulant_spectrum(const double *c, size_t N, double *re, double *im);
+KAT_API kat_status kat_group_circulant_spectrum(const double *c, size_t N, double *re, double *im);
 
 /* The spectrum of [f(delta(i - j))] on the cyclic group Z_N with delta(k) = min(k, N - k): a
  * symmetric circulant, so lambda[m] = sum_k f(delta(k)) cos(2 pi m k / N) is real and
  * lambda[m] = lambda[N - m]. Errors: KAT_EINVAL (NULL, N = 0), KAT_EDOM (f not finite at some
  * delta, named). */
-kat_status kat_group_cyclic_spectrum(const kat_fn *f, size_t N, double *lambda);
+KAT_API kat_status kat_group_cyclic_spectrum(const kat_fn *f, size_t N, double *lambda);
 
 /* ---- feature maps from characters ---------------------------------------------------------- */
 
@@ -113,8 +113,8 @@ enum {
  * <a, T>. score() is f(<a, b XOR c>) itself. Errors: those of kat_group_hyperrect_spectrum,
  * KAT_EINVAL (rank > 2^d, NULL out), KAT_EDOM (REQUIRE_PSD and a negative lambda_S, naming S and
  * its value). */
-kat_status kat_group_featmap_create(const kat_fn *f, const double *a, size_t d, size_t rank,
-                                    unsigned options, kat_featmap **out);
+KAT_API kat_status kat_group_featmap_create(const kat_fn *f, const double *a, size_t d, size_t rank,
+                                            unsigned options, kat_featmap **out);
 
 #ifdef __cplusplus
 }

@@ -22,12 +22,12 @@ typedef struct {
 
 /* Number of elements: the product of the shape, 1 for a scalar, 0 when a dimension is 0.
  * Returns 0 for NULL, an ndim outside 0..8, or a shape whose product overflows. */
-size_t kat_array_size(const kat_array *a);
+KAT_API size_t kat_array_size(const kat_array *a);
 /* Allocate a zero-filled array (data is never NULL, even with zero elements). KAT_EINVAL for a
  * NULL out or shape, a bad dtype or ndim; KAT_ERANGE when the byte count overflows size_t. */
-kat_status kat_array_alloc(kat_dtype dtype, int ndim, const size_t *shape, kat_array *out);
+KAT_API kat_status kat_array_alloc(kat_dtype dtype, int ndim, const size_t *shape, kat_array *out);
 /* Free the data and zero the struct; NULL ok. */
-void kat_array_free(kat_array *a);
+KAT_API void kat_array_free(kat_array *a);
 
 /* Read a .npy file (format 1.0, 2.0 or 3.0): dtype '<f4', '<f8', '>f4' or '>f8', any shape of
  * 0..8 dimensions, zero-size dimensions included. Big-endian data is converted to native
@@ -39,26 +39,26 @@ void kat_array_free(kat_array *a);
  * malformed header (naming the key or the text at fault), an unsupported dtype (named, e.g.
  * '<i4'), a shape whose byte count overflows size_t, or a data section shorter than the
  * shape needs (both byte counts given). */
-kat_status kat_npy_read(const char *path, kat_array *out);
+KAT_API kat_status kat_npy_read(const char *path, kat_array *out);
 /* The same from a memory buffer of len bytes (used by the fuzz harnesses); never reads
  * outside [buf, buf + len). */
-kat_status kat_npy_parse(const void *buf, size_t len, kat_array *out);
+KAT_API kat_status kat_npy_parse(const void *buf, size_t len, kat_array *out);
 /* Write a as numpy does: format 1.0 (2.0 only for a header over 65535 bytes, which eight
  * dimensions never need), header "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }"
  * padded with spaces and '\n' so the data starts at a multiple of 64, little-endian data.
  * Arguments are checked before the file is opened; an I/O failure (KAT_EIO, naming the path)
  * can leave a partial file behind. */
-kat_status kat_npy_write(const char *path, const kat_array *a);
+KAT_API kat_status kat_npy_write(const char *path, const kat_array *a);
 /* Write a strided matrix view as a 2-D .npy in the given dtype (rows x cols, C order).
  * KAT_EDOM for a non-finite entry, or for one beyond the float32 range when dtype is
  * KAT_DTYPE_F32 (naming the entry). */
-kat_status kat_npy_write_dmat(const char *path, const kat_dmat *m, kat_dtype dtype);
+KAT_API kat_status kat_npy_write_dmat(const char *path, const kat_dmat *m, kat_dtype dtype);
 
 /* Read a .npy of any float dtype as a double matrix (ld = cols): 2-D as is, 1-D of length n
  * as n x 1, 0-D as 1 x 1; more dimensions are KAT_EFORMAT naming the shape. A non-finite
  * value is KAT_EDOM naming its (row, col). Other errors as kat_npy_read. Free with
  * kat_dmat_free. */
-kat_status kat_npy_read_dmat(const char *path, kat_dmat *out);
+KAT_API kat_status kat_npy_read_dmat(const char *path, kat_dmat *out);
 
 /* CSV: one row per line, comma-separated numbers (strtod syntax, read in the "C" locale
  * whatever the program's locale), or numbers separated by spaces and tabs as numpy's savetxt
@@ -71,18 +71,18 @@ kat_status kat_npy_read_dmat(const char *path, kat_dmat *out);
  * KAT_EFORMAT for ragged rows, empty fields and text that is not a number; KAT_EDOM for
  * "nan", "inf" and numbers that overflow a double. No rows gives a 0 x 0 matrix (0 x k after
  * a header of k names). Free the result with kat_dmat_free. */
-kat_status kat_csv_read(const char *path, kat_dmat *out);
+KAT_API kat_status kat_csv_read(const char *path, kat_dmat *out);
 /* The same from a buffer of len bytes (no terminating NUL needed; never read past len). */
-kat_status kat_csv_parse(const char *buf, size_t len, kat_dmat *out);
+KAT_API kat_status kat_csv_parse(const char *buf, size_t len, kat_dmat *out);
 /* Write m as CSV: one line per row, entries printed with %.17g (they read back to the same
  * doubles), "\n" line ends. KAT_EDOM for a non-finite entry, checked before the file is
  * opened; KAT_EIO naming the path for an I/O failure. */
-kat_status kat_csv_write(const char *path, const kat_dmat *m);
+KAT_API kat_status kat_csv_write(const char *path, const kat_dmat *m);
 
 /* Read a matrix, choosing the format by the file name's extension (case-insensitive): .npy
  * with kat_npy_read_dmat, .csv and .txt with kat_csv_read. Any other extension, or none, is
  * KAT_EINVAL naming it. */
-kat_status kat_matrix_read(const char *path, kat_dmat *out);
+KAT_API kat_status kat_matrix_read(const char *path, kat_dmat *out);
 
 #ifdef __cplusplus
 }

@@ -71,9 +71,9 @@ enum { KAT_LINEAR_DEFAULT_CHUNK = 32, KAT_LINEAR_MAX_CHUNK = 4096 };
  * one sequence (each thread rebuilds the state of the chunks before its segment; non-causal:
  * partial key states summed). A call of less than ~4 MFLOP (a decoding step) runs on the
  * calling thread. Deterministic for a given thread count. */
-kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts,
-                              const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
-                              kat_tensor *o, const kat_tensor *state_in, kat_tensor *state_out);
+KAT_API kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts,
+                                      const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                                      kat_tensor *o, const kat_tensor *state_in, kat_tensor *state_out);
 
 /* Backward pass of kat_linear_forward: given o (the forward's output) and d_o = dL/do, writes
  * dq, dk, dv (same shapes as q, k, v; overwritten, not accumulated) and, when d_state_in is
@@ -82,11 +82,11 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
  * KAT_ENOTSUP otherwise. Forward states are recomputed at chunk boundaries; memory stays
  * O(N + C D + D d_v) per (batch, head) pair in flight. Errors as for the forward; dq, dk, dv
  * must not overlap each other or any input. */
-kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opts,
-                               const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
-                               const kat_tensor *o, const kat_tensor *d_o, kat_tensor *dq,
-                               kat_tensor *dk, kat_tensor *dv, const kat_tensor *state_in,
-                               kat_tensor *d_state_in);
+KAT_API kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opts,
+                                       const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                                       const kat_tensor *o, const kat_tensor *d_o, kat_tensor *dq,
+                                       kat_tensor *dk, kat_tensor *dv, const kat_tensor *state_in,
+                                       kat_tensor *d_state_in);
 
 /* The fp64 quadratic reference, for tests and checks: f(q_i, k_j) = phi(q_i) . psi(k_j) with
  * the map's fp64 apply (or, when use_score is 1, the map's score: the exact kernel, which
@@ -94,41 +94,24 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
  * O((N_q + N_k) D) memory per head. o_ref is a contiguous fp64 [B, H, N_q, d_v] array;
  * state_in as for the forward (the state's keys are folded in through phi(q) . S).
  * Validation as for the forward (positivity is not required when opts->unnormalized). */
-kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *opts, int use_score,
-                                const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
-                                const kat_tensor *state_in, double *o_ref);
+KAT_API kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *opts, int use_score,
+                                        const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                                        const kat_tensor *state_in, double *o_ref);
 
 /* fp64 quadratic reference gradients (through phi . psi and the map's fp64 vjp; KAT_ENOTSUP if
  * the map has only vjp_f32 or none). dq_ref, dk_ref, dv_ref: contiguous fp64 arrays of the
  * shapes of q, k, v. No initial state. */
-kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear_opts *opts,
-                                         const kat_tensor *q, const kat_tensor *k,
-                                         const kat_tensor *v, const kat_tensor *d_o,
-                                         double *dq_ref, double *dk_ref, double *dv_ref);
+KAT_API kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear_opts *opts,
+                                                 const kat_tensor *q, const kat_tensor *k,
+                                                 const kat_tensor *v, const kat_tensor *d_o,
+                                                 double *dq_ref, double *dk_ref, double *dv_ref);
 
 /* Floating-point operations of one forward pass as kat counts them (for GFLOP/s reports):
  * per (batch, head) pair, 2 D (d_v + 1) per key for the state and per query for the readout,
  * plus, when causal, the in-chunk scores and their product with [V | 1] over the lower
  * triangle. The backward counts 2.5x. */
-double kat_linear_flops(const kat_featmap *fm, const kat_linear_opts *opts, size_t B, size_t H,
-                        size_t n_q, size_t n_k, size_t dv);
-
-/* ---- feature maps made for linear attention (theory/) ------------------------------------ */
-
-/* elu(x) + 1 (Katharopoulos et al. 2020): phi = psi = 1 + elu(x), D = d. Positive features,
- * so POSITIVE | EXACT; fp32 paths and a vjp. */
-kat_status kat_featmap_elu1_create(size_t d, kat_featmap **out);
-
-/* Per-token normalisation around a map: phi(x) = inner.phi(n(x)), n(x) = scale * u / |u| with
- * u = x - mean(x) when center, else u = x (n(x) = 0 when u = 0). Each token is normalised by
- * its own statistics only, never by one of the whole sequence (which would leak future tokens
- * into causal outputs). This is FAST's Fastmax normalisation with a Taylor map inside.
- * Takes ownership of inner (destroyed with the new map, and on failure). scale > 0, finite.
- * flags: inner's flags OR extra_flags — pass KAT_FEATMAP_POSITIVE only when the inner kernel is
- * positive on the sphere of radius scale (e.g. 1 + x for scale < 1). Gradients go through the
- * normalisation when inner has a vjp. */
-kat_status kat_featmap_token_norm_create(kat_featmap *inner, int center, double scale,
-                                         unsigned extra_flags, kat_featmap **out);
+KAT_API double kat_linear_flops(const kat_featmap *fm, const kat_linear_opts *opts, size_t B, size_t H,
+                                size_t n_q, size_t n_k, size_t dv);
 
 #ifdef __cplusplus
 }

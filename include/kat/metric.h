@@ -28,33 +28,33 @@ typedef enum {
 } kat_metric;
 
 /* "l1", "l2", "l2sq", "inner" -> the enum; KAT_EINVAL naming the text otherwise. */
-kat_status kat_metric_parse(const char *name, kat_metric *out);
+KAT_API kat_status kat_metric_parse(const char *name, kat_metric *out);
 /* The name of a metric ("l1", ...), or "unknown". */
-const char *kat_metric_name(kat_metric m);
+KAT_API const char *kat_metric_name(kat_metric m);
 
 /* D (n x n) = the pairwise distances (or inner products) of the rows of X (n x d). D must not
  * overlap X. Errors: KAT_EINVAL (NULL, shape, unknown metric), KAT_EDOM (non-finite X). */
-kat_status kat_metric_distances(const kat_dmat *X, kat_metric metric, kat_dmat *D);
+KAT_API kat_status kat_metric_distances(const kat_dmat *X, kat_metric metric, kat_dmat *D);
 
 /* K (n x n) = f applied entrywise to the distances: K_ij = f(dist(x_i, x_j)). KAT_EDOM naming
  * the entry when f is not finite there; K is then left untouched. */
-kat_status kat_metric_kernel(const kat_fn *f, const kat_dmat *X, kat_metric metric, kat_dmat *K);
+KAT_API kat_status kat_metric_kernel(const kat_fn *f, const kat_dmat *X, kat_metric metric, kat_dmat *K);
 
 /* The corners of the hyperrectangle with sides a as points: X (2^d x d), row b has x_t = a_t
  * when bit t of b is set and 0 otherwise (the order kat_group_* and kat_metric_embed use).
  * Errors: KAT_EINVAL (shape, side <= 0), KAT_EDOM (non-finite side), KAT_ERANGE (d too large). */
-kat_status kat_metric_corners(const double *a, size_t d, kat_dmat *X);
+KAT_API kat_status kat_metric_corners(const double *a, size_t d, kat_dmat *X);
 
 /* All eigenvalues of the symmetric matrix A (n x n), in descending order, into w[0..n-1]
  * (LAPACKE_dsyevd on a copy: A is untouched). A must be symmetric up to rounding:
  * |A_ij - A_ji| <= 16 eps max|A|, else KAT_EINVAL naming the entry. KAT_ELAPACK if dsyevd does
  * not converge. n = 0 is a no-op. */
-kat_status kat_metric_sym_eigenvalues(const kat_dmat *A, double *w);
+KAT_API kat_status kat_metric_sym_eigenvalues(const kat_dmat *A, double *w);
 
 /* Whether the symmetric A is positive definite by a Cholesky factorisation (LAPACKE_dpotrf on
  * a copy): *is_pd = 1 when it succeeds. Much faster than the spectrum, and exact in its
  * verdict up to rounding of the smallest eigenvalue. */
-kat_status kat_metric_cholesky_pd(const kat_dmat *A, int *is_pd);
+KAT_API kat_status kat_metric_cholesky_pd(const kat_dmat *A, int *is_pd);
 
 /* Positive definiteness of f(distance) on a point set. */
 typedef struct {
@@ -70,20 +70,20 @@ typedef struct {
 
 /* Build K = f(dist(X)), and report its extreme eigenvalues (dsyevd) and the Cholesky verdict.
  * w (may be NULL) receives all n eigenvalues in descending order. */
-kat_status kat_metric_pd_check(const kat_fn *f, const kat_dmat *X, kat_metric metric,
-                               kat_metric_pd_report *rep, double *w);
+KAT_API kat_status kat_metric_pd_check(const kat_fn *f, const kat_dmat *X, kat_metric metric,
+                                       kat_metric_pd_report *rep, double *w);
 
 /* Schoenberg's test by classical MDS: the eigenvalues (descending) of B = -1/2 P D P with
  * P = I - J/n, taking the entries of the symmetric D (n x n) as squared distances. D is
  * Euclidean (D_ij = ||y_i - y_j||^2 for some points y) iff every eigenvalue is >= 0 (up to
  * rounding, n eps max|lambda|). D is untouched. */
-kat_status kat_metric_mds_spectrum(const kat_dmat *D, double *w);
+KAT_API kat_status kat_metric_mds_spectrum(const kat_dmat *D, double *w);
 
 /* Classical MDS coordinates: Y (n x k) = V_k sqrt(Lambda_k) from the k largest eigenpairs of
  * -1/2 P D P, so ||y_i - y_j||^2 reproduces D when D is Euclidean of dimension <= k.
  * KAT_EDOM when one of the k eigenvalues used is negative beyond rounding (D is not Euclidean
  * in k dimensions), naming it. Eigenvalues within rounding of 0 give zero coordinates. */
-kat_status kat_metric_mds_embed(const kat_dmat *D, size_t k, kat_dmat *Y);
+KAT_API kat_status kat_metric_mds_embed(const kat_dmat *D, size_t k, kat_dmat *Y);
 
 /* ---- complete monotonicity and Bernstein functions, by finite differences -------------------- */
 
@@ -100,7 +100,7 @@ typedef struct {
 } kat_metric_grid;
 
 /* [0, 8] with 161 points (h = 0.05), orders up to 8, steps h..4h: 3.3e5 differences. */
-kat_metric_grid kat_metric_grid_default(void);
+KAT_API kat_metric_grid kat_metric_grid_default(void);
 
 /* The verdict of a difference test and, when it fails, where. */
 typedef struct {
@@ -122,14 +122,14 @@ typedef struct {
  * -2^k (k + 4) eps max|f| over its stencil (the rounding of 2^k values of f, each within a
  * few eps, and k levels of subtraction). A failed test is KAT_OK with rep->holds = 0.
  * Errors: KAT_EINVAL (NULL, bad grid), KAT_EDOM (f not finite at a grid point, named). */
-kat_status kat_metric_cm_check(const kat_fn *f, const kat_metric_grid *grid,
-                               kat_metric_report *rep);
+KAT_API kat_status kat_metric_cm_check(const kat_fn *f, const kat_metric_grid *grid,
+                                       kat_metric_report *rep);
 
 /* Bernstein property on the grid: f(0) = 0 (the grid must start at x0 = 0; |f(0)| within
  * 4 eps max|f|), f >= 0, and completely alternating differences
  * (-1)^(k-1) Delta_{h_1} ... Delta_{h_k} f(x) >= 0 for k >= 1, with the same allowance. */
-kat_status kat_metric_bernstein_check(const kat_fn *f, const kat_metric_grid *grid,
-                                      kat_metric_report *rep);
+KAT_API kat_status kat_metric_bernstein_check(const kat_fn *f, const kat_metric_grid *grid,
+                                              kat_metric_report *rep);
 
 /* ---- explicit embeddings on hyperrectangle corners ------------------------------------------ */
 
@@ -145,17 +145,17 @@ kat_status kat_metric_bernstein_check(const kat_fn *f, const kat_metric_grid *gr
 typedef enum { KAT_EMBED_L1 = 0, KAT_EMBED_L2SQ, KAT_EMBED_GRAM, KAT_EMBED_COUNT } kat_embed_kind;
 
 /* "l1", "l2sq", "gram" -> the enum (KAT_EINVAL naming the text otherwise). */
-kat_status kat_metric_embed_parse(const char *name, kat_embed_kind *out);
+KAT_API kat_status kat_metric_embed_parse(const char *name, kat_embed_kind *out);
 
 /* The shape of an embedding's matrix: 2^d rows and 2^d - 1 (L1, L2SQ) or 2^d (GRAM) columns.
  * KAT_ERANGE when 2^d or the matrix size does not fit (naming the size). */
-kat_status kat_metric_embed_shape(kat_embed_kind kind, size_t d, size_t *rows, size_t *cols);
+KAT_API kat_status kat_metric_embed_shape(kat_embed_kind kind, size_t d, size_t *rows, size_t *cols);
 
 /* Fill P (exactly the shape above; row b is corner b, column S-1 or S is the character S).
  * Errors: those of kat_group_hyperrect_spectrum; KAT_EINVAL (shape); KAT_EDOM when f does not
  * qualify, naming the condition, the set S and lambda_S (P is then untouched). */
-kat_status kat_metric_embed(kat_embed_kind kind, const kat_fn *f, const double *a, size_t d,
-                            kat_dmat *P);
+KAT_API kat_status kat_metric_embed(kat_embed_kind kind, const kat_fn *f, const double *a, size_t d,
+                                    kat_dmat *P);
 
 #ifdef __cplusplus
 }

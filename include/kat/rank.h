@@ -28,9 +28,9 @@ typedef enum {
 } kat_rank_form;
 
 /* "inner", "l2sq", "l1" (NULL for an invalid value). */
-const char *kat_rank_form_name(kat_rank_form form);
+KAT_API const char *kat_rank_form_name(kat_rank_form form);
 /* Look a form up by name; KAT_EINVAL naming it when unknown. */
-kat_status kat_rank_form_parse(const char *name, kat_rank_form *out);
+KAT_API kat_status kat_rank_form_parse(const char *name, kat_rank_form *out);
 
 /* ---- point sets ---------------------------------------------------------------------- */
 
@@ -45,9 +45,9 @@ typedef enum {
 } kat_rank_dist;
 
 /* "gauss", "uniform", "sphere", "hypercube", "rect", "grid" (NULL for an invalid value). */
-const char *kat_rank_dist_name(kat_rank_dist dist);
+KAT_API const char *kat_rank_dist_name(kat_rank_dist dist);
 /* Look a distribution up by name; KAT_EINVAL naming it when unknown. */
-kat_status kat_rank_dist_parse(const char *name, kat_rank_dist *out);
+KAT_API kat_status kat_rank_dist_parse(const char *name, kat_rank_dist *out);
 
 /* How kat_rank_points draws. Start from kat_rank_points_opts_init and change what you need. */
 typedef struct {
@@ -65,14 +65,14 @@ typedef struct {
 } kat_rank_points_opts;
 
 /* Defaults: Gaussian with sigma = 1/sqrt(d), bound 1, levels 3, random draws. */
-void kat_rank_points_opts_init(kat_rank_points_opts *opts);
+KAT_API void kat_rank_points_opts_init(kat_rank_points_opts *opts);
 
 /* Fill the rows of X (n x d, any ld >= d) with points drawn from rng (kat_rng_create(seed)),
  * row by row, so the same seed gives the same points. Errors: KAT_EINVAL for NULL
  * arguments, d = 0, a bad parameter (sigma < 0, bound <= 0, levels = 0, nsides != d,
  * non-finite sides) or, with enumerate, more rows than the set has points; X is then
  * untouched. n = 0 is allowed. */
-kat_status kat_rank_points(const kat_rank_points_opts *opts, kat_rng *rng, kat_dmat *X);
+KAT_API kat_status kat_rank_points(const kat_rank_points_opts *opts, kat_rng *rng, kat_dmat *X);
 
 /* ---- kernel matrices ----------------------------------------------------------------- */
 
@@ -85,15 +85,15 @@ kat_status kat_rank_points(const kat_rank_points_opts *opts, kat_rng *rng, kat_d
  * non-finite s), KAT_ERANGE (a stride product overflows), KAT_EDOM (NaN or Inf in Q or K,
  * naming the entry; or f not finite at some entry, naming f, the entry and its argument;
  * in that case M's content is unspecified, as with kat_fn_eval). n = 0 or m = 0 is allowed. */
-kat_status kat_rank_kernel_matrix(const kat_fn *f, kat_rank_form form, double s,
-                                  const kat_dmat *Q, const kat_dmat *K, kat_dmat *M);
+KAT_API kat_status kat_rank_kernel_matrix(const kat_fn *f, kat_rank_form form, double s,
+                                          const kat_dmat *Q, const kat_dmat *K, kat_dmat *M);
 
 /* M_ij = phi(q_i) . psi(k_j) for a feature map (phi on the query side, psi on the key side),
  * through kat_featmap_apply and one dgemm, so a user's map runs through the same rank probe.
  * Errors as kat_rank_kernel_matrix, plus KAT_EINVAL when d differs from the map's in_dim and
  * whatever the map's apply reports. */
-kat_status kat_rank_featmap_matrix(const kat_featmap *fm, const kat_dmat *Q, const kat_dmat *K,
-                                   kat_dmat *M);
+KAT_API kat_status kat_rank_featmap_matrix(const kat_featmap *fm, const kat_dmat *Q, const kat_dmat *K,
+                                           kat_dmat *M);
 
 /* ---- spectra and rank measures ------------------------------------------------------- */
 
@@ -102,7 +102,7 @@ kat_status kat_rank_featmap_matrix(const kat_featmap *fm, const kat_dmat *Q, con
  * is untouched. Errors: KAT_EINVAL (NULL, nsv too small), KAT_ERANGE, KAT_EDOM (NaN or Inf
  * in M), KAT_ENOMEM (the copy needs more memory than there is), KAT_ELAPACK (no
  * convergence); sv is written only on success. An empty M has no singular values. */
-kat_status kat_rank_spectrum(const kat_dmat *M, double *sv, size_t nsv);
+KAT_API kat_status kat_rank_spectrum(const kat_dmat *M, double *sv, size_t nsv);
 
 /* Numerical rank of a rows x cols matrix from its singular values sv[0..k-1] (descending,
  * non-negative, k <= min(rows, cols)): the number of sv[i] > tol, where
@@ -111,25 +111,25 @@ kat_status kat_rank_spectrum(const kat_dmat *M, double *sv, size_t nsv);
  * rtol = 0 and atol = 0 mean "not given". *tol (may be NULL) receives the tolerance used.
  * Errors: KAT_EINVAL (NULL, negative or non-finite rtol/atol, k > min(rows, cols), sv not
  * descending or negative), KAT_EDOM (non-finite sv). */
-kat_status kat_rank_numerical(const double *sv, size_t k, size_t rows, size_t cols, double rtol,
-                              double atol, size_t *rank, double *tol);
+KAT_API kat_status kat_rank_numerical(const double *sv, size_t k, size_t rows, size_t cols, double rtol,
+                                      double atol, size_t *rank, double *tol);
 
 /* Epsilon-rank in the spectral norm: the least r with sv[r] <= eps * sv[0] (sv[k] = 0), i.e.
  * min over rank-r matrices of |M - M_r|_2 <= eps |M|_2 (Eckart-Young). eps >= 0. */
-kat_status kat_rank_eps_spectral(const double *sv, size_t k, double eps, size_t *rank);
+KAT_API kat_status kat_rank_eps_spectral(const double *sv, size_t k, double eps, size_t *rank);
 /* Epsilon-rank in the Frobenius norm: the least r with sqrt(sum_{i >= r} sv[i]^2) <=
  * eps * |M|_F (tail sums accumulated from the smallest value up). eps >= 0. */
-kat_status kat_rank_eps_frobenius(const double *sv, size_t k, double eps, size_t *rank);
+KAT_API kat_status kat_rank_eps_frobenius(const double *sv, size_t k, double eps, size_t *rank);
 /* Stable rank |M|_F^2 / |M|_2^2 = sum sv^2 / sv[0]^2 (0 for the zero matrix). */
-kat_status kat_rank_stable(const double *sv, size_t k, double *out);
+KAT_API kat_status kat_rank_stable(const double *sv, size_t k, double *out);
 /* Effective rank exp(H(p)), p_i = sv[i] / sum sv, H the Shannon entropy (Roy and Vetterli
  * 2007); 0 for the zero matrix. */
-kat_status kat_rank_effective(const double *sv, size_t k, double *out);
+KAT_API kat_status kat_rank_effective(const double *sv, size_t k, double *out);
 
 /* ---- what theory predicts ------------------------------------------------------------ */
 
 /* The binomial coefficient C(n, k), exact, saturating at SIZE_MAX when it does not fit. */
-size_t kat_rank_binomial(size_t n, size_t k);
+KAT_API size_t kat_rank_binomial(size_t n, size_t k);
 
 /* The rank of f(s * a(q, k)) on an n x m matrix of generic inputs, when theory gives one
  * (else *out = KAT_RANK_NONE):
@@ -146,15 +146,15 @@ size_t kat_rank_binomial(size_t n, size_t k);
  * s = 0 makes M the constant f(0): rank 1, or 0 when f(0) = 0. "Generic" excludes special
  * point sets: on {0,1}^d, for instance, x^2 = x coordinate-wise and ranks are lower.
  * Binomials saturate, so a huge count just reads min(n, m). */
-kat_status kat_rank_predict(const kat_fn *f, kat_rank_form form, double s, size_t r, size_t n,
-                            size_t m, size_t *out);
+KAT_API kat_status kat_rank_predict(const kat_fn *f, kat_rank_form form, double s, size_t r, size_t n,
+                                    size_t m, size_t *out);
 
 /* rank(Q K^T) at the default tolerance, without forming the n x m product: QR of Q and K
  * (LAPACK dgeqrf), then the singular values of R_Q R_K^T, which are those of Q K^T. */
-kat_status kat_rank_inner_rank(const kat_dmat *Q, const kat_dmat *K, size_t *r);
+KAT_API kat_status kat_rank_inner_rank(const kat_dmat *Q, const kat_dmat *K, size_t *r);
 /* Dimension of the affine hull of the rows of Q and K together: the numerical rank (default
  * tolerance) of the rows minus their mean. */
-kat_status kat_rank_affine_dim(const kat_dmat *Q, const kat_dmat *K, size_t *r);
+KAT_API kat_status kat_rank_affine_dim(const kat_dmat *Q, const kat_dmat *K, size_t *r);
 
 /* ---- the rank probe ------------------------------------------------------------------ */
 
@@ -183,7 +183,7 @@ typedef struct {
     size_t tile_rows;         /* rows of M built at once per thread (default 512) */
 } kat_rank_opts;
 
-void kat_rank_opts_init(kat_rank_opts *opts);
+KAT_API void kat_rank_opts_init(kat_rank_opts *opts);
 
 typedef struct {
     size_t n, m, d;
@@ -206,24 +206,24 @@ typedef struct {
     size_t passes;               /* randomized: passes over M (each builds M tile by tile) */
 } kat_rank_result;
 
-void kat_rank_result_free(kat_rank_result *res);   /* NULL ok; zeroes the struct */
+KAT_API void kat_rank_result_free(kat_rank_result *res);   /* NULL ok; zeroes the struct */
 
 /* Rank of M = f(s * a(Q, K)) (opts->form, opts->scale; f = NULL is the identity).
  * Dense: M is built in memory (n * m doubles; checked against the machine's memory first:
  * KAT_ENOMEM / KAT_ERANGE saying the size and suggesting the randomized method), then its
  * full spectrum. Randomized (kat_rank_randomized). The result's sv is allocated; free it
  * with kat_rank_result_free. On failure *res is untouched. */
-kat_status kat_rank_probe(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
-                          const kat_rank_opts *opts, kat_rank_result *res);
+KAT_API kat_status kat_rank_probe(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
+                                  const kat_rank_opts *opts, kat_rank_result *res);
 
 /* The same for M = Phi Psi^T from a feature map (form and scale are ignored; the prediction
  * is KAT_RANK_NONE). */
-kat_status kat_rank_probe_featmap(const kat_featmap *fm, const kat_dmat *Q, const kat_dmat *K,
-                                  const kat_rank_opts *opts, kat_rank_result *res);
+KAT_API kat_status kat_rank_probe_featmap(const kat_featmap *fm, const kat_dmat *Q, const kat_dmat *K,
+                                          const kat_rank_opts *opts, kat_rank_result *res);
 
 /* The same for a matrix the caller already has (dense method only; no prediction). */
-kat_status kat_rank_probe_matrix(const kat_dmat *M, const kat_rank_opts *opts,
-                                 kat_rank_result *res);
+KAT_API kat_status kat_rank_probe_matrix(const kat_dmat *M, const kat_rank_opts *opts,
+                                         kat_rank_result *res);
 
 /* Matrix-free randomized rank (Halko, Martinsson and Tropp 2011, the adaptive range finder,
  * in the blocked QB form of Yu, Gu and Li 2018): M is never stored; each pass builds it tile
@@ -243,8 +243,8 @@ kat_status kat_rank_probe_matrix(const kat_dmat *M, const kat_rank_opts *opts,
  * so the bits do not depend on kat's thread count (the small products outside the tiles run
  * in OpenBLAS, deterministic for a given OpenBLAS thread count). Memory: about (2n + 3m) k doubles for k
  * directions, checked against the machine's memory before each block. */
-kat_status kat_rank_randomized(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
-                               const kat_rank_opts *opts, kat_rank_result *res);
+KAT_API kat_status kat_rank_randomized(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
+                                       const kat_rank_opts *opts, kat_rank_result *res);
 
 #ifdef __cplusplus
 }

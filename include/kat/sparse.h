@@ -48,8 +48,8 @@ extern "C" {
 
 /* Rows per query tile and per key tile of the engine: block sizes that are multiples of these
  * waste no lanes. */
-size_t kat_sparse_tile_q(void);
-size_t kat_sparse_tile_k(void);
+KAT_API size_t kat_sparse_tile_q(void);
+KAT_API size_t kat_sparse_tile_k(void);
 
 /* ---- keep lists (QK-drop) ------------------------------------------------------------------ */
 
@@ -65,13 +65,13 @@ typedef struct {
 
 /* Keep lists from a boolean mask [B, H, N] (contiguous; nonzero = keep). The arrays are
  * allocated; free them with kat_sparse_keep_free. */
-kat_status kat_sparse_keep_from_mask(const uint8_t *mask, size_t B, size_t H, size_t N,
-                                     kat_sparse_keep *out);
+KAT_API kat_status kat_sparse_keep_from_mask(const uint8_t *mask, size_t B, size_t H, size_t N,
+                                             kat_sparse_keep *out);
 /* Free the arrays of a kat_sparse_keep_from_mask result and zero it; NULL ok. */
-void kat_sparse_keep_free(kat_sparse_keep *keep);
+KAT_API void kat_sparse_keep_free(kat_sparse_keep *keep);
 /* Check a keep list: offsets from 0, nondecreasing, and every head's indices strictly
  * increasing (sorted, no duplicate) and below N. `what` names the argument in the error. */
-kat_status kat_sparse_keep_check(const kat_sparse_keep *keep, const char *what);
+KAT_API kat_status kat_sparse_keep_check(const kat_sparse_keep *keep, const char *what);
 
 /* ---- angular LSH (hash buckets) ------------------------------------------------------------ */
 
@@ -81,8 +81,8 @@ kat_status kat_sparse_keep_check(const kat_sparse_keep *keep, const char *what);
  * head group: head h of x uses matrix number h / group (queries pass group = H / H_kv and
  * keys group = 1, so a query head and its key/value head share their R). nb is even, >= 2.
  * Ties go to the lowest index. buckets: [B, H, N] int32, contiguous, written on success. */
-kat_status kat_sparse_lsh_buckets(const kat_tensor *x, size_t group, size_t nb, uint64_t seed,
-                                  int32_t *buckets);
+KAT_API kat_status kat_sparse_lsh_buckets(const kat_tensor *x, size_t group, size_t nb, uint64_t seed,
+                                          int32_t *buckets);
 
 /* ---- block masks --------------------------------------------------------------------------- */
 
@@ -108,47 +108,47 @@ typedef struct {
 
 /* A block mask from explicit lists (copied), with the transposed lists (per key block, the
  * query blocks that visit it) for the backward. The predicate's arg is kept by reference. */
-kat_status kat_sparse_blockmask_create(const kat_sparse_blockmask_desc *desc,
-                                       kat_sparse_blockmask **out);
-void kat_sparse_blockmask_destroy(kat_sparse_blockmask *mask);   /* NULL ok */
+KAT_API kat_status kat_sparse_blockmask_create(const kat_sparse_blockmask_desc *desc,
+                                               kat_sparse_blockmask **out);
+KAT_API void kat_sparse_blockmask_destroy(kat_sparse_blockmask *mask);   /* NULL ok */
 
 /* Sliding window of `window` keys (broadcast over batch and heads), with i' = i + M - N:
  * query i sees key j iff |i' - j| < window, and, when causal, j <= i' (each query then sees
  * itself and the window - 1 keys before it). window >= 1. Blocks entirely inside the band are
  * flagged full. */
-kat_status kat_sparse_blockmask_sliding_window(size_t N, size_t M, size_t window, int causal,
-                                               size_t block_q, size_t block_k,
-                                               kat_sparse_blockmask **out);
+KAT_API kat_status kat_sparse_blockmask_sliding_window(size_t N, size_t M, size_t window, int causal,
+                                                       size_t block_q, size_t block_k,
+                                                       kat_sparse_blockmask **out);
 
 /* Global tokens plus an optional sliding window (Longformer; with causal and a window, the
  * "attention sink" pattern): query i sees key j iff j < n_global, or |i' - j| < window, or
  * (not causal) i < n_global; and, when causal, j <= i'. window = 0 means no band. */
-kat_status kat_sparse_blockmask_global(size_t N, size_t M, size_t n_global, size_t window,
-                                       int causal, size_t block_q, size_t block_k,
-                                       kat_sparse_blockmask **out);
+KAT_API kat_status kat_sparse_blockmask_global(size_t N, size_t M, size_t n_global, size_t window,
+                                               int causal, size_t block_q, size_t block_k,
+                                               kat_sparse_blockmask **out);
 
 /* Any element mask: mask[((b*H + h)*N + i)*M + j] nonzero when query i may see key j (B and
  * H may be 1 to broadcast). Blocks with no allowed element are left out, blocks with all
  * allowed are flagged full. The mask is kept by reference: it must stay valid and unchanged
  * while this block mask or a layout built from it is in use. */
-kat_status kat_sparse_blockmask_from_dense(const uint8_t *mask, size_t B, size_t H, size_t N,
-                                           size_t M, size_t block_q, size_t block_k,
-                                           kat_sparse_blockmask **out);
+KAT_API kat_status kat_sparse_blockmask_from_dense(const uint8_t *mask, size_t B, size_t H, size_t N,
+                                                   size_t M, size_t block_q, size_t block_k,
+                                                   kat_sparse_blockmask **out);
 
 /* Shape of a block mask: number of query blocks and key blocks per head, and the block
  * sizes. Any pointer may be NULL. */
-void kat_sparse_blockmask_shape(const kat_sparse_blockmask *mask, size_t *nqb, size_t *nkb,
-                                size_t *block_q, size_t *block_k);
+KAT_API void kat_sparse_blockmask_shape(const kat_sparse_blockmask *mask, size_t *nqb, size_t *nkb,
+                                        size_t *block_q, size_t *block_k);
 /* The key blocks listed for query block qb of mask head (b, h) (b < mask B, h < mask H):
  * *count entries in *kblocks (increasing) with their *full flags. */
-kat_status kat_sparse_blockmask_kv_list(const kat_sparse_blockmask *mask, size_t b, size_t h,
-                                        size_t qb, size_t *count, const int32_t **kblocks,
-                                        const uint8_t **full);
+KAT_API kat_status kat_sparse_blockmask_kv_list(const kat_sparse_blockmask *mask, size_t b, size_t h,
+                                                size_t qb, size_t *count, const int32_t **kblocks,
+                                                const uint8_t **full);
 /* The transposed list: the query blocks that list key block kb, increasing, with the same
  * flags. */
-kat_status kat_sparse_blockmask_q_list(const kat_sparse_blockmask *mask, size_t b, size_t h,
-                                       size_t kb, size_t *count, const int32_t **qblocks,
-                                       const uint8_t **full);
+KAT_API kat_status kat_sparse_blockmask_q_list(const kat_sparse_blockmask *mask, size_t b, size_t h,
+                                               size_t kb, size_t *count, const int32_t **qblocks,
+                                               const uint8_t **full);
 
 /* ---- layouts ------------------------------------------------------------------------------- */
 
@@ -156,23 +156,23 @@ typedef struct kat_sparse_layout kat_sparse_layout;
 
 /* QK-drop: keep the listed query rows (q_keep: B, H, N of the desc) and key rows (k_keep: B,
  * H_kv, M); NULL keeps every row of that side. */
-kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, const kat_sparse_keep *q_keep,
-                                       const kat_sparse_keep *k_keep, kat_sparse_layout **out);
+KAT_API kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, const kat_sparse_keep *q_keep,
+                                               const kat_sparse_keep *k_keep, kat_sparse_layout **out);
 
 /* Hash: q_buckets [B, H, N] and k_buckets [B, H_kv, M] (contiguous int32, values in
  * [0, nb)); query i sees key j only if q_buckets[i] == k_buckets[j]. nb = 1 is dense. */
-kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, size_t nb,
-                                         const int32_t *q_buckets, const int32_t *k_buckets,
-                                         kat_sparse_layout **out);
+KAT_API kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, size_t nb,
+                                                 const int32_t *q_buckets, const int32_t *k_buckets,
+                                                 kat_sparse_layout **out);
 
 /* Block mask: shapes must match the desc (mask B and H equal or 1). The layout copies what it
  * needs: the mask may be destroyed afterwards (a dense mask's data and a predicate's arg must
  * live as long as the layout). */
-kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc,
-                                          const kat_sparse_blockmask *mask,
-                                          kat_sparse_layout **out);
+KAT_API kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc,
+                                                  const kat_sparse_blockmask *mask,
+                                                  kat_sparse_layout **out);
 
-void kat_sparse_layout_destroy(kat_sparse_layout *layout);   /* NULL ok */
+KAT_API void kat_sparse_layout_destroy(kat_sparse_layout *layout);   /* NULL ok */
 
 /* What a layout visits. */
 typedef struct {
@@ -186,32 +186,32 @@ typedef struct {
     size_t backward_units;     /* work units of the backward */
 } kat_sparse_stats;
 
-kat_status kat_sparse_layout_stats(const kat_sparse_layout *layout, kat_sparse_stats *out);
+KAT_API kat_status kat_sparse_layout_stats(const kat_sparse_layout *layout, kat_sparse_stats *out);
 
 /* The layout's resolved desc (H_kv and scale filled in, causal as given). */
-const kat_attn_desc *kat_sparse_layout_desc(const kat_sparse_layout *layout);
+KAT_API const kat_attn_desc *kat_sparse_layout_desc(const kat_sparse_layout *layout);
 
 /* Bytes of workspace a pass needs (64-byte aligned): per-thread tile buffers; for the
  * backward, partial dq tiles when a heavy head is split over several threads; and, for hash
  * layouts and QK-drop layouts that drop rows, a copy of the kept rows of q, k, v (and dout)
  * in processing order, so that the tiles stream contiguous rows. */
-size_t kat_sparse_workspace_size(const kat_sparse_layout *layout, kat_attn_pass pass);
+KAT_API size_t kat_sparse_workspace_size(const kat_sparse_layout *layout, kat_attn_pass pass);
 
 /* Forward: o (and lse when not NULL) from q, k, v under the layout's pattern. work is NULL
  * (allocated and freed by the call) or 64-byte aligned memory of
  * kat_sparse_workspace_size(layout, KAT_ATTN_FORWARD) bytes, with which the call allocates
  * nothing; several threads may run one layout at once on different data and workspaces. */
-kat_status kat_sparse_forward(const kat_sparse_layout *layout, const kat_tensor *q,
-                              const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
-                              const kat_tensor *lse, void *work);
+KAT_API kat_status kat_sparse_forward(const kat_sparse_layout *layout, const kat_tensor *q,
+                                      const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
+                                      const kat_tensor *lse, void *work);
 
 /* Backward: dq, dk, dv from q, k, v, the forward's o and lse (required) and dout = dL/do.
  * dk and dv sum over the query heads sharing a key/value head. */
-kat_status kat_sparse_backward(const kat_sparse_layout *layout, const kat_tensor *q,
-                               const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
-                               const kat_tensor *lse, const kat_tensor *dout,
-                               const kat_tensor *dq, const kat_tensor *dk,
-                               const kat_tensor *dv, void *work);
+KAT_API kat_status kat_sparse_backward(const kat_sparse_layout *layout, const kat_tensor *q,
+                                       const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
+                                       const kat_tensor *lse, const kat_tensor *dout,
+                                       const kat_tensor *dq, const kat_tensor *dk,
+                                       const kat_tensor *dv, void *work);
 
 #ifdef __cplusplus
 }

@@ -18,18 +18,18 @@ typedef struct {
 } kat_tensor;
 
 /* A contiguous [B, H, N, D] view of data. */
-kat_tensor kat_tensor_view(float *data, size_t B, size_t H, size_t N, size_t D);
+KAT_API kat_tensor kat_tensor_view(float *data, size_t B, size_t H, size_t N, size_t D);
 
 /* Validate a view: non-NULL data when non-empty, sn >= D, strides whose largest offset fits in
  * size_t, and (when check_finite) every element finite. `what` names the argument. */
-kat_status kat_tensor_check(const kat_tensor *t, const char *what, int check_finite);
+KAT_API kat_status kat_tensor_check(const kat_tensor *t, const char *what, int check_finite);
 
 /* Number of elements B*H*N*D (0 on overflow; kat_tensor_check reports that). */
-size_t kat_tensor_numel(const kat_tensor *t);
+KAT_API size_t kat_tensor_numel(const kat_tensor *t);
 
 /* 1 when the memory ranges spanned by a and b intersect (a conservative overlap test, used to
  * refuse an output view that aliases an input). */
-int kat_tensor_overlap(const kat_tensor *a, const kat_tensor *b);
+KAT_API int kat_tensor_overlap(const kat_tensor *a, const kat_tensor *b);
 
 /* Pointer to row (b, h, n). */
 static inline float *kat_tensor_row(const kat_tensor *t, size_t b, size_t h, size_t n)

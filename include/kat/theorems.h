@@ -63,18 +63,18 @@ enum {
 };
 
 /* Number of registry entries. */
-size_t kat_theorem_count(void);
+KAT_API size_t kat_theorem_count(void);
 
 /* Entry `index` (< kat_theorem_count()), or NULL. */
-const kat_theorem_info *kat_theorem_info_at(size_t index);
+KAT_API const kat_theorem_info *kat_theorem_info_at(size_t index);
 
 /* Index of the entry with this id; KAT_EINVAL naming the id when there is none. */
-kat_status kat_theorem_find(const char *id, size_t *index);
+KAT_API kat_status kat_theorem_find(const char *id, size_t *index);
 
 /* Run entry `index` and fill *res. A theorem whose values do not match is still KAT_OK, with
  * res->pass = 0; a status other than KAT_OK means the check could not be computed (KAT_ENOMEM,
  * KAT_ELAPACK, an invalid index, ...), and then *res is untouched. Deterministic: fixed seeds. */
-kat_status kat_theorem_run(size_t index, unsigned flags, kat_theorem_result *res);
+KAT_API kat_status kat_theorem_run(size_t index, unsigned flags, kat_theorem_result *res);
 
 /* The degree a polynomial needs to approximate exp on [-R, R] (Aggarwal and Alman, arXiv
  * 2205.06249): the least g whose Chebyshev tail 2 sum_{k>g} I_k(R) is below eps e^{-R} when
@@ -83,7 +83,7 @@ kat_status kat_theorem_run(size_t index, unsigned flags, kat_theorem_result *res
  * recurrence, normalised by I_0 + 2 sum_k I_k = e^R, in scaled form (no overflow for any R).
  * Errors: KAT_EINVAL (R not in (0, 1e4], eps not in (0, 1), NULL g), KAT_ERANGE (relative and
  * eps e^{-2R} below the smallest normal double, R > ~345 for eps = 1e-8). */
-kat_status kat_theorem_exp_degree(double R, double eps, int relative, size_t *g);
+KAT_API kat_status kat_theorem_exp_degree(double R, double eps, int relative, size_t *g);
 
 #ifdef __cplusplus
 }

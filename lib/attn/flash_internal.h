@@ -103,9 +103,6 @@ void kat_flash_fwd_stats_step(const kat_flash_ctx *ctx, kat_flash_fwd *st,
 /* The rows' logsumexp in log2 units, in double: |scale| log2(e) m + log2(l) (-inf for a row
  * that saw no key). */
 void kat_flash_fwd_lse2(const kat_flash_ctx *ctx, const kat_flash_fwd *st, double *lse2);
-/* Process a list of key tiles in order. */
-void kat_flash_fwd_run(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_flash_ktile *kts,
-                       size_t ntiles);
 /* Save the partial state (m, l: BQ floats each; o: BQ * ldd floats), e.g. for a split over
  * keys, and merge a saved partial state into st (exact: rescales both to the larger max). */
 void kat_flash_fwd_save(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *m, float *l,
@@ -156,14 +153,6 @@ size_t kat_flash_bwd_scratch_floats(void);
  * still lack the factor ctx->scale. */
 void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
                         const kat_flash_ktile *kt, float *dq, float *dk, float *dv,
-                        float *scratch);
-/* dq of one query tile against a list of key tiles. */
-void kat_flash_bwd_dq(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
-                      const kat_flash_ktile *kts, size_t ntiles, float *dq, float *scratch);
-/* dk, dv of one key tile against a list of query tiles; kts[i] is that key tile as qts[i]
- * sees it (same rows, that pair's mask). */
-void kat_flash_bwd_dkdv(const kat_flash_ctx *ctx, const kat_flash_bwd_q *const *qts,
-                        const kat_flash_ktile *kts, size_t nq, float *dk, float *dv,
                         float *scratch);
 
 /* Write n accumulator rows (stride ctx->ldd) times factor into rows of D floats. */

@@ -127,13 +127,6 @@ void kat_flash_fwd_lse2(const kat_flash_ctx *ctx, const kat_flash_fwd *st, doubl
                       : -INFINITY;
 }
 
-void kat_flash_fwd_run(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_flash_ktile *kts,
-                       size_t ntiles)
-{
-    for (size_t t = 0; t < ntiles; t++)
-        kat_flash_fwd_step(ctx, st, &kts[t]);
-}
-
 void kat_flash_fwd_save(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *m, float *l,
                         float *o)
 {
@@ -262,21 +255,6 @@ void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
         kern->accum(nk, bq->n, ds, BQ, 1, bq->q, D, dk, ldd, NULL);
     if (dq)                                                        /* dQ += dS K */
         kern->accum(bq->n, nk, ds, 1, BQ, kt->k, D, dq, ldd, NULL);
-}
-
-void kat_flash_bwd_dq(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
-                      const kat_flash_ktile *kts, size_t ntiles, float *dq, float *scratch)
-{
-    for (size_t t = 0; t < ntiles; t++)
-        kat_flash_bwd_step(ctx, bq, &kts[t], dq, NULL, NULL, scratch);
-}
-
-void kat_flash_bwd_dkdv(const kat_flash_ctx *ctx, const kat_flash_bwd_q *const *qts,
-                        const kat_flash_ktile *kts, size_t nq, float *dk, float *dv,
-                        float *scratch)
-{
-    for (size_t t = 0; t < nq; t++)
-        kat_flash_bwd_step(ctx, qts[t], &kts[t], NULL, dk, dv, scratch);
 }
 
 void kat_flash_store_rows(const kat_flash_ctx *ctx, size_t n, const float *acc, float factor,

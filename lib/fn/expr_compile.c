@@ -8,47 +8,21 @@
 
 double expr_apply_unary(int op, double a)
 {
-    switch (op) {
-    case EOP_NEG: return eop_neg(a);
-    case EOP_EXP: return eop_exp(a);
-    case EOP_LOG: return eop_log(a);
-    case EOP_LOG1P: return eop_log1p(a);
-    case EOP_EXPM1: return eop_expm1(a);
-    case EOP_SQRT: return eop_sqrt(a);
-    case EOP_ABS: return eop_abs(a);
-    case EOP_SIN: return eop_sin(a);
-    case EOP_COS: return eop_cos(a);
-    case EOP_TAN: return eop_tan(a);
-    case EOP_TANH: return eop_tanh(a);
-    case EOP_SIGMOID: return eop_sigmoid(a);
-    case EOP_RELU: return eop_relu(a);
-    case EOP_GELU: return eop_gelu(a);
-    case EOP_ERF: return eop_erf(a);
-    case EOP_SIGN: return eop_sign(a);
-    case EOP_FLOOR: return eop_floor(a);
-    case EOP_CEIL: return eop_ceil(a);
-    case EOP_INDICATOR: return eop_indicator(a);
-    default: return a;
-    }
+    return expr_apply_binary(op, a, 0.0);
 }
 
 double expr_apply_binary(int op, double a, double b)
 {
+    if (op == EOP_POW)   /* a constant exponent: as the program computes it */
+        return eop_pow_const(a, b);
     switch (op) {
-    case EOP_ADD: return eop_add(a, b);
-    case EOP_SUB: return eop_sub(a, b);
-    case EOP_MUL: return eop_mul(a, b);
-    case EOP_DIV: return eop_div(a, b);
-    case EOP_POW: return eop_pow_const(a, b);
-    case EOP_MAX: return eop_max(a, b);
-    case EOP_MIN: return eop_min(a, b);
-    case EOP_EQ: return eop_eq(a, b);
-    case EOP_NE: return eop_ne(a, b);
-    case EOP_LT: return eop_lt(a, b);
-    case EOP_LE: return eop_le(a, b);
-    case EOP_GT: return eop_gt(a, b);
-    case EOP_GE: return eop_ge(a, b);
-    default: return a;
+#define EXPR_OP(ID, name, arity, value)                                                         \
+    case EOP_##ID:                                                                              \
+        return eop_##ID(a, b);
+#include "fn/expr_ops.def"
+#undef EXPR_OP
+    default:
+        return a;
     }
 }
 

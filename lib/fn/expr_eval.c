@@ -15,58 +15,23 @@
 #else
 #define EXPR_IVDEP
 #endif
-#define UNARY_LOOP(F)                                                                           \
-    static void loop_##F(double *d, const double *a, size_t n)                                 \
+/* Three loops per operation: block-block, block-constant and constant-block operands (a
+ * unary operation runs the block-constant one, its b unused). */
+#define EXPR_OP(ID, name, arity, value)                                                         \
+    static inline void loop_##ID##_bb(double *d, const double *a, const double *b, size_t n)   \
     {                                                                                           \
-        EXPR_IVDEP for (size_t i = 0; i < n; i++) d[i] = F(a[i]);                     \
-    }
-#define BINARY_LOOPS(F)                                                                         \
-    static void loop_##F##_bb(double *d, const double *a, const double *b, size_t n)           \
-    {                                                                                           \
-        EXPR_IVDEP for (size_t i = 0; i < n; i++) d[i] = F(a[i], b[i]);               \
+        EXPR_IVDEP for (size_t i = 0; i < n; i++) d[i] = eop_##ID(a[i], b[i]);                 \
     }                                                                                           \
-    static void loop_##F##_bc(double *d, const double *a, double c, size_t n)                  \
+    static inline void loop_##ID##_bc(double *d, const double *a, double c, size_t n)          \
     {                                                                                           \
-        EXPR_IVDEP for (size_t i = 0; i < n; i++) d[i] = F(a[i], c);                  \
+        EXPR_IVDEP for (size_t i = 0; i < n; i++) d[i] = eop_##ID(a[i], c);                    \
     }                                                                                           \
-    static void loop_##F##_cb(double *d, double c, const double *b, size_t n)                  \
+    static inline void loop_##ID##_cb(double *d, double c, const double *b, size_t n)          \
     {                                                                                           \
-        EXPR_IVDEP for (size_t i = 0; i < n; i++) d[i] = F(c, b[i]);                  \
+        EXPR_IVDEP for (size_t i = 0; i < n; i++) d[i] = eop_##ID(c, b[i]);                    \
     }
-
-UNARY_LOOP(eop_neg)
-UNARY_LOOP(eop_exp)
-UNARY_LOOP(eop_log)
-UNARY_LOOP(eop_log1p)
-UNARY_LOOP(eop_expm1)
-UNARY_LOOP(eop_sqrt)
-UNARY_LOOP(eop_abs)
-UNARY_LOOP(eop_sin)
-UNARY_LOOP(eop_cos)
-UNARY_LOOP(eop_tan)
-UNARY_LOOP(eop_tanh)
-UNARY_LOOP(eop_sigmoid)
-UNARY_LOOP(eop_relu)
-UNARY_LOOP(eop_gelu)
-UNARY_LOOP(eop_erf)
-UNARY_LOOP(eop_sign)
-UNARY_LOOP(eop_floor)
-UNARY_LOOP(eop_ceil)
-UNARY_LOOP(eop_indicator)
-
-BINARY_LOOPS(eop_add)
-BINARY_LOOPS(eop_sub)
-BINARY_LOOPS(eop_mul)
-BINARY_LOOPS(eop_div)
-BINARY_LOOPS(eop_pow)
-BINARY_LOOPS(eop_max)
-BINARY_LOOPS(eop_min)
-BINARY_LOOPS(eop_eq)
-BINARY_LOOPS(eop_ne)
-BINARY_LOOPS(eop_lt)
-BINARY_LOOPS(eop_le)
-BINARY_LOOPS(eop_gt)
-BINARY_LOOPS(eop_ge)
+#include "fn/expr_ops.def"
+#undef EXPR_OP
 
 /* d = a^n by binary powering, the same operation sequence as eop_powi for every element, so
  * the block result matches the folded scalar bit for bit. */
@@ -117,56 +82,21 @@ static void loop_powi(double *d, const double *a, int n, int reciprocal, size_t 
         memcpy(d, acc, len * sizeof *d);
 }
 
-#define UNARY_CASE(OP, F)                                                                       \
-    case OP:                                                                                    \
-        loop_##F(d, a, len);                                                                    \
-        break;
-#define BINARY_CASE(OP, F)                                                                      \
-    case OP:                                                                                    \
-        if (in->form == FORM_BB)                                                                \
-            loop_##F##_bb(d, a, b, len);                                                        \
-        else if (in->form == FORM_BC)                                                           \
-            loop_##F##_bc(d, a, in->c, len);                                                    \
-        else                                                                                    \
-            loop_##F##_cb(d, in->c, b, len);                                                    \
-        break;
-
 static void run_instr(const expr_instr *in, double *d, const double *a, const double *b,
                       size_t len)
 {
     switch (in->op) {
-        UNARY_CASE(EOP_NEG, eop_neg)
-        UNARY_CASE(EOP_EXP, eop_exp)
-        UNARY_CASE(EOP_LOG, eop_log)
-        UNARY_CASE(EOP_LOG1P, eop_log1p)
-        UNARY_CASE(EOP_EXPM1, eop_expm1)
-        UNARY_CASE(EOP_SQRT, eop_sqrt)
-        UNARY_CASE(EOP_ABS, eop_abs)
-        UNARY_CASE(EOP_SIN, eop_sin)
-        UNARY_CASE(EOP_COS, eop_cos)
-        UNARY_CASE(EOP_TAN, eop_tan)
-        UNARY_CASE(EOP_TANH, eop_tanh)
-        UNARY_CASE(EOP_SIGMOID, eop_sigmoid)
-        UNARY_CASE(EOP_RELU, eop_relu)
-        UNARY_CASE(EOP_GELU, eop_gelu)
-        UNARY_CASE(EOP_ERF, eop_erf)
-        UNARY_CASE(EOP_SIGN, eop_sign)
-        UNARY_CASE(EOP_FLOOR, eop_floor)
-        UNARY_CASE(EOP_CEIL, eop_ceil)
-        UNARY_CASE(EOP_INDICATOR, eop_indicator)
-        BINARY_CASE(EOP_ADD, eop_add)
-        BINARY_CASE(EOP_SUB, eop_sub)
-        BINARY_CASE(EOP_MUL, eop_mul)
-        BINARY_CASE(EOP_DIV, eop_div)
-        BINARY_CASE(EOP_POW, eop_pow)
-        BINARY_CASE(EOP_MAX, eop_max)
-        BINARY_CASE(EOP_MIN, eop_min)
-        BINARY_CASE(EOP_EQ, eop_eq)
-        BINARY_CASE(EOP_NE, eop_ne)
-        BINARY_CASE(EOP_LT, eop_lt)
-        BINARY_CASE(EOP_LE, eop_le)
-        BINARY_CASE(EOP_GT, eop_gt)
-        BINARY_CASE(EOP_GE, eop_ge)
+#define EXPR_OP(ID, name, arity, value)                                                         \
+    case EOP_##ID:                                                                              \
+        if (arity == 1 || in->form == FORM_BC)                                                  \
+            loop_##ID##_bc(d, a, in->c, len);                                                   \
+        else if (in->form == FORM_BB)                                                           \
+            loop_##ID##_bb(d, a, b, len);                                                       \
+        else                                                                                    \
+            loop_##ID##_cb(d, in->c, b, len);                                                   \
+        break;
+#include "fn/expr_ops.def"
+#undef EXPR_OP
     case IOP_COPY:
         if (d != a)
             memmove(d, a, len * sizeof *d);

@@ -20,50 +20,39 @@ typedef enum {
     /* leaves */
     EOP_CONST,
     EOP_X,
-    /* unary */
-    EOP_NEG,
-    EOP_EXP,
-    EOP_LOG,
-    EOP_LOG1P,
-    EOP_EXPM1,
-    EOP_SQRT,
-    EOP_ABS,
-    EOP_SIN,
-    EOP_COS,
-    EOP_TAN,
-    EOP_TANH,
-    EOP_SIGMOID,
-    EOP_RELU,
-    EOP_GELU,
-    EOP_ERF,
-    EOP_SIGN,
-    EOP_FLOOR,
-    EOP_CEIL,
-    EOP_INDICATOR,
-    /* binary */
-    EOP_ADD,
-    EOP_SUB,
-    EOP_MUL,
-    EOP_DIV,
-    EOP_POW,
-    EOP_MAX,
-    EOP_MIN,
-    EOP_EQ,
-    EOP_NE,
-    EOP_LT,
-    EOP_LE,
-    EOP_GT,
-    EOP_GE,
+    /* the operations of fn/expr_ops.def */
+#define EXPR_OP(ID, name, arity, value) EOP_##ID,
+#include "fn/expr_ops.def"
+#undef EXPR_OP
     EOP_COUNT
 } expr_op;
 
-#define EOP_FIRST_UNARY EOP_NEG
-#define EOP_FIRST_BINARY EOP_ADD
-
+/* 0 for the leaves, else the operation's arity in fn/expr_ops.def. */
 static inline int expr_op_arity(expr_op op)
 {
-    return op >= EOP_FIRST_BINARY ? 2 : op >= EOP_FIRST_UNARY ? 1 : 0;
+    static const unsigned char arity[EOP_COUNT] = {
+        0, 0,
+#define EXPR_OP(ID, name, ar, value) ar,
+#include "fn/expr_ops.def"
+#undef EXPR_OP
+    };
+    return (unsigned)op < EOP_COUNT ? arity[op] : 0;
 }
+
+/* The function name of an operation ("" for the leaves and the symbol operators). */
+static inline const char *expr_op_name(expr_op op)
+{
+    static const char *const names[EOP_COUNT] = {
+        "", "",
+#define EXPR_OP(ID, name, ar, value) name,
+#include "fn/expr_ops.def"
+#undef EXPR_OP
+    };
+    return (unsigned)op < EOP_COUNT ? names[op] : "";
+}
+
+/* The operation called name (n bytes) in kat_fn_parse's function syntax, or EOP_COUNT. */
+expr_op expr_op_lookup(const char *name, size_t n);
 
 typedef struct {
     expr_op op;

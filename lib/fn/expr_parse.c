@@ -55,18 +55,15 @@ typedef struct {
     size_t err_pos;
 } parser;
 
-static const struct {
-    const char *name;
-    expr_op op;
-} functions[] = {
-    {"exp", EOP_EXP},         {"log", EOP_LOG},       {"log1p", EOP_LOG1P},
-    {"expm1", EOP_EXPM1},     {"sqrt", EOP_SQRT},     {"abs", EOP_ABS},
-    {"sin", EOP_SIN},         {"cos", EOP_COS},       {"tan", EOP_TAN},
-    {"tanh", EOP_TANH},       {"sigmoid", EOP_SIGMOID}, {"relu", EOP_RELU},
-    {"gelu", EOP_GELU},       {"erf", EOP_ERF},       {"sign", EOP_SIGN},
-    {"floor", EOP_FLOOR},     {"ceil", EOP_CEIL},     {"indicator", EOP_INDICATOR},
-    {"max", EOP_MAX},         {"min", EOP_MIN},       {"pow", EOP_POW},
-};
+expr_op expr_op_lookup(const char *name, size_t n)
+{
+    for (int op = 0; op < EOP_COUNT; op++) {
+        const char *s = expr_op_name((expr_op)op);
+        if (*s && strlen(s) == n && memcmp(s, name, n) == 0)
+            return (expr_op)op;
+    }
+    return EOP_COUNT;
+}
 
 /* Record the first error only: "column C: reason", with C the 1-based column of pos. */
 __attribute__((format(printf, 3, 4))) static void fail_at(parser *p, size_t pos,
@@ -299,11 +296,7 @@ static int32_t parse_call(parser *p, size_t name_pos, size_t name_len)
 {
     char name[40];
     quote_span(p->src + name_pos, name_len, name, sizeof name);
-    expr_op op = EOP_COUNT;
-    for (size_t k = 0; k < sizeof functions / sizeof functions[0]; k++)
-        if (strlen(functions[k].name) == name_len &&
-            memcmp(functions[k].name, p->src + name_pos, name_len) == 0)
-            op = functions[k].op;
+    expr_op op = expr_op_lookup(p->src + name_pos, name_len);
     if (op == EOP_COUNT) {
         if ((name_len == 1 && p->src[name_pos] == 'x'))
             fail_at(p, name_pos, "'x' is the variable, not a function (write x*(...))");
@@ -378,11 +371,10 @@ static int32_t parse_primary(parser *p)
             return add_node(p, EOP_CONST, -1, -1, M_PI);
         char name[40];
         quote_span(s, len, name, sizeof name);
-        for (size_t k = 0; k < sizeof functions / sizeof functions[0]; k++)
-            if (strlen(functions[k].name) == len && memcmp(functions[k].name, s, len) == 0) {
-                fail_at(p, pos, "'%s' is a function: expected '(' after it", name);
-                return -1;
-            }
+        if (expr_op_lookup(s, len) != EOP_COUNT) {
+            fail_at(p, pos, "'%s' is a function: expected '(' after it", name);
+            return -1;
+        }
         fail_at(p, pos, "unknown variable '%s' (the variable is x; constants are pi and e)",
                 name);
         return -1;

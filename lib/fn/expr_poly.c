@@ -67,6 +67,10 @@ static kat_status node_poly(const expr_tree *tree, size_t i, poly *polys, poly *
         *out = *a;   /* take over the operand's buffer */
         a->c = NULL;
         return KAT_OK;
+    case EOP_IDENTITY:
+        *out = *a;
+        a->c = NULL;
+        return KAT_OK;
     case EOP_ADD:
     case EOP_SUB: {
         poly *b = &polys[nd->b];

@@ -1,32 +1,11 @@
-/* Entrywise functions: built-ins, polynomials, powers and user callbacks, evaluated on blocks. */
+/* Entrywise functions: built-ins (the named operations of fn/expr_ops.def), polynomials,
+ * powers and user callbacks, evaluated on blocks. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "core/internal.h"
+#include "fn/expr_internal.h"
 #include "fn/fn_internal.h"
-
-static double fn_relu(double x) { return x > 0.0 ? x : 0.0; }
-static double fn_gelu(double x) { return 0.5 * x * (1.0 + erf(x * M_SQRT1_2)); }
-static double fn_sigmoid(double x)
-{
-    /* Two branches so neither exp overflows. */
-    if (x >= 0.0)
-        return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-static double fn_indicator(double x) { return x != 0.0 ? 1.0 : 0.0; }
-static double fn_identity(double x) { return x; }
-
-static const struct {
-    const char *name;
-    double (*f)(double);
-} builtins[] = {
-    {"exp", exp},         {"relu", fn_relu},   {"gelu", fn_gelu},   {"sigmoid", fn_sigmoid},
-    {"tanh", tanh},       {"sin", sin},        {"cos", cos},        {"abs", fabs},
-    {"sqrt", sqrt},       {"log1p", log1p},    {"erf", erf},        {"indicator", fn_indicator},
-    {"identity", fn_identity},
-};
 
 struct kat_fn *kat_fn_new(fn_kind kind, const char *name)
 {
@@ -62,21 +41,31 @@ kat_status kat_fn_builtin(const char *name, kat_fn **out)
         return kat_fail(KAT_EINVAL, "fn_builtin: name is NULL");
     if (!out)
         return kat_fail(KAT_EINVAL, "fn_builtin: out is NULL");
-    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
-        if (strcmp(name, builtins[i].name) != 0)
-            continue;
-        struct kat_fn *f = kat_fn_new(FN_BUILTIN, name);
-        if (!f)
-            return KAT_ENOMEM;
-        f->builtin = builtins[i].f;
-        if (builtins[i].f == fn_identity && set_poly(f, (const double[]){0.0, 1.0}, 2)) {
-            kat_fn_destroy(f);
-            return KAT_ENOMEM;
-        }
-        *out = f;
-        return KAT_OK;
+    /* The built-ins are the named one-argument operations of fn/expr_ops.def: name is
+     * name(x), compiled by the expression compiler (so the two always agree). */
+    size_t len = strlen(name);
+    expr_op op = expr_op_lookup(name, len);
+    if (op == EOP_COUNT)
+        return kat_fail(KAT_EINVAL, "fn_builtin: unknown function name '%.64s'", name);
+    if (expr_op_arity(op) != 1)
+        return kat_fail(KAT_EINVAL, "fn_builtin: '%s' takes %d arguments; write an expression "
+                        "such as '%s(x, 0)' for kat_fn_parse", name, expr_op_arity(op), name);
+    char src[64];
+    snprintf(src, sizeof src, "%s(x)", name);
+    struct kat_fn *f = NULL;
+    kat_status st = kat_fn_parse(src, &f, NULL);
+    if (st)
+        return st;
+    char *own = kat_malloc(len + 1);
+    if (!own) {
+        kat_fn_destroy(f);
+        return KAT_ENOMEM;
     }
-    return kat_fail(KAT_EINVAL, "fn_builtin: unknown function name '%s'", name);
+    memcpy(own, name, len + 1);
+    kat_free(f->name);
+    f->name = own;
+    *out = f;
+    return KAT_OK;
 }
 
 kat_status kat_fn_poly(const double *coef, size_t ncoef, kat_fn **out)
@@ -170,10 +159,6 @@ void kat_fn_poly_eval_block(const double *coef, size_t ncoef, const double *x, d
 void kat_fn_eval_unchecked(const kat_fn *f, const double *x, double *y, size_t n)
 {
     switch (f->kind) {
-    case FN_BUILTIN:
-        for (size_t i = 0; i < n; i++)
-            y[i] = f->builtin(x[i]);
-        break;
     case FN_POLY:
         kat_fn_poly_eval_block(f->coef, f->ncoef, x, y, n);
         break;

@@ -1,16 +1,15 @@
 /* The kat_fn object, shared by fn.c (built-ins, polynomials, callbacks) and expr.c (compiled
- * expressions). */
+ * expressions; the built-ins are compiled expressions too). */
 #ifndef KAT_FN_INTERNAL_H
 #define KAT_FN_INTERNAL_H
 
 #include "kat/fn.h"
 
-typedef enum { FN_BUILTIN, FN_POLY, FN_POW, FN_CALLBACK, FN_EXPR } fn_kind;
+typedef enum { FN_POLY, FN_POW, FN_CALLBACK, FN_EXPR } fn_kind;
 
 struct kat_fn {
     fn_kind kind;
     char *name;                       /* owned */
-    double (*builtin)(double);        /* FN_BUILTIN */
     double p;                         /* FN_POW exponent */
     kat_fn_scalar user;               /* FN_CALLBACK */
     kat_fn_block user_block;

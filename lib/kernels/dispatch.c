@@ -1,5 +1,6 @@
 /* The kernel table in use: the ISA kat_arch_get() selects (cpuid, or KAT_ARCH=ref|avx2|avx512). */
 #include "kernels/kernels.h"
+#include "kernels/api/vmath.h"
 
 const kat_kernels *kat_kernels_for(kat_arch arch)
 {
@@ -25,4 +26,9 @@ const kat_kernels *kat_kernels_get(void)
 {
     const kat_kernels *k = kat_kernels_for(kat_arch_get());
     return k ? k : &kat_kernels_ref;
+}
+
+void kat_kernels_exp2(size_t n, const float *x, float *y)
+{
+    kat_kernels_get()->exp2(n, x, y);
 }

@@ -7,6 +7,19 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* The whole input as a NUL-terminated string, for the text parsers (malloc'd; NULL when out of
+ * memory). */
+static inline char *fuzz_cstring(const uint8_t *data, size_t size)
+{
+    char *s = malloc(size + 1);
+    if (s) {
+        memcpy(s, data, size);
+        s[size] = '\0';
+    }
+    return s;
+}
 
 typedef struct {
     const uint8_t *p;

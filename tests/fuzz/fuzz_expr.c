@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "fuzz_bytes.h"
 #include "kat/kat.h"
 
 static int same(double a, double b)
@@ -16,11 +17,9 @@ static int same(double a, double b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *src = malloc(size + 1);
+    char *src = fuzz_cstring(data, size);
     if (!src)
         return 0;
-    memcpy(src, data, size);
-    src[size] = '\0';
     size_t len = strlen(src);
 
     kat_fn *f = NULL;
