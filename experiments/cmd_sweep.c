@@ -1,9 +1,11 @@
 /* `kat sweep`: the rank probe over a grid of n, d, f and s; one CSV row per point and a
  * rank-vs-n plot (gnuplot, when installed). */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cmd_rank.h"
+#include "gnuplot.h"
 
 typedef struct {
     size_t n, d;
@@ -133,72 +135,67 @@ static void json_size(cli_json *j, const char *key, size_t v)
     }
 }
 
-/* A gnuplot single-quoted string: '' stands for '. */
-static void gp_string(FILE *gp, const char *s)
-{
-    fputc('\'', gp);
-    for (; *s; s++) {
-        if (*s == '\'')
-            fputc('\'', gp);
-        fputc(*s, gp);
-    }
-    fputc('\'', gp);
-}
-
-/* Rank vs n, one line per (f, d, s), dashed the prediction where there is one. */
+/* Rank vs n, one line per (f, d, s), dashed the prediction where there is one. The script
+ * is kept beside the PNG (FILE.gp for FILE.png), so the figure can be redrawn or read back. */
 static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs, size_t nn,
                 const char *form)
 {
-    FILE *gp = popen("gnuplot", "w");
-    if (!gp) {
-        fprintf(stderr, "kat sweep: cannot run gnuplot\n");
+    char dir[1024] = ".", gp[1100], path[2200];
+    const char *slash = strrchr(png, '/'), *name = slash ? slash + 1 : png;
+    if (slash && (size_t)(slash - png) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - png), png);
+    if (slash == png)
+        snprintf(dir, sizeof dir, "/");
+    size_t len = strlen(name);
+    int has_ext = len > 4 && strcmp(name + len - 4, ".png") == 0;
+    snprintf(gp, sizeof gp, "%.*s.gp", (int)(has_ext ? len - 4 : len), name);
+    snprintf(path, sizeof path, "%s/%s", dir, gp);
+    FILE *f = gnuplot_script_open(path, name, 1000, 650);
+    if (!f) {
+        fprintf(stderr, "kat sweep: cannot write the plot script %s: %s\n", path, strerror(errno));
         return -1;
     }
     int logy = 1;
     for (size_t i = 0; i < nrows; i++)
         logy &= rows[i].rank > 0;
-    fprintf(gp, "set terminal pngcairo size 1000,650 noenhanced\nset output ");
-    gp_string(gp, png);
-    fprintf(gp, "\nset title 'kat sweep: numerical rank of f(s * %s), default tolerance'\n",
+    fprintf(f, "set title 'kat sweep: numerical rank of f(s * %s), default tolerance'\n",
             strcmp(form, "inner") == 0 ? "<q,k>" : strcmp(form, "l2sq") == 0 ? "|q-k|^2"
                                                                               : "|q-k|_1");
-    fprintf(gp, "set xlabel 'n (= m)'\nset ylabel 'rank'\nset logscale x 2\n%s"
+    fprintf(f, "set xlabel 'n (= m)'\nset ylabel 'rank'\nset logscale x 2\n%s"
                 "set key outside right top\nset grid\n",
             logy ? "set logscale y 10\n" : "");
     /* Series: consecutive runs of rows that share (f, d, s); rows are ordered with n inner. */
     size_t nseries = nrows / nn;
     for (size_t s = 0; s < nseries; s++) {
-        fprintf(gp, "$r%zu << EOD\n", s);
+        fprintf(f, "$r%zu << EOD\n", s);
         for (size_t i = 0; i < nn; i++)
-            fprintf(gp, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].rank);
-        fprintf(gp, "EOD\n$p%zu << EOD\n", s);
+            fprintf(f, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].rank);
+        fprintf(f, "EOD\n$p%zu << EOD\n", s);
         for (size_t i = 0; i < nn; i++)
             if (rows[s * nn + i].predicted != KAT_RANK_NONE)
-                fprintf(gp, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].predicted);
-        fprintf(gp, "EOD\n");
+                fprintf(f, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].predicted);
+        fprintf(f, "EOD\n");
     }
-    fprintf(gp, "plot x with lines lc 'gray' dt 3 title 'n (full rank)'");
+    fprintf(f, "plot x with lines lc 'gray' dt 3 title 'n (full rank)'");
     for (size_t s = 0; s < nseries; s++) {
         const sweep_row *r = &rows[s * nn];
         char title[512];
         snprintf(title, sizeof title, "f = %s, d = %zu, s = %g", fs[r->fi], r->d, r->scale);
-        fprintf(gp, ", $r%zu using 1:2 with linespoints lw 2 lc %zu title ", s, s + 1);
-        gp_string(gp, title);
-        if (r->predicted != KAT_RANK_NONE)
-            fprintf(gp, ", $p%zu using 1:2 with lines dt 2 lc %zu title 'predicted'", s, s + 1);
+        fprintf(f, ", $r%zu using 1:2 with linespoints lw 2 lc %zu title ", s, s + 1);
+        gnuplot_string(f, title);
+        if (r->predicted != KAT_RANK_NONE) {
+            fprintf(f, ", $p%zu using 1:2 with lines dt 2 lc %zu title ", s, s + 1);
+            snprintf(title, sizeof title, "predicted, f = %s, d = %zu, s = %g", fs[r->fi], r->d,
+                     r->scale);
+            gnuplot_string(f, title);
+        }
     }
-    fprintf(gp, "\n");
-    int status = pclose(gp);
-    if (status != 0) {
-        fprintf(stderr, "kat sweep: gnuplot failed (status %d)\n", status);
+    fprintf(f, "\n");
+    if (fclose(f) != 0 || gnuplot_run(dir, gp, NULL) != 0) {
+        fprintf(stderr, "kat sweep: gnuplot failed on %s\n", path);
         return -1;
     }
     return 0;
-}
-
-static int have_gnuplot(void)
-{
-    return system("command -v gnuplot >/dev/null 2>&1") == 0;
 }
 
 int kat_cmd_sweep(int argc, char **argv)
@@ -222,7 +219,7 @@ int kat_cmd_sweep(int argc, char **argv)
     rank_cli_points_opts(&pts, opts, &k);
     rank_cli_probe_opts(&pr, opts, &k, 0);   /* --scale is the list above */
     opts[k++] = (cli_opt){"out", CLI_STR, &out, "FILE   CSV output (default stdout)", NULL};
-    opts[k++] = (cli_opt){"plot", CLI_STR, &png, "FILE   rank-vs-n PNG (needs gnuplot)", NULL};
+    opts[k++] = (cli_opt){"plot", CLI_STR, &png, "FILE   rank-vs-n PNG (needs gnuplot), its script beside it as FILE.gp", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       rows as JSON on stdout", NULL};
     const char *usage =
         "usage: kat sweep [--n LIST] [--d LIST] [--f 'F1;F2'] [--degree LIST] [--scale LIST] "
@@ -374,7 +371,7 @@ int kat_cmd_sweep(int argc, char **argv)
         cli_json_end(&j);
     }
     if (png && rc == CLI_OK) {
-        if (!have_gnuplot())
+        if (!gnuplot_available())
             fprintf(stderr, "kat sweep: gnuplot is not installed; no plot written (the CSV "
                             "has the data)\n");
         else if (plot(png, rows, done_rows, fs, nn, pr.form))

@@ -20,6 +20,10 @@ rep="$tmp/r/report.md"
 for h in "## Theorems" "## Rank of f" "## ε-rank" "## Spectra on the hypercube" "## Linear attention" "## Accuracy against fp64"; do
     grep -q "^$h" "$rep" || { echo "FAIL: report lacks '$h'"; fail=1; }
 done
+# Every figure shows exactly the CSV rows it claims (tests/plot_readback.py; the wrong selections
+# the readback refuses are tested in test_plots.sh).
+if python3 "$(dirname "$0")/plot_readback.py" report "$tmp/r"; then echo "ok: figures read back"
+else echo "FAIL: a figure does not show its rows"; fail=1; fi
 if grep -q "^## Dense flash\|^## Sparse flash" "$rep"; then
     echo "FAIL: --only ran a step it did not name"; fail=1
 fi
