@@ -66,6 +66,7 @@ int repro_rank_vs_n(repro *R)
             size_t n = ns[ni];
             kat_dmat Qs = {n, d, Q.ld, Q.data}, Ks = {n, d, K.ld, K.data};
             double *row = rows + (di * nn + ni) * ncols;
+            repro_progress(R, (double)(di * nn + ni) / (double)(3 * nn), "d = %zu, n = %zu", d, n);
             row[0] = (double)d;
             row[1] = (double)n;
             for (size_t i = 0; i < nf && !rc; i++) {
@@ -175,6 +176,7 @@ int repro_eps_rank_vs_bound(repro *R)
                   "are the levels C(d+g, g).\n\n", n, d, eps);
     for (size_t b = 0; b < nb && !rc; b++) {
         double B = 0.25 * pow(2.0, 0.5 * (double)b);   /* 0.25 .. 16 (full) */
+        repro_progress(R, (double)b / (double)nb, "B = %.3g", B);
         for (size_t i = 0; i < n * d; i++) {
             Q.data[i] = B * Q0.data[i];
             K.data[i] = B * K0.data[i];

@@ -34,6 +34,7 @@ int repro_theorems(repro *R)
     for (size_t i = 0; i < n; i++) {
         const kat_theorem_info *info = kat_theorem_info_at(i);
         char cell[1024];
+        repro_progress(R, (double)i / (double)n, "%s", info->id);
         if ((st[i] = kat_theorem_run(i, R->quick ? KAT_THEOREM_QUICK : 0, &res[i]))) {
             report_table_row(&R->rep, "%s|%s|—|—|ERROR: %s", info->id, info->source,
                              report_cell(cell, sizeof cell, kat_last_error()));
