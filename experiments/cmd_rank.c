@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd_rank.h"
+#include "rank_guard.h"
 
 void rank_cli_points_init(rank_cli_points *p)
 {
@@ -169,7 +170,7 @@ int kat_cmd_rank(int argc, char **argv)
 {
     const char *fexpr = "exp", *qfile = NULL, *kfile = NULL;
     size_t n = 256, m = 0, d = 8;
-    int json = 0, sv = 0, m_seen = 0, nd_seen = 0;
+    int json = 0, sv = 0, m_seen = 0, nd_seen = 0, force = 0;
     rank_cli_points pts;
     rank_cli_probe pr;
     rank_cli_points_init(&pts);
@@ -188,6 +189,8 @@ int kat_cmd_rank(int argc, char **argv)
     rank_cli_probe_opts(&pr, opts, &k, 1);
     opts[k++] = (cli_opt){"sv", CLI_FLAG, &sv, "       print the singular values", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       machine-readable output", NULL};
+    opts[k++] = (cli_opt){"force", CLI_FLAG, &force, "       dense: run even above n m min(n, m) "
+                          "= 8000^3, where it takes minutes to hours", NULL};
     const char *usage =
         "usage: kat rank [--f EXPR] [--n N] [--d D] [--form inner|l2sq|l1] [--method "
         "dense|randomized] [--json] ...\n\n"
@@ -250,9 +253,19 @@ int kat_cmd_rank(int argc, char **argv)
         own_k = !pts.symmetric;
     }
     kat_rank_result r;
+    rank_guard guard;
+    if (o.method == KAT_RANK_DENSE && rank_guard_begin(&guard, "rank", Q.rows, K.rows, force, json)) {
+        kat_dmat_free(&Q);
+        if (own_k)
+            kat_dmat_free(&K);
+        kat_fn_destroy(f);
+        return CLI_USAGE;
+    }
     double t0 = cli_now();
     st = kat_rank_probe(f, &Q, &K, &o, &r);
     double secs = cli_now() - t0;
+    if (o.method == KAT_RANK_DENSE)
+        rank_guard_end(&guard);
     if (st) {
         rc = cli_fail("rank", "probe", st);
     } else if (json) {
