@@ -21,6 +21,18 @@ void progress_clock(char *buf, size_t n, double s)
         snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
+void progress_duration(char *buf, size_t n, double s)
+{
+    if (!(s > 0))
+        snprintf(buf, n, "0 s");
+    else if (s < 90)
+        snprintf(buf, n, "%.0f s", s);
+    else if (s < 90 * 60)
+        snprintf(buf, n, "%.0f min", s / 60);
+    else
+        snprintf(buf, n, "%.1f h", s / 3600);
+}
+
 void progress_start(progress *p, FILE *out, const char *label, int quiet)
 {
     memset(p, 0, sizeof *p);

@@ -39,6 +39,8 @@ void progress_tick_stop(progress *p);
 /* Clear the line; the progress prints nothing more. */
 void progress_finish(progress *p);
 
+/* A duration in words: "40 s", "6 min", "1.5 h" (rounded; for estimates). */
+void progress_duration(char *buf, size_t n, double seconds);
 /* "1:05" for 65 seconds, "1:01:05" above an hour, "0:00" for a negative or unknown time. */
 void progress_clock(char *buf, size_t n, double seconds);
 

@@ -44,13 +44,12 @@ int rank_guard_begin(rank_guard *g, const char *cmd, size_t n, size_t m, int for
     if (c <= cost(RANK_GUARD_TICK, RANK_GUARD_TICK) || 8.0 * (double)n * (double)m > memory)
         return 0;
     g->estimate = rank_guard_estimate(n, m);
-    char when[32] = "more than 100 hours";
-    if (g->estimate < 360000.0)
-        progress_clock(when, sizeof when, g->estimate);
+    char when[32];
+    progress_duration(when, sizeof when, g->estimate);
     if (c > cost(RANK_GUARD_REFUSE, RANK_GUARD_REFUSE)) {
         if (!force) {
             fprintf(stderr, "kat %s: a dense SVD of the %zu x %zu matrix would take about %s "
-                    "(h:mm:ss, from a %d x %d one timed now); --method randomized finds a low "
+                    "here (from a %d x %d SVD timed now); --method randomized finds a low "
                     "rank without it, or give --force to run the dense SVD anyway\n", cmd, n, m,
                     when, RANK_GUARD_SAMPLE, RANK_GUARD_SAMPLE);
             progress_finish(&g->prog);

@@ -129,6 +129,12 @@ START_TEST(test_clock)
     ck_assert_str_eq(buf, "1:02:05");
     progress_clock(buf, sizeof buf, -3.0);
     ck_assert_str_eq(buf, "0:00");
+    progress_duration(buf, sizeof buf, 40.2);
+    ck_assert_str_eq(buf, "40 s");
+    progress_duration(buf, sizeof buf, 375.0);
+    ck_assert_str_eq(buf, "6 min");
+    progress_duration(buf, sizeof buf, 5400.0);
+    ck_assert_str_eq(buf, "1.5 h");
 }
 END_TEST
 
