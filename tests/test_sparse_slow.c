@@ -122,11 +122,20 @@ END_TEST
 
 int main(void)
 {
+    /* One case per test: meson runs each as its own test (CK_RUN_CASE, tests/meson.build). */
     Suite *s = suite_create("sparse_slow");
-    TCase *tc = tcase_create("sparse_slow");
-    tcase_set_timeout(tc, 1200);
-    tcase_add_test(tc, test_random_configurations);
-    tcase_add_test(tc, test_every_isa);
-    suite_add_tcase(s, tc);
+    const struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        {"random_configurations", test_random_configurations},
+        {"every_isa", test_every_isa},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, 1200);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
     return tu_run_suite(s);
 }
