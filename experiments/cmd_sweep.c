@@ -6,6 +6,7 @@
 #include <string.h>
 #include "cmd_rank.h"
 #include "gnuplot.h"
+#include "progress.h"
 
 typedef struct {
     size_t n, d;
@@ -296,6 +297,8 @@ int kat_cmd_sweep(int argc, char **argv)
         fprintf(csv, "n,d,f,scale,rank,predicted,stable,effective,seconds%s\n",
                 o.eps > 0 ? ",eps_rank_spectral,eps_rank_frobenius" : "");
     size_t done_rows = 0;
+    progress prog;   /* on a terminal: the point being probed, with an estimate */
+    progress_start(&prog, stderr, "kat sweep", json);
     /* Order: f, d, s outer, n inner (the plot's series are consecutive runs). The points for
      * n are the first n rows of one draw of nmax, so a larger n extends the smaller ones. */
     for (size_t fi = 0; fi < nf && rc == CLI_OK; fi++) {
@@ -312,6 +315,9 @@ int kat_cmd_sweep(int argc, char **argv)
                     q.rows = kk.rows = ns[ni];
                     o.scale = scales[si];
                     kat_rank_result r;
+                    progress_update(&prog, (double)done_rows / (double)total,
+                                    "f = %s, d = %zu, s = %g, n = %zu", fs[fi], ds[di],
+                                    scales[si], ns[ni]);
                     double t0 = cli_now();
                     kat_status st = kat_rank_probe(f, &q, &kk, &o, &r);
                     if (st) {
@@ -335,6 +341,7 @@ int kat_cmd_sweep(int argc, char **argv)
         }
         kat_fn_destroy(f);
     }
+    progress_finish(&prog);
     if (csv && csv != stdout && fclose(csv) != 0 && rc == CLI_OK) {
         fprintf(stderr, "kat sweep: error writing %s\n", out);
         rc = CLI_FAIL;

@@ -139,6 +139,17 @@ void progress_tick_stop(progress *p)
     p->ticking = 0;
 }
 
+void progress_clear(progress *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->active) {
+        clear_line(p);
+        fflush(p->out);
+        p->last = -1.0;   /* redraw at the next update */
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 void progress_finish(progress *p)
 {
     progress_tick_stop(p);

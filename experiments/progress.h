@@ -36,6 +36,8 @@ void progress_note(progress *p, const char *fmt, ...) __attribute__((format(prin
  * second with the time so far against the expected seconds. Stopped by progress_tick_stop. */
 void progress_tick_start(progress *p, double expected_seconds, const char *what);
 void progress_tick_stop(progress *p);
+/* Clear the line for other output (on stdout, say); the next update draws it again. */
+void progress_clear(progress *p);
 /* Clear the line; the progress prints nothing more. */
 void progress_finish(progress *p);
 

@@ -53,4 +53,14 @@ has "reproduce step result on a terminal" "$tmp/tty" "[4/8] spectra on the hyper
 check "reproduce off a terminal" 0 "$kat" reproduce --quick --only spectra --out "$tmp/r2"
 lacks "no progress off a terminal" "$err" "kat reproduce: ["
 has "the step's result off a terminal" "$err" "[4/8] spectra on the hypercube: done ("
+# kat theorem and kat sweep: the item being computed on a terminal, nothing with --json.
+on_tty "$tmp/tty" "$kat" theorem run discontinuity exp-degree
+has "theorem progress on a terminal" "$tmp/tty" "kat theorem: discontinuity   0% (0:00 elapsed)"
+has "theorem output after the cleared line" "$tmp/tty" "PASS  exp-degree"
+on_tty "$tmp/tty" "$kat" theorem run discontinuity exp-degree --json
+lacks "no theorem progress with --json" "$tmp/tty" "kat theorem:"
+on_tty "$tmp/tty" "$kat" sweep --n 16,32 --d 2 --out "$tmp/s.csv"
+has "sweep progress on a terminal" "$tmp/tty" "kat sweep: f = exp, d = 2, s = 1, n = 16   0% (0:00 elapsed)"
+on_tty "$tmp/tty" "$kat" sweep --n 16,32 --d 2 --json
+lacks "no sweep progress with --json" "$tmp/tty" "kat sweep:"
 exit "$fail"
