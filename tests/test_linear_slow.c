@@ -222,21 +222,12 @@ END_TEST
 
 int main(void)
 {
-    /* One case per test: meson runs each as its own test (CK_RUN_CASE, tests/meson.build). */
-    Suite *s = suite_create("linear_slow");
-    const struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    /* One case per test: meson runs each as its own test. */
+    const tu_case cases[] = {
         {"taylor2_65536", test_taylor2_65536},
         {"elu1_65536_recurrence", test_elu1_65536_recurrence},
         {"backward_2048", test_backward_2048},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 600);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
+    Suite *s = tu_suite_per_case("linear_slow", 600, cases, sizeof cases / sizeof cases[0]);
     return tu_run_suite(s);
 }

@@ -54,21 +54,12 @@ END_TEST
 
 int main(void)
 {
-    /* One case per test: meson runs each as its own test (CK_RUN_CASE, tests/meson.build). */
-    Suite *s = suite_create("rank_slow");
-    const struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    /* One case per test: meson runs each as its own test. */
+    const tu_case cases[] = {
         {"generic_ranks_n1024", test_generic_ranks_n1024},
         {"randomized_n4096", test_randomized_n4096},
         {"randomized_eps_exp_n4096", test_randomized_eps_exp_n4096},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 1200);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
+    Suite *s = tu_suite_per_case("rank_slow", 1200, cases, sizeof cases / sizeof cases[0]);
     return tu_run_suite(s);
 }
