@@ -3,8 +3,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <stdlib.h>
+#include <time.h>
 #include "attn_cli.h"
 #include "cli.h"
 #include "reproduce/reproduce.h"
@@ -35,8 +35,6 @@ void repro_progress(repro *R, double frac, const char *fmt, ...)
     progress_update(&R->prog, R->done + R->share * frac, "%s: %s", R->step, what);
 }
 
-/* weight: the step's share of a run, in seconds of a full run on a 2-core machine (only the
- * ratios matter, for the estimate of the time left); timed: its section reports timings. */
 /* The close of a timed step's section: its conditions, and a warning when they moved. */
 static void repro_conditions(repro *R)
 {
@@ -53,6 +51,8 @@ static void repro_conditions(repro *R)
                       "measure more than the kernels.\n\n", warning);
 }
 
+/* weight: the step's share of a run, in seconds of a full run on a 2-core machine (only the
+ * ratios matter, for the estimate of the time left); timed: its section reports timings. */
 static const struct {
     const char *key, *name;
     int (*run)(repro *);

@@ -62,6 +62,7 @@ expect_line() {   # expect_line "description" fixed-string file
     if grep -q -F -- "$2" "$3"; then echo "ok: $1"; else
         echo "FAIL: $1: no '$2' in $3"; fail=1; fi
 }
+# shellcheck disable=SC2016 # the backquotes are Markdown's
 expect_line "x^2 named for what it is" \
     '- `x^2` (neither completely monotone nor Bernstein): 46 positive, 10 negative and 968 zero eigenvalues of 1024.' "$rep"
 expect_line "the cube table prints the rounding-error zero of x^2 at j = 7 as 0" \

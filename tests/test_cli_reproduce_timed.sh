@@ -19,10 +19,10 @@ else echo "FAIL: $n conditions lines, expected 2"; grep -n "conditions" "$rep"; 
 rows=$(sed -n '/^## Dense flash/,/^## /p' "$rep" | grep -c '^| \(forward\|backward\)|')
 pct=$(sed -n '/^## Dense flash/,/^## /p' "$rep" | grep -c '^| \(forward\|backward\)|[^|]*|[^|]*|[^|]*|[^|]*|[0-9]*%|')
 if grep -q "^\*\*No % of sgemm:\*\* the sgemm reference moved from [0-9.]* to [0-9.]* GFLOP/s during the run ([0-9]*% apart, more than the 10% tolerance): the machine's load changed; the % of sgemm column is left empty\.$" "$rep"; then
-    [ "$pct" = 0 ] && [ "$rows" = 5 ] && echo "ok: reference moved: no % of sgemm, and why" ||
-        { echo "FAIL: reference moved but $pct of $rows rows quote a %"; fail=1; }
+    if [ "$pct" = 0 ] && [ "$rows" = 5 ]; then echo "ok: reference moved: no % of sgemm, and why"
+    else echo "FAIL: reference moved but $pct of $rows rows quote a %"; fail=1; fi
 else
-    [ "$pct" = 5 ] && [ "$rows" = 5 ] && echo "ok: steady reference: % of sgemm in every row" ||
-        { echo "FAIL: steady reference but $pct of $rows rows quote a %"; fail=1; }
+    if [ "$pct" = 5 ] && [ "$rows" = 5 ]; then echo "ok: steady reference: % of sgemm in every row"
+    else echo "FAIL: steady reference but $pct of $rows rows quote a %"; fail=1; fi
 fi
 exit "$fail"

@@ -17,8 +17,8 @@ fi
 # kat sweep: two d, an exp and two polynomials (with a predicted rank), two scales.
 check "sweep --plot" 0 "$kat" sweep --n 16,32,64 --d 2,3 --degree 1,2 --f "exp" --scale 1,0.5 \
     --out "$tmp/sweep.csv" --plot "$tmp/sweep.png"
-[ -s "$tmp/sweep.png" ] && [ -s "$tmp/sweep.gp" ] && echo "ok: sweep.png and its script sweep.gp" ||
-    { echo "FAIL: no sweep.png or sweep.gp"; fail=1; }
+if [ -s "$tmp/sweep.png" ] && [ -s "$tmp/sweep.gp" ]; then echo "ok: sweep.png and its script sweep.gp"
+else echo "FAIL: no sweep.png or sweep.gp"; fail=1; fi
 python3 "$readback" sweep "$tmp/sweep.gp" "$tmp/sweep.csv" || fail=1
 
 # The rank figures of the report.
@@ -39,8 +39,10 @@ wrong() {   # wrong "description" sed-expression file.gp
     elif grep -q "^FAIL: ${3%.gp}.png: " "$tmp/rb"; then echo "ok: the readback refuses $1"
     else echo "FAIL: the readback did not name ${3%.gp}.png for $1"; cat "$tmp/rb"; fail=1; fi
 }
+# shellcheck disable=SC2016 # the $ are gnuplot's columns, not the shell's
 wrong "rows chosen by line number with the header counted" \
     's/using 2:(\$1 == 8 ? \$\([0-9]*\) : NaN)/every ::5::9 using 2:\1/g' rank_vs_n_d8.gp
+# shellcheck disable=SC2016
 wrong "the rows of another d" 's/\$1 == 8 ?/$1 == 4 ?/' rank_vs_n_d8.gp
 wrong "a point outside the axis range" 's/^set logscale y$/set logscale y\nset yrange [1e-3:*]/' \
     cube_spectra.gp
