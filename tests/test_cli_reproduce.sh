@@ -51,6 +51,10 @@ words() {   # words "description" file
     else echo "ok: $1 mentions no issue"; fi
 }
 words "report.md" "$rep"
+# Every text kat can print lives in the kat executable or in libkat: none mentions an issue.
+lib=$(ldd "$kat" 2>/dev/null | awk '/libkat/ { print $3 }')
+if strings "$kat" ${lib:+"$lib"} | grep -i 'issue'; then echo "FAIL: a string of kat mentions an issue"; fail=1
+else echo "ok: no string of kat${lib:+ or $(basename "$lib")} mentions an issue"; fi
 check "theorem list" 0 "$kat" theorem list && words "kat theorem list" "$out"
 check "theorem run exp-degree generic-ranks" 0 "$kat" theorem run exp-degree generic-ranks &&
     words "kat theorem run" "$out"
