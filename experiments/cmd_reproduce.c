@@ -51,22 +51,23 @@ static void repro_conditions(repro *R)
                       "measure more than the kernels.\n\n", warning);
 }
 
-/* weight: the step's share of a run, in seconds of a full run on a 2-core machine (only the
- * ratios matter, for the estimate of the time left); timed: its section reports timings. */
+/* weight: the step's share of a run, its seconds in a full run on the 2-core development
+ * machine under load (only the ratios matter, for the estimate of the time left); timed: its
+ * section reports timings. */
 static const struct {
     const char *key, *name;
     int (*run)(repro *);
     double weight;
     int timed;
 } steps[] = {
-    {"theorems", "theorem table", repro_theorems, 40, 1},
-    {"rank", "rank of f(QK^T) against n", repro_rank_vs_n, 25, 0},
-    {"eps-rank", "eps-rank of exp(QK^T/d) against B", repro_eps_rank_vs_bound, 15, 0},
+    {"theorems", "theorem table", repro_theorems, 57, 1},
+    {"rank", "rank of f(QK^T) against n", repro_rank_vs_n, 44, 0},
+    {"eps-rank", "eps-rank of exp(QK^T/d) against B", repro_eps_rank_vs_bound, 2, 0},
     {"spectra", "spectra on the hypercube", repro_cube_spectra, 1, 0},
-    {"dense", "dense flash attention against sgemm", repro_dense_rate, 90, 1},
-    {"sparse", "sparse flash speed-ups against N", repro_sparse_speedups, 170, 1},
-    {"linear", "linear attention crossover", repro_linear_crossover, 120, 1},
-    {"accuracy", "attention accuracy against fp64", repro_attention_errors, 25, 0},
+    {"dense", "dense flash attention against sgemm", repro_dense_rate, 63, 1},
+    {"sparse", "sparse flash speed-ups against N", repro_sparse_speedups, 453, 1},
+    {"linear", "linear attention crossover", repro_linear_crossover, 80, 1},
+    {"accuracy", "attention accuracy against fp64", repro_attention_errors, 8, 0},
 };
 enum { NSTEPS = sizeof steps / sizeof steps[0] };
 
