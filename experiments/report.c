@@ -115,6 +115,10 @@ int report_plot(report *r, const char *png, const char *caption, const char *scr
         report_printf(r, "*%s: gnuplot failed (see %s).*\n\n", caption, log);
         return -1;
     }
+    struct stat st;   /* gnuplot's messages: kept only when it said something */
+    snprintf(path, sizeof path, "%s/%s", r->dir, log);
+    if (stat(path, &st) == 0 && st.st_size == 0)
+        remove(path);
     report_printf(r, "![%s](%s)\n\n*%s*\n\n", caption, png, caption);
     return 0;
 }
