@@ -12,7 +12,7 @@
 #define RANK_GUARD_TICK 2000
 #define RANK_GUARD_REFUSE 8000
 /* The size of the SVD timed here to estimate the long one. */
-#define RANK_GUARD_SAMPLE 600
+#define RANK_GUARD_SAMPLE 400
 
 typedef struct {
     progress prog;
@@ -25,8 +25,8 @@ int rank_guard_begin(rank_guard *g, const char *cmd, size_t n, size_t m, int for
 /* After it: stops the progress line. */
 void rank_guard_end(rank_guard *g);
 
-/* The estimate alone: seconds for a dense SVD of n x m, from one of RANK_GUARD_SAMPLE^2 timed
- * now and scaled by n m min(n, m). */
+/* The estimate alone: seconds for a dense SVD of n x m, from the median time of three of
+ * RANK_GUARD_SAMPLE^2 timed now, scaled by n m min(n, m); NaN when the sample cannot run. */
 double rank_guard_estimate(size_t n, size_t m);
 
 #endif
