@@ -127,21 +127,19 @@ END_TEST
 
 START_TEST(test_clock)
 {
-    char buf[32];
-    progress_clock(buf, sizeof buf, 0.0);
-    ck_assert_str_eq(buf, "0:00");
-    progress_clock(buf, sizeof buf, 65.4);
-    ck_assert_str_eq(buf, "1:05");
-    progress_clock(buf, sizeof buf, 3725.0);
-    ck_assert_str_eq(buf, "1:02:05");
-    progress_clock(buf, sizeof buf, -3.0);
-    ck_assert_str_eq(buf, "0:00");
-    progress_duration(buf, sizeof buf, 40.2);
-    ck_assert_str_eq(buf, "40 s");
-    progress_duration(buf, sizeof buf, 375.0);
-    ck_assert_str_eq(buf, "6 min");
-    progress_duration(buf, sizeof buf, 5400.0);
-    ck_assert_str_eq(buf, "1.5 h");
+    static const struct {
+        double seconds;
+        const char *clock, *words;
+    } cases[] = {{0.0, "0:00", "0 s"},     {-3.0, "0:00", "0 s"},        {40.2, "0:40", "40 s"},
+                 {65.4, "1:05", "65 s"},   {375.0, "6:15", "6 min"},     {3725.0, "1:02:05", "62 min"},
+                 {5400.0, "1:30:00", "1.5 h"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[32];
+        progress_clock(buf, sizeof buf, cases[i].seconds);
+        ck_assert_str_eq(buf, cases[i].clock);
+        progress_duration(buf, sizeof buf, cases[i].seconds);
+        ck_assert_str_eq(buf, cases[i].words);
+    }
 }
 END_TEST
 
