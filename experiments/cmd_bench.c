@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "attn_cli.h"
+#include "timing_conditions.h"
 
 static const char *const usage_text =
     "usage: kat bench attn [--mode M] --b B --h H [--hkv H_KV] --n N [--m M] --d D [--causal]\n"
@@ -121,7 +122,9 @@ static int bench_attn(int argc, char **argv)
         return cli_fail("bench attn", "forward for the backward's inputs", st);
     }
 
-    /* The mode, timed. */
+    /* The mode, timed, between two measurements of the conditions (load, sgemm). */
+    timing_conditions tc;
+    timing_begin(&tc, attn_sgemm_gflops, sgemm_n, T);
     attn_bench_call call;
     memset(&call, 0, sizeof call);
     double *runs = kat_calloc((size_t)o.reps, sizeof *runs);
@@ -182,7 +185,11 @@ static int bench_attn(int argc, char **argv)
         bc.fn = base_once;
         st = attn_time_median(&bc, o.warmup, o.reps, &base_ms, NULL);
     }
-    double sgemm = !st && sgemm_n ? attn_sgemm_gflops(sgemm_n, T, 3) : 0.0;
+    timing_end(&tc);
+    double sgemm = timing_reference(&tc);   /* 0: none, or it moved beyond the tolerance */
+    char conditions[512], warning[512];
+    timing_describe(&tc, conditions, sizeof conditions);
+    timing_warning(&tc, warning, sizeof warning);
     if (st) {
         kat_free(runs);
         attn_tensors_free(&t);
@@ -217,7 +224,7 @@ static int bench_attn(int argc, char **argv)
         cli_json_array(&j, "ms_runs", runs, (size_t)o.reps);
         cli_json_num(&j, "flops", flops);
         cli_json_num(&j, "gflops", gflops);
-        cli_json_num(&j, "sgemm_gflops", sgemm_n ? sgemm : NAN);
+        cli_json_num(&j, "sgemm_gflops", sgemm > 0 ? sgemm : NAN);
         cli_json_int(&j, "sgemm_n", (long long)sgemm_n);
         cli_json_num(&j, "pct_sgemm", sgemm > 0 ? 100.0 * gflops / sgemm : NAN);
         cli_json_str(&j, "baseline", baseline ? base_name : "none");
@@ -238,6 +245,7 @@ static int bench_attn(int argc, char **argv)
         cli_json_num(&j, "tensor_mb", tensor_bytes / 1048576.0);
         cli_json_num(&j, "peak_over_tensors", peak / tensor_bytes);
         cli_json_array(&j, "loadavg", load, 3);
+        timing_json(&tc, &j, "conditions");
         cli_json_str(&j, "blas", kat_blas_info());
         cli_json_end(&j);
     } else {
@@ -251,6 +259,8 @@ static int bench_attn(int argc, char **argv)
             printf(" = %.1f%% of sgemm (%.1f GFLOP/s, %zu^3, %d threads, same run)",
                    100.0 * gflops / sgemm, sgemm, sgemm_n, T);
         printf("\n");
+        if (*warning)
+            printf("  WARNING   no %% of sgemm: %s\n", warning);
         if (baseline)
             printf("  baseline  %s %.3f ms -> speedup %.2fx\n", base_name, base_ms,
                    base_ms / ms);
@@ -265,7 +275,7 @@ static int bench_attn(int argc, char **argv)
             printf("  no mask   %.3f ms -> causal is %.2fx faster\n", ms_nc, ms_nc / ms);
         printf("  memory    peak RSS %.1f MiB = %.2fx the %.1f MiB of q, k, v, o\n",
                peak / 1048576.0, peak / tensor_bytes, tensor_bytes / 1048576.0);
-        printf("  load      %.2f %.2f %.2f\n", load[0], load[1], load[2]);
+        printf("  conditions %s\n", conditions);
     }
     kat_free(runs);
     attn_tensors_free(&t);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd_rank.h"
+#include "rank_guard.h"
 
 void rank_cli_points_init(rank_cli_points *p)
 {
@@ -186,7 +187,7 @@ int kat_cmd_rank(int argc, char **argv)
 {
     const char *fexpr = "exp", *qfile = NULL, *kfile = NULL, *mfile = NULL, *map = NULL;
     size_t n = 256, m = 0, d = 8;
-    int json = 0, sv = 0, m_seen = 0, nd_seen = 0, f_seen = 0, form_seen = 0;
+    int json = 0, sv = 0, m_seen = 0, nd_seen = 0, f_seen = 0, form_seen = 0, force = 0;
     rank_cli_points pts;
     rank_cli_probe pr;
     rank_cli_points_init(&pts);
@@ -213,6 +214,8 @@ int kat_cmd_rank(int argc, char **argv)
             opts[i].seen = &form_seen;
     opts[k++] = (cli_opt){"sv", CLI_FLAG, &sv, "       print the singular values", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       machine-readable output", NULL};
+    opts[k++] = (cli_opt){"force", CLI_FLAG, &force, "       dense: run even above n m min(n, m) "
+                          "= 8000^3, where it takes minutes to hours", NULL};
     const char *usage =
         "usage: kat rank [--f EXPR] [--n N] [--d D] [--form inner|l2sq|l1] [--method "
         "dense|randomized] [--json] ...\n"
@@ -279,6 +282,15 @@ int kat_cmd_rank(int argc, char **argv)
         own_k = !pts.symmetric;
     }
     kat_rank_result r;
+    rank_guard guard;
+    const int guarded = o.method == KAT_RANK_DENSE && !mfile;
+    if (guarded && rank_guard_begin(&guard, "rank", Q.rows, K.rows, force, json)) {
+        kat_dmat_free(&Q);
+        if (own_k)
+            kat_dmat_free(&K);
+        kat_fn_destroy(f);
+        return CLI_USAGE;
+    }
     kat_featmap *fm = NULL;
     if (map && (st = kat_featmap_parse(map, Q.cols, pts.seed, &fm)))
         rc = st == KAT_EPARSE ? CLI_USAGE : CLI_FAIL;
@@ -289,6 +301,8 @@ int kat_cmd_rank(int argc, char **argv)
                    : kat_rank_probe(f, &Q, &K, &o, &r);
     double secs = cli_now() - t0;
     kat_featmap_destroy(fm);
+    if (guarded)
+        rank_guard_end(&guard);
     if (rc == CLI_USAGE) {
         cli_usage("rank", "--map: %s", kat_last_error());
     } else if (rc) {

@@ -3,7 +3,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
+#include "attn_cli.h"
 #include "cli.h"
 #include "reproduce/reproduce.h"
 
@@ -22,18 +24,50 @@ void repro_note(repro *R, const char *fmt, ...)
         strcat(R->summary, "\n");
 }
 
+void repro_progress(repro *R, double frac, const char *fmt, ...)
+{
+    char what[192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    frac = frac < 0 ? 0 : frac > 1 ? 1 : frac;
+    progress_update(&R->prog, R->done + R->share * frac, "%s: %s", R->step, what);
+}
+
+/* The close of a timed step's section: its conditions, and a warning when they moved. */
+static void repro_conditions(repro *R)
+{
+    if (!R->tc.ended)
+        timing_end(&R->tc);
+    char line[512], warning[512];
+    timing_describe(&R->tc, line, sizeof line);
+    timing_warning(&R->tc, warning, sizeof warning);
+    report_printf(&R->rep, "Timing conditions of this section (measured around it in this run): "
+                  "%s.\n\n", line);
+    if (*warning)
+        report_printf(&R->rep, "**Unsteady conditions:** %s; the times above were taken under "
+                      "changing load, so they (and ratios of times taken at different moments) "
+                      "measure more than the kernels.\n\n", warning);
+}
+
+/* weight: the step's share of a run, its seconds in a full run on the 2-core development
+ * machine under load (only the ratios matter, for the estimate of the time left); timed: its
+ * section reports timings. */
 static const struct {
     const char *key, *name;
     int (*run)(repro *);
+    double weight;
+    int timed;
 } steps[] = {
-    {"theorems", "theorem table", repro_theorems},
-    {"rank", "rank of f(QK^T) against n", repro_rank_vs_n},
-    {"eps-rank", "eps-rank of exp(QK^T/d) against B", repro_eps_rank_vs_bound},
-    {"spectra", "spectra on the hypercube", repro_cube_spectra},
-    {"dense", "dense flash attention against sgemm", repro_dense_rate},
-    {"sparse", "sparse flash speed-ups against N", repro_sparse_speedups},
-    {"linear", "linear attention crossover", repro_linear_crossover},
-    {"accuracy", "attention accuracy against fp64", repro_attention_errors},
+    {"theorems", "theorem table", repro_theorems, 57, 1},
+    {"rank", "rank of f(QK^T) against n", repro_rank_vs_n, 44, 0},
+    {"eps-rank", "eps-rank of exp(QK^T/d) against B", repro_eps_rank_vs_bound, 2, 0},
+    {"spectra", "spectra on the hypercube", repro_cube_spectra, 1, 0},
+    {"dense", "dense flash attention against sgemm", repro_dense_rate, 63, 1},
+    {"sparse", "sparse flash speed-ups against N", repro_sparse_speedups, 453, 1},
+    {"linear", "linear attention crossover", repro_linear_crossover, 80, 1},
+    {"accuracy", "attention accuracy against fp64", repro_attention_errors, 8, 0},
 };
 enum { NSTEPS = sizeof steps / sizeof steps[0] };
 
@@ -108,20 +142,38 @@ int kat_cmd_reproduce(int argc, char **argv)
                   only ? only : "", when, kat_version(), kat_arch_name(), kat_num_threads(),
                   kat_blas_info());
     const size_t nsteps = NSTEPS;
-    double t0 = cli_now();
+    double t0 = cli_now(), total = 0.0;
+    for (size_t i = 0; i < nsteps; i++)
+        total += run[i] ? steps[i].weight : 0.0;
     int errors = 0;
+    progress_start(&R.prog, stderr, "kat reproduce", 0);
     for (size_t i = 0; i < nsteps; i++) {
         if (!run[i])
             continue;
-        fprintf(stderr, "[%zu/%zu] %s ...\n", i + 1, nsteps, steps[i].name);
+        char step[64];
+        snprintf(step, sizeof step, "[%zu/%zu] %s", i + 1, nsteps, steps[i].key);
+        R.step = step;
+        R.share = steps[i].weight / total;
+        repro_progress(&R, 0.0, "starting");
         double t = cli_now();
+        if (steps[i].timed)
+            timing_begin(&R.tc, attn_sgemm_gflops, REPRO_SGEMM_N, kat_num_threads());
         int step_rc = steps[i].run(&R);
         errors += step_rc != 0;
-        fprintf(stderr, "[%zu/%zu] %s: %s (%.1f s)\n", i + 1, nsteps, steps[i].name,
-                step_rc ? "FAILED" : "done", cli_now() - t);
+        if (steps[i].timed)
+            repro_conditions(&R);
+        progress_note(&R.prog, "[%zu/%zu] %s: %s (%.1f s)", i + 1, nsteps, steps[i].name,
+                      step_rc ? "FAILED" : "done", cli_now() - t);
+        R.done += R.share;
         fflush(R.rep.md);
     }
-    report_printf(&R.rep, "---\nTotal time: %.1f s.\n", cli_now() - t0);
+    progress_finish(&R.prog);
+    double load[3] = {-1, -1, -1};
+    if (getloadavg(load, 3) == 3)
+        report_printf(&R.rep, "---\nTotal time: %.1f s; load average at the end %.2f %.2f %.2f "
+                      "(1, 5, 15 min).\n", cli_now() - t0, load[0], load[1], load[2]);
+    else
+        report_printf(&R.rep, "---\nTotal time: %.1f s.\n", cli_now() - t0);
     report_close(&R.rep);
     printf("kat reproduce: report written to %s/report.md (%.1f s, %d plots, %d not drawn)\n%s",
            out, cli_now() - t0, R.rep.plots, R.rep.plots_failed, R.summary);

@@ -1,9 +1,12 @@
 /* `kat sweep`: the rank probe over a grid of n, d, f and s; one CSV row per point and a
  * rank-vs-n plot (gnuplot, when installed). */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cmd_rank.h"
+#include "gnuplot.h"
+#include "progress.h"
 
 typedef struct {
     size_t n, d;
@@ -135,72 +138,67 @@ static void json_size(cli_json *j, const char *key, size_t v)
     }
 }
 
-/* A gnuplot single-quoted string: '' stands for '. */
-static void gp_string(FILE *gp, const char *s)
-{
-    fputc('\'', gp);
-    for (; *s; s++) {
-        if (*s == '\'')
-            fputc('\'', gp);
-        fputc(*s, gp);
-    }
-    fputc('\'', gp);
-}
-
-/* Rank vs n, one line per (f, d, s), dashed the prediction where there is one. */
+/* Rank vs n, one line per (f, d, s), dashed the prediction where there is one. The script
+ * is kept beside the PNG (FILE.gp for FILE.png), so the figure can be redrawn or read back. */
 static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs, size_t nn,
                 const char *form)
 {
-    FILE *gp = popen("gnuplot", "w");
-    if (!gp) {
-        fprintf(stderr, "kat sweep: cannot run gnuplot\n");
+    char dir[1024] = ".", gp[1100], path[2200];
+    const char *slash = strrchr(png, '/'), *name = slash ? slash + 1 : png;
+    if (slash && (size_t)(slash - png) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - png), png);
+    if (slash == png)
+        snprintf(dir, sizeof dir, "/");
+    size_t len = strlen(name);
+    int has_ext = len > 4 && strcmp(name + len - 4, ".png") == 0;
+    snprintf(gp, sizeof gp, "%.*s.gp", (int)(has_ext ? len - 4 : len), name);
+    snprintf(path, sizeof path, "%s/%s", dir, gp);
+    FILE *f = gnuplot_script_open(path, name, 1000, 650);
+    if (!f) {
+        fprintf(stderr, "kat sweep: cannot write the plot script %s: %s\n", path, strerror(errno));
         return -1;
     }
     int logy = 1;
     for (size_t i = 0; i < nrows; i++)
         logy &= rows[i].rank > 0;
-    fprintf(gp, "set terminal pngcairo size 1000,650 noenhanced\nset output ");
-    gp_string(gp, png);
-    fprintf(gp, "\nset title 'kat sweep: numerical rank of f(s * %s), default tolerance'\n",
+    fprintf(f, "set title 'kat sweep: numerical rank of f(s * %s), default tolerance'\n",
             strcmp(form, "inner") == 0 ? "<q,k>" : strcmp(form, "l2sq") == 0 ? "|q-k|^2"
                                                                               : "|q-k|_1");
-    fprintf(gp, "set xlabel 'n (= m)'\nset ylabel 'rank'\nset logscale x 2\n%s"
+    fprintf(f, "set xlabel 'n (= m)'\nset ylabel 'rank'\nset logscale x 2\n%s"
                 "set key outside right top\nset grid\n",
             logy ? "set logscale y 10\n" : "");
     /* Series: consecutive runs of rows that share (f, d, s); rows are ordered with n inner. */
     size_t nseries = nrows / nn;
     for (size_t s = 0; s < nseries; s++) {
-        fprintf(gp, "$r%zu << EOD\n", s);
+        fprintf(f, "$r%zu << EOD\n", s);
         for (size_t i = 0; i < nn; i++)
-            fprintf(gp, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].rank);
-        fprintf(gp, "EOD\n$p%zu << EOD\n", s);
+            fprintf(f, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].rank);
+        fprintf(f, "EOD\n$p%zu << EOD\n", s);
         for (size_t i = 0; i < nn; i++)
             if (rows[s * nn + i].predicted != KAT_RANK_NONE)
-                fprintf(gp, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].predicted);
-        fprintf(gp, "EOD\n");
+                fprintf(f, "%zu %zu\n", rows[s * nn + i].n, rows[s * nn + i].predicted);
+        fprintf(f, "EOD\n");
     }
-    fprintf(gp, "plot x with lines lc 'gray' dt 3 title 'n (full rank)'");
+    fprintf(f, "plot x with lines lc 'gray' dt 3 title 'n (full rank)'");
     for (size_t s = 0; s < nseries; s++) {
         const sweep_row *r = &rows[s * nn];
         char title[512];
         snprintf(title, sizeof title, "f = %s, d = %zu, s = %g", fs[r->fi], r->d, r->scale);
-        fprintf(gp, ", $r%zu using 1:2 with linespoints lw 2 lc %zu title ", s, s + 1);
-        gp_string(gp, title);
-        if (r->predicted != KAT_RANK_NONE)
-            fprintf(gp, ", $p%zu using 1:2 with lines dt 2 lc %zu title 'predicted'", s, s + 1);
+        fprintf(f, ", $r%zu using 1:2 with linespoints lw 2 lc %zu title ", s, s + 1);
+        gnuplot_string(f, title);
+        if (r->predicted != KAT_RANK_NONE) {
+            fprintf(f, ", $p%zu using 1:2 with lines dt 2 lc %zu title ", s, s + 1);
+            snprintf(title, sizeof title, "predicted, f = %s, d = %zu, s = %g", fs[r->fi], r->d,
+                     r->scale);
+            gnuplot_string(f, title);
+        }
     }
-    fprintf(gp, "\n");
-    int status = pclose(gp);
-    if (status != 0) {
-        fprintf(stderr, "kat sweep: gnuplot failed (status %d)\n", status);
+    fprintf(f, "\n");
+    if (fclose(f) != 0 || gnuplot_run(dir, gp, NULL) != 0) {
+        fprintf(stderr, "kat sweep: gnuplot failed on %s\n", path);
         return -1;
     }
     return 0;
-}
-
-static int have_gnuplot(void)
-{
-    return system("command -v gnuplot >/dev/null 2>&1") == 0;
 }
 
 int kat_cmd_sweep(int argc, char **argv)
@@ -224,7 +222,7 @@ int kat_cmd_sweep(int argc, char **argv)
     rank_cli_points_opts(&pts, opts, &k);
     rank_cli_probe_opts(&pr, opts, &k, 0);   /* --scale is the list above */
     opts[k++] = (cli_opt){"out", CLI_STR, &out, "FILE   CSV output (default stdout)", NULL};
-    opts[k++] = (cli_opt){"plot", CLI_STR, &png, "FILE   rank-vs-n PNG (needs gnuplot)", NULL};
+    opts[k++] = (cli_opt){"plot", CLI_STR, &png, "FILE   rank-vs-n PNG (needs gnuplot), its script beside it as FILE.gp", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       rows as JSON on stdout", NULL};
     const char *usage =
         "usage: kat sweep [--n LIST] [--d LIST] [--f 'F1;F2'] [--degree LIST] [--scale LIST] "
@@ -309,6 +307,8 @@ int kat_cmd_sweep(int argc, char **argv)
         fprintf(csv, "n,d,f,scale,rank,predicted,stable,effective,seconds%s\n",
                 o.eps > 0 ? ",eps_rank_spectral,eps_rank_frobenius" : "");
     size_t done_rows = 0;
+    progress prog;   /* on a terminal: the point being probed, with an estimate */
+    progress_start(&prog, stderr, "kat sweep", json);
     /* Order: f, d, s outer, n inner (the plot's series are consecutive runs). The points for
      * n are the first n rows of one draw of nmax, so a larger n extends the smaller ones. */
     for (size_t fi = 0; fi < nf && rc == CLI_OK; fi++) {
@@ -325,6 +325,9 @@ int kat_cmd_sweep(int argc, char **argv)
                     q.rows = kk.rows = ns[ni];
                     o.scale = scales[si];
                     kat_rank_result r;
+                    progress_update(&prog, (double)done_rows / (double)total,
+                                    "f = %s, d = %zu, s = %g, n = %zu", fs[fi], ds[di],
+                                    scales[si], ns[ni]);
                     double t0 = cli_now();
                     kat_status st = kat_rank_probe(f, &q, &kk, &o, &r);
                     if (st) {
@@ -348,6 +351,7 @@ int kat_cmd_sweep(int argc, char **argv)
         }
         kat_fn_destroy(f);
     }
+    progress_finish(&prog);
     if (csv && csv != stdout && fclose(csv) != 0 && rc == CLI_OK) {
         fprintf(stderr, "kat sweep: error writing %s\n", out);
         rc = CLI_FAIL;
@@ -384,7 +388,7 @@ int kat_cmd_sweep(int argc, char **argv)
         cli_json_end(&j);
     }
     if (png && rc == CLI_OK) {
-        if (!have_gnuplot())
+        if (!gnuplot_available())
             fprintf(stderr, "kat sweep: gnuplot is not installed; no plot written (the CSV "
                             "has the data)\n");
         else if (plot(png, rows, done_rows, fs, nn, pr.form))

@@ -2,6 +2,7 @@
  * when any theorem fails. */
 #include <string.h>
 #include "cli.h"
+#include "progress.h"
 
 static const char usage[] =
     "usage: kat theorem list [--json]\n"
@@ -146,8 +147,12 @@ int kat_cmd_theorem(int argc, char **argv)
     kat_theorem_result *r = kat_calloc(1, sizeof *r);
     if (!r)
         return cli_fail("theorem", "run", KAT_ENOMEM);
+    progress prog;   /* on a terminal: the theorem being computed, with an estimate */
+    progress_start(&prog, stderr, "kat theorem", json);
     for (size_t i = 0; i < count; i++) {
+        progress_update(&prog, (double)i / (double)count, "%s", kat_theorem_info_at(idx[i])->id);
         kat_status st = kat_theorem_run(idx[i], quick ? KAT_THEOREM_QUICK : 0, r);
+        progress_clear(&prog);   /* the line goes before the theorem's own output */
         if (st) {
             /* Could not be computed: counted as a failure, reported on stderr. */
             fprintf(stderr, "kat theorem: %s: %s: %s\n", kat_theorem_info_at(idx[i])->id,
@@ -162,6 +167,7 @@ int kat_cmd_theorem(int argc, char **argv)
             print_text(r);
         fflush(stdout);
     }
+    progress_finish(&prog);
     kat_free(r);
     double seconds = cli_now() - t0;
     if (json) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include "gnuplot.h"
 #include "report.h"
 
 static int mkdir_p(const char *path)
@@ -41,7 +42,7 @@ int report_open(report *r, const char *dir, const char *title)
         fprintf(stderr, "kat reproduce: cannot write '%s': %s\n", path, strerror(errno));
         return -1;
     }
-    r->have_gnuplot = system("command -v gnuplot >/dev/null 2>&1") == 0;
+    r->have_gnuplot = gnuplot_available();
     fprintf(r->md, "# %s\n\n", title);
     return 0;
 }
@@ -91,22 +92,33 @@ int report_plot(report *r, const char *png, const char *caption, const char *scr
                       caption);
         return -1;
     }
-    char path[1100], cmd[1200];
-    snprintf(path, sizeof path, "%s/%s.gp", r->dir, png);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    /* The script keeps the PNG's name with .gp for .png; it stays beside the figure. */
+    char base[256], gp[300], log[300], path[1400];
+    size_t len = strlen(png);
+    if (len >= sizeof base)
         return -1;
-    fprintf(f, "set terminal pngcairo size 900,600 noenhanced font ',11'\n"
-               "set output '%s'\nset datafile separator ','\nset key outside right\n"
-               "set grid\n%s\n", png, script);
-    fclose(f);
-    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot '%s.gp' 2>'%s.log'", r->dir, png, png);
-    int rc = system(cmd);
-    if (rc != 0) {
+    memcpy(base, png, len + 1);
+    if (len > 4 && strcmp(base + len - 4, ".png") == 0)
+        base[len - 4] = '\0';
+    snprintf(gp, sizeof gp, "%s.gp", base);
+    snprintf(log, sizeof log, "%s.log", base);
+    snprintf(path, sizeof path, "%s/%s", r->dir, gp);
+    FILE *f = gnuplot_script_open(path, png, 900, 600);
+    if (!f) {
         r->plots_failed++;
-        report_printf(r, "*%s: gnuplot failed (see %s.log).*\n\n", caption, png);
+        report_printf(r, "*%s: not drawn (cannot write %s).*\n\n", caption, gp);
         return -1;
     }
+    fprintf(f, "set datafile separator ','\nset key outside right\nset grid\n%s\n", script);
+    if (fclose(f) != 0 || gnuplot_run(r->dir, gp, log) != 0) {
+        r->plots_failed++;
+        report_printf(r, "*%s: gnuplot failed (see %s).*\n\n", caption, log);
+        return -1;
+    }
+    struct stat st;   /* gnuplot's messages: kept only when it said something */
+    snprintf(path, sizeof path, "%s/%s", r->dir, log);
+    if (stat(path, &st) == 0 && st.st_size == 0)
+        remove(path);
     report_printf(r, "![%s](%s)\n\n*%s*\n\n", caption, png, caption);
     return 0;
 }

@@ -22,9 +22,10 @@ void report_printf(report *r, const char *fmt, ...) __attribute__((format(printf
  * does not exist, as an empty field). Returns 0 or -1. */
 int report_csv(report *r, const char *name, const char *header, const double *rows, size_t nrows,
                size_t ncols);
-/* Run a gnuplot script that writes dir/png (set terminal and output are prepended; the script's
- * working directory is dir, so it can read the CSV files by name), and link the PNG from
- * report.md under `caption`. Without gnuplot, says so in the report. Returns 0 or -1. */
+/* Draw dir/png with gnuplot: the figure's script (`script`, after the header of gnuplot.h and
+ * settings for reading the CSV files by name) is kept as dir/NAME.gp for NAME.png, so the
+ * same script that drew the figure can be run again to read back its points. Links the PNG
+ * from report.md under `caption`; without gnuplot, says so in the report. Returns 0 or -1. */
 int report_plot(report *r, const char *png, const char *caption, const char *script);
 
 /* Copy s into buf (size n) with every '|' escaped, so text can sit in a table cell. */

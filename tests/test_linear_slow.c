@@ -222,12 +222,12 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("linear_slow");
-    TCase *tc = tcase_create("linear_slow");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_taylor2_65536);
-    tcase_add_test(tc, test_elu1_65536_recurrence);
-    tcase_add_test(tc, test_backward_2048);
-    suite_add_tcase(s, tc);
+    /* One case per test: meson runs each as its own test. */
+    const tu_case cases[] = {
+        {"taylor2_65536", test_taylor2_65536},
+        {"elu1_65536_recurrence", test_elu1_65536_recurrence},
+        {"backward_2048", test_backward_2048},
+    };
+    Suite *s = tu_suite_per_case("linear_slow", 600, cases, sizeof cases / sizeof cases[0]);
     return tu_run_suite(s);
 }

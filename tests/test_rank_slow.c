@@ -54,12 +54,12 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("rank_slow");
-    TCase *tc = tcase_create("rank_slow");
-    tcase_set_timeout(tc, 1200);
-    tcase_add_test(tc, test_generic_ranks_n1024);
-    tcase_add_test(tc, test_randomized_n4096);
-    tcase_add_test(tc, test_randomized_eps_exp_n4096);
-    suite_add_tcase(s, tc);
+    /* One case per test: meson runs each as its own test. */
+    const tu_case cases[] = {
+        {"generic_ranks_n1024", test_generic_ranks_n1024},
+        {"randomized_n4096", test_randomized_n4096},
+        {"randomized_eps_exp_n4096", test_randomized_eps_exp_n4096},
+    };
+    Suite *s = tu_suite_per_case("rank_slow", 1200, cases, sizeof cases / sizeof cases[0]);
     return tu_run_suite(s);
 }

@@ -122,11 +122,11 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("sparse_slow");
-    TCase *tc = tcase_create("sparse_slow");
-    tcase_set_timeout(tc, 1200);
-    tcase_add_test(tc, test_random_configurations);
-    tcase_add_test(tc, test_every_isa);
-    suite_add_tcase(s, tc);
+    /* One case per test: meson runs each as its own test. */
+    const tu_case cases[] = {
+        {"random_configurations", test_random_configurations},
+        {"every_isa", test_every_isa},
+    };
+    Suite *s = tu_suite_per_case("sparse_slow", 1200, cases, sizeof cases / sizeof cases[0]);
     return tu_run_suite(s);
 }

@@ -112,7 +112,7 @@ START_TEST(test_exp_degree_against_gsl)
             ck_assert_msg(gsl_tail(R, g - 1, kmax) >= thresh, "R=%g rel=%d g-1", R, rel);
         }
     }
-    /* The erratum: at R = 64 the specification's 149 does not meet eps e^{-R}; 153 does. */
+    /* The erratum: at R = 64 the degree 149 once stated does not meet eps e^{-R}; 153 does. */
     double t149 = gsl_tail(64, 149, 300), t153 = gsl_tail(64, 153, 300);
     ck_assert(t149 > 100 * eps * exp(-128.0));
     ck_assert(t153 < eps * exp(-128.0));

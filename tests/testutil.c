@@ -13,6 +13,18 @@ int tu_run_suite(Suite *s)
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+Suite *tu_suite_per_case(const char *suite, int timeout, const tu_case *cases, size_t n)
+{
+    Suite *s = suite_create(suite);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, timeout);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
 char *tu_tmpfile(const char *suffix)
 {
     static int counter;

@@ -28,6 +28,14 @@ int tu_run_suite(Suite *s);
                       kat_last_error());                                                        \
     } while (0)
 
+/* A suite with one Check case per test, each case named as given (with the given timeout), so
+ * that meson runs each case as its own test (CK_RUN_CASE, tests/meson.build). */
+typedef struct {
+    const char *name;
+    const TTest *test;
+} tu_case;
+Suite *tu_suite_per_case(const char *suite, int timeout, const tu_case *cases, size_t n);
+
 /* A temporary file path unique to this process (in $TMPDIR or /tmp); caller frees with free(). */
 char *tu_tmpfile(const char *suffix);
 /* Write bytes to a file; returns 0 on success. */

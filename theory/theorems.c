@@ -41,7 +41,7 @@ static const thm_entry registry[] = {
       "(1+x)^3 -> 84, x^4+x -> 132, exp -> 400; n = 1024, d = 11: x^4 -> 1001, (1+x)^3 -> "
       "364, (1+x)^4 -> 1024. The measured rank and the predicted rank both match.",
       "Guillot, Khare, Rajaratnam, \"Preserving positivity for rank-constrained matrices\", "
-      "Trans. AMS 2017, arXiv 1406.0042, Theorem B (the kat foundation issue's values)",
+      "Trans. AMS 2017, arXiv 1406.0042, Theorem B",
       "kat_rank_points, kat_rank_probe, kat_rank_predict", "tests/test_theorems.c"},
      thm_check_generic_ranks},
     {{"discontinuity", "A discontinuous f destroys low rank",
@@ -93,9 +93,9 @@ static const thm_entry registry[] = {
      thm_check_bochner},
     {{"exp-degree", "Polynomial degree needed for exp on [-R, R]",
       "The least g whose Chebyshev tail 2 sum_{k>g} I_k(R) is below eps e^{-R} (eps = 1e-8), "
-      "for R = 1, 2, 4, ..., 256: 9, 12, 17, 27, 45, 81, 153, 295, 581 (kat's "
-      "specification states 149 for R = 64; see the errata); below eps e^{R}: 8, 10, 14, 18, "
-      "24, 34, 47, 65, 92.",
+      "for R = 1, 2, 4, ..., 256: 9, 12, 17, 27, 45, 81, 153, 295, 581 (149 for R = 64, a value "
+      "once stated, falls short: docs/theory.md, errata); below eps e^{R}: 8, 10, 14, 18, 24, "
+      "34, 47, 65, 92.",
       "Aggarwal, Alman, \"Optimal-degree polynomial approximations for exponentials and "
       "Gaussian kernel density estimation\", CCC 2022, arXiv 2205.06249",
       "kat_theorem_exp_degree (Miller's recurrence for I_k), cross-checked against GSL in the tests",

@@ -97,9 +97,8 @@ static kat_status exp_tail(double R, size_t g, double *tail)
 }
 
 static const double exp_R[9] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
-/* eps e^{-R}: kat's specification states 149 for R = 64, but the tail there is
- * 1.24e-6 e^{-R} > eps e^{-R} (100-digit mpmath agrees); 153 is the least degree that meets
- * the criterion. */
+/* eps e^{-R}: 149 has been stated for R = 64, but the tail there is 1.24e-6 e^{-R} > eps e^{-R}
+ * (100-digit mpmath agrees); 153 is the least degree that meets the criterion. */
 static const double exp_deg_rel[9] = {9, 12, 17, 27, 45, 81, 153, 295, 581};
 static const double exp_deg_abs[9] = {8, 10, 14, 18, 24, 34, 47, 65, 92};
 
@@ -125,11 +124,11 @@ kat_status thm_check_exp_degree(kat_theorem_result *res, int quick)
     double tail149 = 0.0;
     if (!st && !(st = exp_tail(64.0, 149, &tail149)))
         thm_value(res, KAT_THEOREM_GE, tail149 / (eps * exp(-128.0)), 1.0, 0,
-                  "R = 64: tail at g = 149 (the specification's value) / (eps e^{-R}); >= 1 "
-                  "means 149 falls short");
-    thm_note(res, "eps = 1e-8, I_k by Miller's backward recurrence. Erratum: the specification "
-                  "states 149 at R = 64; the tail 2 sum_{k>149} I_k(64) is 1.24e-6 e^{-64}, and "
-                  "153 is the least degree below 1e-8 e^{-64} (100-digit mpmath agrees).");
+                  "R = 64: tail at g = 149 (a value once stated) / (eps e^{-R}); >= 1 means "
+                  "149 falls short");
+    thm_note(res, "eps = 1e-8, I_k by Miller's backward recurrence. Erratum (docs/theory.md): "
+                  "149 has been stated for R = 64; the tail 2 sum_{k>149} I_k(64) is 1.24e-6 e^{-64}, and 153 is "
+                  "the least degree below 1e-8 e^{-64} (100-digit mpmath agrees).");
     return st;
 }
 

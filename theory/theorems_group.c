@@ -123,7 +123,7 @@ kat_status thm_check_hyperrect_ranks(kat_theorem_result *res, int quick)
     static const struct {
         const char *expr;
         int degree;          /* polynomial degree, or -1: full rank */
-        double stated;       /* the stated value at d = 10 */
+        double stated;       /* the rank stated at d = 10 */
     } cases[] = {{"x", 1, 11},           {"x^2", 2, 56},           {"x^3", 3, 176},
                  {"(1+x)^4", 4, 386},    {"exp(-x)", -1, 1024},    {"exp(x)", -1, 1024},
                  {"max(x-1.3,0)", -1, 1024}, {"sqrt(x)", -1, 1024}, {"log1p(x)", -1, 1024}};

@@ -149,12 +149,16 @@ int repro_attention_errors(repro *R)
     kat_status st = attn_tensors_random(&o, 1, &t);
     int have_tensors = st == KAT_OK;
     double dn[5] = {0}, dc[5] = {0}, win = 0.0, lin = 0.0;
+    repro_progress(R, 0.0, "dense flash");
     if (!st)
         st = dense_errors(&t, 0, dn);
+    repro_progress(R, 0.4, "dense flash, causal");
     if (!st)
         st = dense_errors(&t, 1, dc);
+    repro_progress(R, 0.8, "sparse window");
     if (!st)
         st = window_error(&t, &win);
+    repro_progress(R, 0.9, "linear Taylor-2");
     if (!st)
         st = linear_error(&t, &lin);
     if (have_tensors)

@@ -8,6 +8,18 @@
 #include "../attn_cli.h"
 #include "reproduce.h"
 
+/* The fraction of a grid of doubling N done at point i, `within` of the way through it: the
+ * work of attention grows as N^2, so point i weighs 4^i. */
+static double grid_done(size_t i, double within, size_t npoints)
+{
+    double before = 0.0, all = 0.0, w = 1.0;
+    for (size_t j = 0; j < npoints; j++, w *= 4.0) {
+        before += j < i ? w : j == i ? w * within : 0.0;
+        all += w;
+    }
+    return before / all;
+}
+
 /* Median ms of one mode on seeded random tensors ([1, H, N, D], M = N). flops (may be NULL)
  * receives the mode's FLOP count. Returns 0 or -1 (the error is reported). */
 static int bench_mode(repro *R, const char *mode, const char *params, size_t H, size_t N,
@@ -101,38 +113,50 @@ int repro_dense_rate(repro *R)
 {
     const size_t N = R->quick ? 2048 : 4096, H = 8;
     const int reps = R->quick ? 2 : 3, T = kat_num_threads();
-    double sgemm = attn_sgemm_gflops(R->quick ? 2048 : 4096, T, 3);
     static const struct {
         size_t D;
         int causal, backward;
     } rows[] = {{64, 0, 0}, {128, 0, 0}, {64, 1, 0}, {64, 0, 1}, {64, 1, 1}};
-    report_printf(&R->rep,
-                  "## Dense flash attention\n\n"
-                  "B = 1, H = %zu, N = M = %zu, fp32, %d threads, ISA %s. FLOPs: 4·B·H·N·M·D "
-                  "forward, half of it causal, ×2.5 for the backward. The sgemm rate "
-                  "(cblas_sgemm %zu³, same threads, measured in this run): **%.1f GFLOP/s**. "
-                  "Unfused: sgemm → softmax → sgemm through the same OpenBLAS.\n\n",
-                  H, N, T, kat_arch_name(), R->quick ? (size_t)2048 : (size_t)4096, sgemm);
-    if (!(sgemm > 0)) {   /* no memory for the reference product: say so, print no ratio */
-        report_printf(&R->rep, "**The sgemm reference could not run** (no memory for three "
-                      "%zu² matrices): the %% of sgemm column is left empty.\n\n",
-                      R->quick ? (size_t)2048 : (size_t)4096);
-        R->failures++;
-    }
-    report_table_header(&R->rep, "pass|D|mask|flash ms|GFLOP/s|% of sgemm|unfused ms|speed-up");
-    double table[5][5];
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    enum { NROWS = sizeof rows / sizeof rows[0] };
+    double table[NROWS][5];
+    for (size_t i = 0; i < NROWS; i++) {
+        repro_progress(R, (double)i / NROWS, "%s D = %zu%s", rows[i].backward ? "backward"
+                       : "forward", rows[i].D, rows[i].causal ? " causal" : "");
         double ms, flops;
         if (bench_mode(R, "dense", NULL, H, N, rows[i].D, rows[i].causal, rows[i].backward, reps,
                        &ms, &flops))
             return -1;
-        double base_ms = bench_unfused(R, H, N, rows[i].D, rows[i].causal, rows[i].backward, reps);
-        double gf = flops / (ms * 1e6);
         table[i][0] = (double)rows[i].D;
         table[i][1] = ms;
-        table[i][2] = gf;
+        table[i][2] = flops / (ms * 1e6);
+        table[i][4] = bench_unfused(R, H, N, rows[i].D, rows[i].causal, rows[i].backward, reps);
+    }
+    /* The sgemm reference was measured before these rows and is measured again now; a
+     * percentage is quoted only when the two agree within the tolerance. */
+    timing_end(&R->tc);
+    double sgemm = timing_reference(&R->tc);
+    char warning[512], rate[32] = "—";
+    timing_warning(&R->tc, warning, sizeof warning);
+    if (sgemm > 0)
+        snprintf(rate, sizeof rate, "%.1f", sgemm);
+    report_printf(&R->rep,
+                  "## Dense flash attention\n\n"
+                  "B = 1, H = %zu, N = M = %zu, fp32, %d threads, ISA %s. FLOPs: 4·B·H·N·M·D "
+                  "forward, half of it causal, ×2.5 for the backward. Unfused: sgemm → softmax "
+                  "→ sgemm through the same OpenBLAS. ", H, N, T, kat_arch_name());
+    if (sgemm > 0) {
+        report_printf(&R->rep, "The sgemm rate (cblas_sgemm %d³, same threads, measured before "
+                      "and after the table in this run; the higher of the two): **%s "
+                      "GFLOP/s**.\n\n", REPRO_SGEMM_N, rate);
+    } else {   /* say why, print no ratio */
+        report_printf(&R->rep, "**No %% of sgemm:** %s; the %% of sgemm column is left "
+                      "empty.\n\n", warning);
+        R->failures += !(R->tc.sgemm_before > 0 && R->tc.sgemm_after > 0);
+    }
+    report_table_header(&R->rep, "pass|D|mask|flash ms|GFLOP/s|% of sgemm|unfused ms|speed-up");
+    for (size_t i = 0; i < NROWS; i++) {
+        double ms = table[i][1], gf = table[i][2], base_ms = table[i][4];
         table[i][3] = sgemm > 0 ? 100.0 * gf / sgemm : NAN;   /* NaN: an empty CSV field */
-        table[i][4] = base_ms;
         /* A reference that did not run leaves its cells as "—", never 0, nan or inf. */
         char pct[32] = "—", base[32] = "—", speedup[32] = "—";
         if (sgemm > 0)
@@ -148,17 +172,20 @@ int repro_dense_rate(repro *R)
                          rows[i].causal ? "causal" : "none", ms, gf, pct, base, speedup);
     }
     report_printf(&R->rep, "\n");
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    for (size_t i = 0; i < NROWS; i++)
         if (!isfinite(table[i][4]))
             report_printf(&R->rep, "The unfused baseline of row %zu could not run (no memory "
                           "for its N × N scores?): its cells are \"—\".\n\n", i + 1);
-    report_csv(&R->rep, "dense_rate.csv", "D,ms,gflops,pct_sgemm,unfused_ms", &table[0][0], 5, 5);
+    report_csv(&R->rep, "dense_rate.csv", "D,ms,gflops,pct_sgemm,unfused_ms", &table[0][0], NROWS,
+               5);
     if (sgemm > 0)
         repro_note(R, "dense flash: forward D = 64 at %.0f%% of sgemm (%.0f GFLOP/s), backward "
                    "%.0f%%", table[0][3], sgemm, table[3][3]);
     else
-        repro_note(R, "dense flash: forward D = 64 at %.1f GFLOP/s, backward %.1f GFLOP/s (the "
-                   "sgemm reference could not run)", table[0][2], table[3][2]);
+        repro_note(R, "dense flash: forward D = 64 at %.1f GFLOP/s, backward %.1f GFLOP/s (no "
+                   "%% of sgemm: %s)", table[0][2], table[3][2],
+                   R->tc.sgemm_before > 0 && R->tc.sgemm_after > 0 ? "the reference moved"
+                                                                   : "no reference");
     return 0;
 }
 
@@ -191,6 +218,7 @@ int repro_sparse_speedups(repro *R)
     int reps = R->quick ? 1 : 2;
     for (size_t i = 0; i < nn; i++) {
         double f, b, dense;
+        repro_progress(R, grid_done(i, 0.0, nn), "N = %zu, dense causal", ns[i]);
         if (bench_mode(R, "dense", NULL, H, ns[i], D, 1, 0, reps, &f, NULL) ||
             bench_mode(R, "dense", NULL, H, ns[i], D, 1, 1, reps, &b, NULL))
             return -1;
@@ -200,6 +228,8 @@ int repro_sparse_speedups(repro *R)
         int len = snprintf(line, sizeof line, "%zu|%.1f", ns[i], dense);
         for (size_t c = 0; c < NCFG; c++) {
             double sf, sb;
+            repro_progress(R, grid_done(i, (double)(c + 1) / (NCFG + 1), nn), "N = %zu, %s",
+                           ns[i], cfg[c].label);
             if (bench_mode(R, cfg[c].mode, cfg[c].params, H, ns[i], D, 1, 0, reps, &sf, NULL) ||
                 bench_mode(R, cfg[c].mode, cfg[c].params, H, ns[i], D, 1, 1, reps, &sb, NULL))
                 return -1;
@@ -252,6 +282,8 @@ int repro_linear_crossover(repro *R)
         rows[i][0] = (double)ns[i];
         for (size_t k = 0; k < 2; k++) {
             double fl, li;
+            repro_progress(R, grid_done(i, 0.5 * (double)k, nn), "N = %zu, D = %zu", ns[i],
+                           ds[k]);
             if (bench_mode(R, "dense", NULL, H, ns[i], ds[k], 1, 0, 2, &fl, NULL) ||
                 bench_mode(R, "linear", "map=taylor2,flash=0", H, ns[i], ds[k], 1, 0, 2, &li,
                            NULL))

@@ -66,6 +66,7 @@ int repro_rank_vs_n(repro *R)
             size_t n = ns[ni];
             kat_dmat Qs = {n, d, Q.ld, Q.data}, Ks = {n, d, K.ld, K.data};
             double *row = rows + (di * nn + ni) * ncols;
+            repro_progress(R, (double)(di * nn + ni) / (double)(3 * nn), "d = %zu, n = %zu", d, n);
             row[0] = (double)d;
             row[1] = (double)n;
             for (size_t i = 0; i < nf && !rc; i++) {
@@ -92,19 +93,27 @@ int repro_rank_vs_n(repro *R)
             snprintf(header + len, sizeof header - len, ",rank %s,predicted %s", fns[i], fns[i]);
         }
         report_csv(&R->rep, "rank_vs_n.csv", header, rows, 3 * nn, ncols);
-        report_table_header(&R->rep, "f \\ (d, n)|predicted (d, n max)|ranks, n = 25 … max");
+        /* One column per n, so the header names every n of the grid. */
+        char head[256] = "f, d";
+        for (size_t ni = 0; ni < nn; ni++) {
+            size_t len = strlen(head);
+            snprintf(head + len, sizeof head - len, "|rank, n = %zu", ns[ni]);
+        }
+        size_t len0 = strlen(head);
+        snprintf(head + len0, sizeof head - len0, "|predicted, n = %zu", nmax);
+        report_table_header(&R->rep, head);
         for (size_t di = 0; di < 3; di++)
             for (size_t i = 0; i < nf; i++) {
                 char cells[256] = "";
                 for (size_t ni = 0; ni < nn; ni++) {
                     size_t len = strlen(cells);
-                    snprintf(cells + len, sizeof cells - len, "%s%.0f", ni ? ", " : "",
+                    snprintf(cells + len, sizeof cells - len, "%s%.0f", ni ? "|" : "",
                              rows[(di * nn + ni) * ncols + 2 + 2 * i]);
                 }
                 double pred = rows[(di * nn + nn - 1) * ncols + 3 + 2 * i];
                 char ptxt[32];
                 snprintf(ptxt, sizeof ptxt, isnan(pred) ? "—" : "%.0f", pred);
-                report_table_row(&R->rep, "%s, d = %zu|%s|%s", fns[i], ds[di], ptxt, cells);
+                report_table_row(&R->rep, "%s, d = %zu|%s|%s", fns[i], ds[di], cells, ptxt);
             }
         report_printf(&R->rep, "\n");
         for (size_t di = 0; di < 3; di++) {
@@ -112,10 +121,12 @@ int repro_rank_vs_n(repro *R)
             int len = snprintf(script, sizeof script,
                                "set logscale xy\nset xlabel 'n'\nset ylabel 'numerical rank'\n"
                                "set title 'rank of f(QK^T), d = %zu'\nplot ", ds[di]);
+            /* The rows of this d, chosen by their d column (not by line numbers, which would
+             * count the CSV's header line). */
             for (size_t i = 0; i < nf; i++)
                 len += snprintf(script + len, sizeof script - len,
-                                "'rank_vs_n.csv' every ::%zu::%zu using 2:%zu with linespoints "
-                                "title '%s'%s", di * nn, di * nn + nn - 1, 3 + 2 * i, fns[i],
+                                "'rank_vs_n.csv' using 2:($1 == %zu ? $%zu : NaN) with "
+                                "linespoints title '%s'%s", ds[di], 3 + 2 * i, fns[i],
                                 i + 1 < nf ? ", " : ", x with lines dt 2 lc 'gray' title 'n'\n");
             snprintf(png, sizeof png, "rank_vs_n_d%zu.png", ds[di]);
             snprintf(caption, sizeof caption, "Rank of f(QKᵀ) against n, d = %zu", ds[di]);
@@ -165,6 +176,7 @@ int repro_eps_rank_vs_bound(repro *R)
                   "are the levels C(d+g, g).\n\n", n, d, eps);
     for (size_t b = 0; b < nb && !rc; b++) {
         double B = 0.25 * pow(2.0, 0.5 * (double)b);   /* 0.25 .. 16 (full) */
+        repro_progress(R, (double)b / (double)nb, "B = %.3g", B);
         for (size_t i = 0; i < n * d; i++) {
             Q.data[i] = B * Q0.data[i];
             K.data[i] = B * K0.data[i];
@@ -193,22 +205,29 @@ int repro_eps_rank_vs_bound(repro *R)
             report_table_row(&R->rep, "%.3g|%.0f|%.0f|%.0f", rows[b * 4], rows[b * 4 + 1],
                              rows[b * 4 + 2], rows[b * 4 + 3]);
         report_printf(&R->rep, "\n");
-        char script[2048];
-        int len = snprintf(script, sizeof script,
-                           "set logscale xy\nset xlabel 'entry bound B'\nset ylabel 'eps-rank'\n"
-                           "set title 'eps-rank of exp(QK^T/d), d = %zu, n = %zu, eps = %g'\n"
+        /* The levels C(d+g, g) in gray, each named with its g in the key and above the line
+         * at the left edge; the labels go before the plot command. */
+        char script[4096] = "", plot[2048];
+        int len = snprintf(plot, sizeof plot,
                            "plot 'eps_rank_vs_bound.csv' using 1:2 with linespoints "
                            "title 'spectral eps-rank', '' using 1:3 with linespoints "
-                           "title 'Frobenius eps-rank'", d, n, eps);
+                           "title 'Frobenius eps-rank'");
+        int slen = snprintf(script, sizeof script,
+                            "set logscale xy\nset xlabel 'entry bound B'\nset ylabel 'eps-rank'\n"
+                            "set title 'eps-rank of exp(QK^T/d), d = %zu, n = %zu, eps = %g'\n",
+                            d, n, eps);
         for (size_t g = 1; g <= 8; g++) {
             size_t level = kat_rank_binomial(d + g, g);
             if (level > n)
                 break;
-            len += snprintf(script + len, sizeof script - len,
-                            ", %zu with lines dt 2 lc 'gray' title '%s'", level,
-                            g == 1 ? "C(d+g,g)" : "");
+            len += snprintf(plot + len, sizeof plot - (size_t)len,
+                            ", %zu with lines dt 2 lc 'gray' title 'g = %zu: C(%zu+%zu, %zu) = %zu'",
+                            level, g, d, g, g, level);
+            slen += snprintf(script + slen, sizeof script - (size_t)slen,
+                             "set label 'g = %zu' at graph 0.01, first %zu left offset 0,0.6 "
+                             "font ',9' tc 'gray40'\n", g, level);
         }
-        snprintf(script + len, sizeof script - len, "\n");
+        snprintf(script + slen, sizeof script - (size_t)slen, "%s\n", plot);
         report_plot(&R->rep, "eps_rank_vs_bound.png", "ε-rank of exp(QKᵀ/d) against B", script);
         repro_note(R, "eps-rank vs B: %.0f at B = %.3g up to %.0f at B = %.3g", rows[1], rows[0],
                    rows[(nb - 1) * 4 + 1], rows[(nb - 1) * 4]);
@@ -230,9 +249,12 @@ int repro_cube_spectra(repro *R)
         const char *f, *kind;
     } kernels[] = {{"exp(-x)", "completely monotone"},
                    {"sqrt(x)", "Bernstein"},
-                   {"x^2", "neither (not Bernstein)"}};
+                   {"x^2", "neither completely monotone nor Bernstein"}};
     enum { D = 10, NK = 3, NC = 2 + 2 * NK };   /* j, multiplicity, lambda x3, lambda/|lambda_0| x3 */
+    /* |lambda_j| <= ZERO_TOL |lambda_0| is a zero: exact arithmetic would give 0 there. */
+    static const double ZERO_TOL = 1e-12;
     double rows[(D + 1) * NC];
+    size_t count[NK][3] = {{0}};   /* positive, negative, zero eigenvalues with multiplicity */
     int rc = 0;
     report_printf(&R->rep,
                   "## Spectra on the hypercube\n\n"
@@ -240,7 +262,8 @@ int repro_cube_spectra(repro *R)
                   "the Walsh characters χ_S and the eigenvalue depends only on |S| = j "
                   "(Krawtchouk form). A completely monotone f gives a positive definite matrix; "
                   "a Bernstein f one positive eigenvalue and the rest negative (negative type, "
-                  "Schoenberg); x² is neither.\n\n", D, D);
+                  "Schoenberg); x² is neither. An eigenvalue with |λ| ≤ %g·|λ₀| is counted as "
+                  "zero.\n\n", D, D, ZERO_TOL);
     for (size_t k = 0; k < NK && !rc; k++) {
         kat_fn *f = NULL;
         double lambda[D + 1], mult[D + 1];
@@ -251,20 +274,19 @@ int repro_cube_spectra(repro *R)
             break;
         }
         kat_fn_destroy(f);
-        size_t pos = 0, neg = 0;
-        double tol = 1e-12 * fabs(lambda[0]);
+        double tol = ZERO_TOL * fabs(lambda[0]);
         for (size_t j = 0; j <= D; j++) {
             rows[j * NC] = (double)j;
             rows[j * NC + 1] = mult[j];
             rows[j * NC + 2 + k] = lambda[j];
             rows[j * NC + 2 + NK + k] = lambda[j] / fabs(lambda[0]);
-            pos += lambda[j] > tol ? (size_t)mult[j] : 0;
-            neg += lambda[j] < -tol ? (size_t)mult[j] : 0;
+            count[k][lambda[j] > tol ? 0 : lambda[j] < -tol ? 1 : 2] += (size_t)mult[j];
         }
-        report_printf(&R->rep, "- `%s` (%s): %zu positive and %zu negative eigenvalues of "
-                      "%d.\n", kernels[k].f, kernels[k].kind, pos, neg, 1 << D);
-        repro_note(R, "hypercube d = %d, %s: %zu positive, %zu negative eigenvalues", D,
-                   kernels[k].f, pos, neg);
+        report_printf(&R->rep, "- `%s` (%s): %zu positive, %zu negative and %zu zero "
+                      "eigenvalues of %d.\n", kernels[k].f, kernels[k].kind, count[k][0],
+                      count[k][1], count[k][2], 1 << D);
+        repro_note(R, "hypercube d = %d, %s: %zu positive, %zu negative, %zu zero eigenvalues",
+                   D, kernels[k].f, count[k][0], count[k][1], count[k][2]);
     }
     if (!rc) {
         report_printf(&R->rep, "\n");
@@ -272,17 +294,45 @@ int repro_cube_spectra(repro *R)
                    "j,multiplicity,exp(-x),sqrt(x),x^2,exp(-x) normalised,sqrt(x) normalised,"
                    "x^2 normalised", rows, D + 1, NC);
         report_table_header(&R->rep, "j = abs(S)|multiplicity|exp(−x)|√x|x²");
-        for (size_t j = 0; j <= D; j++)
-            report_table_row(&R->rep, "%zu|%.0f|%.6g|%.6g|%.6g", j, rows[j * NC + 1],
-                             rows[j * NC + 2], rows[j * NC + 3], rows[j * NC + 4]);
+        /* A rounding-error zero (|lambda_j| <= ZERO_TOL |lambda_0|) is printed as 0; the CSV
+         * keeps the computed value. */
+        for (size_t j = 0; j <= D; j++) {
+            char cell[NK][32];
+            for (size_t k = 0; k < NK; k++)
+                snprintf(cell[k], sizeof cell[k], "%.6g",
+                         fabs(rows[j * NC + 2 + NK + k]) <= ZERO_TOL ? 0.0 : rows[j * NC + 2 + k]);
+            report_table_row(&R->rep, "%zu|%.0f|%s|%s|%s", j, rows[j * NC + 1], cell[0], cell[1],
+                             cell[2]);
+        }
         report_printf(&R->rep, "\n");
+        /* |lambda| on a log axis, the sign in the marker: filled up-triangles positive, open
+         * down-triangles negative; zeros cannot sit on a log axis and are named in the key. */
+        char script[4096];
+        int len = snprintf(script, sizeof script,
+                           "set logscale y\nset xrange [-0.5:%d.5]\nset xtics 1\n"
+                           "set xlabel 'j = |S| (an eigenvalue of multiplicity C(%d, j))'\n"
+                           "set ylabel '|lambda_j| / |lambda_0|'\n"
+                           "set title 'spectra of f(Hamming distance) on {0,1}^%d: sign "
+                           "by marker'\nplot ", D, D, D);
+        for (size_t k = 0; k < NK; k++) {
+            size_t col = 2 + NK + k + 1;   /* gnuplot counts columns from 1 */
+            len += snprintf(script + len, sizeof script - (size_t)len,
+                            "%s'cube_spectra.csv' using 1:($%zu > %g ? $%zu : NaN) with points "
+                            "pt 9 ps 1.6 lc %zu title '%s: lambda > 0 (%zu of %d)', "
+                            "'' using 1:($%zu < -%g ? -$%zu : NaN) with points pt 10 ps 1.6 "
+                            "lc %zu title '%s: lambda < 0 (%zu of %d)'",
+                            k ? ", " : "", col, ZERO_TOL, col, k + 1, kernels[k].f,
+                            count[k][0], 1 << D, col, ZERO_TOL, col, k + 1, kernels[k].f,
+                            count[k][1], 1 << D);
+            if (count[k][2])
+                len += snprintf(script + len, sizeof script - (size_t)len,
+                                ", NaN with points pt 6 lc %zu title '%s: lambda = 0 (%zu of "
+                                "%d, not drawn)'", k + 1, kernels[k].f, count[k][2], 1 << D);
+        }
+        snprintf(script + len, sizeof script - (size_t)len, "\n");
         report_plot(&R->rep, "cube_spectra.png",
-                    "Eigenvalues λ_j/|λ_0| on the hypercube, d = 10 (λ_j has multiplicity C(10, j))",
-                    "set xlabel 'j = |S|'\nset ylabel 'lambda_j / |lambda_0|'\n"
-                    "set yrange [-1.1:1.1]\nset title 'spectra of f(Hamming distance) on {0,1}^10'\n"
-                    "plot 'cube_spectra.csv' using 1:6 with linespoints title 'exp(-x)', "
-                    "'' using 1:7 with linespoints title 'sqrt(x)', "
-                    "'' using 1:8 with linespoints title 'x^2', 0 with lines lc 'gray' notitle\n");
+                    "|λ_j|/|λ_0| on the hypercube, d = 10, on a log axis: ▲ positive, ▽ "
+                    "negative (λ_j has multiplicity C(10, j))", script);
     }
     return rc;
 }

@@ -1,0 +1,25 @@
+/* gnuplot scripts of kat's figures. Each figure is one script file, F.gp, that draws its PNG
+ * when run as `gnuplot F.gp` and, run as `gnuplot -e "tablefile='F.tab'" F.gp`, writes the
+ * points it plots as a table instead: the same script, so a test can read back exactly what
+ * the figure shows (tests/plot_readback.py). */
+#ifndef KAT_GNUPLOT_H
+#define KAT_GNUPLOT_H
+
+#include <stdio.h>
+
+/* 1 when gnuplot is on PATH. */
+int gnuplot_available(void);
+
+/* Create the script `path` and write its header: the PNG `png` (a name relative to the
+ * script's directory, where the script runs) of width x height pixels, or the table. The
+ * caller writes the rest and closes the file. NULL (errno set) when it cannot be created. */
+FILE *gnuplot_script_open(const char *path, const char *png, int width, int height);
+
+/* s as a gnuplot single-quoted string ('' stands for '). */
+void gnuplot_string(FILE *f, const char *s);
+
+/* Run `gnuplot script` inside dir, its stderr into dir/log (NULL: to this stderr). Returns 0
+ * or -1. */
+int gnuplot_run(const char *dir, const char *script, const char *log);
+
+#endif

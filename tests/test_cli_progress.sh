@@ -1,0 +1,67 @@
+#!/bin/sh
+# Progress on a terminal, silence elsewhere, and the guard in front of a long dense rank. The
+# terminal is the pseudo-terminal of util-linux's `script` (bsdutils, essential in Debian).
+# Long runs are cut by `timeout` (6 s): the progress line is drawn as soon as the estimate is
+# known, a fraction of a second in.
+set -u
+kat="$1"
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
+if ! command -v script >/dev/null 2>&1; then
+    echo "FAIL: util-linux script is missing (package bsdutils)"; exit 1
+fi
+# on_tty FILE command...: run the command on a pseudo-terminal, its output (stdout and stderr,
+# carriage returns as line ends) into FILE.
+on_tty() {
+    _f=$1; shift
+    script -qec "$*" /dev/null </dev/null | tr '\r' '\n' >"$_f"
+}
+has() {   # has "description" file fixed-string
+    if grep -q -F -- "$3" "$2"; then echo "ok: $1"; else
+        echo "FAIL: $1: no '$3' in"; sed 's/^/  | /' "$2"; fail=1; fi
+}
+lacks() {   # lacks "description" file fixed-string
+    if grep -q -F -- "$3" "$2"; then echo "FAIL: $1: '$3' in"; sed 's/^/  | /' "$2"; fail=1
+    else echo "ok: $1"; fi
+}
+
+# The dense rank above n m min(n, m) = 8000^3 is refused (a usage error) with its estimate and
+# the randomized method's hint; a tall matrix of the same n is not that large.
+check "dense rank at n = 20000 refused" 2 "$kat" rank --n 20000 --d 4
+if grep -q -x "kat rank: a dense SVD of the 20000 x 20000 matrix would take about [0-9.]* \(s\|min\|h\) here (from three 400 x 400 SVDs timed now); --method randomized finds a low rank without it, or give --force to run the dense SVD anyway" "$err" \
+    && [ "$(sed -n 2p "$err")" = "see kat rank --help" ] && [ "$(wc -l <"$err")" -eq 2 ]
+then echo "ok: the refusal says the estimate and the way out"
+else echo "FAIL: the refusal's words"; sed 's/^/  ! /' "$err"; fail=1; fi
+check "dense rank of 20000 x 50 runs" 0 "$kat" rank --n 20000 --m 50 --d 4
+[ -s "$err" ] && { echo "FAIL: a small dense rank printed to stderr"; sed 's/^/  ! /' "$err"; fail=1; }
+
+# Above 2000^3 a progress line on a terminal, with the estimate; none with --json or off a
+# terminal.
+on_tty "$tmp/tty" timeout 6 "$kat" rank --n 2001 --d 2
+if grep -q "^kat rank: dense SVD of 2001 x 2001 (about [0-9.]* [a-z]*) *[0-9]*% ([0-9:]* elapsed" "$tmp/tty"
+then echo "ok: dense rank progress on a terminal"
+else echo "FAIL: no dense rank progress on a terminal"; sed 's/^/  | /' "$tmp/tty"; fail=1; fi
+on_tty "$tmp/tty" timeout 6 "$kat" rank --n 2001 --d 2 --json
+lacks "no progress with --json" "$tmp/tty" "dense SVD of"
+timeout 6 "$kat" rank --n 2001 --d 2 >"$out" 2>"$err"
+lacks "no progress off a terminal" "$err" "dense SVD of"
+
+# kat reproduce: a line per step on a terminal, only the steps' results off it.
+on_tty "$tmp/tty" "$kat" reproduce --quick --only spectra --out "$tmp/r1"
+has "reproduce progress on a terminal" "$tmp/tty" "kat reproduce: [4/8] spectra: starting"
+has "reproduce step result on a terminal" "$tmp/tty" "[4/8] spectra on the hypercube: done ("
+check "reproduce off a terminal" 0 "$kat" reproduce --quick --only spectra --out "$tmp/r2"
+lacks "no progress off a terminal" "$err" "kat reproduce: ["
+has "the step's result off a terminal" "$err" "[4/8] spectra on the hypercube: done ("
+# kat theorem and kat sweep: the item being computed on a terminal, nothing with --json.
+on_tty "$tmp/tty" "$kat" theorem run discontinuity exp-degree
+has "theorem progress on a terminal" "$tmp/tty" "kat theorem: discontinuity   0% (0:00 elapsed)"
+has "theorem output after the cleared line" "$tmp/tty" "PASS  exp-degree"
+on_tty "$tmp/tty" "$kat" theorem run discontinuity exp-degree --json
+lacks "no theorem progress with --json" "$tmp/tty" "kat theorem:"
+on_tty "$tmp/tty" "$kat" sweep --n 16,32 --d 2 --out "$tmp/s.csv"
+has "sweep progress on a terminal" "$tmp/tty" "kat sweep: f = exp, d = 2, s = 1, n = 16   0% (0:00 elapsed)"
+on_tty "$tmp/tty" "$kat" sweep --n 16,32 --d 2 --json
+lacks "no sweep progress with --json" "$tmp/tty" "kat sweep:"
+exit "$fail"
