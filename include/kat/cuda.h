@@ -1,0 +1,76 @@
+/* kat cuda: exact softmax attention on an NVIDIA GPU (sm_80 and later), forward and backward.
+ *
+ * The same mathematics as kat/attn.h (the flash engine, FlashAttention-2, arXiv 2307.08691):
+ *
+ *   o[b,h,i,:] = sum_j softmax_j(scale * q[b,h,i,:] . k[b,h',j,:]) v[b,h',j,:]
+ *
+ * with h' = h / (H / H_kv), the causal diagonal at the bottom right (query i sees key j iff
+ * j <= i + M - N), and optionally a sliding window (query i sees key j only if
+ * |i + M - N - j| < window). A query that sees no key gets o = 0, lse = -inf and zero
+ * gradients. Inputs are bf16 or fp16 on the device, products on the tensor cores with fp32
+ * accumulation and an fp32 softmax; the logsumexp is fp32.
+ *
+ * The library libkat-cuda stands alone: it links only the CUDA runtime, so its errors are
+ * read with kat_cuda_last_error(), not kat_last_error(). Calls are asynchronous on the given
+ * stream; argument errors are reported before anything is queued. */
+#ifndef KAT_CUDA_H
+#define KAT_CUDA_H
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#include "kat/attn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest head dimension of the GPU kernels; D must also be a multiple of 8. */
+#define KAT_CUDA_MAX_D 128
+
+typedef enum { KAT_CUDA_BF16 = 0, KAT_CUDA_FP16 = 1 } kat_cuda_dtype;
+
+/* A [B, heads, rows, D] tensor in device memory: stride[0..2] are the element strides of the
+ * b, head and row axes (multiples of 8), the D axis is contiguous; data is 16-byte aligned. */
+typedef struct {
+    void *data;
+    int64_t stride[3];
+} kat_cuda_view;
+
+/* One attention call: shapes as in kat_attn_desc (H_kv = 0 means H, scale = 0 means
+ * 1/sqrt(D)); q and o are [B, H, N, D], k and v [B, H_kv, M, D]; lse is a contiguous fp32
+ * [B, H, N] device array (written by the forward, read by the backward). */
+typedef struct {
+    kat_attn_desc desc;
+    kat_cuda_dtype dtype;
+    size_t window;          /* 0: no band */
+    kat_cuda_view q, k, v, o;
+    float *lse;
+} kat_cuda_attn;
+
+/* o and lse from q, k, v. Errors: KAT_EINVAL naming the argument (NULL data, D not a multiple
+ * of 8, unaligned data or stride, H not a multiple of H_kv, a zero size); KAT_ENOTSUP for
+ * D > KAT_CUDA_MAX_D; KAT_ERANGE for N, M or a stride product past 2^31 rows; KAT_EIO when
+ * the CUDA runtime refuses the launch (its message in the sentence). */
+KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, cudaStream_t stream);
+
+/* Bytes of device workspace the backward needs (an fp32 dq accumulator and the row sums of
+ * dout * o); 0 for an invalid call. */
+KAT_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a);
+
+/* dq [B, H, N, D], dk and dv [B, H_kv, M, D] from a->q, k, v, the forward's o and lse, and
+ * dout [B, H, N, D]. work: work_bytes >= kat_cuda_attn_backward_workspace(a) of device
+ * memory, 256-byte aligned (cudaMalloc's). Errors as the forward's, and KAT_EINVAL for a
+ * workspace that is missing or too small. */
+KAT_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
+                                          kat_cuda_view dq, kat_cuda_view dk, kat_cuda_view dv,
+                                          void *work, size_t work_bytes, cudaStream_t stream);
+
+/* The calling thread's last error sentence from this library, or "" when none. */
+KAT_API const char *kat_cuda_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
