@@ -69,17 +69,31 @@ def main():
         lse = torch.empty(B, H, N, device=dev)
         grads = tuple(torch.empty_like(x) for x in (q, k, v))
 
-        def kat_fb(causal, window):
+        def kat_fb(causal, window, buckets=None):
             work = kat_cuda.backward_workspace(q, k, v, o, lse, causal, 0.0, window)
+            layout = kat_cuda.layout_for(q, k, v, buckets)
 
-            def run():
-                kat_cuda.forward(q, k, v, causal, 0.0, window, o=o, lse=lse)
-                kat_cuda.backward(q, k, v, o, lse, dout, causal, 0.0, window, work, grads)
+            def run():   # a bucketed forward sorts the rows on the GPU first
+                kat_cuda.forward(q, k, v, causal, 0.0, window, o=o, lse=lse, buckets=buckets,
+                                 layout=layout)
+                kat_cuda.backward(q, k, v, o, lse, dout, causal, 0.0, window, work, grads,
+                                  buckets, layout)
             return run
+
+        def ids(nb, drop=0.0):
+            x = torch.randint(nb, (B, H, N), device=dev, dtype=torch.int32)
+            if drop:
+                x[torch.rand(B, H, N, device=dev) < drop] = -1
+            return x
 
         rows.append((N, "kat dense, causal", timed(kat_fb(True, 0), args.reps)))
         rows.append((N, f"kat window {args.window}, causal",
                      timed(kat_fb(True, args.window), args.reps)))
+        for nb in (16, 64):
+            rows.append((N, f"kat hash nb = {nb}, causal, sort included",
+                         timed(kat_fb(True, 0, (ids(nb), ids(nb), nb)), args.reps)))
+        rows.append((N, "kat QK-drop 50%, causal, compaction included",
+                     timed(kat_fb(True, 0, (ids(1, 0.5), ids(1, 0.5), 1)), args.reps)))
         if flex is not None:
             W = args.window
             causal_bm = create_block_mask(lambda b, h, i, j: i >= j, None, None, N, N,
@@ -101,7 +115,7 @@ def main():
     base = {N: t for N, m, t in rows if m.startswith("SDPA")}
     for N, m, t in rows:
         flops = 3.5 * 4 * B * H * N * N * D / 2
-        tf = f"{flops / t / 1e9:.0f}" if "window" not in m else "-"
+        tf = f"{flops / t / 1e9:.0f}" if m.endswith(", causal") and "window" not in m else "-"
         print(f"| {N} | {m} | {t:.2f} | {base[N] / t:.2f}x | {tf} |")
 
 

@@ -10,6 +10,13 @@
  * gradients. Inputs are bf16 or fp16 on the device, products on the tensor cores with fp32
  * accumulation and an fp32 softmax; the logsumexp is fp32.
  *
+ * Bucketed attention (hash buckets, QK-drop) adds one rule: query i sees key j only if their
+ * bucket ids are equal. Ids are per (batch, head) row, in [-1, nb); -1 drops the row (a
+ * dropped query gets o = 0, lse = -inf and dq = 0, a dropped key dk = dv = 0). QK-drop is
+ * nb = 1 with ids 0 (kept) and -1 (dropped). The forward sorts each head's rows by (bucket,
+ * row) on the GPU into the call's layout memory, and the kernels then visit only the key tiles
+ * of a query tile's buckets; the backward reads the same layout.
+ *
  * The library libkat-cuda stands alone: it links only the CUDA runtime, so its errors are
  * read with kat_cuda_last_error(), not kat_last_error(). Calls are asynchronous on the given
  * stream; argument errors are reported before anything is queued. */
@@ -46,9 +53,21 @@ typedef struct {
     size_t window;          /* 0: no band */
     kat_cuda_view q, k, v, o;
     float *lse;
+    /* bucketed calls only (q_bucket = NULL: every key is a candidate); they need H_kv = H */
+    const int32_t *q_bucket;   /* [B, H, N] contiguous int32 device array */
+    const int32_t *k_bucket;   /* [B, H, M] */
+    int nb;                    /* number of buckets, >= 1 */
+    void *layout;              /* kat_cuda_attn_layout_size(a) bytes of device memory, 256-byte
+                                  aligned: written by the forward, read by the backward */
+    size_t layout_bytes;
 } kat_cuda_attn;
 
-/* o and lse from q, k, v. Errors: KAT_EINVAL naming the argument (NULL data, D not a multiple
+/* Bytes of layout memory a bucketed call needs; 0 for a dense or an invalid call. */
+KAT_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a);
+
+/* o and lse from q, k, v. A bucketed forward also builds the layout, and waits for the stream
+ * once, to check the ids (KAT_EDOM naming q_bucket or k_bucket if one is outside [-1, nb)).
+ * Errors: KAT_EINVAL naming the argument (NULL data, D not a multiple
  * of 8, unaligned data or stride, H not a multiple of H_kv, a zero size); KAT_ENOTSUP for
  * D > KAT_CUDA_MAX_D; KAT_ERANGE for N, M or a stride product past 2^31 rows; KAT_EIO when
  * the CUDA runtime refuses the launch (its message in the sentence). */
@@ -58,8 +77,8 @@ KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, cudaStream_t st
  * dout * o); 0 for an invalid call. */
 KAT_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a);
 
-/* dq [B, H, N, D], dk and dv [B, H_kv, M, D] from a->q, k, v, the forward's o and lse, and
- * dout [B, H, N, D]. work: work_bytes >= kat_cuda_attn_backward_workspace(a) of device
+/* dq [B, H, N, D], dk and dv [B, H_kv, M, D] from a->q, k, v, the forward's o and lse (and
+ * layout, for a bucketed call: a the same as the forward's), and dout [B, H, N, D]. work: work_bytes >= kat_cuda_attn_backward_workspace(a) of device
  * memory, 256-byte aligned (cudaMalloc's). Errors as the forward's, and KAT_EINVAL for a
  * workspace that is missing or too small. */
 KAT_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,

@@ -36,7 +36,7 @@ static kat_status check_view(const char *name, const kat_cuda_view *v) {
 }
 
 /* Check the call and fill the kernels' parameters. */
-static kat_status make_params(const kat_cuda_attn *a, flash_params *p) {
+static kat_status make_params(const kat_cuda_attn *a, flash_params *p, bool with_layout = true) {
     if (!a) return fail(KAT_EINVAL, "kat_cuda_attn: the call is NULL");
     const kat_attn_desc *d = &a->desc;
     const size_t Hkv = d->H_kv ? d->H_kv : d->H;
@@ -65,6 +65,18 @@ static kat_status make_params(const kat_cuda_attn *a, flash_params *p) {
         (st = check_view("v", &a->v)) || (st = check_view("o", &a->o)))
         return st;
     if (!a->lse) return fail(KAT_EINVAL, "kat_cuda_attn: lse is NULL");
+    if (a->q_bucket || a->k_bucket) {
+        if (!a->q_bucket || !a->k_bucket)
+            return fail(KAT_EINVAL, "kat_cuda_attn: %s is NULL but %s is not",
+                        a->q_bucket ? "k_bucket" : "q_bucket", a->q_bucket ? "q_bucket" : "k_bucket");
+        if (a->nb < 1) return fail(KAT_EINVAL, "kat_cuda_attn: nb = %d must be >= 1", a->nb);
+        if (Hkv != d->H)
+            return fail(KAT_ENOTSUP, "kat_cuda_attn: bucketed attention needs H_kv = H (H = %zu, H_kv = %zu)",
+                        d->H, Hkv);
+        if ((uint64_t)d->B * d->H * ((uint64_t)a->nb + 1) >= ((uint64_t)1 << 32))
+            return fail(KAT_ERANGE, "kat_cuda_attn: B * H * (nb + 1) = %llu is too large",
+                        (unsigned long long)d->B * d->H * ((unsigned long long)a->nb + 1));
+    }
 
     *p = flash_params{};
     p->q = a->q.data;
@@ -89,7 +101,31 @@ static kat_status make_params(const kat_cuda_attn *a, flash_params *p) {
     p->scale_log2 = (float)(scale * 1.4426950408889634);
     p->causal = d->causal != 0;
     p->window = (int)a->window;
+    if (a->q_bucket && with_layout) {
+        const size_t need = kat_cuda::layout_bytes(p->B * p->H, p->N, p->M, a->nb);
+        if (!a->layout)
+            return fail(KAT_EINVAL, "kat_cuda_attn: layout is NULL (%zu bytes needed)", need);
+        if ((uintptr_t)a->layout % 256)
+            return fail(KAT_EINVAL, "kat_cuda_attn: layout %p is not 256-byte aligned", a->layout);
+        if (a->layout_bytes < need)
+            return fail(KAT_EINVAL, "kat_cuda_attn: layout_bytes = %zu, %zu needed", a->layout_bytes,
+                        need);
+        p->q_bucket = a->q_bucket;
+        p->k_bucket = a->k_bucket;
+        void *ka, *kb, *temp;
+        size_t temp_bytes;
+        int *bad;
+        kat_cuda::layout_carve(a->layout, p->B * p->H, p->N, p->M, a->nb, &p->L, &ka, &kb, &temp,
+                               &temp_bytes, &bad);
+    }
     return KAT_OK;
+}
+
+extern "C" KAT_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a) {
+    if (!a || !a->q_bucket) return 0;
+    flash_params p;
+    if (make_params(a, &p, false)) return 0;
+    return kat_cuda::layout_bytes(p.B * p.H, p.N, p.M, a->nb);
 }
 
 static kat_status launched(cudaError_t e, const char *what) {
@@ -102,6 +138,16 @@ extern "C" KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, cuda
     flash_params p;
     kat_status st = make_params(a, &p);
     if (st) return st;
+    if (a->q_bucket) {
+        int bad = 0;
+        if ((st = launched(kat_cuda::layout_build(a->layout, a->q_bucket, a->k_bucket,
+                                                  p.B * p.H, p.N, p.M, a->nb, &p.L, &bad, stream),
+                           "bucket layout")))
+            return st;
+        if (bad)
+            return fail(KAT_EDOM, "kat_cuda_attn: a bucket id in q_bucket or k_bucket is outside [-1, %d)",
+                        a->nb);
+    }
     return launched(kat_cuda::launch_flash_forward(p, a->dtype == KAT_CUDA_BF16, stream),
                     "forward");
 }

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "layout.cuh"
 #include "mma.cuh"
 
 namespace kat_cuda {
@@ -28,6 +29,10 @@ struct flash_params {
     int64_t dos[3], dqs[3], dks[3], dvs[3];
     float *dq_acc;                     /* [B, H, N, DP] fp32, zeroed before the pass */
     float *delta;                      /* [B, H, N]: rowsum(dout * o) */
+    /* bucketed calls: the caller's ids ([B, H, N] and [B, H, M], -1 drops a row) and their
+     * sorted layout */
+    const int *q_bucket, *k_bucket;
+    bucket_layout L;
 };
 
 constexpr int BK = 64;    /* keys per tile */
@@ -84,15 +89,17 @@ __device__ __forceinline__ bool block_needs_mask(const flash_params &p, int q0, 
 }
 
 /* rows x DP tile of a [rows, D] matrix with row stride ld into shared memory (row length DP +
- * PAD), 16 bytes a thread at a time; rows past nrows and columns past D read as zeros. */
+ * PAD), 16 bytes a thread at a time; rows past nrows and columns past D read as zeros. With
+ * a row list, tile row r is row rows[row0 + r] of the matrix. */
 template <typename T, int ROWS, int DP, int THREADS>
 __device__ __forceinline__ void load_tile(T *dst, const T *src, int64_t ld, int row0,
-                                          int nrows, int D) {
+                                          int nrows, int D, const int *rows = nullptr) {
     constexpr int CHUNKS = DP / 8;
     for (int c = threadIdx.x; c < ROWS * CHUNKS; c += THREADS) {
         int r = c / CHUNKS, col = (c % CHUNKS) * 8;
         bool ok = row0 + r < nrows && col < D;
-        const T *s = ok ? src + (int64_t)(row0 + r) * ld + col : src;
+        const int row = ok ? (rows ? rows[row0 + r] : row0 + r) : 0;
+        const T *s = ok ? src + (int64_t)row * ld + col : src;
         cp_async16(dst + r * (DP + PAD) + col, s, ok);
     }
 }
@@ -105,6 +112,43 @@ __device__ __forceinline__ float quad_max(float x) {
 __device__ __forceinline__ float quad_sum(float x) {
     x += __shfl_xor_sync(0xffffffffu, x, 1);
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* First index in [lo, hi) of the ascending a[] whose value exceeds x (hi if none). */
+__device__ __forceinline__ int upper_bound(const int *a, int lo, int hi, int x) {
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (a[mid] <= x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Bucketed forward: sorted keys [lo, hi) that the sorted queries [q0, q1) of head bh may
+ * see: the keys of their buckets, and with causal none past the last query's row. */
+__device__ __forceinline__ void sparse_key_range(const flash_params &p, int64_t bh, int q0,
+                                                 int q1, int *lo, int *hi) {
+    const int nb = p.L.nb;
+    const int *qb = p.L.q_bkt + bh * p.N, *ko = p.L.k_off + bh * (nb + 2);
+    const int bmax = qb[q1 - 1];
+    *lo = ko[qb[q0]];
+    *hi = ko[bmax + 1];
+    if (p.causal)
+        *hi = upper_bound(p.L.k_rows + bh * p.M, ko[bmax], *hi,
+                          p.L.q_rows[bh * p.N + q1 - 1] + p.M - p.N);
+}
+
+/* Bucketed backward: sorted queries [lo, hi) that may see the sorted keys [k0, k1). */
+__device__ __forceinline__ void sparse_query_range(const flash_params &p, int64_t bh, int k0,
+                                                   int k1, int *lo, int *hi) {
+    const int nb = p.L.nb;
+    const int *kb = p.L.k_bkt + bh * p.M, *qo = p.L.q_off + bh * (nb + 2);
+    const int bmin = kb[k0];
+    *lo = qo[bmin];
+    *hi = qo[kb[k1 - 1] + 1];
+    if (p.causal)   /* first query of bucket bmin at or after the tile's first key */
+        *lo = upper_bound(p.L.q_rows + bh * p.N, *lo, qo[bmin + 1],
+                          p.L.k_rows[bh * p.M + k0] - (p.M - p.N) - 1);
 }
 
 cudaError_t launch_flash_forward(const flash_params &p, int dtype_bf16, cudaStream_t s);

@@ -40,7 +40,7 @@ __global__ void dq_convert_kernel(const flash_params p) {
             elem<T>::pack(acc[c] * p.scale, acc[c + 1] * p.scale);
 }
 
-template <typename T, int DP, int BQ>
+template <typename T, int DP, int BQ, bool SP>
 __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
     constexpr int LD = DP + PAD, LDS = BQ + PAD, KS = DP / 16, DT = DP / 8, QT = BQ / 8;
     /* dQ = dS K: warps tile the BQ x DP block as WQ x WD */
@@ -53,15 +53,29 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
     T *sdS = sdO + BQ * LD;                               /* [BK][LDS]: dS^T */
     float *sLse = reinterpret_cast<float *>(sdS + BK * LDS);   /* lse * log2(e) */
     float *sDelta = sLse + BQ;
+    int *sQrow = reinterpret_cast<int *>(sDelta + BQ);   /* bucketed: original row, bucket */
+    int *sQbkt = sQrow + BQ;
 
     const int k0 = blockIdx.x * BK, hk = blockIdx.y, b = blockIdx.z;
     const int group = p.H / p.Hkv;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const T *K = static_cast<const T *>(p.k) + b * p.ks[0] + hk * p.ks[1];
     const T *V = static_cast<const T *>(p.v) + b * p.vs[0] + hk * p.vs[1];
+    /* bucketed calls have H_kv = H: the key head is the query head */
+    const int64_t bhk = (int64_t)b * p.Hkv + hk;
+    const int *krows = SP ? p.L.k_rows + bhk * p.M : nullptr;
+    const int nk = SP ? p.L.k_off[bhk * (p.L.nb + 2) + p.L.nb] : p.M;
+    if (k0 >= nk) return;   /* dropped keys get zero gradients from zero_dropped_kernel */
+    int krow[2], kbkt[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int j = k0 + warp * 16 + g + 8 * r;
+        krow[r] = SP ? (j < nk ? krows[j] : p.M) : j;
+        kbkt[r] = SP && j < nk ? p.L.k_bkt[bhk * p.M + j] : -2;
+    }
 
-    load_tile<T, BK, DP, 128>(sK, K, p.ks[2], k0, p.M, p.D);
-    load_tile<T, BK, DP, 128>(sV, V, p.vs[2], k0, p.M, p.D);
+    load_tile<T, BK, DP, 128>(sK, K, p.ks[2], k0, nk, p.D, krows);
+    load_tile<T, BK, DP, 128>(sV, V, p.vs[2], k0, nk, p.D, krows);
     cp_async_commit();
 
     float dk[DT][4], dv[DT][4];
@@ -71,24 +85,31 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
         for (int c = 0; c < 4; c++) dk[j][c] = dv[j][c] = 0.f;
 
     int qlo, qhi;
-    query_range(p, k0, min(k0 + BK, p.M), &qlo, &qhi);
+    if (SP) sparse_query_range(p, bhk, k0, min(k0 + BK, nk), &qlo, &qhi);
+    else query_range(p, k0, min(k0 + BK, p.M), &qlo, &qhi);
     const int qt_lo = qlo / BQ, qt_hi = qhi > qlo ? (qhi + BQ - 1) / BQ : qt_lo;
 
     for (int h = hk * group; h < (hk + 1) * group; h++) {
         const T *Q = static_cast<const T *>(p.q) + b * p.qs[0] + h * p.qs[1];
         const T *dO = static_cast<const T *>(p.dout) + b * p.dos[0] + h * p.dos[1];
         const int64_t bh = (int64_t)b * p.H + h;
+        const int *qrows = SP ? p.L.q_rows + bh * p.N : nullptr;
+        const int nq = SP ? p.L.q_off[bh * (p.L.nb + 2) + p.L.nb] : p.N;
         for (int qt = qt_lo; qt < qt_hi; qt++) {
             const int q0 = qt * BQ;
-            load_tile<T, BQ, DP, 128>(sQ, Q, p.qs[2], q0, p.N, p.D);
-            load_tile<T, BQ, DP, 128>(sdO, dO, p.dos[2], q0, p.N, p.D);
+            load_tile<T, BQ, DP, 128>(sQ, Q, p.qs[2], q0, nq, p.D, qrows);
+            load_tile<T, BQ, DP, 128>(sdO, dO, p.dos[2], q0, nq, p.D, qrows);
             cp_async_commit();
             for (int i = threadIdx.x; i < BQ; i += 128) {
-                const int row = q0 + i;
-                const float lse = row < p.N ? p.lse[bh * p.N + row] : -INFINITY;
+                const int row = q0 + i < nq ? (SP ? qrows[q0 + i] : q0 + i) : -1;
+                const float lse = row >= 0 ? p.lse[bh * p.N + row] : -INFINITY;
                 /* a query that sees no key has lse = -inf and P = 0: +inf makes exp2 give 0 */
                 sLse[i] = lse == -INFINITY ? INFINITY : lse * 1.4426950408889634f;
-                sDelta[i] = row < p.N ? p.delta[bh * p.N + row] : 0.f;
+                sDelta[i] = row >= 0 ? p.delta[bh * p.N + row] : 0.f;
+                if (SP) {
+                    sQrow[i] = row;
+                    sQbkt[i] = row >= 0 ? p.L.q_bkt[bh * p.N + q0 + i] : -1;
+                }
             }
             cp_async_wait<0>();
             __syncthreads();
@@ -111,15 +132,19 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
                     mma<T>(s[2 * nj + 1], a, r + 2);
                 }
             }
-            const bool masked = block_needs_mask(p, q0, BQ, k0, BK);
-            const int key0 = k0 + warp * 16 + g;
+            const bool masked = SP || block_needs_mask(p, q0, BQ, k0, BK);
 #pragma unroll
             for (int j = 0; j < QT; j++)
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
                     const int col = j * 8 + 2 * t + c % 2;
                     float x = fast_exp2(s[j][c] * p.scale_log2 - sLse[col]);
-                    if (masked && !visible(p, q0 + col, key0 + (c / 2) * 8)) x = 0.f;
+                    if (masked) {
+                        const bool ok = SP ? sQbkt[col] == kbkt[c / 2] &&
+                                                 visible(p, sQrow[col], krow[c / 2])
+                                           : visible(p, q0 + col, krow[c / 2]);
+                        if (!ok) x = 0.f;
+                    }
                     s[j][c] = x;
                 }
             /* dV += P^T dO */
@@ -206,8 +231,9 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
             }
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                const int row = q0 + wq * 16 + g + 8 * r;
-                if (row >= p.N) continue;
+                const int i = q0 + wq * 16 + g + 8 * r;
+                if (i >= nq) continue;
+                const int row = SP ? sQrow[i - q0] : i;
                 float *acc = p.dq_acc + (bh * p.N + row) * DP + wd * (DP / WD) + 2 * t;
 #pragma unroll
                 for (int j = 0; j < DTW; j++) {
@@ -223,8 +249,8 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
     T *dV = static_cast<T *>(p.dv) + b * p.dvs[0] + hk * p.dvs[1];
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        const int key = k0 + warp * 16 + g + 8 * r;
-        if (key >= p.M) continue;
+        const int key = krow[r];
+        if (k0 + warp * 16 + g + 8 * r >= nk) continue;
 #pragma unroll
         for (int j = 0; j < DT; j++) {
             const int col = j * 8 + 2 * t;
@@ -237,22 +263,43 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
     }
 }
 
-template <typename T, int DP>
+/* dk = dv = 0 on the key rows a bucketed call drops. */
+template <typename T>
+__global__ void zero_dropped_kernel(const flash_params p) {
+    const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int h = blockIdx.y, b = blockIdx.z;
+    if (row >= p.M || p.k_bucket[((int64_t)b * p.Hkv + h) * p.M + row] >= 0) return;
+    T *dK = static_cast<T *>(p.dk) + b * p.dks[0] + h * p.dks[1] + row * p.dks[2];
+    T *dV = static_cast<T *>(p.dv) + b * p.dvs[0] + h * p.dvs[1] + row * p.dvs[2];
+    for (int c = 2 * lane; c < p.D; c += 64)
+        *reinterpret_cast<uint32_t *>(dK + c) = *reinterpret_cast<uint32_t *>(dV + c) = 0u;
+}
+
+template <typename T, int DP, bool SP>
 static cudaError_t launch(const flash_params &p, cudaStream_t s) {
     constexpr int BQ = DP == 64 ? 64 : 32;
     const int smem = ((2 * BK + 2 * BQ) * (DP + PAD) + BK * (BQ + PAD)) * (int)sizeof(T) +
-                     2 * BQ * (int)sizeof(float);
+                     4 * BQ * (int)sizeof(float);
     cudaError_t e = cudaMemsetAsync(p.dq_acc, 0, sizeof(float) * (size_t)p.B * p.H * p.N * DP, s);
     if (e != cudaSuccess) return e;
     delta_kernel<T><<<dim3((p.N + 3) / 4, p.H, p.B), 128, 0, s>>>(p);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(flash_bwd_kernel<T, DP, BQ>,
+    e = cudaFuncSetAttribute(flash_bwd_kernel<T, DP, BQ, SP>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    flash_bwd_kernel<T, DP, BQ><<<dim3((p.M + BK - 1) / BK, p.Hkv, p.B), 128, smem, s>>>(p);
+    flash_bwd_kernel<T, DP, BQ, SP><<<dim3((p.M + BK - 1) / BK, p.Hkv, p.B), 128, smem, s>>>(p);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if (SP) {
+        zero_dropped_kernel<T><<<dim3((p.M + 3) / 4, p.Hkv, p.B), 128, 0, s>>>(p);
+        if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    }
     dq_convert_kernel<T, DP><<<dim3(p.N, p.H, p.B), 64, 0, s>>>(p);
     return cudaGetLastError();
+}
+
+template <typename T, int DP>
+static cudaError_t launch(const flash_params &p, cudaStream_t s) {
+    return p.q_bucket ? launch<T, DP, true>(p, s) : launch<T, DP, false>(p, s);
 }
 
 cudaError_t launch_flash_backward(const flash_params &p, int dtype_bf16, cudaStream_t s) {

@@ -21,7 +21,9 @@ class View(ctypes.Structure):
 class Attn(ctypes.Structure):
     _fields_ = [("desc", Desc), ("dtype", ctypes.c_int), ("window", ctypes.c_size_t),
                 ("q", View), ("k", View), ("v", View), ("o", View),
-                ("lse", ctypes.c_void_p)]
+                ("lse", ctypes.c_void_p), ("q_bucket", ctypes.c_void_p),
+                ("k_bucket", ctypes.c_void_p), ("nb", ctypes.c_int),
+                ("layout", ctypes.c_void_p), ("layout_bytes", ctypes.c_size_t)]
 
 
 _lib = ctypes.CDLL(os.environ.get("KAT_CUDA_LIB",
@@ -31,6 +33,8 @@ _lib.kat_cuda_attn_backward_workspace.argtypes = [ctypes.POINTER(Attn)]
 _lib.kat_cuda_attn_backward_workspace.restype = ctypes.c_size_t
 _lib.kat_cuda_attn_backward.argtypes = [ctypes.POINTER(Attn), View, View, View, View,
                                         ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+_lib.kat_cuda_attn_layout_size.argtypes = [ctypes.POINTER(Attn)]
+_lib.kat_cuda_attn_layout_size.restype = ctypes.c_size_t
 _lib.kat_cuda_last_error.restype = ctypes.c_char_p
 
 DTYPES = {torch.bfloat16: 0, torch.float16: 1}
@@ -57,19 +61,37 @@ def _stream():
     return torch.cuda.current_stream().cuda_stream
 
 
-def make_call(q, k, v, o, lse, causal=False, scale=0.0, window=0, desc=None):
+def make_call(q, k, v, o, lse, causal=False, scale=0.0, window=0, buckets=None, layout=None):
+    """buckets: (q_bucket int32 [B, H, N], k_bucket int32 [B, H, M], nb) or None (dense)."""
     B, H, N, D = q.shape
-    d = desc or Desc(B, H, k.shape[1], N, k.shape[2], D, int(causal), scale)
+    d = Desc(B, H, k.shape[1], N, k.shape[2], D, int(causal), scale)
+    qb, kb, nb = buckets or (None, None, 0)
     return Attn(d, DTYPES.get(q.dtype, 7), window, view(q), view(k), view(v), view(o),
-                lse.data_ptr() if lse is not None else None)
+                lse.data_ptr() if lse is not None else None,
+                qb.data_ptr() if qb is not None else None,
+                kb.data_ptr() if kb is not None else None, nb,
+                layout.data_ptr() if layout is not None else None,
+                layout.numel() if layout is not None else 0)
 
 
-def forward(q, k, v, causal=False, scale=0.0, window=0, o=None, lse=None):
-    """o, lse of attention; o and lse may be given (preallocated)."""
+def layout_for(q, k, v, buckets):
+    """Device memory for a bucketed call's layout (None for a dense call)."""
+    if buckets is None:
+        return None
+    call = make_call(q, k, v, q, q, buckets=buckets)
+    n = _lib.kat_cuda_attn_layout_size(ctypes.byref(call))
+    return torch.empty(max(n, 1), device=q.device, dtype=torch.uint8)
+
+
+def forward(q, k, v, causal=False, scale=0.0, window=0, o=None, lse=None, buckets=None,
+            layout=None):
+    """o, lse of attention; o, lse and layout may be given (preallocated)."""
     B, H, N, D = q.shape
     o = torch.empty_like(q) if o is None else o
     lse = torch.empty(B, H, N, device=q.device, dtype=torch.float32) if lse is None else lse
-    call = make_call(q, k, v, o, lse, causal, scale, window)
+    if buckets is not None and layout is None:
+        layout = layout_for(q, k, v, buckets)
+    call = make_call(q, k, v, o, lse, causal, scale, window, buckets, layout)
     _check(_lib.kat_cuda_attn_forward(ctypes.byref(call), _stream()))
     return o, lse
 
@@ -81,9 +103,10 @@ def backward_workspace(q, k, v, o, lse, causal=False, scale=0.0, window=0):
 
 
 def backward(q, k, v, o, lse, dout, causal=False, scale=0.0, window=0, work=None,
-             grads=None):
-    """dq, dk, dv; work (from backward_workspace) and grads may be given (preallocated)."""
-    call = make_call(q, k, v, o, lse, causal, scale, window)
+             grads=None, buckets=None, layout=None):
+    """dq, dk, dv; work (from backward_workspace) and grads may be given (preallocated); a
+    bucketed call passes the layout its forward built."""
+    call = make_call(q, k, v, o, lse, causal, scale, window, buckets, layout)
     if work is None:
         work = backward_workspace(q, k, v, o, lse, causal, scale, window)
     dq, dk, dv = grads or (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))

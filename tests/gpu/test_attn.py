@@ -27,7 +27,7 @@ def visible(N, M, causal, window, device):
     return ok
 
 
-def naive(q, k, v, causal, scale, window):
+def naive(q, k, v, causal, scale, window, buckets=None):
     """Attention as plain PyTorch in q's dtype (the 16-bit baseline, or fp64 for the oracle).
     A query that sees no key gets 0, as in kat."""
     H, Hkv = q.shape[1], k.shape[1]
@@ -35,6 +35,9 @@ def naive(q, k, v, causal, scale, window):
     v = v.repeat_interleave(H // Hkv, dim=1)
     N, M = q.shape[2], k.shape[2]
     ok = visible(N, M, causal, window, q.device)
+    if buckets is not None:
+        qb, kb, _ = buckets
+        ok = ok & (qb[..., :, None] == kb[..., None, :]) & (qb[..., :, None] >= 0)
     any_ = ok.any(-1, keepdim=True)
     s = (q @ k.transpose(-1, -2)) * scale
     s = s.masked_fill(~ok, float("-inf")).masked_fill(~any_, 0.0)
@@ -54,8 +57,23 @@ def err(x, ref):
     return (x.double() - ref).abs().max().item()
 
 
+def make_buckets(B, H, N, M, nb, q_ids=None, k_ids=None, drop_q=0.0, drop_k=0.0,
+                 dead_head=None):
+    """Random ids in q_ids / k_ids (default range(nb)); a fraction dropped (-1); dead_head =
+    ("q" or "k", h): every row of that side of head h dropped."""
+    def side(rows, ids, drop):
+        ids = torch.tensor(ids if ids is not None else range(nb), dtype=torch.int32)
+        x = ids[torch.randint(len(ids), (B, H, rows))]
+        x[torch.rand(B, H, rows) < drop] = -1
+        return x
+    qb, kb = side(N, q_ids, drop_q), side(M, k_ids, drop_k)
+    if dead_head:
+        (qb if dead_head[0] == "q" else kb)[:, dead_head[1]] = -1
+    return qb.cuda(), kb.cuda(), nb
+
+
 def check(name, B, H, Hkv, N, M, D, causal=False, window=0, dtype=torch.bfloat16,
-          strided=False, scale=0.0):
+          strided=False, scale=0.0, buckets=None):
     dev = "cuda"
     torch.manual_seed(hash((B, H, Hkv, N, M, D, causal, window, strided)) % 2**31)
     if strided:   # [B, N, H, D] buffers viewed as [B, H, N, D]
@@ -69,20 +87,25 @@ def check(name, B, H, Hkv, N, M, D, causal=False, window=0, dtype=torch.bfloat16
         v = torch.randn(B, Hkv, M, D, device=dev, dtype=dtype)
         dout = torch.randn(B, H, N, D, device=dev, dtype=dtype)
     sc = scale or 1.0 / math.sqrt(D)
+    if buckets is not None:
+        buckets = make_buckets(B, H, N, M, **buckets)
+    layout = kat_cuda.layout_for(q, k, v, buckets)
     inputs = [x.clone() for x in (q, k, v, dout)]
 
     # every output poisoned: an element the kernels never write stays NaN
     o = torch.full_like(q, float("nan"))
     lse = torch.full((B, H, N), float("nan"), device=dev)
-    kat_cuda.forward(q, k, v, causal, scale, window, o=o, lse=lse)
+    kat_cuda.forward(q, k, v, causal, scale, window, o=o, lse=lse, buckets=buckets,
+                     layout=layout)
     grads = tuple(torch.full_like(x, float("nan")) for x in (q, k, v))
     work = kat_cuda.backward_workspace(q, k, v, o, lse, causal, scale, window)
     work.fill_(0xFF)
-    dq, dk, dv = kat_cuda.backward(q, k, v, o, lse, dout, causal, scale, window, work, grads)
+    dq, dk, dv = kat_cuda.backward(q, k, v, o, lse, dout, causal, scale, window, work, grads,
+                                   buckets, layout)
     torch.cuda.synchronize()
 
-    ref = with_grads(naive, q, k, v, dout, torch.float64, causal, sc, window)
-    pt = with_grads(naive, q, k, v, dout, dtype, causal, sc, window)
+    ref = with_grads(naive, q, k, v, dout, torch.float64, causal, sc, window, buckets)
+    pt = with_grads(naive, q, k, v, dout, dtype, causal, sc, window, buckets)
     problems = []
     for what, mine, r, p in zip(("o", "lse", "dq", "dk", "dv"), (o, lse, dq, dk, dv), ref, pt):
         if what == "lse":
@@ -104,7 +127,8 @@ def check(name, B, H, Hkv, N, M, D, causal=False, window=0, dtype=torch.bfloat16
     if any(not torch.equal(a, b) for a, b in zip(inputs, (q, k, v, dout))):
         problems.append("an input changed")
     # the same inputs again: dk and dv come out bit for bit the same (no atomics on them)
-    dq2, dk2, dv2 = kat_cuda.backward(q, k, v, o, lse, dout, causal, scale, window)
+    dq2, dk2, dv2 = kat_cuda.backward(q, k, v, o, lse, dout, causal, scale, window,
+                                      buckets=buckets, layout=layout)
     if not (torch.equal(dk, dk2) and torch.equal(dv, dv2)):
         problems.append("dk or dv differ between two runs")
     if err(dq2, dq.double()) > 2 * err(pt[2], ref[2]) + ATOL:
@@ -125,6 +149,8 @@ def expect_error(name, status, sentence, **kw):
         q, k, v = kw.pop("mutate")(q, k, v)
     o = torch.full_like(q, 7.0)
     lse = torch.full((B, H, N), 7.0, device=dev)
+    if "buckets" in kw:
+        kw["buckets"] = make_buckets(B, H, N, M, **kw["buckets"])
     try:
         kat_cuda.forward(q, k, v, o=o, lse=lse, **kw)
         got = "no error"
@@ -146,6 +172,9 @@ def main():
                                                  causal=True)),
         ("window 17, causal, D = 32", dict(B=1, H=2, Hkv=2, N=150, M=150, D=32, causal=True,
                                            window=17)),
+        ("hash nb = 4, causal, key head dropped", dict(
+            B=1, H=2, Hkv=2, N=100, M=100, D=64, causal=True,
+            buckets=dict(nb=4, dead_head=("k", 1)))),
     ]
     if not small:
         cases += [
@@ -168,6 +197,27 @@ def main():
                                                    causal=True)),
             ("causal 4096, fp16", dict(B=1, H=2, Hkv=2, N=4096, M=4096, D=64, causal=True,
                                        dtype=torch.float16)),
+            ("hash nb = 4, causal, odd N", dict(B=2, H=3, Hkv=3, N=301, M=301, D=64,
+                                                causal=True, buckets=dict(nb=4))),
+            ("hash nb = 16, D = 128, N != M", dict(B=1, H=2, Hkv=2, N=257, M=400, D=128,
+                                                   buckets=dict(nb=16))),
+            ("hash nb = 8, empty buckets, causal", dict(
+                B=1, H=2, Hkv=2, N=333, M=333, D=64, causal=True,
+                buckets=dict(nb=8, q_ids=[0, 1, 2, 3, 4, 5], k_ids=[2, 3, 4, 5, 6, 7]))),
+            ("hash nb = 64, causal, 2048, fp16", dict(B=1, H=2, Hkv=2, N=2048, M=2048, D=64,
+                                                      causal=True, dtype=torch.float16,
+                                                      buckets=dict(nb=64))),
+            ("QK-drop 50%, causal", dict(B=2, H=2, Hkv=2, N=513, M=513, D=64, causal=True,
+                                         buckets=dict(nb=1, drop_q=0.5, drop_k=0.5))),
+            ("QK-drop, all keys of a head dropped", dict(
+                B=1, H=3, Hkv=3, N=200, M=200, D=64, causal=True,
+                buckets=dict(nb=1, drop_q=0.3, drop_k=0.3, dead_head=("k", 2)))),
+            ("QK-drop, all queries of a head dropped", dict(
+                B=1, H=3, Hkv=3, N=200, M=200, D=128,
+                buckets=dict(nb=1, drop_q=0.3, dead_head=("q", 0)))),
+            ("QK-drop 50%, causal 4096", dict(B=1, H=2, Hkv=2, N=4096, M=4096, D=64,
+                                              causal=True,
+                                              buckets=dict(nb=1, drop_q=0.5, drop_k=0.5))),
         ]
     for name, kw in cases:
         check(name, **kw)
@@ -187,6 +237,12 @@ def main():
                  "kat_cuda_attn: dtype = 7 is neither KAT_CUDA_BF16 nor KAT_CUDA_FP16",
                  shape=(1, 1, 1, 8, 8, 64),
                  mutate=lambda q, k, v: (q.float(), k, v))
+    expect_error("bucket id 4 with nb = 4 refused", 2,
+                 "kat_cuda_attn: a bucket id in q_bucket or k_bucket is outside [-1, 4)",
+                 shape=(1, 2, 2, 8, 8, 64), buckets=dict(nb=4, q_ids=[4]))
+    expect_error("bucketed GQA refused", 5,
+                 "kat_cuda_attn: bucketed attention needs H_kv = H (H = 2, H_kv = 1)",
+                 shape=(1, 2, 1, 8, 8, 64), buckets=dict(nb=4))
     print(f"{len(failures)} failed")
     return 1 if failures else 0
 
