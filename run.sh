@@ -6,7 +6,8 @@
 #   ./run.sh sanitize          - the fast suite under address + undefined-behaviour sanitizers
 #   ./run.sh valgrind          - the fast suite under valgrind memcheck
 #   ./run.sh docs              - the API reference (Doxygen) in build/docs/api/html/
-#   ./run.sh test-gpu          - libkat-cuda's GPU tests (+ compute-sanitizer), needs nvcc, a GPU, torch
+#   ./run.sh test-gpu          - libkat-cuda's GPU tests (+ compute-sanitizer unless KAT_GPU_SANITIZE=0),
+#                                needs nvcc, a GPU and torch
 #   ./run.sh bench-gpu [ARGS]  - libkat-cuda against torch SDPA and FlexAttention on the GPU
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -116,7 +117,7 @@ case "$cmd" in
         build_gpu
         rc=0
         python3 tests/gpu/test_attn.py "$@" || rc=1
-        if command -v compute-sanitizer >/dev/null; then
+        if [ "${KAT_GPU_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then
             for tool in memcheck racecheck; do
                 compute-sanitizer --tool $tool --error-exitcode 9 \
                     python3 tests/gpu/test_attn.py --small >build-gpu/sanitizer-$tool.log 2>&1 || rc=1

@@ -23,7 +23,6 @@
 #ifndef KAT_CUDA_H
 #define KAT_CUDA_H
 
-#include <cuda_runtime_api.h>
 #include <stdint.h>
 
 #include "kat/attn.h"
@@ -31,6 +30,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* A CUDA stream: the same type as the runtime's cudaStream_t (NULL is the default stream),
+ * named here so that this header needs no CUDA header. */
+typedef struct CUstream_st *kat_cuda_stream;
 
 /* Largest head dimension of the GPU kernels; D must also be a multiple of 8. */
 #define KAT_CUDA_MAX_D 128
@@ -71,7 +74,7 @@ KAT_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a);
  * of 8, unaligned data or stride, H not a multiple of H_kv, a zero size); KAT_ENOTSUP for
  * D > KAT_CUDA_MAX_D; KAT_ERANGE for N, M or a stride product past 2^31 rows; KAT_EIO when
  * the CUDA runtime refuses the launch (its message in the sentence). */
-KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, cudaStream_t stream);
+KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, kat_cuda_stream stream);
 
 /* Bytes of device workspace the backward needs (an fp32 dq accumulator and the row sums of
  * dout * o); 0 for an invalid call. */
@@ -83,7 +86,7 @@ KAT_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a);
  * workspace that is missing or too small. */
 KAT_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
                                           kat_cuda_view dq, kat_cuda_view dk, kat_cuda_view dv,
-                                          void *work, size_t work_bytes, cudaStream_t stream);
+                                          void *work, size_t work_bytes, kat_cuda_stream stream);
 
 /* The calling thread's last error sentence from this library, or "" when none. */
 KAT_API const char *kat_cuda_last_error(void);

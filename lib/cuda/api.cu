@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include <cuda_runtime.h>
+
 #include "kat/cuda.h"
 #include "flash.cuh"
 
@@ -134,7 +136,7 @@ static kat_status launched(cudaError_t e, const char *what) {
     return KAT_OK;
 }
 
-extern "C" KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, cudaStream_t stream) {
+extern "C" KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, kat_cuda_stream stream) {
     flash_params p;
     kat_status st = make_params(a, &p);
     if (st) return st;
@@ -168,7 +170,7 @@ extern "C" KAT_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *
 extern "C" KAT_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
                                                      kat_cuda_view dq, kat_cuda_view dk,
                                                      kat_cuda_view dv, void *work,
-                                                     size_t work_bytes, cudaStream_t stream) {
+                                                     size_t work_bytes, kat_cuda_stream stream) {
     flash_params p;
     kat_status st = make_params(a, &p);
     if (st) return st;
