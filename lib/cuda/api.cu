@@ -37,6 +37,12 @@ static kat_status check_view(const char *name, const kat_cuda_view *v) {
     return KAT_OK;
 }
 
+static kat_status launched(cudaError_t e, const char *what) {
+    if (e != cudaSuccess)
+        return fail(KAT_EIO, "kat_cuda_attn: %s: CUDA error: %s", what, cudaGetErrorString(e));
+    return KAT_OK;
+}
+
 /* Check the call and fill the kernels' parameters. */
 static kat_status make_params(const kat_cuda_attn *a, flash_params *p, bool with_layout = true) {
     if (!a) return fail(KAT_EINVAL, "kat_cuda_attn: the call is NULL");
@@ -104,7 +110,9 @@ static kat_status make_params(const kat_cuda_attn *a, flash_params *p, bool with
     p->causal = d->causal != 0;
     p->window = (int)a->window;
     if (a->q_bucket && with_layout) {
-        const size_t need = kat_cuda::layout_bytes(p->B * p->H, p->N, p->M, a->nb);
+        cudaError_t e;
+        const size_t need = kat_cuda::layout_bytes(p->B * p->H, p->N, p->M, a->nb, &e);
+        if (!need) return launched(e, "bucket layout size");
         if (!a->layout)
             return fail(KAT_EINVAL, "kat_cuda_attn: layout is NULL (%zu bytes needed)", need);
         if ((uintptr_t)a->layout % 256)
@@ -127,14 +135,12 @@ extern "C" KAT_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a) {
     if (!a || !a->q_bucket) return 0;
     flash_params p;
     if (make_params(a, &p, false)) return 0;
-    return kat_cuda::layout_bytes(p.B * p.H, p.N, p.M, a->nb);
+    cudaError_t e;
+    const size_t n = kat_cuda::layout_bytes(p.B * p.H, p.N, p.M, a->nb, &e);
+    if (!n) launched(e, "bucket layout size");
+    return n;
 }
 
-static kat_status launched(cudaError_t e, const char *what) {
-    if (e != cudaSuccess)
-        return fail(KAT_EIO, "kat_cuda_attn: %s: CUDA error: %s", what, cudaGetErrorString(e));
-    return KAT_OK;
-}
 
 extern "C" KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, kat_cuda_stream stream) {
     flash_params p;

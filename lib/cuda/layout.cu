@@ -62,31 +62,39 @@ struct side_sizes {
     size_t rows, off, keys, temp;
 };
 
-side_sizes side(int bh_count, int rows, int nb) {
+/* temp = 0 and *err set when the sort's scratch size cannot be had (no usable device). */
+side_sizes side(int bh_count, int rows, int nb, cudaError_t *err) {
     side_sizes s;
     const size_t n = (size_t)bh_count * rows;
     s.rows = align256(n * sizeof(int));
     s.off = align256((size_t)bh_count * (nb + 2) * sizeof(int));
     s.keys = align256(n * sizeof(unsigned long long));
     size_t temp = 0;
-    cub::DeviceRadixSort::SortKeys(nullptr, temp, (unsigned long long *)nullptr,
-                                   (unsigned long long *)nullptr, (int64_t)n);
-    s.temp = align256(temp);
+    const cudaError_t e = cub::DeviceRadixSort::SortKeys(
+        nullptr, temp, (unsigned long long *)nullptr, (unsigned long long *)nullptr, (int64_t)n);
+    if (e != cudaSuccess) {
+        *err = e;
+        temp = 0;
+    }
+    s.temp = temp ? align256(temp) : 0;
     return s;
 }
 } // namespace
 
-size_t layout_bytes(int bh_count, int N, int M, int nb) {
-    const side_sizes q = side(bh_count, N, nb), k = side(bh_count, M, nb);
+size_t layout_bytes(int bh_count, int N, int M, int nb, cudaError_t *err) {
+    *err = cudaSuccess;
+    const side_sizes q = side(bh_count, N, nb, err), k = side(bh_count, M, nb, err);
     const size_t keys = q.keys > k.keys ? q.keys : k.keys;
     const size_t temp = q.temp > k.temp ? q.temp : k.temp;
+    if (!q.temp || !k.temp) return 0;
     return 2 * q.rows + q.off + 2 * k.rows + k.off + 2 * keys + temp + 256;
 }
 
 /* Carve the layout's arrays out of its memory (the same cut for the build and the kernels). */
 void layout_carve(void *mem, int bh_count, int N, int M, int nb, bucket_layout *L,
                   void **keys_a, void **keys_b, void **temp, size_t *temp_bytes, int **bad) {
-    const side_sizes q = side(bh_count, N, nb), k = side(bh_count, M, nb);
+    cudaError_t err;   /* the caller sized the memory with layout_bytes, which succeeded */
+    const side_sizes q = side(bh_count, N, nb, &err), k = side(bh_count, M, nb, &err);
     const size_t keys = q.keys > k.keys ? q.keys : k.keys;
     char *p = static_cast<char *>(mem);
     L->nb = nb;

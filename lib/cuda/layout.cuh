@@ -16,7 +16,8 @@ struct bucket_layout {
     int *k_rows, *k_bkt, *k_off;
 };
 
-size_t layout_bytes(int bh_count, int N, int M, int nb);
+/* 0 and *err set when the CUDA runtime cannot size the sort (no usable device). */
+size_t layout_bytes(int bh_count, int N, int M, int nb, cudaError_t *err);
 void layout_carve(void *mem, int bh_count, int N, int M, int nb, bucket_layout *L,
                   void **keys_a, void **keys_b, void **temp, size_t *temp_bytes, int **bad);
 /* Sorts and counts on stream s, then waits for it: *bad_host = 1 when an id was outside
