@@ -114,6 +114,7 @@ case "$cmd" in
         echo "API reference: build/docs/api/html/index.html"
         ;;
     test-gpu)
+        python3 tests/gpu/model_fragments.py && python3 tests/gpu/model_ranges.py
         build_gpu
         rc=0
         python3 tests/gpu/test_attn.py "$@" || rc=1
