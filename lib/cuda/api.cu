@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <cuda_runtime.h>
 
@@ -9,6 +10,8 @@
 #include "flash.cuh"
 
 using kat_cuda::flash_params;
+
+static_assert(sizeof(kat_cuda_dtype) == sizeof(int), "kat_cuda_dtype is stored as an int");
 
 static thread_local char last_error[512];
 
@@ -65,9 +68,13 @@ static kat_status make_params(const kat_cuda_attn *a, flash_params *p, bool with
         return fail(KAT_ERANGE, "kat_cuda_attn: window = %zu is too large", a->window);
     if (!isfinite(d->scale) || d->scale < 0)
         return fail(KAT_EINVAL, "kat_cuda_attn: scale = %g must be finite and >= 0", d->scale);
-    if (a->dtype != KAT_CUDA_BF16 && a->dtype != KAT_CUDA_FP16)
+    /* read as an int: in C++ an enum object holding a value outside its enumerators is
+     * undefined behaviour, and a C caller can store any int there */
+    int dtype;
+    memcpy(&dtype, &a->dtype, sizeof dtype);
+    if (dtype != KAT_CUDA_BF16 && dtype != KAT_CUDA_FP16)
         return fail(KAT_EINVAL, "kat_cuda_attn: dtype = %d is neither KAT_CUDA_BF16 nor KAT_CUDA_FP16",
-                    (int)a->dtype);
+                    dtype);
     kat_status st;
     if ((st = check_view("q", &a->q)) || (st = check_view("k", &a->k)) ||
         (st = check_view("v", &a->v)) || (st = check_view("o", &a->o)))
