@@ -71,6 +71,7 @@ run_tests() {   # run_tests DIR [meson test options...]
 }
 
 build_gpu() {   # libkat-cuda alone into build-gpu/: the GPU machine needs none of the CPU stack
+    cd "${repo:-.}"   # the GPU commands take no paths and run in the repository ($repo where set)
     command -v nvcc >/dev/null || { echo "run.sh: nvcc not found (libkat-cuda needs the CUDA toolkit)" >&2; exit 1; }
     mkdir -p build-gpu
     local so=build-gpu/libkat-cuda.so
@@ -114,8 +115,8 @@ case "$cmd" in
         echo "API reference: build/docs/api/html/index.html"
         ;;
     test-gpu)
-        python3 tests/gpu/model_fragments.py && python3 tests/gpu/model_ranges.py
         build_gpu
+        python3 tests/gpu/model_fragments.py && python3 tests/gpu/model_ranges.py
         rc=0
         python3 tests/gpu/test_attn.py "$@" || rc=1
         if [ "${KAT_GPU_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then
@@ -137,7 +138,7 @@ case "$cmd" in
         exec ./build/experiments/kat "$@"
         ;;
     *)
-        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | sanitize | valgrind | docs | test-gpu | bench-gpu [ARGS]" >&2
+        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | sanitize | valgrind | docs" >&2
         exit 2
         ;;
 esac
