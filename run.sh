@@ -76,7 +76,7 @@ build_gpu() {   # libkat-cuda alone into build-gpu/: the GPU machine needs none 
     mkdir -p build-gpu
     local so=build-gpu/libkat-cuda.so
     if [ ! -f $so ] || [ -n "$(find lib/cuda include/kat/cuda.h -newer $so)" ]; then
-        nvcc -O3 -std=c++17 --threads 0 -shared -Xcompiler -fPIC,-fvisibility=hidden -DKAT_BUILDING_LIBRARY \
+        nvcc -O3 -std=c++17 --threads 0 -shared -Xcompiler -fPIC,-fvisibility=hidden -DKAT_CUDA_BUILDING_LIBRARY \
             -Iinclude -Ilib/cuda -gencode arch=compute_80,code=sm_80 \
             -gencode arch=compute_90,code=sm_90 lib/cuda/*.cu -o $so >&2
     fi

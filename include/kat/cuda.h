@@ -27,6 +27,15 @@
 
 #include "kat/attn.h"
 
+/* KAT_CUDA_API marks libkat-cuda's public functions, the only symbols libkat-cuda.so exports
+ * (the library is built with hidden visibility). It is not KAT_API, which marks what libkat.so
+ * itself exports. */
+#if defined(KAT_CUDA_BUILDING_LIBRARY) && defined(__GNUC__)
+#define KAT_CUDA_API __attribute__((visibility("default")))
+#else
+#define KAT_CUDA_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -66,7 +75,7 @@ typedef struct {
 } kat_cuda_attn;
 
 /* Bytes of layout memory a bucketed call needs; 0 for a dense or an invalid call. */
-KAT_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a);
+KAT_CUDA_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a);
 
 /* o and lse from q, k, v. A bucketed forward also builds the layout, and waits for the stream
  * once, to check the ids (KAT_EDOM naming q_bucket or k_bucket if one is outside [-1, nb)).
@@ -74,22 +83,22 @@ KAT_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a);
  * of 8, unaligned data or stride, H not a multiple of H_kv, a zero size); KAT_ENOTSUP for
  * D > KAT_CUDA_MAX_D; KAT_ERANGE for N, M or a stride product past 2^31 rows; KAT_EIO when
  * the CUDA runtime refuses the launch (its message in the sentence). */
-KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, kat_cuda_stream stream);
+KAT_CUDA_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, kat_cuda_stream stream);
 
 /* Bytes of device workspace the backward needs (an fp32 dq accumulator and the row sums of
  * dout * o); 0 for an invalid call. */
-KAT_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a);
+KAT_CUDA_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a);
 
 /* dq [B, H, N, D], dk and dv [B, H_kv, M, D] from a->q, k, v, the forward's o and lse (and
  * layout, for a bucketed call: a the same as the forward's), and dout [B, H, N, D]. work: work_bytes >= kat_cuda_attn_backward_workspace(a) of device
  * memory, 256-byte aligned (cudaMalloc's). Errors as the forward's, and KAT_EINVAL for a
  * workspace that is missing or too small. */
-KAT_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
+KAT_CUDA_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
                                           kat_cuda_view dq, kat_cuda_view dk, kat_cuda_view dv,
                                           void *work, size_t work_bytes, kat_cuda_stream stream);
 
 /* The calling thread's last error sentence from this library, or "" when none. */
-KAT_API const char *kat_cuda_last_error(void);
+KAT_CUDA_API const char *kat_cuda_last_error(void);
 
 #ifdef __cplusplus
 }

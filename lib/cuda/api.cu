@@ -15,7 +15,7 @@ static_assert(sizeof(kat_cuda_dtype) == sizeof(int), "kat_cuda_dtype is stored a
 
 static thread_local char last_error[512];
 
-extern "C" KAT_API const char *kat_cuda_last_error(void) { return last_error; }
+extern "C" KAT_CUDA_API const char *kat_cuda_last_error(void) { return last_error; }
 
 static kat_status fail(kat_status st, const char *fmt, ...) {
     va_list ap;
@@ -138,7 +138,7 @@ static kat_status make_params(const kat_cuda_attn *a, flash_params *p, bool with
     return KAT_OK;
 }
 
-extern "C" KAT_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a) {
+extern "C" KAT_CUDA_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a) {
     if (!a || !a->q_bucket) return 0;
     flash_params p;
     if (make_params(a, &p, false)) return 0;
@@ -149,7 +149,7 @@ extern "C" KAT_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a) {
 }
 
 
-extern "C" KAT_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, kat_cuda_stream stream) {
+extern "C" KAT_CUDA_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, kat_cuda_stream stream) {
     flash_params p;
     kat_status st = make_params(a, &p);
     if (st) return st;
@@ -174,13 +174,13 @@ static size_t workspace_bytes(const flash_params &p) {
     return align256(rows * kat_cuda::flash_dp(p.D) * sizeof(float)) + align256(rows * sizeof(float));
 }
 
-extern "C" KAT_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a) {
+extern "C" KAT_CUDA_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a) {
     flash_params p;
     if (make_params(a, &p)) return 0;
     return workspace_bytes(p);
 }
 
-extern "C" KAT_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
+extern "C" KAT_CUDA_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
                                                      kat_cuda_view dq, kat_cuda_view dk,
                                                      kat_cuda_view dv, void *work,
                                                      size_t work_bytes, kat_cuda_stream stream) {
