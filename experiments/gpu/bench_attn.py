@@ -109,8 +109,6 @@ def main():
                     print(f"FlexAttention {label} at N = {N} failed: {e}", flush=True)
                     continue
                 rows.append((N, f"FlexAttention, {label}", t))
-        del q, k, v, dout, qg, kg, vg, o, lse, grads
-        torch.cuda.empty_cache()
 
     print(f"\nB = {B}, H = {H}, D = {D}, bf16, forward + backward, median of {args.reps}")
     print("| N | method | ms | speed vs SDPA causal | causal TFLOP/s |")

@@ -6,7 +6,7 @@ visible pairs. Like model_fragments.py it checks the arithmetic, not the kernels
 
     python3 tests/gpu/model_ranges.py
 """
-import itertools, random
+import random
 import numpy as np
 
 def visible(N, M, causal, window, i, j):
