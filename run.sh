@@ -8,6 +8,9 @@
 #   ./run.sh sanitize          - the fast suite under address + undefined-behaviour sanitizers
 #   ./run.sh valgrind          - the fast suite under valgrind memcheck
 #   ./run.sh docs              - the API reference (Doxygen) in build/docs/api/html/
+#   ./run.sh test-gpu          - libkat-cuda's GPU tests (+ compute-sanitizer unless KAT_GPU_SANITIZE=0),
+#                                needs nvcc, a GPU and torch
+#   ./run.sh bench-gpu [ARGS]  - libkat-cuda against torch SDPA and FlexAttention on the GPU
 set -euo pipefail
 # The build lives in the repository; commands run in the caller's directory, so that the
 # paths given to kat (and reproduce's out/) are the caller's.
@@ -71,6 +74,18 @@ run_tests() {   # run_tests DIR [meson test options...]
     return $rc
 }
 
+build_gpu() {   # libkat-cuda alone into build-gpu/: the GPU machine needs none of the CPU stack
+    cd "${repo:-.}"   # the GPU commands take no paths and run in the repository ($repo where set)
+    command -v nvcc >/dev/null || { echo "run.sh: nvcc not found (libkat-cuda needs the CUDA toolkit)" >&2; exit 1; }
+    mkdir -p build-gpu
+    local so=build-gpu/libkat-cuda.so
+    if [ ! -f $so ] || [ -n "$(find lib/cuda include/kat/cuda.h -newer $so)" ]; then
+        nvcc -O3 -std=c++17 --threads 0 -shared -Xcompiler -fPIC,-fvisibility=hidden -DKAT_CUDA_BUILDING_LIBRARY \
+            -Iinclude -Ilib/cuda -gencode arch=compute_80,code=sm_80 \
+            -gencode arch=compute_90,code=sm_90 lib/cuda/*.cu -o $so >&2
+    fi
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -102,6 +117,24 @@ case "$cmd" in
         [ -f "$repo/build/docs/Doxyfile" ] || meson setup --reconfigure "$repo/build" "$repo" >&2
         ninja -C "$repo/build" docs >&2
         echo "API reference: $repo/build/docs/api/html/index.html"
+        ;;
+    test-gpu)
+        build_gpu
+        python3 tests/gpu/model_fragments.py && python3 tests/gpu/model_ranges.py
+        rc=0
+        python3 tests/gpu/test_attn.py "$@" || rc=1
+        if [ "${KAT_GPU_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then
+            for tool in memcheck racecheck; do
+                compute-sanitizer --tool $tool --error-exitcode 9 \
+                    python3 tests/gpu/test_attn.py --small >build-gpu/sanitizer-$tool.log 2>&1 || rc=1
+                tail -n 3 build-gpu/sanitizer-$tool.log
+            done
+        fi
+        exit $rc
+        ;;
+    bench-gpu)
+        build_gpu
+        exec python3 experiments/gpu/bench_attn.py "$@"
         ;;
     kat)
         ensure_packages

@@ -1,0 +1,107 @@
+/* kat cuda: exact softmax attention on an NVIDIA GPU (sm_80 and later), forward and backward.
+ *
+ * The same mathematics as kat/attn.h (the flash engine, FlashAttention-2, arXiv 2307.08691):
+ *
+ *   o[b,h,i,:] = sum_j softmax_j(scale * q[b,h,i,:] . k[b,h',j,:]) v[b,h',j,:]
+ *
+ * with h' = h / (H / H_kv), the causal diagonal at the bottom right (query i sees key j iff
+ * j <= i + M - N), and optionally a sliding window (query i sees key j only if
+ * |i + M - N - j| < window). A query that sees no key gets o = 0, lse = -inf and zero
+ * gradients. Inputs are bf16 or fp16 on the device, products on the tensor cores with fp32
+ * accumulation and an fp32 softmax; the logsumexp is fp32.
+ *
+ * Bucketed attention (hash buckets, QK-drop) adds one rule: query i sees key j only if their
+ * bucket ids are equal. Ids are per (batch, head) row, in [-1, nb); -1 drops the row (a
+ * dropped query gets o = 0, lse = -inf and dq = 0, a dropped key dk = dv = 0). QK-drop is
+ * nb = 1 with ids 0 (kept) and -1 (dropped). The forward sorts each head's rows by (bucket,
+ * row) on the GPU into the call's layout memory, and the kernels then visit only the key tiles
+ * of a query tile's buckets; the backward reads the same layout.
+ *
+ * The library libkat-cuda stands alone: it links only the CUDA runtime, so its errors are
+ * read with kat_cuda_last_error(), not kat_last_error(). Calls are asynchronous on the given
+ * stream; argument errors are reported before anything is queued. */
+#ifndef KAT_CUDA_H
+#define KAT_CUDA_H
+
+#include <stdint.h>
+
+#include "kat/attn.h"
+
+/* KAT_CUDA_API marks libkat-cuda's public functions, the only symbols libkat-cuda.so exports
+ * (the library is built with hidden visibility). It is not KAT_API, which marks what libkat.so
+ * itself exports. */
+#if defined(KAT_CUDA_BUILDING_LIBRARY) && defined(__GNUC__)
+#define KAT_CUDA_API __attribute__((visibility("default")))
+#else
+#define KAT_CUDA_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A CUDA stream: the same type as the runtime's cudaStream_t (NULL is the default stream),
+ * named here so that this header needs no CUDA header. */
+typedef struct CUstream_st *kat_cuda_stream;
+
+/* Largest head dimension of the GPU kernels; D must also be a multiple of 8. */
+#define KAT_CUDA_MAX_D 128
+
+typedef enum { KAT_CUDA_BF16 = 0, KAT_CUDA_FP16 = 1 } kat_cuda_dtype;
+
+/* A [B, heads, rows, D] tensor in device memory: stride[0..2] are the element strides of the
+ * b, head and row axes (multiples of 8), the D axis is contiguous; data is 16-byte aligned. */
+typedef struct {
+    void *data;
+    int64_t stride[3];
+} kat_cuda_view;
+
+/* One attention call: shapes as in kat_attn_desc (H_kv = 0 means H, scale = 0 means
+ * 1/sqrt(D)); q and o are [B, H, N, D], k and v [B, H_kv, M, D]; lse is a contiguous fp32
+ * [B, H, N] device array (written by the forward, read by the backward). */
+typedef struct {
+    kat_attn_desc desc;
+    kat_cuda_dtype dtype;
+    size_t window;          /* 0: no band */
+    kat_cuda_view q, k, v, o;
+    float *lse;
+    /* bucketed calls only (q_bucket = NULL: every key is a candidate); they need H_kv = H */
+    const int32_t *q_bucket;   /* [B, H, N] contiguous int32 device array */
+    const int32_t *k_bucket;   /* [B, H, M] */
+    int nb;                    /* number of buckets, >= 1 */
+    void *layout;              /* kat_cuda_attn_layout_size(a) bytes of device memory, 256-byte
+                                  aligned: written by the forward, read by the backward */
+    size_t layout_bytes;
+} kat_cuda_attn;
+
+/* Bytes of layout memory a bucketed call needs; 0 for a dense or an invalid call. */
+KAT_CUDA_API size_t kat_cuda_attn_layout_size(const kat_cuda_attn *a);
+
+/* o and lse from q, k, v. A bucketed forward also builds the layout, and waits for the stream
+ * once, to check the ids (KAT_EDOM naming q_bucket or k_bucket if one is outside [-1, nb)).
+ * Errors: KAT_EINVAL naming the argument (NULL data, D not a multiple
+ * of 8, unaligned data or stride, H not a multiple of H_kv, a zero size); KAT_ENOTSUP for
+ * D > KAT_CUDA_MAX_D; KAT_ERANGE for N, M or a stride product past 2^31 rows; KAT_EIO when
+ * the CUDA runtime refuses the launch (its message in the sentence). */
+KAT_CUDA_API kat_status kat_cuda_attn_forward(const kat_cuda_attn *a, kat_cuda_stream stream);
+
+/* Bytes of device workspace the backward needs (an fp32 dq accumulator and the row sums of
+ * dout * o); 0 for an invalid call. */
+KAT_CUDA_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a);
+
+/* dq [B, H, N, D], dk and dv [B, H_kv, M, D] from a->q, k, v, the forward's o and lse (and
+ * layout, for a bucketed call: a the same as the forward's), and dout [B, H, N, D]. work: work_bytes >= kat_cuda_attn_backward_workspace(a) of device
+ * memory, 256-byte aligned (cudaMalloc's). Errors as the forward's, and KAT_EINVAL for a
+ * workspace that is missing or too small. */
+KAT_CUDA_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
+                                          kat_cuda_view dq, kat_cuda_view dk, kat_cuda_view dv,
+                                          void *work, size_t work_bytes, kat_cuda_stream stream);
+
+/* The calling thread's last error sentence from this library, or "" when none. */
+KAT_CUDA_API const char *kat_cuda_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

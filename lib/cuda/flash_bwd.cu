@@ -1,0 +1,312 @@
+/* Flash attention backward (FlashAttention-2, arXiv 2307.08691) on tensor cores.
+ *
+ * Three launches: delta = rowsum(dO * O); the main pass, where a block of 4 warps owns 64 keys
+ * (16 a warp) of one (batch, kv head) and walks, for every query head of its group, the query
+ * tiles that see them: S^T = K Q^T, P^T = exp(S^T - lse), dV += P^T dO, dP^T = V dO^T,
+ * dS^T = P^T (dP^T - delta), dK += dS^T Q, all in registers; dS^T then goes through shared
+ * memory for dQ += dS K, which is added into an fp32 accumulator with atomics (several key
+ * tiles feed one query row); last, the accumulator is scaled and cast into dq. dK and dV of
+ * a key tile are summed over the whole group inside one block, so GQA needs no atomics. */
+#include <math.h>
+
+#include "flash.cuh"
+
+namespace kat_cuda {
+
+template <typename T>
+__global__ void delta_kernel(const flash_params p) {
+    const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int h = blockIdx.y, b = blockIdx.z;
+    if (row >= p.N) return;
+    const T *O = static_cast<const T *>(p.o) + b * p.os[0] + h * p.os[1] + row * p.os[2];
+    const T *dO = static_cast<const T *>(p.dout) + b * p.dos[0] + h * p.dos[1] + row * p.dos[2];
+    float acc = 0.f;
+    for (int c = 2 * lane; c < p.D; c += 64) {
+        float2 x = elem<T>::unpack(*reinterpret_cast<const uint32_t *>(O + c));
+        float2 y = elem<T>::unpack(*reinterpret_cast<const uint32_t *>(dO + c));
+        acc += x.x * y.x + x.y * y.y;
+    }
+    for (int w = 16; w > 0; w /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, w);
+    if (lane == 0) p.delta[((int64_t)b * p.H + h) * p.N + row] = acc;
+}
+
+template <typename T, int DP>
+__global__ void dq_convert_kernel(const flash_params p) {
+    const int row = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const float *acc = p.dq_acc + (((int64_t)b * p.H + h) * p.N + row) * DP;
+    T *dq = static_cast<T *>(p.dq) + b * p.dqs[0] + h * p.dqs[1] + row * p.dqs[2];
+    for (int c = 2 * threadIdx.x; c < p.D; c += 2 * blockDim.x)
+        *reinterpret_cast<uint32_t *>(dq + c) =
+            elem<T>::pack(acc[c] * p.scale, acc[c + 1] * p.scale);
+}
+
+template <typename T, int DP, int BQ, bool SP>
+__global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
+    constexpr int LD = DP + PAD, LDS = BQ + PAD, KS = DP / 16, DT = DP / 8, QT = BQ / 8;
+    /* dQ = dS K: warps tile the BQ x DP block as WQ x WD */
+    constexpr int WQ = BQ / 16, WD = 4 / WQ, DTW = DT / WD;
+    extern __shared__ __align__(16) unsigned char smem[];
+    T *sK = reinterpret_cast<T *>(smem);
+    T *sV = sK + BK * LD;
+    T *sQ = sV + BK * LD;
+    T *sdO = sQ + BQ * LD;
+    T *sdS = sdO + BQ * LD;                               /* [BK][LDS]: dS^T */
+    float *sLse = reinterpret_cast<float *>(sdS + BK * LDS);   /* lse * log2(e) */
+    float *sDelta = sLse + BQ;
+    int *sQrow = reinterpret_cast<int *>(sDelta + BQ);   /* bucketed: original row, bucket */
+    int *sQbkt = sQrow + BQ;
+
+    const int k0 = blockIdx.x * BK, hk = blockIdx.y, b = blockIdx.z;
+    const int group = p.H / p.Hkv;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const T *K = static_cast<const T *>(p.k) + b * p.ks[0] + hk * p.ks[1];
+    const T *V = static_cast<const T *>(p.v) + b * p.vs[0] + hk * p.vs[1];
+    /* bucketed calls have H_kv = H: the key head is the query head */
+    const int64_t bhk = (int64_t)b * p.Hkv + hk;
+    const int *krows = SP ? p.L.k_rows + bhk * p.M : nullptr;
+    const int nk = SP ? p.L.k_off[bhk * (p.L.nb + 2) + p.L.nb] : p.M;
+    if (k0 >= nk) return;   /* dropped keys get zero gradients from zero_dropped_kernel */
+    int krow[2], kbkt[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int j = k0 + warp * 16 + g + 8 * r;
+        krow[r] = SP ? (j < nk ? krows[j] : p.M) : j;
+        kbkt[r] = SP && j < nk ? p.L.k_bkt[bhk * p.M + j] : -2;
+    }
+
+    load_tile<T, BK, DP, 128>(sK, K, p.ks[2], k0, nk, p.D, krows);
+    load_tile<T, BK, DP, 128>(sV, V, p.vs[2], k0, nk, p.D, krows);
+    cp_async_commit();
+
+    float dk[DT][4], dv[DT][4];
+#pragma unroll
+    for (int j = 0; j < DT; j++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) dk[j][c] = dv[j][c] = 0.f;
+
+    int qlo, qhi;
+    if (SP) sparse_query_range(p, bhk, k0, min(k0 + BK, nk), &qlo, &qhi);
+    else query_range(p, k0, min(k0 + BK, p.M), &qlo, &qhi);
+    const int qt_lo = qlo / BQ, qt_hi = qhi > qlo ? (qhi + BQ - 1) / BQ : qt_lo;
+
+    for (int h = hk * group; h < (hk + 1) * group; h++) {
+        const T *Q = static_cast<const T *>(p.q) + b * p.qs[0] + h * p.qs[1];
+        const T *dO = static_cast<const T *>(p.dout) + b * p.dos[0] + h * p.dos[1];
+        const int64_t bh = (int64_t)b * p.H + h;
+        const int *qrows = SP ? p.L.q_rows + bh * p.N : nullptr;
+        const int nq = SP ? p.L.q_off[bh * (p.L.nb + 2) + p.L.nb] : p.N;
+        for (int qt = qt_lo; qt < qt_hi; qt++) {
+            const int q0 = qt * BQ;
+            load_tile<T, BQ, DP, 128>(sQ, Q, p.qs[2], q0, nq, p.D, qrows);
+            load_tile<T, BQ, DP, 128>(sdO, dO, p.dos[2], q0, nq, p.D, qrows);
+            cp_async_commit();
+            for (int i = threadIdx.x; i < BQ; i += 128) {
+                const int row = q0 + i < nq ? (SP ? qrows[q0 + i] : q0 + i) : -1;
+                const float lse = row >= 0 ? p.lse[bh * p.N + row] : -INFINITY;
+                /* a query that sees no key has lse = -inf and P = 0: +inf makes exp2 give 0 */
+                sLse[i] = lse == -INFINITY ? INFINITY : lse * 1.4426950408889634f;
+                sDelta[i] = row >= 0 ? p.delta[bh * p.N + row] : 0.f;
+                if (SP) {
+                    sQrow[i] = row;
+                    sQbkt[i] = row >= 0 ? p.L.q_bkt[bh * p.N + q0 + i] : -1;
+                }
+            }
+            cp_async_wait<0>();
+            __syncthreads();
+
+            /* S^T: this warp's 16 keys x BQ queries */
+            float s[QT][4];
+#pragma unroll
+            for (int j = 0; j < QT; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) {
+                uint32_t a[4];
+                ldmatrix_x4(a, sK + (warp * 16 + lane % 8 + (lane / 8 % 2) * 8) * LD + kk * 16 +
+                                   (lane / 16) * 8);
+#pragma unroll
+                for (int nj = 0; nj < QT / 2; nj++) {
+                    uint32_t r[4];
+                    ldmatrix_x4(r, sQ + (nj * 16 + lane % 8 + (lane / 16) * 8) * LD + kk * 16 +
+                                       (lane / 8 % 2) * 8);
+                    mma<T>(s[2 * nj], a, r);
+                    mma<T>(s[2 * nj + 1], a, r + 2);
+                }
+            }
+            const bool masked = SP || block_needs_mask(p, q0, BQ, k0, BK);
+#pragma unroll
+            for (int j = 0; j < QT; j++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const int col = j * 8 + 2 * t + c % 2;
+                    float x = fast_exp2(s[j][c] * p.scale_log2 - sLse[col]);
+                    if (masked) {
+                        const bool ok = SP ? sQbkt[col] == kbkt[c / 2] &&
+                                                 visible(p, sQrow[col], krow[c / 2])
+                                           : visible(p, q0 + col, krow[c / 2]);
+                        if (!ok) x = 0.f;
+                    }
+                    s[j][c] = x;
+                }
+            /* dV += P^T dO */
+            uint32_t pa[BQ / 16][4];
+#pragma unroll
+            for (int kk = 0; kk < BQ / 16; kk++) {
+                pa[kk][0] = elem<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+                pa[kk][1] = elem<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+                pa[kk][2] = elem<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                pa[kk][3] = elem<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int kk = 0; kk < BQ / 16; kk++)
+#pragma unroll
+                for (int dj = 0; dj < DP / 16; dj++) {
+                    uint32_t r[4];
+                    ldmatrix_x4_trans(r, sdO + (kk * 16 + lane % 8 + (lane / 8 % 2) * 8) * LD +
+                                             dj * 16 + (lane / 16) * 8);
+                    mma<T>(dv[2 * dj], pa[kk], r);
+                    mma<T>(dv[2 * dj + 1], pa[kk], r + 2);
+                }
+            /* dP^T = V dO^T */
+            float dp[QT][4];
+#pragma unroll
+            for (int j = 0; j < QT; j++) dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) {
+                uint32_t a[4];
+                ldmatrix_x4(a, sV + (warp * 16 + lane % 8 + (lane / 8 % 2) * 8) * LD + kk * 16 +
+                                   (lane / 16) * 8);
+#pragma unroll
+                for (int nj = 0; nj < QT / 2; nj++) {
+                    uint32_t r[4];
+                    ldmatrix_x4(r, sdO + (nj * 16 + lane % 8 + (lane / 16) * 8) * LD + kk * 16 +
+                                        (lane / 8 % 2) * 8);
+                    mma<T>(dp[2 * nj], a, r);
+                    mma<T>(dp[2 * nj + 1], a, r + 2);
+                }
+            }
+            /* dS^T = P^T (dP^T - delta), kept packed for dK and stored for dQ */
+            uint32_t da[BQ / 16][4];
+#pragma unroll
+            for (int j = 0; j < QT; j++) {
+                const int col = j * 8 + 2 * t;
+                const float d0 = sDelta[col], d1 = sDelta[col + 1];
+                const uint32_t lo = elem<T>::pack(s[j][0] * (dp[j][0] - d0), s[j][1] * (dp[j][1] - d1));
+                const uint32_t hi = elem<T>::pack(s[j][2] * (dp[j][2] - d0), s[j][3] * (dp[j][3] - d1));
+                da[j / 2][(j % 2) * 2] = lo;
+                da[j / 2][(j % 2) * 2 + 1] = hi;
+                *reinterpret_cast<uint32_t *>(sdS + (warp * 16 + g) * LDS + col) = lo;
+                *reinterpret_cast<uint32_t *>(sdS + (warp * 16 + g + 8) * LDS + col) = hi;
+            }
+            /* dK += dS^T Q */
+#pragma unroll
+            for (int kk = 0; kk < BQ / 16; kk++)
+#pragma unroll
+                for (int dj = 0; dj < DP / 16; dj++) {
+                    uint32_t r[4];
+                    ldmatrix_x4_trans(r, sQ + (kk * 16 + lane % 8 + (lane / 8 % 2) * 8) * LD +
+                                             dj * 16 + (lane / 16) * 8);
+                    mma<T>(dk[2 * dj], da[kk], r);
+                    mma<T>(dk[2 * dj + 1], da[kk], r + 2);
+                }
+            __syncthreads();
+
+            /* dQ += dS K: this warp's 16 query rows x DTW column tiles */
+            const int wq = warp % WQ, wd = warp / WQ;
+            float dq[DTW][4];
+#pragma unroll
+            for (int j = 0; j < DTW; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++) {
+                uint32_t a[4];
+                ldmatrix_x4_trans(a, sdS + (kk * 16 + lane % 8 + (lane / 16) * 8) * LDS +
+                                         wq * 16 + (lane / 8 % 2) * 8);
+#pragma unroll
+                for (int dj = 0; dj < DTW / 2; dj++) {
+                    uint32_t r[4];
+                    ldmatrix_x4_trans(r, sK + (kk * 16 + lane % 8 + (lane / 8 % 2) * 8) * LD +
+                                             wd * (DP / WD) + dj * 16 + (lane / 16) * 8);
+                    mma<T>(dq[2 * dj], a, r);
+                    mma<T>(dq[2 * dj + 1], a, r + 2);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int i = q0 + wq * 16 + g + 8 * r;
+                if (i >= nq) continue;
+                const int row = SP ? sQrow[i - q0] : i;
+                float *acc = p.dq_acc + (bh * p.N + row) * DP + wd * (DP / WD) + 2 * t;
+#pragma unroll
+                for (int j = 0; j < DTW; j++) {
+                    atomicAdd(acc + j * 8, dq[j][2 * r]);
+                    atomicAdd(acc + j * 8 + 1, dq[j][2 * r + 1]);
+                }
+            }
+            __syncthreads();
+        }
+    }
+
+    T *dK = static_cast<T *>(p.dk) + b * p.dks[0] + hk * p.dks[1];
+    T *dV = static_cast<T *>(p.dv) + b * p.dvs[0] + hk * p.dvs[1];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int key = krow[r];
+        if (k0 + warp * 16 + g + 8 * r >= nk) continue;
+#pragma unroll
+        for (int j = 0; j < DT; j++) {
+            const int col = j * 8 + 2 * t;
+            if (col >= p.D) continue;
+            *reinterpret_cast<uint32_t *>(dK + key * p.dks[2] + col) =
+                elem<T>::pack(dk[j][2 * r] * p.scale, dk[j][2 * r + 1] * p.scale);
+            *reinterpret_cast<uint32_t *>(dV + key * p.dvs[2] + col) =
+                elem<T>::pack(dv[j][2 * r], dv[j][2 * r + 1]);
+        }
+    }
+}
+
+/* dk = dv = 0 on the key rows a bucketed call drops. */
+template <typename T>
+__global__ void zero_dropped_kernel(const flash_params p) {
+    const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int h = blockIdx.y, b = blockIdx.z;
+    if (row >= p.M || p.k_bucket[((int64_t)b * p.Hkv + h) * p.M + row] >= 0) return;
+    T *dK = static_cast<T *>(p.dk) + b * p.dks[0] + h * p.dks[1] + row * p.dks[2];
+    T *dV = static_cast<T *>(p.dv) + b * p.dvs[0] + h * p.dvs[1] + row * p.dvs[2];
+    for (int c = 2 * lane; c < p.D; c += 64)
+        *reinterpret_cast<uint32_t *>(dK + c) = *reinterpret_cast<uint32_t *>(dV + c) = 0u;
+}
+
+template <typename T, int DP, bool SP>
+static cudaError_t launch(const flash_params &p, cudaStream_t s) {
+    constexpr int BQ = DP == 64 ? 64 : 32;
+    const int smem = ((2 * BK + 2 * BQ) * (DP + PAD) + BK * (BQ + PAD)) * (int)sizeof(T) +
+                     4 * BQ * (int)sizeof(float);
+    cudaError_t e = cudaMemsetAsync(p.dq_acc, 0, sizeof(float) * (size_t)p.B * p.H * p.N * DP, s);
+    if (e != cudaSuccess) return e;
+    delta_kernel<T><<<dim3((p.N + 3) / 4, p.H, p.B), 128, 0, s>>>(p);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    e = cudaFuncSetAttribute(flash_bwd_kernel<T, DP, BQ, SP>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    flash_bwd_kernel<T, DP, BQ, SP><<<dim3((p.M + BK - 1) / BK, p.Hkv, p.B), 128, smem, s>>>(p);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if (SP) {
+        zero_dropped_kernel<T><<<dim3((p.M + 3) / 4, p.Hkv, p.B), 128, 0, s>>>(p);
+        if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    }
+    dq_convert_kernel<T, DP><<<dim3(p.N, p.H, p.B), 64, 0, s>>>(p);
+    return cudaGetLastError();
+}
+
+template <typename T, int DP>
+static cudaError_t launch(const flash_params &p, cudaStream_t s) {
+    return p.q_bucket ? launch<T, DP, true>(p, s) : launch<T, DP, false>(p, s);
+}
+
+cudaError_t launch_flash_backward(const flash_params &p, int dtype_bf16, cudaStream_t s) {
+    if (dtype_bf16)
+        return flash_dp(p.D) == 64 ? launch<__nv_bfloat16, 64>(p, s)
+                                   : launch<__nv_bfloat16, 128>(p, s);
+    return flash_dp(p.D) == 64 ? launch<__half, 64>(p, s) : launch<__half, 128>(p, s);
+}
+
+} // namespace kat_cuda

@@ -1,0 +1,115 @@
+"""ctypes binding of libkat-cuda's C API over torch tensors (data_ptr and strides), for the GPU
+tests and benchmarks; the library is found through KAT_CUDA_LIB or build-gpu/."""
+import ctypes
+import os
+
+import torch
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Desc(ctypes.Structure):
+    _fields_ = [("B", ctypes.c_size_t), ("H", ctypes.c_size_t), ("H_kv", ctypes.c_size_t),
+                ("N", ctypes.c_size_t), ("M", ctypes.c_size_t), ("D", ctypes.c_size_t),
+                ("causal", ctypes.c_int), ("scale", ctypes.c_double)]
+
+
+class View(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("stride", ctypes.c_int64 * 3)]
+
+
+class Attn(ctypes.Structure):
+    _fields_ = [("desc", Desc), ("dtype", ctypes.c_int), ("window", ctypes.c_size_t),
+                ("q", View), ("k", View), ("v", View), ("o", View),
+                ("lse", ctypes.c_void_p), ("q_bucket", ctypes.c_void_p),
+                ("k_bucket", ctypes.c_void_p), ("nb", ctypes.c_int),
+                ("layout", ctypes.c_void_p), ("layout_bytes", ctypes.c_size_t)]
+
+
+_lib = ctypes.CDLL(os.environ.get("KAT_CUDA_LIB",
+                                  os.path.join(_ROOT, "build-gpu", "libkat-cuda.so")))
+_lib.kat_cuda_attn_forward.argtypes = [ctypes.POINTER(Attn), ctypes.c_void_p]
+_lib.kat_cuda_attn_backward_workspace.argtypes = [ctypes.POINTER(Attn)]
+_lib.kat_cuda_attn_backward_workspace.restype = ctypes.c_size_t
+_lib.kat_cuda_attn_backward.argtypes = [ctypes.POINTER(Attn), View, View, View, View,
+                                        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+_lib.kat_cuda_attn_layout_size.argtypes = [ctypes.POINTER(Attn)]
+_lib.kat_cuda_attn_layout_size.restype = ctypes.c_size_t
+_lib.kat_cuda_last_error.restype = ctypes.c_char_p
+
+DTYPES = {torch.bfloat16: 0, torch.float16: 1}
+
+
+class KatError(RuntimeError):
+    def __init__(self, status, sentence):
+        super().__init__(sentence)
+        self.status = status
+
+
+def view(t):
+    if t is None:
+        return View(None, (ctypes.c_int64 * 3)(0, 0, 0))
+    return View(t.data_ptr(), (ctypes.c_int64 * 3)(*t.stride()[:3]))
+
+
+def _check(status):
+    if status:
+        raise KatError(status, _lib.kat_cuda_last_error().decode())
+
+
+def _stream():
+    return torch.cuda.current_stream().cuda_stream
+
+
+def make_call(q, k, v, o, lse, causal=False, scale=0.0, window=0, buckets=None, layout=None):
+    """buckets: (q_bucket int32 [B, H, N], k_bucket int32 [B, H, M], nb) or None (dense)."""
+    B, H, N, D = q.shape
+    d = Desc(B, H, k.shape[1], N, k.shape[2], D, int(causal), scale)
+    qb, kb, nb = buckets or (None, None, 0)
+    return Attn(d, DTYPES.get(q.dtype, 7), window, view(q), view(k), view(v), view(o),
+                lse.data_ptr() if lse is not None else None,
+                qb.data_ptr() if qb is not None else None,
+                kb.data_ptr() if kb is not None else None, nb,
+                layout.data_ptr() if layout is not None else None,
+                layout.numel() if layout is not None else 0)
+
+
+def layout_for(q, k, v, buckets):
+    """Device memory for a bucketed call's layout (None for a dense call)."""
+    if buckets is None:
+        return None
+    call = make_call(q, k, v, q, q, buckets=buckets)
+    n = _lib.kat_cuda_attn_layout_size(ctypes.byref(call))
+    return torch.empty(max(n, 1), device=q.device, dtype=torch.uint8)
+
+
+def forward(q, k, v, causal=False, scale=0.0, window=0, o=None, lse=None, buckets=None,
+            layout=None):
+    """o, lse of attention; o, lse and layout may be given (preallocated)."""
+    B, H, N, D = q.shape
+    o = torch.empty_like(q) if o is None else o
+    lse = torch.empty(B, H, N, device=q.device, dtype=torch.float32) if lse is None else lse
+    if buckets is not None and layout is None:
+        layout = layout_for(q, k, v, buckets)
+    call = make_call(q, k, v, o, lse, causal, scale, window, buckets, layout)
+    _check(_lib.kat_cuda_attn_forward(ctypes.byref(call), _stream()))
+    return o, lse
+
+
+def backward_workspace(q, k, v, o, lse, causal=False, scale=0.0, window=0):
+    call = make_call(q, k, v, o, lse, causal, scale, window)
+    n = _lib.kat_cuda_attn_backward_workspace(ctypes.byref(call))
+    return torch.empty(max(n, 1), device=q.device, dtype=torch.uint8)
+
+
+def backward(q, k, v, o, lse, dout, causal=False, scale=0.0, window=0, work=None,
+             grads=None, buckets=None, layout=None):
+    """dq, dk, dv; work (from backward_workspace) and grads may be given (preallocated); a
+    bucketed call passes the layout its forward built."""
+    call = make_call(q, k, v, o, lse, causal, scale, window, buckets, layout)
+    if work is None:
+        work = backward_workspace(q, k, v, o, lse, causal, scale, window)
+    dq, dk, dv = grads or (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))
+    _check(_lib.kat_cuda_attn_backward(ctypes.byref(call), view(dout), view(dq), view(dk),
+                                       view(dv), work.data_ptr(), work.numel(), _stream()))
+    return dq, dk, dv
