@@ -31,6 +31,17 @@ int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, ch
               char **pos, size_t maxpos, size_t *npos);
 void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t nopts);
 
+/* A file named by option --opt (without the dashes): read, or written (output = 1). */
+typedef struct {
+    const char *opt, *path;   /* path NULL: the option was not given */
+    int output;
+} cli_path;
+enum { CLI_MAX_PATHS = 16 };
+/* Before any work: an output that is the same file as an input or as another output (same
+ * device and inode; a new file: same directory and name) prints "kat <cmd>: --A and --B name
+ * the same file: PATH" and returns CLI_USAGE; else CLI_OK. */
+int cli_check_paths(const char *cmd, const cli_path *paths, size_t n);
+
 /* Print "kat <cmd>: <what>: <kat_strerror>: <kat_last_error>" to stderr; returns CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, kat_status st);
 

@@ -142,6 +142,12 @@ int kat_cmd_attn(int argc, char **argv)
         cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
+    const cli_path paths[] = {{"q", fq, 0},   {"k", fk, 0},   {"v", fv, 0},
+                              {"do", fdo, 0}, {"o", fo, 1},   {"lse", fl, 1},
+                              {"dq", fdq, 1}, {"dk", fdk, 1}, {"dv", fdv, 1}};
+    if ((rc = cli_check_paths(grad ? "attn grad" : "attn run", paths,
+                              sizeof paths / sizeof paths[0])))
+        return rc;
     o.lse = fl != NULL;
     if (o.threads < 0) {
         fprintf(stderr, "kat attn: --threads must be >= 0\n");

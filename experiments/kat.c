@@ -1,8 +1,10 @@
 /* The `kat` command: dispatch to one subcommand per file. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include "cli.h"
 
 #define X(name, fn, summary) int fn(int argc, char **argv);
@@ -41,8 +43,27 @@ static void prefer_avx512_blas(char **argv)
     /* exec failed: carry on with the default kernels */
 }
 
+/* OpenBLAS starts its worker threads when it is loaded, and each maps a 128 MiB buffer at
+ * once, retrying forever when it cannot: under an address-space limit (ulimit -v) start it
+ * with one thread and restart once. kat's calls set the BLAS thread count they need, after
+ * checking that the buffers fit (lib/core/blas_hold.c). An explicit setting is respected. */
+static void blas_threads_on_demand(char **argv)
+{
+    struct rlimit rl;
+    if (getenv("OPENBLAS_NUM_THREADS") || getrlimit(RLIMIT_AS, &rl) != 0 ||
+        rl.rlim_cur == RLIM_INFINITY)
+        return;
+    if (setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0)
+        execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    blas_threads_on_demand(argv);
+    /* Past a file-size limit (ulimit -f) a write then fails with EFBIG and the command reports
+     * it, leaving the old file (outputs are renamed into place only when complete), instead
+     * of the process being killed with a temporary file left behind. */
+    signal(SIGXFSZ, SIG_IGN);
     prefer_avx512_blas(argv);
     if (argc < 2) {
         usage(stderr);
