@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "cli.h"
 
 void cli_print_usage(FILE *out, const char *usage, const cli_opt *opts, size_t nopts)
@@ -137,6 +138,35 @@ int cli_parse(const char *usage, const cli_opt *opts, size_t nopts, int argc, ch
     return CLI_OK;
 usage:
     cli_print_usage(stderr, usage, opts, nopts);
+    return CLI_USAGE;
+}
+
+/* The limit in words: "the limit of 8 threads (4 per CPU, 2 CPUs)". */
+static void threads_limit(FILE *out)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    fprintf(out, "the limit of %d threads (4 per CPU, %ld CPU%s)", kat_max_threads(), cpus,
+            cpus == 1 ? "" : "s");
+}
+
+int cli_check_threads(const char *cmd, long threads)
+{
+    if (threads <= kat_max_threads())
+        return CLI_OK;
+    fprintf(stderr, "kat %s: --threads %ld is above ", cmd, threads);
+    threads_limit(stderr);
+    fputc('\n', stderr);
+    return CLI_USAGE;
+}
+
+int cli_check_env_threads(void)
+{
+    const char *env = getenv("KAT_NUM_THREADS");
+    if (!env || !*env || strtol(env, NULL, 10) <= kat_max_threads())
+        return CLI_OK;
+    fprintf(stderr, "kat: KAT_NUM_THREADS=%s is above ", env);
+    threads_limit(stderr);
+    fputc('\n', stderr);
     return CLI_USAGE;
 }
 

@@ -42,6 +42,12 @@ enum { CLI_MAX_PATHS = 16 };
  * the same file: PATH" and returns CLI_USAGE; else CLI_OK. */
 int cli_check_paths(const char *cmd, const cli_path *paths, size_t n);
 
+/* A thread count above kat_max_threads() is refused: --threads T prints "kat <cmd>: --threads
+ * T is above the limit of L threads (4 per CPU, C CPUs)", KAT_NUM_THREADS (checked by main for
+ * every command) "kat: KAT_NUM_THREADS=T is above ..."; both return CLI_USAGE, else CLI_OK. */
+int cli_check_threads(const char *cmd, long threads);
+int cli_check_env_threads(void);
+
 /* Print "kat <cmd>: <what>: <kat_strerror>: <kat_last_error>" to stderr; returns CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, kat_status st);
 

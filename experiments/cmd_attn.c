@@ -153,6 +153,8 @@ int kat_cmd_attn(int argc, char **argv)
         fprintf(stderr, "kat attn: --threads must be >= 0\n");
         return CLI_USAGE;
     }
+    if ((rc = cli_check_threads("attn", o.threads)))
+        return rc;
     const attn_mode *mode = attn_mode_find(o.mode);
     if (!mode)
         return CLI_USAGE;

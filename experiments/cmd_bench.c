@@ -45,17 +45,17 @@ static int bench_attn(int argc, char **argv)
     o.warmup = 1;
     o.B = 1;
     size_t sgemm_n = 4096;
-    int baseline = 1, scaling = 0, causal_ratio = 0;
+    int baseline = 1, scaling = 0, causal_ratio = 0, seen_h = 0, seen_n = 0, seen_d = 0;
     char mode_help[300];
     snprintf(mode_help, sizeof mode_help, "M      %s (default dense)", attn_mode_names());
     const cli_opt base_opts[] = {
         {"mode", CLI_STR, &o.mode, mode_help, NULL},
         {"b", CLI_SIZE, &o.B, "B      batch (default 1)", NULL},
-        {"h", CLI_SIZE, &o.H, "H      query heads", NULL},
+        {"h", CLI_SIZE, &o.H, "H      query heads", &seen_h},
         {"hkv", CLI_SIZE, &o.H_kv, "H      key/value heads (default H; H a multiple)", NULL},
-        {"n", CLI_SIZE, &o.N, "N      queries per head", NULL},
+        {"n", CLI_SIZE, &o.N, "N      queries per head", &seen_n},
         {"m", CLI_SIZE, &o.M, "M      keys per head (default N)", NULL},
-        {"d", CLI_SIZE, &o.D, "D      head dimension (1..256)", NULL},
+        {"d", CLI_SIZE, &o.D, "D      head dimension (1..256)", &seen_d},
         {"causal", CLI_FLAG, &o.causal, "       causal mask (bottom-right aligned)", NULL},
         {"scale", CLI_DOUBLE, &o.scale, "S      softmax scale (default 1/sqrt(D))", NULL},
         {"backward", CLI_FLAG, &o.backward, "       time the backward pass", NULL},
@@ -85,11 +85,18 @@ static int bench_attn(int argc, char **argv)
     int rc = cli_parse(usage_text, opts, nopts, argc, argv, NULL, 0, NULL);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    if (!o.H || !o.N || !o.D) {
+    if (!seen_h || !seen_n || !seen_d) {
         fprintf(stderr, "kat bench attn: --h, --n and --d are required\n");
         cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
+    if (!o.H || !o.N || !o.D) {
+        fprintf(stderr, "kat bench attn: --%s must be >= 1 (got 0)\n",
+                !o.H ? "h" : !o.N ? "n" : "d");
+        return CLI_USAGE;
+    }
+    if ((rc = cli_check_threads("bench attn", o.threads)))
+        return rc;
     if (o.reps < 1 || o.warmup < 0 || o.threads < 0 || (baseline != 0 && baseline != 1)) {
         fprintf(stderr, "kat bench attn: --reps >= 1, --warmup >= 0, --threads >= 0 and "
                         "--baseline 0|1 please\n");

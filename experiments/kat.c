@@ -65,6 +65,8 @@ int main(int argc, char **argv)
      * of the process being killed with a temporary file left behind. */
     signal(SIGXFSZ, SIG_IGN);
     prefer_avx512_blas(argv);
+    if (cli_check_env_threads())
+        return CLI_USAGE;
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;
@@ -76,6 +78,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--version") == 0)   /* takes version's options: kat --version --json */
         return kat_cmd_version(argc - 1, argv + 1);
+    /* every command but version may reach the BLAS outside a call that checks its buffers */
+    if (strcmp(argv[1], "version") != 0 && kat_blas_reserve() != KAT_OK) {
+        fprintf(stderr, "kat %s: %s\n", argv[1], kat_last_error());
+        return CLI_FAIL;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);

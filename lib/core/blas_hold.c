@@ -88,7 +88,7 @@ static kat_status reserve_buffers(int need, int blas_threads, int threads, const
     int got = 0;
     while (got < need && (got < free_known || can_map(buf)))
         taken[got++] = blas_memory_alloc(1);
-    int ok = got == need && can_map((size_t)threads * stack_bytes());
+    int ok = got == need && (threads == 0 || can_map((size_t)threads * stack_bytes()));
     for (int i = got - 1; i >= 0; i--)
         blas_memory_free(taken[i]);
     if (got > free_known)
@@ -156,4 +156,14 @@ void kat_blas_release(void)
         openblas_set_num_threads(outer_count[depth]);
     if (depth == 0)
         pthread_mutex_unlock(&hold_lock);
+}
+
+kat_status kat_blas_reserve(void)
+{
+    if (depth > 0)
+        return KAT_OK;
+    pthread_mutex_lock(&hold_lock);
+    kat_status st = reserve_buffers(1, 1, 0, "blas_reserve");
+    pthread_mutex_unlock(&hold_lock);
+    return st;
 }
