@@ -2,6 +2,7 @@
  * count for its call and checks that OpenBLAS's work buffers fit the address space first. */
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include "core/kat_config.h"
@@ -25,6 +26,7 @@ static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
 /* What OpenBLAS is known to have (guarded by hold_lock): free work buffers in its table, and
  * worker threads, each holding a buffer of its own for its life (workers are never stopped). */
 static int free_known, workers_known = -1;
+static atomic_int holder_level;   /* the holder's OpenMP nesting level */
 
 static _Thread_local int depth;   /* this thread's holds, nested */
 static _Thread_local int guest;   /* 1 when this thread joined another thread's hold */
@@ -32,10 +34,11 @@ static _Thread_local int outer_count[MAX_DEPTH];
 
 size_t kat_blas_buffer_bytes(void) { return (size_t)128 << 20; }
 
-static int in_parallel(void)
+/* How deep in nested OpenMP parallel regions the calling thread is (0: in none). */
+static int omp_level(void)
 {
 #if KAT_HAVE_OPENMP
-    return omp_in_parallel();
+    return omp_get_level();
 #else
     return 0;
 #endif
@@ -118,12 +121,18 @@ kat_status kat_blas_hold(int blas_threads, int callers, const char *who)
     if (callers < 1)
         callers = 1;
     if (depth == 0) {
-        if (in_parallel() && pthread_mutex_trylock(&hold_lock) != 0) {
-            depth = 1, guest = 1;
-            return KAT_OK;
-        }
-        if (!in_parallel())
+        int level = omp_level();
+        if (pthread_mutex_trylock(&hold_lock) != 0) {
+            /* A thread deeper in OpenMP regions than the holder may be a member of a region
+             * the holder started, which the holder waits for: join its hold. Threads at the
+             * holder's level or above (a user's own parallel loop of kat calls) wait. */
+            if (level > 0 && level > atomic_load(&holder_level)) {
+                depth = 1, guest = 1;
+                return KAT_OK;
+            }
             pthread_mutex_lock(&hold_lock);
+        }
+        atomic_store(&holder_level, level);
     } else if (guest) {
         depth++;
         return KAT_OK;

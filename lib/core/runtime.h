@@ -30,9 +30,10 @@
  * blas_threads <= 0 keeps the count of the hold this one nests in, or takes kat's thread
  * count (kat_num_threads) when it nests in none.
  *
- * A thread inside an OpenMP parallel region (a callback run by a kat parallel region, say)
- * whose hold is busy joins it instead of waiting, since the holder may be its own team's
- * master, which waits for it: its BLAS runs at the holder's count. */
+ * A thread deeper in nested OpenMP parallel regions than the holder (a callback run by a kat
+ * parallel region, say) joins a busy hold instead of waiting, since the holder may be its
+ * own team's master, which waits for it: its BLAS runs at the holder's count. Threads of a
+ * user's own parallel loop of kat calls are at the holder's level and wait. */
 kat_status kat_blas_hold(int blas_threads, int callers, const char *who);
 void kat_blas_release(void);
 
