@@ -31,7 +31,8 @@ unchanged() {
 }
 # no_temporaries: no ".NAME.XXXXXX" left in the scratch directory
 no_temporaries() {
-    if ls -A | grep -q '^\..*\.\(npy\|csv\)\.'; then _cli_fail "$1: a temporary file was left: $(ls -A)"
+    if ls -A | grep -q '^\..*\.\(npy\|csv\)\.'; then
+        _cli_fail "$1: a temporary file was left: $(ls -A)"
     else _cli_ok "$1: no temporary file left"; fi
 }
 
@@ -95,7 +96,8 @@ no_temporaries "successful writes"
 
 # the other commands that write files
 check "sweep --out X --plot X: usage error" 2 $kat sweep --n 8 --out r.csv --plot ./r.csv
-says "names --out and --plot" "$(cat "$err")" "kat sweep: --out and --plot name the same file: r.csv"
+says "names --out and --plot" "$(cat "$err")" \
+    "kat sweep: --out and --plot name the same file: r.csv"
 printf 'old\n' >emb.csv
 check "embed --out in a missing directory: exit 1" 1 $kat embed l1 --f 'sqrt(x)' --a 1,2 \
     --out nodir/e.csv

@@ -137,7 +137,8 @@ kat_status kat_blas_hold(int blas_threads, int callers, const char *who)
         depth++;
         return KAT_OK;
     }
-    kat_status st = reserve_buffers(blas_threads * callers, blas_threads, blas_threads + callers, who);
+    kat_status st =
+        reserve_buffers(blas_threads * callers, blas_threads, blas_threads + callers, who);
     if (st) {
         if (depth == 0)
             pthread_mutex_unlock(&hold_lock);
