@@ -63,6 +63,17 @@ check "--o X --lse X (existing file): usage error" 2 $kat $run --o ex.npy --lse 
 says "names --o and --lse" "$(cat "$err")" "kat attn run: --o and --lse name the same file: ex.npy"
 unchanged ex.npy q.npy
 
+# the sparse modes' mask files are inputs too (given as a flag or in --params)
+cp q.npy keep.npy
+check "--o on --q-keep: usage error" 2 $kat $run --mode qk --q-keep keep.npy --o keep.npy
+says "names --o and --q-keep" "$(cat "$err")" \
+    "kat attn run: --o and --q-keep name the same file: keep.npy"
+check "--lse on --params k_buckets: usage error" 2 $kat $run --mode hash \
+    --params k_buckets=keep.npy --o o3.npy --lse keep.npy
+says "names --lse and --k-buckets" "$(cat "$err")" \
+    "kat attn run: --lse and --k-buckets name the same file: keep.npy"
+unchanged keep.npy q.npy
+
 # attn grad: --dq / --dk on an input, a later output failing
 cp k.npy k.orig
 check "attn grad --dk on --k: usage error" 2 $kat $grad --dq dq.npy --dk k.npy --dv nodir/dv.npy
