@@ -278,8 +278,10 @@ double attn_sgemm_gflops(size_t n, int threads, int reps)
         a[i] = (float)((i * 7 % 13) - 6) / 6.0f;
         b[i] = (float)((i * 5 % 11) - 5) / 5.0f;
     }
-    int saved = openblas_get_num_threads();
-    openblas_set_num_threads(threads > 0 ? threads : kat_num_threads());
+    if (kat_blas_begin(threads) != KAT_OK) {   /* its buffers do not fit under ulimit -v */
+        kat_free(a), kat_free(b), kat_free(c);
+        return 0.0;
+    }
     double best[16], flops = 2.0 * (double)n * (double)n * (double)n;
     reps = reps < 1 ? 1 : reps > 16 ? 16 : reps;
     for (int r = -1; r < reps; r++) {   /* r = -1: warm-up */
@@ -289,7 +291,7 @@ double attn_sgemm_gflops(size_t n, int threads, int reps)
         if (r >= 0)
             best[r] = flops / (cli_now() - t0) / 1e9;
     }
-    openblas_set_num_threads(saved);
+    kat_blas_end();
     kat_free(a), kat_free(b), kat_free(c);
     return median_of(best, reps);
 }

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include "cli.h"
 
 /* "kat CMD" (or "kat CMD SUB") from a usage text "usage: kat CMD [SUB] ...": the lowercase
@@ -206,6 +208,37 @@ int cli_parse_fn(const char *cmd, const char *opt, const char *expr, kat_fn **f)
         return cli_fail(cmd, opt, st);
     /* The message gives the column ("parse error: column 6: ..."). */
     return cli_usage(cmd, "%s '%s': %s: %s", opt, expr, kat_strerror(st), kat_last_error());
+}
+
+/* The limit in words: "the limit of 8 threads (4 per CPU, 2 CPUs)". */
+static void threads_limit(FILE *out)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    fprintf(out, "the limit of %d threads (4 per CPU, %ld CPU%s)", kat_max_threads(), cpus,
+            cpus == 1 ? "" : "s");
+}
+
+int cli_check_threads(const char *cmd, long threads)
+{
+    if (threads <= kat_max_threads())
+        return CLI_OK;
+    fprintf(stderr, "kat %s: --threads %ld is above ", cmd, threads);
+    threads_limit(stderr);
+    fputc('\n', stderr);
+    cli_see_help(cmd);
+    return CLI_USAGE;
+}
+
+int cli_check_env_threads(void)
+{
+    const char *env = getenv("KAT_NUM_THREADS");
+    if (!env || !*env || strtol(env, NULL, 10) <= kat_max_threads())
+        return CLI_OK;
+    fprintf(stderr, "kat: KAT_NUM_THREADS=%s is above ", env);
+    threads_limit(stderr);
+    fputc('\n', stderr);
+    see_help(stderr, "kat");
+    return CLI_USAGE;
 }
 
 int cli_fail(const char *cmd, const char *what, kat_status st)

@@ -46,6 +46,23 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Only the last line, "see kat <cmd> --help", after a message printed elsewhere. */
 void cli_see_help(const char *cmd);
 
+/* A file named by option --opt (without the dashes): read, or written (output = 1). */
+typedef struct {
+    const char *opt, *path;   /* path NULL: the option was not given */
+    int output;
+} cli_path;
+enum { CLI_MAX_PATHS = 16 };
+/* Before any work: an output that is the same file as an input or as another output (same
+ * device and inode; a new file: same directory and name) prints "kat <cmd>: --A and --B name
+ * the same file: PATH" and returns CLI_USAGE; else CLI_OK. */
+int cli_check_paths(const char *cmd, const cli_path *paths, size_t n);
+
+/* A thread count above kat_max_threads() is refused: --threads T prints "kat <cmd>: --threads
+ * T is above the limit of L threads (4 per CPU, C CPUs)", KAT_NUM_THREADS (checked by main for
+ * every command) "kat: KAT_NUM_THREADS=T is above ..."; both return CLI_USAGE, else CLI_OK. */
+int cli_check_threads(const char *cmd, long threads);
+int cli_check_env_threads(void);
+
 /* Print "kat <cmd>: <what>: <kat_strerror>: <kat_last_error>" to stderr; returns CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, kat_status st);
 

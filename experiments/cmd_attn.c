@@ -142,12 +142,30 @@ int kat_cmd_attn(int argc, char **argv)
         cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
+    /* the sparse modes' mask and bucket files are inputs too */
+    char mask_files[4][1024] = {"", "", "", ""};
+    const char *mask_keys[4] = {"q_keep", "k_keep", "q_buckets", "k_buckets"};
+    for (int i = 0; i < 4; i++)
+        if (attn_param_str(&o, mask_keys[i], mask_files[i], sizeof mask_files[i]) < 0)
+            return CLI_USAGE;
+    const cli_path paths[] = {
+        {"q", fq, 0},   {"k", fk, 0},   {"v", fv, 0},   {"do", fdo, 0},
+        {"q-keep", mask_files[0][0] ? mask_files[0] : NULL, 0},
+        {"k-keep", mask_files[1][0] ? mask_files[1] : NULL, 0},
+        {"q-buckets", mask_files[2][0] ? mask_files[2] : NULL, 0},
+        {"k-buckets", mask_files[3][0] ? mask_files[3] : NULL, 0},
+        {"o", fo, 1},   {"lse", fl, 1}, {"dq", fdq, 1}, {"dk", fdk, 1}, {"dv", fdv, 1}};
+    if ((rc = cli_check_paths(grad ? "attn grad" : "attn run", paths,
+                              sizeof paths / sizeof paths[0])))
+        return rc;
     o.lse = fl != NULL;
     if (o.threads < 0) {
         fprintf(stderr, "kat attn: --threads must be >= 0, got %d\n", o.threads);
         cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
+    if ((rc = cli_check_threads("attn", o.threads)))
+        return rc;
     const attn_mode *mode = attn_mode_find("attn", o.mode);
     if (!mode)
         return CLI_USAGE;

@@ -46,17 +46,17 @@ static int bench_attn(int argc, char **argv)
     o.warmup = 1;
     o.B = 1;
     size_t sgemm_n = 4096;
-    int baseline = 1, scaling = 0, causal_ratio = 0;
+    int baseline = 1, scaling = 0, causal_ratio = 0, seen_h = 0, seen_n = 0, seen_d = 0;
     char mode_help[300];
     snprintf(mode_help, sizeof mode_help, "M      %s (default dense)", attn_mode_names());
     const cli_opt base_opts[] = {
         {"mode", CLI_STR, &o.mode, mode_help, NULL},
         {"b", CLI_SIZE, &o.B, "B      batch (default 1)", NULL},
-        {"h", CLI_SIZE, &o.H, "H      query heads", NULL},
+        {"h", CLI_SIZE, &o.H, "H      query heads", &seen_h},
         {"hkv", CLI_SIZE, &o.H_kv, "H      key/value heads (default H; H a multiple)", NULL},
-        {"n", CLI_SIZE, &o.N, "N      queries per head", NULL},
+        {"n", CLI_SIZE, &o.N, "N      queries per head", &seen_n},
         {"m", CLI_SIZE, &o.M, "M      keys per head (default N)", NULL},
-        {"d", CLI_SIZE, &o.D, "D      head dimension (1..256)", NULL},
+        {"d", CLI_SIZE, &o.D, "D      head dimension (1..256)", &seen_d},
         {"causal", CLI_FLAG, &o.causal, "       causal mask (bottom-right aligned)", NULL},
         {"scale", CLI_DOUBLE, &o.scale, "S      softmax scale (default 1/sqrt(D))", NULL},
         {"backward", CLI_FLAG, &o.backward, "       time the backward pass", NULL},
@@ -86,11 +86,15 @@ static int bench_attn(int argc, char **argv)
     int rc = cli_parse(usage_text, opts, nopts, argc, argv, NULL, 0, NULL);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    if (!o.H || !o.N || !o.D) {
+    if (!seen_h || !seen_n || !seen_d) {
         fprintf(stderr, "kat bench attn: --h, --n and --d are required\n");
         cli_print_usage(stderr, usage_text, opts, nopts);
         return CLI_USAGE;
     }
+    if (!o.H || !o.N || !o.D)
+        return cli_usage("bench attn", "--%s must be >= 1 (got 0)", !o.H ? "h" : !o.N ? "n" : "d");
+    if ((rc = cli_check_threads("bench attn", o.threads)))
+        return rc;
     if (o.reps < 1)
         return cli_usage("bench attn", "--reps must be >= 1, got %d", o.reps);
     if (o.warmup < 0)

@@ -232,6 +232,9 @@ int kat_cmd_sweep(int argc, char **argv)
     int rc = cli_parse(usage, opts, k, argc, argv, NULL, 0, NULL);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
+    const cli_path paths[] = {{"out", out, 1}, {"plot", png, 1}};
+    if ((rc = cli_check_paths("sweep", paths, 2)))
+        return rc;
     kat_rank_opts o;
     if ((rc = rank_cli_make_opts("sweep", &pr, pts.seed, &o)))
         return rc;
@@ -292,12 +295,12 @@ int kat_cmd_sweep(int argc, char **argv)
         goto done;
     }
     FILE *csv = NULL;
+    kat_outfile *csv_file = NULL;   /* --out: renamed into place when the sweep succeeds */
     if (out) {
-        csv = fopen(out, "w");
-        if (!csv) {
-            fprintf(stderr, "kat sweep: cannot write %s\n", out);
+        kat_status st = kat_outfile_open(out, &csv_file, &csv);
+        if (st) {
             kat_free(rows);
-            rc = CLI_FAIL;
+            rc = cli_fail("sweep", "--out", st);
             goto done;
         }
     } else if (!json) {
@@ -352,9 +355,10 @@ int kat_cmd_sweep(int argc, char **argv)
         kat_fn_destroy(f);
     }
     progress_finish(&prog);
-    if (csv && csv != stdout && fclose(csv) != 0 && rc == CLI_OK) {
-        fprintf(stderr, "kat sweep: error writing %s\n", out);
-        rc = CLI_FAIL;
+    if (csv_file) {
+        kat_status st = kat_outfile_close(csv_file, rc == CLI_OK);
+        if (st && rc == CLI_OK)
+            rc = cli_fail("sweep", "--out", st);
     }
     if (json && rc == CLI_OK) {
         cli_json j;

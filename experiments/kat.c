@@ -1,6 +1,10 @@
 /* The `kat` command: dispatch to one subcommand per file. */
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/resource.h>
 #include "cli.h"
 
 #define X(name, fn, summary) int fn(int argc, char **argv);
@@ -27,8 +31,29 @@ static void usage(FILE *out)
     fprintf(out, "\nEvery command takes --help, and most take --seed and --json.\n");
 }
 
+/* OpenBLAS starts its worker threads when it is loaded, and each maps a 128 MiB buffer at
+ * once, retrying forever when it cannot: under an address-space limit (ulimit -v) start it
+ * with one thread and restart once. kat's calls set the BLAS thread count they need, after
+ * checking that the buffers fit (lib/core/blas_hold.c). An explicit setting is respected. */
+static void blas_threads_on_demand(char **argv)
+{
+    struct rlimit rl;
+    if (getenv("OPENBLAS_NUM_THREADS") || getrlimit(RLIMIT_AS, &rl) != 0 ||
+        rl.rlim_cur == RLIM_INFINITY)
+        return;
+    if (setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0)
+        execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    blas_threads_on_demand(argv);
+    /* Past a file-size limit (ulimit -f) a write then fails with EFBIG and the command reports
+     * it, leaving the old file (outputs are renamed into place only when complete), instead
+     * of the process being killed with a temporary file left behind. */
+    signal(SIGXFSZ, SIG_IGN);
+    if (cli_check_env_threads())
+        return CLI_USAGE;
     if (argc < 2) {
         fprintf(stderr, "usage: kat [--help | --version] <command> [options]\nsee kat --help\n");
         return CLI_USAGE;
@@ -40,6 +65,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--version") == 0)   /* takes version's options: kat --version --json */
         return kat_cmd_version(argc - 1, argv + 1);
+    /* every command but version may reach the BLAS outside a call that checks its buffers */
+    if (strcmp(argv[1], "version") != 0 && kat_blas_reserve() != KAT_OK) {
+        fprintf(stderr, "kat %s: %s\n", argv[1], kat_last_error());
+        return CLI_FAIL;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include "gnuplot.h"
+#include "kat/kat.h"
 #include "report.h"
 
 static int mkdir_p(const char *path)
@@ -37,9 +38,8 @@ int report_open(report *r, const char *dir, const char *title)
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     char path[1100];
     snprintf(path, sizeof path, "%s/report.md", dir);
-    r->md = fopen(path, "w");
-    if (!r->md) {
-        fprintf(stderr, "kat reproduce: cannot write '%s': %s\n", path, strerror(errno));
+    if (kat_outfile_open(path, &r->md_file, &r->md) != KAT_OK) {
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
         return -1;
     }
     r->have_gnuplot = gnuplot_available();
@@ -49,8 +49,9 @@ int report_open(report *r, const char *dir, const char *title)
 
 void report_close(report *r)
 {
-    if (r->md)
-        fclose(r->md);
+    if (r->md_file && kat_outfile_close(r->md_file, 1) != KAT_OK)
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
+    r->md_file = NULL;
     r->md = NULL;
 }
 
@@ -67,9 +68,10 @@ int report_csv(report *r, const char *name, const char *header, const double *ro
 {
     char path[1100];
     snprintf(path, sizeof path, "%s/%s", r->dir, name);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "kat reproduce: cannot write '%s': %s\n", path, strerror(errno));
+    FILE *f;
+    kat_outfile *o;
+    if (kat_outfile_open(path, &o, &f) != KAT_OK) {
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
         return -1;
     }
     fprintf(f, "%s\n", header);
@@ -80,7 +82,11 @@ int report_csv(report *r, const char *name, const char *header, const double *ro
                 fprintf(f, "%.10g", v);
             fputc(j + 1 < ncols ? ',' : '\n', f);
         }
-    return fclose(f) == 0 ? 0 : -1;
+    if (kat_outfile_close(o, 1) != KAT_OK) {
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
+        return -1;
+    }
+    return 0;
 }
 
 int report_plot(report *r, const char *png, const char *caption, const char *script)

@@ -8,6 +8,7 @@
 typedef struct {
     char dir[1024];
     FILE *md;           /* out/report.md */
+    struct kat_outfile *md_file;   /* md is written to a temporary file, renamed at the close */
     int have_gnuplot;
     int plots, plots_failed;
 } report;

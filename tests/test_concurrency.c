@@ -3,13 +3,15 @@
  * after another. Covers the dense flash engine (forward, backward with and without the
  * logsumexp, caller-provided and library-allocated workspaces, every ISA's kernels), the
  * sparse layouts (QK-drop, hash, block mask), the linear engine, the rank probes (dense and
- * randomized), kat_fn_eval of a compiled expression, and the thread-local error sentence.
- * tests/tsan.sh runs this suite under ThreadSanitizer. */
+ * randomized), kat_fn_eval of a compiled expression, and the thread-local error sentence;
+ * and every entry point that uses the BLAS beside every other one, with OpenBLAS at its
+ * default thread count. tests/tsan.sh runs this suite under ThreadSanitizer. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "testutil.h"
 
 enum { NT = 8 };   /* threads that share one plan */
@@ -545,12 +547,11 @@ START_TEST(test_rank_probes)
 }
 END_TEST
 
-/* OpenBLAS's thread count is process-wide; kat lowers it to 1 around its own parallel regions
- * (rank tiles, linear attention) and restores it. The test environment sets it to 1, where
- * nothing is saved or restored, so this case sets 2 and runs the probes concurrently: a
- * save/restore that is not safe across threads leaves the count changed for the whole
- * process (and the user's later BLAS calls single-threaded). The race needs an unlucky
- * interleaving, so it runs several rounds. */
+/* OpenBLAS's thread count is process-wide; kat sets it for each call that uses the BLAS (one
+ * process-wide hold, lib/core/blas_hold.c) and puts it back. The test environment sets it to
+ * 1, so this case sets 2 and runs the probes concurrently: a save/restore that is not safe
+ * across threads leaves the count changed for the whole process (and the user's later BLAS
+ * calls single-threaded). The race needs an unlucky interleaving, so it runs several rounds. */
 START_TEST(test_blas_thread_count)
 {
     int saved = openblas_get_num_threads();
@@ -592,6 +593,213 @@ START_TEST(test_blas_thread_count)
     free(s);
     ck_assert_msg(!changed, "concurrent kat_rank_probe calls changed OpenBLAS's process-wide "
                   "thread count from 2 to %d", now);
+}
+END_TEST
+
+/* ---- every BLAS-using entry point beside every other one ------------------------------------
+ * OpenBLAS's thread count is process-wide and a BLAS result's bits depend on it. Each entry
+ * point below (rank dense and randomized, unfused, LSH buckets, linear, dense flash, sparse
+ * flash) runs in one thread while another entry point runs in a second, with OpenBLAS at its
+ * default count (one per CPU, at least 2: the test environment sets 1, where nothing would be
+ * seen); every result must have the bits of its serial run, and OpenBLAS's count must be the
+ * same after the calls as before. The serial runs are made with OpenBLAS at 1: what kat
+ * computes depends on kat's thread count only. */
+
+enum { PR_N = 200, PR_D = 6, PA_H = 4, PA_N = 256, PA_D = 32, PL_H = 2, PL_N = 200, PL_D = 4,
+       PL_DV = 32, N_ENTRIES = 7 };
+
+typedef struct {
+    const kat_fn *f;
+    double q[PR_N * PR_D], k[PR_N * PR_D];
+    float *aq, *ak, *av, *lq, *lk, *lv;
+    int32_t *qb, *kb;
+    kat_attn_desc desc;
+    kat_attn_plan *plan;
+    kat_sparse_layout *layout;
+    kat_featmap *fm;
+} pair_data;
+
+static size_t entry_bytes(int e)
+{
+    size_t nq = (size_t)PA_H * PA_N * PA_D, nl = (size_t)PA_H * PA_N;
+    switch (e) {
+    case 0: case 1: return (PR_N + 3) * sizeof(double);   /* rank: sv, fro, rank, nsv */
+    case 3: return nl * sizeof(int32_t);                   /* LSH buckets */
+    case 4: return (size_t)PL_H * PL_N * PL_DV * sizeof(float);   /* linear o */
+    default: return (nq + nl) * sizeof(float);             /* o and lse */
+    }
+}
+
+static const char *const entry_names[N_ENTRIES] = {
+    "rank dense", "rank randomized", "unfused", "LSH buckets", "linear", "dense flash",
+    "sparse flash"};
+
+/* One call of entry e; its result's bytes in out. */
+static kat_status entry_call(const pair_data *p, int e, unsigned char *out)
+{
+    kat_tensor q = kat_tensor_view(p->aq, 1, PA_H, PA_N, PA_D);
+    kat_tensor k = kat_tensor_view(p->ak, 1, PA_H, PA_N, PA_D);
+    kat_tensor v = kat_tensor_view(p->av, 1, PA_H, PA_N, PA_D);
+    float *of = (float *)out;
+    kat_tensor o = kat_tensor_view(of, 1, PA_H, PA_N, PA_D);
+    kat_tensor lse = kat_tensor_view(of + (size_t)PA_H * PA_N * PA_D, 1, PA_H, PA_N, 1);
+    kat_status st;
+    if (e <= 1) {
+        kat_rank_opts o2;
+        kat_rank_opts_init(&o2);
+        o2.eps = 1e-6;
+        if (e == 1)
+            o2.method = KAT_RANK_RANDOMIZED, o2.block = 8, o2.oversample = 8;
+        kat_dmat Q = {PR_N, PR_D, PR_D, (double *)p->q}, K = {PR_N, PR_D, PR_D, (double *)p->k};
+        kat_rank_result r;
+        if ((st = kat_rank_probe(p->f, &Q, &K, &o2, &r)))
+            return st;
+        double *d = (double *)out;
+        memset(d, 0, entry_bytes(e));
+        memcpy(d, r.sv, r.nsv * sizeof(double));
+        d[PR_N] = r.fro_norm, d[PR_N + 1] = (double)r.rank, d[PR_N + 2] = (double)r.nsv;
+        kat_rank_result_free(&r);
+        return KAT_OK;
+    }
+    switch (e) {
+    case 2: return kat_attn_unfused_forward(&p->desc, &q, &k, &v, &o, &lse);
+    case 3: return kat_sparse_lsh_buckets(&q, 1, 8, 17, (int32_t *)out);
+    case 4: {
+        kat_tensor lq = kat_tensor_view(p->lq, 1, PL_H, PL_N, PL_D);
+        kat_tensor lk = kat_tensor_view(p->lk, 1, PL_H, PL_N, PL_D);
+        kat_tensor lv = kat_tensor_view(p->lv, 1, PL_H, PL_N, PL_DV);
+        kat_tensor lo = kat_tensor_view(of, 1, PL_H, PL_N, PL_DV);
+        kat_linear_opts lo2 = {1, 0, 16, KAT_LINEAR_INTRA_AUTO};
+        return kat_linear_forward(p->fm, &lo2, &lq, &lk, &lv, &lo, NULL, NULL);
+    }
+    case 5: return kat_attn_forward(p->plan, &q, &k, &v, &o, &lse, NULL);
+    default: return kat_sparse_forward(p->layout, &q, &k, &v, &o, &lse, NULL);
+    }
+}
+
+typedef struct {
+    const pair_data *p;
+    int e, reps, mismatches, blas_changed;
+    kat_status st;
+    const unsigned char *ref;
+    unsigned char *out;
+    pthread_barrier_t *barrier;
+} pair_worker;
+
+static void *pair_main(void *arg)
+{
+    pair_worker *w = arg;
+    pthread_barrier_wait(w->barrier);
+    for (int r = 0; r < w->reps && !w->st; r++) {
+        memset(w->out, 0x7f, entry_bytes(w->e));
+        w->st = entry_call(w->p, w->e, w->out);
+        w->mismatches += !w->st && memcmp(w->out, w->ref, entry_bytes(w->e)) != 0;
+    }
+    return NULL;
+}
+
+static void pair_data_init(pair_data *p)
+{
+    memset(p, 0, sizeof *p);
+    kat_fn *f;
+    TU_OK(kat_fn_parse("exp(x/2)", &f, NULL));
+    p->f = f;
+    kat_rng *rng;
+    TU_OK(kat_rng_create(500, &rng));
+    for (int i = 0; i < PR_N * PR_D; i++)
+        p->q[i] = kat_rng_gaussian(rng, 0.6), p->k[i] = kat_rng_gaussian(rng, 0.6);
+    kat_rng_destroy(rng);
+    size_t na = (size_t)PA_H * PA_N * PA_D, nl = (size_t)PL_H * PL_N;
+    float **a[] = {&p->aq, &p->ak, &p->av};
+    for (int i = 0; i < 3; i++) {
+        *a[i] = aligned(na * sizeof(float));
+        fill(*a[i], na, 510 + i, 1.0);
+    }
+    p->lq = aligned(nl * PL_D * 4), p->lk = aligned(nl * PL_D * 4), p->lv = aligned(nl * PL_DV * 4);
+    fill(p->lq, nl * PL_D, 520, 0.5), fill(p->lk, nl * PL_D, 521, 0.5);
+    fill(p->lv, nl * PL_DV, 522, 1.0);
+    p->desc = (kat_attn_desc){1, PA_H, PA_H, PA_N, PA_N, PA_D, 1, 0};
+    TU_OK(kat_attn_plan_create(&p->desc, &p->plan));
+    p->qb = malloc((size_t)PA_H * PA_N * sizeof(int32_t));
+    p->kb = malloc((size_t)PA_H * PA_N * sizeof(int32_t));
+    for (size_t i = 0; i < (size_t)PA_H * PA_N; i++)
+        p->qb[i] = (int32_t)((i * 3) % 4), p->kb[i] = (int32_t)((i * 5) % 4);
+    TU_OK(kat_sparse_hash_layout_create(&p->desc, 4, p->qb, p->kb, &p->layout));
+    TU_OK(kat_featmap_taylor_create(PL_D, 2, 0, &p->fm));
+}
+
+static void pair_data_free(pair_data *p)
+{
+    kat_fn_destroy((kat_fn *)p->f);
+    free(p->aq), free(p->ak), free(p->av), free(p->lq), free(p->lk), free(p->lv);
+    free(p->qb), free(p->kb);
+    kat_attn_plan_destroy(p->plan);
+    kat_sparse_layout_destroy(p->layout);
+    kat_featmap_destroy(p->fm);
+}
+
+START_TEST(test_entry_points_pairwise)
+{
+    /* valgrind runs one thread at a time, so nothing would run beside anything; the native
+     * run and ThreadSanitizer run this case */
+    if (getenv("KAT_VALGRIND"))
+        return;
+    pair_data *p = malloc(sizeof *p);
+    pair_data_init(p);
+    int saved = openblas_get_num_threads();
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int blas_default = cpus > 2 ? (int)cpus : 2;
+    unsigned char *ref[N_ENTRIES], *out[2];
+    size_t most = 0;
+    openblas_set_num_threads(1);
+    for (int e = 0; e < N_ENTRIES; e++) {
+        ref[e] = aligned(entry_bytes(e));
+        memset(ref[e], 0x7f, entry_bytes(e));
+        kat_status st = entry_call(p, e, ref[e]);
+        ck_assert_msg(st == KAT_OK, "%s (serial): %s", entry_names[e], kat_last_error());
+        most = entry_bytes(e) > most ? entry_bytes(e) : most;
+    }
+    out[0] = aligned(most), out[1] = aligned(most);
+    openblas_set_num_threads(blas_default);
+    int reps = tu_quick() ? 1 : 3, failures = 0;
+    char report[2048] = "";
+    for (int a = 0; a < N_ENTRIES; a++)
+        for (int b = a + 1; b < N_ENTRIES; b++) {
+            pthread_barrier_t barrier;
+            pthread_barrier_init(&barrier, NULL, 2);
+            pair_worker w[2] = {{p, a, reps, 0, 0, KAT_OK, ref[a], out[0], &barrier},
+                                {p, b, reps, 0, 0, KAT_OK, ref[b], out[1], &barrier}};
+            pthread_t th[2];
+            for (int i = 0; i < 2; i++)
+                ck_assert_int_eq(pthread_create(&th[i], NULL, pair_main, &w[i]), 0);
+            for (int i = 0; i < 2; i++)
+                pthread_join(th[i], NULL);
+            pthread_barrier_destroy(&barrier);
+            int now = openblas_get_num_threads();
+            for (int i = 0; i < 2; i++) {
+                ck_assert_msg(w[i].st == KAT_OK, "%s beside %s: %s", entry_names[w[i].e],
+                              entry_names[w[1 - i].e], kat_strerror(w[i].st));
+                if (w[i].mismatches && strlen(report) < sizeof report - 100)
+                    snprintf(report + strlen(report), sizeof report - strlen(report),
+                             "; %s beside %s: %d of %d differ", entry_names[w[i].e],
+                             entry_names[w[1 - i].e], w[i].mismatches, reps);
+                failures += w[i].mismatches;
+            }
+            if (now != blas_default) {
+                snprintf(report + strlen(report), sizeof report - strlen(report),
+                         "; %s beside %s left OpenBLAS at %d threads", entry_names[a],
+                         entry_names[b], now);
+                failures++;
+                openblas_set_num_threads(blas_default);
+            }
+        }
+    openblas_set_num_threads(saved);
+    for (int e = 0; e < N_ENTRIES; e++)
+        free(ref[e]);
+    free(out[0]), free(out[1]);
+    pair_data_free(p);
+    free(p);
+    ck_assert_msg(failures == 0, "results differ from the serial runs%s", report);
 }
 END_TEST
 
@@ -683,6 +891,7 @@ int main(void)
     tcase_add_test(tc, test_linear_engine);
     tcase_add_test(tc, test_rank_probes);
     tcase_add_test(tc, test_blas_thread_count);
+    tcase_add_test(tc, test_entry_points_pairwise);
     tcase_add_test(tc, test_fn_eval);
     tcase_add_test(tc, test_thread_local_errors);
     suite_add_tcase(s, tc);

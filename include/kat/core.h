@@ -70,9 +70,28 @@ KAT_API kat_status kat_arch_set(kat_arch arch);
 /* Whether the CPU and the build support an ISA. */
 KAT_API int kat_arch_supported(kat_arch arch);
 
-/* Threads used by kat's parallel regions: KAT_NUM_THREADS, else OpenMP's default. */
+/* Threads used by kat's parallel regions: kat_set_num_threads's n, else KAT_NUM_THREADS, else
+ * OpenMP's default; never more than kat_max_threads() (a larger request is capped: thousands
+ * of threads only cost time and memory). */
 KAT_API int kat_num_threads(void);
 KAT_API void kat_set_num_threads(int n);   /* n <= 0 restores the default */
+/* The most threads kat uses: 4 per online CPU (at least 4). */
+KAT_API int kat_max_threads(void);
+
+/* Under an address-space limit (ulimit -v), make OpenBLAS keep one free work buffer (128 MiB
+ * of address space) for the BLAS calls kat makes outside its own checked ones (the feature
+ * maps, the theorem checks, the metric routines), so that none of them has to map a buffer:
+ * OpenBLAS retries a failed mapping forever. KAT_ENOMEM naming the memory when it does not
+ * fit; KAT_OK at once without a limit. kat's attention and rank calls check their own. */
+KAT_API kat_status kat_blas_reserve(void);
+
+/* BLAS calls of the caller's own (a benchmark's sgemm reference, say) under kat's process-wide
+ * BLAS hold: between kat_blas_begin and kat_blas_end OpenBLAS runs `threads` threads
+ * (<= 0: kat_num_threads()), no kat call changes that count, and the count found before is
+ * put back by kat_blas_end. Under an address-space limit KAT_ENOMEM, naming the memory, when
+ * OpenBLAS's work buffers for that many threads do not fit (nothing is held then). */
+KAT_API kat_status kat_blas_begin(int threads);
+KAT_API void kat_blas_end(void);
 
 /* The BLAS in use and its core ("OpenBLAS 0.3.21 ... SkylakeX"), for reports. */
 KAT_API const char *kat_blas_info(void);

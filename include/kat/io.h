@@ -2,6 +2,7 @@
 #ifndef KAT_IO_H
 #define KAT_IO_H
 
+#include <stdio.h>
 #include "kat/core.h"
 
 #ifdef __cplusplus
@@ -46,8 +47,8 @@ KAT_API kat_status kat_npy_parse(const void *buf, size_t len, kat_array *out);
 /* Write a as numpy does: format 1.0 (2.0 only for a header over 65535 bytes, which eight
  * dimensions never need), header "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }"
  * padded with spaces and '\n' so the data starts at a multiple of 64, little-endian data.
- * Arguments are checked before the file is opened; an I/O failure (KAT_EIO, naming the path)
- * can leave a partial file behind. */
+ * Arguments are checked before the file is opened; the file is written as kat_outfile_open
+ * says, so an I/O failure (KAT_EIO, naming the path) leaves the old file, if any, intact. */
 KAT_API kat_status kat_npy_write(const char *path, const kat_array *a);
 /* Write a strided matrix view as a 2-D .npy in the given dtype (rows x cols, C order).
  * KAT_EDOM for a non-finite entry, or for one beyond the float32 range when dtype is
@@ -76,7 +77,8 @@ KAT_API kat_status kat_csv_read(const char *path, kat_dmat *out);
 KAT_API kat_status kat_csv_parse(const char *buf, size_t len, kat_dmat *out);
 /* Write m as CSV: one line per row, entries printed with %.17g (they read back to the same
  * doubles), "\n" line ends. KAT_EDOM for a non-finite entry, checked before the file is
- * opened; KAT_EIO naming the path for an I/O failure. */
+ * opened; KAT_EIO naming the path for an I/O failure, which leaves the old file intact (as
+ * kat_outfile_open says). */
 KAT_API kat_status kat_csv_write(const char *path, const kat_dmat *m);
 
 /* Read a matrix, choosing the format by the file name's extension (case-insensitive): .npy
@@ -87,4 +89,16 @@ KAT_API kat_status kat_matrix_read(const char *path, kat_dmat *out);
 #ifdef __cplusplus
 }
 #endif
+/* ---- writing a file whole or not at all --------------------------------------------------- */
+
+/* Open a temporary file next to `path` (same directory: ".NAME.XXXXXX") and return its stream
+ * in *f; kat_outfile_close(o, 1) closes it and renames it over `path` (an existing file keeps
+ * its permissions, a new one gets 0666 less the umask); kat_outfile_close(o, 0), or a write
+ * or close error, removes the temporary file. Either way `path` holds the old contents or the
+ * complete new ones, never a mixture, even when the disk fills or the process dies midway.
+ * Errors: KAT_EIO naming the path (directory missing, not writable, full disk...). */
+typedef struct kat_outfile kat_outfile;
+KAT_API kat_status kat_outfile_open(const char *path, kat_outfile **o, FILE **f);
+KAT_API kat_status kat_outfile_close(kat_outfile *o, int commit);
+
 #endif

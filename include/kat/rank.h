@@ -241,8 +241,8 @@ KAT_API kat_status kat_rank_probe_matrix(const kat_dmat *M, const kat_rank_opts 
  * eps-rank alone, set rtol = eps too, or the search goes on down to the default tolerance.
  * Deterministic for a seed: a fixed tile partition and each tile's sums in a fixed order,
  * so the bits do not depend on kat's thread count (the small products outside the tiles run
- * in OpenBLAS, deterministic for a given OpenBLAS thread count). Memory: about (2n + 3m) k doubles for k
- * directions, checked against the machine's memory before each block. */
+ * in OpenBLAS on one thread, whatever OpenBLAS's own setting). Memory: about (2n + 3m) k
+ * doubles for k directions, checked against the machine's memory before each block. */
 KAT_API kat_status kat_rank_randomized(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
                                        const kat_rank_opts *opts, kat_rank_result *res);
 

@@ -3,12 +3,11 @@
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include "core/kat_config.h"
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "attn/linear_internal.h"
 #if KAT_HAVE_OPENMP
 #include <omp.h>
@@ -151,35 +150,6 @@ static void store_state(const lin_problem *p, kat_tensor *out, size_t item, cons
 
 /* ---- threading ------------------------------------------------------------------------ */
 
-/* The first failure of a parallel region, re-raised on the calling thread (error sentences
- * are thread-local). */
-typedef struct {
-    atomic_int failed;
-    kat_status st;
-    char msg[512];
-} lin_err;
-
-static void err_record(lin_err *e, kat_status st)
-{
-    if (st == KAT_OK)
-        return;
-#if KAT_HAVE_OPENMP
-#pragma omp critical(kat_linear_err)
-#endif
-    {
-        if (!atomic_load(&e->failed)) {
-            e->st = st;
-            snprintf(e->msg, sizeof e->msg, "%s", kat_last_error());
-            atomic_store(&e->failed, 1);
-        }
-    }
-}
-
-static kat_status err_raise(lin_err *e)
-{
-    return atomic_load(&e->failed) ? kat_fail(e->st, "%s", e->msg) : KAT_OK;
-}
-
 static int thread_id(void)
 {
 #if KAT_HAVE_OPENMP
@@ -187,39 +157,6 @@ static int thread_id(void)
 #else
     return 0;
 #endif
-}
-
-/* Inside kat's parallel regions each thread calls a single-threaded sgemm; OpenBLAS's own
- * threads would oversubscribe the cores (and contend for its thread pool). On one thread
- * (kat's thread count 1, or a call too small to share) the products stay single-threaded too:
- * OpenBLAS threading the chunk-sized sgemms costs more than it gains, and a caller who asked
- * for one thread gets one. Its thread count is process-wide, so concurrent calls share one
- * hold: the first sets 1 and remembers the old count, the last restores it. want = 0 leaves
- * OpenBLAS alone (the backward's products when there are fewer items than threads). */
-static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
-static int blas_holders, blas_saved;
-
-static void blas_single_begin(int want)
-{
-    if (!want)
-        return;
-    pthread_mutex_lock(&blas_lock);
-    if (blas_holders++ == 0) {
-        blas_saved = openblas_get_num_threads();
-        if (blas_saved != 1)
-            openblas_set_num_threads(1);
-    }
-    pthread_mutex_unlock(&blas_lock);
-}
-
-static void blas_single_end(int want)
-{
-    if (!want)
-        return;
-    pthread_mutex_lock(&blas_lock);
-    if (--blas_holders == 0 && blas_saved != 1)
-        openblas_set_num_threads(blas_saved);
-    pthread_mutex_unlock(&blas_lock);
 }
 
 /* Workspaces for nt threads; returns how many were allocated (all or a failure status). */
@@ -331,26 +268,36 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
         nt = 1;
     /* Items in parallel when there are enough; else the chunks of one sequence. */
     int per_item = (size_t)nt <= items;
-    lin_ws ws[64];
-    if ((st = ws_alloc_all(fn, &p, 0, nt, ws)))
+/* Inside kat's parallel regions each thread calls a single-threaded sgemm; OpenBLAS's own
+ * threads would oversubscribe the cores (and contend for its thread pool). On one thread
+ * (kat's thread count 1, or a call too small to share) the products stay single-threaded too:
+ * OpenBLAS threading the chunk-sized sgemms costs more than it gains, and a caller who asked
+ * for one thread gets one. The count is set by the process-wide hold (core/runtime.h). */
+    if ((st = kat_blas_hold(1, nt, fn)))
         return st;
+    lin_ws ws[64];
+    if ((st = ws_alloc_all(fn, &p, 0, nt, ws))) {
+        kat_blas_release();
+        return st;
+    }
     /* Final states are kept apart and committed at the end: state_out may be state_in. */
     float *finals = NULL;
     if (state_out && !(finals = kat_alloc_array(items, DE * sizeof(float),
                                                 "linear_forward: final states"))) {
+        kat_blas_release();
         for (int t = 0; t < nt; t++)
             lin_ws_free(&ws[t]);
         return KAT_ENOMEM;
     }
-    lin_err err = {0};
-    blas_single_begin(1);
+    kat_par_err err;
+    kat_par_err_init(&err);
     const size_t nc = (p.nq + p.C - 1) / p.C;
     if (per_item) {
 #if KAT_HAVE_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 #endif
         for (size_t it = 0; it < items; it++) {
-            if (atomic_load(&err.failed))
+            if (kat_par_err_failed(&err))
                 continue;
             lin_ws *w = &ws[thread_id()];
             float *s = finals ? finals + it * DE : w->s;
@@ -360,14 +307,14 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
                 s2 = lin_fwd_causal(&p, w, it, 0, nc, s, 1);
             else if (!(s2 = lin_fwd_keys(&p, w, it, 0, p.nk, s)))
                 s2 = lin_fwd_queries(&p, w, it, 0, p.nq, s);
-            err_record(&err, s2);
+            kat_par_err_record(&err, it, s2);
         }
     } else if (p.causal) {
         /* Segment g of the chunks runs on its own state, rebuilt from the chunks before it;
          * segments are handed out round-robin, so a smaller team than asked still covers all. */
         size_t bounds[65];
         split_chunks(nc, nt, state_cost_ratio(&p), bounds);
-        for (size_t it = 0; it < items && !atomic_load(&err.failed); it++) {
+        for (size_t it = 0; it < items && !kat_par_err_failed(&err); it++) {
 #if KAT_HAVE_OPENMP
 #pragma omp parallel for schedule(static, 1) num_threads(nt)
 #endif
@@ -380,13 +327,13 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
                     s2 = lin_fwd_causal(&p, w, it, bounds[g], bounds[g + 1], s, 1);
                 if (!s2 && g == nt - 1 && finals)
                     memcpy(finals + it * DE, s, DE * sizeof(float));
-                err_record(&err, s2);
+                kat_par_err_record(&err, (size_t)g, s2);
             }
         }
     } else {
         /* Keys split into nt parts, one partial state each (part 0 on top of state_in), summed;
          * then the queries split the same way read the complete state. */
-        for (size_t it = 0; it < items && !atomic_load(&err.failed); it++) {
+        for (size_t it = 0; it < items && !kat_par_err_failed(&err); it++) {
             float *s = finals ? finals + it * DE : ws[0].s;
 #if KAT_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
@@ -403,7 +350,8 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
                         memset(part, 0, DE * sizeof(float));
                     size_t lo = p.nk * (size_t)g / (size_t)nt;
                     size_t hi = p.nk * (size_t)(g + 1) / (size_t)nt;
-                    err_record(&err, lin_fwd_keys(&p, &ws[thread_id()], it, lo, hi, part));
+                    kat_par_err_record(&err, (size_t)g,
+                                       lin_fwd_keys(&p, &ws[thread_id()], it, lo, hi, part));
                 }
 #if KAT_HAVE_OPENMP
 #pragma omp for schedule(static)
@@ -415,17 +363,18 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
 #pragma omp for schedule(static, 1)
 #endif
                 for (int g = 0; g < nt; g++) {
-                    if (atomic_load(&err.failed))
+                    if (kat_par_err_failed(&err))
                         continue;
                     size_t lo = p.nq * (size_t)g / (size_t)nt;
                     size_t hi = p.nq * (size_t)(g + 1) / (size_t)nt;
-                    err_record(&err, lin_fwd_queries(&p, &ws[thread_id()], it, lo, hi, s));
+                    kat_par_err_record(&err, (size_t)(nt + g),
+                                       lin_fwd_queries(&p, &ws[thread_id()], it, lo, hi, s));
                 }
             }
         }
     }
-    blas_single_end(1);
-    st = err_raise(&err);
+    kat_blas_release();
+    st = kat_par_err_raise(&err);
     if (st == KAT_OK && finals && !kat_all_finite_f32(finals, items * DE))
         st = kat_fail(KAT_EDOM, "%s: the final state is not finite: map %s overflows in fp32 "
                       "on these keys (or the sums do)", fn, kat_featmap_name(fm));
@@ -529,29 +478,34 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
     }
     if (nt > 64)
         nt = 64;
-    lin_ws ws[64];
-    if ((st = ws_alloc_all(fn, &p, 1, nt, ws)))
+    if ((st = kat_blas_hold(blas_single ? 1 : kat_num_threads(), nt, fn)))
         return st;
+    lin_ws ws[64];
+    if ((st = ws_alloc_all(fn, &p, 1, nt, ws))) {
+        kat_blas_release();
+        return st;
+    }
     float *dstates = NULL;
     if (d_state_in && !(dstates = kat_alloc_array(items, DE * sizeof(float),
                                                   "linear_backward: state gradients"))) {
+        kat_blas_release();
         for (int t = 0; t < nt; t++)
             lin_ws_free(&ws[t]);
         return KAT_ENOMEM;
     }
-    lin_err err = {0};
-    blas_single_begin(blas_single);
+    kat_par_err err;
+    kat_par_err_init(&err);
 #if KAT_HAVE_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 #endif
     for (size_t it = 0; it < items; it++) {
-        if (atomic_load(&err.failed))
+        if (kat_par_err_failed(&err))
             continue;
-        err_record(&err, lin_bwd_item(&p, &ws[thread_id()], it,
-                                      dstates ? dstates + it * DE : NULL));
+        kat_par_err_record(&err, it, lin_bwd_item(&p, &ws[thread_id()], it,
+                                                  dstates ? dstates + it * DE : NULL));
     }
-    blas_single_end(blas_single);
-    st = err_raise(&err);
+    kat_blas_release();
+    st = kat_par_err_raise(&err);
     /* a feature that overflowed shows up here (the features themselves are not scanned) */
     if (st == KAT_OK && ((st = kat_tensor_check(dq, "dq", 1)) ||
                          (st = kat_tensor_check(dk, "dk", 1)) ||

@@ -5,6 +5,7 @@
 #include <math.h>
 #include "attn/sparse_internal.h"
 #include "core/internal.h"
+#include "core/runtime.h"
 
 enum { LSH_ROWS = 2048 };   /* rows per sgemm block */
 
@@ -72,8 +73,10 @@ kat_status kat_sparse_lsh_buckets(const kat_tensor *x, size_t group, size_t nb, 
         kat_free(R), kat_free(S);
         return st;
     }
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(kat_num_threads());
+    if ((st = kat_blas_hold(kat_num_threads(), 1, "sparse_lsh_buckets"))) {
+        kat_free(R), kat_free(S);
+        return st;
+    }
     for (size_t b = 0; b < x->B; b++)
         for (size_t h = 0; h < x->H; h++) {
             const float *Rh = R + (h / group) * D * half;
@@ -99,7 +102,7 @@ kat_status kat_sparse_lsh_buckets(const kat_tensor *x, size_t group, size_t nb, 
                 }
             }
         }
-    openblas_set_num_threads(blas_threads);
+    kat_blas_release();
     kat_free(R), kat_free(S);
     return KAT_OK;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "attn/attn_internal.h"
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "kernels/kernels.h"
 
 #define LOG2E 1.4426950408889634
@@ -95,8 +96,11 @@ kat_status kat_attn_unfused_forward(const kat_attn_desc *desc, const kat_tensor 
         return KAT_ENOMEM;
     }
     const kat_kernels *kern = kat_kernels_get();
-    int threads = kat_num_threads(), blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(threads);
+    int threads = kat_num_threads();
+    if ((st = kat_blas_hold(threads, 1, "attn_unfused_forward"))) {
+        kat_free(s), kat_free(lrow);
+        return st;
+    }
     for (size_t b = 0; b < d.B; b++)
         for (size_t h = 0; h < d.H; h++) {
             size_t hk = h / g;
@@ -123,7 +127,7 @@ kat_status kat_attn_unfused_forward(const kat_attn_desc *desc, const kat_tensor 
                         *kat_tensor_row(lse, b, h, i0 + r) = lrow[r];
             }
         }
-    openblas_set_num_threads(blas_threads);
+    kat_blas_release();
     kat_free(s), kat_free(lrow);
     return KAT_OK;
 }
@@ -160,8 +164,11 @@ kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor
         return KAT_OK;
     }
     const kat_kernels *kern = kat_kernels_get();
-    int threads = kat_num_threads(), blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(threads);
+    int threads = kat_num_threads();
+    if ((st = kat_blas_hold(threads, 1, "attn_unfused_backward"))) {
+        kat_free(p), kat_free(dp);
+        return st;
+    }
     float sc = (float)d.scale;
     for (size_t b = 0; b < d.B; b++)
         for (size_t h = 0; h < d.H; h++) {
@@ -207,7 +214,7 @@ kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor
                             Q + i0 * q->sn, (int)q->sn, 1.0f, dK, (int)dk->sn);
             }
         }
-    openblas_set_num_threads(blas_threads);
+    kat_blas_release();
     kat_free(p), kat_free(dp);
     return KAT_OK;
 }

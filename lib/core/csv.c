@@ -361,9 +361,10 @@ kat_status kat_csv_write(const char *path, const kat_dmat *m)
     kat_status st = kat_dmat_check(m, "csv_write: m", 1);
     if (st)
         return st;
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return kat_fail(KAT_EIO, "cannot open '%s' for writing: %s", path, strerror(errno));
+    kat_outfile *o;
+    FILE *f;
+    if ((st = kat_outfile_open(path, &o, &f)))
+        return st;
     c_locale_scope loc;
     c_locale_enter(&loc);
     int bad = 0;
@@ -375,11 +376,9 @@ kat_status kat_csv_write(const char *path, const kat_dmat *m)
     }
     c_locale_leave(&loc);
     int err = errno;
-    if (fclose(f) != 0 && !bad) {
-        bad = 1;
-        err = errno;
-    }
-    if (bad)
+    if (bad) {
+        kat_outfile_close(o, 0);
         return kat_fail(KAT_EIO, "cannot write '%s': %s", path, strerror(err));
-    return KAT_OK;
+    }
+    return kat_outfile_close(o, 1);
 }

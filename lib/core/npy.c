@@ -651,25 +651,26 @@ static int npy_write_data(FILE *f, const npy_source *src, kat_dtype t, size_t co
     return 0;
 }
 
-/* Open, write header and data, close; any failure is KAT_EIO naming the path. The checks
+/* Write header and data to a temporary file, renamed over path when complete; any failure
+ * is KAT_EIO naming the path and leaves the old file. The checks
  * on the arguments are done before, so a bad argument never touches the file. */
 static kat_status npy_write_file(const char *path, kat_dtype t, int ndim, const size_t *shape,
                                  size_t count, const npy_source *src)
 {
     unsigned char header[1024];
     size_t hbytes = npy_header_bytes(header, sizeof header, t, ndim, shape);
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return kat_fail(KAT_EIO, "cannot open '%s' for writing: %s", path, strerror(errno));
+    kat_outfile *o;
+    FILE *f;
+    kat_status st = kat_outfile_open(path, &o, &f);
+    if (st)
+        return st;
     int bad = fwrite(header, 1, hbytes, f) != hbytes || npy_write_data(f, src, t, count) != 0;
     int err = errno;
-    if (fclose(f) != 0 && !bad) {
-        bad = 1;
-        err = errno;
-    }
-    if (bad)
+    if (bad) {
+        kat_outfile_close(o, 0);
         return kat_fail(KAT_EIO, "cannot write '%s': %s", path, strerror(err));
-    return KAT_OK;
+    }
+    return kat_outfile_close(o, 1);
 }
 
 kat_status kat_npy_write(const char *path, const kat_array *a)

@@ -1,4 +1,3 @@
-#include <pthread.h>
 /* The kernel-matrix operator: any block of M = f(s * a(q_i, k_j)) built on demand with GEMM,
  * and the threaded products M X that the dense and the matrix-free paths share. */
 #include <cblas.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 #include "core/internal.h"
 #include "core/kat_config.h"
+#include "core/runtime.h"
 #include "rank/rank_internal.h"
 #if KAT_HAVE_OPENMP
 #include <omp.h>
@@ -235,68 +235,6 @@ kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, siz
     return KAT_OK;
 }
 
-/* ---- parallel plumbing ---------------------------------------------------------------- */
-
-void rank_par_err_init(rank_par_err *e)
-{
-    atomic_init(&e->failed, 0);
-    e->st = KAT_OK;
-    e->item = (size_t)-1;
-    e->msg[0] = '\0';
-}
-
-void rank_par_err_record(rank_par_err *e, size_t item, kat_status st)
-{
-    const char *msg = kat_last_error();
-#pragma omp critical(kat_rank_par_err)
-    {
-        if (e->st == KAT_OK || item < e->item) {
-            e->st = st;
-            e->item = item;
-            snprintf(e->msg, sizeof e->msg, "%s", msg);
-        }
-    }
-    atomic_store(&e->failed, 1);
-}
-
-kat_status rank_par_err_raise(const rank_par_err *e)
-{
-    if (e->st == KAT_OK)
-        return KAT_OK;
-    return kat_fail(e->st, "%s", e->msg);
-}
-
-/* OpenBLAS's thread count is process-wide: concurrent probes share one serial section, the
- * first to enter saves the count and the last to leave restores it (a plain save/restore per
- * call would let an inner call restore the outer one's 1). */
-static pthread_mutex_t blas_serial_lock = PTHREAD_MUTEX_INITIALIZER;
-static int blas_serial_users, blas_serial_saved;
-
-int rank_blas_serial_begin(int threads)
-{
-    /* Always serial, also on one thread: a tile's GEMM then runs the same code whatever the
-     * thread counts, which keeps the bits independent of them. */
-    (void)threads;
-    pthread_mutex_lock(&blas_serial_lock);
-    if (blas_serial_users++ == 0) {
-        blas_serial_saved = openblas_get_num_threads();
-        if (blas_serial_saved > 1)
-            openblas_set_num_threads(1);
-    }
-    int saved = blas_serial_saved;
-    pthread_mutex_unlock(&blas_serial_lock);
-    return saved;
-}
-
-void rank_blas_serial_end(int saved)
-{
-    (void)saved;
-    pthread_mutex_lock(&blas_serial_lock);
-    if (--blas_serial_users == 0 && openblas_get_num_threads() != blas_serial_saved)
-        openblas_set_num_threads(blas_serial_saved);
-    pthread_mutex_unlock(&blas_serial_lock);
-}
-
 static size_t ceil_div(size_t a, size_t b) { return a / b + (a % b != 0); }
 
 /* A scaled sum of squares: the running total is scale^2 * (sum + c) with a compensated sum;
@@ -373,18 +311,25 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
     fro_acc *partial = NULL;
     if (fro && !(partial = kat_alloc_array(ntiles, sizeof *partial, "rank: tile sums")))
         return KAT_ENOMEM;
-    rank_par_err err;
-    rank_par_err_init(&err);
+    kat_par_err err;
+    kat_par_err_init(&err);
     int nt = region_threads((double)op->rows * (double)op->cols * (double)(b + op->d), ntiles);
-    int saved = rank_blas_serial_begin(nt);
+    /* Each thread of the region calls a single-threaded GEMM: OpenBLAS's own threads would
+     * oversubscribe the cores, and a tile's GEMM then runs the same code whatever the thread
+     * counts, which keeps the bits independent of them. */
+    kat_status hs = kat_blas_hold(1, nt, "rank");
+    if (hs) {
+        kat_free(partial);
+        return hs;
+    }
 #pragma omp parallel num_threads(nt)
     {
         double *buf = kat_alloc_array(tb * cb, sizeof(double), "rank: tile buffer");
         if (!buf)
-            rank_par_err_record(&err, 0, KAT_ENOMEM);
+            kat_par_err_record(&err, 0, KAT_ENOMEM);
 #pragma omp for schedule(dynamic, 1)
         for (size_t t = 0; t < ntiles; t++) {
-            if (!buf || rank_par_err_failed(&err))
+            if (!buf || kat_par_err_failed(&err))
                 continue;
             size_t i0 = t * tb, ni = op->rows - i0 < tb ? op->rows - i0 : tb;
             fro_acc acc = {0.0, {0.0, 0.0}};
@@ -414,13 +359,13 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
                 if (!st)
                     st = kat_fail(KAT_EDOM, "rows %zu..%zu of M times a test block overflow "
                                   "(M's entries are finite but too large)", i0, i0 + ni - 1);
-                rank_par_err_record(&err, t, st);
+                kat_par_err_record(&err, t, st);
             }
         }
         kat_free(buf);
     }
-    rank_blas_serial_end(saved);
-    kat_status st = rank_par_err_raise(&err);
+    kat_blas_release();
+    kat_status st = kat_par_err_raise(&err);
     if (st == KAT_OK && fro) {
         fro_acc total = {0.0, {0.0, 0.0}};
         for (size_t t = 0; t < ntiles; t++)
@@ -446,21 +391,23 @@ kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_ro
     if (tb > op->rows)
         tb = op->rows;
     size_t ntiles = ceil_div(op->rows, tb);
-    rank_par_err err;
-    rank_par_err_init(&err);
+    kat_par_err err;
+    kat_par_err_init(&err);
     int nt = region_threads((double)op->rows * (double)op->cols * (double)(op->d + 4), ntiles);
-    int saved = rank_blas_serial_begin(nt);
+    kat_status hs = kat_blas_hold(1, nt, "rank");
+    if (hs)
+        return hs;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (size_t t = 0; t < ntiles; t++) {
-        if (rank_par_err_failed(&err))
+        if (kat_par_err_failed(&err))
             continue;
         size_t i0 = t * tb, ni = op->rows - i0 < tb ? op->rows - i0 : tb;
         kat_status st = rank_op_block(op, i0, ni, 0, op->cols, M + i0 * ldm, ldm);
         if (st)
-            rank_par_err_record(&err, t, st);
+            kat_par_err_record(&err, t, st);
     }
-    rank_blas_serial_end(saved);
-    return rank_par_err_raise(&err);
+    kat_blas_release();
+    return kat_par_err_raise(&err);
 }
 
 kat_status rank_mem_check(double bytes, const char *what, const char *hint)

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "rank/rank_internal.h"
 
 size_t kat_rank_binomial(size_t n, size_t k)
@@ -115,7 +116,13 @@ static kat_status qr_r(const kat_dmat *X, double *R, size_t ldr)
     }
     to_colmajor(X, a, n, 0);
     /* n < d: factor the n x n leading block; the rest of R is U^T times the other columns. */
-    kat_status st = rank_qr_inplace(n, k, a, n, tau, 0);
+    kat_status st = kat_blas_hold(0, 1, "rank");
+    if (st) {
+        kat_free(a);
+        kat_free(tau);
+        return st;
+    }
+    st = rank_qr_inplace(n, k, a, n, tau, 0);
     if (!st && d > k) {
         size_t lwork = d + 64;
         double *work = kat_alloc_array(lwork, sizeof(double), "rank: QR apply workspace");
@@ -127,6 +134,7 @@ static kat_status qr_r(const kat_dmat *X, double *R, size_t ldr)
             st = kat_fail(KAT_ELAPACK, "rank: dormqr failed on a %zu x %zu matrix", n, d);
         kat_free(work);
     }
+    kat_blas_release();
     if (!st)
         for (size_t j = 0; j < d; j++)
             for (size_t i = 0; i < k; i++)

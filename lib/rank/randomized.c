@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "rank/rank_internal.h"
 
 typedef struct {
@@ -223,6 +224,10 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     double tol = 0.0, sigma1 = 0.0;
     int converged = 0;
     size_t bcur = o->block ? o->block : 32;
+    /* The basis products and factorisations run single-threaded, held for the loop: they are
+     * small next to the tile products, and the result then does not depend on any thread
+     * count. */
+    int held = !st && !(st = kat_blas_hold(1, 1, "randomized rank"));
     while (!st && s.k < K) {
         size_t b = bcur < K - s.k ? bcur : K - s.k;
         if ((st = sketch_reserve(&s, b)) ||
@@ -255,6 +260,8 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     kat_rng_destroy(rng);
     if (!st && s.k)
         st = values_of(&s, s.Zb, m, s.k, s.sv);
+    if (held)
+        kat_blas_release();
     if (st) {
         sketch_free(&s);
         return st;

@@ -3,7 +3,6 @@
 #ifndef KAT_RANK_INTERNAL_H
 #define KAT_RANK_INTERNAL_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include "kat/rank.h"
 
@@ -108,22 +107,5 @@ static inline void rank_sum_add(rank_sum *acc, double x)
 }
 static inline double rank_sum_value(const rank_sum *acc) { return acc->sum + acc->c; }
 
-/* Errors raised inside a parallel region: the first one by work-item index wins, so the
- * message does not depend on thread timing; rethrown on the calling thread. */
-typedef struct {
-    atomic_int failed;   /* read without the lock to skip the remaining work */
-    kat_status st;
-    size_t item;
-    char msg[512];
-} rank_par_err;
-static inline int rank_par_err_failed(rank_par_err *e) { return atomic_load(&e->failed); }
-void rank_par_err_init(rank_par_err *e);
-void rank_par_err_record(rank_par_err *e, size_t item, kat_status st);   /* thread-safe */
-kat_status rank_par_err_raise(const rank_par_err *e);
-
-/* Run BLAS single-threaded inside our own parallel regions (OpenBLAS would otherwise start
- * its threads from each of ours); returns the count to restore. */
-int rank_blas_serial_begin(int region_threads);
-void rank_blas_serial_end(int saved);
 
 #endif

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/internal.h"
+#include "core/runtime.h"
 #include "rank/rank_internal.h"
 
 kat_status rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t lda, double *sv)
@@ -20,6 +21,12 @@ kat_status rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t l
     lapack_int *iwork = kat_alloc_array(8 * mn, sizeof(lapack_int), "svd: integer workspace");
     if (!iwork)
         return KAT_ENOMEM;
+    /* LAPACK's bits depend on the BLAS thread count: the enclosing hold's or kat's. */
+    kat_status hs = kat_blas_hold(0, 1, "svd");
+    if (hs) {
+        kat_free(iwork);
+        return hs;
+    }
     /* The _work interface in column-major order: no transposed copy inside LAPACKE. */
     lapack_int info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'N', m, n, a, ld, sv, &dummy, 1,
                                           &dummy, 1, &query, -1, iwork);
@@ -28,12 +35,14 @@ kat_status rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t l
         size_t lwork = (size_t)query + 1;
         work = kat_alloc_array(lwork, sizeof(double), "svd: workspace");
         if (!work) {
+            kat_blas_release();
             kat_free(iwork);
             return KAT_ENOMEM;
         }
         info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'N', m, n, a, ld, sv, &dummy, 1, &dummy, 1,
                                    work, (lapack_int)lwork, iwork);
     }
+    kat_blas_release();
     kat_free(work);
     kat_free(iwork);
     if (info > 0)
@@ -58,19 +67,27 @@ kat_status rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, doub
                         cols, INT_MAX);
     lapack_int m = (lapack_int)rows, n = (lapack_int)cols, ld = (lapack_int)lda;
     double q1 = 0.0, q2 = 0.0;
+    kat_status hs = kat_blas_hold(0, 1, "qr");
+    if (hs)
+        return hs;
     lapack_int info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, m, n, a, ld, tau, &q1, -1);
     if (info == 0 && form_q)
         info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, m, n, n, a, ld, tau, &q2, -1);
-    if (info != 0)
+    if (info != 0) {
+        kat_blas_release();
         return kat_fail(KAT_ELAPACK, "qr: workspace query failed (info = %d)", (int)info);
+    }
     size_t lwork = (size_t)(q1 > q2 ? q1 : q2) + 1;
     double *work = kat_alloc_array(lwork, sizeof(double), "qr: workspace");
-    if (!work)
+    if (!work) {
+        kat_blas_release();
         return KAT_ENOMEM;
+    }
     info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, m, n, a, ld, tau, work, (lapack_int)lwork);
     if (info == 0 && form_q)
         info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, m, n, n, a, ld, tau, work,
                                    (lapack_int)lwork);
+    kat_blas_release();
     kat_free(work);
     if (info != 0)
         return kat_fail(KAT_ELAPACK, "qr: LAPACK failed on a %zu x %zu matrix (info = %d)", rows,

@@ -1,0 +1,186 @@
+/* The process-wide BLAS hold (see runtime.h): one holder at a time sets OpenBLAS's thread
+ * count for its call and checks that OpenBLAS's work buffers fit the address space first. */
+#include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include "core/kat_config.h"
+#include "core/internal.h"
+#include "core/runtime.h"
+#if KAT_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* OpenBLAS's own allocator of work buffers (exported by libopenblas, not in its headers).
+ * A buffer taken and given back stays in OpenBLAS's table for later calls. */
+void *blas_memory_alloc(int procpos);
+void blas_memory_free(void *buffer);
+
+enum {
+    MAX_DEPTH = 16,     /* nested holds of one thread whose count is restored */
+    MAX_BUFFERS = 48,   /* OpenBLAS 0.3.21's table holds at least 50 */
+};
+
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+/* What OpenBLAS is known to have (guarded by hold_lock): free work buffers in its table, and
+ * worker threads, each holding a buffer of its own for its life (workers are never stopped). */
+static int free_known, workers_known = -1;
+static atomic_int holder_level;   /* the holder's OpenMP nesting level */
+
+static _Thread_local int depth;   /* this thread's holds, nested */
+static _Thread_local int guest;   /* 1 when this thread joined another thread's hold */
+static _Thread_local int outer_count[MAX_DEPTH];
+
+size_t kat_blas_buffer_bytes(void) { return (size_t)128 << 20; }
+
+/* How deep in nested OpenMP parallel regions the calling thread is (0: in none). */
+static int omp_level(void)
+{
+#if KAT_HAVE_OPENMP
+    return omp_get_level();
+#else
+    return 0;
+#endif
+}
+
+/* Address space a new thread's stack takes (what pthread_create maps by default). */
+static size_t stack_bytes(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_STACK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > ((rlim_t)64 << 20))
+        return (size_t)8 << 20;
+    return (size_t)rl.rlim_cur;
+}
+
+/* 1 when an mmap of `bytes` (address space only) would succeed now. */
+static int can_map(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return 0;
+    munmap(p, bytes);
+    return 1;
+}
+
+/* Under an address-space limit (RLIMIT_AS), make sure OpenBLAS has `need` free work buffers
+ * and that the stacks of `threads` new threads fit, before the call: OpenBLAS spins forever on
+ * a buffer it cannot map. Buffers known to be free are taken back from OpenBLAS's table; each
+ * further one only after checking that a new buffer could be mapped; all are held until the
+ * last check, then given back. Starting workers for blas_threads takes free buffers for good.
+ * Without a limit, address space does not run out first and nothing is checked. Called under
+ * hold_lock. */
+static kat_status reserve_buffers(int need, int blas_threads, int threads, const char *who)
+{
+    int workers = openblas_get_num_threads() - 1;
+    if (workers_known < 0)
+        workers_known = workers;   /* started when OpenBLAS was loaded */
+    if (workers > workers_known) {   /* started by a count set outside the hold */
+        free_known = free_known > workers - workers_known ? free_known - (workers - workers_known)
+                                                          : 0;
+        workers_known = workers;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return KAT_OK;
+    if (need > MAX_BUFFERS)
+        need = MAX_BUFFERS;
+    size_t buf = kat_blas_buffer_bytes() + ((size_t)1 << 20);
+    void *taken[MAX_BUFFERS];
+    int got = 0;
+    while (got < need && (got < free_known || can_map(buf)))
+        taken[got++] = blas_memory_alloc(1);
+    int ok = got == need && (threads == 0 || can_map((size_t)threads * stack_bytes()));
+    for (int i = got - 1; i >= 0; i--)
+        blas_memory_free(taken[i]);
+    if (got > free_known)
+        free_known = got;
+    if (ok) {
+        int started = blas_threads - 1 - workers_known;
+        if (started > 0) {
+            free_known = free_known > started ? free_known - started : 0;
+            workers_known += started;
+        }
+        return KAT_OK;
+    }
+    return kat_fail(KAT_ENOMEM, "%s: out of memory for the BLAS: OpenBLAS needs %d work "
+                    "buffer%s of %zu MiB of address space (one per BLAS thread) and the "
+                    "process's address-space limit (ulimit -v: %llu MiB) leaves room for %d; "
+                    "one kat thread needs the fewest", who, need, need == 1 ? "" : "s",
+                    kat_blas_buffer_bytes() >> 20,
+                    (unsigned long long)(rl.rlim_cur >> 20), got - (got == need));
+}
+
+kat_status kat_blas_hold(int blas_threads, int callers, const char *who)
+{
+    if (blas_threads < 1)
+        blas_threads = depth > 0 && !guest ? openblas_get_num_threads() : kat_num_threads();
+    if (blas_threads < 1)
+        blas_threads = 1;
+    if (callers < 1)
+        callers = 1;
+    if (depth == 0) {
+        int level = omp_level();
+        if (pthread_mutex_trylock(&hold_lock) != 0) {
+            /* A thread deeper in OpenMP regions than the holder may be a member of a region
+             * the holder started, which the holder waits for: join its hold. Threads at the
+             * holder's level or above (a user's own parallel loop of kat calls) wait. */
+            if (level > 0 && level > atomic_load(&holder_level)) {
+                depth = 1, guest = 1;
+                return KAT_OK;
+            }
+            pthread_mutex_lock(&hold_lock);
+        }
+        atomic_store(&holder_level, level);
+    } else if (guest) {
+        depth++;
+        return KAT_OK;
+    }
+    kat_status st =
+        reserve_buffers(blas_threads * callers, blas_threads, blas_threads + callers, who);
+    if (st) {
+        if (depth == 0)
+            pthread_mutex_unlock(&hold_lock);
+        return st;
+    }
+    int now = openblas_get_num_threads();
+    if (depth < MAX_DEPTH)
+        outer_count[depth] = now;
+    if (now != blas_threads && depth < MAX_DEPTH)
+        openblas_set_num_threads(blas_threads);
+    depth++;
+    return KAT_OK;
+}
+
+void kat_blas_release(void)
+{
+    if (depth == 0)
+        return;
+    depth--;
+    if (guest) {
+        guest = depth > 0;
+        return;
+    }
+    if (depth < MAX_DEPTH && openblas_get_num_threads() != outer_count[depth])
+        openblas_set_num_threads(outer_count[depth]);
+    if (depth == 0)
+        pthread_mutex_unlock(&hold_lock);
+}
+
+kat_status kat_blas_reserve(void)
+{
+    if (depth > 0)
+        return KAT_OK;
+    pthread_mutex_lock(&hold_lock);
+    kat_status st = reserve_buffers(1, 1, 0, "blas_reserve");
+    pthread_mutex_unlock(&hold_lock);
+    return st;
+}
+
+kat_status kat_blas_begin(int threads)
+{
+    return kat_blas_hold(threads, 1, "BLAS calls of the caller");
+}
+
+void kat_blas_end(void) { kat_blas_release(); }

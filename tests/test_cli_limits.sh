@@ -1,0 +1,87 @@
+#!/bin/sh
+# Limits: under an address-space limit (ulimit -v, 100 MB to 800 MB) every command either
+# succeeds or exits 1 with a message naming memory, within a bounded time (OpenBLAS used to
+# spin forever on a work buffer it could not map); thread counts above 4 per CPU are refused
+# with a message; a zero size names its option. Messages are checked word for word.
+set -u
+kat="$1"
+# shellcheck source=SCRIPTDIR/cli_lib.sh
+. "$(dirname "$0")/cli_lib.sh"
+
+npy_python "$tmp" <<'PY'
+import math, sys
+d = sys.argv[1]
+for i, name in enumerate(["q", "k", "v", "do"]):
+    save(d + "/" + name + ".npy", (1, 2, 64, 16), [math.sin(j * (0.3 + i)) for j in range(2048)])
+PY
+cd "$tmp" || exit 1
+
+# limited "description" KB command...: under ulimit -v KB, within 30 s, exit 0, or exit 1 with
+# "memory" in the message
+limited() {
+    _desc=$1; _kb=$2; shift 2
+    sh -c 'ulimit -v "$0" && exec timeout 30 "$@"' "$_kb" "$@" >"$out" 2>"$err"
+    _rc=$?
+    if [ "$_rc" = 0 ]; then _cli_ok "$_desc (ulimit -v $_kb): succeeded"
+    elif [ "$_rc" = 1 ] && grep -q "memory" "$err"; then
+        _cli_ok "$_desc (ulimit -v $_kb): exit 1 naming memory"
+    else _cli_fail "$_desc (ulimit -v $_kb): exit $_rc (124: still running after 30 s)"; fi
+}
+
+# AddressSanitizer reserves terabytes of address space for its shadow memory: a sanitized kat
+# cannot start under ulimit -v at all, so the sanitizer run (KAT_SANITIZE) checks the rest.
+kbs="100000 200000 300000 400000 800000"
+if [ -n "${KAT_SANITIZE:-}" ]; then
+    kbs=""
+    echo "ok: the ulimit -v sweep is left to the unsanitized runs"
+fi
+for kb in $kbs; do
+    limited "version" $kb $kat version
+    limited "rank dense" $kb $kat rank --n 1000
+    limited "rank randomized" $kb $kat rank --n 1000 --method randomized
+    limited "sweep" $kb $kat sweep --n 64,128
+    limited "features" $kb $kat features --map favor:64 --d 8 --n 64
+    limited "spectrum" $kb $kat spectrum hypercube --f 'exp(-x)' --d 4
+    limited "embed" $kb $kat embed l1 --f 'sqrt(x)' --a 1,2
+    limited "theorem" $kb $kat theorem run hadamard-eigenvectors --quick
+    limited "attn run dense" $kb $kat attn run --q q.npy --k k.npy --v v.npy --o o.npy
+    limited "attn run linear" $kb $kat attn run --q q.npy --k k.npy --v v.npy --o o.npy \
+        --mode linear
+    limited "attn grad" $kb $kat attn grad --q q.npy --k k.npy --v v.npy --do do.npy \
+        --dq a.npy --dk b.npy --dv c.npy
+    limited "bench attn" $kb $kat bench attn --h 2 --n 256 --d 32 --reps 1 --sgemm 128
+    limited "reproduce" $kb $kat reproduce --quick --only spectra --out rep
+done
+# the refusal names what OpenBLAS needs and the limit
+if [ -z "${KAT_SANITIZE:-}" ]; then
+    sh -c 'ulimit -v 100000 && exec timeout 30 "$0" rank --n 100' "$kat" >"$out" 2>"$err"
+    expect_err "the refusal says what the BLAS needs" \
+        "out of memory for the BLAS: OpenBLAS needs 1 work buffer of 128 MiB of address space"
+fi
+
+# thread counts
+cpus=$(getconf _NPROCESSORS_ONLN)
+limit="the limit of $((4 * cpus)) threads (4 per CPU, $cpus CPU$([ "$cpus" = 1 ] || echo s))"
+check "attn --threads 10000: usage error" 2 $kat attn run --q q.npy --k k.npy --v v.npy \
+    --o o.npy --threads 10000
+expect_usage "attn names --threads and the limit" \
+    "kat attn: --threads 10000 is above $limit" "kat attn"
+check "bench attn --threads above the limit: usage error" 2 $kat bench attn --h 1 --n 64 \
+    --d 16 --threads $((4 * cpus + 1))
+expect_usage "bench names --threads and the limit" \
+    "kat bench attn: --threads $((4 * cpus + 1)) is above $limit" "kat bench attn"
+check "bench attn --threads at the limit runs" 0 $kat bench attn --h 1 --n 64 --d 16 \
+    --threads $((4 * cpus)) --reps 1 --sgemm 64 --baseline 0
+check "KAT_NUM_THREADS=10000: usage error" 2 env KAT_NUM_THREADS=10000 $kat rank --n 10
+expect_usage "names KAT_NUM_THREADS and the limit" \
+    "kat: KAT_NUM_THREADS=10000 is above $limit" "kat"
+
+# a zero size names its option
+check "bench attn --d 0: usage error" 2 $kat bench attn --h 1 --n 64 --d 0
+expect_usage "names --d and its value" "kat bench attn: --d must be >= 1 (got 0)" "kat bench attn"
+check "bench attn --n 0: usage error" 2 $kat bench attn --h 1 --n 0 --d 16
+expect_usage "names --n and its value" "kat bench attn: --n must be >= 1 (got 0)" "kat bench attn"
+check "bench attn without --d: usage error" 2 $kat bench attn --h 1 --n 64
+expect_err "says what is required" "kat bench attn: --h, --n and --d are required"
+
+exit "$fail"
