@@ -3,6 +3,7 @@
 #   ./run.sh reproduce [ARGS]  - the main job: kat reproduce --out out/
 #   ./run.sh test              - the whole test suite (then a 'N passed, N failed' line)
 #   ./run.sh kat ARGS...       - the kat command
+#   ./run.sh python ARGS...    - Debian's python3 with the kat package of build/ importable
 #   ./run.sh sanitize          - the fast suite under address + undefined-behaviour sanitizers
 #   ./run.sh valgrind          - the fast suite under valgrind memcheck
 #   ./run.sh docs              - the API reference (Doxygen) in build/docs/api/html/
@@ -12,6 +13,7 @@ cd "$(dirname "$0")"
 PACKAGES=(gcc meson ninja-build pkg-config python3 liblapacke-dev libopenblas-dev libgsl-dev
           libfftw3-dev check libsubunit-dev gnuplot-nox valgrind clang libclang-rt-14-dev
           libomp-dev)
+PACKAGES+=(python3-dev python3-numpy python3-pytest python3-torch python3-mesonpy)
 
 ensure_packages() {
     local missing=() p
@@ -104,8 +106,13 @@ case "$cmd" in
         build_dir build --buildtype=release
         exec ./build/experiments/kat "$@"
         ;;
+    python)
+        ensure_packages
+        build_dir build --buildtype=release
+        PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" exec /usr/bin/python3 "$@"
+        ;;
     *)
-        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | sanitize | valgrind | docs" >&2
+        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | python ARGS... | sanitize | valgrind | docs" >&2
         exit 2
         ;;
 esac
