@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 PACKAGES=(gcc meson ninja-build pkg-config python3 liblapacke-dev libopenblas-dev libgsl-dev
           libfftw3-dev check libsubunit-dev gnuplot-nox valgrind clang libclang-rt-14-dev
           libomp-dev)
-PACKAGES+=(python3-dev python3-numpy python3-pytest python3-torch python3-mesonpy)
+PACKAGES+=(python3-dev python3-numpy python3-pytest python3-torch python3-mesonpy patchelf)
 
 ensure_packages() {
     local missing=() p
