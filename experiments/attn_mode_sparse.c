@@ -103,11 +103,6 @@ static kat_status read_rows(const char *mode, const char *key, const char *who,
                       key, path, got, accepted, who);
 }
 
-static double array_at(const kat_array *a, size_t i)
-{
-    return a->dtype == KAT_DTYPE_F64 ? ((const double *)a->data)[i]
-                                     : (double)((const float *)a->data)[i];
-}
 
 /* A keep mask from a file (nonzero keeps); *out stays NULL when the key is absent. */
 static kat_status keep_from_file(const attn_opts *o, const char *key, size_t B, size_t H,
@@ -130,7 +125,7 @@ static kat_status keep_from_file(const attn_opts *o, const char *key, size_t B, 
         return KAT_ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
-        mask[i] = array_at(&a, i) != 0.0;
+        mask[i] = kat_array_get(&a, i) != 0.0;
     kat_array_free(&a);
     *out = mask;
     return KAT_OK;
@@ -151,7 +146,7 @@ static kat_status buckets_from_file(const char *key, const char *path, size_t B,
         return KAT_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        double x = array_at(&a, i);
+        double x = kat_array_get(&a, i);
         if (!(x >= 0.0 && x < 2147483647.0) || x != floor(x)) {
             kat_array_free(&a);
             kat_free(ids);
