@@ -56,11 +56,12 @@ class FeatureMap:
     def __repr__(self) -> str:
         return f"<kat.FeatureMap {self.name}: R^{self.in_dim} -> R^{self.dim}>"
 
-    def apply(self, x, side: str = "query") -> np.ndarray:
+    def apply(self, x, side: str = "query", out: Optional[np.ndarray] = None) -> np.ndarray:
         """Features of the rows of ``x`` ([n, d], or one vector [d]): phi for ``side="query"``,
         psi for ``side="key"``. float32 input gives float32 features (kat's fp32 path, as in
         attention); anything else is computed in float64. Rows with a contiguous last
-        dimension are read in place."""
+        dimension are read in place. ``out`` (optional, [n, D] of the result's dtype with
+        contiguous rows) receives the features instead of a new array."""
         if side not in _SIDES:
             raise ValueError(f"side: {side!r} is not 'query' or 'key'")
         a = real_array(x, "x")
@@ -77,9 +78,17 @@ class FeatureMap:
                                  f"got {a.strides[1]}); pass numpy.ascontiguousarray(x)")
         else:
             a = f64_matrix(a, "x")
-        out = np.empty((a.shape[0], self.dim), dtype=a.dtype)
-        self._native.apply(a, out, _SIDES[side])
-        return out[0] if one else out
+        if out is None:
+            res = np.empty((a.shape[0], self.dim), dtype=a.dtype)
+        elif not isinstance(out, np.ndarray) or out.shape != (a.shape[0], self.dim) or \
+                out.dtype != a.dtype:
+            raise ValueError(f"out: expected an ndarray of shape ({a.shape[0]}, {self.dim}) and "
+                             f"dtype {a.dtype}, got {getattr(out, 'shape', type(out).__name__)}"
+                             f" {getattr(out, 'dtype', '')}".rstrip())
+        else:
+            res = out
+        self._native.apply(a, res, _SIDES[side])
+        return res[0] if one and out is None else res
 
     def apply_key(self, x) -> np.ndarray:
         """psi(x): the key-side features (``apply(x, side="key")``)."""
