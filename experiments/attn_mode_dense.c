@@ -36,8 +36,8 @@ static kat_status dense_once(void *ctx)
     dense_call *c = ctx;
     attn_tensors *t = c->t;
     if (!c->backward)
-        return kat_attn_forward(c->plan, &t->q, &t->k, &t->v, &t->o, &t->lse, c->work);
-    return kat_attn_backward(c->plan, &t->q, &t->k, &t->v, &t->o, c->precise ? NULL : &t->lse,
+        return kat_attn_forward(c->plan, NULL, &t->q, &t->k, &t->v, &t->o, &t->lse, c->work);
+    return kat_attn_backward(c->plan, NULL, &t->q, &t->k, &t->v, &t->o, c->precise ? NULL : &t->lse,
                              &t->dout, &t->dq, &t->dk, &t->dv, c->work);
 }
 
@@ -57,7 +57,7 @@ kat_status attn_dense_bench(const attn_opts *o, attn_tensors *t, attn_bench_call
     dense_call *c = kat_calloc(1, sizeof *c);
     if (!c)
         return KAT_ENOMEM;
-    st = kat_attn_plan_create(&t->desc, &c->plan);
+    st = kat_attn_plan_create(&t->desc, NULL, &c->plan);
     if (st) {
         kat_free(c);
         return st;
