@@ -856,6 +856,73 @@ END_TEST
 
 /* Every allocation failure is reported cleanly and leaks nothing (the sanitizer and valgrind
  * runs check the leaks). */
+/* The pattern grammar and the window pattern of the front end: "window:W:G" is the block mask
+ * of kat_sparse_blockmask_global (checked against the fp64 masked reference), the plan names
+ * its solver, and with a workspace neither pass allocates. */
+START_TEST(test_window_pattern_plan)
+{
+    kat_attn_pattern p;
+    TU_OK(kat_attn_pattern_parse("window:24:3", &p));
+    ck_assert_int_eq(p.kind, KAT_ATTN_WINDOW);
+    ck_assert_uint_eq(p.window, 24);
+    ck_assert_uint_eq(p.global, 3);
+    size_t N = 150, D = 16, H = 2;
+    ts_problem pr;
+    ts_problem_init(&pr, 1, H, H, N, N, D, 1, 77);
+    for (size_t h = 0; h < H; h++)
+        for (size_t i = 0; i < N; i++)
+            for (size_t j = 0; j < N; j++)
+                *ts_allowed(&pr, 0, h, i, j) =
+                    rule_global(N, N, 3, 24, 1, i, j) && ts_causal_ok(&pr, i, j);
+    kat_attn_desc d = {1, H, H, N, N, D, 1, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_handle_create(&d, &p, NULL, &L));
+    ck_assert_str_eq(kat_attn_plan_solver(L->plan), "window");
+    ts_check_layout(&pr, L);
+    /* with a workspace: no allocation in either pass */
+    size_t fb = kat_attn_workspace_size(L->plan, KAT_ATTN_FORWARD);
+    size_t bb = kat_attn_workspace_size(L->plan, KAT_ATTN_BACKWARD), wb = fb > bb ? fb : bb;
+    void *work = aligned_alloc(64, (wb + 63) / 64 * 64);
+    float *buf = malloc((4 * N * D + N) * H * sizeof(float));
+    kat_tensor q = kat_tensor_view(pr.q, 1, H, N, D), k = kat_tensor_view(pr.k, 1, H, N, D);
+    kat_tensor v = kat_tensor_view(pr.v, 1, H, N, D), dout = kat_tensor_view(pr.dout, 1, H, N, D);
+    kat_tensor o = kat_tensor_view(buf, 1, H, N, D), dq = kat_tensor_view(buf + H * N * D, 1, H, N, D);
+    kat_tensor dk = kat_tensor_view(buf + 2 * H * N * D, 1, H, N, D);
+    kat_tensor dv = kat_tensor_view(buf + 3 * H * N * D, 1, H, N, D);
+    kat_tensor lse = kat_tensor_view(buf + 4 * H * N * D, 1, H, N, 1);
+    kat_debug_fail_alloc_at(1);
+    kat_status st = kat_attn_forward(L->plan, NULL, &q, &k, &v, &o, &lse, work);
+    if (!st)
+        st = kat_attn_backward(L->plan, NULL, &q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv, work);
+    size_t made = kat_debug_fail_alloc_at(0);
+    ck_assert_msg(st == KAT_OK, "%s", kat_last_error());
+    ck_assert_uint_eq(made, 0);
+    free(work), free(buf);
+    sp_handle_destroy(L);
+    ts_problem_free(&pr);
+    /* spellings and refusals */
+    TU_OK(kat_attn_pattern_parse("dense", &p));
+    ck_assert_int_eq(p.kind, KAT_ATTN_DENSE);
+    TU_OK(kat_attn_pattern_parse("lsh:16:5", &p));
+    ck_assert(p.kind == KAT_ATTN_LSH && p.buckets == 16 && p.seed == 5);
+    TU_OK(kat_attn_pattern_parse("hash:8", &p));
+    ck_assert(p.kind == KAT_ATTN_HASH && p.buckets == 8);
+    TU_EXPECT_ERR(kat_attn_pattern_parse("hash", &p), KAT_EINVAL, "the bucket count NB is missing");
+    TU_EXPECT_ERR(kat_attn_pattern_parse("hash:x", &p), KAT_EINVAL, "'x' is not a non-negative integer");
+    TU_EXPECT_ERR(kat_attn_pattern_parse("dense:3", &p), KAT_EINVAL, "dense takes no fields");
+    TU_EXPECT_ERR(kat_attn_pattern_parse("ring:2", &p), KAT_EINVAL, "unknown kind");
+    TU_EXPECT_ERR(kat_attn_pattern_parse("linear:taylor2", &p), KAT_EINVAL, "feature-map parser");
+    TU_EXPECT_ERR(kat_attn_pattern_parse(NULL, &p), KAT_EINVAL, "spec");
+    /* a pattern no solver runs: the sentence says why */
+    kat_attn_desc dv32 = {1, 2, 2, 10, 10, 16, 0, 0, 8};
+    kat_attn_plan *plan = NULL;
+    TU_EXPECT_ERR(kat_attn_plan_create(&dv32, NULL, &plan), KAT_ENOTSUP, "D_v = 8, D = 16");
+    kat_attn_desc strict = {1, 2, 2, 10, 10, 16, 2, 0, 0};
+    TU_EXPECT_ERR(kat_attn_plan_create(&strict, NULL, &plan), KAT_ENOTSUP, "strict");
+    ck_assert_ptr_null(plan);
+}
+END_TEST
+
 START_TEST(test_allocation_failures)
 {
     size_t N = 120, D = 8;
@@ -919,6 +986,7 @@ int main(void)
     tcase_add_test(tc, test_threads_and_split_units);
     tcase_add_test(tc, test_empty_and_tiny);
     tcase_add_test(tc, test_allocation_failures);
+    tcase_add_test(tc, test_window_pattern_plan);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
