@@ -76,6 +76,17 @@ check "bench linear --crossover" 0 "$kat" bench attn --mode linear --h 1 --n 256
 # linear overtakes flash somewhere for d = 8 (or the key is null: none up to 2^17)
 json_check "bench linear crossover_n and baseline" \
     '"crossover_n" in j and (j["crossover_n"] is None or 512 <= j["crossover_n"] <= 131072) and j["baseline"] == "dense causal flash" and j["baseline_ms"] > 0'
+# flash=0 without --baseline: no baseline at all (not the unfused N^2 attention), said plainly
+check "bench linear flash=0" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 8 --reps 1 \
+    --warmup 0 --sgemm 0 --params flash=0
+expect "bench flash=0 says it times no baseline" \
+    '  baseline  none (--baseline 1 times the unfused N^2 attention)'
+check "bench linear flash=0 --json" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 8 \
+    --reps 1 --warmup 0 --sgemm 0 --params flash=0 --json
+json_check "bench flash=0 baseline none" 'j["baseline"] == "none"'
+check "bench linear flash=0 --baseline 1" 0 "$kat" bench attn --mode linear --h 1 --n 256 \
+    --d 8 --reps 1 --warmup 0 --sgemm 0 --params flash=0 --baseline 1
+expect "bench --baseline 1 names the unfused baseline" '  baseline  unfused '
 check "bench --crossover with --backward refused" 1 "$kat" bench attn --mode linear --h 1 \
     --n 64 --d 8 --causal --backward --crossover
 check "bench linear state pass" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 16 \
