@@ -18,10 +18,15 @@ kat_status attn_dense_run(const attn_opts *o, attn_tensors *t, int grad)
     kat_status st = no_params(o, "kat attn");
     if (st)
         return st;
-    if (!grad)
-        return kat_attn_dense_forward(&t->q, &t->k, &t->v, &t->o, &t->lse, o->causal, o->scale);
-    return kat_attn_dense_backward(&t->q, &t->k, &t->v, &t->o, o->precise ? NULL : &t->lse,
-                                   &t->dout, &t->dq, &t->dk, &t->dv, o->causal, o->scale);
+    kat_attn_plan *plan;
+    if ((st = kat_attn_plan_create(&t->desc, NULL, &plan)))
+        return st;
+    st = grad ? kat_attn_backward(plan, NULL, &t->q, &t->k, &t->v, &t->o,
+                                  o->precise ? NULL : &t->lse, &t->dout, &t->dq, &t->dk, &t->dv,
+                                  NULL)
+              : kat_attn_forward(plan, NULL, &t->q, &t->k, &t->v, &t->o, &t->lse, NULL);
+    kat_attn_plan_destroy(plan);
+    return st;
 }
 
 typedef struct {
