@@ -181,7 +181,11 @@ int kat_cmd_attn(int argc, char **argv)
         rc = cli_fail("attn", "shapes", st);
         goto done;
     }
-    if ((rc = make_output(&lq, &t.q, 0, "o", &lo, &t.o)) ||
+    /* values may have their own head dimension: o has q's shape with v's last dimension */
+    t.desc.Dv = t.v.D;
+    kat_tensor o_shape = t.q;
+    o_shape.D = t.v.D;
+    if ((rc = make_output(&lq, &o_shape, 0, "o", &lo, &t.o)) ||
         (rc = make_output(&lq, &t.q, 1, "lse", &ll, &t.lse)))
         goto done;
     double t0 = cli_now();

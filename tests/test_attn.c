@@ -22,7 +22,7 @@ START_TEST(test_grid_small)
     for (size_t a = 0; a < nl; a++)
         for (size_t b = 0; b < nl; b++)
             for (int causal = 0; causal < 2; causal++) {
-                kat_attn_desc d = {1, 2, 0, small_lens[a], small_lens[b], D, causal, 0};
+                kat_attn_desc d = {1, 2, 0, small_lens[a], small_lens[b], D, causal, 0, 0};
                 at_check(&d, LAYOUT_CONTIGUOUS, 1000 + 10 * a + b, 1);
             }
 }
@@ -37,7 +37,7 @@ START_TEST(test_medium)
     size_t nc = tu_quick() ? 2 : sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < nc; i++)
         for (int causal = 0; causal < 2; causal++) {
-            kat_attn_desc d = {1, 1, 0, cases[i][0], cases[i][1], cases[i][2], causal, 0};
+            kat_attn_desc d = {1, 1, 0, cases[i][0], cases[i][1], cases[i][2], causal, 0, 0};
             at_check(&d, LAYOUT_CONTIGUOUS, 7 + i, 1);
         }
 }
@@ -49,7 +49,7 @@ START_TEST(test_odd_dims)
     const size_t odd[] = {1, 3, 17, 200, 255};
     const size_t M = tu_quick() ? 30 : 70;   /* valgrind: every D, fewer keys */
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
-        kat_attn_desc d = {1, 1, 0, 50, M, odd[i], (int)(i % 2), 0};
+        kat_attn_desc d = {1, 1, 0, 50, M, odd[i], (int)(i % 2), 0, 0};
         at_check(&d, LAYOUT_CONTIGUOUS, 30 + i, 1);
     }
 }
@@ -77,9 +77,9 @@ START_TEST(test_layouts)
     const int q = tu_quick();   /* valgrind: smaller, still two tiles each way with tails */
     for (int layout = 1; layout < LAYOUT_COUNT; layout++)
         for (int causal = 0; causal < 2; causal++) {
-            kat_attn_desc d = {2, 3, 0, q ? 50 : 65, q ? 100 : 130, 80, causal, 0};
+            kat_attn_desc d = {2, 3, 0, q ? 50 : 65, q ? 100 : 130, 80, causal, 0, 0};
             at_check(&d, layout, 70 + layout, 1);
-            kat_attn_desc g = {1, 4, 2, 49, 33, 16, causal, 0.3};
+            kat_attn_desc g = {1, 4, 2, 49, 33, 16, causal, 0.3, 0};
             at_check(&g, layout, 80 + layout, 1);
         }
 }
@@ -117,13 +117,13 @@ START_TEST(test_rows_without_keys)
         kat_arch saved = kat_arch_get();
         TU_OK(kat_arch_set((kat_arch)a));
         for (size_t M = 0; M <= 3; M += 3) {
-            kat_attn_desc d = {1, 2, 0, 10, M, 16, 1, 0};
+            kat_attn_desc d = {1, 2, 0, 10, M, 16, 1, 0, 0};
             at_case c;
             at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 5, 1.0, 1);
             kat_attn_plan *plan;
-            TU_OK(kat_attn_plan_create(&c.d, &plan));
-            TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
-            TU_OK(kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk,
+            TU_OK(kat_attn_plan_create(&c.d, NULL, &plan));
+            TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
+            TU_OK(kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk,
                                     &c.dv, NULL));
             for (size_t h = 0; h < 2; h++)
                 for (size_t n = 0; n < 10; n++) {
@@ -152,7 +152,7 @@ END_TEST
 START_TEST(test_huge_logits)
 {
     for (int causal = 0; causal < 2; causal++) {
-        kat_attn_desc d = {1, 1, 0, 70, 150, 64, causal, 0};
+        kat_attn_desc d = {1, 1, 0, 70, 150, 64, causal, 0, 0};
         at_case c;
         at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 11, 2500.0, 1);   /* logit spread 2500 */
         double mx = 0;
@@ -176,15 +176,15 @@ END_TEST
 START_TEST(test_deterministic_and_workspace)
 {
     /* valgrind: smaller, still above 2^22 multiply-adds, so the threads run */
-    kat_attn_desc d = {1, 3, 0, tu_quick() ? 100 : 150, tu_quick() ? 250 : 400, 64, 1, 0};
+    kat_attn_desc d = {1, 3, 0, tu_quick() ? 100 : 150, tu_quick() ? 250 : 400, 64, 1, 0, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 3, 1.0, 1);
     kat_attn_plan *plan;
-    TU_OK(kat_attn_plan_create(&c.d, &plan));
+    TU_OK(kat_attn_plan_create(&c.d, NULL, &plan));
     size_t n = 3 * d.N * 64, nk = 3 * d.M * 64;
     float *o1 = malloc(n * 4), *dq1 = malloc(n * 4), *dk1 = malloc(nk * 4);
-    TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
-    TU_OK(kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
+    TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
+    TU_OK(kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
                             NULL));
     memcpy(o1, c.o.data, n * 4), memcpy(dq1, c.dq.data, n * 4), memcpy(dk1, c.dk.data, nk * 4);
     size_t wf = kat_attn_workspace_size(plan, KAT_ATTN_FORWARD);
@@ -192,15 +192,15 @@ START_TEST(test_deterministic_and_workspace)
     ck_assert_uint_gt(wf, 0);
     ck_assert_uint_gt(wb, 0);
     void *work = kat_malloc(wf > wb ? wf : wb);
-    TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, work));
-    TU_OK(kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
+    TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, work));
+    TU_OK(kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
                             work));
     ck_assert(memcmp(o1, c.o.data, n * 4) == 0);
     ck_assert(memcmp(dq1, c.dq.data, n * 4) == 0);
     ck_assert(memcmp(dk1, c.dk.data, nk * 4) == 0);
     /* A misaligned workspace is refused and o is left alone. */
     memset(c.o.data, 0, n * 4);
-    TU_EXPECT_ERR(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, (char *)work + 4),
+    TU_EXPECT_ERR(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, (char *)work + 4),
                   KAT_EINVAL, "64-byte aligned");
     ck_assert(c.o.data[0] == 0.0f);
     kat_free(work);
@@ -233,7 +233,7 @@ static void fill_errors(at_case *c, double *err, const kat_tensor *dq, const kat
 START_TEST(test_one_shot_and_unfused)
 {
     for (int causal = 0; causal < 2; causal++) {
-        kat_attn_desc d = {2, 4, 2, 70, 90, 48, causal, 0.2};
+        kat_attn_desc d = {2, 4, 2, 70, 90, 48, causal, 0.2, 0};
         at_case c;
         at_case_init(&c, &d, LAYOUT_BNHD, 21, 1.0, 1);
         double err[AT_NOUT], tol[AT_NOUT];
@@ -257,7 +257,7 @@ START_TEST(test_one_shot_and_unfused)
         at_case_free(&c);
     }
     /* Causal with N > M through the unfused path: empty rows are 0 and -inf. */
-    kat_attn_desc d = {1, 1, 0, 9, 4, 8, 1, 0};
+    kat_attn_desc d = {1, 1, 0, 9, 4, 8, 1, 0, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 2, 1.0, 1);
     double err[AT_NOUT], tol[AT_NOUT];
@@ -300,19 +300,19 @@ END_TEST
 /* Bad input: each a clear error naming the argument, the caller's buffers unchanged. */
 START_TEST(test_bad_input)
 {
-    kat_attn_desc d = {1, 2, 0, 9, 11, 16, 0, 0};
+    kat_attn_desc d = {1, 2, 0, 9, 11, 16, 0, 0, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 4, 1.0, 1);
     kat_attn_plan *plan;
-    TU_OK(kat_attn_plan_create(&c.d, &plan));
-    TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
+    TU_OK(kat_attn_plan_create(&c.d, NULL, &plan));
+    TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
     size_t no = 2 * 9 * 16;
     float *o_saved = malloc(no * 4), *dq_saved = malloc(no * 4);
     memcpy(o_saved, c.o.data, no * 4);
     for (size_t i = 0; i < no; i++)
         c.dq.data[i] = 7.0f;
     memcpy(dq_saved, c.dq.data, no * 4);
-#define FWD(...) kat_attn_forward(__VA_ARGS__, NULL)
+#define FWD(p, ...) kat_attn_forward(p, NULL, __VA_ARGS__, NULL)
 #define UNCHANGED()                                                                        \
     do {                                                                                   \
         ck_assert(memcmp(o_saved, c.o.data, no * 4) == 0);                                 \
@@ -322,22 +322,22 @@ START_TEST(test_bad_input)
     kat_attn_desc bad = d;
     bad.D = 0;
     kat_attn_plan *p2 = (kat_attn_plan *)0x1;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EINVAL, "D = 0");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EINVAL, "D = 0");
     ck_assert_ptr_eq(p2, (kat_attn_plan *)0x1);
     bad.D = 257;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EINVAL, "D = 257");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EINVAL, "D = 257");
     bad = d, bad.H = 3, bad.H_kv = 2;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EINVAL, "multiple of H_kv");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EINVAL, "multiple of H_kv");
     bad = d, bad.H_kv = 4;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EINVAL, "H_kv = 4");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EINVAL, "H_kv = 4");
     bad = d, bad.scale = NAN;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EDOM, "scale");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EDOM, "scale");
     bad = d, bad.N = (size_t)1 << 31;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_ERANGE, "N = ");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_ERANGE, "N = ");
     bad = d, bad.B = SIZE_MAX / 4;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_ERANGE, "overflows");
-    TU_EXPECT_ERR(kat_attn_plan_create(NULL, &p2), KAT_EINVAL, "desc");
-    TU_EXPECT_ERR(kat_attn_plan_create(&d, NULL), KAT_EINVAL, "out");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_ERANGE, "overflows");
+    TU_EXPECT_ERR(kat_attn_plan_create(NULL, NULL, &p2), KAT_EINVAL, "desc");
+    TU_EXPECT_ERR(kat_attn_plan_create(&d, NULL, NULL), KAT_EINVAL, "out");
     /* NULL arguments */
     TU_EXPECT_ERR(FWD(NULL, &c.q, &c.k, &c.v, &c.o, &c.lse), KAT_EINVAL, "plan");
     TU_EXPECT_ERR(FWD(plan, NULL, &c.k, &c.v, &c.o, &c.lse), KAT_EINVAL, "q is NULL");
@@ -381,7 +381,7 @@ START_TEST(test_bad_input)
     c.k.data[40] = keep;
     UNCHANGED();
     /* backward */
-#define BWD(...) kat_attn_backward(plan, __VA_ARGS__, NULL)
+#define BWD(...) kat_attn_backward(plan, NULL, __VA_ARGS__, NULL)
     TU_EXPECT_ERR(BWD(&c.q, &c.k, &c.v, NULL, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv), KAT_EINVAL,
                   "o is NULL");
     TU_EXPECT_ERR(BWD(&c.q, &c.k, &c.v, &c.o, &c.lse, NULL, &c.dq, &c.dk, &c.dv), KAT_EINVAL,
@@ -453,12 +453,12 @@ static int same_floats(const kat_tensor *t, const float *snap)
 
 START_TEST(test_alloc_failures)
 {
-    kat_attn_desc d = {1, 2, 1, 30, 40, 16, 1, 0};
+    kat_attn_desc d = {1, 2, 1, 30, 40, 16, 1, 0, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 6, 1.0, 1);
     kat_attn_plan *plan;
-    TU_OK(kat_attn_plan_create(&c.d, &plan));
-    TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
+    TU_OK(kat_attn_plan_create(&c.d, NULL, &plan));
+    TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
     const kat_tensor *outs[] = {&c.o, &c.lse, &c.dq, &c.dk, &c.dv};
     float *snap[5];
     for (int i = 0; i < 5; i++) {
@@ -477,14 +477,14 @@ START_TEST(test_alloc_failures)
             kat_status st = KAT_OK;
             kat_debug_fail_alloc_at(n);
             switch (call) {
-            case 0: st = kat_attn_plan_create(&c.d, &p2); break;
-            case 1: st = kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL); break;
+            case 0: st = kat_attn_plan_create(&c.d, NULL, &p2); break;
+            case 1: st = kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL); break;
             case 2:
-                st = kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk,
+                st = kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk,
                                        &c.dv, NULL);
                 break;
             case 3:
-                st = kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, NULL, &c.dout, &c.dq, &c.dk,
+                st = kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, NULL, &c.dout, &c.dq, &c.dk,
                                        &c.dv, NULL);
                 break;
             case 4: st = kat_attn_unfused_forward(&c.d, &c.q, &c.k, &c.v, &c.o, &c.lse); break;

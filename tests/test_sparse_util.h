@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sparse_plan.h"
 #include "testutil.h"
 
 typedef struct {
@@ -229,7 +230,7 @@ static void ts_check_lse(const float *got, const float *naive, const double *ref
 
 /* Run a layout's forward and backward on p and compare every output with the masked fp64
  * reference within the naive-fp32 tolerance. */
-static void ts_check_layout(const ts_problem *p, const kat_sparse_layout *L)
+static void ts_check_layout(const ts_problem *p, const sp_handle *L)
 {
     size_t nq = p->B * p->H * p->N, nk = p->B * p->Hkv * p->M, D = p->D;
     float *o = malloc((nq * D + 1) * sizeof(float)), *lse = malloc((nq + 1) * sizeof(float));
@@ -251,8 +252,8 @@ static void ts_check_layout(const ts_problem *p, const kat_sparse_layout *L)
     kat_tensor tdq = kat_tensor_view(dq, p->B, p->H, p->N, D);
     kat_tensor tdk = kat_tensor_view(dk, p->B, p->Hkv, p->M, D);
     kat_tensor tdv = kat_tensor_view(dv, p->B, p->Hkv, p->M, D);
-    TU_OK(kat_sparse_forward(L, &tq, &tk, &tv, &to, &tl, NULL));
-    TU_OK(kat_sparse_backward(L, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv, NULL));
+    TU_OK(sp_forward(L, &tq, &tk, &tv, &to, &tl, NULL));
+    TU_OK(sp_backward(L, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv, NULL));
 
     double *ro = malloc((nq * D + 1) * sizeof(double)), *rl = malloc((nq + 1) * sizeof(double));
     double *rdq = malloc((nq * D + 1) * sizeof(double));

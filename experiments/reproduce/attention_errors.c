@@ -97,22 +97,20 @@ static kat_status window_error(attn_tensors *t, double *err)
     size_t n = d->H * d->N * d->D;
     kat_attn_desc dd = *d;
     dd.causal = 1;
-    kat_sparse_blockmask *bm = NULL;
-    kat_sparse_layout *L = NULL;
+    kat_attn_pattern pat = {.kind = KAT_ATTN_WINDOW, .window = ERR_WINDOW, .block_q = 48,
+                            .block_k = 48};
+    kat_attn_plan *plan = NULL;
     double *ref = kat_malloc(n * sizeof *ref);
     kat_status st = ref ? KAT_OK : KAT_ENOMEM;
     if (!st)
-        st = kat_sparse_blockmask_sliding_window(d->N, d->M, ERR_WINDOW, 1, 48, 48, &bm);
+        st = kat_attn_plan_create(&dd, &pat, &plan);
     if (!st)
-        st = kat_sparse_block_layout_create(&dd, bm, &L);
-    if (!st)
-        st = kat_sparse_forward(L, &t->q, &t->k, &t->v, &t->o, NULL, NULL);
+        st = kat_attn_forward(plan, NULL, &t->q, &t->k, &t->v, &t->o, NULL, NULL);
     if (!st)
         st = window_reference(t, ERR_WINDOW, ref);
     if (!st)
         *err = rel_err(t->o.data, ref, n);
-    kat_sparse_layout_destroy(L);
-    kat_sparse_blockmask_destroy(bm);
+    kat_attn_plan_destroy(plan);
     kat_free(ref);
     return st;
 }

@@ -11,7 +11,8 @@
 #define BQ KAT_FLASH_BQ
 #define BK KAT_FLASH_BK
 
-kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, kat_sparse_layout **out)
+kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, int threads,
+                                   kat_sparse_layout **out)
 {
     if (!out)
         return kat_fail(KAT_EINVAL, "sparse layout: out is NULL");
@@ -35,7 +36,7 @@ kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, kat_sparse_layout 
     L->g = d.H_kv ? d.H / d.H_kv : 1;
     L->shift = (int32_t)((int64_t)d.M - (int64_t)d.N - (causal == KAT_SPARSE_CAUSAL_STRICT));
     kat_flash_ctx_init(&L->ctx, kat_kernels_get(), d.D, d.scale);
-    L->threads = kat_num_threads();
+    L->threads = threads > 0 ? threads : 1;
     *out = L;
     return KAT_OK;
 }
