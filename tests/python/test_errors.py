@@ -130,11 +130,17 @@ def test_num_threads():
 
 def test_gil_released_during_compute(rng):
     """While one thread runs a probe, another keeps running Python: with the GIL held for the
-    whole call it would stall for the call's full duration."""
-    q = rng.standard_normal((400, 8))
-    t0 = time.perf_counter()
-    kat.rank("exp(x/3)", q)
-    duration = time.perf_counter() - t0
+    whole call it would stall for the call's full duration. The probe is made long enough
+    (>= 0.2 s) that the scheduling noise of a loaded machine (tens of ms) stays well apart."""
+    n = 400
+    while True:
+        q = rng.standard_normal((n, 8))
+        t0 = time.perf_counter()
+        kat.rank("exp(x/3)", q)
+        duration = time.perf_counter() - t0
+        if duration >= 0.2 or n >= 3200:
+            break
+        n *= 2
     worker = threading.Thread(target=kat.rank, args=("exp(x/3)", q))
     stamps = []
     worker.start()
