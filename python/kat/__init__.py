@@ -1,10 +1,12 @@
-"""kat, the Kernel Attention Toolkit, for Python: rank probes, spectra, feature maps and the
-theorem registry on NumPy arrays, computed by libkat with the GIL released.
+"""kat, the Kernel Attention Toolkit, for Python: attention with every pattern (NumPy, and
+PyTorch autograd in kat.torch), rank probes, spectra, feature maps and the theorem registry,
+computed by libkat with the GIL released.
 
 Errors are exceptions carrying kat's sentence: ValueError (a bad argument, NaN or Inf in the
 data), MemoryError, OverflowError (sizes beyond what kat supports), NotImplementedError,
 ArithmeticError (LAPACK did not converge), OSError (files)."""
 from . import _native
+from ._attention import attention, attention_backward
 from .featmap import (FeatureMap, elu1, favor, featmap, group, poly, python_map, rff,
                       taylor)
 from .rank import RankResult, kernel_matrix, matrix_rank, points, rank
@@ -14,6 +16,14 @@ from .spectra import (MonotoneReport, bernstein, circulant_spectrum, completely_
 from .theorems import Theorem, TheoremResult, TheoremValue, check_theorems, run_theorem, theorems
 
 __version__ = _native.version()
+
+
+def __getattr__(name):
+    """kat.torch is imported on first use (importing torch takes a while)."""
+    if name == "torch":
+        import importlib
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module 'kat' has no attribute {name!r}")
 
 
 def set_num_threads(n: int) -> None:
@@ -33,7 +43,7 @@ def build_info() -> dict:
 
 
 __all__ = [
-    "FeatureMap", "MonotoneReport", "RankResult", "Theorem", "TheoremResult", "TheoremValue",
+    "FeatureMap", "MonotoneReport", "attention", "attention_backward", "RankResult", "Theorem", "TheoremResult", "TheoremValue",
     "bernstein", "build_info", "check_theorems", "circulant_spectrum", "completely_monotone",
     "cyclic_spectrum", "elu1", "embed", "favor", "featmap", "group", "hypercube_spectrum",
     "hyperrect_matrix", "hyperrect_spectrum", "kernel_matrix", "matrix_rank", "num_threads",

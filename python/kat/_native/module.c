@@ -97,7 +97,7 @@ PyMODINIT_FUNC PyInit__native(void)
     if (!m)
         return NULL;
     PyMethodDef *tables[] = {base_methods, katpy_rank_methods, katpy_spectra_methods,
-                             katpy_featmap_methods, katpy_theorem_methods};
+                             katpy_featmap_methods, katpy_theorem_methods, katpy_attn_methods};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         if (add_methods(m, tables[i]) < 0)
             goto fail;

@@ -69,5 +69,6 @@ extern PyMethodDef katpy_rank_methods[];
 extern PyMethodDef katpy_spectra_methods[];
 extern PyMethodDef katpy_featmap_methods[];
 extern PyMethodDef katpy_theorem_methods[];
+extern PyMethodDef katpy_attn_methods[];
 
 #endif

@@ -1,0 +1,167 @@
+"""kat.attention and kat.attention_backward on NumPy arrays against the fp64 reference, for
+every pattern, with odd N, GQA, D not a multiple of 16, N = 1 and strided inputs."""
+import numpy as np
+import pytest
+
+import kat
+from attn_reference import EPS, allowed_mask, check_close, reference
+
+
+def data(rng, B, H, Hkv, N, M, D, Dv=None):
+    Dv = Dv or D
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    return f(B, H, N, D), f(B, Hkv, M, D), f(B, Hkv, M, Dv), f(B, H, N, Dv)
+
+
+def run_and_check(rng, frozen, pattern, B, H, Hkv, N, M, D, causal, **extra):
+    q, k, v, do = data(rng, B, H, Hkv, N, M, D)
+    per_call = dict(extra)
+    allowed = allowed_mask(pattern, B, H, Hkv, N, M, causal, **per_call)
+    scale = 1 / np.sqrt(D)
+    guard = frozen(q, k, v, do, *[x for x in per_call.values() if isinstance(x, np.ndarray)])
+    o, lse = kat.attention(q, k, v, pattern=pattern, causal=causal, return_lse=True, **per_call)
+    dq, dk, dv = kat.attention_backward(q, k, v, o, do, lse, pattern=pattern, causal=causal,
+                                        **per_call)
+    guard.check()
+    ref = reference(q, k, v, allowed, scale, dout=do)
+    import torch
+    naive = reference(q, k, v, allowed, scale, dtype=torch.float32, dout=do)
+    check_close(o, ref["o"], naive["o"], ref["mag_o"], "o")
+    seen = allowed.any(-1)
+    np.testing.assert_allclose(lse[seen], ref["lse"][seen], rtol=1e-5, atol=1e-5)
+    assert np.all(np.isneginf(lse[~seen])) and np.all(o[~seen] == 0)
+    lse_term = EPS * float(np.abs(ref["lse"][seen]).max(initial=0.0))
+    for name, got in (("dq", dq), ("dk", dk), ("dv", dv)):
+        check_close(got, ref[name], naive[name], ref["mag_" + name], name,
+                    extra=lse_term * float(ref["mag_" + name].max()))
+
+
+SHAPES = [  # B, H, Hkv, N, M, D
+    (1, 1, 1, 1, 1, 8),
+    (2, 3, 3, 37, 37, 20),
+    (1, 4, 2, 65, 65, 24),     # GQA
+    (2, 2, 1, 31, 47, 33),     # N != M, D odd
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_dense(rng, frozen, shape, causal):
+    run_and_check(rng, frozen, "dense", *shape, causal)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_hash_with_bucket_ids(rng, frozen, shape, causal):
+    B, H, Hkv, N, M, D = shape
+    for dtype in (np.int64, np.int32, np.uint8):
+        qb = rng.integers(0, 3, (B, H, N)).astype(dtype)
+        kb = rng.integers(0, 3, (B, Hkv, M)).astype(dtype)
+        run_and_check(rng, frozen, "hash", *shape, causal, q_buckets=qb, k_buckets=kb)
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+@pytest.mark.parametrize("causal", [False, True])
+def test_qkdrop_with_keep_masks(rng, frozen, shape, causal):
+    B, H, Hkv, N, M, D = shape
+    qk = rng.random((B, H, N)) < 0.7            # bool
+    kk = (rng.random((B, Hkv, M)) < 0.6).astype(np.int8)   # integers, nonzero keeps
+    run_and_check(rng, frozen, "qkdrop", *shape, causal, q_keep=qk, k_keep=kk)
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:3])
+@pytest.mark.parametrize("spec,causal", [("window:5", True), ("window:7", False),
+                                         ("window:4:3", True), ("window:0:2", False)])
+def test_window(rng, frozen, shape, spec, causal):
+    run_and_check(rng, frozen, spec, *shape, causal)
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+def test_blockmask(rng, frozen, shape):
+    B, H, Hkv, N, M, D = shape
+    mask = rng.random((N, M)) < 0.3
+    run_and_check(rng, frozen, "blockmask", *shape, False, mask=mask)
+    mask = rng.random((1, H, N, M)) < 0.5
+    run_and_check(rng, frozen, "blockmask", *shape, True, mask=mask)
+
+
+def test_lsh_runs_and_is_seeded(rng):
+    q, k, v, do = data(rng, 1, 2, 2, 40, 40, 16)
+    o1, lse = kat.attention(q, k, v, pattern="lsh:4:7", return_lse=True)
+    o2 = kat.attention(q, k, v, pattern="lsh:4:7")
+    np.testing.assert_array_equal(o1, o2)
+    dq, dk, dv = kat.attention_backward(q, k, v, o1, do, lse, pattern="lsh:4:7")
+    assert all(np.isfinite(x).all() for x in (dq, dk, dv))
+    # each query sees a subset of the keys: the lse is at most the dense one
+    _, dense_lse = kat.attention(q, k, v, return_lse=True)
+    assert np.all(lse <= dense_lse + 1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_linear_taylor(rng, frozen, causal):
+    B, H, N, D = 2, 2, 45, 12
+    q, k, v, do = data(rng, B, H, H, N, N, D)
+    q, k = q / 3, k / 3
+    allowed = allowed_mask("dense", B, H, H, N, N, causal)
+    guard = frozen(q, k, v, do)
+    o = kat.attention(q, k, v, pattern="linear:taylor:2", causal=causal)
+    dq, dk, dv = kat.attention_backward(q, k, v, o, do, pattern="linear:taylor:2", causal=causal)
+    guard.check()
+    import torch
+    kern = ("taylor2", float(np.sqrt(D)))
+    ref = reference(q, k, v, allowed, 1.0, kernel=kern, dout=do)
+    naive = reference(q, k, v, allowed, 1.0, kernel=kern, dtype=torch.float32, dout=do)
+    # The chunked engine sums in another order than the naive formula: 8 eps of headroom.
+    for name, got in (("o", o), ("dq", dq), ("dk", dk), ("dv", dv)):
+        check_close(got, ref[name], naive[name], ref["mag_" + name], name,
+                    extra=8 * EPS * float(ref["mag_" + name].max()))
+
+
+def test_linear_with_a_python_map(rng):
+    class Elu1:
+        def __init__(self, d):
+            self.in_dim = self.dim = d
+            self.positive = True
+
+        def apply(self, x):
+            return np.where(x > 0, x + 1, np.exp(x))
+    q, k, v, do = data(rng, 1, 2, 2, 30, 30, 8)
+    o = kat.attention(q, k, v, pattern=Elu1(8), causal=True)
+    builtin = kat.attention(q, k, v, pattern="linear:elu1", causal=True)
+    np.testing.assert_allclose(o, builtin, rtol=1e-5, atol=1e-6)
+    with pytest.raises(NotImplementedError, match="no gradient"):
+        kat.attention_backward(q, k, v, o, do, pattern=Elu1(8), causal=True)
+
+
+def test_strided_views_are_read_in_place(rng):
+    B, H, N, D = 2, 3, 29, 16
+    base = rng.standard_normal((B, N, H, 3 * D)).astype(np.float32)   # [B, N, H, 3D] packed qkv
+    q, k, v = (base[..., i * D:(i + 1) * D].transpose(0, 2, 1, 3) for i in range(3))
+    assert not q.flags.c_contiguous and q.base is not None
+    want, wlse = kat.attention(*(np.ascontiguousarray(x) for x in (q, k, v)), causal=True,
+                               return_lse=True)
+    got, lse = kat.attention(q, k, v, causal=True, return_lse=True)
+    np.testing.assert_array_equal(got, want)
+    do = rng.standard_normal(q.shape).astype(np.float32)
+    g1 = kat.attention_backward(q, k, v, got, do, lse, causal=True)
+    g2 = kat.attention_backward(*(np.ascontiguousarray(x) for x in (q, k, v)), want, do, wlse,
+                                causal=True)
+    for a, b in zip(g1, g2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_lower_ranks_and_scale(rng):
+    q, k, v, _ = data(rng, 1, 1, 1, 9, 11, 5)
+    o3 = kat.attention(q[0], k[0], v[0], scale=0.3)
+    o2 = kat.attention(q[0, 0], k[0, 0], v[0, 0], scale=0.3)
+    np.testing.assert_array_equal(o3[0], o2)
+    ref = reference(q, k, v, np.ones((1, 1, 9, 11), bool), 0.3)
+    assert np.abs(o2 - ref["o"][0, 0]).max() < 1e-5
+    assert o2.shape == (9, 5)
+
+
+def test_value_dimension_may_differ(rng):
+    q, k, _, _ = data(rng, 1, 2, 2, 10, 10, 8)
+    v = rng.standard_normal((1, 2, 10, 5)).astype(np.float32)
+    o = kat.attention(q, k, v, pattern="linear:elu1")
+    assert o.shape == (1, 2, 10, 5)
