@@ -165,3 +165,51 @@ def test_value_dimension_may_differ(rng):
     v = rng.standard_normal((1, 2, 10, 5)).astype(np.float32)
     o = kat.attention(q, k, v, pattern="linear:elu1")
     assert o.shape == (1, 2, 10, 5)
+
+
+def test_bad_input(rng, frozen):
+    q, k, v, do = data(rng, 1, 2, 2, 8, 8, 4)
+    guard = frozen(q, k, v)
+    with pytest.raises(ValueError, match=r"q: dtype float64; kat attention computes in float32"):
+        kat.attention(q.astype(np.float64), k, v)
+    with pytest.raises(ValueError, match=r"k: expected 4 dimensions like q"):
+        kat.attention(q, k[0], v)
+    with pytest.raises(ValueError, match="H = 2 query heads is not a multiple of H_kv = 6"):
+        kat.attention(q, np.concatenate([k, k, k], axis=1), np.concatenate([v, v, v], axis=1))
+    with pytest.raises(ValueError,
+                       match=r"k: shape \[1, 2, 8, 3\] does not match q \[1, 2, 8, 4\]"):
+        kat.attention(q, k[..., :3], v)
+    with pytest.raises(ValueError, match=r"v: the last dimension must be contiguous \(stride 4 "
+                                         r"bytes, got 8\)"):
+        kat.attention(q, k, np.repeat(v, 2, axis=-1)[..., ::2])
+    bad = q.copy()
+    bad[0, 1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"q: element \[0, 1, 2, 3\] is nan"):
+        kat.attention(bad, k, v)
+    qb = np.zeros((1, 2, 8), dtype=np.int64)
+    qb[0, 1, 5] = -2
+    with pytest.raises(ValueError, match=r"q_buckets: entry \(0, 1, 5\) is -2; bucket ids are "
+                                         r"integers >= 0"):
+        kat.attention(q, k, v, pattern="hash", q_buckets=qb, k_buckets=np.zeros((1, 2, 8), int))
+    with pytest.raises(ValueError, match=r"k_buckets: shape \(1, 2, 7\), expected \(1, 2, 8\)"):
+        kat.attention(q, k, v, pattern="hash", q_buckets=np.zeros((1, 2, 8), int),
+                      k_buckets=np.zeros((1, 2, 7), int))
+    with pytest.raises(ValueError, match="q_buckets: dtype float32 is not an integer type"):
+        kat.attention(q, k, v, pattern="hash", q_buckets=np.zeros((1, 2, 8), np.float32),
+                      k_buckets=np.zeros((1, 2, 8), int))
+    with pytest.raises(ValueError, match="pattern 'hash' needs q_buckets and k_buckets"):
+        kat.attention(q, k, v, pattern="hash")
+    with pytest.raises(ValueError, match="q_keep/k_keep: only the qkdrop pattern"):
+        kat.attention(q, k, v, q_keep=np.ones((1, 2, 8), bool))
+    with pytest.raises(ValueError, match="pattern 'blockmask' needs mask="):
+        kat.attention(q, k, v, pattern="blockmask")
+    with pytest.raises(ValueError, match=r"pattern 'sparse': unknown kind"):
+        kat.attention(q, k, v, pattern="sparse")
+    with pytest.raises(ValueError, match="return_lse: linear attention has no softmax"):
+        kat.attention(q, k, v, pattern="linear:elu1", return_lse=True)
+    with pytest.raises(ValueError, match="needs a feature map"):
+        kat.attention(q, k, v, pattern="linear")
+    o, lse = kat.attention(q, k, v, pattern="window:3", return_lse=True)
+    with pytest.raises(ValueError, match=r"dout: shape \(1, 2, 8, 3\), expected \(1, 2, 8, 4\)"):
+        kat.attention_backward(q, k, v, o, do[..., :3], lse, pattern="window:3")
+    guard.check()
