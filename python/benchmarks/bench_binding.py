@@ -6,13 +6,13 @@ Time: kat.rank (the package: argument checks, buffer views, the GIL released, th
 object) against kat_rank_probe called through ctypes on the same float64 arrays (one foreign
 call, no checks), alternately, REPS times each; medians and their ratio. Also the feature map
 apply on float32 rows (kat.FeatureMap.apply against kat_featmap_apply_f32).
-Memory: the peak resident set of a fresh process that runs one probe through the package,
+Memory: the rise of the resident set (VmHWM, reset just before the call, over VmRSS) of a
+fresh process that runs one probe through the package,
 against a fresh process that makes the same call through ctypes, both after importing numpy
 and the extension (so the libraries are mapped in both)."""
 import argparse
 import ctypes
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -111,37 +111,42 @@ def timing(reps):
 
 
 CHILD = """
-import sys, resource, numpy as np, kat
+import sys, numpy as np, kat
 sys.path.insert(0, {here!r})
 import bench_binding as b
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+c = b.CProbe("exp(x/4)")
 n = {n}
 rng = np.random.default_rng(0)
 q, k = rng.standard_normal((n, 16)), rng.standard_normal((n, 16))
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = status("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")   # reset the high-water mark
 if {python}:
     kat.rank("exp(x/4)", q, k)
 else:
-    b.CProbe("exp(x/4)")(q, k)
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    c(q, k)
+print(base, status("VmHWM:"))
 """
 
 
 def memory():
     here = os.path.dirname(os.path.abspath(__file__))
-    print("peak resident set of one dense probe (fresh process each; KiB)")
-    for n in (3072, 4096):
+    print("peak resident set of one dense probe above the resident set before it (fresh "
+          "process each; KiB)")
+    for n in (2048, 3072):
         peaks = {}
         for python in (False, True):
             code = CHILD.format(here=here, n=n, python=python)
             r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                check=True, env=dict(os.environ))
-            peaks[python] = [int(v) for v in r.stdout.split()]
+            base, peak = (int(v) for v in r.stdout.split())
+            peaks[python] = peak - base
         mat = n * n * 8 // 1024
-        cb, cp = peaks[False]
-        pb, pp = peaks[True]
-        ratio = f"{(pp - pb) / (cp - cb):.3f}" if cp > cb else "n/a"
-        print(f"n = m = {n}: M alone {mat} KiB; C call peak {cp} (+{cp - cb}), Python call peak "
-              f"{pp} (+{pp - pb}); ratio of the increases {ratio}")
+        print(f"n = m = {n}: M alone {mat} KiB; C call +{peaks[False]}, Python call "
+              f"+{peaks[True]}; Python/C {peaks[True] / peaks[False]:.3f}")
 
 
 if __name__ == "__main__":
