@@ -213,3 +213,14 @@ def test_bad_input(rng, frozen):
     with pytest.raises(ValueError, match=r"dout: shape \(1, 2, 8, 3\), expected \(1, 2, 8, 4\)"):
         kat.attention_backward(q, k, v, o, do[..., :3], lse, pattern="window:3")
     guard.check()
+
+
+def test_read_only_inputs(rng):
+    q, k, v, do = data(rng, 1, 2, 2, 16, 16, 8)
+    for a in (q, k, v, do):
+        a.flags.writeable = False
+    o, lse = kat.attention(q, k, v, return_lse=True, causal=True)
+    kat.attention_backward(q, k, v, o, do, lse, causal=True)
+    x = rng.standard_normal((10, 3))
+    x.flags.writeable = False
+    assert kat.rank("exp(x)", x).rank == 10

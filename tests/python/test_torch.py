@@ -176,3 +176,13 @@ def test_errors():
         kt.attention(q, k, v, pattern=Identity())
     with torch.no_grad():   # forward only: fine
         assert kt.attention(q, k, v, pattern=Identity()).shape == q.shape
+
+
+def test_expanded_incoming_gradient():
+    """o.sum().backward() hands the backward an expanded gradient (all strides 0)."""
+    q, k, v = tensors(1, 2, 2, 12, 12, 8)
+    kt.attention(q, k, v, is_causal=True).sum().backward()
+    q2, k2, v2 = (x.detach().clone().requires_grad_() for x in (q, k, v))
+    kt.attention(q2, k2, v2, is_causal=True).backward(torch.ones(1, 2, 12, 8))
+    for a, b in ((q, q2), (k, k2), (v, v2)):
+        assert torch.equal(a.grad, b.grad)
