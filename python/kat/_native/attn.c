@@ -199,10 +199,10 @@ static PyObject *py_attention(PyObject *self, PyObject *args)
         st = kat_attn_backward(plan, &a, &t[T_Q], &t[T_K], &t[T_V], &t[T_O], lse, &t[T_DO],
                                &t[T_DQ], &t[T_DK], &t[T_DV], NULL);
     Py_END_ALLOW_THREADS
-    if ((fm && fm->cb && fm->cb->exc_type) || st)
-        katpy_callback_raise(fm ? fm->cb : NULL, st);
-    else
+    PyObject *none = katpy_finish(fm ? fm->cb : NULL, st);
+    if (none)
         ret = PyUnicode_FromString(kat_attn_plan_solver(plan));
+    Py_XDECREF(none);
 done:
     kat_attn_plan_destroy(plan);
     kat_sparse_blockmask_destroy(mask);

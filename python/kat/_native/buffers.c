@@ -131,6 +131,13 @@ PyObject *katpy_callback_raise(katpy_callback *cb, kat_status st)
     return katpy_raise(st);
 }
 
+PyObject *katpy_finish(katpy_callback *cb, kat_status st)
+{
+    if ((cb && cb->exc_type) || st)
+        return katpy_callback_raise(cb, st);
+    Py_RETURN_NONE;
+}
+
 void katpy_callback_clear(katpy_callback *cb)
 {
     Py_CLEAR(cb->exc_type);

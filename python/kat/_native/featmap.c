@@ -107,11 +107,6 @@ static PyObject *fm_has_vjp(PyObject *self, void *unused)
     return PyBool_FromLong(kat_featmap_has_vjp(((katpy_featmap *)self)->fm));
 }
 
-static PyObject *raise_after(katpy_featmap *o, kat_status st)
-{
-    return katpy_callback_raise(o->cb, st);
-}
-
 /* apply(x, out, side): out = phi(x) (side 0) or psi(x) (side 1), float64 or float32 rows. */
 static PyObject *fm_apply(PyObject *self, PyObject *args)
 {
@@ -147,10 +142,7 @@ static PyObject *fm_apply(PyObject *self, PyObject *args)
         st = kat_featmap_apply_f32(o->fm, (kat_side)side, n, xb.view.buf, ldx, fb.view.buf, ldf);
         Py_END_ALLOW_THREADS
     }
-    if ((o->cb && o->cb->exc_type) || st)
-        raise_after(o, st);
-    else
-        ret = Py_NewRef(Py_None);
+    ret = katpy_finish(o->cb, st);
 done:
     katpy_buf_release(&xb);
     katpy_buf_release(&fb);
@@ -186,10 +178,7 @@ static PyObject *fm_score(PyObject *self, PyObject *args)
             st = kat_featmap_score(o->fm, Q.data + i * Q.ld, K.data + j * K.ld,
                                    S.data + i * S.ld + j);
     Py_END_ALLOW_THREADS
-    if ((o->cb && o->cb->exc_type) || st)
-        raise_after(o, st);
-    else
-        ret = Py_NewRef(Py_None);
+    ret = katpy_finish(o->cb, st);
 done:
     katpy_buf_release(&qb);
     katpy_buf_release(&kb);

@@ -45,6 +45,8 @@ void katpy_callback_keep_error(katpy_callback *cb);
 /* After kat returned status st: raise the kept exception if there is one, else kat's error.
  * Returns NULL. */
 PyObject *katpy_callback_raise(katpy_callback *cb, kat_status st);
+/* After kat returned st: None, or NULL with the kept exception (if any) or kat's error. */
+PyObject *katpy_finish(katpy_callback *cb, kat_status st);
 /* Forget a kept exception (the GIL is held). */
 void katpy_callback_clear(katpy_callback *cb);
 

@@ -29,6 +29,29 @@ static PyObject *result_dict(const kat_rank_result *r)
     return d;
 }
 
+/* The kernel of the rank calls: a FeatureMap, or an entrywise function (None, an expression,
+ * a Python adapter). */
+typedef struct {
+    const kat_featmap *fm;   /* set for a feature map */
+    kat_fn *f;               /* else the function (NULL: the identity) */
+    katpy_callback own;      /* the function's callback state */
+    katpy_callback *cb;      /* where a Python callback's exception is kept (may be NULL) */
+} kernel_arg;
+
+static int kernel_get(PyObject *obj, kernel_arg *k)
+{
+    memset(k, 0, sizeof *k);
+    if (PyObject_TypeCheck(obj, &katpy_featmap_type)) {
+        k->fm = ((katpy_featmap *)obj)->fm;
+        k->cb = ((katpy_featmap *)obj)->cb;
+        return 0;
+    }
+    k->cb = &k->own;
+    return katpy_fn(obj, &k->f, &k->own);
+}
+
+static void kernel_release(kernel_arg *k) { katpy_fn_release(k->f, &k->own); }
+
 /* probe(f, q, k, form, scale, method, rtol, atol, eps, predict, seed, block, oversample,
  *       power_iters, max_rank, tile_rows): f is None, an expression, a callable adapter or a
  * FeatureMap; k may be None (k = q). */
@@ -78,33 +101,21 @@ static PyObject *py_probe(PyObject *self, PyObject *args)
     }
     PyObject *ret = NULL;
     kat_rank_result res;
-    katpy_callback fcb = {0}, *cb = &fcb;
-    kat_fn *f = NULL;
-    if (PyObject_TypeCheck(fobj, &katpy_featmap_type)) {
-        katpy_featmap *fm = (katpy_featmap *)fobj;
-        cb = fm->cb;
-        Py_BEGIN_ALLOW_THREADS
-        st = kat_rank_probe_featmap(fm->fm, &Q, &K, &o, &res);
-        Py_END_ALLOW_THREADS
-    } else {
-        if (katpy_fn(fobj, &f, &fcb) < 0)
-            goto done;
-        Py_BEGIN_ALLOW_THREADS
-        st = kat_rank_probe(f, &Q, &K, &o, &res);
-        Py_END_ALLOW_THREADS
-    }
-    if (cb && cb->exc_type) {
-        if (!st)
-            kat_rank_result_free(&res);
-        katpy_callback_raise(cb, st);
-    } else if (st) {
-        katpy_raise(st);
-    } else {
+    kernel_arg kern;
+    if (kernel_get(fobj, &kern) < 0)
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    st = kern.fm ? kat_rank_probe_featmap(kern.fm, &Q, &K, &o, &res)
+                 : kat_rank_probe(kern.f, &Q, &K, &o, &res);
+    Py_END_ALLOW_THREADS
+    PyObject *none = katpy_finish(kern.cb, st);
+    if (none)
         ret = result_dict(&res);
+    Py_XDECREF(none);
+    if (!st)
         kat_rank_result_free(&res);
-    }
 done:
-    katpy_fn_release(f, &fcb);
+    kernel_release(&kern);
     katpy_buf_release(&qb);
     katpy_buf_release(&kb);
     return ret;
@@ -162,27 +173,16 @@ static PyObject *py_kernel_matrix(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *ret = NULL;
-    katpy_callback fcb = {0}, *cb = &fcb;
-    kat_fn *f = NULL;
-    if (PyObject_TypeCheck(fobj, &katpy_featmap_type)) {
-        katpy_featmap *fm = (katpy_featmap *)fobj;
-        cb = fm->cb;
-        Py_BEGIN_ALLOW_THREADS
-        st = kat_rank_featmap_matrix(fm->fm, &Q, &K, &M);
-        Py_END_ALLOW_THREADS
-    } else {
-        if (katpy_fn(fobj, &f, &fcb) < 0)
-            goto done;
-        Py_BEGIN_ALLOW_THREADS
-        st = kat_rank_kernel_matrix(f, fr, scale, &Q, &K, &M);
-        Py_END_ALLOW_THREADS
-    }
-    if ((cb && cb->exc_type) || st)
-        katpy_callback_raise(cb, st);
-    else
-        ret = Py_NewRef(Py_None);
+    kernel_arg kern;
+    if (kernel_get(fobj, &kern) < 0)
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    st = kern.fm ? kat_rank_featmap_matrix(kern.fm, &Q, &K, &M)
+                 : kat_rank_kernel_matrix(kern.f, fr, scale, &Q, &K, &M);
+    Py_END_ALLOW_THREADS
+    ret = katpy_finish(kern.cb, st);
 done:
-    katpy_fn_release(f, &fcb);
+    kernel_release(&kern);
     katpy_buf_release(&qb);
     katpy_buf_release(&kb);
     katpy_buf_release(&mb);

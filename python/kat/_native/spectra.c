@@ -17,11 +17,7 @@ static void frame_release(call_frame *c)
 
 static PyObject *frame_finish(call_frame *c, kat_status st)
 {
-    PyObject *ret = NULL;
-    if (c->cb.exc_type || st)
-        katpy_callback_raise(&c->cb, st);
-    else
-        ret = Py_NewRef(Py_None);
+    PyObject *ret = katpy_finish(&c->cb, st);
     frame_release(c);
     return ret;
 }
