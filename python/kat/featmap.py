@@ -207,8 +207,9 @@ def featmap(spec: Any, d: Optional[int] = None, *, scale: Optional[float] = None
     object (see :func:`python_map`).
 
     Specs: ``taylor:P`` (exp(s q.k), s = ``scale`` or 1/sqrt(d)), ``poly:EXPR``, ``rff:M[:pair]``
-    and ``rff-laplace:M[:pair]`` (sigma = ``scale`` or 1), ``favor:M[:ortho]`` (s = ``scale`` or
-    1/sqrt(d)), ``elu1``, ``group[:R]`` (exp(-x) on the hypercube {0,1}^d, rank R)."""
+    and ``rff-laplace:M[:pair]`` (sigma = ``scale`` or 1), ``favor:M[:ortho][:stable]`` (s =
+    ``scale`` or 1/sqrt(d)), ``elu1``, ``group[:R]`` (exp(-x) on the hypercube {0,1}^d, rank
+    R)."""
     if not isinstance(spec, str):
         return python_map(spec, d)
     if d is None:
@@ -222,10 +223,12 @@ def featmap(spec: Any, d: Optional[int] = None, *, scale: Optional[float] = None
             raise ValueError(f"featmap: {spec!r}: {head} needs {what}, e.g. {head}:64")
         return int(parts[0])
 
-    def option(allowed: str) -> bool:
-        if len(parts) > 2 or (len(parts) == 2 and parts[1] != allowed):
-            raise ValueError(f"featmap: {spec!r}: the only option of {head} is ':{allowed}'")
-        return len(parts) == 2
+    def options(*allowed: str) -> set:
+        given = parts[1:]
+        if any(o not in allowed for o in given) or len(set(given)) != len(given):
+            raise ValueError(f"featmap: {spec!r}: the options of {head} are "
+                             + ", ".join(f"':{a}'" for a in allowed) + ", each at most once")
+        return set(given)
 
     if head == "taylor":
         return taylor(d, count("an order"), 1.0 / scale if scale else 0.0)
@@ -236,10 +239,11 @@ def featmap(spec: Any, d: Optional[int] = None, *, scale: Optional[float] = None
     if head in ("rff", "rff-laplace"):
         m = count("a number of frequencies")
         return rff(d, m, scale if scale else 1.0, "laplace" if head == "rff-laplace" else
-                   "gaussian", option("pair"), seed)
+                   "gaussian", "pair" in options("pair"), seed)
     if head == "favor":
         m = count("a number of features")
-        return favor(d, m, scale, option("ortho"), False, seed)
+        opts = options("ortho", "stable")
+        return favor(d, m, scale, "ortho" in opts, "stable" in opts, seed)
     if head == "elu1" and not rest:
         return elu1(d)
     if head == "group":

@@ -127,9 +127,14 @@ def test_python_map_errors_come_back(rng):
         kat.kernel_matrix(Raises(), rng.standard_normal((4, 2)))
 
 
-@pytest.mark.parametrize("spec,msg", [("taylor", "needs an order"), ("rff:x", "needs a number"),
-                                      ("favor:8:fast", "only option"), ("softmax", "unknown map"),
-                                      ("poly:exp(x)", "not a polynomial")])
+@pytest.mark.parametrize("spec,msg", [
+    ("taylor", "needs an order"),
+    ("rff:x", "needs a number"),
+    ("favor:8:fast", "options of favor are ':ortho', ':stable'"),
+    ("rff:8:pair:pair", "each at most once"),
+    ("softmax", "unknown map"),
+    ("poly:exp(x)", "not a polynomial"),
+])
 def test_bad_specs(spec, msg):
     with pytest.raises(ValueError, match=msg):
         kat.featmap(spec, 4)
