@@ -6,7 +6,7 @@ Errors are exceptions carrying kat's sentence: ValueError (a bad argument, NaN o
 data), MemoryError, OverflowError (sizes beyond what kat supports), NotImplementedError,
 ArithmeticError (LAPACK did not converge), OSError (files)."""
 from . import _native
-from ._attention import attention, attention_backward
+from ._attention import attention, attention_backward, lsh_buckets
 from .featmap import (FeatureMap, elu1, favor, featmap, group, poly, python_map, rff,
                       taylor)
 from .rank import RankResult, kernel_matrix, matrix_rank, points, rank
@@ -46,7 +46,7 @@ __all__ = [
     "FeatureMap", "MonotoneReport", "attention", "attention_backward", "RankResult", "Theorem", "TheoremResult", "TheoremValue",
     "bernstein", "build_info", "check_theorems", "circulant_spectrum", "completely_monotone",
     "cyclic_spectrum", "elu1", "embed", "favor", "featmap", "group", "hypercube_spectrum",
-    "hyperrect_matrix", "hyperrect_spectrum", "kernel_matrix", "matrix_rank", "num_threads",
+    "hyperrect_matrix", "hyperrect_spectrum", "kernel_matrix", "lsh_buckets", "matrix_rank", "num_threads",
     "point_kernel", "point_spectrum", "points", "poly", "python_map", "rank", "rff",
     "run_theorem", "set_num_threads", "symmetric_eigenvalues", "taylor", "theorems",
 ]

@@ -235,3 +235,15 @@ def attention_backward(q, k, v, o, dout, lse=None, *, pattern: Any = "dense",
                       (q4, k4, v4, _as4(oa), lse4, _as4(da), _as4(dq), _as4(dk), _as4(dv)),
                       call.data)
     return dq, dk, dv
+
+
+def lsh_buckets(x, buckets: int, seed: int = 0, group: int = 1) -> np.ndarray:
+    """The bucket ids kat's ``"lsh:NB:SEED"`` pattern gives the rows of x (float32
+    [B, H, N, D], [H, N, D] or [N, D]): argmax([x R, -x R]) with a random D x NB/2 rotation R
+    per head group drawn from the seed. Queries use ``group = H / H_kv`` and keys ``group = 1``,
+    so that a query head and its key/value head share R. Returns int32 of x's shape without
+    the last axis."""
+    xa = _tensor(x, "x", np.ndim(x))
+    out = np.empty(xa.shape[:-1], dtype=np.int32)
+    _native.lsh_buckets(_as4(xa), int(group), int(buckets), int(seed), out)
+    return out

@@ -224,3 +224,27 @@ def test_read_only_inputs(rng):
     x = rng.standard_normal((10, 3))
     x.flags.writeable = False
     assert kat.rank("exp(x)", x).rank == 10
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+@pytest.mark.parametrize("causal", [False, True])
+def test_lsh_equals_hash_with_its_buckets(rng, frozen, shape, causal):
+    """lsh:NB:SEED is hash attention with kat.lsh_buckets' ids (queries grouped per key/value
+    head): the same bytes forward and backward; hash attention with such ids is checked
+    against the fp64 reference as well."""
+    B, H, Hkv, N, M, D = shape
+    q, k, v, do = data(rng, B, H, Hkv, N, M, D)
+    qb = kat.lsh_buckets(q, 4, seed=11, group=H // Hkv)
+    kb = kat.lsh_buckets(k, 4, seed=11)
+    assert qb.dtype == np.int32 and qb.shape == (B, H, N) and 0 <= qb.min() and qb.max() < 4
+    o1, l1 = kat.attention(q, k, v, pattern="lsh:4:11", causal=causal, return_lse=True)
+    o2, l2 = kat.attention(q, k, v, pattern="hash:4", q_buckets=qb, k_buckets=kb,
+                           causal=causal, return_lse=True)
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(l1, l2)
+    g1 = kat.attention_backward(q, k, v, o1, do, l1, pattern="lsh:4:11", causal=causal)
+    g2 = kat.attention_backward(q, k, v, o2, do, l2, pattern="hash:4", q_buckets=qb,
+                                k_buckets=kb, causal=causal)
+    for a, b in zip(g1, g2):
+        np.testing.assert_array_equal(a, b)
+    run_and_check(rng, frozen, "hash", *shape, causal, q_buckets=qb, k_buckets=kb)

@@ -216,7 +216,37 @@ done:
     return ret;
 }
 
+/* lsh_buckets(x, group, nb, seed, out): kat's angular LSH bucket ids of the rows of x. */
+static PyObject *py_lsh_buckets(PyObject *self, PyObject *args)
+{
+    PyObject *xo, *oo;
+    Py_ssize_t group, nb;
+    unsigned long long seed;
+    if (!PyArg_ParseTuple(args, "OnnKO", &xo, &group, &nb, &seed, &oo))
+        return NULL;
+    if (group < 1 || nb < 0)
+        return PyErr_Format(PyExc_ValueError, "group = %zd must be >= 1 and nb = %zd >= 0",
+                            group, nb);
+    katpy_buf xb, ob;
+    kat_tensor x;
+    const void *out;
+    if (get_tensor(xo, "x", 0, 4, &xb, &x) < 0)
+        return NULL;
+    if (get_flat(oo, "out", "i", x.B * x.H * x.N, &ob, &out) < 0) {
+        katpy_buf_release(&xb);
+        return NULL;
+    }
+    kat_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = kat_sparse_lsh_buckets(&x, (size_t)group, (size_t)nb, seed, (int32_t *)out);
+    Py_END_ALLOW_THREADS
+    katpy_buf_release(&xb);
+    katpy_buf_release(&ob);
+    return katpy_finish(NULL, st);
+}
+
 PyMethodDef katpy_attn_methods[] = {
     {"attention", py_attention, METH_VARARGS, "kat_attn_plan_create + forward / backward."},
+    {"lsh_buckets", py_lsh_buckets, METH_VARARGS, "kat_sparse_lsh_buckets."},
     {NULL, NULL, 0, NULL},
 };
