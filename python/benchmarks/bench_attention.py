@@ -67,6 +67,8 @@ class CForward:
 
 
 def median_alternating(fns, reps):
+    for f in fns:   # one untimed warm-up call each (first-touch, thread start-up)
+        f()
     times = [[] for _ in fns]
     for _ in range(reps):
         for f, t in zip(fns, times):
