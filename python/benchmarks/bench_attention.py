@@ -4,8 +4,11 @@
 
 1. Overhead: kat.attention (NumPy: checks, views, plan created per call, GIL released)
    against kat_attn_plan_create + kat_attn_forward + kat_attn_plan_destroy called through
-   ctypes on the same arrays, alternately; medians and their ratio, forward, at N (default
-   4096), B = 1, H = 4, D = 64, causal and not.
+   ctypes on the same arrays (libkat.so, a second copy of the library in the process), and
+   against the extension's own entry point called with ready arguments (the same copy of
+   kat as kat.attention, without the Python layer's checks and allocations), alternately;
+   medians and their ratios, forward, at N (default 4096), B = 1, H = 4, D = 64, causal and
+   not.
 2. Peak memory of one forward in a fresh process: the rise of the resident set (VmHWM after
    the call, the high-water mark reset just before it, against VmRSS before allocating q, k,
    v) over the bytes of q, k, v, o and lse.
@@ -86,12 +89,17 @@ def overhead(n, reps):
     c = CForward()
     print(f"1. binding overhead, B = {B}, H = {H}, N = M = {n}, D = {D}, {kat.num_threads()} "
           f"threads, median of {reps} alternating runs")
+    from kat import _native
+    nodata = (None,) * 5 + (1, 1, 0, 0)
     for causal in (False, True):
-        tc, tp = median_alternating([lambda: c(q, k, v, o, lse, causal),
-                                     lambda: kat.attention(q, k, v, causal=causal,
-                                                           return_lse=True)], reps)
-        print(f"   causal={causal!s:5}  C {tc * 1e3:9.2f} ms  Python {tp * 1e3:9.2f} ms  "
-              f"Python/C {tp / tc:.4f}")
+        raw = lambda: _native.attention(False, "dense", None, (int(causal), 0.0, False, 0),
+                                        (q, k, v, o, lse), nodata)
+        tc, tn, tp = median_alternating([lambda: c(q, k, v, o, lse, causal), raw,
+                                         lambda: kat.attention(q, k, v, causal=causal,
+                                                               return_lse=True)], reps)
+        print(f"   causal={causal!s:5}  C (ctypes) {tc * 1e3:9.2f} ms  extension alone "
+              f"{tn * 1e3:9.2f} ms  kat.attention {tp * 1e3:9.2f} ms  Python/C {tp / tc:.4f}  "
+              f"Python/extension {tp / tn:.4f}")
 
 
 CHILD = r"""
