@@ -750,10 +750,72 @@ START_TEST(test_softmax_kernels_match_ref)
 }
 END_TEST
 
+
+/* The library's attention oracle: with no element mask it is kat_attn_reference_* (fp64, the
+ * causal rule of the desc); values with their own head dimension D_v give the first D_v
+ * columns of o and dv of the full problem (a strided view of v and dout); the naive fp32
+ * yardstick stays near the reference; the error model is the documented formula. */
+START_TEST(test_oracle)
+{
+    kat_attn_desc desc = {2, 4, 2, 37, 53, 24, 1, 0, 0};
+    at_case c;
+    at_case_init(&c, &desc, 0, 91, 1.0, 1);
+    const kat_attn_desc *d = &c.d;
+    size_t nq = d->B * d->H * d->N, nk = d->B * d->H_kv * d->M, D = d->D;
+    double *a = malloc((2 * (nq * D * 2 + nq + nk * D * 2) + 8) * sizeof(double));
+    double *o1 = a, *l1 = o1 + nq * D, *q1 = l1 + nq, *k1 = q1 + nq * D, *v1 = k1 + nk * D;
+    double *o2 = v1 + nk * D, *l2 = o2 + nq * D, *q2 = l2 + nq, *k2 = q2 + nq * D,
+           *v2 = k2 + nk * D;
+    TU_OK(kat_attn_reference_masked(d, NULL, 64, &c.q, &c.k, &c.v, &c.dout, o1, l1, q1, k1, v1));
+    TU_OK(kat_attn_reference_forward(d, &c.q, &c.k, &c.v, o2, l2));
+    TU_OK(kat_attn_reference_backward(d, &c.q, &c.k, &c.v, &c.dout, q2, k2, v2));
+    double e = 0, m = 0;
+    for (size_t i = 0; i < nq * D; i++)
+        e = fmax(e, fmax(fabs(o1[i] - o2[i]), fabs(q1[i] - q2[i]))), m = fmax(m, fabs(o2[i]));
+    for (size_t i = 0; i < nk * D; i++)
+        e = fmax(e, fmax(fabs(k1[i] - k2[i]), fabs(v1[i] - v2[i])));
+    for (size_t i = 0; i < nq; i++)
+        ck_assert(l1[i] == l2[i] || fabs(l1[i] - l2[i]) <= 1e-12 * fabs(l2[i]));
+    ck_assert_msg(e <= 1e-12 * (1 + m), "oracle vs reference: %g", e);
+    /* D_v = 5: v and dout as views of their first 5 columns */
+    kat_attn_desc dv5 = *d;
+    dv5.Dv = 5;
+    kat_tensor v5 = c.v, do5 = c.dout;
+    v5.D = 5, do5.D = 5;
+    TU_OK(kat_attn_reference_masked(&dv5, NULL, 64, &c.q, &c.k, &v5, NULL, o2, l2, NULL, NULL,
+                                    NULL));
+    TU_OK(kat_attn_reference_masked(d, NULL, 64, &c.q, &c.k, &c.v, NULL, o1, l1, NULL, NULL,
+                                    NULL));
+    for (size_t r = 0; r < nq; r++) {
+        ck_assert(l1[r] == l2[r]);
+        for (size_t j = 0; j < 5; j++)
+            ck_assert(o2[r * 5 + j] == o1[r * D + j]);
+    }
+    TU_OK(kat_attn_reference_masked(&dv5, NULL, 64, &c.q, &c.k, &v5, &do5, o2, l2, q2, k2, v2));
+    TU_EXPECT_ERR(kat_attn_reference_masked(&dv5, NULL, 64, &c.q, &c.k, &c.v, NULL, o2, NULL,
+                                            NULL, NULL, NULL),
+                  KAT_EINVAL, "v: shape");
+    TU_EXPECT_ERR(kat_attn_reference_masked(d, NULL, 16, &c.q, &c.k, &c.v, NULL, o2, NULL, NULL,
+                                            NULL, NULL),
+                  KAT_EINVAL, "precision = 16");
+    /* naive fp32: close to the reference, not equal */
+    TU_OK(kat_attn_reference_masked(d, NULL, 32, &c.q, &c.k, &c.v, NULL, o2, l2, NULL, NULL,
+                                    NULL));
+    e = 0;
+    for (size_t i = 0; i < nq * D; i++)
+        e = fmax(e, fabs(o1[i] - o2[i]));
+    ck_assert_msg(e > 0 && e < 1e-5, "naive fp32 error %g", e);
+    ck_assert(kat_attn_error_bound(1e-7, 2.0, 3.0, 1e-8) == 2e-7 + 2.0 * (3.0 * 0x1p-24 + 2e-8));
+    free(a);
+    at_case_free(&c);
+}
+END_TEST
+
 int main(void)
 {
     at_pair_target = 8192;
     at_max_instances = tu_quick() ? 2 : 4;   /* valgrind: error maxima over 2 instances */
+
     Suite *s = suite_create("attn");
     TCase *grid = tcase_create("grid"), *cases = tcase_create("cases");
     TCase *kernels = tcase_create("kernels"), *api = tcase_create("api");
@@ -772,6 +834,7 @@ int main(void)
     tcase_add_test(api, test_empty);
     tcase_add_test(api, test_bad_input);
     tcase_add_test(api, test_alloc_failures);
+    tcase_add_test(api, test_oracle);
     TCase *all[] = {grid, cases, kernels, api};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         tcase_set_timeout(all[i], 300);

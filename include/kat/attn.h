@@ -216,6 +216,36 @@ kat_status kat_attn_reference_backward(const kat_attn_desc *desc, const kat_tens
                                        const kat_tensor *dout, double *dq, double *dk,
                                        double *dv);
 
+/* ---- the attention oracle ------------------------------------------------------------------ */
+
+/* Masked softmax attention, the yardstick of every attention check: the forward and (when
+ * dout is not NULL) backward from fp32 views, computed in double with precision = 64 (the
+ * reference) or with the textbook algorithm in float with precision = 32 (a naive fp32
+ * implementation: the yardstick of "no worse than 2x naive fp32"), written as doubles.
+ * allowed is a contiguous [B, H, N, M] element mask (nonzero: query i may see key j;
+ * causality is NOT added on top) or NULL for desc->causal's rule (0, 1, or 2 =
+ * KAT_SPARSE_CAUSAL_STRICT). D_v = desc->Dv may differ from D. Contiguous outputs: o
+ * [B, H, N, D_v], lse [B, H, N] (may be NULL; -inf for a row that sees no key, whose o and dq
+ * are 0), and with dout: dq [B, H, N, D], dk [B, H_kv, M, D], dv [B, H_kv, M, D_v]. O(B H N M
+ * (D + D_v)) time, single-threaded. */
+KAT_API kat_status kat_attn_reference_masked(const kat_attn_desc *desc, const uint8_t *allowed,
+                                             int precision, const kat_tensor *q,
+                                             const kat_tensor *k, const kat_tensor *v,
+                                             const kat_tensor *dout, double *o, double *lse,
+                                             double *dq, double *dk, double *dv);
+
+/* The error model of fp32 attention against the fp64 reference (FlashAttention's rule plus a
+ * floor): an output may be off by
+ *     2 naive_err + magnitude (2^-24 terms + 2 logit_err)
+ * where naive_err is the naive fp32 implementation's error on the same inputs, magnitude the
+ * largest sum of absolute terms of the output (sum_j P_ij |v_jd| for o, ...), terms the
+ * roundings an fp32 implementation cannot avoid per term (1 for one rounding of each term;
+ * M + D + 8 for a sum of M products of length D), and logit_err the largest rounding error of
+ * a logit (a logit off by e scales its probability by a factor within e^{+-e}). The floor binds
+ * only where the naive result happens to be exact. */
+KAT_API double kat_attn_error_bound(double naive_err, double magnitude, double terms,
+                                    double logit_err);
+
 /* ---- the unfused baseline ------------------------------------------------------------------ */
 
 /* S = scale q k^T (cblas_sgemm), row softmax (vectorised exp, threaded), o = P v (sgemm), in
