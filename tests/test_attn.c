@@ -811,6 +811,102 @@ START_TEST(test_oracle)
 }
 END_TEST
 
+
+/* Values with their own head dimension through the flash tiles: the dense solver and a
+ * sparse one (window, strict causality) against the oracle's fp64 masked reference, within the
+ * error model (2x the oracle's naive fp32 + floor); D_v both below and above D, GQA, N and M
+ * off the tile grid. */
+static double dv_err(const float *x, const double *ref, size_t n)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = isinf(ref[i]) && (double)x[i] == ref[i] ? 0 : fabs((double)x[i] - ref[i]);
+        e = d > e || isnan(d) ? d : e;
+    }
+    return e;
+}
+
+static double dv_maxabs(const double *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = isfinite(x[i]) ? fmax(m, fabs(x[i])) : m;
+    return m;
+}
+
+START_TEST(test_value_dim)
+{
+    const size_t dvs[2] = {13, 40};
+    for (int t = 0; t < 4; t++) {
+        size_t B = 1, H = 4, Hkv = 2, N = 45, M = 71, D = 24, Dv = dvs[t % 2];
+        int sparse = t >= 2;
+        kat_attn_desc d = {B, H, Hkv, N, M, D, sparse ? 2 : 1, 0, Dv};
+        size_t nq = B * H * N, nk = B * Hkv * M;
+        kat_rng *rng;
+        TU_OK(kat_rng_create(300 + t, &rng));
+        float *f = malloc((nq * (D + 3 * Dv + D + 1) + nk * (2 * D + 2 * Dv)) * sizeof(float));
+        float *q = f, *dout = q + nq * D, *o = dout + nq * Dv, *lse = o + nq * Dv;
+        float *dq = lse + nq, *k = dq + nq * D, *v = k + nk * D, *dk = v + nk * Dv;
+        float *dvv = dk + nk * D;
+        for (size_t i = 0; i < nq * D; i++)
+            q[i] = (float)kat_rng_gaussian(rng, 1.0);
+        for (size_t i = 0; i < nk * D; i++)
+            k[i] = (float)kat_rng_gaussian(rng, 1.0);
+        for (size_t i = 0; i < nk * Dv; i++)
+            v[i] = (float)kat_rng_gaussian(rng, 1.0);
+        for (size_t i = 0; i < nq * Dv; i++)
+            dout[i] = (float)kat_rng_gaussian(rng, 1.0);
+        kat_rng_destroy(rng);
+        kat_tensor tq = kat_tensor_view(q, B, H, N, D), tk = kat_tensor_view(k, B, Hkv, M, D);
+        kat_tensor tv = kat_tensor_view(v, B, Hkv, M, Dv), tdo = kat_tensor_view(dout, B, H, N, Dv);
+        kat_tensor to = kat_tensor_view(o, B, H, N, Dv), tl = kat_tensor_view(lse, B, H, N, 1);
+        kat_tensor tdq = kat_tensor_view(dq, B, H, N, D), tdk = kat_tensor_view(dk, B, Hkv, M, D);
+        kat_tensor tdv = kat_tensor_view(dvv, B, Hkv, M, Dv);
+        kat_attn_pattern pat = {.kind = KAT_ATTN_WINDOW, .window = 20, .global = 3};
+        uint8_t *allowed = malloc(nq * M);
+        for (size_t r = 0; r < nq; r++)
+            for (size_t j = 0; j < M; j++) {
+                size_t i = r % N;
+                int64_t ip = (int64_t)i + (int64_t)M - (int64_t)N;
+                int in = sparse ? ((int64_t)j < ip && (j < 3 || ip - (int64_t)j < 20))
+                                : (int64_t)j <= ip;
+                allowed[r * M + j] = (uint8_t)in;
+            }
+        kat_attn_plan *plan;
+        TU_OK(kat_attn_plan_create(&d, sparse ? &pat : NULL, &plan));
+        ck_assert_str_eq(kat_attn_plan_solver(plan), sparse ? "window" : "flash");
+        TU_OK(kat_attn_forward(plan, NULL, &tq, &tk, &tv, &to, &tl, NULL));
+        TU_OK(kat_attn_backward(plan, NULL, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv,
+                                NULL));
+        kat_attn_plan_destroy(plan);
+        size_t nr = 2 * (nq * Dv + nq + nq * D + nk * D + nk * Dv);
+        double *r = malloc(nr * sizeof(double));
+        double *ro = r, *rl = ro + nq * Dv, *rq = rl + nq, *rk = rq + nq * D, *rv = rk + nk * D;
+        double *no = rv + nk * Dv, *nl = no + nq * Dv, *nqd = nl + nq, *nkd = nqd + nq * D,
+               *nvd = nkd + nk * D;
+        TU_OK(kat_attn_reference_masked(&d, allowed, 64, &tq, &tk, &tv, &tdo, ro, rl, rq, rk, rv));
+        TU_OK(kat_attn_reference_masked(&d, allowed, 32, &tq, &tk, &tv, &tdo, no, nl, nqd, nkd,
+                                        nvd));
+        /* the naive errors, from its doubles (floats exactly) */
+        float *nf = malloc((nq * Dv + nq * D + nk * D + nk * Dv) * sizeof(float));
+        const double *ns[4] = {no, nqd, nkd, nvd}, *rs[4] = {ro, rq, rk, rv};
+        const float *got[4] = {o, dq, dk, dvv};
+        size_t len[4] = {nq * Dv, nq * D, nk * D, nk * Dv};
+        const char *names[4] = {"o", "dq", "dk", "dv"};
+        for (int i = 0; i < 4; i++) {
+            for (size_t x = 0; x < len[i]; x++)
+                nf[x] = (float)ns[i][x];
+            double naive = dv_err(nf, rs[i], len[i]), err = dv_err(got[i], rs[i], len[i]);
+            double mag = dv_maxabs(rs[i], len[i]) + 4.0;
+            double tol = kat_attn_error_bound(naive, mag, (double)(M + D + Dv), 0.0);
+            ck_assert_msg(err <= tol, "%s D_v = %zu %s: error %.3g > %.3g (naive %.3g)",
+                          sparse ? "window" : "flash", Dv, names[i], err, tol, naive);
+        }
+        free(nf), free(r), free(allowed), free(f);
+    }
+}
+END_TEST
+
 int main(void)
 {
     at_pair_target = 8192;
@@ -835,6 +931,7 @@ int main(void)
     tcase_add_test(api, test_bad_input);
     tcase_add_test(api, test_alloc_failures);
     tcase_add_test(api, test_oracle);
+    tcase_add_test(api, test_value_dim);
     TCase *all[] = {grid, cases, kernels, api};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         tcase_set_timeout(all[i], 300);

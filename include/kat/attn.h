@@ -30,7 +30,8 @@
  * softmax -> sgemm through the BLAS, the benchmark baseline).
  *
  * Tensors are kat_tensor views (include/kat/tensor.h): q [B, H, N, D], k [B, H_kv, M, D],
- * v [B, H_kv, M, D_v], o [B, H, N, D_v]; the logsumexp is a [B, H, N, 1] view (natural log of
+ * v [B, H_kv, M, D_v], o [B, H, N, D_v] (values may have their own head dimension, as in SDPA;
+ * every solver runs it); the logsumexp is a [B, H, N, 1] view (natural log of
  * the softmax denominator, including the scale). Strides are free (transposed [B, N, H, D]
  * buffers need no copy); outputs must not overlap any input or each other. Outputs are passed
  * as `const kat_tensor *` like inputs: the view is not changed, the memory it points to is
@@ -206,7 +207,8 @@ KAT_API kat_status kat_attn_dense_backward(const kat_tensor *q, const kat_tensor
 /* ---- the fp64 reference ------------------------------------------------------------------ */
 
 /* Naive attention in double precision from fp32 views (threaded over rows). Outputs are
- * contiguous: o [B, H, N, D] and lse [B, H, N] (lse may be NULL). */
+ * contiguous: o [B, H, N, D] and lse [B, H, N] (lse may be NULL). D_v = D only
+ * (kat_attn_reference_masked takes any D_v). */
 kat_status kat_attn_reference_forward(const kat_attn_desc *desc, const kat_tensor *q,
                                       const kat_tensor *k, const kat_tensor *v, double *o,
                                       double *lse);

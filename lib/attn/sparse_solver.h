@@ -20,7 +20,7 @@ typedef struct {
     size_t extra_q_tiles;       /* per head, beyond ceil(N / tile): tiles a pattern may add */
 } sp_plan;
 
-/* Softmax patterns: D_v = D, causal 0, 1 or 2. */
+/* Softmax patterns: every desc the tiles run (causal 0, 1 or 2, any D_v). */
 int kat_sparse_solver_supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why);
 /* Create the plan's sp_plan: with fixed_build, build the layout now; else size the workspace
  * bound of per-call layouts (extra_q_tiles: see above). */
