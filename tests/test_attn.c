@@ -60,11 +60,11 @@ START_TEST(test_gqa)
 {
     const int q = tu_quick();   /* valgrind: the first case smaller, still two tiles each way */
     const kat_attn_desc cases[] = {
-        {2, 4, 2, q ? 60 : 100, q ? 100 : 150, 64, 1, 0},   /* GQA, causal */
-        {1, 6, 3, 5, 200, 32, 0, 0},     /* small N: the group's heads share tiles */
-        {1, 6, 3, 5, 200, 32, 1, 0},
-        {1, 8, 1, 1, 300, 80, 1, 0},     /* multi-query decoding */
-        {1, 8, 2, 20, 20, 16, 1, 0},     /* stacked tiles straddling heads, causal */
+        {2, 4, 2, q ? 60 : 100, q ? 100 : 150, 64, 1, 0, 0},   /* GQA, causal */
+        {1, 6, 3, 5, 200, 32, 0, 0, 0},     /* small N: the group's heads share tiles */
+        {1, 6, 3, 5, 200, 32, 1, 0, 0},
+        {1, 8, 1, 1, 300, 80, 1, 0, 0},     /* multi-query decoding */
+        {1, 8, 2, 20, 20, 16, 1, 0, 0},     /* stacked tiles straddling heads, causal */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         at_check(&cases[i], LAYOUT_CONTIGUOUS, 50 + i, 1);
@@ -93,10 +93,10 @@ START_TEST(test_decode_split)
      * enough work (B H N M D > 2^22) for the third case to run in parallel. */
     const int q = tu_quick();
     const kat_attn_desc cases[] = {
-        {1, 1, 0, 1, q ? 700 : 3000, 64, 0, 0},
-        {1, 1, 0, 3, q ? 700 : 2000, 128, 1, 0},
-        {1, 2, 1, 50, q ? 700 : 1100, 64, 1, 0},
-        {1, 1, 0, 60, q ? 700 : 1000, 32, 0, 0},
+        {1, 1, 0, 1, q ? 700 : 3000, 64, 0, 0, 0},
+        {1, 1, 0, 3, q ? 700 : 2000, 128, 1, 0, 0},
+        {1, 2, 1, 50, q ? 700 : 1100, 64, 1, 0, 0},
+        {1, 1, 0, 60, q ? 700 : 1000, 32, 0, 0, 0},
     };
     for (int threads = 2; threads >= 1; threads--) {
         kat_set_num_threads(threads);

@@ -124,7 +124,7 @@ kat_status kat_sparse_solver_check(const kat_attn_plan *plan, const kat_attn_arg
                                    io->dq, io->dk, io->dv, 1, 1);
 }
 
-/* The layout of this call: the plan's, or built now into *owned. */
+/* The layout of this call: the plan's, the args' index, or built now into *owned. */
 static kat_status call_layout(const kat_attn_plan *plan, const kat_attn_args *args,
                               const kat_attn_io *io, const kat_sparse_layout **L,
                               kat_sparse_layout **owned)
@@ -133,6 +133,12 @@ static kat_status call_layout(const kat_attn_plan *plan, const kat_attn_args *ar
     *owned = NULL;
     if (sp->fixed) {
         *L = sp->fixed;
+        return KAT_OK;
+    }
+    if (args && args->index) {
+        if (args->index->plan != plan)
+            return kat_fail(KAT_EINVAL, "args->index was built for another plan");
+        *L = args->index->impl;
         return KAT_OK;
     }
     kat_status st = sp->build(plan, args, io, sp->threads, owned);
@@ -158,7 +164,7 @@ static kat_status layout_work(size_t need, size_t have, unsigned char *work,
 kat_status kat_sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_args *args,
                                      const kat_attn_io *io, unsigned char *work)
 {
-    const kat_sparse_layout *L;
+    const kat_sparse_layout *L = NULL;
     kat_sparse_layout *owned;
     unsigned char *mem;
     void *extra = NULL;
@@ -176,7 +182,7 @@ kat_status kat_sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_a
 kat_status kat_sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_args *args,
                                       const kat_attn_io *io, unsigned char *work)
 {
-    const kat_sparse_layout *L;
+    const kat_sparse_layout *L = NULL;
     kat_sparse_layout *owned;
     unsigned char *mem;
     void *extra = NULL;
@@ -191,6 +197,21 @@ kat_status kat_sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_
     kat_sparse_layout_destroy(owned);
     return st;
 }
+
+kat_status kat_sparse_solver_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
+                                          const kat_attn_io *io, void **impl)
+{
+    const sp_plan *sp = plan->impl;
+    if (sp->fixed)
+        return kat_fail(KAT_EINVAL, "a plan of pattern %s lays its pattern out once: it has no "
+                        "per-call index", kat_attn_kind_name(plan->pattern.kind));
+    kat_sparse_layout *L = NULL;
+    kat_status st = sp->build(plan, args, io, sp->threads, &L);
+    *impl = L;
+    return st;
+}
+
+void kat_sparse_solver_index_destroy(void *impl) { kat_sparse_layout_destroy(impl); }
 
 /* Pairs the dense engine visits with the same shapes and causality. */
 static size_t dense_pairs(const kat_attn_desc *d)
@@ -229,7 +250,7 @@ kat_status kat_sparse_solver_stats(const kat_attn_plan *plan, const kat_attn_arg
     kat_status st = kat_attn_args_unused(args, &plan->pattern);
     if (st)
         return st;
-    const kat_sparse_layout *L;
+    const kat_sparse_layout *L = NULL;
     kat_sparse_layout *owned;
     const kat_attn_io none = {0};
     if ((st = call_layout(plan, args, &none, &L, &owned)))
