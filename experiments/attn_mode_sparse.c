@@ -14,14 +14,14 @@
  *           block_q, block_k (default: both the engine's query tile, kat_sparse_tile_q()).
  *   all     strict=1: with --causal, no token sees itself (key j < query i).
  *
- * `kat bench attn` times the whole sparse call - the plan and the per-call index (sort, tile
- * lists) and
- * the forward, gathers and scatters included - and, in the same run, kat's dense flash with
- * the same shapes and mask flag, on a workspace allocated once like ours; the note reports
- * both and the speed-up dense / sparse. With --backward the timed call is the layout and
- * the backward (o and lse from this mode's forward), against the dense backward; add
- * --params step=1 to time a training step instead: layout + forward + backward, against the
- * dense forward + backward. The reported FLOPs are those of the tile pairs visited. */
+ * `kat bench attn` times the whole sparse call - the plan, the pattern's index (sort, tile
+ * lists) and the forward, gathers and scatters included - and, in the same run, kat's dense
+ * flash with the same shapes and mask flag, on a workspace allocated once like ours; the note
+ * reports both and the speed-up dense / sparse. With --backward the timed call is the plan,
+ * the index and the backward (o and lse from this mode's forward), against the dense
+ * backward; add --params step=1 to time a training step instead: plan + index (built once,
+ * kat_attn_index_create) + forward + backward, against the dense forward + backward. The
+ * reported FLOPs are those of the tile pairs visited. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -201,8 +201,8 @@ static int lsh_seed(const char *mode, const attn_opts *o, uint64_t *seed)
     return 0;
 }
 
-/* The inputs a layout is built from, prepared once (files read, buckets hashed, masks drawn),
- * so that the timed calls of the benchmark only build the layout. */
+/* The inputs a pattern's index is built from, prepared once (files read, buckets hashed,
+ * masks drawn), so that the timed calls of the benchmark only build the plan and index. */
 typedef struct {
     int kind;                      /* 0 qk, 1 hash, 2 window */
     kat_attn_desc desc;
