@@ -677,7 +677,7 @@ START_TEST(test_attn)
     TDV = kat_tensor_view(adv, AB, AHKV, AM, AD);
     TFO = kat_tensor_view(afo, AB, AH, AN, AD);
     TFL = kat_tensor_view(aflse, AB, AH, AN, 1);
-    adesc = (kat_attn_desc){AB, AH, AHKV, AN, AM, AD, 1, 0};
+    adesc = (kat_attn_desc){AB, AH, AHKV, AN, AM, AD, 1, 0, 0};
     TU_OK(kat_attn_plan_create(&adesc, NULL, &aplan));
     TU_OK(kat_attn_forward(aplan, NULL, &TQ, &TK, &TV, &TFO, &TFL, NULL));   /* the backward's o, lse */
 
@@ -890,7 +890,7 @@ START_TEST(test_sparse)
     SDV = kat_tensor_view(sdv, SB, SHKV, SM, SD);
     SFO = kat_tensor_view(sfo, SB, SH, SN, SD);
     SFL = kat_tensor_view(sflse, SB, SH, SN, 1);
-    sdesc = (kat_attn_desc){SB, SH, SHKV, SN, SM, SD, 1, 0};
+    sdesc = (kat_attn_desc){SB, SH, SHKV, SN, SM, SD, 1, 0, 0};
     for (size_t i = 0; i < COUNT(sqmask); i++)
         sqmask[i] = (i * 7) % 5 != 0;
     for (size_t i = 0; i < COUNT(skmask); i++)

@@ -26,10 +26,10 @@ END_TEST
 START_TEST(test_variants_large)
 {
     const kat_attn_desc cases[] = {
-        {1, 4, 2, 1000, 4097, 64, 1, 0},
-        {1, 4, 1, 4097, 1000, 128, 0, 0},
-        {2, 2, 1, 1000, 1000, 80, 1, 0},
-        {1, 8, 2, 7, 4097, 256, 1, 0},   /* decoding a group against a long cache */
+        {1, 4, 2, 1000, 4097, 64, 1, 0, 0},
+        {1, 4, 1, 4097, 1000, 128, 0, 0, 0},
+        {2, 2, 1, 1000, 1000, 80, 1, 0, 0},
+        {1, 8, 2, 7, 4097, 256, 1, 0, 0},   /* decoding a group against a long cache */
     };
     size_t nc = tu_quick() ? 0 : sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < nc; i++)

@@ -27,7 +27,7 @@ check "attn grad linear elu1" 0 "$kat" attn grad --mode linear --q "$f/q.npy" --
     --v "$f/v.npy" --do "$f/do.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" \
     --params map=elu1
 [ -s "$f/dk.npy" ] || { echo "FAIL: dk.npy not written"; fail=1; }
-# D_v != D: linear attention runs it (o and dv take v's 8 columns); dense flash refuses it
+# D_v != D: o and dv take v's 8 columns, in the linear, dense and sparse modes
 check "attn grad linear D_v = 8" 0 "$kat" attn grad --mode linear --q "$f/q.npy" \
     --k "$f/k.npy" --v "$f/v8.npy" --do "$f/do8.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" \
     --dv "$f/dv8.npy" --params map=elu1 --json
@@ -38,9 +38,16 @@ head = open(sys.argv[1], "rb").read(128).decode("latin1")
 sys.exit(0 if "(100, 8)" in head else 1)
 PY
 [ $? -eq 0 ] || { echo "FAIL: dv8.npy is not [100, 8]"; fail=1; }
-check "attn run dense D_v = 8 refused" 1 "$kat" attn run --q "$f/q.npy" --k "$f/k.npy" \
+check "attn run dense D_v = 8" 0 "$kat" attn run --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v8.npy" --o "$f/o8.npy"
-expect "dense D_v refusal names both sizes" 'D_v = 8, D = 16'
+npy_python "$f/o8.npy" <<'PY'
+import sys
+head = open(sys.argv[1], "rb").read(128).decode("latin1")
+sys.exit(0 if "(100, 8)" in head else 1)
+PY
+[ $? -eq 0 ] || { echo "FAIL: o8.npy is not [100, 8]"; fail=1; }
+check "attn run hash D_v = 8" 0 "$kat" attn run --mode hash --params buckets=4 --q "$f/q.npy" \
+    --k "$f/k.npy" --v "$f/v8.npy" --o "$f/o8.npy"
 for m in taylor1 favor:32 "poly:1+x+x^2/2" elu1; do
     check "attn run linear $m" 0 "$kat" attn run --mode linear --causal --q "$f/q.npy" \
         --k "$f/k.npy" --v "$f/v.npy" --o "$f/o.npy" --params "map=$m"

@@ -143,7 +143,7 @@ static tviews make_views(const prob *p, const result *r)
 
 static kat_attn_desc desc_of(const prob *p)
 {
-    return (kat_attn_desc){p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale};
+    return (kat_attn_desc){p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale, 0};
 }
 
 /* The dense flash engine with every ISA's kernels, backward with and without lse; and the

@@ -911,15 +911,88 @@ START_TEST(test_window_pattern_plan)
     TU_EXPECT_ERR(kat_attn_pattern_parse("hash:x", &p), KAT_EINVAL, "'x' is not a non-negative integer");
     TU_EXPECT_ERR(kat_attn_pattern_parse("dense:3", &p), KAT_EINVAL, "dense takes no fields");
     TU_EXPECT_ERR(kat_attn_pattern_parse("ring:2", &p), KAT_EINVAL, "unknown kind");
-    TU_EXPECT_ERR(kat_attn_pattern_parse("linear:taylor2", &p), KAT_EINVAL, "feature-map parser");
+    const char *lin = "linear:poly:(1+x)^2";
+    TU_OK(kat_attn_pattern_parse(lin, &p));
+    ck_assert(p.kind == KAT_ATTN_LINEAR && p.map_spec == lin + 7 && p.map == NULL);
+    TU_OK(kat_attn_pattern_parse("linear", &p));
+    ck_assert(p.kind == KAT_ATTN_LINEAR && p.map_spec == NULL);
+    TU_EXPECT_ERR(kat_attn_pattern_parse("linear:", &p), KAT_EINVAL, "feature map after");
     TU_EXPECT_ERR(kat_attn_pattern_parse(NULL, &p), KAT_EINVAL, "spec");
     /* a pattern no solver runs: the sentence says why */
-    kat_attn_desc dv32 = {1, 2, 2, 10, 10, 16, 0, 0, 8};
     kat_attn_plan *plan = NULL;
-    TU_EXPECT_ERR(kat_attn_plan_create(&dv32, NULL, &plan), KAT_ENOTSUP, "D_v = 8, D = 16");
     kat_attn_desc strict = {1, 2, 2, 10, 10, 16, 2, 0, 0};
     TU_EXPECT_ERR(kat_attn_plan_create(&strict, NULL, &plan), KAT_ENOTSUP, "strict");
     ck_assert_ptr_null(plan);
+}
+END_TEST
+
+/* The per-call index (kat_attn_index_create): a forward and its backward that share it give
+ * the results of calls that build it themselves, bit for bit; with it and a workspace neither
+ * pass allocates; it is refused by another plan and by patterns without per-call data. */
+START_TEST(test_index_shared)
+{
+    size_t N = 130, D = 16, H = 2, nq = H * N * D;
+    ts_problem pr;
+    ts_problem_init(&pr, 1, H, H, N, N, D, 1, 41);
+    int32_t *qb = malloc(H * N * sizeof *qb), *kb = malloc(H * N * sizeof *kb);
+    for (size_t i = 0; i < H * N; i++)
+        qb[i] = (int32_t)((i * 7) % 5), kb[i] = (int32_t)((i * 3) % 5);
+    kat_attn_desc d = {1, H, H, N, N, D, 1, 0, 0};
+    kat_attn_pattern pat = {.kind = KAT_ATTN_HASH, .buckets = 5};
+    kat_attn_plan *plan, *other;
+    TU_OK(kat_attn_plan_create(&d, &pat, &plan));
+    TU_OK(kat_attn_plan_create(&d, &pat, &other));
+    kat_attn_args args = {.q_buckets = qb, .k_buckets = kb};
+    kat_attn_index *ix;
+    TU_OK(kat_attn_index_create(plan, &args, NULL, NULL, &ix));
+    float *buf = malloc(2 * (4 * nq + H * N) * sizeof(float));
+    kat_tensor q = kat_tensor_view(pr.q, 1, H, N, D), k = kat_tensor_view(pr.k, 1, H, N, D);
+    kat_tensor v = kat_tensor_view(pr.v, 1, H, N, D), dout = kat_tensor_view(pr.dout, 1, H, N, D);
+    kat_tensor out[2][5];
+    for (int r = 0; r < 2; r++) {
+        float *b = buf + r * (4 * nq + H * N);
+        out[r][0] = kat_tensor_view(b, 1, H, N, D);
+        out[r][1] = kat_tensor_view(b + nq, 1, H, N, D);
+        out[r][2] = kat_tensor_view(b + 2 * nq, 1, H, N, D);
+        out[r][3] = kat_tensor_view(b + 3 * nq, 1, H, N, D);
+        out[r][4] = kat_tensor_view(b + 4 * nq, 1, H, N, 1);
+    }
+    TU_OK(kat_attn_forward(plan, &args, &q, &k, &v, &out[0][0], &out[0][4], NULL));
+    TU_OK(kat_attn_backward(plan, &args, &q, &k, &v, &out[0][0], &out[0][4], &dout, &out[0][1],
+                            &out[0][2], &out[0][3], NULL));
+    size_t fb = kat_attn_workspace_size(plan, KAT_ATTN_FORWARD);
+    size_t bb = kat_attn_workspace_size(plan, KAT_ATTN_BACKWARD), wb = fb > bb ? fb : bb;
+    void *work = aligned_alloc(64, (wb + 63) / 64 * 64);
+    kat_attn_args with = {.index = ix};
+    kat_debug_fail_alloc_at(1);
+    kat_status st = kat_attn_forward(plan, &with, &q, &k, &v, &out[1][0], &out[1][4], work);
+    if (!st)
+        st = kat_attn_backward(plan, &with, &q, &k, &v, &out[1][0], &out[1][4], &dout,
+                               &out[1][1], &out[1][2], &out[1][3], work);
+    size_t made = kat_debug_fail_alloc_at(0);
+    ck_assert_msg(st == KAT_OK, "%s", kat_last_error());
+    ck_assert_uint_eq(made, 0);
+    ck_assert(!memcmp(buf, buf + 4 * nq + H * N, (4 * nq + H * N) * sizeof(float)));
+    TU_EXPECT_ERR(kat_attn_forward(other, &with, &q, &k, &v, &out[1][0], NULL, NULL), KAT_EINVAL,
+                  "another plan");
+    kat_attn_plan *dense, *win;
+    kat_attn_pattern wp = {.kind = KAT_ATTN_WINDOW, .window = 8};
+    TU_OK(kat_attn_plan_create(&d, NULL, &dense));
+    TU_OK(kat_attn_plan_create(&d, &wp, &win));
+    TU_EXPECT_ERR(kat_attn_forward(dense, &with, &q, &k, &v, &out[1][0], NULL, NULL), KAT_EINVAL,
+                  "args->index");
+    kat_attn_index *none = NULL;
+    TU_EXPECT_ERR(kat_attn_index_create(win, NULL, NULL, NULL, &none), KAT_EINVAL,
+                  "no per-call index");
+    TU_EXPECT_ERR(kat_attn_index_create(dense, NULL, NULL, NULL, &none), KAT_EINVAL,
+                  "no per-call index");
+    ck_assert_ptr_null(none);
+    kat_attn_index_destroy(ix);
+    kat_attn_index_destroy(NULL);
+    kat_attn_plan_destroy(plan), kat_attn_plan_destroy(other);
+    kat_attn_plan_destroy(dense), kat_attn_plan_destroy(win);
+    free(work), free(buf), free(qb), free(kb);
+    ts_problem_free(&pr);
 }
 END_TEST
 
@@ -987,6 +1060,7 @@ int main(void)
     tcase_add_test(tc, test_empty_and_tiny);
     tcase_add_test(tc, test_allocation_failures);
     tcase_add_test(tc, test_window_pattern_plan);
+    tcase_add_test(tc, test_index_shared);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

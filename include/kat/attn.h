@@ -30,7 +30,8 @@
  * softmax -> sgemm through the BLAS, the benchmark baseline).
  *
  * Tensors are kat_tensor views (include/kat/tensor.h): q [B, H, N, D], k [B, H_kv, M, D],
- * v [B, H_kv, M, D_v], o [B, H, N, D_v]; the logsumexp is a [B, H, N, 1] view (natural log of
+ * v [B, H_kv, M, D_v], o [B, H, N, D_v] (values may have their own head dimension, as in SDPA;
+ * every solver runs it); the logsumexp is a [B, H, N, 1] view (natural log of
  * the softmax denominator, including the scale). Strides are free (transposed [B, N, H, D]
  * buffers need no copy); outputs must not overlap any input or each other. Outputs are passed
  * as `const kat_tensor *` like inputs: the view is not changed, the memory it points to is
@@ -104,19 +105,25 @@ typedef struct {
     const kat_sparse_blockmask *mask;  /* BLOCKMASK: a fixed mask (copied at plan creation),
                                           or NULL: each call passes args->mask */
     const kat_featmap *map;            /* LINEAR: kept by reference, must outlive the plan */
+    const char *map_spec;              /* LINEAR from kat_attn_pattern_parse("linear:SPEC"):
+                                          SPEC, a pointer into the parsed string, for the
+                                          feature-map parser (the plan reads map only) */
     kat_linear_opts linear;            /* LINEAR: unnormalized, chunk, intra (its causal field
                                           is ignored: desc->causal decides) */
 } kat_attn_pattern;
 
 /* Parse the pattern part of a spec: "dense", "hash:NB" (buckets given per call),
  * "lsh:NB[:SEED]", "window:W[:G]" (window W, G global tokens), "qkdrop" (keep lists per
- * call), "blockmask" (mask per call), "linear" (then set pattern->map). A "linear:<map>"
- * spec is refused here with a pointer to the feature-map parser: the map is an object the
- * caller owns. Errors: KAT_EINVAL naming the spec and what was expected. */
+ * call), "blockmask" (mask per call), "linear[:MAP]". The feature map is an object the caller
+ * owns: for "linear:MAP" the parser sets pattern->map_spec to MAP (a pointer into spec) for the
+ * feature-map parser, and the caller sets pattern->map before creating the plan. Errors:
+ * KAT_EINVAL naming the spec and what was expected. */
 KAT_API kat_status kat_attn_pattern_parse(const char *spec, kat_attn_pattern *out);
 
 /* The kind's name as the parser spells it ("dense", "hash", ...); "" for a bad kind. */
 KAT_API const char *kat_attn_kind_name(kat_attn_kind kind);
+
+typedef struct kat_attn_index kat_attn_index;
 
 /* Per-call data. Zero-initialise; set what the plan's pattern reads (others must stay NULL). */
 typedef struct {
@@ -128,6 +135,9 @@ typedef struct {
     const kat_tensor *state_in;        /* LINEAR: [B, H, D_f, D_v + 1], NULL: zero state */
     const kat_tensor *state_out;       /* LINEAR forward: the final state (may be state_in) */
     const kat_tensor *d_state_in;      /* LINEAR backward: dL/dstate_in (NULL: not wanted) */
+    const kat_attn_index *index;       /* per-call sparse patterns: the index of these args
+                                          (kat_attn_index_create), so that the pass does not
+                                          build it again; NULL: built by the call */
 } kat_attn_args;
 
 /* ---- plans: create, inspect, size the workspace, execute ---------------------------------- */
@@ -162,8 +172,9 @@ KAT_API size_t kat_attn_workspace_size(const kat_attn_plan *plan, kat_attn_pass 
  * and frees its workspace) or 64-byte aligned memory of kat_attn_workspace_size(plan,
  * KAT_ATTN_FORWARD) bytes; with it, dense, window, fixed block-mask and linear plans allocate
  * nothing. Patterns with per-call data (QK-drop, hash, LSH, per-call block masks) sort and
- * tile that data on every call: they allocate their index (O(rows + tile pairs)) even with a
- * workspace. Several threads may run the same plan at once on different data and workspaces.
+ * tile that data on every call and allocate that index (O(rows + tile pairs)), unless
+ * args->index carries it (kat_attn_index_create): then they allocate nothing either, when the
+ * index fits the plan's workspace (a heavy head split over threads may need more). Several threads may run the same plan at once on different data and workspaces.
  * Shapes must match the plan. */
 KAT_API kat_status kat_attn_forward(const kat_attn_plan *plan, const kat_attn_args *args,
                                     const kat_tensor *q, const kat_tensor *k,
@@ -187,6 +198,16 @@ KAT_API kat_status kat_attn_backward(const kat_attn_plan *plan, const kat_attn_a
                                      const kat_tensor *dq, const kat_tensor *dk,
                                      const kat_tensor *dv, void *work);
 
+/* The index of per-call sparse data (QK-drop keep lists, hash or LSH buckets, a per-call
+ * block mask): the rows sorted, tiled and paired once, for a forward and its backward to
+ * share (set args->index). q and k are read by LSH plans only (the buckets come from them;
+ * NULL otherwise). The index refers to nothing of the args afterwards. Plans whose pattern is
+ * fixed (dense, window, fixed block mask, linear) have no index: KAT_EINVAL. */
+KAT_API kat_status kat_attn_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
+                                         const kat_tensor *q, const kat_tensor *k,
+                                         kat_attn_index **out);
+KAT_API void kat_attn_index_destroy(kat_attn_index *index);   /* NULL ok */
+
 /* What a sparse plan visits with these per-call args (kat_sparse_stats, include/kat/sparse.h;
  * KAT_ENOTSUP for the dense and linear solvers). Also a way to check per-call args without
  * running: their errors are the forward's. */
@@ -206,7 +227,8 @@ KAT_API kat_status kat_attn_dense_backward(const kat_tensor *q, const kat_tensor
 /* ---- the fp64 reference ------------------------------------------------------------------ */
 
 /* Naive attention in double precision from fp32 views (threaded over rows). Outputs are
- * contiguous: o [B, H, N, D] and lse [B, H, N] (lse may be NULL). */
+ * contiguous: o [B, H, N, D] and lse [B, H, N] (lse may be NULL). D_v = D only
+ * (kat_attn_reference_masked takes any D_v). */
 kat_status kat_attn_reference_forward(const kat_attn_desc *desc, const kat_tensor *q,
                                       const kat_tensor *k, const kat_tensor *v, double *o,
                                       double *lse);
@@ -215,6 +237,36 @@ kat_status kat_attn_reference_backward(const kat_attn_desc *desc, const kat_tens
                                        const kat_tensor *k, const kat_tensor *v,
                                        const kat_tensor *dout, double *dq, double *dk,
                                        double *dv);
+
+/* ---- the attention oracle ------------------------------------------------------------------ */
+
+/* Masked softmax attention, the yardstick of every attention check: the forward and (when
+ * dout is not NULL) backward from fp32 views, computed in double with precision = 64 (the
+ * reference) or with the textbook algorithm in float with precision = 32 (a naive fp32
+ * implementation: the yardstick of "no worse than 2x naive fp32"), written as doubles.
+ * allowed is a contiguous [B, H, N, M] element mask (nonzero: query i may see key j;
+ * causality is NOT added on top) or NULL for desc->causal's rule (0, 1, or 2 =
+ * KAT_SPARSE_CAUSAL_STRICT). D_v = desc->Dv may differ from D. Contiguous outputs: o
+ * [B, H, N, D_v], lse [B, H, N] (may be NULL; -inf for a row that sees no key, whose o and dq
+ * are 0), and with dout: dq [B, H, N, D], dk [B, H_kv, M, D], dv [B, H_kv, M, D_v]. O(B H N M
+ * (D + D_v)) time, single-threaded. */
+KAT_API kat_status kat_attn_reference_masked(const kat_attn_desc *desc, const uint8_t *allowed,
+                                             int precision, const kat_tensor *q,
+                                             const kat_tensor *k, const kat_tensor *v,
+                                             const kat_tensor *dout, double *o, double *lse,
+                                             double *dq, double *dk, double *dv);
+
+/* The error model of fp32 attention against the fp64 reference (FlashAttention's rule plus a
+ * floor): an output may be off by
+ *     2 naive_err + magnitude (2^-24 terms + 2 logit_err)
+ * where naive_err is the naive fp32 implementation's error on the same inputs, magnitude the
+ * largest sum of absolute terms of the output (sum_j P_ij |v_jd| for o, ...), terms the
+ * roundings an fp32 implementation cannot avoid per term (1 for one rounding of each term;
+ * M + D + 8 for a sum of M products of length D), and logit_err the largest rounding error of
+ * a logit (a logit off by e scales its probability by a factor within e^{+-e}). The floor binds
+ * only where the naive result happens to be exact. */
+KAT_API double kat_attn_error_bound(double naive_err, double magnitude, double terms,
+                                    double logit_err);
 
 /* ---- the unfused baseline ------------------------------------------------------------------ */
 

@@ -233,10 +233,10 @@ static void bwd_unit(const kat_flash_plan *p, const bwd_args *a, size_t u, bwd_t
         }
         for (size_t j = 0; j < nk; j++)
             th->out_rows[j] = kat_tensor_row(a->dk, b, hk, j0 + j);
-        kat_flash_store_rows(ctx, nk, th->dk, ctx->scale, th->out_rows);
+        kat_flash_store_rows(ctx, nk, th->dk, ctx->scale, th->out_rows, ctx->D);
         for (size_t j = 0; j < nk; j++)
             th->out_rows[j] = kat_tensor_row(a->dv, b, hk, j0 + j);
-        kat_flash_store_rows(ctx, nk, th->dv, 1.0f, th->out_rows);
+        kat_flash_store_rows(ctx, nk, th->dv, 1.0f, th->out_rows, ctx->Dv);
     }
 
     if (C == 1)
@@ -247,7 +247,7 @@ static void bwd_unit(const kat_flash_plan *p, const bwd_args *a, size_t u, bwd_t
                 for (size_t i = 0; i < n; i++)
                     th->out_rows[i] = kat_tensor_row(a->dq, b, h, i0 + i);
                 kat_flash_store_rows(ctx, n, th->dq + (t * p->n_pad + i0) * ldd, ctx->scale,
-                                     th->out_rows);
+                                     th->out_rows, ctx->D);
             }
         }
 }

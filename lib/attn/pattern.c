@@ -1,5 +1,5 @@
 /* The pattern part of the spec grammar: "dense", "hash:16", "lsh:16:7", "window:512:4",
- * "qkdrop", "blockmask", "linear". */
+ * "qkdrop", "blockmask", "linear[:MAP]" (MAP is the feature-map parser's). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +52,15 @@ kat_status kat_attn_pattern_parse(const char *spec, kat_attn_pattern *out)
         [KAT_ATTN_LSH] = {{"the bucket count NB", "the seed"}, 1},
         [KAT_ATTN_WINDOW] = {{"the window W", "the global tokens G"}, 1},
     };
-    if (kind == KAT_ATTN_LINEAR && colon)
-        return kat_fail(KAT_EINVAL, "pattern '%s': the feature map of linear attention is an "
-                        "object: parse the map spec '%s' with the feature-map parser and set "
-                        "pattern->map", spec, colon + 1);
+    if (kind == KAT_ATTN_LINEAR) {
+        /* the map's own grammar follows: hand it over untouched */
+        if (colon && !colon[1])
+            return kat_fail(KAT_EINVAL, "pattern '%s': the feature map after 'linear:' is "
+                            "missing (e.g. linear:taylor2)", spec);
+        kat_attn_pattern p = {.kind = KAT_ATTN_LINEAR, .map_spec = colon ? colon + 1 : NULL};
+        *out = p;
+        return KAT_OK;
+    }
     unsigned long long v[2] = {0, 0};
     int n = 0;
     const char *s = colon ? colon + 1 : NULL;

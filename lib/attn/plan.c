@@ -32,6 +32,8 @@ kat_status kat_attn_args_unused(const kat_attn_args *a, const kat_attn_pattern *
         {a->state_in, "state_in", p->kind == KAT_ATTN_LINEAR},
         {a->state_out, "state_out", p->kind == KAT_ATTN_LINEAR},
         {a->d_state_in, "d_state_in", p->kind == KAT_ATTN_LINEAR},
+        {a->index, "index", p->kind == KAT_ATTN_QKDROP || p->kind == KAT_ATTN_HASH ||
+                                p->kind == KAT_ATTN_LSH || (p->kind == KAT_ATTN_BLOCKMASK && !p->mask)},
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (f[i].ptr && !f[i].used)
@@ -169,6 +171,42 @@ kat_status kat_attn_backward(const kat_attn_plan *plan, const kat_attn_args *arg
 {
     const kat_attn_io io = {q, k, v, o, lse, dout, dq, dk, dv};
     return run(plan, args, &io, KAT_ATTN_BACKWARD, work);
+}
+
+kat_status kat_attn_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
+                                 const kat_tensor *q, const kat_tensor *k, kat_attn_index **out)
+{
+    if (!plan)
+        return kat_fail(KAT_EINVAL, "plan is NULL");
+    if (!out)
+        return kat_fail(KAT_EINVAL, "index_create: out is NULL");
+    if (!plan->solver->index_create)
+        return kat_fail(KAT_EINVAL, "a plan of pattern %s (solver %s) has no per-call index",
+                        kat_attn_kind_name(plan->pattern.kind), plan->solver->name);
+    kat_status st = kat_attn_args_unused(args, &plan->pattern);
+    if (st)
+        return st;
+    if (args && args->index)
+        return kat_fail(KAT_EINVAL, "args->index is set: an index is built from the data alone");
+    const kat_attn_io io = {q, k, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    kat_attn_index *x = kat_calloc(1, sizeof *x);
+    if (!x)
+        return KAT_ENOMEM;
+    x->plan = plan;
+    if ((st = plan->solver->index_create(plan, args, &io, &x->impl))) {
+        kat_free(x);
+        return st;
+    }
+    *out = x;
+    return KAT_OK;
+}
+
+void kat_attn_index_destroy(kat_attn_index *index)
+{
+    if (!index)
+        return;
+    index->plan->solver->index_destroy(index->impl);
+    kat_free(index);
 }
 
 kat_status kat_attn_plan_stats(const kat_attn_plan *plan, const kat_attn_args *args,

@@ -42,11 +42,21 @@ struct kat_attn_solver {
     /* Optional: what the plan visits (sparse solvers). */
     kat_status (*stats)(const kat_attn_plan *plan, const kat_attn_args *args,
                         kat_sparse_stats *out);
+    /* Optional: the index of per-call data (sparse solvers with per-call patterns). */
+    kat_status (*index_create)(const kat_attn_plan *plan, const kat_attn_args *args,
+                               const kat_attn_io *io, void **impl);
+    void (*index_destroy)(void *impl);
     const char *(*isa)(const kat_attn_plan *plan);
     int (*threads)(const kat_attn_plan *plan);
 };
 
 enum { KAT_ATTN_WHY = 192 };
+
+/* An index of per-call data, built by its plan's solver. */
+struct kat_attn_index {
+    const kat_attn_plan *plan;
+    void *impl;
+};
 
 /* The table, in order of preference (solvers.c); NULL-terminated. */
 extern const kat_attn_solver *const kat_attn_solvers[];

@@ -12,7 +12,7 @@
 kat_status kat_flash_plan_init(kat_flash_plan *p, const kat_attn_desc *d)
 {
     p->d = *d;
-    kat_flash_ctx_init(&p->ctx, kat_kernels_get(), d->D, d->scale);
+    kat_flash_ctx_init(&p->ctx, kat_kernels_get(), d->D, d->Dv, d->scale);
     p->threads = kat_num_threads();
     p->parallel = (double)d->B * (double)d->H * (double)d->N * (double)d->M * (double)d->D >=
                   KAT_FLASH_PARALLEL_MIN;
@@ -28,12 +28,6 @@ static int supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why
 {
     if (p->kind != KAT_ATTN_DENSE)
         return 0;
-    if (d->Dv != d->D) {
-        if (why)
-            snprintf(why, KAT_ATTN_WHY, "the flash solver needs D_v = D (here D_v = %zu, D = "
-                     "%zu)", d->Dv, d->D);
-        return 0;
-    }
     if (d->causal == KAT_SPARSE_CAUSAL_STRICT) {
         if (why)
             snprintf(why, KAT_ATTN_WHY, "causal = %d (strict) is a sparse-pattern option; "

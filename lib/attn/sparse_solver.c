@@ -15,27 +15,24 @@ size_t kat_sparse_tile_k(void) { return BK; }
 
 int kat_sparse_solver_supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why)
 {
-    (void)p;
-    if (d->Dv != d->D) {
-        if (why)
-            snprintf(why, KAT_ATTN_WHY, "the sparse solvers need D_v = D (here D_v = %zu, D = "
-                     "%zu)", d->Dv, d->D);
-        return 0;
-    }
+    (void)d, (void)p, (void)why;
     return 1;
 }
 
 /* Gathered rows of every query and key row: the most a per-call layout can copy. */
 static kat_status gather_bound(const kat_attn_desc *d, size_t *fwd, size_t *bwd)
 {
-    size_t gq, gk;
+    size_t gq, gk, gd, gv;
     if (kat_mul3_overflow(d->B * d->H, d->N, d->D * sizeof(float), &gq) ||
         kat_mul3_overflow(d->B * d->H_kv, d->M, d->D * sizeof(float), &gk) ||
-        gq > SIZE_MAX / 4 - 64 || gk > SIZE_MAX / 4 - 64)
+        kat_mul3_overflow(d->B * d->H, d->N, d->Dv * sizeof(float), &gd) ||
+        kat_mul3_overflow(d->B * d->H_kv, d->M, d->Dv * sizeof(float), &gv) ||
+        gq > SIZE_MAX / 8 - 64 || gk > SIZE_MAX / 8 - 64 || gd > SIZE_MAX / 8 - 64 ||
+        gv > SIZE_MAX / 8 - 64)
         return kat_fail(KAT_ERANGE, "sparse plan: the workspace size overflows");
-    gq += 64, gk += 64;
-    *fwd = gq + 2 * gk;
-    *bwd = 2 * gq + 2 * gk;
+    gq += 64, gk += 64, gd += 64, gv += 64;
+    *fwd = gq + gk + gv;
+    *bwd = gq + gd + gk + gv;
     return KAT_OK;
 }
 
@@ -127,7 +124,7 @@ kat_status kat_sparse_solver_check(const kat_attn_plan *plan, const kat_attn_arg
                                    io->dq, io->dk, io->dv, 1, 1);
 }
 
-/* The layout of this call: the plan's, or built now into *owned. */
+/* The layout of this call: the plan's, the args' index, or built now into *owned. */
 static kat_status call_layout(const kat_attn_plan *plan, const kat_attn_args *args,
                               const kat_attn_io *io, const kat_sparse_layout **L,
                               kat_sparse_layout **owned)
@@ -136,6 +133,12 @@ static kat_status call_layout(const kat_attn_plan *plan, const kat_attn_args *ar
     *owned = NULL;
     if (sp->fixed) {
         *L = sp->fixed;
+        return KAT_OK;
+    }
+    if (args && args->index) {
+        if (args->index->plan != plan)
+            return kat_fail(KAT_EINVAL, "args->index was built for another plan");
+        *L = args->index->impl;
         return KAT_OK;
     }
     kat_status st = sp->build(plan, args, io, sp->threads, owned);
@@ -161,7 +164,7 @@ static kat_status layout_work(size_t need, size_t have, unsigned char *work,
 kat_status kat_sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_args *args,
                                      const kat_attn_io *io, unsigned char *work)
 {
-    const kat_sparse_layout *L;
+    const kat_sparse_layout *L = NULL;
     kat_sparse_layout *owned;
     unsigned char *mem;
     void *extra = NULL;
@@ -179,7 +182,7 @@ kat_status kat_sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_a
 kat_status kat_sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_args *args,
                                       const kat_attn_io *io, unsigned char *work)
 {
-    const kat_sparse_layout *L;
+    const kat_sparse_layout *L = NULL;
     kat_sparse_layout *owned;
     unsigned char *mem;
     void *extra = NULL;
@@ -194,6 +197,21 @@ kat_status kat_sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_
     kat_sparse_layout_destroy(owned);
     return st;
 }
+
+kat_status kat_sparse_solver_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
+                                          const kat_attn_io *io, void **impl)
+{
+    const sp_plan *sp = plan->impl;
+    if (sp->fixed)
+        return kat_fail(KAT_EINVAL, "a plan of pattern %s lays its pattern out once: it has no "
+                        "per-call index", kat_attn_kind_name(plan->pattern.kind));
+    kat_sparse_layout *L = NULL;
+    kat_status st = sp->build(plan, args, io, sp->threads, &L);
+    *impl = L;
+    return st;
+}
+
+void kat_sparse_solver_index_destroy(void *impl) { kat_sparse_layout_destroy(impl); }
 
 /* Pairs the dense engine visits with the same shapes and causality. */
 static size_t dense_pairs(const kat_attn_desc *d)
@@ -232,7 +250,7 @@ kat_status kat_sparse_solver_stats(const kat_attn_plan *plan, const kat_attn_arg
     kat_status st = kat_attn_args_unused(args, &plan->pattern);
     if (st)
         return st;
-    const kat_sparse_layout *L;
+    const kat_sparse_layout *L = NULL;
     kat_sparse_layout *owned;
     const kat_attn_io none = {0};
     if ((st = call_layout(plan, args, &none, &L, &owned)))

@@ -20,7 +20,7 @@ typedef struct {
     size_t extra_q_tiles;       /* per head, beyond ceil(N / tile): tiles a pattern may add */
 } sp_plan;
 
-/* Softmax patterns: D_v = D, causal 0, 1 or 2. */
+/* Softmax patterns: every desc the tiles run (causal 0, 1 or 2, any D_v). */
 int kat_sparse_solver_supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why);
 /* Create the plan's sp_plan: with fixed_build, build the layout now; else size the workspace
  * bound of per-call layouts (extra_q_tiles: see above). */
@@ -36,6 +36,9 @@ kat_status kat_sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_
                                       const kat_attn_io *io, unsigned char *work);
 kat_status kat_sparse_solver_stats(const kat_attn_plan *plan, const kat_attn_args *args,
                                    kat_sparse_stats *out);
+kat_status kat_sparse_solver_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
+                                          const kat_attn_io *io, void **impl);
+void kat_sparse_solver_index_destroy(void *impl);
 const char *kat_sparse_solver_isa(const kat_attn_plan *plan);
 int kat_sparse_solver_threads(const kat_attn_plan *plan);
 
@@ -46,7 +49,9 @@ int kat_sparse_solver_threads(const kat_attn_plan *plan);
         .destroy = kat_sparse_solver_destroy, .workspace_size = kat_sparse_solver_workspace,    \
         .check = kat_sparse_solver_check, .forward = kat_sparse_solver_forward,                 \
         .backward = kat_sparse_solver_backward, .stats = kat_sparse_solver_stats,               \
-        .isa = kat_sparse_solver_isa, .threads = kat_sparse_solver_threads                      \
+        .index_create = kat_sparse_solver_index_create,                                         \
+        .index_destroy = kat_sparse_solver_index_destroy, .isa = kat_sparse_solver_isa,         \
+        .threads = kat_sparse_solver_threads                                                    \
     }
 
 #endif

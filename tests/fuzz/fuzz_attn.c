@@ -189,7 +189,7 @@ static void backup_expect_same(backup *bk, problem *x)
 
 static kat_attn_desc desc_of(const prob *p)
 {
-    return (kat_attn_desc){p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale};
+    return (kat_attn_desc){p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale, 0};
 }
 
 static void *aligned_work(size_t bytes)
