@@ -5,6 +5,7 @@
 #   ./run.sh kat ARGS...       - the kat command, run in the caller's directory
 #   ./run.sh install [PREFIX]  - install kat, libkat, its headers and kat.pc into PREFIX
 #                                (default ~/.local)
+#   ./run.sh python ARGS...    - Debian's python3 with the kat package of build/ importable
 #   ./run.sh sanitize          - the fast suite under address + undefined-behaviour sanitizers
 #   ./run.sh valgrind          - the fast suite under valgrind memcheck
 #   ./run.sh docs              - the API reference (Doxygen) in build/docs/api/html/
@@ -19,6 +20,7 @@ repo=$(cd "$(dirname "$0")" && pwd)
 PACKAGES=(gcc meson ninja-build pkg-config python3 liblapacke-dev libopenblas-dev libgsl-dev
           libfftw3-dev check libsubunit-dev gnuplot-nox valgrind clang libclang-rt-14-dev
           libomp-dev)
+PACKAGES+=(python3-dev python3-numpy python3-pytest python3-torch python3-mesonpy patchelf)
 
 ensure_packages() {
     local missing=() p
@@ -154,9 +156,14 @@ case "$cmd" in
         echo "  export PATH=\"$prefix/bin:\$PATH\" MANPATH=\"$prefix/share/man:\$MANPATH\""
         echo "  export PKG_CONFIG_PATH=\"$prefix/lib/pkgconfig\" LD_LIBRARY_PATH=\"$prefix/lib\""
         ;;
+    python)
+        ensure_packages
+        build_dir build --buildtype=release
+        PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" exec /usr/bin/python3 "$@"
+        ;;
     *)
-        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | install [PREFIX] | sanitize |" \
-             "valgrind | docs" >&2
+        echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | python ARGS... |" \
+             "install [PREFIX] | sanitize | valgrind | docs" >&2
         exit 2
         ;;
 esac

@@ -338,7 +338,7 @@ kat_status attn_tensors_random(const attn_opts *o, int grad, attn_tensors *t)
 {
     memset(t, 0, sizeof *t);
     kat_attn_desc d = {o->B, o->H, o->H_kv, o->N, o->M ? o->M : o->N, o->D, o->causal,
-                       o->scale};
+                       o->scale, 0};
     kat_status st = kat_attn_desc_check(&d, &t->desc);
     if (st)
         return st;

@@ -18,10 +18,15 @@ kat_status attn_dense_run(const attn_opts *o, attn_tensors *t, int grad)
     kat_status st = no_params(o, "kat attn");
     if (st)
         return st;
-    if (!grad)
-        return kat_attn_dense_forward(&t->q, &t->k, &t->v, &t->o, &t->lse, o->causal, o->scale);
-    return kat_attn_dense_backward(&t->q, &t->k, &t->v, &t->o, o->precise ? NULL : &t->lse,
-                                   &t->dout, &t->dq, &t->dk, &t->dv, o->causal, o->scale);
+    kat_attn_plan *plan;
+    if ((st = kat_attn_plan_create(&t->desc, NULL, &plan)))
+        return st;
+    st = grad ? kat_attn_backward(plan, NULL, &t->q, &t->k, &t->v, &t->o,
+                                  o->precise ? NULL : &t->lse, &t->dout, &t->dq, &t->dk, &t->dv,
+                                  NULL)
+              : kat_attn_forward(plan, NULL, &t->q, &t->k, &t->v, &t->o, &t->lse, NULL);
+    kat_attn_plan_destroy(plan);
+    return st;
 }
 
 typedef struct {
@@ -36,8 +41,8 @@ static kat_status dense_once(void *ctx)
     dense_call *c = ctx;
     attn_tensors *t = c->t;
     if (!c->backward)
-        return kat_attn_forward(c->plan, &t->q, &t->k, &t->v, &t->o, &t->lse, c->work);
-    return kat_attn_backward(c->plan, &t->q, &t->k, &t->v, &t->o, c->precise ? NULL : &t->lse,
+        return kat_attn_forward(c->plan, NULL, &t->q, &t->k, &t->v, &t->o, &t->lse, c->work);
+    return kat_attn_backward(c->plan, NULL, &t->q, &t->k, &t->v, &t->o, c->precise ? NULL : &t->lse,
                              &t->dout, &t->dq, &t->dk, &t->dv, c->work);
 }
 
@@ -57,7 +62,7 @@ kat_status attn_dense_bench(const attn_opts *o, attn_tensors *t, attn_bench_call
     dense_call *c = kat_calloc(1, sizeof *c);
     if (!c)
         return KAT_ENOMEM;
-    st = kat_attn_plan_create(&t->desc, &c->plan);
+    st = kat_attn_plan_create(&t->desc, NULL, &c->plan);
     if (st) {
         kat_free(c);
         return st;

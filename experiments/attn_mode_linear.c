@@ -142,11 +142,18 @@ typedef struct {
     const kat_tensor *q, *k, *v, *dout;
     kat_tensor *o, *dq, *dk, *dv, state;
     int pass;   /* 0 forward, 1 backward, 2 state only (no queries: the chunked update) */
+    kat_attn_plan *plan;   /* the timed call's plan and workspace (plan / workspace / execute) */
+    void *work;
 } linear_call;
 
 static kat_status linear_once(void *ctx)
 {
     linear_call *c = ctx;
+    if (c->plan && c->pass == 0)
+        return kat_attn_forward(c->plan, NULL, c->q, c->k, c->v, c->o, NULL, c->work);
+    if (c->plan && c->pass == 1)
+        return kat_attn_backward(c->plan, NULL, c->q, c->k, c->v, c->o, NULL, c->dout, c->dq,
+                                 c->dk, c->dv, c->work);
     if (c->pass == 1)
         return kat_linear_backward(c->fm, &c->lopts, c->q, c->k, c->v, c->o, c->dout, c->dq,
                                    c->dk, c->dv, NULL, NULL);
@@ -161,6 +168,8 @@ static kat_status linear_once(void *ctx)
 static void linear_cleanup(void *ctx)
 {
     linear_call *c = ctx;
+    kat_attn_plan_destroy(c->plan);
+    kat_free(c->work);
     kat_featmap_destroy(c->fm);
     kat_free(c->state.data);
     kat_free(c);
@@ -230,7 +239,8 @@ static kat_status time_pair(const attn_opts *o, kat_featmap *fm, const kat_linea
     kat_status st = attn_tensors_random(&on, 0, &t);
     if (st)
         return st;
-    linear_call lc = {fm, *lopts, &t.q, &t.k, &t.v, NULL, &t.o, NULL, NULL, NULL, {0}, 0};
+    linear_call lc = {fm,   *lopts, &t.q, &t.k, &t.v, NULL, &t.o, NULL, NULL, NULL, {0}, 0,
+                      NULL, NULL};
     attn_bench_call call = {.fn = linear_once, .ctx = &lc};
     flash_call fc = {&t.q, &t.k, &t.v, &t.o, &t.lse, lopts->causal};
     attn_bench_call fcall = {.fn = flash_once, .ctx = &fc};
@@ -320,6 +330,25 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
         }
         c->state = (kat_tensor){c->state.data, B, H, D, t->v.D + 1, H * D * (t->v.D + 1),
                                 D * (t->v.D + 1), t->v.D + 1};
+    }
+    /* The timed forward and backward run a plan with a workspace allocated here, outside the
+     * timed calls, as the dense mode does. */
+    if (c->pass != 2) {
+        kat_attn_desc d = t->desc;
+        d.causal = c->lopts.causal;
+        d.Dv = t->v.D;
+        kat_attn_pattern pat = {.kind = KAT_ATTN_LINEAR, .map = c->fm, .linear = c->lopts};
+        if ((st = kat_attn_plan_create(&d, &pat, &c->plan))) {
+            linear_cleanup(c);
+            return st;
+        }
+        size_t fb = kat_attn_workspace_size(c->plan, KAT_ATTN_FORWARD);
+        size_t bb = kat_attn_workspace_size(c->plan, KAT_ATTN_BACKWARD);
+        if (!(c->work = kat_malloc(fb > bb ? fb : bb))) {
+            linear_cleanup(c);
+            return KAT_ENOMEM;
+        }
+        memset(c->work, 0, fb > bb ? fb : bb);
     }
     /* the backward's o must be this engine's forward output, not flash's */
     if (c->pass == 1 &&

@@ -14,13 +14,14 @@
  *           block_q, block_k (default: both the engine's query tile, kat_sparse_tile_q()).
  *   all     strict=1: with --causal, no token sees itself (key j < query i).
  *
- * `kat bench attn` times the whole sparse call - building the layout (sort, tile lists) and
- * the forward, gathers and scatters included - and, in the same run, kat's dense flash with
- * the same shapes and mask flag, on a workspace allocated once like ours; the note reports
- * both and the speed-up dense / sparse. With --backward the timed call is the layout and
- * the backward (o and lse from this mode's forward), against the dense backward; add
- * --params step=1 to time a training step instead: layout + forward + backward, against the
- * dense forward + backward. The reported FLOPs are those of the tile pairs visited. */
+ * `kat bench attn` times the whole sparse call - the plan, the pattern's index (sort, tile
+ * lists) and the forward, gathers and scatters included - and, in the same run, kat's dense
+ * flash with the same shapes and mask flag, on a workspace allocated once like ours; the note
+ * reports both and the speed-up dense / sparse. With --backward the timed call is the plan,
+ * the index and the backward (o and lse from this mode's forward), against the dense
+ * backward; add --params step=1 to time a training step instead: plan + index (built once,
+ * kat_attn_index_create) + forward + backward, against the dense forward + backward. The
+ * reported FLOPs are those of the tile pairs visited. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -103,11 +104,6 @@ static kat_status read_rows(const char *mode, const char *key, const char *who,
                       key, path, got, accepted, who);
 }
 
-static double array_at(const kat_array *a, size_t i)
-{
-    return a->dtype == KAT_DTYPE_F64 ? ((const double *)a->data)[i]
-                                     : (double)((const float *)a->data)[i];
-}
 
 /* A keep mask from a file (nonzero keeps); *out stays NULL when the key is absent. */
 static kat_status keep_from_file(const attn_opts *o, const char *key, size_t B, size_t H,
@@ -130,7 +126,7 @@ static kat_status keep_from_file(const attn_opts *o, const char *key, size_t B, 
         return KAT_ENOMEM;
     }
     for (size_t i = 0; i < n; i++)
-        mask[i] = array_at(&a, i) != 0.0;
+        mask[i] = kat_array_get(&a, i) != 0.0;
     kat_array_free(&a);
     *out = mask;
     return KAT_OK;
@@ -151,7 +147,7 @@ static kat_status buckets_from_file(const char *key, const char *path, size_t B,
         return KAT_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        double x = array_at(&a, i);
+        double x = kat_array_get(&a, i);
         if (!(x >= 0.0 && x < 2147483647.0) || x != floor(x)) {
             kat_array_free(&a);
             kat_free(ids);
@@ -200,8 +196,8 @@ static int lsh_seed(const char *mode, const attn_opts *o, uint64_t *seed)
     return 0;
 }
 
-/* The inputs a layout is built from, prepared once (files read, buckets hashed, masks drawn),
- * so that the timed calls of the benchmark only build the layout. */
+/* The inputs a pattern's index is built from, prepared once (files read, buckets hashed,
+ * masks drawn), so that the timed calls of the benchmark only build the plan and index. */
 typedef struct {
     int kind;                      /* 0 qk, 1 hash, 2 window */
     kat_attn_desc desc;
@@ -220,34 +216,51 @@ static void inputs_free(sparse_inputs *in)
     memset(in, 0, sizeof *in);
 }
 
-/* The layout of the inputs: for QK-drop the masks become keep lists here, so that the
- * benchmark times them too. */
-static kat_status layout_create(const sparse_inputs *in, kat_sparse_layout **L)
+/* An attention plan for the inputs with its per-call args: for QK-drop the masks become keep
+ * lists here, so that the benchmark times them too. */
+typedef struct {
+    kat_attn_plan *plan;
+    kat_attn_args args;
+    kat_sparse_keep qk, kk;
+} sparse_plan;
+
+static void sparse_plan_free(sparse_plan *sp)
+{
+    kat_attn_plan_destroy(sp->plan);
+    kat_sparse_keep_free(&sp->qk);
+    kat_sparse_keep_free(&sp->kk);
+    memset(sp, 0, sizeof *sp);
+}
+
+static kat_status sparse_plan_create(const sparse_inputs *in, sparse_plan *sp)
 {
     const kat_attn_desc *d = &in->desc;
+    kat_attn_pattern p = {0};
+    kat_status st = KAT_OK;
+    memset(sp, 0, sizeof *sp);
     if (in->kind == 0) {
-        kat_sparse_keep qk = {0}, kk = {0};
-        kat_status st = KAT_OK;
+        p.kind = KAT_ATTN_QKDROP;
         if (in->qmask)
-            st = kat_sparse_keep_from_mask(in->qmask, d->B, d->H, d->N, &qk);
+            st = kat_sparse_keep_from_mask(in->qmask, d->B, d->H, d->N, &sp->qk);
         if (!st && in->kmask)
-            st = kat_sparse_keep_from_mask(in->kmask, d->B, d->H_kv, d->M, &kk);
-        if (!st)
-            st = kat_sparse_qk_layout_create(d, in->qmask ? &qk : NULL, in->kmask ? &kk : NULL,
-                                             L);
-        kat_sparse_keep_free(&qk);
-        kat_sparse_keep_free(&kk);
-        return st;
+            st = kat_sparse_keep_from_mask(in->kmask, d->B, d->H_kv, d->M, &sp->kk);
+        sp->args.q_keep = in->qmask ? &sp->qk : NULL;
+        sp->args.k_keep = in->kmask ? &sp->kk : NULL;
+    } else if (in->kind == 1) {
+        p.kind = KAT_ATTN_HASH;
+        p.buckets = in->nb;
+        sp->args.q_buckets = in->qb;
+        sp->args.k_buckets = in->kb;
+    } else {
+        p.kind = KAT_ATTN_WINDOW;
+        p.window = in->window;
+        p.block_q = in->block_q;
+        p.block_k = in->block_k;
     }
-    if (in->kind == 1)
-        return kat_sparse_hash_layout_create(&in->desc, in->nb, in->qb, in->kb, L);
-    kat_sparse_blockmask *m = NULL;
-    kat_status st = kat_sparse_blockmask_sliding_window(in->desc.N, in->desc.M, in->window,
-                                                        in->desc.causal != 0, in->block_q,
-                                                        in->block_k, &m);
     if (!st)
-        st = kat_sparse_block_layout_create(&in->desc, m, L);
-    kat_sparse_blockmask_destroy(m);
+        st = kat_attn_plan_create(d, &p, &sp->plan);
+    if (st)
+        sparse_plan_free(sp);
     return st;
 }
 
@@ -352,15 +365,16 @@ static kat_status sparse_run(const char *mode, const attn_opts *o, attn_tensors 
         return mode_error(mode, "--precise is for the dense mode (the sparse backward uses "
                                 "the forward's logsumexp)");
     sparse_inputs in;
-    kat_sparse_layout *L = NULL;
+    sparse_plan sp = {0};
     kat_status st = run_inputs(mode, o, t, &in);
     if (!st)
-        st = layout_create(&in, &L);
+        st = sparse_plan_create(&in, &sp);
     if (!st)
-        st = grad ? kat_sparse_backward(L, &t->q, &t->k, &t->v, &t->o, &t->lse, &t->dout,
-                                        &t->dq, &t->dk, &t->dv, NULL)
-                  : kat_sparse_forward(L, &t->q, &t->k, &t->v, &t->o, &t->lse, NULL);
-    kat_sparse_layout_destroy(L);
+        st = grad ? kat_attn_backward(sp.plan, &sp.args, &t->q, &t->k, &t->v, &t->o, &t->lse,
+                                      &t->dout, &t->dq, &t->dk, &t->dv, NULL)
+                  : kat_attn_forward(sp.plan, &sp.args, &t->q, &t->k, &t->v, &t->o, &t->lse,
+                                     NULL);
+    sparse_plan_free(&sp);
     inputs_free(&in);
     return st;
 }
@@ -425,18 +439,24 @@ static kat_status sparse_once(void *ctx)
     sparse_call *c = ctx;
     attn_tensors *t = c->t;
     double t0 = cli_now();
-    kat_sparse_layout *L = NULL;
-    kat_status st = layout_create(&c->in, &L);
-    if (!st && kat_sparse_workspace_size(L, KAT_ATTN_FORWARD) > c->work_bytes)
-        st = KAT_ERANGE;   /* the same pattern every call: cannot happen */
-    if (!st && kat_sparse_workspace_size(L, KAT_ATTN_BACKWARD) > c->work_bytes)
+    sparse_plan sp;
+    kat_status st = sparse_plan_create(&c->in, &sp);
+    if (!st && kat_attn_workspace_size(sp.plan, KAT_ATTN_FORWARD) > c->work_bytes)
+        st = KAT_ERANGE;   /* the same shapes every call: cannot happen */
+    if (!st && kat_attn_workspace_size(sp.plan, KAT_ATTN_BACKWARD) > c->work_bytes)
         st = KAT_ERANGE;
+    /* a training step sorts and tiles the per-call pattern once for both passes */
+    kat_attn_index *ix = NULL;
+    if (!st && c->pass == 2 && c->in.kind != 2)
+        st = kat_attn_index_create(sp.plan, &sp.args, &t->q, &t->k, &ix);
+    sp.args.index = ix;
     if (!st && c->pass != 1)
-        st = kat_sparse_forward(L, &t->q, &t->k, &t->v, &c->o, &c->lse, c->work);
+        st = kat_attn_forward(sp.plan, &sp.args, &t->q, &t->k, &t->v, &c->o, &c->lse, c->work);
     if (!st && c->pass != 0)
-        st = kat_sparse_backward(L, &t->q, &t->k, &t->v, &c->o, &c->lse, &t->dout, &t->dq,
-                                 &t->dk, &t->dv, c->work);
-    kat_sparse_layout_destroy(L);
+        st = kat_attn_backward(sp.plan, &sp.args, &t->q, &t->k, &t->v, &c->o, &c->lse,
+                               &t->dout, &t->dq, &t->dk, &t->dv, c->work);
+    kat_attn_index_destroy(ix);
+    sparse_plan_free(&sp);
     if (c->ncalls < c->warmup + c->reps && c->ncalls < 64 + c->warmup) {
         c->times[c->ncalls++] = (cli_now() - t0) * 1e3;
         write_note(c);
@@ -450,9 +470,9 @@ static kat_status dense_once(void *ctx)
     attn_tensors *t = c->t;
     kat_status st = KAT_OK;
     if (c->pass != 1)
-        st = kat_attn_forward(c->plan, &t->q, &t->k, &t->v, &t->o, &t->lse, c->dense_work);
+        st = kat_attn_forward(c->plan, NULL, &t->q, &t->k, &t->v, &t->o, &t->lse, c->dense_work);
     if (!st && c->pass != 0)
-        st = kat_attn_backward(c->plan, &t->q, &t->k, &t->v, &t->o, &t->lse, &t->dout, &t->dq,
+        st = kat_attn_backward(c->plan, NULL, &t->q, &t->k, &t->v, &t->o, &t->lse, &t->dout, &t->dq,
                                &t->dk, &t->dv, c->dense_work);
     return st;
 }
@@ -555,16 +575,16 @@ static kat_status sparse_bench(const char *mode, const attn_opts *o, attn_tensor
     c->times = kat_calloc((size_t)(o->warmup + (o->reps < 64 ? o->reps : 64)) + 1, sizeof(double));
     kat_status st = c->times ? bench_inputs(mode, o, t, &c->in, &c->lsh_ms) : KAT_ENOMEM;
     const kat_attn_desc *d = &t->desc;
-    kat_sparse_layout *L = NULL;
+    sparse_plan sp = {0};
     if (!st)
-        st = layout_create(&c->in, &L);
+        st = sparse_plan_create(&c->in, &sp);
     kat_sparse_stats s;
     memset(&s, 0, sizeof s);
     if (!st)
-        st = kat_sparse_layout_stats(L, &s);
+        st = kat_attn_plan_stats(sp.plan, &sp.args, &s);
     if (!st) {
-        size_t f = kat_sparse_workspace_size(L, KAT_ATTN_FORWARD);
-        size_t b = kat_sparse_workspace_size(L, KAT_ATTN_BACKWARD);
+        size_t f = kat_attn_workspace_size(sp.plan, KAT_ATTN_FORWARD);
+        size_t b = kat_attn_workspace_size(sp.plan, KAT_ATTN_BACKWARD);
         c->work_bytes = f > b ? f : b;
         c->work = kat_malloc(c->work_bytes ? c->work_bytes : 1);
         c->o.data = kat_malloc(d->B * d->H * d->N * d->D * sizeof(float) + 1);
@@ -585,14 +605,15 @@ static kat_status sparse_bench(const char *mode, const attn_opts *o, attn_tensor
         c->lse = kat_tensor_view(c->lse.data, d->B, d->H, d->N, 1);
         /* the backward's o and lse come from this mode's forward */
         if (c->pass == 1)
-            st = kat_sparse_forward(L, &t->q, &t->k, &t->v, &c->o, &c->lse, c->work);
+            st = kat_attn_forward(sp.plan, &sp.args, &t->q, &t->k, &t->v, &c->o, &c->lse,
+                                  c->work);
     }
-    kat_sparse_layout_destroy(L);
+    sparse_plan_free(&sp);
     /* The dense engine on the same tensors and mask flag, timed now: same run. */
     kat_attn_desc dd = *d;
     dd.causal = c->in.desc.causal != 0;
     if (!st)
-        st = kat_attn_plan_create(&dd, &c->plan);
+        st = kat_attn_plan_create(&dd, NULL, &c->plan);
     if (!st) {
         size_t f = kat_attn_workspace_size(c->plan, KAT_ATTN_FORWARD);
         size_t b = kat_attn_workspace_size(c->plan, KAT_ATTN_BACKWARD);

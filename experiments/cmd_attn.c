@@ -32,6 +32,12 @@ static int load(const char *path, const char *what, loaded *l, kat_tensor *t)
         kat_array_free(&l->a);
         return CLI_FAIL;
     }
+    if (l->a.dtype != KAT_DTYPE_F32 && l->a.dtype != KAT_DTYPE_F64) {
+        fprintf(stderr, "kat attn: %s: '%s' holds %s values; q, k, v and do must be float32 or "
+                        "float64\n", what, path, kat_dtype_name(l->a.dtype));
+        kat_array_free(&l->a);
+        return CLI_FAIL;
+    }
     if (l->a.dtype == KAT_DTYPE_F64) {   /* to float32 */
         size_t n = kat_array_size(&l->a);
         float *f = kat_malloc((n ? n : 1) * sizeof(float));   /* n fits: the file held it */
@@ -194,7 +200,11 @@ int kat_cmd_attn(int argc, char **argv)
         rc = cli_fail("attn", "shapes", st);
         goto done;
     }
-    if ((rc = make_output(&lq, &t.q, 0, "o", &lo, &t.o)) ||
+    /* values may have their own head dimension: o has q's shape with v's last dimension */
+    t.desc.Dv = t.v.D;
+    kat_tensor o_shape = t.q;
+    o_shape.D = t.v.D;
+    if ((rc = make_output(&lq, &o_shape, 0, "o", &lo, &t.o)) ||
         (rc = make_output(&lq, &t.q, 1, "lse", &ll, &t.lse)))
         goto done;
     double t0 = cli_now();

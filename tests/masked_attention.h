@@ -1,5 +1,6 @@
-/* Masked softmax attention in fp64 (the reference) and in naive fp32, from the raw element
- * mask, with the error bound the extremes suite and the attention fuzz harness use: the
+/* Masked softmax attention in fp64 (the reference) and in naive fp32 from the library's oracle
+ * (kat_attn_reference_masked), with the terms of the library's error model
+ * (kat_attn_error_bound) that the extremes suite and the attention fuzz harness use: the
  * FlashAttention rule (no worse than 2x a naive fp32 implementation against fp64) plus an
  * a-priori floor, eps32 x A x (M + D + 8) + 2 x A x dL, where A is the largest sum of
  * absolute terms of an output element and dL the largest rounding error of a logit,
@@ -71,76 +72,43 @@ static double real_scale(const prob *p)
     return p->scale != 0.0 ? p->scale : 1.0 / sqrt((double)p->D);
 }
 
-/* Masked attention, forward and backward, in type T: double is the reference, float the naive
- * implementation. The backward uses this implementation's own o. */
-#define DEFINE_MASKED(NAME, T, EXPF, LOGF)                                                        \
-    static void NAME(const prob *p, T *o, T *lse, T *dq, T *dk, T *dv)                            \
-    {                                                                                             \
-        size_t D = p->D, M = p->M, g = p->Hkv ? p->H / p->Hkv : 1;                                \
-        T sc = (T)real_scale(p), *pr = malloc((M ? M : 1) * sizeof(T));                           \
-        memset(dk, 0, nk_(p) * sizeof(T));                                                        \
-        memset(dv, 0, nk_(p) * sizeof(T));                                                        \
-        for (size_t b = 0; b < p->B; b++)                                                         \
-            for (size_t h = 0; h < p->H; h++) {                                                   \
-                size_t hk = h / g;                                                                \
-                for (size_t i = 0; i < p->N; i++) {                                               \
-                    const float *qi = p->q + ((b * p->H + h) * p->N + i) * D;                     \
-                    const float *di = p->dout + ((b * p->H + h) * p->N + i) * D;                  \
-                    const uint8_t *al = p->allowed + ((b * p->H + h) * p->N + i) * M;             \
-                    T *oi = o + ((b * p->H + h) * p->N + i) * D;                                  \
-                    T *dqi = dq + ((b * p->H + h) * p->N + i) * D;                                \
-                    T mx = -(T)INFINITY, l = 0;                                                   \
-                    for (size_t j = 0; j < M; j++) {                                              \
-                        if (!al[j])                                                               \
-                            continue;                                                             \
-                        const float *kj = p->k + ((b * p->Hkv + hk) * M + j) * D;                 \
-                        T s = 0;                                                                  \
-                        for (size_t e = 0; e < D; e++)                                            \
-                            s += (T)qi[e] * (T)kj[e];                                             \
-                        pr[j] = s * sc;                                                           \
-                        if (pr[j] > mx)                                                           \
-                            mx = pr[j];                                                           \
-                    }                                                                             \
-                    for (size_t e = 0; e < D; e++)                                                \
-                        oi[e] = 0, dqi[e] = 0;                                                    \
-                    lse[(b * p->H + h) * p->N + i] = -(T)INFINITY;                                \
-                    if (mx == -(T)INFINITY)                                                       \
-                        continue;                                                                 \
-                    for (size_t j = 0; j < M; j++)                                                \
-                        if (al[j])                                                                \
-                            l += (pr[j] = EXPF(pr[j] - mx));                                      \
-                    lse[(b * p->H + h) * p->N + i] = mx + LOGF(l);                                \
-                    for (size_t j = 0; j < M; j++) {                                              \
-                        if (!al[j])                                                               \
-                            continue;                                                             \
-                        pr[j] /= l;                                                               \
-                        const float *vj = p->v + ((b * p->Hkv + hk) * M + j) * D;                 \
-                        for (size_t e = 0; e < D; e++)                                            \
-                            oi[e] += pr[j] * (T)vj[e];                                            \
-                    }                                                                             \
-                    T delta = 0;                                                                  \
-                    for (size_t e = 0; e < D; e++)                                                \
-                        delta += (T)di[e] * oi[e];                                                \
-                    for (size_t j = 0; j < M; j++) {                                              \
-                        if (!al[j])                                                               \
-                            continue;                                                             \
-                        size_t kr = ((b * p->Hkv + hk) * M + j) * D;                              \
-                        T dp = 0;                                                                 \
-                        for (size_t e = 0; e < D; e++)                                            \
-                            dp += (T)di[e] * (T)p->v[kr + e];                                     \
-                        T ds = pr[j] * (dp - delta);                                              \
-                        for (size_t e = 0; e < D; e++) {                                          \
-                            dqi[e] += sc * ds * (T)p->k[kr + e];                                  \
-                            dk[kr + e] += sc * ds * (T)qi[e];                                     \
-                            dv[kr + e] += pr[j] * (T)di[e];                                       \
-                        }                                                                         \
-                    }                                                                             \
-                }                                                                                 \
-            }                                                                                     \
-        free(pr);                                                                                 \
+/* Masked attention from the library's oracle (kat_attn_reference_masked): precision 64 is the
+ * reference, 32 the naive fp32 implementation (its doubles hold floats exactly). The backward
+ * uses that implementation's own o. */
+static void masked_run(const prob *p, int precision, double *o, double *lse, double *dq,
+                       double *dk, double *dv)
+{
+    kat_attn_desc d = {p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale, 0};
+    kat_tensor tq = kat_tensor_view(p->q, p->B, p->H, p->N, p->D);
+    kat_tensor tk = kat_tensor_view(p->k, p->B, p->Hkv, p->M, p->D);
+    kat_tensor tv = kat_tensor_view(p->v, p->B, p->Hkv, p->M, p->D);
+    kat_tensor tdo = kat_tensor_view(p->dout, p->B, p->H, p->N, p->D);
+    if (kat_attn_reference_masked(&d, p->allowed, precision, &tq, &tk, &tv, &tdo, o, lse, dq, dk,
+                                  dv)) {
+        fprintf(stderr, "masked attention oracle: %s\n", kat_last_error());
+        abort();
     }
-DEFINE_MASKED(masked_f64, double, exp, log)
-DEFINE_MASKED(masked_f32, float, expf, logf)
+}
+
+static void masked_f64(const prob *p, double *o, double *lse, double *dq, double *dk,
+                       double *dv)
+{
+    masked_run(p, 64, o, lse, dq, dk, dv);
+}
+
+static void masked_f32(const prob *p, float *o, float *lse, float *dq, float *dk, float *dv)
+{
+    double *x = xcalloc(2 * nq_(p) + nl_(p) + 2 * nk_(p) + 1, sizeof(double));
+    double *xo = x, *xl = xo + nq_(p), *xq = xl + nl_(p), *xk = xq + nq_(p), *xv = xk + nk_(p);
+    masked_run(p, 32, xo, xl, xq, xk, xv);
+    for (size_t i = 0; i < nq_(p); i++)
+        o[i] = (float)xo[i], dq[i] = (float)xq[i];
+    for (size_t i = 0; i < nl_(p); i++)
+        lse[i] = (float)xl[i];
+    for (size_t i = 0; i < nk_(p); i++)
+        dk[i] = (float)xk[i], dv[i] = (float)xv[i];
+    free(x);
+}
 
 /* ---- comparison ----------------------------------------------------------------------------- */
 
@@ -251,13 +219,13 @@ static double max_err(const float *x, const double *ref, size_t n)
 /* The bound for an output whose naive fp32 error is nerr and whose magnitude is A. */
 static double ma_bound(const prob *p, const yardstick *y, double A, double nerr)
 {
-    return 2.0 * nerr + A * (EPS32 * (double)(p->M + p->D + 8) + 2.0 * y->dL);
+    return kat_attn_error_bound(nerr, A, (double)(p->M + p->D + 8), y->dL);
 }
 
 /* The bound for the logsumexp: its own fp32 rounding, the logits' and the sum's. */
 static double ma_lse_bound(const prob *p, const yardstick *y, double nerr)
 {
-    return 2.0 * nerr + y->dL + EPS32 * (double)(p->M + 4) * (1.0 + y->lse_max);
+    return kat_attn_error_bound(nerr, 1.0, (double)(p->M + 4) * (1.0 + y->lse_max), y->dL / 2);
 }
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "sparse_plan.h"
 #include "testutil.h"
 
 /* ---- the sweep driver -------------------------------------------------------------------- */
@@ -632,16 +633,16 @@ static kat_tensor TQ, TK, TV, TDO, TO, TL, TDQ, TDK, TDV, TFO, TFL;
 static kat_attn_desc adesc;
 static kat_attn_plan *aplan, *aplan_out;
 
-static kat_status call_plan_create(void) { return kat_attn_plan_create(&adesc, &aplan_out); }
+static kat_status call_plan_create(void) { return kat_attn_plan_create(&adesc, NULL, &aplan_out); }
 static void release_plan(void) { kat_attn_plan_destroy(aplan_out); }
-static kat_status call_attn_forward(void) { return kat_attn_forward(aplan, &TQ, &TK, &TV, &TO, &TL, NULL); }
+static kat_status call_attn_forward(void) { return kat_attn_forward(aplan, NULL, &TQ, &TK, &TV, &TO, &TL, NULL); }
 static kat_status call_attn_backward(void)
 {
-    return kat_attn_backward(aplan, &TQ, &TK, &TV, &TFO, &TFL, &TDO, &TDQ, &TDK, &TDV, NULL);
+    return kat_attn_backward(aplan, NULL, &TQ, &TK, &TV, &TFO, &TFL, &TDO, &TDQ, &TDK, &TDV, NULL);
 }
 static kat_status call_attn_backward_nolse(void)
 {
-    return kat_attn_backward(aplan, &TQ, &TK, &TV, &TFO, NULL, &TDO, &TDQ, &TDK, &TDV, NULL);
+    return kat_attn_backward(aplan, NULL, &TQ, &TK, &TV, &TFO, NULL, &TDO, &TDQ, &TDK, &TDV, NULL);
 }
 static kat_status call_dense_forward(void) { return kat_attn_dense_forward(&TQ, &TK, &TV, &TO, &TL, 1, 0); }
 static kat_status call_dense_backward(void)
@@ -676,9 +677,9 @@ START_TEST(test_attn)
     TDV = kat_tensor_view(adv, AB, AHKV, AM, AD);
     TFO = kat_tensor_view(afo, AB, AH, AN, AD);
     TFL = kat_tensor_view(aflse, AB, AH, AN, 1);
-    adesc = (kat_attn_desc){AB, AH, AHKV, AN, AM, AD, 1, 0};
-    TU_OK(kat_attn_plan_create(&adesc, &aplan));
-    TU_OK(kat_attn_forward(aplan, &TQ, &TK, &TV, &TFO, &TFL, NULL));   /* the backward's o, lse */
+    adesc = (kat_attn_desc){AB, AH, AHKV, AN, AM, AD, 1, 0, 0};
+    TU_OK(kat_attn_plan_create(&adesc, NULL, &aplan));
+    TU_OK(kat_attn_forward(aplan, NULL, &TQ, &TK, &TV, &TFO, &TFL, NULL));   /* the backward's o, lse */
 
     const region in[] = {R_IN(aq, sizeof aq), R_IN(ak, sizeof ak), R_IN(av, sizeof av),
                          R_IN(ado, sizeof ado), R_IN(afo, sizeof afo), R_IN(aflse, sizeof aflse)};
@@ -715,7 +716,7 @@ START_TEST(test_attn)
             continue;
         TU_OK(kat_arch_set((kat_arch)a));
         kat_attn_plan_destroy(aplan);
-        TU_OK(kat_attn_plan_create(&adesc, &aplan));
+        TU_OK(kat_attn_plan_create(&adesc, NULL, &aplan));
         sweep_all(es, a == 0 ? COUNT(es) : 4);
     }
     TU_OK(kat_arch_set(initial));
@@ -833,7 +834,7 @@ static uint8_t sqmask[SB * SH * SN], skmask[SB * SHKV * SM], sdense[SN * SM];
 static int32_t sqb[SB * SH * SN], skb[SB * SHKV * SM];
 static kat_sparse_keep skeep_out, sqkeep, skkeep;
 static kat_sparse_blockmask *sbm_out, *sbm;
-static kat_sparse_layout *slay_out, *slay;
+static sp_handle *slay_out, *slay;
 static size_t sb_off[6];
 static int32_t sb_kbl[16];
 static uint8_t sb_full[16];
@@ -862,14 +863,14 @@ static kat_status call_bm_dense(void)
     return kat_sparse_blockmask_from_dense(sdense, 1, 1, SN, SM, SBLK, SBLK, &sbm_out);
 }
 static void release_bm(void) { kat_sparse_blockmask_destroy(sbm_out); }
-static kat_status call_qk_layout(void) { return kat_sparse_qk_layout_create(&sdesc, &sqkeep, &skkeep, &slay_out); }
-static kat_status call_hash_layout(void) { return kat_sparse_hash_layout_create(&sdesc, 4, sqb, skb, &slay_out); }
-static kat_status call_block_layout(void) { return kat_sparse_block_layout_create(&sdesc, sbm, &slay_out); }
-static void release_layout(void) { kat_sparse_layout_destroy(slay_out); }
-static kat_status call_sparse_forward(void) { return kat_sparse_forward(slay, &SQ, &SK, &SV, &SO, &SL, NULL); }
+static kat_status call_qk_layout(void) { return sp_qk(&sdesc, &sqkeep, &skkeep, &slay_out); }
+static kat_status call_hash_layout(void) { return sp_hash(&sdesc, 4, sqb, skb, &slay_out); }
+static kat_status call_block_layout(void) { return sp_block(&sdesc, sbm, &slay_out); }
+static void release_layout(void) { sp_handle_destroy(slay_out); }
+static kat_status call_sparse_forward(void) { return sp_forward(slay, &SQ, &SK, &SV, &SO, &SL, NULL); }
 static kat_status call_sparse_backward(void)
 {
-    return kat_sparse_backward(slay, &SQ, &SK, &SV, &SFO, &SFL, &SDO, &SDQ, &SDK, &SDV, NULL);
+    return sp_backward(slay, &SQ, &SK, &SV, &SFO, &SFL, &SDO, &SDQ, &SDK, &SDV, NULL);
 }
 
 START_TEST(test_sparse)
@@ -889,7 +890,7 @@ START_TEST(test_sparse)
     SDV = kat_tensor_view(sdv, SB, SHKV, SM, SD);
     SFO = kat_tensor_view(sfo, SB, SH, SN, SD);
     SFL = kat_tensor_view(sflse, SB, SH, SN, 1);
-    sdesc = (kat_attn_desc){SB, SH, SHKV, SN, SM, SD, 1, 0};
+    sdesc = (kat_attn_desc){SB, SH, SHKV, SN, SM, SD, 1, 0, 0};
     for (size_t i = 0; i < COUNT(sqmask); i++)
         sqmask[i] = (i * 7) % 5 != 0;
     for (size_t i = 0; i < COUNT(skmask); i++)
@@ -942,18 +943,18 @@ START_TEST(test_sparse)
     /* One layout of each kind, built without failures, then swept through execution. */
     for (int kind = 0; kind < 4; kind++) {
         if (kind == 0)
-            TU_OK(kat_sparse_qk_layout_create(&sdesc, &sqkeep, &skkeep, &slay));
+            TU_OK(sp_qk(&sdesc, &sqkeep, &skkeep, &slay));
         else if (kind == 1)
-            TU_OK(kat_sparse_hash_layout_create(&sdesc, 4, sqb, skb, &slay));
+            TU_OK(sp_hash(&sdesc, 4, sqb, skb, &slay));
         else {
             TU_OK(kind == 2 ? call_bm_create() : call_bm_dense());
             sbm = sbm_out;
-            TU_OK(kat_sparse_block_layout_create(&sdesc, sbm, &slay));
+            TU_OK(sp_block(&sdesc, sbm, &slay));
         }
-        TU_OK(kat_sparse_forward(slay, &SQ, &SK, &SV, &SFO, &SFL, NULL));
+        TU_OK(sp_forward(slay, &SQ, &SK, &SV, &SFO, &SFL, NULL));
         for (size_t i = kind >= 2 ? 0 : 1; i < COUNT(run); i++)
             sweep_if_allocating(&run[i]);
-        kat_sparse_layout_destroy(slay);
+        sp_handle_destroy(slay);
         if (kind >= 2)
             kat_sparse_blockmask_destroy(sbm);
     }

@@ -22,7 +22,7 @@ START_TEST(test_grid_small)
     for (size_t a = 0; a < nl; a++)
         for (size_t b = 0; b < nl; b++)
             for (int causal = 0; causal < 2; causal++) {
-                kat_attn_desc d = {1, 2, 0, small_lens[a], small_lens[b], D, causal, 0};
+                kat_attn_desc d = {1, 2, 0, small_lens[a], small_lens[b], D, causal, 0, 0};
                 at_check(&d, LAYOUT_CONTIGUOUS, 1000 + 10 * a + b, 1);
             }
 }
@@ -37,7 +37,7 @@ START_TEST(test_medium)
     size_t nc = tu_quick() ? 2 : sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < nc; i++)
         for (int causal = 0; causal < 2; causal++) {
-            kat_attn_desc d = {1, 1, 0, cases[i][0], cases[i][1], cases[i][2], causal, 0};
+            kat_attn_desc d = {1, 1, 0, cases[i][0], cases[i][1], cases[i][2], causal, 0, 0};
             at_check(&d, LAYOUT_CONTIGUOUS, 7 + i, 1);
         }
 }
@@ -49,7 +49,7 @@ START_TEST(test_odd_dims)
     const size_t odd[] = {1, 3, 17, 200, 255};
     const size_t M = tu_quick() ? 30 : 70;   /* valgrind: every D, fewer keys */
     for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
-        kat_attn_desc d = {1, 1, 0, 50, M, odd[i], (int)(i % 2), 0};
+        kat_attn_desc d = {1, 1, 0, 50, M, odd[i], (int)(i % 2), 0, 0};
         at_check(&d, LAYOUT_CONTIGUOUS, 30 + i, 1);
     }
 }
@@ -60,11 +60,11 @@ START_TEST(test_gqa)
 {
     const int q = tu_quick();   /* valgrind: the first case smaller, still two tiles each way */
     const kat_attn_desc cases[] = {
-        {2, 4, 2, q ? 60 : 100, q ? 100 : 150, 64, 1, 0},   /* GQA, causal */
-        {1, 6, 3, 5, 200, 32, 0, 0},     /* small N: the group's heads share tiles */
-        {1, 6, 3, 5, 200, 32, 1, 0},
-        {1, 8, 1, 1, 300, 80, 1, 0},     /* multi-query decoding */
-        {1, 8, 2, 20, 20, 16, 1, 0},     /* stacked tiles straddling heads, causal */
+        {2, 4, 2, q ? 60 : 100, q ? 100 : 150, 64, 1, 0, 0},   /* GQA, causal */
+        {1, 6, 3, 5, 200, 32, 0, 0, 0},     /* small N: the group's heads share tiles */
+        {1, 6, 3, 5, 200, 32, 1, 0, 0},
+        {1, 8, 1, 1, 300, 80, 1, 0, 0},     /* multi-query decoding */
+        {1, 8, 2, 20, 20, 16, 1, 0, 0},     /* stacked tiles straddling heads, causal */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         at_check(&cases[i], LAYOUT_CONTIGUOUS, 50 + i, 1);
@@ -77,9 +77,9 @@ START_TEST(test_layouts)
     const int q = tu_quick();   /* valgrind: smaller, still two tiles each way with tails */
     for (int layout = 1; layout < LAYOUT_COUNT; layout++)
         for (int causal = 0; causal < 2; causal++) {
-            kat_attn_desc d = {2, 3, 0, q ? 50 : 65, q ? 100 : 130, 80, causal, 0};
+            kat_attn_desc d = {2, 3, 0, q ? 50 : 65, q ? 100 : 130, 80, causal, 0, 0};
             at_check(&d, layout, 70 + layout, 1);
-            kat_attn_desc g = {1, 4, 2, 49, 33, 16, causal, 0.3};
+            kat_attn_desc g = {1, 4, 2, 49, 33, 16, causal, 0.3, 0};
             at_check(&g, layout, 80 + layout, 1);
         }
 }
@@ -93,10 +93,10 @@ START_TEST(test_decode_split)
      * enough work (B H N M D > 2^22) for the third case to run in parallel. */
     const int q = tu_quick();
     const kat_attn_desc cases[] = {
-        {1, 1, 0, 1, q ? 700 : 3000, 64, 0, 0},
-        {1, 1, 0, 3, q ? 700 : 2000, 128, 1, 0},
-        {1, 2, 1, 50, q ? 700 : 1100, 64, 1, 0},
-        {1, 1, 0, 60, q ? 700 : 1000, 32, 0, 0},
+        {1, 1, 0, 1, q ? 700 : 3000, 64, 0, 0, 0},
+        {1, 1, 0, 3, q ? 700 : 2000, 128, 1, 0, 0},
+        {1, 2, 1, 50, q ? 700 : 1100, 64, 1, 0, 0},
+        {1, 1, 0, 60, q ? 700 : 1000, 32, 0, 0, 0},
     };
     for (int threads = 2; threads >= 1; threads--) {
         kat_set_num_threads(threads);
@@ -117,13 +117,13 @@ START_TEST(test_rows_without_keys)
         kat_arch saved = kat_arch_get();
         TU_OK(kat_arch_set((kat_arch)a));
         for (size_t M = 0; M <= 3; M += 3) {
-            kat_attn_desc d = {1, 2, 0, 10, M, 16, 1, 0};
+            kat_attn_desc d = {1, 2, 0, 10, M, 16, 1, 0, 0};
             at_case c;
             at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 5, 1.0, 1);
             kat_attn_plan *plan;
-            TU_OK(kat_attn_plan_create(&c.d, &plan));
-            TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
-            TU_OK(kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk,
+            TU_OK(kat_attn_plan_create(&c.d, NULL, &plan));
+            TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
+            TU_OK(kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk,
                                     &c.dv, NULL));
             for (size_t h = 0; h < 2; h++)
                 for (size_t n = 0; n < 10; n++) {
@@ -152,7 +152,7 @@ END_TEST
 START_TEST(test_huge_logits)
 {
     for (int causal = 0; causal < 2; causal++) {
-        kat_attn_desc d = {1, 1, 0, 70, 150, 64, causal, 0};
+        kat_attn_desc d = {1, 1, 0, 70, 150, 64, causal, 0, 0};
         at_case c;
         at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 11, 2500.0, 1);   /* logit spread 2500 */
         double mx = 0;
@@ -176,15 +176,15 @@ END_TEST
 START_TEST(test_deterministic_and_workspace)
 {
     /* valgrind: smaller, still above 2^22 multiply-adds, so the threads run */
-    kat_attn_desc d = {1, 3, 0, tu_quick() ? 100 : 150, tu_quick() ? 250 : 400, 64, 1, 0};
+    kat_attn_desc d = {1, 3, 0, tu_quick() ? 100 : 150, tu_quick() ? 250 : 400, 64, 1, 0, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 3, 1.0, 1);
     kat_attn_plan *plan;
-    TU_OK(kat_attn_plan_create(&c.d, &plan));
+    TU_OK(kat_attn_plan_create(&c.d, NULL, &plan));
     size_t n = 3 * d.N * 64, nk = 3 * d.M * 64;
     float *o1 = malloc(n * 4), *dq1 = malloc(n * 4), *dk1 = malloc(nk * 4);
-    TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
-    TU_OK(kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
+    TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
+    TU_OK(kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
                             NULL));
     memcpy(o1, c.o.data, n * 4), memcpy(dq1, c.dq.data, n * 4), memcpy(dk1, c.dk.data, nk * 4);
     size_t wf = kat_attn_workspace_size(plan, KAT_ATTN_FORWARD);
@@ -192,15 +192,15 @@ START_TEST(test_deterministic_and_workspace)
     ck_assert_uint_gt(wf, 0);
     ck_assert_uint_gt(wb, 0);
     void *work = kat_malloc(wf > wb ? wf : wb);
-    TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, work));
-    TU_OK(kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
+    TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, work));
+    TU_OK(kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv,
                             work));
     ck_assert(memcmp(o1, c.o.data, n * 4) == 0);
     ck_assert(memcmp(dq1, c.dq.data, n * 4) == 0);
     ck_assert(memcmp(dk1, c.dk.data, nk * 4) == 0);
     /* A misaligned workspace is refused and o is left alone. */
     memset(c.o.data, 0, n * 4);
-    TU_EXPECT_ERR(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, (char *)work + 4),
+    TU_EXPECT_ERR(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, (char *)work + 4),
                   KAT_EINVAL, "64-byte aligned");
     ck_assert(c.o.data[0] == 0.0f);
     kat_free(work);
@@ -233,7 +233,7 @@ static void fill_errors(at_case *c, double *err, const kat_tensor *dq, const kat
 START_TEST(test_one_shot_and_unfused)
 {
     for (int causal = 0; causal < 2; causal++) {
-        kat_attn_desc d = {2, 4, 2, 70, 90, 48, causal, 0.2};
+        kat_attn_desc d = {2, 4, 2, 70, 90, 48, causal, 0.2, 0};
         at_case c;
         at_case_init(&c, &d, LAYOUT_BNHD, 21, 1.0, 1);
         double err[AT_NOUT], tol[AT_NOUT];
@@ -257,7 +257,7 @@ START_TEST(test_one_shot_and_unfused)
         at_case_free(&c);
     }
     /* Causal with N > M through the unfused path: empty rows are 0 and -inf. */
-    kat_attn_desc d = {1, 1, 0, 9, 4, 8, 1, 0};
+    kat_attn_desc d = {1, 1, 0, 9, 4, 8, 1, 0, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 2, 1.0, 1);
     double err[AT_NOUT], tol[AT_NOUT];
@@ -300,19 +300,19 @@ END_TEST
 /* Bad input: each a clear error naming the argument, the caller's buffers unchanged. */
 START_TEST(test_bad_input)
 {
-    kat_attn_desc d = {1, 2, 0, 9, 11, 16, 0, 0};
+    kat_attn_desc d = {1, 2, 0, 9, 11, 16, 0, 0, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 4, 1.0, 1);
     kat_attn_plan *plan;
-    TU_OK(kat_attn_plan_create(&c.d, &plan));
-    TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
+    TU_OK(kat_attn_plan_create(&c.d, NULL, &plan));
+    TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
     size_t no = 2 * 9 * 16;
     float *o_saved = malloc(no * 4), *dq_saved = malloc(no * 4);
     memcpy(o_saved, c.o.data, no * 4);
     for (size_t i = 0; i < no; i++)
         c.dq.data[i] = 7.0f;
     memcpy(dq_saved, c.dq.data, no * 4);
-#define FWD(...) kat_attn_forward(__VA_ARGS__, NULL)
+#define FWD(p, ...) kat_attn_forward(p, NULL, __VA_ARGS__, NULL)
 #define UNCHANGED()                                                                        \
     do {                                                                                   \
         ck_assert(memcmp(o_saved, c.o.data, no * 4) == 0);                                 \
@@ -322,22 +322,22 @@ START_TEST(test_bad_input)
     kat_attn_desc bad = d;
     bad.D = 0;
     kat_attn_plan *p2 = (kat_attn_plan *)0x1;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EINVAL, "D = 0");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EINVAL, "D = 0");
     ck_assert_ptr_eq(p2, (kat_attn_plan *)0x1);
     bad.D = 257;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EINVAL, "D = 257");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EINVAL, "D = 257");
     bad = d, bad.H = 3, bad.H_kv = 2;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EINVAL, "multiple of H_kv");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EINVAL, "multiple of H_kv");
     bad = d, bad.H_kv = 4;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EINVAL, "H_kv = 4");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EINVAL, "H_kv = 4");
     bad = d, bad.scale = NAN;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_EDOM, "scale");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_EDOM, "scale");
     bad = d, bad.N = (size_t)1 << 31;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_ERANGE, "N = ");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_ERANGE, "N = ");
     bad = d, bad.B = SIZE_MAX / 4;
-    TU_EXPECT_ERR(kat_attn_plan_create(&bad, &p2), KAT_ERANGE, "overflows");
-    TU_EXPECT_ERR(kat_attn_plan_create(NULL, &p2), KAT_EINVAL, "desc");
-    TU_EXPECT_ERR(kat_attn_plan_create(&d, NULL), KAT_EINVAL, "out");
+    TU_EXPECT_ERR(kat_attn_plan_create(&bad, NULL, &p2), KAT_ERANGE, "overflows");
+    TU_EXPECT_ERR(kat_attn_plan_create(NULL, NULL, &p2), KAT_EINVAL, "desc");
+    TU_EXPECT_ERR(kat_attn_plan_create(&d, NULL, NULL), KAT_EINVAL, "out");
     /* NULL arguments */
     TU_EXPECT_ERR(FWD(NULL, &c.q, &c.k, &c.v, &c.o, &c.lse), KAT_EINVAL, "plan");
     TU_EXPECT_ERR(FWD(plan, NULL, &c.k, &c.v, &c.o, &c.lse), KAT_EINVAL, "q is NULL");
@@ -381,7 +381,7 @@ START_TEST(test_bad_input)
     c.k.data[40] = keep;
     UNCHANGED();
     /* backward */
-#define BWD(...) kat_attn_backward(plan, __VA_ARGS__, NULL)
+#define BWD(...) kat_attn_backward(plan, NULL, __VA_ARGS__, NULL)
     TU_EXPECT_ERR(BWD(&c.q, &c.k, &c.v, NULL, &c.lse, &c.dout, &c.dq, &c.dk, &c.dv), KAT_EINVAL,
                   "o is NULL");
     TU_EXPECT_ERR(BWD(&c.q, &c.k, &c.v, &c.o, &c.lse, NULL, &c.dq, &c.dk, &c.dv), KAT_EINVAL,
@@ -453,12 +453,12 @@ static int same_floats(const kat_tensor *t, const float *snap)
 
 START_TEST(test_alloc_failures)
 {
-    kat_attn_desc d = {1, 2, 1, 30, 40, 16, 1, 0};
+    kat_attn_desc d = {1, 2, 1, 30, 40, 16, 1, 0, 0};
     at_case c;
     at_case_init(&c, &d, LAYOUT_CONTIGUOUS, 6, 1.0, 1);
     kat_attn_plan *plan;
-    TU_OK(kat_attn_plan_create(&c.d, &plan));
-    TU_OK(kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
+    TU_OK(kat_attn_plan_create(&c.d, NULL, &plan));
+    TU_OK(kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL));
     const kat_tensor *outs[] = {&c.o, &c.lse, &c.dq, &c.dk, &c.dv};
     float *snap[5];
     for (int i = 0; i < 5; i++) {
@@ -477,14 +477,14 @@ START_TEST(test_alloc_failures)
             kat_status st = KAT_OK;
             kat_debug_fail_alloc_at(n);
             switch (call) {
-            case 0: st = kat_attn_plan_create(&c.d, &p2); break;
-            case 1: st = kat_attn_forward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL); break;
+            case 0: st = kat_attn_plan_create(&c.d, NULL, &p2); break;
+            case 1: st = kat_attn_forward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, NULL); break;
             case 2:
-                st = kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk,
+                st = kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, &c.lse, &c.dout, &c.dq, &c.dk,
                                        &c.dv, NULL);
                 break;
             case 3:
-                st = kat_attn_backward(plan, &c.q, &c.k, &c.v, &c.o, NULL, &c.dout, &c.dq, &c.dk,
+                st = kat_attn_backward(plan, NULL, &c.q, &c.k, &c.v, &c.o, NULL, &c.dout, &c.dq, &c.dk,
                                        &c.dv, NULL);
                 break;
             case 4: st = kat_attn_unfused_forward(&c.d, &c.q, &c.k, &c.v, &c.o, &c.lse); break;
@@ -750,10 +750,168 @@ START_TEST(test_softmax_kernels_match_ref)
 }
 END_TEST
 
+
+/* The library's attention oracle: with no element mask it is kat_attn_reference_* (fp64, the
+ * causal rule of the desc); values with their own head dimension D_v give the first D_v
+ * columns of o and dv of the full problem (a strided view of v and dout); the naive fp32
+ * yardstick stays near the reference; the error model is the documented formula. */
+START_TEST(test_oracle)
+{
+    kat_attn_desc desc = {2, 4, 2, 37, 53, 24, 1, 0, 0};
+    at_case c;
+    at_case_init(&c, &desc, 0, 91, 1.0, 1);
+    const kat_attn_desc *d = &c.d;
+    size_t nq = d->B * d->H * d->N, nk = d->B * d->H_kv * d->M, D = d->D;
+    double *a = malloc((2 * (nq * D * 2 + nq + nk * D * 2) + 8) * sizeof(double));
+    double *o1 = a, *l1 = o1 + nq * D, *q1 = l1 + nq, *k1 = q1 + nq * D, *v1 = k1 + nk * D;
+    double *o2 = v1 + nk * D, *l2 = o2 + nq * D, *q2 = l2 + nq, *k2 = q2 + nq * D,
+           *v2 = k2 + nk * D;
+    TU_OK(kat_attn_reference_masked(d, NULL, 64, &c.q, &c.k, &c.v, &c.dout, o1, l1, q1, k1, v1));
+    TU_OK(kat_attn_reference_forward(d, &c.q, &c.k, &c.v, o2, l2));
+    TU_OK(kat_attn_reference_backward(d, &c.q, &c.k, &c.v, &c.dout, q2, k2, v2));
+    double e = 0, m = 0;
+    for (size_t i = 0; i < nq * D; i++)
+        e = fmax(e, fmax(fabs(o1[i] - o2[i]), fabs(q1[i] - q2[i]))), m = fmax(m, fabs(o2[i]));
+    for (size_t i = 0; i < nk * D; i++)
+        e = fmax(e, fmax(fabs(k1[i] - k2[i]), fabs(v1[i] - v2[i])));
+    for (size_t i = 0; i < nq; i++)
+        ck_assert(l1[i] == l2[i] || fabs(l1[i] - l2[i]) <= 1e-12 * fabs(l2[i]));
+    ck_assert_msg(e <= 1e-12 * (1 + m), "oracle vs reference: %g", e);
+    /* D_v = 5: v and dout as views of their first 5 columns */
+    kat_attn_desc dv5 = *d;
+    dv5.Dv = 5;
+    kat_tensor v5 = c.v, do5 = c.dout;
+    v5.D = 5, do5.D = 5;
+    TU_OK(kat_attn_reference_masked(&dv5, NULL, 64, &c.q, &c.k, &v5, NULL, o2, l2, NULL, NULL,
+                                    NULL));
+    TU_OK(kat_attn_reference_masked(d, NULL, 64, &c.q, &c.k, &c.v, NULL, o1, l1, NULL, NULL,
+                                    NULL));
+    for (size_t r = 0; r < nq; r++) {
+        ck_assert(l1[r] == l2[r]);
+        for (size_t j = 0; j < 5; j++)
+            ck_assert(o2[r * 5 + j] == o1[r * D + j]);
+    }
+    TU_OK(kat_attn_reference_masked(&dv5, NULL, 64, &c.q, &c.k, &v5, &do5, o2, l2, q2, k2, v2));
+    TU_EXPECT_ERR(kat_attn_reference_masked(&dv5, NULL, 64, &c.q, &c.k, &c.v, NULL, o2, NULL,
+                                            NULL, NULL, NULL),
+                  KAT_EINVAL, "v: shape");
+    TU_EXPECT_ERR(kat_attn_reference_masked(d, NULL, 16, &c.q, &c.k, &c.v, NULL, o2, NULL, NULL,
+                                            NULL, NULL),
+                  KAT_EINVAL, "precision = 16");
+    /* naive fp32: close to the reference, not equal */
+    TU_OK(kat_attn_reference_masked(d, NULL, 32, &c.q, &c.k, &c.v, NULL, o2, l2, NULL, NULL,
+                                    NULL));
+    e = 0;
+    for (size_t i = 0; i < nq * D; i++)
+        e = fmax(e, fabs(o1[i] - o2[i]));
+    ck_assert_msg(e > 0 && e < 1e-5, "naive fp32 error %g", e);
+    ck_assert(kat_attn_error_bound(1e-7, 2.0, 3.0, 1e-8) == 2e-7 + 2.0 * (3.0 * 0x1p-24 + 2e-8));
+    free(a);
+    at_case_free(&c);
+}
+END_TEST
+
+
+/* Values with their own head dimension through the flash tiles: the dense solver and a
+ * sparse one (window, strict causality) against the oracle's fp64 masked reference, within the
+ * error model (2x the oracle's naive fp32 + floor); D_v both below and above D, GQA, N and M
+ * off the tile grid. */
+static double dv_err(const float *x, const double *ref, size_t n)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = isinf(ref[i]) && (double)x[i] == ref[i] ? 0 : fabs((double)x[i] - ref[i]);
+        e = d > e || isnan(d) ? d : e;
+    }
+    return e;
+}
+
+static double dv_maxabs(const double *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = isfinite(x[i]) ? fmax(m, fabs(x[i])) : m;
+    return m;
+}
+
+START_TEST(test_value_dim)
+{
+    const size_t dvs[2] = {13, 40};
+    for (int t = 0; t < 4; t++) {
+        size_t B = 1, H = 4, Hkv = 2, N = 45, M = 71, D = 24, Dv = dvs[t % 2];
+        int sparse = t >= 2;
+        kat_attn_desc d = {B, H, Hkv, N, M, D, sparse ? 2 : 1, 0, Dv};
+        size_t nq = B * H * N, nk = B * Hkv * M;
+        kat_rng *rng;
+        TU_OK(kat_rng_create(300 + t, &rng));
+        float *f = malloc((nq * (D + 3 * Dv + D + 1) + nk * (2 * D + 2 * Dv)) * sizeof(float));
+        float *q = f, *dout = q + nq * D, *o = dout + nq * Dv, *lse = o + nq * Dv;
+        float *dq = lse + nq, *k = dq + nq * D, *v = k + nk * D, *dk = v + nk * Dv;
+        float *dvv = dk + nk * D;
+        for (size_t i = 0; i < nq * D; i++)
+            q[i] = (float)kat_rng_gaussian(rng, 1.0);
+        for (size_t i = 0; i < nk * D; i++)
+            k[i] = (float)kat_rng_gaussian(rng, 1.0);
+        for (size_t i = 0; i < nk * Dv; i++)
+            v[i] = (float)kat_rng_gaussian(rng, 1.0);
+        for (size_t i = 0; i < nq * Dv; i++)
+            dout[i] = (float)kat_rng_gaussian(rng, 1.0);
+        kat_rng_destroy(rng);
+        kat_tensor tq = kat_tensor_view(q, B, H, N, D), tk = kat_tensor_view(k, B, Hkv, M, D);
+        kat_tensor tv = kat_tensor_view(v, B, Hkv, M, Dv), tdo = kat_tensor_view(dout, B, H, N, Dv);
+        kat_tensor to = kat_tensor_view(o, B, H, N, Dv), tl = kat_tensor_view(lse, B, H, N, 1);
+        kat_tensor tdq = kat_tensor_view(dq, B, H, N, D), tdk = kat_tensor_view(dk, B, Hkv, M, D);
+        kat_tensor tdv = kat_tensor_view(dvv, B, Hkv, M, Dv);
+        kat_attn_pattern pat = {.kind = KAT_ATTN_WINDOW, .window = 20, .global = 3};
+        uint8_t *allowed = malloc(nq * M);
+        for (size_t r = 0; r < nq; r++)
+            for (size_t j = 0; j < M; j++) {
+                size_t i = r % N;
+                int64_t ip = (int64_t)i + (int64_t)M - (int64_t)N;
+                int in = sparse ? ((int64_t)j < ip && (j < 3 || ip - (int64_t)j < 20))
+                                : (int64_t)j <= ip;
+                allowed[r * M + j] = (uint8_t)in;
+            }
+        kat_attn_plan *plan;
+        TU_OK(kat_attn_plan_create(&d, sparse ? &pat : NULL, &plan));
+        ck_assert_str_eq(kat_attn_plan_solver(plan), sparse ? "window" : "flash");
+        TU_OK(kat_attn_forward(plan, NULL, &tq, &tk, &tv, &to, &tl, NULL));
+        TU_OK(kat_attn_backward(plan, NULL, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv,
+                                NULL));
+        kat_attn_plan_destroy(plan);
+        size_t nr = 2 * (nq * Dv + nq + nq * D + nk * D + nk * Dv);
+        double *r = malloc(nr * sizeof(double));
+        double *ro = r, *rl = ro + nq * Dv, *rq = rl + nq, *rk = rq + nq * D, *rv = rk + nk * D;
+        double *no = rv + nk * Dv, *nl = no + nq * Dv, *nqd = nl + nq, *nkd = nqd + nq * D,
+               *nvd = nkd + nk * D;
+        TU_OK(kat_attn_reference_masked(&d, allowed, 64, &tq, &tk, &tv, &tdo, ro, rl, rq, rk, rv));
+        TU_OK(kat_attn_reference_masked(&d, allowed, 32, &tq, &tk, &tv, &tdo, no, nl, nqd, nkd,
+                                        nvd));
+        /* the naive errors, from its doubles (floats exactly) */
+        float *nf = malloc((nq * Dv + nq * D + nk * D + nk * Dv) * sizeof(float));
+        const double *ns[4] = {no, nqd, nkd, nvd}, *rs[4] = {ro, rq, rk, rv};
+        const float *got[4] = {o, dq, dk, dvv};
+        size_t len[4] = {nq * Dv, nq * D, nk * D, nk * Dv};
+        const char *names[4] = {"o", "dq", "dk", "dv"};
+        for (int i = 0; i < 4; i++) {
+            for (size_t x = 0; x < len[i]; x++)
+                nf[x] = (float)ns[i][x];
+            double naive = dv_err(nf, rs[i], len[i]), err = dv_err(got[i], rs[i], len[i]);
+            double mag = dv_maxabs(rs[i], len[i]) + 4.0;
+            double tol = kat_attn_error_bound(naive, mag, (double)(M + D + Dv), 0.0);
+            ck_assert_msg(err <= tol, "%s D_v = %zu %s: error %.3g > %.3g (naive %.3g)",
+                          sparse ? "window" : "flash", Dv, names[i], err, tol, naive);
+        }
+        free(nf), free(r), free(allowed), free(f);
+    }
+}
+END_TEST
+
 int main(void)
 {
     at_pair_target = 8192;
     at_max_instances = tu_quick() ? 2 : 4;   /* valgrind: error maxima over 2 instances */
+
     Suite *s = suite_create("attn");
     TCase *grid = tcase_create("grid"), *cases = tcase_create("cases");
     TCase *kernels = tcase_create("kernels"), *api = tcase_create("api");
@@ -772,6 +930,8 @@ int main(void)
     tcase_add_test(api, test_empty);
     tcase_add_test(api, test_bad_input);
     tcase_add_test(api, test_alloc_failures);
+    tcase_add_test(api, test_oracle);
+    tcase_add_test(api, test_value_dim);
     TCase *all[] = {grid, cases, kernels, api};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         tcase_set_timeout(all[i], 300);

@@ -16,7 +16,7 @@ START_TEST(test_grid_full)
     for (size_t a = 0; a < nl; a++)
         for (size_t b = 0; b < nl; b++)
             for (int causal = 0; causal < 2; causal++) {
-                kat_attn_desc d = {1, 1, 0, lens[a], lens[b], D, causal, 0};
+                kat_attn_desc d = {1, 1, 0, lens[a], lens[b], D, causal, 0, 0};
                 at_check(&d, LAYOUT_CONTIGUOUS, 5000 + 100 * a + 10 * b + (uint64_t)causal, 1);
             }
 }
@@ -26,16 +26,16 @@ END_TEST
 START_TEST(test_variants_large)
 {
     const kat_attn_desc cases[] = {
-        {1, 4, 2, 1000, 4097, 64, 1, 0},
-        {1, 4, 1, 4097, 1000, 128, 0, 0},
-        {2, 2, 1, 1000, 1000, 80, 1, 0},
-        {1, 8, 2, 7, 4097, 256, 1, 0},   /* decoding a group against a long cache */
+        {1, 4, 2, 1000, 4097, 64, 1, 0, 0},
+        {1, 4, 1, 4097, 1000, 128, 0, 0, 0},
+        {2, 2, 1, 1000, 1000, 80, 1, 0, 0},
+        {1, 8, 2, 7, 4097, 256, 1, 0, 0},   /* decoding a group against a long cache */
     };
     size_t nc = tu_quick() ? 0 : sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < nc; i++)
         at_check(&cases[i], (int)(i % LAYOUT_COUNT), 9000 + i, 1);
     for (int layout = 1; layout < LAYOUT_COUNT && !tu_quick(); layout++) {
-        kat_attn_desc d = {1, 2, 0, 1000, 4097, 32, 1, 0};
+        kat_attn_desc d = {1, 2, 0, 1000, 4097, 32, 1, 0, 0};
         at_check(&d, layout, 9100 + (uint64_t)layout, 1);
     }
 }

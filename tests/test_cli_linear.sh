@@ -13,6 +13,10 @@ import random, sys
 for name, seed in (("q", 1), ("k", 2), ("v", 3), ("do", 4)):
     rnd = random.Random(seed)
     save(sys.argv[1] + "/" + name + ".npy", (100, 16), [rnd.gauss(0, 1) for _ in range(100 * 16)])
+# values and their gradient with their own head dimension (D_v = 8 != D = 16)
+for name, seed in (("v8", 5), ("do8", 6)):
+    rnd = random.Random(seed)
+    save(sys.argv[1] + "/" + name + ".npy", (100, 8), [rnd.gauss(0, 1) for _ in range(100 * 8)])
 PY
 f="$tmp"
 check "attn run linear taylor2 --json" 0 "$kat" attn run --mode linear --causal --json \
@@ -23,6 +27,27 @@ check "attn grad linear elu1" 0 "$kat" attn grad --mode linear --q "$f/q.npy" --
     --v "$f/v.npy" --do "$f/do.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" \
     --params map=elu1
 [ -s "$f/dk.npy" ] || { echo "FAIL: dk.npy not written"; fail=1; }
+# D_v != D: o and dv take v's 8 columns, in the linear, dense and sparse modes
+check "attn grad linear D_v = 8" 0 "$kat" attn grad --mode linear --q "$f/q.npy" \
+    --k "$f/k.npy" --v "$f/v8.npy" --do "$f/do8.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" \
+    --dv "$f/dv8.npy" --params map=elu1 --json
+json_check "D_v = 8 run" 'j["command"] == "attn grad"'
+npy_python "$f/dv8.npy" <<'PY'
+import struct, sys
+head = open(sys.argv[1], "rb").read(128).decode("latin1")
+sys.exit(0 if "(100, 8)" in head else 1)
+PY
+[ $? -eq 0 ] || { echo "FAIL: dv8.npy is not [100, 8]"; fail=1; }
+check "attn run dense D_v = 8" 0 "$kat" attn run --q "$f/q.npy" --k "$f/k.npy" \
+    --v "$f/v8.npy" --o "$f/o8.npy"
+npy_python "$f/o8.npy" <<'PY'
+import sys
+head = open(sys.argv[1], "rb").read(128).decode("latin1")
+sys.exit(0 if "(100, 8)" in head else 1)
+PY
+[ $? -eq 0 ] || { echo "FAIL: o8.npy is not [100, 8]"; fail=1; }
+check "attn run hash D_v = 8" 0 "$kat" attn run --mode hash --params buckets=4 --q "$f/q.npy" \
+    --k "$f/k.npy" --v "$f/v8.npy" --o "$f/o8.npy"
 for m in taylor1 favor:32 "poly:1+x+x^2/2" elu1; do
     check "attn run linear $m" 0 "$kat" attn run --mode linear --causal --q "$f/q.npy" \
         --k "$f/k.npy" --v "$f/v.npy" --o "$f/o.npy" --params "map=$m"
@@ -87,6 +112,17 @@ check "bench linear --crossover" 0 "$kat" bench attn --mode linear --h 1 --n 256
 # linear overtakes flash somewhere for d = 8 (or the key is null: none up to 2^17)
 json_check "bench linear crossover_n and baseline" \
     '"crossover_n" in j and (j["crossover_n"] is None or 512 <= j["crossover_n"] <= 131072) and j["baseline"] == "dense causal flash" and j["baseline_ms"] > 0'
+# flash=0 without --baseline: no baseline at all (not the unfused N^2 attention), said plainly
+check "bench linear flash=0" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 8 --reps 1 \
+    --warmup 0 --sgemm 0 --params flash=0
+expect "bench flash=0 says it times no baseline" \
+    '  baseline  none (--baseline 1 times the unfused N^2 attention)'
+check "bench linear flash=0 --json" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 8 \
+    --reps 1 --warmup 0 --sgemm 0 --params flash=0 --json
+json_check "bench flash=0 baseline none" 'j["baseline"] == "none"'
+check "bench linear flash=0 --baseline 1" 0 "$kat" bench attn --mode linear --h 1 --n 256 \
+    --d 8 --reps 1 --warmup 0 --sgemm 0 --params flash=0 --baseline 1
+expect "bench --baseline 1 names the unfused baseline" '  baseline  unfused '
 check "bench --crossover with --backward refused" 1 "$kat" bench attn --mode linear --h 1 \
     --n 64 --d 8 --causal --backward --crossover
 check "bench linear state pass" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 16 \

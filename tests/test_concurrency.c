@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "sparse_plan.h"
 #include "testutil.h"
 
 enum { NT = 8 };   /* threads that share one plan */
@@ -93,7 +94,7 @@ typedef struct {
     void *fwork[NT], *bwork[NT];
     kat_status st[NT];
     const kat_attn_plan *plan;
-    const kat_sparse_layout *layout;
+    const sp_handle *layout;
     int use_work, use_lse;
 } attn_set;
 
@@ -151,7 +152,7 @@ static void dense_forward_job(int t, void *arg)
 {
     attn_set *s = arg;
     attn_views w = views(s, t);
-    s->st[t] = kat_attn_forward(s->plan, &w.q, &w.k, &w.v, &w.o, &w.lse,
+    s->st[t] = kat_attn_forward(s->plan, NULL, &w.q, &w.k, &w.v, &w.o, &w.lse,
                                 s->use_work ? s->fwork[t] : NULL);
 }
 
@@ -162,7 +163,7 @@ static void dense_backward_job(int t, void *arg)
     attn_views w = views(s, t);
     kat_tensor o = kat_tensor_view(s->so[t], s->B, s->H, s->N, s->D);
     kat_tensor lse = kat_tensor_view(s->slse[t], s->B, s->H, s->N, 1);
-    s->st[t] = kat_attn_backward(s->plan, &w.q, &w.k, &w.v, &o, s->use_lse ? &lse : NULL,
+    s->st[t] = kat_attn_backward(s->plan, NULL, &w.q, &w.k, &w.v, &o, s->use_lse ? &lse : NULL,
                                  &w.dout, &w.dq, &w.dk, &w.dv, s->use_work ? s->bwork[t] : NULL);
 }
 
@@ -170,7 +171,7 @@ static void sparse_forward_job(int t, void *arg)
 {
     attn_set *s = arg;
     attn_views w = views(s, t);
-    s->st[t] = kat_sparse_forward(s->layout, &w.q, &w.k, &w.v, &w.o, &w.lse,
+    s->st[t] = sp_forward(s->layout, &w.q, &w.k, &w.v, &w.o, &w.lse,
                                   s->use_work ? s->fwork[t] : NULL);
 }
 
@@ -180,7 +181,7 @@ static void sparse_backward_job(int t, void *arg)
     attn_views w = views(s, t);
     kat_tensor o = kat_tensor_view(s->so[t], s->B, s->H, s->N, s->D);
     kat_tensor lse = kat_tensor_view(s->slse[t], s->B, s->H, s->N, 1);
-    s->st[t] = kat_sparse_backward(s->layout, &w.q, &w.k, &w.v, &o, &lse, &w.dout, &w.dq,
+    s->st[t] = sp_backward(s->layout, &w.q, &w.k, &w.v, &o, &lse, &w.dout, &w.dq,
                                    &w.dk, &w.dv, s->use_work ? s->bwork[t] : NULL);
 }
 
@@ -301,9 +302,9 @@ START_TEST(test_dense_flash)
             const size_t *x = shapes[sh];
             attn_set s;
             attn_set_init(&s, x[0], x[1], x[2], x[3], x[4], x[5], 100 + sh);
-            kat_attn_desc d = {x[0], x[1], x[2], x[3], x[4], x[5], (int)x[6], 0};
+            kat_attn_desc d = {x[0], x[1], x[2], x[3], x[4], x[5], (int)x[6], 0, 0};
             kat_attn_plan *plan;
-            TU_OK(kat_attn_plan_create(&d, &plan));
+            TU_OK(kat_attn_plan_create(&d, NULL, &plan));
             s.plan = plan;
             char what[96];
             snprintf(what, sizeof what, "dense flash, %s kernels, shape %zu", kat_arch_name(), sh);
@@ -322,7 +323,7 @@ START_TEST(test_sparse_layouts)
 {
     enum { B = 1, H = 4, HKV = 2, D = 16 };
     const size_t N = tu_quick() ? 60 : 150, M = N;
-    kat_attn_desc d = {B, H, HKV, N, M, D, 1, 0};
+    kat_attn_desc d = {B, H, HKV, N, M, D, 1, 0, 0};
     uint8_t qm[B * H * 150], km[B * HKV * 150];
     for (size_t i = 0; i < B * H * N; i++)
         qm[i] = (i * 7) % 3 != 0;
@@ -338,20 +339,20 @@ START_TEST(test_sparse_layouts)
         kb[i] = (int32_t)((i * 5) % 4);
     kat_sparse_blockmask *bm;
     TU_OK(kat_sparse_blockmask_global(N, M, 4, 40, 1, 32, 32, &bm));
-    kat_sparse_layout *layouts[3];
-    TU_OK(kat_sparse_qk_layout_create(&d, &qk, &kk, &layouts[0]));
-    TU_OK(kat_sparse_hash_layout_create(&d, 4, qb, kb, &layouts[1]));
-    TU_OK(kat_sparse_block_layout_create(&d, bm, &layouts[2]));
+    sp_handle *layouts[3];
+    TU_OK(sp_qk(&d, &qk, &kk, &layouts[0]));
+    TU_OK(sp_hash(&d, 4, qb, kb, &layouts[1]));
+    TU_OK(sp_block(&d, bm, &layouts[2]));
     const char *names[] = {"sparse QK-drop", "sparse hash", "sparse block mask"};
     for (int l = 0; l < 3; l++) {
         attn_set s;
         attn_set_init(&s, B, H, HKV, N, M, D, 200 + l);
         s.layout = layouts[l];
         check_attention(&s, sparse_forward_job, sparse_backward_job,
-                        kat_sparse_workspace_size(layouts[l], KAT_ATTN_FORWARD),
-                        kat_sparse_workspace_size(layouts[l], KAT_ATTN_BACKWARD), 0, names[l]);
+                        sp_workspace(layouts[l], KAT_ATTN_FORWARD),
+                        sp_workspace(layouts[l], KAT_ATTN_BACKWARD), 0, names[l]);
         attn_set_free(&s);
-        kat_sparse_layout_destroy(layouts[l]);
+        sp_handle_destroy(layouts[l]);
     }
     kat_sparse_blockmask_destroy(bm);
     kat_sparse_keep_free(&qk);
@@ -615,7 +616,8 @@ typedef struct {
     int32_t *qb, *kb;
     kat_attn_desc desc;
     kat_attn_plan *plan;
-    kat_sparse_layout *layout;
+    kat_attn_plan *hash_plan;
+    kat_attn_args hash_args;
     kat_featmap *fm;
 } pair_data;
 
@@ -672,8 +674,8 @@ static kat_status entry_call(const pair_data *p, int e, unsigned char *out)
         kat_linear_opts lo2 = {1, 0, 16, KAT_LINEAR_INTRA_AUTO};
         return kat_linear_forward(p->fm, &lo2, &lq, &lk, &lv, &lo, NULL, NULL);
     }
-    case 5: return kat_attn_forward(p->plan, &q, &k, &v, &o, &lse, NULL);
-    default: return kat_sparse_forward(p->layout, &q, &k, &v, &o, &lse, NULL);
+    case 5: return kat_attn_forward(p->plan, NULL, &q, &k, &v, &o, &lse, NULL);
+    default: return kat_attn_forward(p->hash_plan, &p->hash_args, &q, &k, &v, &o, &lse, NULL);
     }
 }
 
@@ -718,13 +720,15 @@ static void pair_data_init(pair_data *p)
     p->lq = aligned(nl * PL_D * 4), p->lk = aligned(nl * PL_D * 4), p->lv = aligned(nl * PL_DV * 4);
     fill(p->lq, nl * PL_D, 520, 0.5), fill(p->lk, nl * PL_D, 521, 0.5);
     fill(p->lv, nl * PL_DV, 522, 1.0);
-    p->desc = (kat_attn_desc){1, PA_H, PA_H, PA_N, PA_N, PA_D, 1, 0};
-    TU_OK(kat_attn_plan_create(&p->desc, &p->plan));
+    p->desc = (kat_attn_desc){1, PA_H, PA_H, PA_N, PA_N, PA_D, 1, 0, 0};
+    TU_OK(kat_attn_plan_create(&p->desc, NULL, &p->plan));
     p->qb = malloc((size_t)PA_H * PA_N * sizeof(int32_t));
     p->kb = malloc((size_t)PA_H * PA_N * sizeof(int32_t));
     for (size_t i = 0; i < (size_t)PA_H * PA_N; i++)
         p->qb[i] = (int32_t)((i * 3) % 4), p->kb[i] = (int32_t)((i * 5) % 4);
-    TU_OK(kat_sparse_hash_layout_create(&p->desc, 4, p->qb, p->kb, &p->layout));
+    kat_attn_pattern hash = {.kind = KAT_ATTN_HASH, .buckets = 4};
+    TU_OK(kat_attn_plan_create(&p->desc, &hash, &p->hash_plan));
+    p->hash_args = (kat_attn_args){.q_buckets = p->qb, .k_buckets = p->kb};
     TU_OK(kat_featmap_taylor_create(PL_D, 2, 0, &p->fm));
 }
 
@@ -734,7 +738,7 @@ static void pair_data_free(pair_data *p)
     free(p->aq), free(p->ak), free(p->av), free(p->lq), free(p->lk), free(p->lv);
     free(p->qb), free(p->kb);
     kat_attn_plan_destroy(p->plan);
-    kat_sparse_layout_destroy(p->layout);
+    kat_attn_plan_destroy(p->hash_plan);
     kat_featmap_destroy(p->fm);
 }
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "masked_attention.h"
+#include "sparse_plan.h"
 #include "testutil.h"
 
 static void fill_gauss(float *x, size_t n, uint64_t seed, double sigma)
@@ -142,7 +143,7 @@ static tviews make_views(const prob *p, const result *r)
 
 static kat_attn_desc desc_of(const prob *p)
 {
-    return (kat_attn_desc){p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale};
+    return (kat_attn_desc){p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale, 0};
 }
 
 /* The dense flash engine with every ISA's kernels, backward with and without lse; and the
@@ -158,14 +159,14 @@ static void run_dense_backends(const char *name, const prob *p)
             continue;
         TU_OK(kat_arch_set((kat_arch)a));
         kat_attn_plan *plan;
-        TU_OK(kat_attn_plan_create(&d, &plan));
+        TU_OK(kat_attn_plan_create(&d, NULL, &plan));
         for (int with_lse = 1; with_lse >= 0; with_lse--) {
             result r;
             result_init(&r, p);
             tviews t = make_views(p, &r);
-            TU_OK(kat_attn_forward(plan, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL));
+            TU_OK(kat_attn_forward(plan, NULL, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL));
             /* The backward from the forward's own o and lse (or none). */
-            TU_OK(kat_attn_backward(plan, &t.q, &t.k, &t.v, &t.o, with_lse ? &t.lse : NULL,
+            TU_OK(kat_attn_backward(plan, NULL, &t.q, &t.k, &t.v, &t.o, with_lse ? &t.lse : NULL,
                                     &t.dout, &t.dq, &t.dk, &t.dv, NULL));
             r.has_backward = 1;
             snprintf(label, sizeof label, "%s: flash %s%s", name, kat_arch_name(),
@@ -188,13 +189,13 @@ static void run_dense_backends(const char *name, const prob *p)
 }
 
 /* A sparse layout (built by the caller from the same pattern as p->allowed). */
-static void run_sparse_backend(const char *label, const prob *p, const kat_sparse_layout *L)
+static void run_sparse_backend(const char *label, const prob *p, const sp_handle *L)
 {
     result r;
     result_init(&r, p);
     tviews t = make_views(p, &r);
-    TU_OK(kat_sparse_forward(L, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL));
-    TU_OK(kat_sparse_backward(L, &t.q, &t.k, &t.v, &t.o, &t.lse, &t.dout, &t.dq, &t.dk, &t.dv,
+    TU_OK(sp_forward(L, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL));
+    TU_OK(sp_backward(L, &t.q, &t.k, &t.v, &t.o, &t.lse, &t.dout, &t.dq, &t.dk, &t.dv,
                               NULL));
     r.has_backward = 1;
     compare(label, p, &r);
@@ -208,12 +209,12 @@ static void run_block_from_allowed(const char *name, const prob *p, const uint8_
     kat_sparse_blockmask *bm;
     TU_OK(kat_sparse_blockmask_from_dense(pattern, p->B, p->H, p->N, p->M, 16, 32, &bm));
     kat_attn_desc d = desc_of(p);
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_block_layout_create(&d, bm, &L));
+    sp_handle *L;
+    TU_OK(sp_block(&d, bm, &L));
     char label[200];
     snprintf(label, sizeof label, "%s: sparse block mask", name);
     run_sparse_backend(label, p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_blockmask_destroy(bm);
 }
 
@@ -225,21 +226,21 @@ static void run_all_backends(const char *name, const prob *p)
     if (p->causal <= 1)
         run_dense_backends(name, p);
     kat_attn_desc d = desc_of(p);
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_qk_layout_create(&d, NULL, NULL, &L));
+    sp_handle *L;
+    TU_OK(sp_qk(&d, NULL, NULL, &L));
     snprintf(label, sizeof label, "%s: sparse QK-drop (keep all)", name);
     run_sparse_backend(label, p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
 
     int32_t *qb = xcalloc(nl_(p), sizeof(int32_t)), *kb = xcalloc(p->B * p->Hkv * p->M, 4);
     for (size_t i = 0; i < nl_(p); i++)
         qb[i] = 2;
     for (size_t i = 0; i < p->B * p->Hkv * p->M; i++)
         kb[i] = 2;
-    TU_OK(kat_sparse_hash_layout_create(&d, 5, qb, kb, &L));   /* every token in bucket 2 */
+    TU_OK(sp_hash(&d, 5, qb, kb, &L));   /* every token in bucket 2 */
     snprintf(label, sizeof label, "%s: sparse hash (one bucket)", name);
     run_sparse_backend(label, p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     free(qb), free(kb);
 
     uint8_t *ones = xcalloc(p->B * p->H * p->N * p->M, 1);
@@ -363,10 +364,10 @@ START_TEST(test_logit_overflow)
             st = kat_attn_unfused_forward(&d, &t.q, &t.k, &t.v, &t.o, &t.lse);
             snprintf(label, sizeof label, "unfused forward, q.k overflowing fp32");
         } else if (b == KAT_ARCH_COUNT) {
-            kat_sparse_layout *L;
-            TU_OK(kat_sparse_qk_layout_create(&d, NULL, NULL, &L));
-            st = kat_sparse_forward(L, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL);
-            kat_sparse_layout_destroy(L);
+            sp_handle *L;
+            TU_OK(sp_qk(&d, NULL, NULL, &L));
+            st = sp_forward(L, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL);
+            sp_handle_destroy(L);
             snprintf(label, sizeof label, "sparse forward, q.k overflowing fp32");
         } else {
             if (!kat_arch_supported((kat_arch)b)) {
@@ -375,8 +376,8 @@ START_TEST(test_logit_overflow)
             }
             TU_OK(kat_arch_set((kat_arch)b));
             kat_attn_plan *plan;
-            TU_OK(kat_attn_plan_create(&d, &plan));
-            st = kat_attn_forward(plan, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL);
+            TU_OK(kat_attn_plan_create(&d, NULL, &plan));
+            st = kat_attn_forward(plan, NULL, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL);
             kat_attn_plan_destroy(plan);
             snprintf(label, sizeof label, "flash %s forward, q.k overflowing fp32",
                      kat_arch_name());
@@ -452,26 +453,26 @@ START_TEST(test_every_key_masked)
         qidx[i] = i % 70;
     int32_t no_key[1] = {0};
     kat_sparse_keep qk = {1, 2, 70, qoff, qidx}, kk = {1, 1, 70, koff, no_key};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_qk_layout_create(&d, &qk, &kk, &L));
+    sp_handle *L;
+    TU_OK(sp_qk(&d, &qk, &kk, &L));
     run_sparse_backend("every key dropped: sparse QK-drop", &p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     int32_t qb[140], kb[70];
     for (int i = 0; i < 140; i++)
         qb[i] = i % 2;   /* buckets 0 and 1 */
     for (int i = 0; i < 70; i++)
         kb[i] = 2 + i % 2;   /* buckets 2 and 3 */
-    TU_OK(kat_sparse_hash_layout_create(&d, 4, qb, kb, &L));
+    TU_OK(sp_hash(&d, 4, qb, kb, &L));
     run_sparse_backend("disjoint buckets: sparse hash", &p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     size_t boff[6] = {0};
     int32_t none[1] = {0};
     kat_sparse_blockmask_desc bd = {1, 1, 70, 70, 16, 16, boff, none, NULL, NULL, NULL};
     kat_sparse_blockmask *bm;
     TU_OK(kat_sparse_blockmask_create(&bd, &bm));
-    TU_OK(kat_sparse_block_layout_create(&d, bm, &L));
+    TU_OK(sp_block(&d, bm, &L));
     run_sparse_backend("empty block lists: sparse block mask", &p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_blockmask_destroy(bm);
     /* Diagonal blocks listed, not full, with a predicate that refuses every element. */
     size_t poff[6];
@@ -481,9 +482,9 @@ START_TEST(test_every_key_masked)
     poff[5] = 5;
     bd.offsets = poff, bd.kblocks = pk, bd.fn = refuse_all;
     TU_OK(kat_sparse_blockmask_create(&bd, &bm));
-    TU_OK(kat_sparse_block_layout_create(&d, bm, &L));
+    TU_OK(sp_block(&d, bm, &L));
     run_sparse_backend("a predicate refusing everything: sparse block mask", &p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_blockmask_destroy(bm);
     free(qidx);
     prob_free(&p);
@@ -506,9 +507,9 @@ START_TEST(test_every_key_masked)
     TU_OK(kat_sparse_keep_from_mask(qm, 2, 2, 45, &qk2));
     TU_OK(kat_sparse_keep_from_mask(km, 2, 1, 45, &kk2));
     d = desc_of(&p);
-    TU_OK(kat_sparse_qk_layout_create(&d, &qk2, &kk2, &L));
+    TU_OK(sp_qk(&d, &qk2, &kk2, &L));
     run_sparse_backend("batch 0 keeps no key: sparse QK-drop", &p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_keep_free(&qk2);
     kat_sparse_keep_free(&kk2);
     prob_free(&p);
@@ -535,12 +536,12 @@ START_TEST(test_one_bucket)
         for (int i = 0; i < 90; i++)
             kb[i] = (int32_t)(nbs[t] - 1);
         kat_attn_desc d = desc_of(&p);
-        kat_sparse_layout *L;
-        TU_OK(kat_sparse_hash_layout_create(&d, nbs[t], qb, kb, &L));
+        sp_handle *L;
+        TU_OK(sp_hash(&d, nbs[t], qb, kb, &L));
         char label[96];
         snprintf(label, sizeof label, "one bucket of %zu%s", nbs[t], t == 2 ? ", huge logits" : "");
         run_sparse_backend(label, &p, L);
-        kat_sparse_layout_destroy(L);
+        sp_handle_destroy(L);
         prob_free(&p);
     }
 }
@@ -582,7 +583,7 @@ static const char *const backend_names[BK_COUNT] = {"flash", "unfused", "sparse 
 
 typedef struct {
     kat_attn_plan *plan;
-    kat_sparse_layout *layout[BK_COUNT];
+    sp_handle *layout[BK_COUNT];
     kat_attn_desc d;
 } backends;
 
@@ -590,11 +591,11 @@ static kat_status call_forward(backends *be, backend b, tviews *t)
 {
     switch (b) {
     case BK_FLASH:
-        return kat_attn_forward(be->plan, &t->q, &t->k, &t->v, &t->o, &t->lse, NULL);
+        return kat_attn_forward(be->plan, NULL, &t->q, &t->k, &t->v, &t->o, &t->lse, NULL);
     case BK_UNFUSED:
         return kat_attn_unfused_forward(&be->d, &t->q, &t->k, &t->v, &t->o, &t->lse);
     default:
-        return kat_sparse_forward(be->layout[b], &t->q, &t->k, &t->v, &t->o, &t->lse, NULL);
+        return sp_forward(be->layout[b], &t->q, &t->k, &t->v, &t->o, &t->lse, NULL);
     }
 }
 
@@ -603,13 +604,13 @@ static kat_status call_backward(backends *be, backend b, tviews *t, const kat_te
 {
     switch (b) {
     case BK_FLASH:
-        return kat_attn_backward(be->plan, &t->q, &t->k, &t->v, o, lse, &t->dout, &t->dq, &t->dk,
+        return kat_attn_backward(be->plan, NULL, &t->q, &t->k, &t->v, o, lse, &t->dout, &t->dq, &t->dk,
                                  &t->dv, NULL);
     case BK_UNFUSED:
         return kat_attn_unfused_backward(&be->d, &t->q, &t->k, &t->v, o, &t->dout, &t->dq,
                                          &t->dk, &t->dv);
     default:
-        return kat_sparse_backward(be->layout[b], &t->q, &t->k, &t->v, o, lse, &t->dout, &t->dq,
+        return sp_backward(be->layout[b], &t->q, &t->k, &t->v, o, lse, &t->dout, &t->dq,
                                    &t->dk, &t->dv, NULL);
     }
 }
@@ -622,13 +623,13 @@ START_TEST(test_nonfinite_rejected)
     backends be;
     memset(&be, 0, sizeof be);
     be.d = desc_of(&p);
-    TU_OK(kat_attn_plan_create(&be.d, &be.plan));
-    TU_OK(kat_sparse_qk_layout_create(&be.d, NULL, NULL, &be.layout[BK_SPARSE_QK]));
+    TU_OK(kat_attn_plan_create(&be.d, NULL, &be.plan));
+    TU_OK(sp_qk(&be.d, NULL, NULL, &be.layout[BK_SPARSE_QK]));
     int32_t qb[80] = {0}, kb[40] = {0};
-    TU_OK(kat_sparse_hash_layout_create(&be.d, 1, qb, kb, &be.layout[BK_SPARSE_HASH]));
+    TU_OK(sp_hash(&be.d, 1, qb, kb, &be.layout[BK_SPARSE_HASH]));
     kat_sparse_blockmask *bm;
     TU_OK(kat_sparse_blockmask_sliding_window(40, 40, 40, 1, 16, 16, &bm));
-    TU_OK(kat_sparse_block_layout_create(&be.d, bm, &be.layout[BK_SPARSE_BLOCK]));
+    TU_OK(sp_block(&be.d, bm, &be.layout[BK_SPARSE_BLOCK]));
     kat_sparse_blockmask_destroy(bm);
 
     /* A valid forward result, for the backward's o and lse. */
@@ -636,7 +637,7 @@ START_TEST(test_nonfinite_rejected)
     result_init(&fw, &p);
     result_init(&r, &p);
     tviews t0 = make_views(&p, &fw);
-    TU_OK(kat_attn_forward(be.plan, &t0.q, &t0.k, &t0.v, &t0.o, &t0.lse, NULL));
+    TU_OK(kat_attn_forward(be.plan, NULL, &t0.q, &t0.k, &t0.v, &t0.o, &t0.lse, NULL));
     kat_tensor fo = t0.o, flse = t0.lse;
 
     struct {
@@ -708,7 +709,7 @@ START_TEST(test_nonfinite_rejected)
     result_free(&fw), result_free(&r);
     kat_attn_plan_destroy(be.plan);
     for (int b = 0; b < BK_COUNT; b++)
-        kat_sparse_layout_destroy(be.layout[b]);
+        sp_handle_destroy(be.layout[b]);
     prob_free(&p);
 }
 END_TEST
@@ -723,22 +724,22 @@ START_TEST(test_lse_minus_inf_on_a_live_row)
     prob_fill(&p, 81, 1.0, 1.0, 1.0, 1.0);
     kat_attn_desc d = desc_of(&p);
     kat_attn_plan *plan;
-    kat_sparse_layout *L;
-    TU_OK(kat_attn_plan_create(&d, &plan));
-    TU_OK(kat_sparse_qk_layout_create(&d, NULL, NULL, &L));
+    sp_handle *L;
+    TU_OK(kat_attn_plan_create(&d, NULL, &plan));
+    TU_OK(sp_qk(&d, NULL, NULL, &L));
     result fw, r;
     result_init(&fw, &p);
     result_init(&r, &p);
     tviews t = make_views(&p, &fw);
-    TU_OK(kat_attn_forward(plan, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL));
+    TU_OK(kat_attn_forward(plan, NULL, &t.q, &t.k, &t.v, &t.o, &t.lse, NULL));
     fw.lse[3] = -INFINITY;
     tviews tr = make_views(&p, &r);
     for (int which = 0; which < 2; which++) {
         memset(r.dq, 0, nq_(&p) * 4);
         kat_status st = which == 0
-                            ? kat_attn_backward(plan, &tr.q, &tr.k, &tr.v, &t.o, &t.lse,
+                            ? kat_attn_backward(plan, NULL, &tr.q, &tr.k, &tr.v, &t.o, &t.lse,
                                                 &tr.dout, &tr.dq, &tr.dk, &tr.dv, NULL)
-                            : kat_sparse_backward(L, &tr.q, &tr.k, &tr.v, &t.o, &t.lse,
+                            : sp_backward(L, &tr.q, &tr.k, &tr.v, &t.o, &t.lse,
                                                   &tr.dout, &tr.dq, &tr.dk, &tr.dv, NULL);
         if (st == KAT_OK)
             for (size_t i = 0; i < nq_(&p); i++)
@@ -748,7 +749,7 @@ START_TEST(test_lse_minus_inf_on_a_live_row)
                               (double)r.dq[i]);
     }
     result_free(&fw), result_free(&r);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_attn_plan_destroy(plan);
     prob_free(&p);
 }

@@ -353,8 +353,14 @@ START_TEST(test_npy_parse_errors)
                     KAT_EFORMAT, "'descr' appears twice");
     expect_dict_err("{'descr': '<f8', 'fortran_order': False, 'shape': (8,), 'foo': 1}",
                     KAT_EFORMAT, "unexpected key 'foo'");
-    expect_dict_err("{'descr': '<i4', 'fortran_order': False, 'shape': (8,)}", KAT_EFORMAT,
-                    "dtype '<i4'");
+    expect_dict_err("{'descr': '<i3', 'fortran_order': False, 'shape': (8,)}", KAT_EFORMAT,
+                    "dtype '<i3'");
+    expect_dict_err("{'descr': '|i4', 'fortran_order': False, 'shape': (8,)}", KAT_EFORMAT,
+                    "dtype '|i4'");
+    expect_dict_err("{'descr': '<b2', 'fortran_order': False, 'shape': (8,)}", KAT_EFORMAT,
+                    "dtype '<b2'");
+    expect_dict_err("{'descr': '<M8[s]', 'fortran_order': False, 'shape': (8,)}", KAT_EFORMAT,
+                    "dtype '<M8[s]'");
     expect_dict_err("{'descr': '|f8', 'fortran_order': False, 'shape': (8,)}", KAT_EFORMAT,
                     "dtype '|f8'");
     expect_dict_err("{'descr': '<f2', 'fortran_order': False, 'shape': (8,)}", KAT_EFORMAT,
@@ -603,6 +609,155 @@ START_TEST(test_array_alloc)
 }
 END_TEST
 
+/* ---- .npy: integer and boolean arrays ----------------------------------------------------- */
+
+/* The bytes of v as an n-byte integer in little (big = 0) or big-endian order. */
+static void put_int(unsigned char *b, uint64_t v, int n, int big)
+{
+    for (int i = 0; i < n; i++)
+        b[big ? n - 1 - i : i] = (unsigned char)(v >> (8 * i));
+}
+
+START_TEST(test_npy_integer_dtypes)
+{
+    static const struct {
+        const char *descr;
+        kat_dtype t;
+        int size;
+        int64_t lo;     /* the type's smallest value (as its bits, for unsigned: 0) */
+        uint64_t hi;    /* its largest */
+    } types[] = {
+        {"i1", KAT_DTYPE_I8, 1, INT8_MIN, INT8_MAX},
+        {"i2", KAT_DTYPE_I16, 2, INT16_MIN, INT16_MAX},
+        {"i4", KAT_DTYPE_I32, 4, INT32_MIN, INT32_MAX},
+        {"i8", KAT_DTYPE_I64, 8, INT64_MIN, INT64_MAX},
+        {"u1", KAT_DTYPE_U8, 1, 0, UINT8_MAX},
+        {"u2", KAT_DTYPE_U16, 2, 0, UINT16_MAX},
+        {"u4", KAT_DTYPE_U32, 4, 0, UINT32_MAX},
+        {"u8", KAT_DTYPE_U64, 8, 0, UINT64_MAX},
+    };
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+        for (int big = 0; big < 2; big++) {
+            /* [lo, -1 or 1, 0, 7, hi]: both extremes, a sign, zero, a small id. */
+            const int is_signed = types[k].descr[0] == 'i';
+            const uint64_t vals[5] = {(uint64_t)types[k].lo, is_signed ? (uint64_t)-1 : 1, 0, 7,
+                                      types[k].hi};
+            const double want[5] = {(double)types[k].lo, is_signed ? -1.0 : 1.0, 0.0, 7.0,
+                                    (double)types[k].hi};
+            unsigned char raw[40];
+            for (int i = 0; i < 5; i++)
+                put_int(raw + i * types[k].size, vals[i], types[k].size, big);
+            char dict[96];
+            char order = types[k].size == 1 ? '|' : big ? '>' : '<';
+            snprintf(dict, sizeof dict, "{'descr': '%c%s', 'fortran_order': False, "
+                     "'shape': (5,), }", order, types[k].descr);
+            size_t len = npy_image(1, dict, 1, raw, 5 * (size_t)types[k].size);
+            kat_array a;
+            TU_OK(kat_npy_parse(img, len, &a));
+            ck_assert_int_eq(a.dtype, types[k].t);
+            ck_assert_uint_eq(kat_dtype_size(a.dtype), (size_t)types[k].size);
+            ck_assert_uint_eq(kat_array_size(&a), 5);
+            for (int i = 0; i < 5; i++) {
+                uint64_t got = 0;   /* the native value's bits, zero-extended */
+                memcpy(&got, (unsigned char *)a.data + i * types[k].size, (size_t)types[k].size);
+                uint64_t mask = types[k].size == 8 ? UINT64_MAX
+                                                   : ((uint64_t)1 << (8 * types[k].size)) - 1;
+                ck_assert_msg(got == (vals[i] & mask), "%s element %d", dict, i);
+                ck_assert_msg(kat_array_get(&a, (size_t)i) == want[i], "%s get %d = %.17g", dict,
+                              i, kat_array_get(&a, (size_t)i));
+            }
+            kat_array_free(&a);
+        }
+    ck_assert_str_eq(kat_dtype_name(KAT_DTYPE_I32), "int32");
+    ck_assert_str_eq(kat_dtype_name(KAT_DTYPE_U64), "uint64");
+    ck_assert_str_eq(kat_dtype_name(KAT_DTYPE_BOOL), "bool");
+    ck_assert_str_eq(kat_dtype_name(KAT_DTYPE_F32), "float32");
+    ck_assert_str_eq(kat_dtype_name(KAT_DTYPE_COUNT), "unknown");
+    ck_assert_uint_eq(kat_dtype_size(KAT_DTYPE_COUNT), 0);
+}
+END_TEST
+
+START_TEST(test_npy_bool_and_fortran_integers)
+{
+    /* numpy writes bool as '|b1'; a byte other than 0 or 1 (not numpy's, but possible in a
+     * file) reads as true. */
+    const unsigned char flags[5] = {0, 1, 1, 0, 2};
+    size_t len = npy_image(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (5,), }", 1,
+                           flags, 5);
+    kat_array a;
+    TU_OK(kat_npy_parse(img, len, &a));
+    ck_assert_int_eq(a.dtype, KAT_DTYPE_BOOL);
+    const unsigned char want[5] = {0, 1, 1, 0, 1};
+    ck_assert_mem_eq(a.data, want, 5);
+    ck_assert(kat_array_get(&a, 4) == 1.0);
+    kat_array_free(&a);
+
+    /* A 2 x 3 big-endian int16 array in Fortran order: [[1 2 3] [-4 -5 -6]]. */
+    const int16_t col_major[6] = {1, -4, 2, -5, 3, -6};
+    unsigned char raw[12];
+    for (int i = 0; i < 6; i++)
+        put_int(raw + 2 * i, (uint64_t)(int64_t)col_major[i], 2, 1);
+    len = npy_image(1, "{'descr': '>i2', 'fortran_order': True, 'shape': (2, 3), }", 1, raw, 12);
+    TU_OK(kat_npy_parse(img, len, &a));
+    const int16_t c_order[6] = {1, 2, 3, -4, -5, -6};
+    ck_assert_mem_eq(a.data, c_order, sizeof c_order);
+    kat_array_free(&a);
+
+    /* Too little data names the integer dtype. */
+    len = npy_image(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", 1, raw, 8);
+    expect_parse_err(img, len, KAT_EFORMAT, "has 8 bytes but shape (3,) of int32 needs 12 bytes");
+
+    /* kat writes floats only: an integer array is refused before any file is touched. */
+    int32_t ids[2] = {1, 2};
+    kat_array ia = {KAT_DTYPE_I32, 1, {2}, ids};
+    TU_EXPECT_ERR(kat_npy_write("/nonexistent-kat-dir/x.npy", &ia), KAT_EINVAL,
+                  "is not KAT_DTYPE_F32 or KAT_DTYPE_F64");
+}
+END_TEST
+
+START_TEST(test_npy_read_dmat_integers)
+{
+    char *path = tu_tmpfile(".npy");
+    /* A 3 x 2 int32 point grid reads as doubles. */
+    unsigned char raw[48];
+    const int32_t grid[6] = {0, 1, 2, -3, 40000, -70000};
+    for (int i = 0; i < 6; i++)
+        put_int(raw + 4 * i, (uint64_t)(int64_t)grid[i], 4, 0);
+    size_t len = npy_image(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 2), }", 1,
+                           raw, 24);
+    write_file_or_fail(path, img, len);
+    kat_dmat m;
+    TU_OK(kat_npy_read_dmat(path, &m));
+    ck_assert_uint_eq(m.rows, 3);
+    ck_assert_uint_eq(m.cols, 2);
+    for (int i = 0; i < 6; i++)
+        ck_assert(m.data[i] == (double)grid[i]);
+    kat_dmat_free(&m);
+    /* uint8 and bool too. */
+    const unsigned char bytes[3] = {0, 255, 1};
+    len = npy_image(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }", 1, bytes, 3);
+    write_file_or_fail(path, img, len);
+    TU_OK(kat_npy_read_dmat(path, &m));
+    ck_assert(m.rows == 3 && m.cols == 1 && m.data[1] == 255.0);
+    kat_dmat_free(&m);
+    /* 64-bit integers that a double cannot hold exactly are refused, naming the entry. */
+    const int64_t big[4] = {0, (int64_t)1 << 53, -((int64_t)1 << 53), ((int64_t)1 << 53) + 1};
+    for (int i = 0; i < 4; i++)
+        put_int(raw + 8 * i, (uint64_t)big[i], 8, 0);
+    len = npy_image(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 2), }", 1, raw, 32);
+    write_file_or_fail(path, img, len);
+    TU_EXPECT_ERR(kat_npy_read_dmat(path, &m), KAT_EDOM,
+                  "entry (1, 1) is 9007199254740993, beyond 2^53 in magnitude: no double holds "
+                  "it exactly");
+    put_int(raw, UINT64_MAX, 8, 0);
+    len = npy_image(1, "{'descr': '<u8', 'fortran_order': False, 'shape': (1,), }", 1, raw, 8);
+    write_file_or_fail(path, img, len);
+    TU_EXPECT_ERR(kat_npy_read_dmat(path, &m), KAT_EDOM, "entry (0, 0) is 18446744073709551615");
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 /* ---- .npy: files and matrices ------------------------------------------------------------- */
 
 START_TEST(test_npy_file_errors)
@@ -631,10 +786,12 @@ START_TEST(test_npy_file_errors)
     TU_EXPECT_ERR(kat_npy_read(path, &a), KAT_EFORMAT, "0 bytes are too few");
     write_file_or_fail(path, "a,b\n1,2\n", 8);
     TU_EXPECT_ERR(kat_npy_read(path, &a), KAT_EFORMAT, "bad magic");
-    size_t len = npy_image(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }", 1,
+    size_t len = npy_image(1, "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", 1,
                            data, 8);
     write_file_or_fail(path, img, len);
-    TU_EXPECT_ERR(kat_npy_read(path, &a), KAT_EFORMAT, "'<i8'");
+    TU_EXPECT_ERR(kat_npy_read(path, &a), KAT_EFORMAT, "unsupported dtype '<c8' (kat reads "
+                  "float32, float64 ('<f4', '<f8'), integers ('|i1', '<i2', '<i4', '<i8', '|u1', "
+                  "'<u2', '<u4', '<u8') and bool ('|b1'), '<' or '>' order)");
     /* Complete file: reads. */
     memcpy(img, numpy_3x2_header, 128);
     write_file_or_fail(path, img, 128 + 48);
@@ -1178,6 +1335,9 @@ int main(void)
     tcase_add_test(tc, test_array_alloc);
     tcase_add_test(tc, test_npy_file_errors);
     tcase_add_test(tc, test_npy_read_dmat);
+    tcase_add_test(tc, test_npy_integer_dtypes);
+    tcase_add_test(tc, test_npy_bool_and_fortran_integers);
+    tcase_add_test(tc, test_npy_read_dmat_integers);
     tcase_add_test(tc, test_npy_write_dmat);
     tcase_add_test(tc, test_npy_alloc_failures);
     tcase_add_test(tc, test_csv_parse_basic);

@@ -50,11 +50,11 @@ static void run_qk(size_t B, size_t H, size_t Hkv, size_t N, size_t M, size_t D,
     kat_sparse_keep qk, kk;
     TU_OK(kat_sparse_keep_from_mask(qm, B, H, N, &qk));
     TU_OK(kat_sparse_keep_from_mask(km, B, Hkv, M, &kk));
-    kat_attn_desc d = {B, H, Hkv, N, M, D, causal, 0};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_qk_layout_create(&d, &qk, &kk, &L));
+    kat_attn_desc d = {B, H, Hkv, N, M, D, causal, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_qk(&d, &qk, &kk, &L));
     ts_check_layout(&p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_keep_free(&qk);
     kat_sparse_keep_free(&kk);
     free(qm), free(km);
@@ -96,26 +96,26 @@ START_TEST(test_qk_null_keeps_is_dense)
     size_t N = 150, D = 16, H = 2;
     ts_problem p;
     ts_problem_init(&p, 1, H, H, N, N, D, 1, 5);
-    kat_attn_desc d = {1, H, H, N, N, D, 1, 0};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_qk_layout_create(&d, NULL, NULL, &L));
+    kat_attn_desc d = {1, H, H, N, N, D, 1, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_qk(&d, NULL, NULL, &L));
     float *o1 = malloc(H * N * D * sizeof(float)), *o2 = malloc(H * N * D * sizeof(float));
     float *l1 = malloc(H * N * sizeof(float)), *l2 = malloc(H * N * sizeof(float));
     kat_tensor q = kat_tensor_view(p.q, 1, H, N, D), k = kat_tensor_view(p.k, 1, H, N, D);
     kat_tensor v = kat_tensor_view(p.v, 1, H, N, D);
     kat_tensor to1 = kat_tensor_view(o1, 1, H, N, D), to2 = kat_tensor_view(o2, 1, H, N, D);
     kat_tensor tl1 = kat_tensor_view(l1, 1, H, N, 1), tl2 = kat_tensor_view(l2, 1, H, N, 1);
-    TU_OK(kat_sparse_forward(L, &q, &k, &v, &to1, &tl1, NULL));
+    TU_OK(sp_forward(L, &q, &k, &v, &to1, &tl1, NULL));
     TU_OK(kat_attn_dense_forward(&q, &k, &v, &to2, &tl2, 1, 0));
     /* Same tiles, same kernels, same order of key tiles: the same bits. */
     ck_assert_int_eq(memcmp(o1, o2, H * N * D * sizeof(float)), 0);
     ck_assert_int_eq(memcmp(l1, l2, H * N * sizeof(float)), 0);
     kat_sparse_stats s;
-    TU_OK(kat_sparse_layout_stats(L, &s));
+    TU_OK(sp_stats(L, &s));
     ck_assert_uint_eq(s.tile_pairs, s.dense_pairs);
     ck_assert_uint_eq(s.q_rows, H * N);
     free(o1), free(o2), free(l1), free(l2);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     ts_problem_free(&p);
 }
 END_TEST
@@ -144,50 +144,50 @@ END_TEST
 
 START_TEST(test_qk_errors)
 {
-    kat_attn_desc d = {1, 2, 2, 10, 10, 8, 1, 0};
-    kat_sparse_layout *L = NULL;
+    kat_attn_desc d = {1, 2, 2, 10, 10, 8, 1, 0, 0};
+    sp_handle *L = NULL;
     size_t off[3] = {0, 3, 5};
     int32_t ok[5] = {1, 4, 9, 0, 2};
     kat_sparse_keep q = {1, 2, 10, off, ok};
-    TU_OK(kat_sparse_qk_layout_create(&d, &q, &q, &L));
-    kat_sparse_layout_destroy(L);
+    TU_OK(sp_qk(&d, &q, &q, &L));
+    sp_handle_destroy(L);
     L = NULL;
     int32_t unsorted[5] = {4, 1, 9, 0, 2};
     kat_sparse_keep bad = {1, 2, 10, off, unsorted};
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &bad, NULL, &L), KAT_EINVAL, "unsorted");
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &bad, NULL, &L), KAT_EINVAL, "q_keep");
+    TU_EXPECT_ERR(sp_qk(&d, &bad, NULL, &L), KAT_EINVAL, "unsorted");
+    TU_EXPECT_ERR(sp_qk(&d, &bad, NULL, &L), KAT_EINVAL, "q_keep");
     int32_t dup[5] = {1, 4, 4, 0, 2};
     bad.idx = dup;
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, NULL, &bad, &L), KAT_EINVAL, "duplicated");
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, NULL, &bad, &L), KAT_EINVAL, "k_keep");
+    TU_EXPECT_ERR(sp_qk(&d, NULL, &bad, &L), KAT_EINVAL, "duplicated");
+    TU_EXPECT_ERR(sp_qk(&d, NULL, &bad, &L), KAT_EINVAL, "k_keep");
     int32_t big[5] = {1, 4, 10, 0, 2};
     bad.idx = big;
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &bad, NULL, &L), KAT_EINVAL, "outside");
+    TU_EXPECT_ERR(sp_qk(&d, &bad, NULL, &L), KAT_EINVAL, "outside");
     int32_t neg[5] = {1, 4, 9, -1, 2};
     bad.idx = neg;
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &bad, NULL, &L), KAT_EINVAL, "-1");
+    TU_EXPECT_ERR(sp_qk(&d, &bad, NULL, &L), KAT_EINVAL, "-1");
     size_t off_dec[3] = {0, 3, 2};
     kat_sparse_keep dec = {1, 2, 10, off_dec, ok};
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &dec, NULL, &L), KAT_EINVAL, "offsets");
+    TU_EXPECT_ERR(sp_qk(&d, &dec, NULL, &L), KAT_EINVAL, "offsets");
     size_t off_nz[3] = {1, 3, 5};
     kat_sparse_keep nz = {1, 2, 10, off_nz, ok};
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &nz, NULL, &L), KAT_EINVAL, "offsets[0]");
+    TU_EXPECT_ERR(sp_qk(&d, &nz, NULL, &L), KAT_EINVAL, "offsets[0]");
     kat_sparse_keep shape = {1, 3, 10, off, ok};
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &shape, NULL, &L), KAT_EINVAL, "does not match");
+    TU_EXPECT_ERR(sp_qk(&d, &shape, NULL, &L), KAT_EINVAL, "does not match");
     kat_sparse_keep shape_n = {1, 2, 11, off, ok};
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, NULL, &shape_n, &L), KAT_EINVAL, "k_keep");
+    TU_EXPECT_ERR(sp_qk(&d, NULL, &shape_n, &L), KAT_EINVAL, "k_keep");
     kat_sparse_keep noidx = {1, 2, 10, off, NULL};
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &noidx, NULL, &L), KAT_EINVAL, "idx is NULL");
+    TU_EXPECT_ERR(sp_qk(&d, &noidx, NULL, &L), KAT_EINVAL, "idx is NULL");
     kat_sparse_keep nooff = {1, 2, 10, NULL, ok};
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, &nooff, NULL, &L), KAT_EINVAL, "offsets is NULL");
+    TU_EXPECT_ERR(sp_qk(&d, &nooff, NULL, &L), KAT_EINVAL, "offsets is NULL");
     kat_attn_desc dc = d;
     dc.causal = 3;
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&dc, NULL, NULL, &L), KAT_EINVAL, "causal");
+    TU_EXPECT_ERR(sp_qk(&dc, NULL, NULL, &L), KAT_EINVAL, "causal");
     kat_attn_desc dd = d;
     dd.D = 0;
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&dd, NULL, NULL, &L), KAT_EINVAL, "D = 0");
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(NULL, NULL, NULL, &L), KAT_EINVAL, "desc");
-    TU_EXPECT_ERR(kat_sparse_qk_layout_create(&d, NULL, NULL, NULL), KAT_EINVAL, "out");
+    TU_EXPECT_ERR(sp_qk(&dd, NULL, NULL, &L), KAT_EINVAL, "D = 0");
+    TU_EXPECT_ERR(sp_qk(NULL, NULL, NULL, &L), KAT_EINVAL, "desc");
+    TU_EXPECT_ERR(sp_qk(&d, NULL, NULL, NULL), KAT_EINVAL, "out");
     ck_assert_ptr_null(L);   /* untouched by every failure */
     TU_EXPECT_ERR(kat_sparse_keep_from_mask(NULL, 1, 1, 4, &q), KAT_EINVAL, "mask");
     TU_EXPECT_ERR(kat_sparse_keep_check(NULL, "q_keep"), KAT_EINVAL, "q_keep");
@@ -211,11 +211,11 @@ static void hash_allowed(ts_problem *p, const int32_t *qb, const int32_t *kb)
 static void check_hash(ts_problem *p, size_t nb, const int32_t *qb, const int32_t *kb)
 {
     hash_allowed(p, qb, kb);
-    kat_attn_desc d = {p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, 0};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_hash_layout_create(&d, nb, qb, kb, &L));
+    kat_attn_desc d = {p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_hash(&d, nb, qb, kb, &L));
     ts_check_layout(p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
 }
 
 /* Random buckets in [0, used) of nb (used < nb leaves empty buckets). */
@@ -260,21 +260,21 @@ START_TEST(test_hash_single_bucket_is_dense)
     ts_problem_init(&p, 1, H, H, N, N, D, 1, 31);
     int32_t *zero = calloc(H * N, sizeof(int32_t));
     run_hash(1, H, H, N, N, D, 1, 1, 1, 31);
-    kat_attn_desc d = {1, H, H, N, N, D, 1, 0};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_hash_layout_create(&d, 1, zero, zero, &L));
+    kat_attn_desc d = {1, H, H, N, N, D, 1, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_hash(&d, 1, zero, zero, &L));
     float *o1 = malloc(H * N * D * sizeof(float)), *o2 = malloc(H * N * D * sizeof(float));
     kat_tensor q = kat_tensor_view(p.q, 1, H, N, D), k = kat_tensor_view(p.k, 1, H, N, D);
     kat_tensor v = kat_tensor_view(p.v, 1, H, N, D);
     kat_tensor to1 = kat_tensor_view(o1, 1, H, N, D), to2 = kat_tensor_view(o2, 1, H, N, D);
-    TU_OK(kat_sparse_forward(L, &q, &k, &v, &to1, NULL, NULL));
+    TU_OK(sp_forward(L, &q, &k, &v, &to1, NULL, NULL));
     TU_OK(kat_attn_dense_forward(&q, &k, &v, &to2, NULL, 1, 0));
     ck_assert_int_eq(memcmp(o1, o2, H * N * D * sizeof(float)), 0);
     kat_sparse_stats s;
-    TU_OK(kat_sparse_layout_stats(L, &s));
+    TU_OK(sp_stats(L, &s));
     ck_assert_uint_eq(s.tile_pairs, s.dense_pairs);
     free(o1), free(o2), free(zero);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     ts_problem_free(&p);
 }
 END_TEST
@@ -362,39 +362,39 @@ END_TEST
 
 START_TEST(test_hash_errors)
 {
-    kat_attn_desc d = {1, 1, 1, 4, 4, 8, 1, 0};
+    kat_attn_desc d = {1, 1, 1, 4, 4, 8, 1, 0, 0};
     int32_t good[4] = {0, 1, 2, 1}, big[4] = {0, 1, 3, 1}, neg[4] = {0, -2, 1, 1};
-    kat_sparse_layout *L = NULL;
-    TU_EXPECT_ERR(kat_sparse_hash_layout_create(&d, 3, big, good, &L), KAT_EINVAL, "q_buckets[0, 0, 2] = 3");
-    TU_EXPECT_ERR(kat_sparse_hash_layout_create(&d, 3, good, neg, &L), KAT_EINVAL, "k_buckets[0, 0, 1] = -2");
-    TU_EXPECT_ERR(kat_sparse_hash_layout_create(&d, 0, good, good, &L), KAT_EINVAL, "nb = 0");
-    TU_EXPECT_ERR(kat_sparse_hash_layout_create(&d, 3, NULL, good, &L), KAT_EINVAL, "q_buckets");
-    TU_EXPECT_ERR(kat_sparse_hash_layout_create(&d, 3, good, NULL, &L), KAT_EINVAL, "k_buckets");
+    sp_handle *L = NULL;
+    TU_EXPECT_ERR(sp_hash(&d, 3, big, good, &L), KAT_EINVAL, "q_buckets[0, 0, 2] = 3");
+    TU_EXPECT_ERR(sp_hash(&d, 3, good, neg, &L), KAT_EINVAL, "k_buckets[0, 0, 1] = -2");
+    TU_EXPECT_ERR(sp_hash(&d, 0, good, good, &L), KAT_EINVAL, "nb = 0");
+    TU_EXPECT_ERR(sp_hash(&d, 3, NULL, good, &L), KAT_EINVAL, "q_buckets");
+    TU_EXPECT_ERR(sp_hash(&d, 3, good, NULL, &L), KAT_EINVAL, "k_buckets");
     kat_attn_desc dc = d;
     dc.causal = -1;
-    TU_EXPECT_ERR(kat_sparse_hash_layout_create(&dc, 3, good, good, &L), KAT_EINVAL, "causal");
-    kat_attn_desc dh = {1, 3, 2, 4, 4, 8, 1, 0};
-    TU_EXPECT_ERR(kat_sparse_hash_layout_create(&dh, 3, good, good, &L), KAT_EINVAL, "multiple");
+    TU_EXPECT_ERR(sp_hash(&dc, 3, good, good, &L), KAT_EINVAL, "causal");
+    kat_attn_desc dh = {1, 3, 2, 4, 4, 8, 1, 0, 0};
+    TU_EXPECT_ERR(sp_hash(&dh, 3, good, good, &L), KAT_EINVAL, "multiple");
     ck_assert_ptr_null(L);
-    TU_OK(kat_sparse_hash_layout_create(&d, 3, good, good, &L));
+    TU_OK(sp_hash(&d, 3, good, good, &L));
     /* Views that disagree with the layout's shapes. */
     float buf[64] = {0}, out[64], out2[64];
     kat_tensor q = kat_tensor_view(buf, 1, 1, 4, 8), o = kat_tensor_view(out, 1, 1, 4, 8);
     kat_tensor k5 = kat_tensor_view(buf, 1, 1, 5, 8), o2 = kat_tensor_view(out2, 1, 1, 4, 8);
-    TU_EXPECT_ERR(kat_sparse_forward(L, &q, &k5, &q, &o, NULL, NULL), KAT_EINVAL, "k:");
-    TU_EXPECT_ERR(kat_sparse_forward(L, &q, &q, &q, &q, NULL, NULL), KAT_EINVAL, "overlaps");
-    TU_EXPECT_ERR(kat_sparse_forward(NULL, &q, &q, &q, &o, NULL, NULL), KAT_EINVAL, "layout");
+    TU_EXPECT_ERR(sp_forward(L, &q, &k5, &q, &o, NULL, NULL), KAT_EINVAL, "k:");
+    TU_EXPECT_ERR(sp_forward(L, &q, &q, &q, &q, NULL, NULL), KAT_EINVAL, "overlaps");
+    TU_EXPECT_ERR(sp_forward(NULL, &q, &q, &q, &o, NULL, NULL), KAT_EINVAL, "plan");
     void *unaligned = (char *)out2 + 4;
     kat_tensor tl = kat_tensor_view(out2, 1, 1, 4, 1);
-    TU_EXPECT_ERR(kat_sparse_forward(L, &q, &q, &q, &o, &tl, unaligned), KAT_EINVAL, "aligned");
+    TU_EXPECT_ERR(sp_forward(L, &q, &q, &q, &o, &tl, unaligned), KAT_EINVAL, "aligned");
     buf[3] = NAN;
-    TU_EXPECT_ERR(kat_sparse_forward(L, &q, &q, &q, &o, NULL, NULL), KAT_EDOM, "q");
+    TU_EXPECT_ERR(sp_forward(L, &q, &q, &q, &o, NULL, NULL), KAT_EDOM, "q");
     buf[3] = 0;
-    TU_EXPECT_ERR(kat_sparse_backward(L, &q, &q, &q, &o, NULL, &q, &o2, &o2, &o2, NULL),
+    TU_EXPECT_ERR(sp_backward(L, &q, &q, &q, &o, NULL, &q, &o2, &o2, &o2, NULL),
                   KAT_EINVAL, "lse is NULL");
-    TU_EXPECT_ERR(kat_sparse_backward(NULL, &q, &q, &q, &o, &tl, &q, &o2, &o2, &o2, NULL),
-                  KAT_EINVAL, "layout");
-    kat_sparse_layout_destroy(L);
+    TU_EXPECT_ERR(sp_backward(NULL, &q, &q, &q, &o, &tl, &q, &o2, &o2, &o2, NULL),
+                  KAT_EINVAL, "plan");
+    sp_handle_destroy(L);
 }
 END_TEST
 
@@ -567,12 +567,12 @@ static void run_window(size_t N, size_t M, size_t W, int mask_causal, int desc_c
         TU_OK(kat_sparse_blockmask_sliding_window(N, M, W, mask_causal, bq, bk, &m));
     }
     check_block_lists(m, N, M, el);
-    kat_attn_desc d = {1, H, H, N, M, D, desc_causal, 0};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_block_layout_create(&d, m, &L));
+    kat_attn_desc d = {1, H, H, N, M, D, desc_causal, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_block(&d, m, &L));
     kat_sparse_blockmask_destroy(m);   /* the layout does not need it */
     ts_check_layout(&p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     free(el);
     ts_problem_free(&p);
 }
@@ -632,11 +632,11 @@ START_TEST(test_block_dense_and_predicate)
                 }
     kat_sparse_blockmask *m;
     TU_OK(kat_sparse_blockmask_from_dense(mask, B, H, N, M, 30, 40, &m));
-    kat_attn_desc d = {B, H, H, N, M, D, 1, 0};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_block_layout_create(&d, m, &L));
+    kat_attn_desc d = {B, H, H, N, M, D, 1, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_block(&d, m, &L));
     ts_check_layout(&p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_blockmask_destroy(m);
 
     /* Explicit lists: every other key block, first entry of each list flagged full, a
@@ -666,9 +666,9 @@ START_TEST(test_block_dense_and_predicate)
                     *ts_allowed(&p, b, h, i, j) =
                         listed && (is_full || stripe_pred(&st, b, h, i, j)) && ts_causal_ok(&p, i, j);
                 }
-    TU_OK(kat_sparse_block_layout_create(&d, m, &L));
+    TU_OK(sp_block(&d, m, &L));
     ts_check_layout(&p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     /* Without a predicate every listed block is attended in full. */
     bd.fn = NULL;
     kat_sparse_blockmask_destroy(m);
@@ -678,9 +678,9 @@ START_TEST(test_block_dense_and_predicate)
             for (size_t i = 0; i < N; i++)
                 for (size_t j = 0; j < M; j++)
                     *ts_allowed(&p, b, h, i, j) = (j / bk) % 2 == (i / bq) % 2 && ts_causal_ok(&p, i, j);
-    TU_OK(kat_sparse_block_layout_create(&d, m, &L));
+    TU_OK(sp_block(&d, m, &L));
     ts_check_layout(&p, L);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_blockmask_destroy(m);
     free(off), free(kbs), free(full), free(mask);
     kat_rng_destroy(rng);
@@ -721,10 +721,10 @@ START_TEST(test_block_errors)
     ck_assert_ptr_null(m);
     /* Layout shapes must agree with the mask. */
     TU_OK(kat_sparse_blockmask_sliding_window(20, 20, 5, 1, 8, 8, &m));
-    kat_attn_desc d = {1, 2, 2, 21, 20, 8, 0, 0};
-    kat_sparse_layout *L = NULL;
-    TU_EXPECT_ERR(kat_sparse_block_layout_create(&d, m, &L), KAT_EINVAL, "does not match");
-    TU_EXPECT_ERR(kat_sparse_block_layout_create(&d, NULL, &L), KAT_EINVAL, "mask");
+    kat_attn_desc d = {1, 2, 2, 21, 20, 8, 0, 0, 0};
+    sp_handle *L = NULL;
+    TU_EXPECT_ERR(sp_block(&d, m, &L), KAT_EINVAL, "does not match");
+    TU_EXPECT_ERR(sp_block(&d, NULL, &L), KAT_EINVAL, "mask");
     ck_assert_ptr_null(L);
     size_t c;
     const int32_t *lst;
@@ -733,7 +733,7 @@ START_TEST(test_block_errors)
     TU_EXPECT_ERR(kat_sparse_blockmask_q_list(m, 1, 0, 0, &c, &lst, &fl), KAT_EINVAL, "b = 1");
     kat_sparse_blockmask_destroy(m);
     kat_sparse_blockmask_destroy(NULL);
-    kat_sparse_layout_destroy(NULL);
+    sp_handle_destroy(NULL);
 }
 END_TEST
 
@@ -760,24 +760,24 @@ START_TEST(test_workspace_strides_determinism)
     kat_tensor tdq = tq, tdk = tq, tdv = tq, tdq2 = tq;
     tdq.data = dq, tdk.data = dk, tdv.data = dv, tdq2.data = dq2;
     kat_tensor tl = kat_tensor_view(lse, B, H, N, 1);
-    kat_attn_desc d = {B, H, H, N, N, D, 1, 0};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_hash_layout_create(&d, nb, bq, bq, &L));
-    ck_assert_ptr_nonnull(kat_sparse_layout_desc(L));
-    ck_assert(kat_sparse_layout_desc(L)->scale > 0);
-    size_t wf = kat_sparse_workspace_size(L, KAT_ATTN_FORWARD);
-    size_t wb = kat_sparse_workspace_size(L, KAT_ATTN_BACKWARD);
+    kat_attn_desc d = {B, H, H, N, N, D, 1, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_hash(&d, nb, bq, bq, &L));
+    ck_assert_ptr_nonnull(kat_attn_plan_desc(L->plan));
+    ck_assert(kat_attn_plan_desc(L->plan)->scale > 0);
+    size_t wf = sp_workspace(L, KAT_ATTN_FORWARD);
+    size_t wb = sp_workspace(L, KAT_ATTN_BACKWARD);
     ck_assert_uint_gt(wf, 0);
     ck_assert_uint_gt(wb, 0);
     void *work = kat_malloc(wb > wf ? wb : wf);
-    TU_OK(kat_sparse_forward(L, &tq, &tk, &tv, &to1, &tl, work));
-    TU_OK(kat_sparse_forward(L, &tq, &tk, &tv, &to2, NULL, NULL));
+    TU_OK(sp_forward(L, &tq, &tk, &tv, &to1, &tl, work));
+    TU_OK(sp_forward(L, &tq, &tk, &tv, &to2, NULL, NULL));
     ck_assert_int_eq(memcmp(o1, o2, n * sizeof(float)), 0);
-    TU_OK(kat_sparse_backward(L, &tq, &tk, &tv, &to1, &tl, &tv, &tdq, &tdk, &tdv, work));
-    TU_OK(kat_sparse_backward(L, &tq, &tk, &tv, &to1, &tl, &tv, &tdq2, &tdk, &tdv, NULL));
+    TU_OK(sp_backward(L, &tq, &tk, &tv, &to1, &tl, &tv, &tdq, &tdk, &tdv, work));
+    TU_OK(sp_backward(L, &tq, &tk, &tv, &to1, &tl, &tv, &tdq2, &tdk, &tdv, NULL));
     ck_assert_int_eq(memcmp(dq, dq2, n * sizeof(float)), 0);
     kat_free(work);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     free(q), free(k), free(v), free(o1), free(o2), free(dq), free(dk), free(dv), free(dq2);
     free(lse), free(bq);
 }
@@ -801,18 +801,18 @@ START_TEST(test_threads_and_split_units)
     kat_sparse_keep qk, kk;
     TU_OK(kat_sparse_keep_from_mask(qm, 1, H, N, &qk));
     TU_OK(kat_sparse_keep_from_mask(km, 1, H, N, &kk));
-    kat_attn_desc d = {1, H, H, N, N, D, 1, 0};
+    kat_attn_desc d = {1, H, H, N, N, D, 1, 0, 0};
     for (int threads = 1; threads <= 4; threads *= 2) {
         kat_set_num_threads(threads);
-        kat_sparse_layout *L;
-        TU_OK(kat_sparse_qk_layout_create(&d, &qk, &kk, &L));
+        sp_handle *L;
+        TU_OK(sp_qk(&d, &qk, &kk, &L));
         kat_sparse_stats s;
-        TU_OK(kat_sparse_layout_stats(L, &s));
+        TU_OK(sp_stats(L, &s));
         if (threads > 1)
             ck_assert_uint_gt(s.backward_units, H);   /* head 0 was split */
         ck_assert_uint_lt(s.tile_pairs, s.dense_pairs);
         ts_check_layout(&p, L);
-        kat_sparse_layout_destroy(L);
+        sp_handle_destroy(L);
     }
     kat_set_num_threads(0);
     kat_sparse_keep_free(&qk), kat_sparse_keep_free(&kk);
@@ -830,46 +830,186 @@ START_TEST(test_empty_and_tiny)
     run_window(1, 1, 1, 1, 0, 1, 1, 0, 0, 103);
     /* M = 0: every query sees nothing. */
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, o[8], l[2], dq[8];
-    kat_attn_desc d = {1, 1, 1, 2, 0, 4, 0, 0};
-    kat_sparse_layout *L;
-    TU_OK(kat_sparse_qk_layout_create(&d, NULL, NULL, &L));
+    kat_attn_desc d = {1, 1, 1, 2, 0, 4, 0, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_qk(&d, NULL, NULL, &L));
     kat_tensor q = kat_tensor_view(x, 1, 1, 2, 4), k = kat_tensor_view(NULL, 1, 1, 0, 4);
     kat_tensor to = kat_tensor_view(o, 1, 1, 2, 4), tl = kat_tensor_view(l, 1, 1, 2, 1);
     kat_tensor tdq = kat_tensor_view(dq, 1, 1, 2, 4);
-    TU_OK(kat_sparse_forward(L, &q, &k, &k, &to, &tl, NULL));
+    TU_OK(sp_forward(L, &q, &k, &k, &to, &tl, NULL));
     for (int i = 0; i < 8; i++)
         ck_assert(o[i] == 0.0f);
     ck_assert(l[0] == -INFINITY && l[1] == -INFINITY);
-    TU_OK(kat_sparse_backward(L, &q, &k, &k, &to, &tl, &q, &tdq, &k, &k, NULL));
+    TU_OK(sp_backward(L, &q, &k, &k, &to, &tl, &q, &tdq, &k, &k, NULL));
     for (int i = 0; i < 8; i++)
         ck_assert(dq[i] == 0.0f);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     /* B = 0 */
-    kat_attn_desc d0 = {0, 2, 2, 5, 5, 4, 1, 0};
-    TU_OK(kat_sparse_hash_layout_create(&d0, 3, NULL, NULL, &L));
+    kat_attn_desc d0 = {0, 2, 2, 5, 5, 4, 1, 0, 0};
+    TU_OK(sp_hash(&d0, 3, NULL, NULL, &L));
     kat_tensor e = kat_tensor_view(NULL, 0, 2, 5, 4);
     kat_tensor el = kat_tensor_view(NULL, 0, 2, 5, 1);
-    TU_OK(kat_sparse_forward(L, &e, &e, &e, &e, &el, NULL));
-    kat_sparse_layout_destroy(L);
+    TU_OK(sp_forward(L, &e, &e, &e, &e, &el, NULL));
+    sp_handle_destroy(L);
 }
 END_TEST
 
 /* Every allocation failure is reported cleanly and leaks nothing (the sanitizer and valgrind
  * runs check the leaks). */
+/* The pattern grammar and the window pattern of the front end: "window:W:G" is the block mask
+ * of kat_sparse_blockmask_global (checked against the fp64 masked reference), the plan names
+ * its solver, and with a workspace neither pass allocates. */
+START_TEST(test_window_pattern_plan)
+{
+    kat_attn_pattern p;
+    TU_OK(kat_attn_pattern_parse("window:24:3", &p));
+    ck_assert_int_eq(p.kind, KAT_ATTN_WINDOW);
+    ck_assert_uint_eq(p.window, 24);
+    ck_assert_uint_eq(p.global, 3);
+    size_t N = 150, D = 16, H = 2;
+    ts_problem pr;
+    ts_problem_init(&pr, 1, H, H, N, N, D, 1, 77);
+    for (size_t h = 0; h < H; h++)
+        for (size_t i = 0; i < N; i++)
+            for (size_t j = 0; j < N; j++)
+                *ts_allowed(&pr, 0, h, i, j) =
+                    rule_global(N, N, 3, 24, 1, i, j) && ts_causal_ok(&pr, i, j);
+    kat_attn_desc d = {1, H, H, N, N, D, 1, 0, 0};
+    sp_handle *L;
+    TU_OK(sp_handle_create(&d, &p, NULL, &L));
+    ck_assert_str_eq(kat_attn_plan_solver(L->plan), "window");
+    ts_check_layout(&pr, L);
+    /* with a workspace: no allocation in either pass */
+    size_t fb = kat_attn_workspace_size(L->plan, KAT_ATTN_FORWARD);
+    size_t bb = kat_attn_workspace_size(L->plan, KAT_ATTN_BACKWARD), wb = fb > bb ? fb : bb;
+    void *work = aligned_alloc(64, (wb + 63) / 64 * 64);
+    float *buf = malloc((4 * N * D + N) * H * sizeof(float));
+    kat_tensor q = kat_tensor_view(pr.q, 1, H, N, D), k = kat_tensor_view(pr.k, 1, H, N, D);
+    kat_tensor v = kat_tensor_view(pr.v, 1, H, N, D), dout = kat_tensor_view(pr.dout, 1, H, N, D);
+    kat_tensor o = kat_tensor_view(buf, 1, H, N, D), dq = kat_tensor_view(buf + H * N * D, 1, H, N, D);
+    kat_tensor dk = kat_tensor_view(buf + 2 * H * N * D, 1, H, N, D);
+    kat_tensor dv = kat_tensor_view(buf + 3 * H * N * D, 1, H, N, D);
+    kat_tensor lse = kat_tensor_view(buf + 4 * H * N * D, 1, H, N, 1);
+    kat_debug_fail_alloc_at(1);
+    kat_status st = kat_attn_forward(L->plan, NULL, &q, &k, &v, &o, &lse, work);
+    if (!st)
+        st = kat_attn_backward(L->plan, NULL, &q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv, work);
+    size_t made = kat_debug_fail_alloc_at(0);
+    ck_assert_msg(st == KAT_OK, "%s", kat_last_error());
+    ck_assert_uint_eq(made, 0);
+    free(work), free(buf);
+    sp_handle_destroy(L);
+    ts_problem_free(&pr);
+    /* spellings and refusals */
+    TU_OK(kat_attn_pattern_parse("dense", &p));
+    ck_assert_int_eq(p.kind, KAT_ATTN_DENSE);
+    TU_OK(kat_attn_pattern_parse("lsh:16:5", &p));
+    ck_assert(p.kind == KAT_ATTN_LSH && p.buckets == 16 && p.seed == 5);
+    TU_OK(kat_attn_pattern_parse("hash:8", &p));
+    ck_assert(p.kind == KAT_ATTN_HASH && p.buckets == 8);
+    TU_EXPECT_ERR(kat_attn_pattern_parse("hash", &p), KAT_EINVAL, "the bucket count NB is missing");
+    TU_EXPECT_ERR(kat_attn_pattern_parse("hash:x", &p), KAT_EINVAL, "'x' is not a non-negative integer");
+    TU_EXPECT_ERR(kat_attn_pattern_parse("dense:3", &p), KAT_EINVAL, "dense takes no fields");
+    TU_EXPECT_ERR(kat_attn_pattern_parse("ring:2", &p), KAT_EINVAL, "unknown kind");
+    const char *lin = "linear:poly:(1+x)^2";
+    TU_OK(kat_attn_pattern_parse(lin, &p));
+    ck_assert(p.kind == KAT_ATTN_LINEAR && p.map_spec == lin + 7 && p.map == NULL);
+    TU_OK(kat_attn_pattern_parse("linear", &p));
+    ck_assert(p.kind == KAT_ATTN_LINEAR && p.map_spec == NULL);
+    TU_EXPECT_ERR(kat_attn_pattern_parse("linear:", &p), KAT_EINVAL, "feature map after");
+    TU_EXPECT_ERR(kat_attn_pattern_parse(NULL, &p), KAT_EINVAL, "spec");
+    /* a pattern no solver runs: the sentence says why */
+    kat_attn_plan *plan = NULL;
+    kat_attn_desc strict = {1, 2, 2, 10, 10, 16, 2, 0, 0};
+    TU_EXPECT_ERR(kat_attn_plan_create(&strict, NULL, &plan), KAT_ENOTSUP, "strict");
+    ck_assert_ptr_null(plan);
+}
+END_TEST
+
+/* The per-call index (kat_attn_index_create): a forward and its backward that share it give
+ * the results of calls that build it themselves, bit for bit; with it and a workspace neither
+ * pass allocates; it is refused by another plan and by patterns without per-call data. */
+START_TEST(test_index_shared)
+{
+    size_t N = 130, D = 16, H = 2, nq = H * N * D;
+    ts_problem pr;
+    ts_problem_init(&pr, 1, H, H, N, N, D, 1, 41);
+    int32_t *qb = malloc(H * N * sizeof *qb), *kb = malloc(H * N * sizeof *kb);
+    for (size_t i = 0; i < H * N; i++)
+        qb[i] = (int32_t)((i * 7) % 5), kb[i] = (int32_t)((i * 3) % 5);
+    kat_attn_desc d = {1, H, H, N, N, D, 1, 0, 0};
+    kat_attn_pattern pat = {.kind = KAT_ATTN_HASH, .buckets = 5};
+    kat_attn_plan *plan, *other;
+    TU_OK(kat_attn_plan_create(&d, &pat, &plan));
+    TU_OK(kat_attn_plan_create(&d, &pat, &other));
+    kat_attn_args args = {.q_buckets = qb, .k_buckets = kb};
+    kat_attn_index *ix;
+    TU_OK(kat_attn_index_create(plan, &args, NULL, NULL, &ix));
+    float *buf = malloc(2 * (4 * nq + H * N) * sizeof(float));
+    kat_tensor q = kat_tensor_view(pr.q, 1, H, N, D), k = kat_tensor_view(pr.k, 1, H, N, D);
+    kat_tensor v = kat_tensor_view(pr.v, 1, H, N, D), dout = kat_tensor_view(pr.dout, 1, H, N, D);
+    kat_tensor out[2][5];
+    for (int r = 0; r < 2; r++) {
+        float *b = buf + r * (4 * nq + H * N);
+        out[r][0] = kat_tensor_view(b, 1, H, N, D);
+        out[r][1] = kat_tensor_view(b + nq, 1, H, N, D);
+        out[r][2] = kat_tensor_view(b + 2 * nq, 1, H, N, D);
+        out[r][3] = kat_tensor_view(b + 3 * nq, 1, H, N, D);
+        out[r][4] = kat_tensor_view(b + 4 * nq, 1, H, N, 1);
+    }
+    TU_OK(kat_attn_forward(plan, &args, &q, &k, &v, &out[0][0], &out[0][4], NULL));
+    TU_OK(kat_attn_backward(plan, &args, &q, &k, &v, &out[0][0], &out[0][4], &dout, &out[0][1],
+                            &out[0][2], &out[0][3], NULL));
+    size_t fb = kat_attn_workspace_size(plan, KAT_ATTN_FORWARD);
+    size_t bb = kat_attn_workspace_size(plan, KAT_ATTN_BACKWARD), wb = fb > bb ? fb : bb;
+    void *work = aligned_alloc(64, (wb + 63) / 64 * 64);
+    kat_attn_args with = {.index = ix};
+    kat_debug_fail_alloc_at(1);
+    kat_status st = kat_attn_forward(plan, &with, &q, &k, &v, &out[1][0], &out[1][4], work);
+    if (!st)
+        st = kat_attn_backward(plan, &with, &q, &k, &v, &out[1][0], &out[1][4], &dout,
+                               &out[1][1], &out[1][2], &out[1][3], work);
+    size_t made = kat_debug_fail_alloc_at(0);
+    ck_assert_msg(st == KAT_OK, "%s", kat_last_error());
+    ck_assert_uint_eq(made, 0);
+    ck_assert(!memcmp(buf, buf + 4 * nq + H * N, (4 * nq + H * N) * sizeof(float)));
+    TU_EXPECT_ERR(kat_attn_forward(other, &with, &q, &k, &v, &out[1][0], NULL, NULL), KAT_EINVAL,
+                  "another plan");
+    kat_attn_plan *dense, *win;
+    kat_attn_pattern wp = {.kind = KAT_ATTN_WINDOW, .window = 8};
+    TU_OK(kat_attn_plan_create(&d, NULL, &dense));
+    TU_OK(kat_attn_plan_create(&d, &wp, &win));
+    TU_EXPECT_ERR(kat_attn_forward(dense, &with, &q, &k, &v, &out[1][0], NULL, NULL), KAT_EINVAL,
+                  "args->index");
+    kat_attn_index *none = NULL;
+    TU_EXPECT_ERR(kat_attn_index_create(win, NULL, NULL, NULL, &none), KAT_EINVAL,
+                  "no per-call index");
+    TU_EXPECT_ERR(kat_attn_index_create(dense, NULL, NULL, NULL, &none), KAT_EINVAL,
+                  "no per-call index");
+    ck_assert_ptr_null(none);
+    kat_attn_index_destroy(ix);
+    kat_attn_index_destroy(NULL);
+    kat_attn_plan_destroy(plan), kat_attn_plan_destroy(other);
+    kat_attn_plan_destroy(dense), kat_attn_plan_destroy(win);
+    free(work), free(buf), free(qb), free(kb);
+    ts_problem_free(&pr);
+}
+END_TEST
+
 START_TEST(test_allocation_failures)
 {
     size_t N = 120, D = 8;
     int32_t *bk = malloc(N * sizeof(int32_t));
     for (size_t i = 0; i < N; i++)
         bk[i] = (int32_t)(i % 3);
-    kat_attn_desc d = {1, 1, 1, N, N, D, 1, 0};
+    kat_attn_desc d = {1, 1, 1, N, N, D, 1, 0, 0};
     for (size_t n = 1;; n++) {
-        kat_sparse_layout *L = NULL;
+        sp_handle *L = NULL;
         kat_debug_fail_alloc_at(n);
-        kat_status st = kat_sparse_hash_layout_create(&d, 3, bk, bk, &L);
+        kat_status st = sp_hash(&d, 3, bk, bk, &L);
         kat_debug_fail_alloc_at(0);
         if (st == KAT_OK) {
-            kat_sparse_layout_destroy(L);
+            sp_handle_destroy(L);
             break;
         }
         ck_assert_int_eq(st, KAT_ENOMEM);
@@ -919,6 +1059,8 @@ int main(void)
     tcase_add_test(tc, test_threads_and_split_units);
     tcase_add_test(tc, test_empty_and_tiny);
     tcase_add_test(tc, test_allocation_failures);
+    tcase_add_test(tc, test_window_pattern_plan);
+    tcase_add_test(tc, test_index_shared);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -4,10 +4,10 @@
 #include "test_sparse_util.h"
 
 /* A random pattern of mode m on p (fills p->allowed), and its layout. */
-static void random_layout(ts_problem *p, kat_rng *rng, int m, kat_sparse_layout **L)
+static void random_layout(ts_problem *p, kat_rng *rng, int m, sp_handle **L)
 {
     size_t B = p->B, H = p->H, Hkv = p->Hkv, N = p->N, M = p->M, g = H / Hkv;
-    kat_attn_desc d = {B, H, Hkv, N, M, p->D, p->causal, 0};
+    kat_attn_desc d = {B, H, Hkv, N, M, p->D, p->causal, 0, 0};
     if (m == 0) {   /* QK-drop, per-head drop rates, sometimes a head with nothing */
         uint8_t *qm = malloc(B * H * N + 1), *km = malloc(B * Hkv * M + 1);
         for (size_t hd = 0; hd < B * H; hd++) {
@@ -30,7 +30,7 @@ static void random_layout(ts_problem *p, kat_rng *rng, int m, kat_sparse_layout 
         kat_sparse_keep qk, kk;
         TU_OK(kat_sparse_keep_from_mask(qm, B, H, N, &qk));
         TU_OK(kat_sparse_keep_from_mask(km, B, Hkv, M, &kk));
-        TU_OK(kat_sparse_qk_layout_create(&d, &qk, &kk, L));
+        TU_OK(sp_qk(&d, &qk, &kk, L));
         kat_sparse_keep_free(&qk), kat_sparse_keep_free(&kk);
         free(qm), free(km);
     } else if (m == 1) {   /* hash: random, or following position, few or many buckets */
@@ -49,7 +49,7 @@ static void random_layout(ts_problem *p, kat_rng *rng, int m, kat_sparse_layout 
                         *ts_allowed(p, b, h, i, j) = qb[(b * H + h) * N + i] ==
                                                          kb[(b * Hkv + h / g) * M + j] &&
                                                      ts_causal_ok(p, i, j);
-        TU_OK(kat_sparse_hash_layout_create(&d, nb, qb, kb, L));
+        TU_OK(sp_hash(&d, nb, qb, kb, L));
         free(qb), free(kb);
     } else {   /* a sliding window with random block sizes */
         size_t W = 1 + kat_rng_uint(rng, N / 2 + 2), bq = 1 + kat_rng_uint(rng, 100);
@@ -65,7 +65,7 @@ static void random_layout(ts_problem *p, kat_rng *rng, int m, kat_sparse_layout 
                     }
         kat_sparse_blockmask *bm;
         TU_OK(kat_sparse_blockmask_sliding_window(N, M, W, mc, bq, bk, &bm));
-        TU_OK(kat_sparse_block_layout_create(&d, bm, L));
+        TU_OK(sp_block(&d, bm, L));
         kat_sparse_blockmask_destroy(bm);
     }
 }
@@ -84,10 +84,10 @@ START_TEST(test_random_configurations)
                         1 + kat_rng_uint(rng, 64), (int)kat_rng_uint(rng, 3), 5000 + t);
         int threads = kat_rng_uint(rng, 2) ? 1 : 3;
         kat_set_num_threads(threads);
-        kat_sparse_layout *L;
+        sp_handle *L;
         random_layout(&p, rng, (int)(t % 3), &L);
         ts_check_layout(&p, L);
-        kat_sparse_layout_destroy(L);
+        sp_handle_destroy(L);
         ts_problem_free(&p);
     }
     kat_set_num_threads(0);
@@ -108,10 +108,10 @@ START_TEST(test_every_isa)
         for (int m = 0; m < 3; m++) {
             ts_problem p;
             ts_problem_init(&p, 1, 2, 1, 333, 333, 40, 1, 600 + (uint64_t)(a * 3 + m));
-            kat_sparse_layout *L;
+            sp_handle *L;
             random_layout(&p, rng, m, &L);
             ts_check_layout(&p, L);
-            kat_sparse_layout_destroy(L);
+            sp_handle_destroy(L);
             ts_problem_free(&p);
         }
         kat_rng_destroy(rng);

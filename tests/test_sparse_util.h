@@ -1,7 +1,7 @@
-/* Helpers of the sparse attention suites: random problems, an element-mask attention in fp64
- * (the yardstick) and the same in naive fp32 (the tolerance: "no worse than 2x a naive fp32
- * implementation against fp64"), and the comparison of a sparse layout's forward and backward
- * against both. The masks here are built from the raw pattern (keep lists, buckets, window
+/* Helpers of the sparse attention suites: random problems, the library's masked attention
+ * oracle in fp64 (the yardstick) and in naive fp32 (the tolerance: "no worse than 2x a naive
+ * fp32 implementation against fp64", kat_attn_error_bound), and the comparison of a sparse
+ * plan's forward and backward against both. The masks here are built from the raw pattern (keep lists, buckets, window
  * rules) independently of the library. */
 #ifndef KAT_TEST_SPARSE_UTIL_H
 #define KAT_TEST_SPARSE_UTIL_H
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "sparse_plan.h"
 #include "testutil.h"
 
 typedef struct {
@@ -70,70 +71,41 @@ static uint8_t *ts_allowed(ts_problem *p, size_t b, size_t h, size_t i, size_t j
     return &p->allowed[((b * p->H + h) * p->N + i) * p->M + j];
 }
 
-/* Masked attention, forward and backward, in type T (double: the reference; float: naive). */
-#define TS_DEFINE_MASKED(NAME, T, EXPF, LOGF)                                                   \
-    static void NAME(const ts_problem *p, T *o, T *lse, T *dq, T *dk, T *dv)                    \
-    {                                                                                           \
-        size_t D = p->D, g = p->H / p->Hkv, M = p->M;                                           \
-        T *pr = malloc((M ? M : 1) * sizeof(T));                                                \
-        memset(dk, 0, p->B * p->Hkv * M * D * sizeof(T));                                       \
-        memset(dv, 0, p->B * p->Hkv * M * D * sizeof(T));                                       \
-        for (size_t b = 0; b < p->B; b++)                                                       \
-            for (size_t h = 0; h < p->H; h++)                                                   \
-                for (size_t i = 0; i < p->N; i++) {                                             \
-                    size_t r = (b * p->H + h) * p->N + i, hk = h / g;                           \
-                    const float *qi = p->q + r * D, *doi = p->dout + r * D;                     \
-                    const uint8_t *al = p->allowed + r * M;                                     \
-                    T *oi = o + r * D, *dqi = dq + r * D, mx = -INFINITY, sum = 0;              \
-                    for (size_t j = 0; j < M; j++) {                                            \
-                        if (!al[j])                                                             \
-                            continue;                                                           \
-                        const float *kj = p->k + ((b * p->Hkv + hk) * M + j) * D;               \
-                        T s = 0;                                                                \
-                        for (size_t d = 0; d < D; d++)                                          \
-                            s += (T)qi[d] * (T)kj[d];                                           \
-                        pr[j] = s * (T)p->scale;                                                \
-                        mx = pr[j] > mx ? pr[j] : mx;                                           \
-                    }                                                                           \
-                    for (size_t j = 0; j < M; j++)                                              \
-                        if (al[j])                                                              \
-                            pr[j] = EXPF(pr[j] - mx), sum += pr[j];                             \
-                    for (size_t d = 0; d < D; d++)                                              \
-                        oi[d] = 0, dqi[d] = 0;                                                  \
-                    lse[r] = sum > 0 ? mx + LOGF(sum) : -INFINITY;                              \
-                    if (!(sum > 0))                                                             \
-                        continue;                                                               \
-                    for (size_t j = 0; j < M; j++) {                                            \
-                        if (!al[j])                                                             \
-                            continue;                                                           \
-                        pr[j] /= sum;                                                           \
-                        const float *vj = p->v + ((b * p->Hkv + hk) * M + j) * D;               \
-                        for (size_t d = 0; d < D; d++)                                          \
-                            oi[d] += pr[j] * (T)vj[d];                                          \
-                    }                                                                           \
-                    T delta = 0;                                                                \
-                    for (size_t d = 0; d < D; d++)                                              \
-                        delta += (T)doi[d] * oi[d];                                             \
-                    for (size_t j = 0; j < M; j++) {                                            \
-                        if (!al[j])                                                             \
-                            continue;                                                           \
-                        size_t kr = ((b * p->Hkv + hk) * M + j) * D;                            \
-                        const float *kj = p->k + kr, *vj = p->v + kr;                           \
-                        T dp = 0;                                                               \
-                        for (size_t d = 0; d < D; d++)                                          \
-                            dp += (T)doi[d] * (T)vj[d];                                         \
-                        T ds = pr[j] * (dp - delta);                                            \
-                        for (size_t d = 0; d < D; d++) {                                        \
-                            dqi[d] += (T)p->scale * ds * (T)kj[d];                              \
-                            dk[kr + d] += (T)p->scale * ds * (T)qi[d];                          \
-                            dv[kr + d] += pr[j] * (T)doi[d];                                    \
-                        }                                                                       \
-                    }                                                                           \
-                }                                                                               \
-        free(pr);                                                                               \
-    }
-TS_DEFINE_MASKED(ts_masked_f64, double, exp, log)
-TS_DEFINE_MASKED(ts_masked_f32, float, expf, logf)
+/* Masked attention from the library's oracle (kat_attn_reference_masked): precision 64 is the
+ * reference, 32 the naive fp32 yardstick (its doubles hold floats exactly). */
+static void ts_masked(const ts_problem *p, int precision, double *o, double *lse, double *dq,
+                      double *dk, double *dv)
+{
+    kat_attn_desc d = {p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale, 0};
+    kat_tensor tq = kat_tensor_view(p->q, p->B, p->H, p->N, p->D);
+    kat_tensor tk = kat_tensor_view(p->k, p->B, p->Hkv, p->M, p->D);
+    kat_tensor tv = kat_tensor_view(p->v, p->B, p->Hkv, p->M, p->D);
+    kat_tensor tdo = kat_tensor_view(p->dout, p->B, p->H, p->N, p->D);
+    TU_OK(kat_attn_reference_masked(&d, p->allowed, precision, &tq, &tk, &tv, &tdo, o, lse, dq,
+                                    dk, dv));
+}
+
+static void ts_masked_f64(const ts_problem *p, double *o, double *lse, double *dq, double *dk,
+                          double *dv)
+{
+    ts_masked(p, 64, o, lse, dq, dk, dv);
+}
+
+static void ts_masked_f32(const ts_problem *p, float *o, float *lse, float *dq, float *dk,
+                          float *dv)
+{
+    size_t nq = p->B * p->H * p->N, nk = p->B * p->Hkv * p->M, D = p->D;
+    double *x = malloc((2 * nq * D + nq + 2 * nk * D + 1) * sizeof(double));
+    double *xo = x, *xl = xo + nq * D, *xq = xl + nq, *xk = xq + nq * D, *xv = xk + nk * D;
+    ts_masked(p, 32, xo, xl, xq, xk, xv);
+    for (size_t i = 0; i < nq * D; i++)
+        o[i] = (float)xo[i], dq[i] = (float)xq[i];
+    for (size_t i = 0; i < nq; i++)
+        lse[i] = (float)xl[i];
+    for (size_t i = 0; i < nk * D; i++)
+        dk[i] = (float)xk[i], dv[i] = (float)xv[i];
+    free(x);
+}
 
 static double ts_maxerr_f(const float *x, const double *ref, size_t n)
 {
@@ -199,14 +171,14 @@ static void ts_magnitudes(const ts_problem *p, const double *o, const double *ls
     free(mk), free(mv), free(mq), free(mo);
 }
 
-/* Error of `got` against ref within 2x the naive fp32 error, plus the floor eps x magnitude
- * (one rounding of the terms, which no fp32 implementation avoids; it binds only where the
- * naive result happens to be exact). */
+/* Error of `got` against ref within the library's error model (kat_attn_error_bound): 2x the
+ * naive fp32 error, plus the floor of two roundings (FLT_EPSILON) of the terms' magnitude,
+ * which no fp32 implementation avoids; it binds only where the naive result is exact. */
 static void ts_check_close(const char *what, const float *got, const float *naive,
-                           const double *ref, size_t n, double floor)
+                           const double *ref, size_t n, double magnitude)
 {
     double e = ts_maxerr_f(got, ref, n), en = ts_maxerr_f(naive, ref, n);
-    double tol = 2.0 * en + floor;
+    double tol = kat_attn_error_bound(en, magnitude, 2.0, 0.0);
     ck_assert_msg(e <= tol, "%s: max error %.3g exceeds 2 x naive fp32 (%.3g) + floor = %.3g",
                   what, e, en, tol);
 }
@@ -223,13 +195,13 @@ static void ts_check_lse(const float *got, const float *naive, const double *ref
         int fin = isfinite(ref[i]);
         g2[i] = fin ? got[i] : 0, n2[i] = fin ? naive[i] : 0, r2[i] = fin ? ref[i] : 0;
     }
-    ts_check_close("lse", g2, n2, r2, n, FLT_EPSILON * ts_maxabs(r2, n));
+    ts_check_close("lse", g2, n2, r2, n, ts_maxabs(r2, n));
     free(g2), free(n2), free(r2);
 }
 
 /* Run a layout's forward and backward on p and compare every output with the masked fp64
  * reference within the naive-fp32 tolerance. */
-static void ts_check_layout(const ts_problem *p, const kat_sparse_layout *L)
+static void ts_check_layout(const ts_problem *p, const sp_handle *L)
 {
     size_t nq = p->B * p->H * p->N, nk = p->B * p->Hkv * p->M, D = p->D;
     float *o = malloc((nq * D + 1) * sizeof(float)), *lse = malloc((nq + 1) * sizeof(float));
@@ -251,8 +223,8 @@ static void ts_check_layout(const ts_problem *p, const kat_sparse_layout *L)
     kat_tensor tdq = kat_tensor_view(dq, p->B, p->H, p->N, D);
     kat_tensor tdk = kat_tensor_view(dk, p->B, p->Hkv, p->M, D);
     kat_tensor tdv = kat_tensor_view(dv, p->B, p->Hkv, p->M, D);
-    TU_OK(kat_sparse_forward(L, &tq, &tk, &tv, &to, &tl, NULL));
-    TU_OK(kat_sparse_backward(L, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv, NULL));
+    TU_OK(sp_forward(L, &tq, &tk, &tv, &to, &tl, NULL));
+    TU_OK(sp_backward(L, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv, NULL));
 
     double *ro = malloc((nq * D + 1) * sizeof(double)), *rl = malloc((nq + 1) * sizeof(double));
     double *rdq = malloc((nq * D + 1) * sizeof(double));
@@ -268,11 +240,11 @@ static void ts_check_layout(const ts_problem *p, const kat_sparse_layout *L)
     double mag[5];
     ts_magnitudes(p, ro, rl, mag);
     double lse_factor = 1.0 + mag[4];
-    ts_check_close("o", o, no, ro, nq * D, FLT_EPSILON * mag[0]);
+    ts_check_close("o", o, no, ro, nq * D, mag[0]);
     ts_check_lse(lse, nl, rl, nq);
-    ts_check_close("dq", dq, ndq, rdq, nq * D, FLT_EPSILON * mag[1] * lse_factor);
-    ts_check_close("dk", dk, ndk, rdk, nk * D, FLT_EPSILON * mag[2] * lse_factor);
-    ts_check_close("dv", dv, ndv, rdv, nk * D, FLT_EPSILON * mag[3] * lse_factor);
+    ts_check_close("dq", dq, ndq, rdq, nq * D, mag[1] * lse_factor);
+    ts_check_close("dk", dk, ndk, rdk, nk * D, mag[2] * lse_factor);
+    ts_check_close("dv", dv, ndv, rdv, nk * D, mag[3] * lse_factor);
     /* Rows with no allowed key: exactly zero output and gradient. */
     for (size_t r = 0; r < nq; r++)
         if (isinf(rl[r]))

@@ -74,21 +74,25 @@ static double check_rows(const float *q, const float *k, const float *v, const f
     return worst;
 }
 
-/* Forward, backward, statistics and the check for one layout. */
-static int run(const char *name, kat_sparse_layout *L, float *buf[9], allowed_fn allowed,
-               const void *ctx)
+/* Plan, forward, backward, statistics and the check for one pattern and its per-call args. */
+static int run(const char *name, const kat_attn_desc *desc, const kat_attn_pattern *pattern,
+               const kat_attn_args *args, float *buf[9], allowed_fn allowed, const void *ctx)
 {
     kat_tensor q = kat_tensor_view(buf[0], B, H, N, D), k = kat_tensor_view(buf[1], B, H, N, D);
     kat_tensor v = kat_tensor_view(buf[2], B, H, N, D), o = kat_tensor_view(buf[3], B, H, N, D);
     kat_tensor lse = kat_tensor_view(buf[4], B, H, N, 1);
     kat_tensor dout = kat_tensor_view(buf[5], B, H, N, D), dq = kat_tensor_view(buf[6], B, H, N, D);
     kat_tensor dk = kat_tensor_view(buf[7], B, H, N, D), dv = kat_tensor_view(buf[8], B, H, N, D);
-    kat_status st = kat_sparse_forward(L, &q, &k, &v, &o, &lse, NULL);
+    kat_attn_plan *plan = NULL;
+    kat_status st = kat_attn_plan_create(desc, pattern, &plan);
     if (!st)
-        st = kat_sparse_backward(L, &q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv, NULL);
+        st = kat_attn_forward(plan, args, &q, &k, &v, &o, &lse, NULL);
+    if (!st)
+        st = kat_attn_backward(plan, args, &q, &k, &v, &o, &lse, &dout, &dq, &dk, &dv, NULL);
     kat_sparse_stats s;
     if (!st)
-        st = kat_sparse_layout_stats(L, &s);
+        st = kat_attn_plan_stats(plan, args, &s);
+    kat_attn_plan_destroy(plan);
     if (st) {
         fprintf(stderr, "%s: %s: %s\n", name, kat_strerror(st), kat_last_error());
         return 0;
@@ -115,45 +119,35 @@ int main(void)
             buf[i][e] = (float)kat_rng_gaussian(rng, 1.0);
     }
     kat_rng_destroy(rng);
-    kat_attn_desc desc = {B, H, H, N, N, D, KAT_SPARSE_CAUSAL, 0};   /* scale 1/sqrt(D) */
+    kat_attn_desc desc = {B, H, H, N, N, D, KAT_SPARSE_CAUSAL, 0, D};   /* scale 1/sqrt(D) */
     kat_tensor q = kat_tensor_view(buf[0], B, H, N, D), k = kat_tensor_view(buf[1], B, H, N, D);
     int ok = 1;
 
     /* 1. Hash: 8 LSH buckets; a query sees the earlier keys of its bucket. */
     int32_t *qb = malloc(sizeof(int32_t) * B * H * N), *kb = malloc(sizeof(int32_t) * B * H * N);
-    kat_sparse_layout *L = NULL;
     kat_status st = kat_sparse_lsh_buckets(&q, 1, 8, 7, qb);
     if (!st)
         st = kat_sparse_lsh_buckets(&k, 1, 8, 7, kb);
-    if (!st)
-        st = kat_sparse_hash_layout_create(&desc, 8, qb, kb, &L);
+    kat_attn_pattern hash = {.kind = KAT_ATTN_HASH, .buckets = 8};
+    kat_attn_args hargs = {.q_buckets = qb, .k_buckets = kb};
     hash_ctx hc = {qb, kb};
-    ok &= !st && run("hash, 8 LSH buckets", L, buf, hash_allowed, &hc);
-    kat_sparse_layout_destroy(L);
+    ok &= !st && run("hash, 8 LSH buckets", &desc, &hash, &hargs, buf, hash_allowed, &hc);
 
     /* 2. QK-drop: keep every query and the even keys. */
     uint8_t *keep = malloc((size_t)B * H * N);
     for (size_t i = 0; i < (size_t)B * H * N; i++)
         keep[i] = i % 2 == 0;
-    kat_sparse_keep kk;
-    L = NULL;
+    kat_sparse_keep kk = {0};
     st = kat_sparse_keep_from_mask(keep, B, H, N, &kk);
-    if (!st)
-        st = kat_sparse_qk_layout_create(&desc, NULL, &kk, &L);
-    ok &= !st && run("QK-drop, odd keys", L, buf, drop_allowed, NULL);
-    kat_sparse_layout_destroy(L);
+    kat_attn_pattern drop = {.kind = KAT_ATTN_QKDROP};
+    kat_attn_args dargs = {.k_keep = &kk};
+    ok &= !st && run("QK-drop, odd keys", &desc, &drop, &dargs, buf, drop_allowed, NULL);
     kat_sparse_keep_free(&kk);
 
-    /* 3. A causal sliding window of 64 keys, as a block mask with the engine's tile sizes. */
-    kat_sparse_blockmask *mask = NULL;
-    L = NULL;
-    st = kat_sparse_blockmask_sliding_window(N, N, 64, 1, kat_sparse_tile_q(),
-                                             kat_sparse_tile_k(), &mask);
-    if (!st)
-        st = kat_sparse_block_layout_create(&desc, mask, &L);
-    ok &= !st && run("causal window of 64", L, buf, window_allowed, NULL);
-    kat_sparse_layout_destroy(L);
-    kat_sparse_blockmask_destroy(mask);
+    /* 3. A causal sliding window of 64 keys (block lists built once, with the plan). */
+    kat_attn_pattern window;
+    st = kat_attn_pattern_parse("window:64", &window);
+    ok &= !st && run("causal window of 64", &desc, &window, NULL, buf, window_allowed, NULL);
     if (st)
         fprintf(stderr, "%s: %s\n", kat_strerror(st), kat_last_error());
 

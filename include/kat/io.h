@@ -1,4 +1,5 @@
-/* kat io: .npy files (format 1.0/2.0/3.0, float32/float64) and CSV matrices. */
+/* kat io: .npy files (format 1.0/2.0/3.0; float32/float64 read and written, integers and
+ * booleans read) and CSV matrices. */
 #ifndef KAT_IO_H
 #define KAT_IO_H
 
@@ -9,7 +10,22 @@
 extern "C" {
 #endif
 
-typedef enum { KAT_DTYPE_F32 = 0, KAT_DTYPE_F64 = 1 } kat_dtype;
+/* Element types of arrays. kat writes float32 and float64; it reads all of these, so that
+ * integer data (bucket ids, keep masks, point grids) can come from NumPy as they are. */
+typedef enum {
+    KAT_DTYPE_F32 = 0,
+    KAT_DTYPE_F64 = 1,
+    KAT_DTYPE_I8, KAT_DTYPE_I16, KAT_DTYPE_I32, KAT_DTYPE_I64,
+    KAT_DTYPE_U8, KAT_DTYPE_U16, KAT_DTYPE_U32, KAT_DTYPE_U64,
+    KAT_DTYPE_BOOL,   /* one byte, 0 or 1 */
+    KAT_DTYPE_COUNT
+} kat_dtype;
+
+/* Bytes per element (1, 2, 4 or 8); 0 for a value outside the enum. */
+KAT_API size_t kat_dtype_size(kat_dtype t);
+/* NumPy's name: "float32", "float64", "int8" .. "int64", "uint8" .. "uint64", "bool";
+ * "unknown" for a value outside the enum. */
+KAT_API const char *kat_dtype_name(kat_dtype t);
 
 #define KAT_ARRAY_MAX_NDIM 8
 
@@ -29,12 +45,20 @@ KAT_API size_t kat_array_size(const kat_array *a);
 KAT_API kat_status kat_array_alloc(kat_dtype dtype, int ndim, const size_t *shape, kat_array *out);
 /* Free the data and zero the struct; NULL ok. */
 KAT_API void kat_array_free(kat_array *a);
+/* Element i (C order, i < kat_array_size(a)) as a double: exact for the float dtypes, for
+ * booleans (0 or 1) and for integers of magnitude up to 2^53; larger 64-bit integers are
+ * rounded to the nearest double. No checks: a and i are the caller's to get right. */
+KAT_API double kat_array_get(const kat_array *a, size_t i);
 
-/* Read a .npy file (format 1.0, 2.0 or 3.0): dtype '<f4', '<f8', '>f4' or '>f8', any shape of
- * 0..8 dimensions, zero-size dimensions included. Big-endian data is converted to native
- * order; fortran_order True data is reordered to C order. Values are returned bit for bit
- * (NaN and Inf included; kat_npy_read_dmat is the reader that rejects them). Bytes after the
- * data section are ignored, as numpy does.
+/* Read a .npy file (format 1.0, 2.0 or 3.0): float32 and float64 ('<f4', '<f8', '>f4',
+ * '>f8'), signed and unsigned integers of 1, 2, 4 and 8 bytes ('|i1', '<i2', '<i4', '<i8',
+ * '|u1', '<u2', '<u4', '<u8' and their '>' forms) and bool ('|b1'), any shape of 0..8
+ * dimensions, zero-size dimensions included. Big-endian data is converted to native order;
+ * fortran_order True data is reordered to C order. The array keeps the file's dtype: a caller
+ * that takes only floats checks a->dtype (kat_array_get reads any dtype as doubles). Values
+ * are returned bit for bit (NaN and Inf included; kat_npy_read_dmat is the reader that
+ * rejects them), except that a bool byte other than 0 reads as 1. Bytes after the data
+ * section are ignored, as numpy does.
  * Errors: KAT_EIO when the file cannot be opened or read (the message names the path and
  * the system's reason); KAT_EFORMAT for a bad magic string, an unsupported version, a
  * malformed header (naming the key or the text at fault), an unsupported dtype (named, e.g.
@@ -55,10 +79,10 @@ KAT_API kat_status kat_npy_write(const char *path, const kat_array *a);
  * KAT_DTYPE_F32 (naming the entry). */
 KAT_API kat_status kat_npy_write_dmat(const char *path, const kat_dmat *m, kat_dtype dtype);
 
-/* Read a .npy of any float dtype as a double matrix (ld = cols): 2-D as is, 1-D of length n
- * as n x 1, 0-D as 1 x 1; more dimensions are KAT_EFORMAT naming the shape. A non-finite
- * value is KAT_EDOM naming its (row, col). Other errors as kat_npy_read. Free with
- * kat_dmat_free. */
+/* Read a .npy of any dtype kat_npy_read takes as a double matrix (ld = cols): 2-D as is, 1-D
+ * of length n as n x 1, 0-D as 1 x 1; more dimensions are KAT_EFORMAT naming the shape. A
+ * non-finite value, or a 64-bit integer beyond 2^53 in magnitude (no double holds it exactly),
+ * is KAT_EDOM naming its (row, col). Other errors as kat_npy_read. Free with kat_dmat_free. */
 KAT_API kat_status kat_npy_read_dmat(const char *path, kat_dmat *out);
 
 /* CSV: one row per line, comma-separated numbers (strtod syntax, read in the "C" locale

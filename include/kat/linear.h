@@ -12,7 +12,13 @@
  * The state is an fp32 kat_tensor [B, H, D, d_v + 1] (rows: features, columns: value
  * channels then the denominator). A forward pass can start from a state and return the final
  * one, so a prefill followed by decoding one token at a time (N = 1 calls, state_in ==
- * state_out) equals the forward pass over the whole sequence. */
+ * state_out) equals the forward pass over the whole sequence.
+ *
+ * The engine runs behind the attention front end (include/kat/attn.h): a plan with a
+ * kat_attn_pattern of kind KAT_ATTN_LINEAR (the map and these options; causality from the
+ * desc), states in kat_attn_args, and a workspace of kat_attn_workspace_size bytes with which
+ * no pass allocates. kat_linear_forward and kat_linear_backward below are its one-shot forms:
+ * the same engine with a workspace allocated for the call. */
 #ifndef KAT_LINEAR_H
 #define KAT_LINEAR_H
 
@@ -52,7 +58,7 @@ typedef struct {
  * fastest of 16..96 for Taylor-2 at d = 32 and 64 (docs/benchmarks.md). */
 enum { KAT_LINEAR_DEFAULT_CHUNK = 32, KAT_LINEAR_MAX_CHUNK = 4096 };
 
-/* Forward pass. q [B, H, N_q, d], k [B, H, N_k, d], v [B, H, N_k, d_v], o [B, H, N_q, d_v]
+/* Forward pass (one-shot form). q [B, H, N_q, d], k [B, H, N_k, d], v [B, H, N_k, d_v], o [B, H, N_q, d_v]
  * (strided views, last dimension contiguous), with d = kat_featmap_in_dim(fm).
  * state_in (may be NULL: zero state) and state_out (may be NULL) are [B, H, D, d_v + 1] with
  * D = kat_featmap_out_dim(fm); state_out receives state_in plus every key of this call.
@@ -73,7 +79,8 @@ enum { KAT_LINEAR_DEFAULT_CHUNK = 32, KAT_LINEAR_MAX_CHUNK = 4096 };
  * calling thread. Deterministic for a given thread count. */
 KAT_API kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts,
                                       const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
-                                      kat_tensor *o, const kat_tensor *state_in, kat_tensor *state_out);
+                                      const kat_tensor *o, const kat_tensor *state_in,
+                                      const kat_tensor *state_out);
 
 /* Backward pass of kat_linear_forward: given o (the forward's output) and d_o = dL/do, writes
  * dq, dk, dv (same shapes as q, k, v; overwritten, not accumulated) and, when d_state_in is
@@ -84,9 +91,10 @@ KAT_API kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_op
  * must not overlap each other or any input. */
 KAT_API kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opts,
                                        const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
-                                       const kat_tensor *o, const kat_tensor *d_o, kat_tensor *dq,
-                                       kat_tensor *dk, kat_tensor *dv, const kat_tensor *state_in,
-                                       kat_tensor *d_state_in);
+                                       const kat_tensor *o, const kat_tensor *d_o,
+                                       const kat_tensor *dq, const kat_tensor *dk,
+                                       const kat_tensor *dv, const kat_tensor *state_in,
+                                       const kat_tensor *d_state_in);
 
 /* The fp64 quadratic reference, for tests and checks: f(q_i, k_j) = phi(q_i) . psi(k_j) with
  * the map's fp64 apply (or, when use_score is 1, the map's score: the exact kernel, which

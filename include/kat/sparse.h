@@ -27,14 +27,13 @@
  * It combines (AND) with the mode's own mask. A query that sees no key gets o = 0, lse = -inf
  * and zero gradients, as in kat_attn.
  *
- * Use: build a kat_sparse_layout from the pattern (this sorts, tiles and lists the tile pairs;
- * it allocates), then run kat_sparse_forward and kat_sparse_backward with it as often as the
- * pattern holds. Tensors follow kat_attn: q, o [B, H, N, D]; k, v [B, H_kv, M, D]; lse
- * [B, H, N, 1]; strides free; outputs must not overlap inputs; all data finite. */
+ * These patterns run through the one attention front end (include/kat/attn.h): a plan with a
+ * kat_attn_pattern of kind KAT_ATTN_QKDROP, HASH, LSH, WINDOW or BLOCKMASK, per-call data in
+ * kat_attn_args. Every call sorts and tiles its pattern (the rows to visit, the tile pairs)
+ * before running the tiles. This header holds the pattern's data types and constructors. */
 #ifndef KAT_SPARSE_H
 #define KAT_SPARSE_H
 
-#include "kat/attn.h"
 #include "kat/core.h"
 #include "kat/tensor.h"
 
@@ -150,30 +149,9 @@ KAT_API kat_status kat_sparse_blockmask_q_list(const kat_sparse_blockmask *mask,
                                                size_t kb, size_t *count, const int32_t **qblocks,
                                                const uint8_t **full);
 
-/* ---- layouts ------------------------------------------------------------------------------- */
+/* ---- statistics ---------------------------------------------------------------------------- */
 
-typedef struct kat_sparse_layout kat_sparse_layout;
-
-/* QK-drop: keep the listed query rows (q_keep: B, H, N of the desc) and key rows (k_keep: B,
- * H_kv, M); NULL keeps every row of that side. */
-KAT_API kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, const kat_sparse_keep *q_keep,
-                                               const kat_sparse_keep *k_keep, kat_sparse_layout **out);
-
-/* Hash: q_buckets [B, H, N] and k_buckets [B, H_kv, M] (contiguous int32, values in
- * [0, nb)); query i sees key j only if q_buckets[i] == k_buckets[j]. nb = 1 is dense. */
-KAT_API kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, size_t nb,
-                                                 const int32_t *q_buckets, const int32_t *k_buckets,
-                                                 kat_sparse_layout **out);
-
-/* Block mask: shapes must match the desc (mask B and H equal or 1). The layout copies what it
- * needs: the mask may be destroyed afterwards (a dense mask's data and a predicate's arg must
- * live as long as the layout). */
-KAT_API kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc,
-                                                  const kat_sparse_blockmask *mask,
-                                                  kat_sparse_layout **out);
-
-KAT_API void kat_sparse_layout_destroy(kat_sparse_layout *layout);   /* NULL ok */
-
+/* What a sparse plan visits with given per-call data (kat_attn_plan_stats). */
 /* What a layout visits. */
 typedef struct {
     size_t q_rows, k_rows;     /* rows kept, over all heads */
@@ -185,33 +163,6 @@ typedef struct {
                                   causal flag (strict counts as causal), for comparison */
     size_t backward_units;     /* work units of the backward */
 } kat_sparse_stats;
-
-KAT_API kat_status kat_sparse_layout_stats(const kat_sparse_layout *layout, kat_sparse_stats *out);
-
-/* The layout's resolved desc (H_kv and scale filled in, causal as given). */
-KAT_API const kat_attn_desc *kat_sparse_layout_desc(const kat_sparse_layout *layout);
-
-/* Bytes of workspace a pass needs (64-byte aligned): per-thread tile buffers; for the
- * backward, partial dq tiles when a heavy head is split over several threads; and, for hash
- * layouts and QK-drop layouts that drop rows, a copy of the kept rows of q, k, v (and dout)
- * in processing order, so that the tiles stream contiguous rows. */
-KAT_API size_t kat_sparse_workspace_size(const kat_sparse_layout *layout, kat_attn_pass pass);
-
-/* Forward: o (and lse when not NULL) from q, k, v under the layout's pattern. work is NULL
- * (allocated and freed by the call) or 64-byte aligned memory of
- * kat_sparse_workspace_size(layout, KAT_ATTN_FORWARD) bytes, with which the call allocates
- * nothing; several threads may run one layout at once on different data and workspaces. */
-KAT_API kat_status kat_sparse_forward(const kat_sparse_layout *layout, const kat_tensor *q,
-                                      const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
-                                      const kat_tensor *lse, void *work);
-
-/* Backward: dq, dk, dv from q, k, v, the forward's o and lse (required) and dout = dL/do.
- * dk and dv sum over the query heads sharing a key/value head. */
-KAT_API kat_status kat_sparse_backward(const kat_sparse_layout *layout, const kat_tensor *q,
-                                       const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
-                                       const kat_tensor *lse, const kat_tensor *dout,
-                                       const kat_tensor *dq, const kat_tensor *dk,
-                                       const kat_tensor *dv, void *work);
 
 #ifdef __cplusplus
 }

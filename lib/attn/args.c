@@ -15,6 +15,11 @@ kat_status kat_attn_desc_check(const kat_attn_desc *desc, kat_attn_desc *out)
     if (d.D == 0 || d.D > KAT_ATTN_MAX_D)
         return kat_fail(KAT_EINVAL, "D = %zu: the head dimension must be in 1..%d", d.D,
                         KAT_ATTN_MAX_D);
+    if (d.Dv == 0)
+        d.Dv = d.D;
+    if (d.Dv > KAT_ATTN_MAX_D)
+        return kat_fail(KAT_EINVAL, "Dv = %zu: the value head dimension must be in 1..%d", d.Dv,
+                        KAT_ATTN_MAX_D);
     if (d.H_kv == 0)
         d.H_kv = d.H;
     if (d.H_kv > d.H || (d.H && d.H % d.H_kv))
@@ -27,7 +32,9 @@ kat_status kat_attn_desc_check(const kat_attn_desc *desc, kat_attn_desc *out)
     size_t t;
     if (kat_mul3_overflow(d.B, d.H, d.N, &t) || kat_mul_overflow(t, d.D, &t) ||
         kat_mul3_overflow(d.B, d.H, d.M, &t) || kat_mul_overflow(t, d.D, &t) ||
-        kat_mul_overflow(t, sizeof(double), &t))
+        kat_mul_overflow(t, sizeof(double), &t) || kat_mul3_overflow(d.B, d.H, d.N, &t) ||
+        kat_mul_overflow(t, d.Dv, &t) || kat_mul3_overflow(d.B, d.H, d.M, &t) ||
+        kat_mul_overflow(t, d.Dv, &t) || kat_mul_overflow(t, sizeof(double), &t))
         return kat_fail(KAT_ERANGE, "shape B = %zu, H = %zu, N = %zu, M = %zu, D = %zu overflows",
                         d.B, d.H, d.N, d.M, d.D);
     if (!isfinite(d.scale))
@@ -55,7 +62,7 @@ kat_status kat_attn_desc_from_views(const kat_tensor *q, const kat_tensor *k, in
                         k->B, k->H, k->N, k->D, q->B, q->H, q->N, q->D,
                         k->B != q->B ? "batch size B" : "head dimension D",
                         k->B != q->B ? k->B : k->D, k->B != q->B ? q->B : q->D);
-    kat_attn_desc d = {q->B, q->H, k->H, q->N, k->N, q->D, causal, scale};
+    kat_attn_desc d = {q->B, q->H, k->H, q->N, k->N, q->D, causal, scale, q->D};
     if (d.H_kv == 0 && d.H != 0)
         return kat_fail(KAT_EINVAL, "k: H_kv = 0 key/value heads for H = %zu query heads", d.H);
     return kat_attn_desc_check(&d, out);
@@ -156,8 +163,8 @@ kat_status kat_attn_check_forward(const kat_attn_desc *d, const kat_tensor *q,
     kat_status st;
     if ((st = kat_attn_check_view(q, "q", d->B, d->H, d->N, d->D, 0)) ||
         (st = kat_attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 0)) ||
-        (st = kat_attn_check_view(v, "v", d->B, d->H_kv, d->M, d->D, 0)) ||
-        (st = kat_attn_check_view(o, "o", d->B, d->H, d->N, d->D, 0)) ||
+        (st = kat_attn_check_view(v, "v", d->B, d->H_kv, d->M, d->Dv, 0)) ||
+        (st = kat_attn_check_view(o, "o", d->B, d->H, d->N, d->Dv, 0)) ||
         (lse && (st = kat_attn_check_view(lse, "lse", d->B, d->H, d->N, 1, 0))))
         return st;
     const kat_tensor *outs[] = {o, lse}, *ins[] = {q, k, v};
@@ -180,13 +187,13 @@ kat_status kat_attn_check_backward(const kat_attn_desc *d, const kat_tensor *q,
     kat_status st;
     if ((st = kat_attn_check_view(q, "q", d->B, d->H, d->N, d->D, 0)) ||
         (st = kat_attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 0)) ||
-        (st = kat_attn_check_view(v, "v", d->B, d->H_kv, d->M, d->D, 0)) ||
-        ((need_o || o) && (st = kat_attn_check_view(o, "o", d->B, d->H, d->N, d->D, 0))) ||
+        (st = kat_attn_check_view(v, "v", d->B, d->H_kv, d->M, d->Dv, 0)) ||
+        ((need_o || o) && (st = kat_attn_check_view(o, "o", d->B, d->H, d->N, d->Dv, 0))) ||
         ((need_lse || lse) && (st = kat_attn_check_view(lse, "lse", d->B, d->H, d->N, 1, 0))) ||
-        (st = kat_attn_check_view(dout, "dout", d->B, d->H, d->N, d->D, 0)) ||
+        (st = kat_attn_check_view(dout, "dout", d->B, d->H, d->N, d->Dv, 0)) ||
         (st = kat_attn_check_view(dq, "dq", d->B, d->H, d->N, d->D, 0)) ||
         (st = kat_attn_check_view(dk, "dk", d->B, d->H_kv, d->M, d->D, 0)) ||
-        (st = kat_attn_check_view(dv, "dv", d->B, d->H_kv, d->M, d->D, 0)))
+        (st = kat_attn_check_view(dv, "dv", d->B, d->H_kv, d->M, d->Dv, 0)))
         return st;
     const kat_tensor *outs[] = {dq, dk, dv}, *ins[] = {q, k, v, o, lse, dout};
     const char *on[] = {"dq", "dk", "dv"}, *in[] = {"q", "k", "v", "o", "lse", "dout"};

@@ -42,7 +42,7 @@ typedef struct {
 } bwd_thread;
 
 /* Lay out (or, with mem NULL, only measure) a thread's scratch. */
-static size_t bwd_thread_layout(const kat_attn_plan *p, bwd_thread *th, unsigned char *mem)
+static size_t bwd_thread_layout(const kat_flash_plan *p, bwd_thread *th, unsigned char *mem)
 {
     size_t g = p->g, tiles = g * p->tpn, ldd = p->ctx.ldd;
     size_t sizes[] = {
@@ -88,7 +88,7 @@ static size_t bwd_thread_layout(const kat_attn_plan *p, bwd_thread *th, unsigned
     return total;
 }
 
-kat_status kat_flash_backward_layout(kat_attn_plan *p)
+kat_status kat_flash_backward_layout(kat_flash_plan *p)
 {
     const kat_attn_desc *d = &p->d;
     size_t T = (size_t)p->threads, groups = d->B * d->H_kv;
@@ -122,13 +122,13 @@ typedef struct {
     const kat_tensor *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv;
 } bwd_args;
 
-static float *dq_partial(const kat_attn_plan *p, float *parts, size_t b, size_t h, size_t c)
+static float *dq_partial(const kat_flash_plan *p, float *parts, size_t b, size_t h, size_t c)
 {
     return parts + ((b * p->d.H + h) * p->bwd_chunks + c) * p->n_pad * p->ctx.ldd;
 }
 
 /* Statistics pass: the exact log2 logsumexp of every row of query tile idx (b, h, uq). */
-static void bwd_stats_tile(const kat_attn_plan *p, const bwd_args *a, size_t idx,
+static void bwd_stats_tile(const kat_flash_plan *p, const bwd_args *a, size_t idx,
                            bwd_thread *th, double *stats)
 {
     const kat_attn_desc *d = &p->d;
@@ -162,7 +162,7 @@ static void bwd_stats_tile(const kat_attn_plan *p, const bwd_args *a, size_t idx
     kat_flash_fwd_lse2(ctx, &st, stats + bh * p->n_pad + i0);
 }
 
-static void bwd_unit(const kat_attn_plan *p, const bwd_args *a, size_t u, bwd_thread *th,
+static void bwd_unit(const kat_flash_plan *p, const bwd_args *a, size_t u, bwd_thread *th,
                      float *parts, const double *stats)
 {
     const kat_attn_desc *d = &p->d;
@@ -233,10 +233,10 @@ static void bwd_unit(const kat_attn_plan *p, const bwd_args *a, size_t u, bwd_th
         }
         for (size_t j = 0; j < nk; j++)
             th->out_rows[j] = kat_tensor_row(a->dk, b, hk, j0 + j);
-        kat_flash_store_rows(ctx, nk, th->dk, ctx->scale, th->out_rows);
+        kat_flash_store_rows(ctx, nk, th->dk, ctx->scale, th->out_rows, ctx->D);
         for (size_t j = 0; j < nk; j++)
             th->out_rows[j] = kat_tensor_row(a->dv, b, hk, j0 + j);
-        kat_flash_store_rows(ctx, nk, th->dv, 1.0f, th->out_rows);
+        kat_flash_store_rows(ctx, nk, th->dv, 1.0f, th->out_rows, ctx->Dv);
     }
 
     if (C == 1)
@@ -247,13 +247,13 @@ static void bwd_unit(const kat_attn_plan *p, const bwd_args *a, size_t u, bwd_th
                 for (size_t i = 0; i < n; i++)
                     th->out_rows[i] = kat_tensor_row(a->dq, b, h, i0 + i);
                 kat_flash_store_rows(ctx, n, th->dq + (t * p->n_pad + i0) * ldd, ctx->scale,
-                                     th->out_rows);
+                                     th->out_rows, ctx->D);
             }
         }
 }
 
 /* Sum the key chunks' dq partials of one query tile, in chunk order. */
-static void bwd_reduce_tile(const kat_attn_plan *p, const bwd_args *a, size_t idx,
+static void bwd_reduce_tile(const kat_flash_plan *p, const bwd_args *a, size_t idx,
                             float *parts)
 {
     const kat_attn_desc *d = &p->d;
@@ -272,7 +272,7 @@ static void bwd_reduce_tile(const kat_attn_plan *p, const bwd_args *a, size_t id
     }
 }
 
-void kat_flash_dense_backward(const kat_attn_plan *p, const kat_tensor *q,
+void kat_flash_dense_backward(const kat_flash_plan *p, const kat_tensor *q,
                               const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                               const kat_tensor *lse, const kat_tensor *dout,
                               const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,

@@ -51,7 +51,7 @@ static void fwd_thread_init(const kat_flash_ctx *ctx, fwd_thread *th, unsigned c
     th->kpos = kat_flash_carve(&mem, BK * sizeof(int32_t));
 }
 
-kat_status kat_flash_forward_layout(kat_attn_plan *p)
+kat_status kat_flash_forward_layout(kat_flash_plan *p)
 {
     const kat_attn_desc *d = &p->d;
     size_t T = (size_t)p->threads, tiles_per_group, units;
@@ -80,7 +80,7 @@ kat_status kat_flash_forward_layout(kat_attn_plan *p)
 
 /* Rows of unit u: fills the thread's row pointers and causal limits; returns the row count
  * and the batch and key/value head. */
-static size_t unit_rows(const kat_attn_plan *p, const kat_tensor *q, const kat_tensor *o,
+static size_t unit_rows(const kat_flash_plan *p, const kat_tensor *q, const kat_tensor *o,
                         const kat_tensor *lse, size_t u, fwd_thread *th, size_t *b_out,
                         size_t *hk_out)
 {
@@ -119,7 +119,7 @@ static size_t unit_rows(const kat_attn_plan *p, const kat_tensor *q, const kat_t
     return n;
 }
 
-static void fwd_item(const kat_attn_plan *p, const kat_tensor *q, const kat_tensor *k,
+static void fwd_item(const kat_flash_plan *p, const kat_tensor *q, const kat_tensor *k,
                      const kat_tensor *v, const kat_tensor *o, const kat_tensor *lse, size_t u,
                      size_t c, fwd_thread *th, float *partials)
 {
@@ -162,7 +162,7 @@ static void fwd_item(const kat_attn_plan *p, const kat_tensor *q, const kat_tens
     }
 }
 
-static void fwd_merge_unit(const kat_attn_plan *p, const kat_tensor *q, const kat_tensor *o,
+static void fwd_merge_unit(const kat_flash_plan *p, const kat_tensor *q, const kat_tensor *o,
                            const kat_tensor *lse, size_t u, fwd_thread *th,
                            const float *partials)
 {
@@ -175,7 +175,7 @@ static void fwd_merge_unit(const kat_attn_plan *p, const kat_tensor *q, const ka
     kat_flash_fwd_end(&p->ctx, &th->st, th->orows, lse ? th->lse : NULL);
 }
 
-void kat_flash_dense_forward(const kat_attn_plan *p, const kat_tensor *q, const kat_tensor *k,
+void kat_flash_dense_forward(const kat_flash_plan *p, const kat_tensor *q, const kat_tensor *k,
                              const kat_tensor *v, const kat_tensor *o, const kat_tensor *lse,
                              unsigned char *work)
 {

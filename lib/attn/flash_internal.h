@@ -47,8 +47,9 @@ enum { KAT_FLASH_MASK_CAUSAL = 1u, KAT_FLASH_MASK_BITS = 2u };
 /* Constants of one attention call. */
 typedef struct {
     const kat_kernels *kern;
-    size_t D;
-    size_t ldd;      /* D rounded up to 16: row stride of the accumulator tiles */
+    size_t D;        /* head dimension of q and k */
+    size_t Dv;       /* head dimension of v (and o, dout, dv) */
+    size_t ldd;      /* max(D, Dv) rounded up to 16: row stride of the accumulator tiles */
     float qsign;     /* sign of the scale, applied to Q when packed (exact) */
     float c2;        /* |scale| * log2(e): raw scores to log2 units, applied after the max */
     float c2_lo;     /* |scale| * log2(e) - c2: with c2, the constant unrounded */
@@ -56,13 +57,14 @@ typedef struct {
     float scale;     /* the softmax scale; dq and dk are multiplied by it at the end */
 } kat_flash_ctx;
 
-void kat_flash_ctx_init(kat_flash_ctx *ctx, const kat_kernels *kern, size_t D, double scale);
+void kat_flash_ctx_init(kat_flash_ctx *ctx, const kat_kernels *kern, size_t D, size_t Dv,
+                        double scale);
 
 /* A key tile as one query tile sees it. */
 typedef struct {
     size_t n;                  /* rows, 1 .. KAT_FLASH_BK */
     const float *const *k;     /* n key rows of D floats */
-    const float *const *v;     /* n value rows of D floats */
+    const float *const *v;     /* n value rows of Dv floats */
     const int32_t *pos;        /* n key positions (read with KAT_FLASH_MASK_CAUSAL) */
     unsigned mask;             /* 0 or KAT_FLASH_MASK_* bits */
     const uint64_t *bits;      /* n words (read with KAT_FLASH_MASK_BITS) */
@@ -157,6 +159,6 @@ void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
 
 /* Write n accumulator rows (stride ctx->ldd) times factor into rows of D floats. */
 void kat_flash_store_rows(const kat_flash_ctx *ctx, size_t n, const float *acc, float factor,
-                          float *const *rows);
+                          float *const *rows, size_t cols);
 
 #endif

@@ -11,11 +11,13 @@
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-void kat_flash_ctx_init(kat_flash_ctx *ctx, const kat_kernels *kern, size_t D, double scale)
+void kat_flash_ctx_init(kat_flash_ctx *ctx, const kat_kernels *kern, size_t D, size_t Dv,
+                        double scale)
 {
     ctx->kern = kern;
     ctx->D = D;
-    ctx->ldd = round16(D);
+    ctx->Dv = Dv ? Dv : D;
+    ctx->ldd = round16(D > ctx->Dv ? D : ctx->Dv);
     ctx->qsign = scale < 0 ? -1.0f : 1.0f;
     ctx->c2 = (float)(fabs(scale) * LOG2E);
     ctx->c2_lo = (float)(fabs(scale) * LOG2E - (double)ctx->c2);
@@ -105,7 +107,7 @@ void kat_flash_fwd_step(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_f
     apply_masks(kern, kt, st->lanes, st->s, st->qlim);
     kern->softmax_online(kt->n, st->lanes, st->s, st->m, st->l, st->alpha, ctx->c2, ctx->c2_lo);
     /* o = alpha o + P V, rows = queries (the rescale rides on the accumulator load). */
-    kern->accum(st->n, kt->n, st->s, 1, BQ, kt->v, ctx->D, st->o, ctx->ldd, st->alpha);
+    kern->accum(st->n, kt->n, st->s, 1, BQ, kt->v, ctx->Dv, st->o, ctx->ldd, st->alpha);
 }
 
 void kat_flash_fwd_stats_step(const kat_flash_ctx *ctx, kat_flash_fwd *st,
@@ -147,7 +149,7 @@ void kat_flash_fwd_merge(const kat_flash_ctx *ctx, kat_flash_fwd *st, const floa
         st->l[i] = a * st->l[i] + b * l[i];
         float *dst = st->o + i * ctx->ldd;
         const float *src = o + i * ctx->ldd;
-        for (size_t d = 0; d < ctx->D; d++)
+        for (size_t d = 0; d < ctx->Dv; d++)
             dst[d] = a * dst[d] + b * src[d];
         st->m[i] = mn;
     }
@@ -161,10 +163,10 @@ void kat_flash_fwd_end(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float 
         const float *acc = st->o + i * ctx->ldd;
         float li = st->l[i];
         if (li > 0.0f) {
-            for (size_t d = 0; d < ctx->D; d++)
+            for (size_t d = 0; d < ctx->Dv; d++)
                 dst[d] = acc[d] / li;
         } else {
-            for (size_t d = 0; d < ctx->D; d++)
+            for (size_t d = 0; d < ctx->Dv; d++)
                 dst[d] = 0.0f;
         }
         if (lse && lse[i])
@@ -177,7 +179,7 @@ void kat_flash_fwd_end(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float 
 
 size_t kat_flash_bwd_q_floats(const kat_flash_ctx *ctx)
 {
-    return 2 * round16(ctx->D * BQ) + 4 * BQ;
+    return round16(ctx->D * BQ) + round16(ctx->Dv * BQ) + 4 * BQ;
 }
 
 static void bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
@@ -185,20 +187,20 @@ static void bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *st
                         const float *const *orows, const float *const *lse,
                         const double *lse2, const int32_t *qlim)
 {
-    size_t D = ctx->D;
+    size_t D = ctx->D, Dv = ctx->Dv;
     bq->n = n;
     bq->lanes = lanes_for(n);
     bq->q = q;
     bq->dout = dout;
     bq->qt = storage;
     bq->dot = storage + round16(D * BQ);
-    bq->lse2 = storage + 2 * round16(D * BQ);
+    bq->lse2 = storage + round16(D * BQ) + round16(Dv * BQ);
     bq->delta = bq->lse2 + 2 * BQ;
     bq->qlim = (int32_t *)(bq->delta + BQ);
     pack_transposed(D, n, bq->lanes, q, ctx->qsign, bq->qt);
-    pack_transposed(D, n, bq->lanes, dout, 1.0f, bq->dot);
+    pack_transposed(Dv, n, bq->lanes, dout, 1.0f, bq->dot);
     /* delta = rowsum(dO o) in the arithmetic of the dP tile. */
-    ctx->kern->rowdot(n, D, orows, dout, bq->delta);
+    ctx->kern->rowdot(n, Dv, orows, dout, bq->delta);
     for (size_t i = 0; i < BQ; i++) {
         if (i < n) {
             /* lse in log2 units as hi + lo, not rounded a second time. A row that saw no key
@@ -240,7 +242,7 @@ void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
                         float *scratch)
 {
     const kat_kernels *kern = ctx->kern;
-    size_t nk = kt->n, lanes = bq->lanes, D = ctx->D, ldd = ctx->ldd;
+    size_t nk = kt->n, lanes = bq->lanes, D = ctx->D, Dv = ctx->Dv, ldd = ctx->ldd;
     if (nk == 0 || bq->n == 0)
         return;
     float *p = scratch, *ds = scratch + BK * BQ;
@@ -248,8 +250,8 @@ void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
     apply_masks(kern, kt, lanes, p, bq->qlim);
     kern->softmax_probs(nk, lanes, p, bq->lse2, ctx->c2, ctx->c2_lo);   /* P^T */
     if (dv)                                                        /* dV += P^T dO */
-        kern->accum(nk, bq->n, p, BQ, 1, bq->dout, D, dv, ldd, NULL);
-    kern->scores(nk, kt->v, D, bq->dot, lanes, ds);               /* dP^T = V dO^T */
+        kern->accum(nk, bq->n, p, BQ, 1, bq->dout, Dv, dv, ldd, NULL);
+    kern->scores(nk, kt->v, Dv, bq->dot, lanes, ds);               /* dP^T = V dO^T */
     kern->softmax_grad(nk, lanes, p, ds, bq->delta);              /* dS^T = P (dP - delta) */
     if (dk)                                                        /* dK += dS^T Q */
         kern->accum(nk, bq->n, ds, BQ, 1, bq->q, D, dk, ldd, NULL);
@@ -258,9 +260,9 @@ void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
 }
 
 void kat_flash_store_rows(const kat_flash_ctx *ctx, size_t n, const float *acc, float factor,
-                          float *const *rows)
+                          float *const *rows, size_t cols)
 {
     for (size_t r = 0; r < n; r++)
-        for (size_t d = 0; d < ctx->D; d++)
+        for (size_t d = 0; d < cols; d++)
             rows[r][d] = acc[r * ctx->ldd + d] * factor;
 }

@@ -42,9 +42,9 @@ static kat_status overlap_error(const char *fn, const char *a, const char *b)
                     fn, a, b);
 }
 
-kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
-                     int need_positive, const kat_tensor *q, const kat_tensor *k,
-                     const kat_tensor *v, const kat_tensor *state_in, lin_problem *p)
+kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+                         int need_positive, size_t B, size_t H, size_t nq, size_t nk, size_t dq,
+                         size_t dk, size_t dv, lin_problem *p)
 {
     static const kat_linear_opts defaults = {0};
     memset(p, 0, sizeof *p);
@@ -64,39 +64,25 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
     if ((int)opts->intra < KAT_LINEAR_INTRA_AUTO || (int)opts->intra > KAT_LINEAR_INTRA_SCORE)
         return kat_fail(KAT_EINVAL, "%s: opts->intra = %d is not a kat_linear_intra value", fn,
                         (int)opts->intra);
-    char name[96];
-    kat_status st;
-    const kat_tensor *in[3] = {q, k, v};
-    const char *in_name[3] = {"q", "k", "v"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(name, sizeof name, "%s: %s", fn, in_name[i]);
-        if ((st = kat_tensor_check(in[i], name, 1)))
-            return st;
-    }
     p->d = kat_featmap_in_dim(fm);
     p->Df = kat_featmap_out_dim(fm);
-    if (q->D != p->d || k->D != p->d)
+    if (dq != p->d || dk != p->d)
         return kat_fail(KAT_EINVAL, "%s: map %s takes vectors of dimension d = %zu, but the "
                         "heads of %s have dimension %zu", fn, kat_featmap_name(fm), p->d,
-                        q->D != p->d ? "q" : "k", q->D != p->d ? q->D : k->D);
-    if (k->B != q->B || v->B != q->B || k->H != q->H || v->H != q->H)
-        return kat_fail(KAT_EINVAL, "%s: batch and heads differ: q [%zu, %zu], k [%zu, %zu], "
-                        "v [%zu, %zu]", fn, q->B, q->H, k->B, k->H, v->B, v->H);
-    if (v->N != k->N)
-        return kat_fail(KAT_EINVAL, "%s: v has %zu tokens but k has %zu", fn, v->N, k->N);
-    if (p->causal && q->N != k->N)
+                        dq != p->d ? "q" : "k", dq != p->d ? dq : dk);
+    if (p->causal && nq != nk)
         return kat_fail(KAT_EINVAL, "%s: causal attention needs as many queries as keys "
-                        "(q has %zu tokens, k has %zu)", fn, q->N, k->N);
-    p->B = q->B;
-    p->H = q->H;
-    p->nq = q->N;
-    p->nk = k->N;
+                        "(q has %zu tokens, k has %zu)", fn, nq, nk);
+    p->B = B;
+    p->H = H;
+    p->nq = nq;
+    p->nk = nk;
     /* A sequence shorter than a chunk is one chunk: size the workspace for it (decoding one
-     * token at a time allocates O(D d_v), not O(C D)). */
+     * token at a time needs O(D d_v), not O(C D)). */
     size_t nmax = p->nq > p->nk ? p->nq : p->nk;
     if (p->C > nmax)
         p->C = nmax ? nmax : 1;
-    p->dv = v->D;
+    p->dv = dv;
     if (kat_add_overflow(p->dv, 1, &p->E) || p->Df > INT_MAX / 2 || p->E > INT_MAX / 2 ||
         p->d > INT_MAX / 2)
         return kat_fail(KAT_ERANGE, "%s: feature dimension %zu or value dimension %zu is beyond "
@@ -109,12 +95,6 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
                         "negative or zero, so the normalised attention sum_j f v_j / sum_j f "
                         "is refused (no epsilon patch); set opts->unnormalized = 1 to run "
                         "without the denominator", fn, kat_featmap_name(fm));
-    if (state_in && (st = check_state(fn, "state_in", state_in, p, 1)))
-        return st;
-    p->q = q;
-    p->k = k;
-    p->v = v;
-    p->state_in = state_in;
     /* in-chunk scores */
     int has_score = p->ops->score != NULL && (kat_featmap_flags(fm) & KAT_FEATMAP_EXACT);
     p->intra = opts->intra;
@@ -131,6 +111,39 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
     return KAT_OK;
 }
 
+kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+                     int need_positive, const kat_tensor *q, const kat_tensor *k,
+                     const kat_tensor *v, const kat_tensor *state_in, lin_problem *p)
+{
+    memset(p, 0, sizeof *p);
+    if (!fm)
+        return kat_fail(KAT_EINVAL, "%s: fm (the feature map) is NULL", fn);
+    char name[96];
+    kat_status st;
+    const kat_tensor *in[3] = {q, k, v};
+    const char *in_name[3] = {"q", "k", "v"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "%s: %s", fn, in_name[i]);
+        if ((st = kat_tensor_check(in[i], name, 1)))
+            return st;
+    }
+    if (k->B != q->B || v->B != q->B || k->H != q->H || v->H != q->H)
+        return kat_fail(KAT_EINVAL, "%s: batch and heads differ: q [%zu, %zu], k [%zu, %zu], "
+                        "v [%zu, %zu]", fn, q->B, q->H, k->B, k->H, v->B, v->H);
+    if (v->N != k->N)
+        return kat_fail(KAT_EINVAL, "%s: v has %zu tokens but k has %zu", fn, v->N, k->N);
+    if ((st = lin_configure(fn, fm, opts, need_positive, q->B, q->H, q->N, k->N, q->D, k->D,
+                            v->D, p)))
+        return st;
+    if (state_in && (st = check_state(fn, "state_in", state_in, p, 1)))
+        return st;
+    p->q = q;
+    p->k = k;
+    p->v = v;
+    p->state_in = state_in;
+    return KAT_OK;
+}
+
 void lin_load_state(const lin_problem *p, size_t item, float *s)
 {
     const size_t D = p->Df, E = p->E;
@@ -142,7 +155,7 @@ void lin_load_state(const lin_problem *p, size_t item, float *s)
         memcpy(s + r * E, lin_row(p->state_in, item, p->H, r), E * sizeof(float));
 }
 
-static void store_state(const lin_problem *p, kat_tensor *out, size_t item, const float *s)
+static void store_state(const lin_problem *p, const kat_tensor *out, size_t item, const float *s)
 {
     for (size_t r = 0; r < p->Df; r++)
         memcpy((float *)lin_row(out, item, p->H, r), s + r * p->E, p->E * sizeof(float));
@@ -157,23 +170,6 @@ static int thread_id(void)
 #else
     return 0;
 #endif
-}
-
-/* Workspaces for nt threads; returns how many were allocated (all or a failure status). */
-static kat_status ws_alloc_all(const char *fn, const lin_problem *p, int backward, int nt,
-                               lin_ws *ws)
-{
-    for (int t = 0; t < nt; t++) {
-        int rc = lin_ws_alloc(p, backward, &ws[t]);
-        if (rc) {
-            for (int u = 0; u < t; u++)
-                lin_ws_free(&ws[u]);
-            return rc == 1 ? kat_fail(KAT_ERANGE, "%s: workspace for chunk %zu and D = %zu "
-                                      "overflows", fn, p->C, p->Df)
-                           : KAT_ENOMEM;
-        }
-    }
-    return KAT_OK;
 }
 
 /* Chunk split of one causal sequence over P threads: thread t first rebuilds the state of the
@@ -207,24 +203,66 @@ static double state_cost_ratio(const lin_problem *p)
     return (2.0 * de + map) / full;
 }
 
+/* ---- schedules --------------------------------------------------------------------------- */
+
+kat_status lin_schedule(const char *fn, const lin_problem *p, int backward, int threads,
+                        lin_sched *s)
+{
+    memset(s, 0, sizeof *s);
+    const size_t items = p->B * p->H;
+    kat_linear_opts o = {p->causal, !p->normalize, p->C, p->intra};
+    double flops = kat_linear_flops(p->fm, &o, p->B, p->H, p->nq, p->nk, p->dv);
+    int nt = threads < 1 ? 1 : threads;
+    s->blas_single = 1;
+    if (!backward) {
+        if (nt > 64)
+            nt = 64;
+        /* Below ~a millisecond of work (a decoding step), waking threads costs more than it
+         * saves. */
+        if (flops < 4e6)
+            nt = 1;
+    } else {
+        if ((size_t)nt > items && items > 0) {
+            nt = (int)items;   /* fewer items than threads: BLAS threads the products instead */
+            s->blas_single = 0;
+        }
+        if (2.5 * flops < 4e6) {
+            nt = 1;
+            s->blas_single = 1;
+        }
+        if (nt > 64)
+            nt = 64;
+    }
+    s->nt = nt;
+    s->ws_bytes = lin_ws_bytes(p, backward);
+    size_t a, st_bytes;
+    if (!s->ws_bytes || kat_mul_overflow((size_t)nt, s->ws_bytes, &a) ||
+        kat_mul3_overflow(items, p->Df * p->E, sizeof(float), &st_bytes) ||
+        st_bytes > SIZE_MAX - 64 || kat_add_overflow(a, (st_bytes + 63) & ~(size_t)63, &s->bytes))
+        return kat_fail(KAT_ERANGE, "%s: workspace for chunk %zu and D = %zu overflows", fn,
+                        p->C, p->Df);
+    s->states_off = a;
+    return KAT_OK;
+}
+
 /* ---- forward ------------------------------------------------------------------------- */
 
-kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts,
-                              const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
-                              kat_tensor *o, const kat_tensor *state_in, kat_tensor *state_out)
+kat_status lin_check_forward(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+                             const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                             const kat_tensor *o, const kat_tensor *state_in,
+                             const kat_tensor *state_out, lin_problem *p)
 {
-    static const char fn[] = "linear_forward";
-    lin_problem p;
-    kat_status st = lin_setup(fn, fm, opts, 1, q, k, v, state_in, &p);
+    kat_status st = lin_setup(fn, fm, opts, 1, q, k, v, state_in, p);
     if (st)
         return st;
-    if ((st = kat_tensor_check(o, "linear_forward: o", 0)))
+    char name[96];
+    snprintf(name, sizeof name, "%s: o", fn);
+    if ((st = kat_tensor_check(o, name, 0)))
         return st;
-    if (o->B != p.B || o->H != p.H || o->N != p.nq || o->D != p.dv)
-        return kat_fail(KAT_EINVAL, "linear_forward: o has shape [%zu, %zu, %zu, %zu], "
-                        "expected [%zu, %zu, %zu, %zu]", o->B, o->H, o->N, o->D, p.B, p.H,
-                        p.nq, p.dv);
-    if (state_out && (st = check_state(fn, "state_out", state_out, &p, 0)))
+    if (o->B != p->B || o->H != p->H || o->N != p->nq || o->D != p->dv)
+        return kat_fail(KAT_EINVAL, "%s: o has shape [%zu, %zu, %zu, %zu], expected [%zu, %zu, "
+                        "%zu, %zu]", fn, o->B, o->H, o->N, o->D, p->B, p->H, p->nq, p->dv);
+    if (state_out && (st = check_state(fn, "state_out", state_out, p, 0)))
         return st;
     const kat_tensor *ins[3] = {q, k, v};
     const char *in_names[3] = {"q", "k", "v"};
@@ -241,8 +279,15 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
     if (state_in && state_out && kat_tensor_overlap(state_in, state_out) &&
         !same_view(state_in, state_out))
         return overlap_error(fn, "state_out", "state_in (only the very same view is allowed)");
-    p.o = o;
+    p->o = o;
+    return KAT_OK;
+}
 
+kat_status lin_forward_run(const lin_problem *pp, const lin_sched *sc,
+                           const kat_tensor *state_out, unsigned char *work)
+{
+    const lin_problem p = *pp;
+    const kat_tensor *o = p.o, *state_in = p.state_in;
     const size_t items = p.B * p.H, DE = p.Df * p.E;
     if (items == 0)
         return KAT_OK;
@@ -256,39 +301,22 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
                     memset((float *)lin_row(state_out, it, p.H, r), 0, p.E * sizeof(float));
         return KAT_OK;
     }
-
-    int nt = kat_num_threads();
-    if (nt < 1)
-        nt = 1;
-    if (nt > 64)
-        nt = 64;
-    /* Below ~a millisecond of work (a decoding step), waking threads costs more than it
-     * saves. */
-    if (kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 4e6)
-        nt = 1;
+    const int nt = sc->nt;
     /* Items in parallel when there are enough; else the chunks of one sequence. */
     int per_item = (size_t)nt <= items;
-/* Inside kat's parallel regions each thread calls a single-threaded sgemm; OpenBLAS's own
- * threads would oversubscribe the cores (and contend for its thread pool). On one thread
- * (kat's thread count 1, or a call too small to share) the products stay single-threaded too:
- * OpenBLAS threading the chunk-sized sgemms costs more than it gains, and a caller who asked
- * for one thread gets one. The count is set by the process-wide hold (core/runtime.h). */
-    if ((st = kat_blas_hold(1, nt, fn)))
+    /* Inside kat's parallel regions each thread calls a single-threaded sgemm; OpenBLAS's own
+     * threads would oversubscribe the cores. On one thread (kat's thread count 1, or a call
+     * too small to share) the products stay single-threaded too: OpenBLAS threading the
+     * chunk-sized sgemms costs more than it gains, and a caller who asked for one thread gets
+     * one. The count is set by the process-wide hold (core/runtime.h). */
+    kat_status st = kat_blas_hold(1, nt, "linear attention");
+    if (st)
         return st;
     lin_ws ws[64];
-    if ((st = ws_alloc_all(fn, &p, 0, nt, ws))) {
-        kat_blas_release();
-        return st;
-    }
+    for (int t = 0; t < nt; t++)
+        lin_ws_carve(&p, 0, work + (size_t)t * sc->ws_bytes, &ws[t]);
     /* Final states are kept apart and committed at the end: state_out may be state_in. */
-    float *finals = NULL;
-    if (state_out && !(finals = kat_alloc_array(items, DE * sizeof(float),
-                                                "linear_forward: final states"))) {
-        kat_blas_release();
-        for (int t = 0; t < nt; t++)
-            lin_ws_free(&ws[t]);
-        return KAT_ENOMEM;
-    }
+    float *finals = state_out ? (float *)(work + sc->states_off) : NULL;
     kat_par_err err;
     kat_par_err_init(&err);
     const size_t nc = (p.nq + p.C - 1) / p.C;
@@ -376,28 +404,25 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
     kat_blas_release();
     st = kat_par_err_raise(&err);
     if (st == KAT_OK && finals && !kat_all_finite_f32(finals, items * DE))
-        st = kat_fail(KAT_EDOM, "%s: the final state is not finite: map %s overflows in fp32 "
-                      "on these keys (or the sums do)", fn, kat_featmap_name(fm));
+        st = kat_fail(KAT_EDOM, "linear attention: the final state is not finite: map %s "
+                      "overflows in fp32 on these keys (or the sums do)",
+                      kat_featmap_name(p.fm));
     if (st == KAT_OK && state_out)
         for (size_t it = 0; it < items; it++)
             store_state(&p, state_out, it, finals + it * DE);
-    kat_free(finals);
-    for (int t = 0; t < nt; t++)
-        lin_ws_free(&ws[t]);
     return st;
 }
 
 /* ---- backward ------------------------------------------------------------------------ */
 
-kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opts,
-                               const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
-                               const kat_tensor *o, const kat_tensor *d_o, kat_tensor *dq,
-                               kat_tensor *dk, kat_tensor *dv, const kat_tensor *state_in,
-                               kat_tensor *d_state_in)
+kat_status lin_check_backward(const char *fn, const kat_featmap *fm,
+                              const kat_linear_opts *opts, const kat_tensor *q,
+                              const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
+                              const kat_tensor *d_o, const kat_tensor *dq, const kat_tensor *dk,
+                              const kat_tensor *dv, const kat_tensor *state_in,
+                              const kat_tensor *d_state_in, lin_problem *p)
 {
-    static const char fn[] = "linear_backward";
-    lin_problem p;
-    kat_status st = lin_setup(fn, fm, opts, 1, q, k, v, state_in, &p);
+    kat_status st = lin_setup(fn, fm, opts, 1, q, k, v, state_in, p);
     if (st)
         return st;
     if (!kat_featmap_has_vjp(fm))
@@ -406,20 +431,20 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
     const kat_tensor *ins[2] = {o, d_o};
     const char *in_names[2] = {"o", "d_o"};
     for (int i = 0; i < 2; i++) {
-        char name[64];
+        char name[96];
         snprintf(name, sizeof name, "%s: %s", fn, in_names[i]);
         if ((st = kat_tensor_check(ins[i], name, 1)))
             return st;
-        if (ins[i]->B != p.B || ins[i]->H != p.H || ins[i]->N != p.nq || ins[i]->D != p.dv)
+        if (ins[i]->B != p->B || ins[i]->H != p->H || ins[i]->N != p->nq || ins[i]->D != p->dv)
             return kat_fail(KAT_EINVAL, "%s: %s has shape [%zu, %zu, %zu, %zu], expected "
                             "[%zu, %zu, %zu, %zu]", fn, in_names[i], ins[i]->B, ins[i]->H,
-                            ins[i]->N, ins[i]->D, p.B, p.H, p.nq, p.dv);
+                            ins[i]->N, ins[i]->D, p->B, p->H, p->nq, p->dv);
     }
-    kat_tensor *outs[3] = {dq, dk, dv};
+    const kat_tensor *outs[3] = {dq, dk, dv};
     const kat_tensor *like[3] = {q, k, v};
     const char *out_names[3] = {"dq", "dk", "dv"};
     for (int i = 0; i < 3; i++) {
-        char name[64];
+        char name[96];
         snprintf(name, sizeof name, "%s: %s", fn, out_names[i]);
         if ((st = kat_tensor_check(outs[i], name, 0)))
             return st;
@@ -430,11 +455,11 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
                             outs[i]->H, outs[i]->N, outs[i]->D, out_names[i] + 1, like[i]->B,
                             like[i]->H, like[i]->N, like[i]->D);
     }
-    if (d_state_in && (st = check_state(fn, "d_state_in", d_state_in, &p, 0)))
+    if (d_state_in && (st = check_state(fn, "d_state_in", d_state_in, p, 0)))
         return st;
     const kat_tensor *all_in[6] = {q, k, v, o, d_o, state_in};
     const char *all_names[6] = {"q", "k", "v", "o", "d_o", "state_in"};
-    kat_tensor *all_out[4] = {dq, dk, dv, d_state_in};
+    const kat_tensor *all_out[4] = {dq, dk, dv, d_state_in};
     const char *out4[4] = {"dq", "dk", "dv", "d_state_in"};
     for (int i = 0; i < 4; i++) {
         if (!all_out[i])
@@ -446,53 +471,40 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
             if (all_out[j] && kat_tensor_overlap(all_out[i], all_out[j]))
                 return overlap_error(fn, out4[i], out4[j]);
     }
-    p.o_in = o;
-    p.d_o = d_o;
-    p.dq = dq;
-    p.dk = dk;
-    p.dvt = dv;
+    p->o_in = o;
+    p->d_o = d_o;
+    p->dq = dq;
+    p->dk = dk;
+    p->dvt = dv;
+    return KAT_OK;
+}
+
+kat_status lin_backward_run(const lin_problem *pp, const lin_sched *sc,
+                            const kat_tensor *d_state_in, unsigned char *work)
+{
+    const lin_problem p = *pp;
     const size_t items = p.B * p.H, DE = p.Df * p.E;
     if (items == 0)
         return KAT_OK;
-    if (!p.causal && p.nk == 0 && !state_in) {   /* outputs were 0: no gradient anywhere */
+    if (!p.causal && p.nk == 0 && !p.state_in) {   /* outputs were 0: no gradient anywhere */
         for (size_t it = 0; it < items; it++)
             for (size_t n = 0; n < p.nq; n++)
-                memset((float *)lin_row(dq, it, p.H, n), 0, p.d * sizeof(float));
+                memset((float *)lin_row(p.dq, it, p.H, n), 0, p.d * sizeof(float));
         if (d_state_in)
             for (size_t it = 0; it < items; it++)
                 for (size_t r = 0; r < p.Df; r++)
                     memset((float *)lin_row(d_state_in, it, p.H, r), 0, p.E * sizeof(float));
         return KAT_OK;
     }
-    int nt = kat_num_threads();
-    if (nt < 1)
-        nt = 1;
-    int blas_single = 1;
-    if ((size_t)nt > items) {
-        nt = (int)items;   /* fewer items than threads: BLAS threads the products instead */
-        blas_single = 0;
-    }
-    if (2.5 * kat_linear_flops(fm, opts, p.B, p.H, p.nq, p.nk, p.dv) < 4e6) {
-        nt = 1;
-        blas_single = 1;
-    }
-    if (nt > 64)
-        nt = 64;
-    if ((st = kat_blas_hold(blas_single ? 1 : kat_num_threads(), nt, fn)))
+    const int nt = sc->nt;
+    kat_status st = kat_blas_hold(sc->blas_single ? 1 : kat_num_threads(), nt,
+                                  "linear attention backward");
+    if (st)
         return st;
     lin_ws ws[64];
-    if ((st = ws_alloc_all(fn, &p, 1, nt, ws))) {
-        kat_blas_release();
-        return st;
-    }
-    float *dstates = NULL;
-    if (d_state_in && !(dstates = kat_alloc_array(items, DE * sizeof(float),
-                                                  "linear_backward: state gradients"))) {
-        kat_blas_release();
-        for (int t = 0; t < nt; t++)
-            lin_ws_free(&ws[t]);
-        return KAT_ENOMEM;
-    }
+    for (int t = 0; t < nt; t++)
+        lin_ws_carve(&p, 1, work + (size_t)t * sc->ws_bytes, &ws[t]);
+    float *dstates = d_state_in ? (float *)(work + sc->states_off) : NULL;
     kat_par_err err;
     kat_par_err_init(&err);
 #if KAT_HAVE_OPENMP
@@ -507,23 +519,63 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
     kat_blas_release();
     st = kat_par_err_raise(&err);
     /* a feature that overflowed shows up here (the features themselves are not scanned) */
-    if (st == KAT_OK && ((st = kat_tensor_check(dq, "dq", 1)) ||
-                         (st = kat_tensor_check(dk, "dk", 1)) ||
-                         (st = kat_tensor_check(dv, "dv", 1)))) {
+    if (st == KAT_OK && ((st = kat_tensor_check(p.dq, "dq", 1)) ||
+                         (st = kat_tensor_check(p.dk, "dk", 1)) ||
+                         (st = kat_tensor_check(p.dvt, "dv", 1)))) {
         char what[256];
         snprintf(what, sizeof what, "%s", kat_last_error());
-        kat_fail(st, "%s: a gradient is not finite (%s): map %s overflows in fp32 on these "
-                 "inputs", fn, what, kat_featmap_name(fm));
+        kat_fail(st, "linear attention backward: a gradient is not finite (%s): map %s "
+                 "overflows in fp32 on these inputs", what, kat_featmap_name(p.fm));
     }
     if (st == KAT_OK && dstates && !kat_all_finite_f32(dstates, items * DE))
-        st = kat_fail(KAT_EDOM, "%s: d_state_in is not finite", fn);
+        st = kat_fail(KAT_EDOM, "linear attention backward: d_state_in is not finite");
     if (st == KAT_OK && d_state_in)
         for (size_t it = 0; it < items; it++)
             store_state(&p, d_state_in, it, dstates + it * DE);
-    kat_free(dstates);
-    for (int t = 0; t < nt; t++)
-        lin_ws_free(&ws[t]);
     return st;
+}
+
+/* ---- one-shot forms ------------------------------------------------------------------ */
+
+/* The same engine with a workspace of this call (the plan's schedule for the threads of
+ * now): kat_attn_plan_create with a KAT_ATTN_LINEAR pattern gives the allocation-free form. */
+static kat_status run_once(const lin_problem *p, int backward, const kat_tensor *state)
+{
+    lin_sched sc;
+    kat_status st = lin_schedule(backward ? "linear_backward" : "linear_forward", p, backward,
+                                 kat_num_threads(), &sc);
+    if (st)
+        return st;
+    unsigned char *work = kat_alloc_array(sc.bytes ? sc.bytes : 1, 1, "linear attention workspace");
+    if (!work)
+        return KAT_ENOMEM;
+    st = backward ? lin_backward_run(p, &sc, state, work) : lin_forward_run(p, &sc, state, work);
+    kat_free(work);
+    return st;
+}
+
+kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts,
+                              const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                              const kat_tensor *o, const kat_tensor *state_in,
+                              const kat_tensor *state_out)
+{
+    lin_problem p;
+    kat_status st = lin_check_forward("linear_forward", fm, opts, q, k, v, o, state_in,
+                                      state_out, &p);
+    return st ? st : run_once(&p, 0, state_out);
+}
+
+kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opts,
+                               const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                               const kat_tensor *o, const kat_tensor *d_o,
+                               const kat_tensor *dq, const kat_tensor *dk,
+                               const kat_tensor *dv, const kat_tensor *state_in,
+                               const kat_tensor *d_state_in)
+{
+    lin_problem p;
+    kat_status st = lin_check_backward("linear_backward", fm, opts, q, k, v, o, d_o, dq, dk,
+                                       dv, state_in, d_state_in, &p);
+    return st ? st : run_once(&p, 1, d_state_in);
 }
 
 /* ---- flop model ---------------------------------------------------------------------- */

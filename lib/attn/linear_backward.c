@@ -73,7 +73,7 @@ static void chunk_df(const lin_problem *p, lin_ws *w, size_t n)
             w->df[i * C + j] = 0.0f;
 }
 
-static void zero_rows(kat_tensor *t, size_t item, size_t H, size_t r0, size_t n)
+static void zero_rows(const kat_tensor *t, size_t item, size_t H, size_t r0, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         memset((float *)lin_row(t, item, H, r0 + i), 0, t->D * sizeof(float));

@@ -23,16 +23,22 @@ void lin_gemm(int ta, int tb, size_t m, size_t n, size_t k, const float *a, size
                 (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
-int lin_ws_alloc(const lin_problem *p, int backward, lin_ws *w)
+/* The buffers of one thread: fp32 parts, fp64 parts and row pointers, each part rounded up to
+ * 64 bytes so every buffer stays aligned. With mem NULL only the size is computed. Returns
+ * the bytes, 0 on overflow. */
+static size_t ws_layout(const lin_problem *p, int backward, unsigned char *mem, lin_ws *w)
 {
+    lin_ws dummy;
+    if (!w)
+        w = &dummy;
     memset(w, 0, sizeof *w);
     const size_t C = p->C, ldo = lin_ldo(p), nptr = p->Df + C;
     size_t cd, cD, cc, ce, co, de;
     if (ldo < p->E || nptr < C || kat_mul_overflow(C, p->d, &cd) ||
         kat_mul_overflow(C, p->Df, &cD) || kat_mul_overflow(C, C, &cc) ||
         kat_mul_overflow(C, p->E, &ce) || kat_mul_overflow(C, ldo, &co) ||
-        kat_mul_overflow(p->Df, p->E, &de))
-        return 1;
+        kat_mul_overflow(p->Df, p->E, &de) || nptr > SIZE_MAX / 16)
+        return 0;
     const size_t nmax = p->nq > p->nk ? p->nq : p->nk;
     struct {
         float **ptr;
@@ -49,59 +55,45 @@ int lin_ws_alloc(const lin_problem *p, int backward, lin_ws *w)
         double **ptr;
         size_t n;
     } dparts[] = {{&w->xd, cd}, {&w->fd, cD}, {&w->qd, cd}, {&w->kd, cd}, {&w->gx, cd}};
-    const size_t nfp = sizeof fparts / sizeof fparts[0], ndp = sizeof dparts / sizeof dparts[0];
-    /* each part rounded up to 64 bytes so every buffer stays aligned */
-    size_t nf = 0, nd = 0;
-    for (size_t i = 0; i < nfp; i++) {
-        size_t r = (fparts[i].n + 15) & ~(size_t)15;
-        if ((fparts[i].bwd && !backward))
-            continue;
-        if (r < fparts[i].n || kat_add_overflow(nf, r, &nf))
-            return 1;
-    }
-    for (size_t i = 0; i < ndp; i++) {
-        size_t r = (dparts[i].n + 7) & ~(size_t)7;
-        if (r < dparts[i].n || kat_add_overflow(nd, r, &nd))
-            return 1;
-    }
-    float *fb = kat_alloc_array(nf ? nf : 1, sizeof(float), "linear attention workspace");
-    double *db = fb ? kat_alloc_array(nd ? nd : 1, sizeof(double), "linear attention workspace")
-                    : NULL;
-    const float **pb =
-        db ? kat_alloc_array(nptr, sizeof(const float *), "linear attention workspace") : NULL;
-    if (!fb || !db || !pb) {
-        kat_free(fb);
-        kat_free(db);
-        return 2;
-    }
-    w->fbuf = fb;
-    w->dbuf = db;
-    w->pbuf = pb;
-    w->srow = pb;
-    w->vrow = pb + p->Df;
-    for (size_t i = 0, off = 0; i < nfp; i++) {
+    size_t off = 0, r;
+    for (size_t i = 0; i < sizeof fparts / sizeof fparts[0]; i++) {
         if (fparts[i].bwd && !backward)
             continue;
-        *fparts[i].ptr = fb + off;
-        off += (fparts[i].n + 15) & ~(size_t)15;
+        r = (fparts[i].n + 15) & ~(size_t)15;
+        if (r < fparts[i].n || r > SIZE_MAX / sizeof(float) ||
+            kat_add_overflow(off, r * sizeof(float), &off))
+            return 0;
+        if (mem)
+            *fparts[i].ptr = (float *)(mem + off - r * sizeof(float));
     }
-    for (size_t i = 0, off = 0; i < ndp; i++) {
-        *dparts[i].ptr = db + off;
-        off += (dparts[i].n + 7) & ~(size_t)7;
+    for (size_t i = 0; i < sizeof dparts / sizeof dparts[0]; i++) {
+        r = (dparts[i].n + 7) & ~(size_t)7;
+        if (r < dparts[i].n || r > SIZE_MAX / sizeof(double) ||
+            kat_add_overflow(off, r * sizeof(double), &off))
+            return 0;
+        if (mem)
+            *dparts[i].ptr = (double *)(mem + off - r * sizeof(double));
     }
-    for (size_t i = 0; i < C; i++)
-        w->ones[i] = 1.0f;
-    return 0;
+    r = (nptr * sizeof(const float *) + 63) & ~(size_t)63;
+    if (kat_add_overflow(off, r, &off))
+        return 0;
+    if (mem) {
+        w->srow = (const float **)(mem + off - r);
+        w->vrow = w->srow + p->Df;
+        for (size_t i = 0; i < C; i++)
+            w->ones[i] = 1.0f;
+    }
+    return off;
 }
 
-void lin_ws_free(lin_ws *w)
+size_t lin_ws_bytes(const lin_problem *p, int backward)
 {
-    if (!w)
-        return;
-    kat_free(w->fbuf);
-    kat_free(w->dbuf);
-    kat_free(w->pbuf);
-    memset(w, 0, sizeof *w);
+    return ws_layout(p, backward, NULL, NULL);
+}
+
+void lin_ws_carve(const lin_problem *p, int backward, unsigned char *mem, lin_ws *w)
+{
+    ws_layout(p, backward, mem, w);
 }
 
 kat_status lin_features(const lin_problem *p, lin_ws *w, kat_side side, const float *x,

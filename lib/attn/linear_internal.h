@@ -19,10 +19,10 @@ typedef struct {
     size_t B, H, nq, nk;
     size_t d, Df, dv, E;      /* E = dv + 1: [v | 1] */
     const kat_tensor *q, *k, *v, *state_in;
-    kat_tensor *o;
+    const kat_tensor *o;
     /* backward only */
     const kat_tensor *o_in, *d_o;
-    kat_tensor *dq, *dk, *dvt;
+    const kat_tensor *dq, *dk, *dvt;
 } lin_problem;
 
 /* Validate the arguments every entry point shares and fill p (fn names the caller in errors).
@@ -53,14 +53,47 @@ typedef struct {
     float *dvbar;       /* C x E */
     float *r;           /* Df x E reverse state */
     float *bden;        /* N: denominators of one sequence (backward) */
-    float *fbuf;        /* the allocations behind every pointer above */
-    double *dbuf;
-    const float **pbuf;
 } lin_ws;
 
-/* Sizes of the workspace in floats / doubles (overflow: returns 1). */
-int lin_ws_alloc(const lin_problem *p, int backward, lin_ws *w);
-void lin_ws_free(lin_ws *w);
+/* Bytes of one thread's scratch (a multiple of 64; 0 when the size overflows), and the
+ * carving of that scratch from 64-byte aligned memory. */
+size_t lin_ws_bytes(const lin_problem *p, int backward);
+void lin_ws_carve(const lin_problem *p, int backward, unsigned char *mem, lin_ws *w);
+
+/* How a pass runs: threads, whether OpenBLAS is held at one thread, and the workspace:
+ * nt thread scratches of ws_bytes, then (the forward's final states, the backward's state
+ * gradients) B H D_f (d_v + 1) floats. Fixed when a plan is made. */
+typedef struct {
+    int nt;
+    int blas_single;
+    size_t ws_bytes;
+    size_t states_off;
+    size_t bytes;
+} lin_sched;
+
+/* The schedule of a pass with `threads` threads (overflow: KAT_ERANGE). */
+kat_status lin_schedule(const char *fn, const lin_problem *p, int backward, int threads,
+                        lin_sched *s);
+/* Shapes and options without tensors: what a plan knows (fn names the caller in errors). */
+kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+                         int need_positive, size_t B, size_t H, size_t nq, size_t nk, size_t dq,
+                         size_t dk, size_t dv, lin_problem *p);
+/* The full checks of a forward / backward call (tensors, states, aliasing) into p. */
+kat_status lin_check_forward(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+                             const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+                             const kat_tensor *o, const kat_tensor *state_in,
+                             const kat_tensor *state_out, lin_problem *p);
+kat_status lin_check_backward(const char *fn, const kat_featmap *fm,
+                              const kat_linear_opts *opts, const kat_tensor *q,
+                              const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
+                              const kat_tensor *d_o, const kat_tensor *dq, const kat_tensor *dk,
+                              const kat_tensor *dv, const kat_tensor *state_in,
+                              const kat_tensor *d_state_in, lin_problem *p);
+/* Run a checked pass on `work` (s->bytes, 64-byte aligned): allocates nothing. */
+kat_status lin_forward_run(const lin_problem *p, const lin_sched *s,
+                           const kat_tensor *state_out, unsigned char *work);
+kat_status lin_backward_run(const lin_problem *p, const lin_sched *s,
+                            const kat_tensor *d_state_in, unsigned char *work);
 
 /* Features of n rows of x (row stride ldx) into f (n x Df, ld Df), through apply_f32 or the
  * fp64 round trip. Not checked for finiteness: outputs and states are. */

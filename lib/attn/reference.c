@@ -54,8 +54,12 @@ static kat_status check_ref(const kat_attn_desc *desc, kat_attn_desc *d, const k
                             const kat_tensor *k, const kat_tensor *v)
 {
     kat_status st;
-    if ((st = kat_attn_desc_check(desc, d)) ||
-        (st = kat_attn_check_view(q, "q", d->B, d->H, d->N, d->D, 1)) ||
+    if ((st = kat_attn_desc_check(desc, d)))
+        return st;
+    if (d->Dv != d->D)
+        return kat_fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the dense reference takes D_v = D; "
+                        "kat_attn_reference_masked takes any D_v", d->Dv, d->D);
+    if ((st = kat_attn_check_view(q, "q", d->B, d->H, d->N, d->D, 1)) ||
         (st = kat_attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 1)) ||
         (st = kat_attn_check_view(v, "v", d->B, d->H_kv, d->M, d->D, 1)))
         return st;

@@ -136,7 +136,7 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
         for (size_t i = 0; i < Q->n; i++) {
             size_t p = (size_t)qp[i];
             qr[i] = a->qg ? a->qg + (Q->row0 + i) * L->d.D : kat_tensor_row(a->q, b, h, p);
-            dr[i] = a->dg ? a->dg + (Q->row0 + i) * L->d.D : kat_tensor_row(a->dout, b, h, p);
+            dr[i] = a->dg ? a->dg + (Q->row0 + i) * L->d.Dv : kat_tensor_row(a->dout, b, h, p);
             th->orows[i] = kat_tensor_row(a->o, b, h, p);
             th->lse[i] = kat_tensor_row(a->lse, b, h, p);
             th->qlim[i] = qp[i] + L->shift;
@@ -154,7 +154,7 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
         const int32_t *kp = L->ks.pos + K->row0;
         for (size_t j = 0; j < K->n; j++) {
             th->krows[j] = a->kg ? a->kg + (K->row0 + j) * L->d.D : kbase + (size_t)kp[j] * k->sn;
-            th->vrows[j] = a->vg ? a->vg + (K->row0 + j) * L->d.D : vbase + (size_t)kp[j] * v->sn;
+            th->vrows[j] = a->vg ? a->vg + (K->row0 + j) * L->d.Dv : vbase + (size_t)kp[j] * v->sn;
             th->kpos[j] = kp[j];
         }
         memset(th->dk, 0, K->n * ldd * sizeof(float));
@@ -176,10 +176,10 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
         }
         for (size_t j = 0; j < K->n; j++)
             th->out_rows[j] = kat_tensor_row(a->dk, b, hk, (size_t)kp[j]);
-        kat_flash_store_rows(ctx, K->n, th->dk, ctx->scale, th->out_rows);
+        kat_flash_store_rows(ctx, K->n, th->dk, ctx->scale, th->out_rows, ctx->D);
         for (size_t j = 0; j < K->n; j++)
             th->out_rows[j] = kat_tensor_row(a->dv, b, hk, (size_t)kp[j]);
-        kat_flash_store_rows(ctx, K->n, th->dv, 1.0f, th->out_rows);
+        kat_flash_store_rows(ctx, K->n, th->dv, 1.0f, th->out_rows, ctx->Dv);
     }
 
     for (size_t s = 0; s < ntouch; s++) {
@@ -189,7 +189,8 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
             const int32_t *qp = L->qs.pos + Q->row0;
             for (size_t i = 0; i < Q->n; i++)
                 th->out_rows[i] = kat_tensor_row(a->dq, b, h, (size_t)qp[i]);
-            kat_flash_store_rows(ctx, Q->n, th->dq + s * tile_floats, ctx->scale, th->out_rows);
+            kat_flash_store_rows(ctx, Q->n, th->dq + s * tile_floats, ctx->scale, th->out_rows,
+                                 ctx->D);
         } else {
             memcpy(parts + (U->part0 + s) * tile_floats, th->dq + s * tile_floats,
                    Q->n * ldd * sizeof(float));
@@ -237,7 +238,7 @@ static void bwd_fill_dropped(const kat_sparse_layout *L, const bwd_args *a, int 
         }
         if (side) {
             memset(kat_tensor_row(a->dk, b, h, n), 0, D * sizeof(float));
-            memset(kat_tensor_row(a->dv, b, h, n), 0, D * sizeof(float));
+            memset(kat_tensor_row(a->dv, b, h, n), 0, L->d.Dv * sizeof(float));
         } else {
             memset(kat_tensor_row(a->dq, b, h, n), 0, D * sizeof(float));
         }
@@ -257,11 +258,11 @@ void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
     size_t qr = L->qs.head_off[L->qs.heads], kr = L->ks.head_off[L->ks.heads];
     if (L->gather_q) {
         a.qg = kat_sparse_gather_region(&cur, qr, D);
-        a.dg = kat_sparse_gather_region(&cur, qr, D);
+        a.dg = kat_sparse_gather_region(&cur, qr, L->d.Dv);
     }
     if (L->gather_k) {
         a.kg = kat_sparse_gather_region(&cur, kr, D);
-        a.vg = kat_sparse_gather_region(&cur, kr, D);
+        a.vg = kat_sparse_gather_region(&cur, kr, L->d.Dv);
     }
     size_t qfill = L->qs.compact ? L->qs.heads : 0, kfill = L->ks.compact ? L->ks.heads : 0;
     float *parts = (float *)(work + L->bwd_part_off);

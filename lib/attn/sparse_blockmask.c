@@ -458,7 +458,7 @@ static kat_status natural_side(sp_side *s, size_t heads, size_t len)
     return KAT_OK;
 }
 
-kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc,
+kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc, int threads,
                                           const kat_sparse_blockmask *mask,
                                           kat_sparse_layout **out)
 {
@@ -467,7 +467,7 @@ kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc,
     if (!mask)
         return kat_fail(KAT_EINVAL, "block_layout_create: mask is NULL");
     kat_sparse_layout *L = NULL;
-    kat_status st = kat_sparse_layout_alloc(desc, &L);
+    kat_status st = kat_sparse_layout_alloc(desc, threads, &L);
     if (st)
         return st;
     const kat_attn_desc *d = &L->d;

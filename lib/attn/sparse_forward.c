@@ -112,10 +112,10 @@ static void fwd_tile(const kat_sparse_layout *L, const fwd_args *a, size_t qt, f
         }
         const int32_t *kp = L->ks.pos + K->row0;
         if (a->kg) {
-            const float *kr = a->kg + K->row0 * L->d.D, *vr = a->vg + K->row0 * L->d.D;
+            const float *kr = a->kg + K->row0 * L->d.D, *vr = a->vg + K->row0 * L->d.Dv;
             for (size_t j = 0; j < K->n; j++) {
                 th->krows[j] = kr + j * L->d.D;
-                th->vrows[j] = vr + j * L->d.D;
+                th->vrows[j] = vr + j * L->d.Dv;
                 th->kpos[j] = kp[j];
             }
         } else {
@@ -134,7 +134,7 @@ static void fwd_tile(const kat_sparse_layout *L, const fwd_args *a, size_t qt, f
 /* o = 0 and lse = -inf for the query rows a QK-drop layout leaves out of head hd. */
 static void fwd_fill_dropped(const kat_sparse_layout *L, const fwd_args *a, size_t hd)
 {
-    size_t H = L->d.H, b = hd / H, h = hd % H, D = L->d.D;
+    size_t H = L->d.H, b = hd / H, h = hd % H;
     const int32_t *kept = L->qs.pos + L->qs.head_off[hd];
     size_t nk = L->qs.head_off[hd + 1] - L->qs.head_off[hd], c = 0;
     for (size_t n = 0; n < L->d.N; n++) {
@@ -142,7 +142,7 @@ static void fwd_fill_dropped(const kat_sparse_layout *L, const fwd_args *a, size
             c++;
             continue;
         }
-        memset(kat_tensor_row(a->o, b, h, n), 0, D * sizeof(float));
+        memset(kat_tensor_row(a->o, b, h, n), 0, L->d.Dv * sizeof(float));
         if (a->lse)
             *kat_tensor_row(a->lse, b, h, n) = -INFINITY;
     }
@@ -160,7 +160,7 @@ void kat_sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
         a.qg = kat_sparse_gather_region(&cur, L->qs.head_off[L->qs.heads], D);
     if (L->gather_k) {
         a.kg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], D);
-        a.vg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], D);
+        a.vg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], L->d.Dv);
     }
     int T = L->threads;
     (void)T;

@@ -114,7 +114,7 @@ static size_t hash_pairs(const kat_sparse_layout *L, const void *ctx, size_t qt,
     return n;
 }
 
-kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, size_t nb,
+kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, int threads, size_t nb,
                                          const int32_t *q_buckets, const int32_t *k_buckets,
                                          kat_sparse_layout **out)
 {
@@ -123,7 +123,7 @@ kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, size_t nb,
     if (nb == 0 || nb > (size_t)INT32_MAX)
         return kat_fail(KAT_EINVAL, "nb = %zu buckets: must be in 1 .. 2^31 - 1", nb);
     kat_sparse_layout *L = NULL;
-    kat_status st = kat_sparse_layout_alloc(desc, &L);
+    kat_status st = kat_sparse_layout_alloc(desc, threads, &L);
     if (st)
         return st;
     const kat_attn_desc *d = &L->d;

@@ -12,6 +12,28 @@
 #include "kat/attn.h"
 #include "kat/sparse.h"
 
+/* ---- layouts (built by the sparse solvers from a pattern and its per-call data) ----------- */
+
+typedef struct kat_sparse_layout kat_sparse_layout;
+
+/* QK-drop: keep the listed query rows (q_keep: B, H, N of the desc) and key rows (k_keep: B,
+ * H_kv, M); NULL keeps every row of that side. */
+kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, int threads,
+                                       const kat_sparse_keep *q_keep,
+                                       const kat_sparse_keep *k_keep, kat_sparse_layout **out);
+/* Hash: q_buckets [B, H, N] and k_buckets [B, H_kv, M] (contiguous int32, values in
+ * [0, nb)); query i sees key j only if q_buckets[i] == k_buckets[j]. nb = 1 is dense. */
+kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, int threads, size_t nb,
+                                         const int32_t *q_buckets, const int32_t *k_buckets,
+                                         kat_sparse_layout **out);
+/* Block mask: shapes must match the desc (mask B and H equal or 1). The layout copies what it
+ * needs (a dense mask's data and a predicate's arg are kept by reference). */
+kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc, int threads,
+                                          const kat_sparse_blockmask *mask,
+                                          kat_sparse_layout **out);
+void kat_sparse_layout_destroy(kat_sparse_layout *layout);   /* NULL ok */
+kat_status kat_sparse_layout_stats(const kat_sparse_layout *layout, kat_sparse_stats *out);
+
 /* Pair masks: the flash tile's mask bits (the element bits come from the pattern). */
 enum { SP_MASK_CAUSAL = KAT_FLASH_MASK_CAUSAL, SP_MASK_BITS = KAT_FLASH_MASK_BITS };
 
@@ -102,8 +124,9 @@ struct kat_sparse_layout {
 /* ---- sparse_layout.c ---------------------------------------------------------------------- */
 
 /* Check and resolve the desc (causal 0, 1 or 2), allocate a zeroed layout with the kernels
- * and thread count of now. */
-kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, kat_sparse_layout **out);
+ * of now and `threads` threads (the plan's). */
+kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, int threads,
+                                   kat_sparse_layout **out);
 
 /* Allocate a side's head_off (heads + 1) and pos (rows), and bucket when with_bucket. */
 kat_status kat_sparse_side_alloc(sp_side *s, size_t heads, size_t len, size_t rows,

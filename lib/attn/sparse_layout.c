@@ -11,7 +11,8 @@
 #define BQ KAT_FLASH_BQ
 #define BK KAT_FLASH_BK
 
-kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, kat_sparse_layout **out)
+kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, int threads,
+                                   kat_sparse_layout **out)
 {
     if (!out)
         return kat_fail(KAT_EINVAL, "sparse layout: out is NULL");
@@ -34,8 +35,8 @@ kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, kat_sparse_layout 
     L->d = d;
     L->g = d.H_kv ? d.H / d.H_kv : 1;
     L->shift = (int32_t)((int64_t)d.M - (int64_t)d.N - (causal == KAT_SPARSE_CAUSAL_STRICT));
-    kat_flash_ctx_init(&L->ctx, kat_kernels_get(), d.D, d.scale);
-    L->threads = kat_num_threads();
+    kat_flash_ctx_init(&L->ctx, kat_kernels_get(), d.D, d.Dv, d.scale);
+    L->threads = threads > 0 ? threads : 1;
     *out = L;
     return KAT_OK;
 }
@@ -424,26 +425,32 @@ static kat_status make_units(kat_sparse_layout *L)
 
 static kat_status size_workspaces(kat_sparse_layout *L)
 {
-    size_t T = (size_t)L->threads, D = L->d.D, a, b, c, gq = 0, gk = 0, gf, gb;
+    size_t T = (size_t)L->threads, D = L->d.D, Dv = L->d.Dv, a, b, c, gq = 0, gk = 0, gd = 0,
+           gv = 0, gf, gb;
     size_t qrows = L->qs.head_off[L->qs.heads], krows = L->ks.head_off[L->ks.heads];
     L->fwd_thread_bytes = kat_sparse_fwd_thread_bytes(L);
     L->bwd_thread_bytes = kat_sparse_bwd_thread_bytes(L);
-    /* Gathered rows: forward q, k, v; backward q, dout, k, v (D floats each, 64-byte
+    /* Gathered rows: forward q, k (D floats), v (Dv); backward q (D), dout (Dv), k, v (64-byte
      * rounded blocks). */
     if ((L->gather_q && (kat_mul3_overflow(qrows, D, sizeof(float), &gq) ||
-                         kat_add_overflow(gq, 64, &gq))) ||
+                         kat_add_overflow(gq, 64, &gq) ||
+                         kat_mul3_overflow(qrows, Dv, sizeof(float), &gd) ||
+                         kat_add_overflow(gd, 64, &gd))) ||
         (L->gather_k && (kat_mul3_overflow(krows, D, sizeof(float), &gk) ||
-                         kat_add_overflow(gk, 64, &gk))))
+                         kat_add_overflow(gk, 64, &gk) ||
+                         kat_mul3_overflow(krows, Dv, sizeof(float), &gv) ||
+                         kat_add_overflow(gv, 64, &gv))))
         return kat_fail(KAT_ERANGE, "sparse layout: gathered rows overflow");
     if (!L->bwd_thread_bytes || kat_mul_overflow(T, L->fwd_thread_bytes, &a) ||
-        kat_add_overflow(gq, 2 * gk, &gf) || gk > SIZE_MAX / 2 ||
+        kat_add_overflow(gq, gk, &gf) || kat_add_overflow(gf, gv, &gf) ||
         kat_add_overflow(a, gf, &L->fwd_bytes))
         return kat_fail(KAT_ERANGE, "sparse layout: workspace size overflows");
     L->fwd_gather_off = a;
     if (kat_mul_overflow(T, L->bwd_thread_bytes, &a) ||
         kat_mul3_overflow(L->part_slots, (size_t)BQ * L->ctx.ldd, sizeof(float), &b) ||
-        kat_add_overflow(a, b, &c) || gq > SIZE_MAX / 2 ||
-        kat_add_overflow(2 * gq, 2 * gk, &gb) || kat_add_overflow(c, gb, &L->bwd_bytes))
+        kat_add_overflow(a, b, &c) || kat_add_overflow(gq, gd, &gb) ||
+        kat_add_overflow(gb, gk, &gb) || kat_add_overflow(gb, gv, &gb) ||
+        kat_add_overflow(c, gb, &L->bwd_bytes))
         return kat_fail(KAT_ERANGE, "sparse layout: workspace size overflows");
     L->bwd_part_off = a;
     L->bwd_gather_off = c;

@@ -149,13 +149,14 @@ static kat_status check_keep_shape(const kat_sparse_keep *keep, const char *what
     return kat_sparse_keep_check(keep, what);
 }
 
-kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, const kat_sparse_keep *q_keep,
+kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, int threads,
+                                       const kat_sparse_keep *q_keep,
                                        const kat_sparse_keep *k_keep, kat_sparse_layout **out)
 {
     if (!out)
         return kat_fail(KAT_EINVAL, "qk_layout_create: out is NULL");
     kat_sparse_layout *L = NULL;
-    kat_status st = kat_sparse_layout_alloc(desc, &L);
+    kat_status st = kat_sparse_layout_alloc(desc, threads, &L);
     if (st)
         return st;
     const kat_attn_desc *d = &L->d;

@@ -82,6 +82,9 @@ kat_status kat_attn_unfused_forward(const kat_attn_desc *desc, const kat_tensor 
 {
     kat_attn_desc d;
     kat_status st = kat_attn_desc_check(desc, &d);
+    if (!st && d.Dv != d.D)
+        st = kat_fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the unfused baseline takes D_v = D",
+                      d.Dv, d.D);
     const kat_tensor *all[] = {q, k, v, o};
     if (st || (st = kat_attn_check_forward(&d, q, k, v, o, lse)) ||
         (st = check_int_strides(all, 4)))
@@ -140,6 +143,9 @@ kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor
 {
     kat_attn_desc d;
     kat_status st = kat_attn_desc_check(desc, &d);
+    if (!st && d.Dv != d.D)
+        st = kat_fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the unfused baseline takes D_v = D",
+                      d.Dv, d.D);
     const kat_tensor *all[] = {q, k, v, o, dout, dq, dk, dv};
     if (st || (st = kat_attn_check_backward(&d, q, k, v, o, NULL, dout, dq, dk, dv, 1, 0)) ||
         (st = check_int_strides(all, 8)))

@@ -1,6 +1,6 @@
-/* .npy files (numpy's format, versions 1.0, 2.0 and 3.0): float32/float64 arrays in either byte
- * order and either memory order on input; version 1.0 (2.0 when the header needs it),
- * little-endian, C order on output.
+/* .npy files (numpy's format, versions 1.0, 2.0 and 3.0): float32/float64, integer and bool
+ * arrays in either byte order and either memory order on input; float32/float64, version 1.0
+ * (2.0 when the header needs it), little-endian, C order on output.
  *
  * Layout: the magic "\x93NUMPY", a major and a minor version byte, the header length (2 bytes
  * little-endian in 1.0, 4 bytes in 2.0/3.0), the header (a Python dict literal with the keys
@@ -26,8 +26,46 @@ typedef struct {
     size_t data_bytes;   /* count * item size */
 } npy_header;
 
+/* Every dtype: numpy's name, its 'descr' kind letter and its size. */
+static const struct {
+    const char *name;
+    char kind;
+    unsigned char size;
+} dtype_table[KAT_DTYPE_COUNT] = {
+    [KAT_DTYPE_F32] = {"float32", 'f', 4}, [KAT_DTYPE_F64] = {"float64", 'f', 8},
+    [KAT_DTYPE_I8] = {"int8", 'i', 1},     [KAT_DTYPE_I16] = {"int16", 'i', 2},
+    [KAT_DTYPE_I32] = {"int32", 'i', 4},   [KAT_DTYPE_I64] = {"int64", 'i', 8},
+    [KAT_DTYPE_U8] = {"uint8", 'u', 1},    [KAT_DTYPE_U16] = {"uint16", 'u', 2},
+    [KAT_DTYPE_U32] = {"uint32", 'u', 4},  [KAT_DTYPE_U64] = {"uint64", 'u', 8},
+    [KAT_DTYPE_BOOL] = {"bool", 'b', 1},
+};
+
+static int dtype_known(kat_dtype t) { return (unsigned)t < KAT_DTYPE_COUNT; }
+/* The dtypes kat allocates and writes. */
 static int dtype_valid(kat_dtype t) { return t == KAT_DTYPE_F32 || t == KAT_DTYPE_F64; }
-static size_t dtype_size(kat_dtype t) { return t == KAT_DTYPE_F32 ? 4 : 8; }
+static size_t dtype_size(kat_dtype t) { return dtype_known(t) ? dtype_table[t].size : 0; }
+
+size_t kat_dtype_size(kat_dtype t) { return dtype_size(t); }
+
+const char *kat_dtype_name(kat_dtype t) { return dtype_known(t) ? dtype_table[t].name : "unknown"; }
+
+double kat_array_get(const kat_array *a, size_t i)
+{
+    const void *p = a->data;
+    switch (a->dtype) {
+    case KAT_DTYPE_F32: return ((const float *)p)[i];
+    case KAT_DTYPE_F64: return ((const double *)p)[i];
+    case KAT_DTYPE_I8: return ((const int8_t *)p)[i];
+    case KAT_DTYPE_I16: return ((const int16_t *)p)[i];
+    case KAT_DTYPE_I32: return ((const int32_t *)p)[i];
+    case KAT_DTYPE_I64: return (double)((const int64_t *)p)[i];
+    case KAT_DTYPE_U8: case KAT_DTYPE_BOOL: return ((const uint8_t *)p)[i];
+    case KAT_DTYPE_U16: return ((const uint16_t *)p)[i];
+    case KAT_DTYPE_U32: return ((const uint32_t *)p)[i];
+    case KAT_DTYPE_U64: return (double)((const uint64_t *)p)[i];
+    default: return 0.0;
+    }
+}
 
 /* numpy's repr of a shape tuple: "()", "(3,)", "(3, 2)". Never longer than 8 * 22 + 3. */
 static void shape_text(char *buf, size_t cap, int ndim, const size_t *shape)
@@ -101,6 +139,24 @@ void kat_array_free(kat_array *a)
         return;
     kat_free(a->data);
     memset(a, 0, sizeof *a);
+}
+
+/* The first 64-bit integer of a whose magnitude exceeds 2^53 (so a double would round it), or
+ * the element count when there is none. */
+static size_t int64_inexact(const kat_array *a)
+{
+    size_t n = kat_array_size(a);
+    const uint64_t limit = (uint64_t)1 << 53;
+    for (size_t i = 0; i < n; i++) {
+        if (a->dtype == KAT_DTYPE_I64) {
+            int64_t v = ((const int64_t *)a->data)[i];
+            if (v > (int64_t)limit || v < -(int64_t)limit)
+                return i;
+        } else if (a->dtype == KAT_DTYPE_U64 && ((const uint64_t *)a->data)[i] > limit) {
+            return i;
+        }
+    }
+    return n;
 }
 
 /* ---- header parsing --------------------------------------------------------------------- */
@@ -178,24 +234,33 @@ static kat_status parse_string(cursor *c, const char *what, const char **s, size
     return KAT_OK;
 }
 
+#define NPY_DTYPES_READ "float32, float64 ('<f4', '<f8'), integers ('|i1', '<i2', '<i4', " \
+                        "'<i8', '|u1', '<u2', '<u4', '<u8') and bool ('|b1'), '<' or '>' order"
+
+/* A descr is a byte order ('<', '>', or '|' for one-byte types), a kind letter and a size. */
 static kat_status parse_descr(cursor *c, npy_header *h)
 {
     if (at(c, '[') || at(c, '(') || at(c, '{'))
-        return kat_fail(KAT_EFORMAT, "npy header: 'descr' is a structured dtype; kat reads only "
-                                     "'<f4', '<f8', '>f4' and '>f8'");
+        return kat_fail(KAT_EFORMAT, "npy header: 'descr' is a structured dtype; kat reads "
+                                     NPY_DTYPES_READ);
     const char *s;
     size_t n;
     kat_status st = parse_string(c, "'descr' value", &s, &n);
     if (st)
         return st;
-    if (n == 3 && (s[0] == '<' || s[0] == '>') && s[1] == 'f' && (s[2] == '4' || s[2] == '8')) {
-        h->big_endian = s[0] == '>';
-        h->dtype = s[2] == '4' ? KAT_DTYPE_F32 : KAT_DTYPE_F64;
-        return KAT_OK;
+    if (n == 3 && s[2] >= '1' && s[2] <= '8') {
+        unsigned size = (unsigned)(s[2] - '0');
+        int order_ok = s[0] == '<' || s[0] == '>' || (s[0] == '|' && size == 1);
+        for (int t = 0; order_ok && t < KAT_DTYPE_COUNT; t++)
+            if (dtype_table[t].kind == s[1] && dtype_table[t].size == size) {
+                h->big_endian = s[0] == '>';
+                h->dtype = (kat_dtype)t;
+                return KAT_OK;
+            }
     }
     char q[KAT_IO_QUOTE_MAX];
-    return kat_fail(KAT_EFORMAT, "npy: unsupported dtype '%s' (kat reads '<f4', '<f8', '>f4' and "
-                                 "'>f8')", kat_io_quote(s, n, q));
+    return kat_fail(KAT_EFORMAT, "npy: unsupported dtype '%s' (kat reads " NPY_DTYPES_READ ")",
+                    kat_io_quote(s, n, q));
 }
 
 static kat_status parse_bool(cursor *c, int *out)
@@ -348,8 +413,7 @@ static kat_status data_too_short(const npy_header *h, size_t present)
     shape_text(s, sizeof s, h->ndim, h->shape);
     return kat_fail(KAT_EFORMAT, "npy: the data section has %zu bytes but shape %s of %s needs "
                                  "%zu bytes",
-                    present, s, h->dtype == KAT_DTYPE_F32 ? "float32" : "float64",
-                    h->data_bytes);
+                    present, s, kat_dtype_name(h->dtype), h->data_bytes);
 }
 
 /* ---- data conversion ---------------------------------------------------------------------- */
@@ -370,21 +434,39 @@ static uint32_t load_u32(const unsigned char *b, int big)
     return u;
 }
 
+static uint16_t load_u16(const unsigned char *b, int big)
+{
+    return (uint16_t)(b[big ? 1 : 0] | b[big ? 0 : 1] << 8);
+}
+
 /* Decode count file elements at src into native values at dst; dst may equal src (each
- * element is read whole before its slot is written). */
+ * element is read whole before its slot is written). A bool byte other than 0 becomes 1. */
 static void decode(void *dst, const unsigned char *src, size_t count, kat_dtype t, int big)
 {
     unsigned char *d = dst;
-    if (t == KAT_DTYPE_F64) {
+    switch (dtype_size(t)) {
+    case 8:
         for (size_t i = 0; i < count; i++) {
             uint64_t u = load_u64(src + 8 * i, big);
             memcpy(d + 8 * i, &u, 8);
         }
-    } else {
+        break;
+    case 4:
         for (size_t i = 0; i < count; i++) {
             uint32_t u = load_u32(src + 4 * i, big);
             memcpy(d + 4 * i, &u, 4);
         }
+        break;
+    case 2:
+        for (size_t i = 0; i < count; i++) {
+            uint16_t u = load_u16(src + 2 * i, big);
+            memcpy(d + 2 * i, &u, 2);
+        }
+        break;
+    default:
+        for (size_t i = 0; i < count; i++)
+            d[i] = t == KAT_DTYPE_BOOL ? src[i] != 0 : src[i];
+        break;
     }
 }
 
@@ -748,14 +830,26 @@ kat_status kat_npy_read_dmat(const char *path, kat_dmat *out)
     if (a.dtype == KAT_DTYPE_F64) {
         data = a.data;   /* already doubles in C order: take the buffer over */
     } else {
+        size_t inexact = int64_inexact(&a);
+        if (inexact < count) {
+            char v[24];
+            if (a.dtype == KAT_DTYPE_I64)
+                snprintf(v, sizeof v, "%lld", (long long)((const int64_t *)a.data)[inexact]);
+            else
+                snprintf(v, sizeof v, "%llu",
+                         (unsigned long long)((const uint64_t *)a.data)[inexact]);
+            kat_array_free(&a);
+            return kat_fail(KAT_EDOM, "'%s': entry (%zu, %zu) is %s, beyond 2^53 in magnitude: "
+                                      "no double holds it exactly", path, inexact / cols,
+                            inexact % cols, v);
+        }
         data = kat_alloc_array(count ? count : 1, sizeof(double), "npy_read_dmat: matrix");
         if (!data) {
             kat_array_free(&a);
             return KAT_ENOMEM;
         }
-        const float *x = a.data;
         for (size_t i = 0; i < count; i++)
-            data[i] = x[i];
+            data[i] = kat_array_get(&a, i);
         kat_array_free(&a);
     }
     size_t bad = kat_first_nonfinite(data, count);

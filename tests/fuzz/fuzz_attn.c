@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../masked_attention.h"
+#include "../sparse_plan.h"
 #include "fuzz_bytes.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -188,7 +189,7 @@ static void backup_expect_same(backup *bk, problem *x)
 
 static kat_attn_desc desc_of(const prob *p)
 {
-    return (kat_attn_desc){p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale};
+    return (kat_attn_desc){p->B, p->H, p->Hkv, p->N, p->M, p->D, p->causal, p->scale, 0};
 }
 
 static void *aligned_work(size_t bytes)
@@ -220,12 +221,12 @@ static void run_dense(bytes *in)
     int use_work = take(in) & 1, bwd_lse = take(in) & 1;
     kat_attn_desc d = desc_of(&x.p);
     kat_attn_plan *plan;
-    kat_status st = kat_attn_plan_create(&d, &plan);
+    kat_status st = kat_attn_plan_create(&d, NULL, &plan);
     CHECK(st == KAT_OK);
     void *fw = use_work ? aligned_work(kat_attn_workspace_size(plan, KAT_ATTN_FORWARD)) : NULL;
     void *bw = use_work ? aligned_work(kat_attn_workspace_size(plan, KAT_ATTN_BACKWARD)) : NULL;
-    CHECK(kat_attn_forward(plan, &x.q.t, &x.k.t, &x.v.t, &x.o.t, &x.lse.t, fw) == KAT_OK);
-    CHECK(kat_attn_backward(plan, &x.q.t, &x.k.t, &x.v.t, &x.o.t, bwd_lse ? &x.lse.t : NULL,
+    CHECK(kat_attn_forward(plan, NULL, &x.q.t, &x.k.t, &x.v.t, &x.o.t, &x.lse.t, fw) == KAT_OK);
+    CHECK(kat_attn_backward(plan, NULL, &x.q.t, &x.k.t, &x.v.t, &x.o.t, bwd_lse ? &x.lse.t : NULL,
                             &x.dout.t, &x.dq.t, &x.dk.t, &x.dv.t, bw) == KAT_OK);
     check_outputs(&x, 1, 1);
     free(fw), free(bw);
@@ -270,13 +271,13 @@ static void run_sparse_qk(bytes *in)
     CHECK(kat_sparse_keep_from_mask(qm, p->B, p->H, p->N, &qk) == KAT_OK);
     CHECK(kat_sparse_keep_from_mask(km, p->B, p->Hkv, p->M, &kk) == KAT_OK);
     kat_attn_desc d = desc_of(p);
-    kat_sparse_layout *L;
-    CHECK(kat_sparse_qk_layout_create(&d, &qk, &kk, &L) == KAT_OK);
-    CHECK(kat_sparse_forward(L, &x.q.t, &x.k.t, &x.v.t, &x.o.t, &x.lse.t, NULL) == KAT_OK);
-    CHECK(kat_sparse_backward(L, &x.q.t, &x.k.t, &x.v.t, &x.o.t, &x.lse.t, &x.dout.t, &x.dq.t,
+    sp_handle *L;
+    CHECK(sp_qk(&d, &qk, &kk, &L) == KAT_OK);
+    CHECK(sp_forward(L, &x.q.t, &x.k.t, &x.v.t, &x.o.t, &x.lse.t, NULL) == KAT_OK);
+    CHECK(sp_backward(L, &x.q.t, &x.k.t, &x.v.t, &x.o.t, &x.lse.t, &x.dout.t, &x.dq.t,
                               &x.dk.t, &x.dv.t, NULL) == KAT_OK);
     check_outputs(&x, 1, 1);
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_keep_free(&qk), kat_sparse_keep_free(&kk);
     free(qm), free(km);
     problem_free(&x);
@@ -290,7 +291,7 @@ static void run_refused(bytes *in)
     prob *p = &x.p;
     kat_attn_desc d = desc_of(p);
     kat_attn_plan *plan;
-    CHECK(kat_attn_plan_create(&d, &plan) == KAT_OK);
+    CHECK(kat_attn_plan_create(&d, NULL, &plan) == KAT_OK);
     unsigned what = take(in), where = take16(in);
     static const float bad[3] = {NAN, INFINITY, -INFINITY};
     kat_tensor q = x.q.t, k = x.k.t, v = x.v.t, o = x.o.t, dout = x.dout.t;
@@ -332,9 +333,9 @@ static void run_refused(bytes *in)
     backup_take(&bk, &x);
     kat_clear_error();
     kat_status st = what % 8 == 7
-                        ? kat_attn_backward(plan, &q, &k, &v, &x.o.t, NULL, &dout, &x.dq.t,
+                        ? kat_attn_backward(plan, NULL, &q, &k, &v, &x.o.t, NULL, &dout, &x.dq.t,
                                             &x.dk.t, &x.dv.t, NULL)
-                        : kat_attn_forward(plan, &q, &k, &v, &o, &x.lse.t, work);
+                        : kat_attn_forward(plan, NULL, &q, &k, &v, &o, &x.lse.t, work);
     CHECK(st != KAT_OK);
     CHECK(kat_last_error()[0] != '\0');
     CHECK(st == KAT_EINVAL || st == KAT_EDOM || st == KAT_ERANGE);

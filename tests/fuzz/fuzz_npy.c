@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (a.ndim < 0 || a.ndim > KAT_ARRAY_MAX_NDIM || !a.data)
         __builtin_trap();
-    size_t n = kat_array_size(&a), item = a.dtype == KAT_DTYPE_F32 ? 4 : 8;
+    size_t n = kat_array_size(&a), item = kat_dtype_size(a.dtype);
     if (n * item > size)   /* the data came from the input, so it cannot be larger */
         __builtin_trap();
     /* Touch every byte so the sanitizer sees an undersized buffer. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kat/kat.h"
+#include "../sparse_plan.h"
 #include "fuzz_bytes.h"
 
 typedef struct {
@@ -114,8 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s.causal = (int)(take(&in) % 4);   /* 3 is invalid */
     size_t nq = s.B * s.H * s.N, nk = s.B * s.Hkv * s.M;
     s.allowed = calloc(nq * s.M + 1, 1);
-    kat_attn_desc desc = {s.B, s.H, s.Hkv, s.N, s.M, s.D, s.causal, 0};
-    kat_sparse_layout *L = NULL;
+    kat_attn_desc desc = {s.B, s.H, s.Hkv, s.N, s.M, s.D, s.causal, 0, 0};
+    sp_handle *L = NULL;
     kat_sparse_blockmask *bm = NULL;
     kat_status st = KAT_OK;
     void *f1 = NULL, *f2 = NULL, *f3 = NULL, *f4 = NULL;
@@ -144,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 qk.idx = raw;
             }
         }
-        st = kat_sparse_qk_layout_create(&desc, &qk, flags & 4 ? NULL : &kk, &L);
+        st = sp_qk(&desc, &qk, flags & 4 ? NULL : &kk, &L);
         int valid = s.causal < 3;
         if (raw) {   /* the raw list is valid iff it stays sorted and in range */
             for (size_t hd = 0; hd < s.B * s.H && valid; hd++)
@@ -177,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bad |= (qb[i] = (int32_t)(take(&in) % (nb + (flags & 2 ? 1 : 0)))) >= (int32_t)nb;
         for (size_t i = 0; i < nk; i++)
             bad |= (kb[i] = (int32_t)(take(&in) % nb)) >= (int32_t)nb;
-        st = kat_sparse_hash_layout_create(&desc, nb, qb, kb, &L);
+        st = sp_hash(&desc, nb, qb, kb, &L);
         if ((st == KAT_OK) != (!bad && s.causal < 3))
             __builtin_trap();
         for (size_t r = 0; r < nq && st == KAT_OK; r++) {
@@ -246,7 +247,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 __builtin_trap();
         }
         if (st == KAT_OK) {
-            st = kat_sparse_block_layout_create(&desc, bm, &L);
+            st = sp_block(&desc, bm, &L);
             if ((st == KAT_OK) != (s.causal < 3))
                 __builtin_trap();
             for (size_t r = 0; r < nq && st == KAT_OK; r++) {
@@ -277,8 +278,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kat_tensor to = kat_tensor_view(o, s.B, s.H, s.N, D), tl = kat_tensor_view(lse, s.B, s.H, s.N, 1);
         kat_tensor tdq = kat_tensor_view(dq, s.B, s.H, s.N, D), tdk = kat_tensor_view(dk, s.B, s.Hkv, s.M, D);
         kat_tensor tdv = kat_tensor_view(dv, s.B, s.Hkv, s.M, D);
-        if (kat_sparse_forward(L, &tq, &tk, &tv, &to, &tl, NULL) ||
-            kat_sparse_backward(L, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv, NULL))
+        if (sp_forward(L, &tq, &tk, &tv, &to, &tl, NULL) ||
+            sp_backward(L, &tq, &tk, &tv, &to, &tl, &tdo, &tdq, &tdk, &tdv, NULL))
             __builtin_trap();
         double *ro = malloc((nq * D + 1) * 8), *rl = malloc((nq + 1) * 8), *rdq = malloc((nq * D + 1) * 8);
         double *rdk = malloc((nk * D + 1) * 8), *rdv = malloc((nk * D + 1) * 8);
@@ -291,7 +292,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(q), free(dout), free(k), free(v), free(o), free(lse), free(dq), free(dk), free(dv);
         free(ro), free(rl), free(rdq), free(rdk), free(rdv);
     }
-    kat_sparse_layout_destroy(L);
+    sp_handle_destroy(L);
     kat_sparse_blockmask_destroy(bm);
     free(f1), free(f2), free(f3), free(f4);
     free(s.allowed);

@@ -1,0 +1,140 @@
+"""kat attention as a torch.autograd.Function, with the conventions of
+torch.nn.functional.scaled_dot_product_attention: [B, H, N, D] (or [H, N, D]) tensors,
+``is_causal``, ``scale``, ``enable_gqa``, plus ``pattern=`` and its per-call data.
+
+CPU float32 tensors; kat reads them in place (any strides with a contiguous last dimension)
+and writes fresh outputs. ``import kat.torch`` (or ``kat.torch`` after ``import kat``)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch as _torch
+
+from ._attention import attention as _forward, attention_backward as _backward
+from .featmap import FeatureMap, python_map
+
+__all__ = ["attention", "Attention"]
+
+
+def _view(t: "_torch.Tensor", name: str) -> np.ndarray:
+    """A NumPy view of a CPU float32 tensor's memory (no copy)."""
+    if t.device.type != "cpu":
+        raise ValueError(f"{name}: kat runs on CPU tensors; got one on {t.device}")
+    if t.dtype != _torch.float32:
+        raise ValueError(f"{name}: dtype {t.dtype}; kat attention computes in torch.float32")
+    return t.detach().numpy()
+
+
+def _grad_view(t: "_torch.Tensor") -> np.ndarray:
+    """An incoming gradient as a NumPy view; one with a non-contiguous last axis (autograd
+    may hand over an expanded tensor) is made contiguous first."""
+    if t.dim() and t.stride(-1) != 1 and t.shape[-1] > 1:
+        t = t.contiguous()
+    return t.detach().numpy()
+
+
+class _KatAttention(_torch.autograd.Function):
+    """forward: kat.attention; backward: kat.attention_backward with the saved logsumexp."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, opts):
+        qn, kn, vn = _view(q, "query"), _view(k, "key"), _view(v, "value")
+        if opts["lse"]:
+            o, lse = _forward(qn, kn, vn, return_lse=True, **opts["kw"])
+        else:
+            o, lse = _forward(qn, kn, vn, **opts["kw"]), None
+        ot = _torch.from_numpy(o)
+        lt = None if lse is None else _torch.from_numpy(lse)
+        ctx.opts = opts
+        ctx.save_for_backward(q, k, v, ot, *([] if lt is None else [lt]))
+        return ot
+
+    @staticmethod
+    def backward(ctx, dout):
+        saved = ctx.saved_tensors
+        q, k, v, o = saved[:4]
+        lse = saved[4].numpy() if len(saved) > 4 else None
+        dq, dk, dv = _backward(q.detach().numpy(), k.detach().numpy(), v.detach().numpy(),
+                               o.numpy(), _grad_view(dout), lse, **ctx.opts["kw"])
+        return _torch.from_numpy(dq), _torch.from_numpy(dk), _torch.from_numpy(dv), None
+
+
+def attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
+              is_causal: bool = False, scale: Optional[float] = None, enable_gqa: bool = False,
+              *, pattern: Any = "dense", q_buckets=None, k_buckets=None, q_keep=None,
+              k_keep=None, featmap=None, unnormalized: bool = False, chunk: int = 0):
+    """scaled_dot_product_attention's call, computed by kat, differentiable.
+
+    query [B, H, N, D] (or [H, N, D]), key and value [B, H_kv, M, D] / [..., M, D_v];
+    ``enable_gqa=True`` lets H_kv divide H, as in torch 2.5. ``attn_mask``: a boolean mask
+    (True: may attend), broadcast from [N, M], [H, N, M] or [B, H, N, M] (kat's blockmask
+    pattern); float masks and ``dropout_p > 0`` are not supported. ``is_causal`` with N != M
+    is refused: torch aligns that mask at the top left, kat at the bottom right (both agree
+    when N == M). ``pattern`` and the per-call data are those of :func:`kat.attention`
+    (e.g. ``pattern="lsh:8"``, or ``pattern="hash"`` with integer bucket tensors).
+    Raises NotImplementedError when a gradient is wanted on a path without one (a feature map
+    without a vjp, e.g. one written in Python)."""
+    if dropout_p:
+        raise NotImplementedError(f"dropout_p = {dropout_p}: kat attention has no dropout")
+    if query.dim() not in (3, 4) or key.dim() != query.dim() or value.dim() != query.dim():
+        raise ValueError(f"query, key, value: expected [B, H, N, D] or [H, N, D] tensors of one "
+                         f"rank, got {tuple(query.shape)}, {tuple(key.shape)}, "
+                         f"{tuple(value.shape)}")
+    H, Hkv = query.shape[-3], key.shape[-3]
+    if H != Hkv and not enable_gqa:
+        raise ValueError(f"key has {Hkv} heads and query {H}: pass enable_gqa=True for "
+                         "grouped-query attention")
+    if H % Hkv:
+        raise ValueError(f"query heads H = {H} must be a multiple of the key heads {Hkv}")
+    N, M = query.shape[-2], key.shape[-2]
+    if is_causal and N != M:
+        raise ValueError(f"is_causal with N = {N} queries and M = {M} keys: torch aligns the "
+                         "causal mask at the top left and kat at the bottom right; they agree "
+                         "only for N == M")
+    kw = dict(pattern=pattern, causal=bool(is_causal), scale=scale, featmap=featmap,
+              unnormalized=unnormalized, chunk=chunk)
+    if attn_mask is not None:
+        if attn_mask.dtype != _torch.bool:
+            raise NotImplementedError(f"attn_mask of dtype {attn_mask.dtype}: kat takes boolean "
+                                      "masks only")
+        if pattern != "dense":
+            raise ValueError(f"attn_mask with pattern {pattern!r}: a mask is the blockmask "
+                             "pattern itself")
+        kw.update(pattern="blockmask", mask=attn_mask.detach().numpy())
+    for name, val in (("q_buckets", q_buckets), ("k_buckets", k_buckets), ("q_keep", q_keep),
+                      ("k_keep", k_keep)):
+        if val is not None:
+            kw[name] = val.detach().numpy() if isinstance(val, _torch.Tensor) else val
+    linear = isinstance(pattern, FeatureMap) or (isinstance(pattern, str) and
+                                                 pattern.startswith("linear")) or \
+        (not isinstance(pattern, str) and hasattr(pattern, "apply"))
+    wants_grad = _torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    if linear and wants_grad:
+        fm = pattern if not isinstance(pattern, str) else featmap
+        if fm is not None and not (isinstance(fm, FeatureMap) and fm._native.has_vjp):
+            name = fm.name if isinstance(fm, FeatureMap) else type(fm).__name__
+            raise NotImplementedError(f"feature map {name} has no gradient (vjp): it runs "
+                                      "forward only; call it under torch.no_grad() or use a "
+                                      "built-in map")
+    opts = {"kw": kw, "lse": not linear}
+    return _KatAttention.apply(query, key, value, opts)
+
+
+class Attention(_torch.nn.Module):
+    """A drop-in attention module: ``Attention(pattern="lsh:8", is_causal=True)(q, k, v)``
+    computes :func:`attention` with these settings (per-call data as keyword arguments)."""
+
+    def __init__(self, pattern: Any = "dense", is_causal: bool = False,
+                 scale: Optional[float] = None, enable_gqa: bool = False, **options):
+        super().__init__()
+        self.pattern, self.is_causal, self.scale = pattern, is_causal, scale
+        self.enable_gqa, self.options = enable_gqa, options
+
+    def forward(self, query, key, value, attn_mask=None, **per_call):
+        return attention(query, key, value, attn_mask=attn_mask, is_causal=self.is_causal,
+                         scale=self.scale, enable_gqa=self.enable_gqa, pattern=self.pattern,
+                         **self.options, **per_call)
+
+    def extra_repr(self) -> str:
+        return f"pattern={self.pattern!r}, is_causal={self.is_causal}, scale={self.scale}"
