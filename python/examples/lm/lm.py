@@ -135,6 +135,31 @@ def full(a) -> int:
     return 0
 
 
+def probe_only(a) -> int:
+    """The rank probe of a saved dense model (added to OUT/results.json), then the figures."""
+    import plots
+    path = os.path.join(a.out, "results.json")
+    info = json.load(open(path)) if os.path.exists(path) else {}
+    if a.probe_only:
+        import probe
+        from model import ByteLM
+        _, va = corpus.load()
+        saved = torch.load(a.probe_only)
+        c = saved["config"]
+        m = ByteLM(c["dim"], c["heads"], c["layers"], "dense")
+        m.load_state_dict(saved["state"])
+        t0 = time.perf_counter()
+        info["probe"] = probe.run(m, va, a.probe_n, a.seed)
+        info["probe"].update(wall_s=time.perf_counter() - t0, model_n=c["n"],
+                             command=" ".join(sys.argv), load=os.getloadavg())
+        os.makedirs(a.out, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(info, f, indent=1)
+    for p in plots.all_figures(info, a.out):
+        print("wrote", p)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="the CI checks (tiny model)")
@@ -145,6 +170,10 @@ def main() -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--no-probe", dest="probe", action="store_false")
     ap.add_argument("--probe-n", type=int, default=1024, help="tokens of the rank probe")
+    ap.add_argument("--probe-only", metavar="MODEL.pt",
+                    help="only the rank probe of a saved dense model (then the figures)")
+    ap.add_argument("--plots-only", action="store_true",
+                    help="only the figures, from OUT/results.json")
     a = ap.parse_args()
     for v in a.variants.split(","):
         if v not in VARIANTS:
@@ -152,7 +181,11 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     kat.set_num_threads(a.threads)
     try:
-        return quick(a.seed) if a.quick else full(a)
+        if a.quick:
+            return quick(a.seed)
+        if a.probe_only or a.plots_only:
+            return probe_only(a)
+        return full(a)
     except corpus.CorpusError as e:
         print(f"lm: {e}", file=sys.stderr)
         return 1
