@@ -95,6 +95,12 @@ def full(a) -> int:
     info = {"machine": machine(), "command": " ".join(sys.argv), "seed": a.seed,
             "corpus": {"files": corpus.FILES, "bytes": corpus.SIZE, "sha256": corpus.SHA256,
                        "train": len(tr), "validation": len(va)}, "lengths": {}}
+    path = os.path.join(a.out, "results.json")
+    if a.append and os.path.exists(path):   # keep the lengths of earlier runs into OUT
+        old = json.load(open(path))
+        info["lengths"] = old.get("lengths", {})
+        info["earlier"] = old.get("earlier", []) + [{k: old[k] for k in ("machine", "command")
+                                                     if k in old}]
     variants = a.variants.split(",")
     t_all = time.perf_counter()
     dense_model, dense_cfg = None, None
@@ -105,8 +111,9 @@ def full(a) -> int:
               f"{cfg.heads} heads, {cfg.layers} layers", flush=True)
         t0 = time.perf_counter()
         runs, models = train(cfg, variants, tr, va, a.seed, log=lambda s: print(s, flush=True))
-        info["lengths"][n] = {"config": cfg.__dict__, "wall_s": time.perf_counter() - t0,
-                              "runs": {v: r.__dict__ for v, r in runs.items()}}
+        info["lengths"][str(n)] = {"config": cfg.__dict__, "wall_s": time.perf_counter() - t0,
+                                   "command": " ".join(sys.argv), "load": os.getloadavg(),
+                                   "runs": {v: r.__dict__ for v, r in runs.items()}}
         med = {v: float(np.median(r.step_time)) for v, r in runs.items()}
         for v in variants:
             sp = med["dense"] / med[v] if "dense" in med else float("nan")
@@ -157,6 +164,12 @@ def probe_only(a) -> int:
             json.dump(info, f, indent=1)
     for p in plots.all_figures(info, a.out):
         print("wrote", p)
+    import tables
+    if info.get("lengths"):
+        print(tables.training(info))
+    if info.get("probe"):
+        print(tables.probe(info))
+        print(tables.taylor_ranks(info))
     return 0
 
 
@@ -169,6 +182,8 @@ def main() -> int:
     ap.add_argument("--lengths", default=FULL_LENGTHS, help="n:steps,... (full run)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--no-probe", dest="probe", action="store_false")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the lengths already in OUT/results.json (a run in parts)")
     ap.add_argument("--probe-n", type=int, default=1024, help="tokens of the rank probe")
     ap.add_argument("--probe-only", metavar="MODEL.pt",
                     help="only the rank probe of a saved dense model (then the figures)")
