@@ -24,7 +24,10 @@ def val_curves(info, out, x_index, xlabel, name):
         for v, r in res["runs"].items():
             pts = np.array(r["val"])
             ax.plot(pts[:, x_index], pts[:, 2], "o-", color=COLORS.get(v), label=v, ms=3)
-        ax.set_title(f"n = {n}, {res['config']['steps']} steps")
+        later = [p[2] for r in res["runs"].values() for p in r["val"][1:]]
+        if later:   # the step-0 value (8 bits, uniform bytes) off the scale: differences show
+            ax.set_ylim(min(later) - 0.05, max(later) + 0.1)
+        ax.set_title(f"n = {n}, {res['config']['steps']} steps (step 0: 8.0)")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation bits per byte")
         ax.grid(alpha=0.3)
@@ -36,26 +39,50 @@ def val_curves(info, out, x_index, xlabel, name):
     return path
 
 
+def train_curves(info, out):
+    """Training loss in bits per byte at every step (moving average of 5 steps)."""
+    ls = _lengths(info)
+    fig, axes = plt.subplots(1, len(ls), figsize=(4.2 * len(ls), 3.6), squeeze=False)
+    for ax, (n, res) in zip(axes[0], ls):
+        for v, r in res["runs"].items():
+            b = np.array(r["steps"]) / np.log(2.0)
+            w = min(5, len(b))
+            ax.plot(np.arange(w, len(b) + 1), np.convolve(b, np.ones(w) / w, "valid"),
+                    color=COLORS.get(v), label=v)
+        ax.set_title(f"n = {n}: training loss, mean of 5 steps")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("bits per byte")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    path = os.path.join(out, "lm_train_loss.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def step_times(info, out):
     ls = _lengths(info)
     ns = [int(n) for n, _ in ls]
     variants = list(ls[0][1]["runs"]) if ls else []
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
     for v in variants:
-        med = [np.median(res["runs"][v]["step_time"]) for _, res in ls]
-        dense = [np.median(res["runs"]["dense"]["step_time"]) for _, res in ls]
-        a1.plot(ns, med, "o-", color=COLORS.get(v), label=v)
-        a2.plot(ns, np.array(dense) / np.array(med), "o-", color=COLORS.get(v), label=v)
+        for stat, style in ((np.median, "o-"), (np.min, "s--")):
+            t = np.array([stat(res["runs"][v]["step_time"]) for _, res in ls])
+            dense = np.array([stat(res["runs"]["dense"]["step_time"]) for _, res in ls])
+            lab = f"{v} ({'median' if stat is np.median else 'fastest'})"
+            a1.plot(ns, t, style, color=COLORS.get(v), label=lab, ms=4)
+            a2.plot(ns, dense / t, style, color=COLORS.get(v), label=lab, ms=4)
     for a in (a1, a2):
         a.set_xscale("log", base=2)
         a.set_xticks(ns, [str(n) for n in ns])
         a.set_xlabel("sequence length n")
         a.grid(alpha=0.3)
     a1.set_yscale("log")
-    a1.set_ylabel("median seconds per training step")
-    a2.set_ylabel("speed-up over dense (median step)")
+    a1.set_ylabel("seconds per training step")
+    a2.set_ylabel("speed-up over dense")
     a2.axhline(1.0, color="gray", lw=0.8)
-    a1.legend()
+    a1.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     path = os.path.join(out, "lm_step_time.png")
     fig.savefig(path, dpi=110)
@@ -127,6 +154,7 @@ def all_figures(info: dict, out: str) -> list:
         paths.append(val_curves(info, out, 0, "training step", "lm_val_step.png"))
         paths.append(val_curves(info, out, 1, "training seconds (sum of step times)",
                                 "lm_val_time.png"))
+        paths.append(train_curves(info, out))
         paths.append(step_times(info, out))
     if info.get("probe"):
         paths += [rank_figure(info, out), approx_figure(info, out)]

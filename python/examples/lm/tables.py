@@ -5,16 +5,20 @@ import numpy as np
 
 
 def training(info: dict) -> str:
-    rows = ["| n | variant | steps | median s/step | speed-up over dense | val bits/byte at step 0 "
-            "| final val bits/byte | vs dense |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| n | variant | steps | median s/step | speed-up (median) | fastest step s | "
+            "speed-up (fastest) | val bits/byte at step 0 | final val bits/byte | vs dense |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for n, res in sorted(info.get("lengths", {}).items(), key=lambda kv: int(kv[0])):
         runs = res["runs"]
         dmed = float(np.median(runs["dense"]["step_time"]))
+        dmin = float(np.min(runs["dense"]["step_time"]))
         dfin = runs["dense"]["val"][-1][2]
         for v, r in runs.items():
             med = float(np.median(r["step_time"]))
             fin = r["val"][-1][2]
+            mn = float(np.min(r["step_time"]))
             rows.append(f"| {n} | {v} | {len(r['step_time'])} | {med:.2f} | {dmed / med:.2f}x | "
+                        f"{mn:.2f} | {dmin / mn:.2f}x | "
                         f"{r['val'][0][2]:.3f} | {fin:.3f} | {fin - dfin:+.3f} |")
     return "\n".join(rows)
 
