@@ -143,10 +143,21 @@ def full(a) -> int:
 
 
 def probe_only(a) -> int:
-    """The rank probe of a saved dense model (added to OUT/results.json), then the figures."""
+    """The rank probe of a saved dense model and/or the attention-only timing (added to
+    OUT/results.json), then the figures and tables."""
     import plots
     path = os.path.join(a.out, "results.json")
     info = json.load(open(path)) if os.path.exists(path) else {}
+    if a.attn_only:
+        import attn_timing
+        cfg = full_config(0, 0)
+        info["attention"] = attn_timing.run([int(n) for n in a.attn_only.split(",")],
+                                            cfg.heads, cfg.dim // cfg.heads,
+                                            a.variants.split(","), a.seed)
+        info["attention_command"] = " ".join(sys.argv)
+        os.makedirs(a.out, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(info, f, indent=1)
     if a.probe_only:
         import probe
         from model import ByteLM
@@ -167,6 +178,8 @@ def probe_only(a) -> int:
     import tables
     if info.get("lengths"):
         print(tables.training(info))
+    if info.get("attention"):
+        print(tables.attention(info))
     if info.get("probe"):
         print(tables.probe(info))
         print(tables.taylor_ranks(info))
@@ -187,6 +200,8 @@ def main() -> int:
     ap.add_argument("--probe-n", type=int, default=1024, help="tokens of the rank probe")
     ap.add_argument("--probe-only", metavar="MODEL.pt",
                     help="only the rank probe of a saved dense model (then the figures)")
+    ap.add_argument("--attn-only", metavar="N,N,...",
+                    help="only the attention call's forward+backward time at these lengths")
     ap.add_argument("--plots-only", action="store_true",
                     help="only the figures, from OUT/results.json")
     a = ap.parse_args()
@@ -198,7 +213,7 @@ def main() -> int:
     try:
         if a.quick:
             return quick(a.seed)
-        if a.probe_only or a.plots_only:
+        if a.probe_only or a.plots_only or a.attn_only:
             return probe_only(a)
         return full(a)
     except corpus.CorpusError as e:

@@ -53,3 +53,12 @@ def taylor_ranks(info: dict) -> str:
         rows.append(f"| {p} | {', '.join(map(str, sorted(pr)))} | {min(nr)}-{max(nr)} | "
                     f"{min(er)}-{max(er)} |")
     return "\n".join(rows)
+
+
+def attention(info: dict) -> str:
+    rows = ["| n | " + " | ".join(next(iter(info["attention"].values()))) + " |"]
+    rows.append("|---|" + "---|" * len(next(iter(info["attention"].values()))))
+    for n, best in sorted(info["attention"].items(), key=lambda kv: int(kv[0])):
+        rows.append(f"| {n} | " + " | ".join(f"{t * 1e3:.0f} ms ({best['dense'] / t:.2f}x)"
+                                             for t in best.values()) + " |")
+    return "\n".join(rows)
