@@ -77,6 +77,17 @@ def quick(seed: int) -> int:
     for v in again:
         check(again[v].steps == runs[v].steps, f"{v}: the same seed gives the same "
               f"{cfg.steps} training losses, bit for bit", failures)
+    try:
+        corpus.load(sha256="0" * 64)
+        msg = ""
+    except corpus.CorpusError as e:
+        msg = str(e)
+    want = (f"corpus: {corpus.FILES} files, {corpus.SIZE} bytes under {corpus.ROOT}/*.py with "
+            f"SHA-256 {corpus.SHA256}; expected {corpus.FILES} files, {corpus.SIZE} bytes, "
+            f"SHA-256 {'0' * 64} (Debian 12's libpython3.11-minimal and libpython3.11-stdlib "
+            "3.11.2-6+deb12u6)")
+    check(msg == want, "a corpus with another checksum is refused with its file count, size "
+          "and checksum", failures)
     print(f"{len(failures)} of the quick checks failed" if failures else "all quick checks pass")
     return 1 if failures else 0
 
