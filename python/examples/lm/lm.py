@@ -10,6 +10,8 @@ Options: --seed S, --threads T, --lengths 2048:60,4096:30 (length:steps), --vari
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -77,6 +79,16 @@ def quick(seed: int) -> int:
     for v in again:
         check(again[v].steps == runs[v].steps, f"{v}: the same seed gives the same "
               f"{cfg.steps} training losses, bit for bit", failures)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            parse(["--lengths", "2048"])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    check(code == 2 and err.getvalue().endswith(
+        "lm.py: error: --lengths: '2048' is not a list n:steps,... of positive integers\n"),
+        "a bad --lengths is a usage error (exit 2) naming the option and the value", failures)
     try:
         corpus.load(sha256="0" * 64)
         msg = ""
@@ -197,7 +209,8 @@ def probe_only(a) -> int:
     return 0
 
 
-def main() -> int:
+def parse(argv=None):
+    """The command line, checked: usage errors exit 2 with a message naming the option."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="the CI checks (tiny model)")
     ap.add_argument("--seed", type=int, default=0)
@@ -215,10 +228,29 @@ def main() -> int:
                     help="only the attention call's forward+backward time at these lengths")
     ap.add_argument("--plots-only", action="store_true",
                     help="only the figures, from OUT/results.json")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    if a.threads < 1:
+        ap.error(f"--threads: {a.threads} is not a positive integer")
+    try:
+        pairs = [tuple(int(x) for x in item.split(":")) for item in a.lengths.split(",")]
+        if any(len(p) != 2 or min(p) < 1 for p in pairs):
+            raise ValueError
+    except ValueError:
+        ap.error(f"--lengths: {a.lengths!r} is not a list n:steps,... of positive integers")
+    if a.attn_only:
+        try:
+            if min(int(n) for n in a.attn_only.split(",")) < 1:
+                raise ValueError
+        except ValueError:
+            ap.error(f"--attn-only: {a.attn_only!r} is not a list N,... of positive integers")
     for v in a.variants.split(","):
         if v not in VARIANTS:
             ap.error(f"--variants: {v!r} is not one of {', '.join(VARIANTS)}")
+    return a
+
+
+def main() -> int:
+    a = parse()
     torch.set_num_threads(a.threads)
     kat.set_num_threads(a.threads)
     try:
