@@ -35,7 +35,7 @@ FULL_LENGTHS = "2048:40,4096:16,8192:8"
 
 def full_config(n: int, steps: int) -> Config:
     return Config(dim=64, heads=4, layers=2, n=n, batch=1, steps=steps, lr=3e-3, evals=3,
-                  val_tokens=8192)
+                  val_tokens=max(8192, n))
 
 
 def check(ok: bool, what: str, failures: list) -> None:
@@ -122,6 +122,8 @@ def full(a) -> int:
     if a.append and os.path.exists(path):   # keep the lengths of earlier runs into OUT
         old = json.load(open(path))
         info["lengths"] = old.get("lengths", {})
+        info.update({k: old[k] for k in ("probe", "attention", "attention_commands")
+                     if k in old})
         info["earlier"] = old.get("earlier", []) + [{k: old[k] for k in ("machine", "command")
                                                      if k in old}]
     variants = a.variants.split(",")
@@ -174,10 +176,10 @@ def probe_only(a) -> int:
     if a.attn_only:
         import attn_timing
         cfg = full_config(0, 0)
-        info["attention"] = attn_timing.run([int(n) for n in a.attn_only.split(",")],
+        info.setdefault("attention", {}).update(attn_timing.run([int(n) for n in a.attn_only.split(",")],
                                             cfg.heads, cfg.dim // cfg.heads,
-                                            a.variants.split(","), a.seed)
-        info["attention_command"] = " ".join(sys.argv)
+                                            a.variants.split(","), a.seed))
+        info.setdefault("attention_commands", []).append(" ".join(sys.argv))
         os.makedirs(a.out, exist_ok=True)
         with open(path, "w") as f:
             json.dump(info, f, indent=1)
