@@ -6,6 +6,7 @@
 #   ./run.sh install [PREFIX]  - install kat, libkat, its headers and kat.pc into PREFIX
 #                                (default ~/.local)
 #   ./run.sh python ARGS...    - Debian's python3 with the kat package of build/ importable
+#   ./run.sh lm [--quick] ...  - byte-level LMs with kat's attention variants (docs/lm.md)
 #   ./run.sh sanitize          - the fast suite under address + undefined-behaviour sanitizers
 #   ./run.sh valgrind          - the fast suite under valgrind memcheck
 #   ./run.sh docs              - the API reference (Doxygen) in build/docs/api/html/
@@ -21,6 +22,7 @@ PACKAGES=(gcc meson ninja-build pkg-config python3 liblapacke-dev libopenblas-de
           libfftw3-dev check libsubunit-dev gnuplot-nox valgrind clang libclang-rt-14-dev
           libomp-dev)
 PACKAGES+=(python3-dev python3-numpy python3-pytest python3-torch python3-mesonpy patchelf)
+PACKAGES+=(python3-matplotlib)
 
 ensure_packages() {
     local missing=() p
@@ -161,9 +163,15 @@ case "$cmd" in
         build_dir build --buildtype=release
         PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" exec /usr/bin/python3 "$@"
         ;;
+    lm)
+        ensure_packages
+        build_dir build --buildtype=release
+        PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" \
+            exec /usr/bin/python3 python/examples/lm/lm.py "$@"
+        ;;
     *)
         echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | python ARGS... |" \
-             "install [PREFIX] | sanitize | valgrind | docs" >&2
+             "lm [--quick] ARGS... | install [PREFIX] | sanitize | valgrind | docs" >&2
         exit 2
         ;;
 esac

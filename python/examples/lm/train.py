@@ -1,0 +1,109 @@
+"""Training and evaluation of the variants side by side: the same initial weights, the same
+batches, steps taken round-robin (one step of each variant in turn) so that a machine whose load
+changes during the run slows every variant alike."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from model import BITS_PER_NAT, ByteLM
+
+
+@dataclass
+class Config:
+    dim: int
+    heads: int
+    layers: int
+    n: int              # tokens per sequence
+    batch: int          # sequences per step
+    steps: int
+    lr: float
+    evals: int          # validation points after step 0 (evenly spaced, the last at `steps`)
+    val_tokens: int     # validation bytes (cut into sequences of n)
+
+
+@dataclass
+class Run:
+    variant: str
+    steps: list = field(default_factory=list)        # training loss (nats) per step
+    step_time: list = field(default_factory=list)    # seconds per training step
+    val: list = field(default_factory=list)          # (step, train seconds so far, bits/byte)
+
+
+def batches(train: np.ndarray, cfg: Config, seed: int):
+    """The training batches of a run: random windows of n + 1 bytes, from a seeded generator."""
+    rng = np.random.default_rng(seed)
+    for _ in range(cfg.steps):
+        starts = rng.integers(0, len(train) - cfg.n - 1, size=cfg.batch)
+        w = torch.from_numpy(np.stack([train[s:s + cfg.n + 1] for s in starts]).astype(np.int64))
+        yield w[:, :-1], w[:, 1:]
+
+
+def val_set(val: np.ndarray, cfg: Config):
+    """The first val_tokens (+1) validation bytes as sequences of n."""
+    m = cfg.val_tokens // cfg.n
+    w = torch.from_numpy(val[:m * cfg.n + 1].astype(np.int64))
+    return w[:-1].view(m, cfg.n), w[1:].view(m, cfg.n)
+
+
+def make_model(cfg: Config, variant: str, seed: int) -> ByteLM:
+    torch.manual_seed(seed)   # the same weights for every variant: attention has none
+    return ByteLM(cfg.dim, cfg.heads, cfg.layers, variant)
+
+
+def set_drop_seed(model: ByteLM, seed: int) -> None:
+    for a in model.attentions():
+        a.drop_gen = torch.Generator().manual_seed(seed + 7919 * a.layer)
+
+
+@torch.no_grad()
+def evaluate(model: ByteLM, vx: torch.Tensor, vy: torch.Tensor, seed: int) -> float:
+    """Validation bits per byte (QK-drop masks from a fixed generator: the same every time)."""
+    set_drop_seed(model, seed + 1)
+    tot = 0.0
+    for i in range(vx.shape[0]):
+        tot += model.loss(vx[i:i + 1], vy[i:i + 1]).item()
+    return tot / vx.shape[0] * BITS_PER_NAT
+
+
+def train(cfg: Config, variants, train_data, val_data, seed: int, log=print) -> dict:
+    """Train one model per variant on the same batches; returns {variant: Run}."""
+    models = {v: make_model(cfg, v, seed) for v in variants}
+    opts = {v: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=0.01)
+            for v, m in models.items()}
+    warm = max(1, cfg.steps // 10)
+    runs = {v: Run(v) for v in variants}
+    vx, vy = val_set(val_data, cfg)
+    points = sorted({round(cfg.steps * (i + 1) / cfg.evals) for i in range(cfg.evals)}) \
+        if cfg.evals else []
+    for v, m in models.items():
+        set_drop_seed(m, seed)
+        if cfg.evals:
+            runs[v].val.append((0, 0.0, evaluate(m, vx, vy, seed)))
+            set_drop_seed(m, seed)
+    for step, (x, y) in enumerate(batches(train_data, cfg, seed), start=1):
+        lr = cfg.lr * min(1.0, step / warm)
+        for v, m in models.items():
+            t0 = time.perf_counter()
+            for g in opts[v].param_groups:
+                g["lr"] = lr
+            loss = m.loss(x, y)
+            opts[v].zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opts[v].step()
+            runs[v].step_time.append(time.perf_counter() - t0)
+            runs[v].steps.append(loss.item())
+        if step in points:
+            for v, m in models.items():
+                states = [a.drop_gen.get_state() for a in m.attentions()]
+                b = evaluate(m, vx, vy, seed)
+                for a, s in zip(m.attentions(), states):   # evaluation leaves training's masks
+                    a.drop_gen.set_state(s)
+                runs[v].val.append((step, sum(runs[v].step_time), b))
+            log(f"  n = {cfg.n:5d} step {step:4d}: " + "  ".join(
+                f"{v} {runs[v].val[-1][2]:.3f}" for v in variants) + "  (val bits/byte)")
+    return runs, models
