@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd_rank.h"
+#include "core/kat_config.h"
+#if KAT_HAVE_MPI
+#include "mpi_cli.h"
+#endif
 
 void rank_cli_points_init(rank_cli_points *p)
 {
@@ -165,6 +169,10 @@ static void json_size(cli_json *j, const char *key, size_t v)
         cli_json_int(j, key, (long long)v);
 }
 
+static int kat_cmd_rank_run(const rank_cli_points *pts, const kat_rank_opts *o,
+                            const char *fexpr, const char *qfile, const char *kfile, size_t n,
+                            size_t m, size_t d, int json, int sv, const char *engine);
+
 int kat_cmd_rank(int argc, char **argv)
 {
     const char *fexpr = "exp", *qfile = NULL, *kfile = NULL;
@@ -188,6 +196,10 @@ int kat_cmd_rank(int argc, char **argv)
     rank_cli_probe_opts(&pr, opts, &k, 1);
     opts[k++] = (cli_opt){"sv", CLI_FLAG, &sv, "       print the singular values", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       machine-readable output", NULL};
+    const char *engine = "local";
+    opts[k++] = (cli_opt){"engine", CLI_STR, &engine, "E      local (default) | slepc: over MPI "
+                          "processes (mpirun -np P kat rank ... --engine slepc; SLEPc's "
+                          "randomized SVD) | slepc-lanczos (thick-restart Lanczos)", NULL};
     const char *usage =
         "usage: kat rank [--f EXPR] [--n N] [--d D] [--form inner|l2sq|l1] [--method "
         "dense|randomized] [--json] ...\n\n"
@@ -220,8 +232,42 @@ int kat_cmd_rank(int argc, char **argv)
         cli_print_usage(stderr, usage, opts, k);
         return rc;
     }
-    if (!m_seen)
-        m = n;
+    int dist = strcmp(engine, "local") != 0;
+    if (dist && strcmp(engine, "slepc") != 0 && strcmp(engine, "slepc-lanczos") != 0) {
+        fprintf(stderr, "kat rank: unknown engine '%s' (expected local, slepc or "
+                        "slepc-lanczos)\n", engine);
+        return CLI_USAGE;
+    }
+#if KAT_HAVE_MPI
+    if (dist && (rc = mpi_cli_begin("rank", argc, argv)))
+        return rc;
+    rc = dist ? kat_cmd_rank_run(&pts, &o, fexpr, qfile, kfile, n, m_seen ? m : n, d, json, sv,
+                                 engine)
+              : CLI_OK;
+    if (dist) {
+        mpi_cli_end();
+        return rc;
+    }
+#else
+    if (dist) {
+        fprintf(stderr, "kat rank: --engine %s needs kat built with MPI and SLEPc (meson "
+                        "-Dmpi=enabled; Debian: libopenmpi-dev slepc-dev)\n", engine);
+        return CLI_USAGE;
+    }
+#endif
+    return kat_cmd_rank_run(&pts, &o, fexpr, qfile, kfile, n, m_seen ? m : n, d, json, sv,
+                            engine);
+}
+
+static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op, const char *fexpr,
+                     const char *qfile, const char *kfile, size_t n, size_t m, size_t d,
+                     int json, int sv, const char *engine)
+{
+    rank_cli_points pts = *ptsp;
+    kat_rank_opts o = *op;
+    int rc, dist = strcmp(engine, "local") != 0;
+    if (dist)   /* the distributed probe is matrix-free: it reports as the randomized one */
+        o.method = KAT_RANK_RANDOMIZED;
     kat_fn *f = NULL;
     if ((rc = rank_cli_parse_fn("rank", fexpr, &f)))
         return rc;
@@ -229,13 +275,26 @@ int kat_cmd_rank(int argc, char **argv)
     int own_k = 0;
     kat_status st;
     if (qfile) {
-        if ((st = kat_matrix_read(qfile, &Q))) {
+        st = kat_matrix_read(qfile, &Q);
+#if KAT_HAVE_MPI
+        if (dist) /* a file that one process cannot read fails every process */
+            st = mpi_cli_agree(st);
+#endif
+        if (st) {
+            kat_dmat_free(&Q);
             kat_fn_destroy(f);
             return cli_fail("rank", qfile, st);
         }
         K = Q;
         if (kfile) {
-            if ((st = kat_matrix_read(kfile, &K))) {
+            st = kat_matrix_read(kfile, &K);
+#if KAT_HAVE_MPI
+            if (dist)
+                st = mpi_cli_agree(st);
+#endif
+            if (st) {
+                if (K.data != Q.data)
+                    kat_dmat_free(&K);
                 kat_dmat_free(&Q);
                 kat_fn_destroy(f);
                 return cli_fail("rank", kfile, st);
@@ -251,10 +310,19 @@ int kat_cmd_rank(int argc, char **argv)
     }
     kat_rank_result r;
     double t0 = cli_now();
+#if KAT_HAVE_MPI
+    mpi_cli_stats ms;
+    int root = !dist || mpi_cli_rank() == 0;
+    st = dist ? mpi_cli_probe(engine, f, &Q, &K, &o, &r, &ms) : kat_rank_probe(f, &Q, &K, &o, &r);
+#else
+    int root = 1;
     st = kat_rank_probe(f, &Q, &K, &o, &r);
+#endif
     double secs = cli_now() - t0;
     if (st) {
         rc = cli_fail("rank", "probe", st);
+    } else if (!root) {
+        rc = CLI_OK;   /* process 0 prints the result */
     } else if (json) {
         cli_json j;
         cli_json_begin(&j, stdout);
@@ -289,6 +357,18 @@ int kat_cmd_rank(int argc, char **argv)
         cli_json_int(&j, "seed", (long long)pts.seed);
         cli_json_int(&j, "threads", kat_num_threads());
         cli_json_num(&j, "seconds", secs);
+#if KAT_HAVE_MPI
+        if (dist) {
+            cli_json_str(&j, "engine", "slepc");
+            cli_json_str(&j, "svd", ms.svd);
+            cli_json_int(&j, "processes", ms.processes);
+            cli_json_int(&j, "solves", (long long)ms.solves);
+            cli_json_num(&j, "seconds_comm", ms.seconds_comm_max);
+            cli_json_num(&j, "seconds_compute", ms.seconds_compute_max);
+            cli_json_array(&j, "peak_rss_mib", ms.peak_rss_mib,
+                           ms.processes < 1024 ? (size_t)ms.processes : 1024);
+        }
+#endif
         if (sv)
             cli_json_array(&j, "singular_values", r.sv, r.nsv);
         cli_json_end(&j);
@@ -310,6 +390,12 @@ int kat_cmd_rank(int argc, char **argv)
         printf("sigma_1: %.6g, |M|_F: %.6g\n", r.sigma_max, r.fro_norm);
         if (o.method == KAT_RANK_RANDOMIZED)
             printf("randomized: %zu directions, %zu passes over M\n", r.nsv, r.passes);
+#if KAT_HAVE_MPI
+        if (dist)
+            printf("slepc (%s SVD): %d processes, %zu solves; peak memory of process 0 %.1f "
+                   "MiB; broadcasts %.3f s\n", ms.svd, ms.processes, ms.solves,
+                   ms.peak_rss_mib[0], ms.seconds_comm_max);
+#endif
         printf("seconds: %.3f\n", secs);
         if (sv) {
             printf("singular values:\n");

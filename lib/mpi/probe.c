@@ -1,0 +1,228 @@
+/* The distributed rank probe: SLEPc's SVD on the shell matrix of M, asked for more singular
+ * values (k doubling) until at least `oversample` of them fall below the rank threshold. */
+#include <math.h>
+#include <slepcsvd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include "core/internal.h"
+#include "mpi/mpi_internal.h"
+
+/* The options as numbers, to compare across processes (names for the message). */
+enum { NOPT = 14 };
+static const char *const opt_names[NOPT] = {
+    "form", "scale", "rtol", "atol", "eps", "predict", "seed", "block", "oversample",
+    "power_iters", "max_rank", "tile_rows", "solver", "f"};
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static kat_status check_same_opts(MPI_Comm comm, const kat_fn *f, const kat_rank_opts *o,
+                                  kat_mpi_svd solver)
+{
+    /* Bit patterns, so that every value (a NaN too) compares exactly. */
+    double dv[NOPT] = {(double)o->form, o->scale, o->rtol, o->atol, o->eps, (double)o->predict,
+                       0, (double)o->block, (double)o->oversample, (double)o->power_iters,
+                       (double)o->max_rank, (double)o->tile_rows, (double)solver, 0};
+    uint64_t mine[NOPT], lo[NOPT], hi[NOPT];
+    for (int i = 0; i < NOPT; i++)
+        memcpy(&mine[i], &dv[i], sizeof mine[i]);
+    mine[6] = o->seed;
+    mine[13] = fnv1a(f ? kat_fn_name(f) : "identity");
+    MPI_Allreduce(mine, lo, NOPT, MPI_UINT64_T, MPI_MIN, comm);
+    MPI_Allreduce(mine, hi, NOPT, MPI_UINT64_T, MPI_MAX, comm);
+    for (int i = 0; i < NOPT; i++)
+        if (lo[i] != hi[i])
+            return kat_fail(KAT_EINVAL, "kat_mpi_rank_probe: %s%s differs between processes; "
+                            "every process must be given the same options", i == 13 ? "" :
+                            "opts.", opt_names[i]);
+    return KAT_OK;
+}
+
+static kat_status check_local(const kat_fn *f, const kat_rank_opts *o, kat_mpi_svd solver,
+                              const kat_dmat *Q, const kat_dmat *K, kat_rank_result *res)
+{
+    (void)f;
+    const char *who = "kat_mpi_rank_probe";
+    if (!o || !res || !Q || !K)
+        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, !o ? "opts" : !res ? "res"
+                                                                 : !Q ? "Qloc" : "Kloc");
+    if ((int)solver < 0 || solver > KAT_MPI_SVD_TRLANCZOS)
+        return kat_fail(KAT_EINVAL, "%s: solver = %d is not randomized or trlanczos", who,
+                        (int)solver);
+    if (!(o->rtol >= 0.0) || !isfinite(o->rtol) || !(o->atol >= 0.0) || !isfinite(o->atol) ||
+        !(o->eps >= 0.0) || !isfinite(o->eps))
+        return kat_fail(KAT_EINVAL, "%s: rtol = %g, atol = %g and eps = %g must be finite and "
+                        ">= 0", who, o->rtol, o->atol, o->eps);
+    if (o->oversample == 0)
+        return kat_fail(KAT_EINVAL, "%s: oversample = 0 would end the search after the first "
+                        "solve; use >= 1 (default 10)", who);
+    if (o->power_iters < 0 || o->power_iters > 32)
+        return kat_fail(KAT_EINVAL, "%s: power_iters = %d must be in [0, 32]", who,
+                        o->power_iters);
+    if (o->tile_rows > 65536)
+        return kat_fail(KAT_EINVAL, "%s: tile_rows = %zu is above 65536", who, o->tile_rows);
+    return KAT_OK;
+}
+
+/* One SVDSolve for the k largest singular values, starting from the right vectors v0 (n0 of
+ * them, may be 0). On success sv[0..k-1] and the right vectors (replacing v0) are set. */
+static kat_status solve(kmpi_op *op, Mat A, const kat_rank_opts *o, kat_mpi_svd solver,
+                        PetscInt k, Vec **v, PetscInt *nv, double *sv)
+{
+    SVD svd = NULL;
+    PetscErrorCode ierr;
+    kat_status st = KAT_OK;
+    PetscInt nconv = 0;
+    const char *what = "SVDCreate";
+#define KMPI_TRY(call)                                                                         \
+    do {                                                                                       \
+        what = #call;                                                                          \
+        if ((ierr = (call)))                                                                   \
+            goto fail;                                                                         \
+    } while (0)
+    KMPI_TRY(SVDCreate(op->comm, &svd));
+    KMPI_TRY(SVDSetOperators(svd, A, NULL));
+    KMPI_TRY(SVDSetWhichSingularTriplets(svd, SVD_LARGEST));
+    KMPI_TRY(SVDSetDimensions(svd, k, k, k));
+    if (solver == KAT_MPI_SVD_RANDOMIZED) {
+        /* A fixed number of subspace iterations, no residuals: SLEPc's residual check costs two
+         * single-vector products per value, each a whole pass over M. */
+        KMPI_TRY(SVDSetType(svd, SVDRANDOMIZED));
+        KMPI_TRY(SVDSetConvergenceTest(svd, SVD_CONV_MAXIT));
+        KMPI_TRY(SVDSetTolerances(svd, PETSC_DEFAULT, 1 + o->power_iters));
+    } else {
+        KMPI_TRY(SVDSetType(svd, SVDTRLANCZOS));
+        KMPI_TRY(SVDSetConvergenceTest(svd, SVD_CONV_NORM));
+        KMPI_TRY(SVDSetTolerances(svd, 1e-13, PETSC_DEFAULT));
+        KMPI_TRY(SVDSetDimensions(svd, k, 2 * k + 16, PETSC_DEFAULT));
+    }
+    KMPI_TRY(SVDSetImplicitTranspose(svd, PETSC_FALSE));
+    if (*nv)
+        KMPI_TRY(SVDSetInitialSpaces(svd, *nv, *v, 0, NULL));
+    KMPI_TRY(SVDSetFromOptions(svd));
+    KMPI_TRY(SVDSetUp(svd));
+    {
+        BV V, U;
+        PetscRandom rnd;
+        KMPI_TRY(SVDGetBV(svd, &V, &U));
+        KMPI_TRY(BVGetRandomContext(V, &rnd));
+        KMPI_TRY(PetscRandomSetSeed(rnd, (unsigned long)(o->seed + 0x6b6174ull)));
+        KMPI_TRY(PetscRandomSeed(rnd));
+    }
+    KMPI_TRY(SVDSolve(svd));
+    KMPI_TRY(SVDGetConverged(svd, &nconv));
+    if (nconv < k) {
+        st = kat_fail(KAT_ELAPACK, "kat_mpi_rank_probe: SLEPc's %s solver converged %d of the "
+                      "%d singular values asked for", solver ? "trlanczos" : "randomized",
+                      (int)nconv, (int)k);
+        goto done;
+    }
+    {
+
+    Vec tmp;
+    KMPI_TRY(MatCreateVecs(A, &tmp, NULL));
+    if (*v)
+        KMPI_TRY(VecDestroyVecs(*nv, v));
+    KMPI_TRY(VecDuplicateVecs(tmp, k, v));
+    KMPI_TRY(VecDestroy(&tmp));
+    *nv = k;
+    for (PetscInt i = 0; i < k; i++) {
+        PetscReal s;
+        KMPI_TRY(SVDGetSingularTriplet(svd, i, &s, NULL, (*v)[i]));
+        sv[i] = (double)s;
+    }
+}
+    goto done;
+fail:
+    if (op->failed) {   /* a product failed on some process: its agreed sentence stands */
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", kat_last_error());
+        st = kat_fail(op->failed, "%s", msg);
+        op->failed = KAT_OK;
+    } else {
+        st = kmpi_petsc_fail(ierr, what);
+    }
+done:
+    SVDDestroy(&svd);
+    return st;
+#undef KMPI_TRY
+}
+
+kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Qloc,
+                              const kat_dmat *Kloc, const kat_rank_opts *opts,
+                              kat_mpi_svd solver, kat_rank_result *res, kat_mpi_stats *stats)
+{
+    kat_status st = kat_mpi_agree(comm, check_local(f, opts, solver, Qloc, Kloc, res));
+    if (st || (st = kat_mpi_agree(comm, check_same_opts(comm, f, opts, solver))))
+        return st;
+    kmpi_op op;
+    if ((st = kmpi_op_init(&op, comm, f, opts->form, opts->scale, Qloc, Kloc, opts->tile_rows)))
+        return st;
+    size_t n = op.n, m = op.m, mn = n < m ? n : m;
+    size_t K = opts->max_rank && opts->max_rank < mn ? opts->max_rank : mn;
+    double *sv = kat_alloc_array(K, sizeof(double), "mpi rank: singular values");
+    Mat A = NULL;
+    PetscErrorCode ierr = sv ? kmpi_shell_create(&op, 0, &A) : 0;
+    if (!sv)
+        st = KAT_ENOMEM;
+    else if (ierr)
+        st = kmpi_petsc_fail(ierr, "MatCreateShell");
+    if ((st = kat_mpi_agree(comm, st))) {
+        MatDestroy(&A);
+        kat_free(sv);
+        kmpi_op_free(&op);
+        return st;
+    }
+    Vec *v = NULL;
+    PetscInt nv = 0;
+    size_t k = opts->block ? opts->block : 64, solves = 0;
+    if (k > K)
+        k = K;
+    int converged = 0;
+    op.want_fro = 1;
+    for (;;) {
+        if ((st = kat_mpi_agree(comm, solve(&op, A, opts, solver, (PetscInt)k, &v, &nv, sv))))
+            break;
+        solves++;
+        /* Saturated: at least `oversample` values at or below the threshold, so (with high
+         * probability, as in kat_rank_randomized) none above it is left out. */
+        double tau = rank_search_threshold(sv[0], n, m, opts);
+        int done = k - rank_count_above(sv, k, tau) >= opts->oversample;
+        if (done && opts->eps > 0.0) {
+            size_t kf = rank_eps_frobenius_fro(sv, k, &op.fro, opts->eps);
+            done = kf != KAT_RANK_NONE && k - kf >= opts->oversample;
+        }
+        if (done || k == mn) {
+            converged = 1;
+            break;
+        }
+        if (k == K)
+            break;
+        k = k > K / 2 ? K : 2 * k;
+    }
+    if (v)
+        VecDestroyVecs(nv, &v);
+    MatDestroy(&A);
+    if (!st) {
+        rank_result_from_values(res, n, m, sv, k, &op.fro, opts, converged,
+                                op.stats.products + op.stats.vector_products);
+        res->d = op.d;
+        sv = NULL;
+    }
+    if (stats) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        *stats = op.stats;
+        stats->solves = solves;
+        stats->peak_rss_mib = (double)ru.ru_maxrss / 1024.0;
+    }
+    kat_free(sv);
+    kmpi_op_free(&op);
+    return st;
+}
