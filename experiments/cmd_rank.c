@@ -199,7 +199,7 @@ int kat_cmd_rank(int argc, char **argv)
     const char *engine = "local";
     opts[k++] = (cli_opt){"engine", CLI_STR, &engine, "E      local (default) | slepc: over MPI "
                           "processes (mpirun -np P kat rank ... --engine slepc; SLEPc's "
-                          "randomized SVD) | slepc-lanczos (thick-restart Lanczos)", NULL};
+                          "randomized SVD, matrix-free)", NULL};
     const char *usage =
         "usage: kat rank [--f EXPR] [--n N] [--d D] [--form inner|l2sq|l1] [--method "
         "dense|randomized] [--json] ...\n\n"
@@ -233,9 +233,8 @@ int kat_cmd_rank(int argc, char **argv)
         return rc;
     }
     int dist = strcmp(engine, "local") != 0;
-    if (dist && strcmp(engine, "slepc") != 0 && strcmp(engine, "slepc-lanczos") != 0) {
-        fprintf(stderr, "kat rank: unknown engine '%s' (expected local, slepc or "
-                        "slepc-lanczos)\n", engine);
+    if (dist && strcmp(engine, "slepc") != 0) {
+        fprintf(stderr, "kat rank: unknown engine '%s' (expected local or slepc)\n", engine);
         return CLI_USAGE;
     }
 #if KAT_HAVE_MPI

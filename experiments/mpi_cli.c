@@ -101,8 +101,7 @@ kat_status mpi_cli_probe(const char *engine, const kat_fn *f, const kat_dmat *Q,
 {
     int me = mpi_cli_rank(), np = mpi_cli_size();
     (void)me;
-    kat_mpi_svd solver = strcmp(engine, "slepc-lanczos") == 0 ? KAT_MPI_SVD_TRLANCZOS
-                                                              : KAT_MPI_SVD_RANDOMIZED;
+    (void)engine;
     /* Every process drew or read all the points: a file that differs between nodes shows. */
     kat_status st = kat_mpi_check_same(MPI_COMM_WORLD, Q, "the points Q");
     if (st || (st = kat_mpi_check_same(MPI_COMM_WORLD, K, "the points K")))
@@ -118,9 +117,9 @@ kat_status mpi_cli_probe(const char *engine, const kat_fn *f, const kat_dmat *Q,
     k.data = K->data + k0 * K->ld;
     kat_mpi_stats s;
     memset(&s, 0, sizeof s);
-    st = kat_mpi_rank_probe(MPI_COMM_WORLD, f, &q, &k, o, solver, res, &s);
+    st = kat_mpi_rank_probe(MPI_COMM_WORLD, f, &q, &k, o, res, &s);
     memset(stats, 0, sizeof *stats);
-    stats->svd = solver == KAT_MPI_SVD_TRLANCZOS ? "trlanczos" : "randomized";
+    stats->svd = "randomized";
     stats->processes = np;
     stats->solves = s.solves;
     stats->products = s.products + s.vector_products;

@@ -30,7 +30,7 @@ typedef struct {
 
 /* kat_mpi_rank_probe on this process's block of the rows of Q and K (all of which every
  * process holds, from the same seed or files; checked equal across processes). engine is
- * "slepc" (SLEPc's randomized SVD) or "slepc-lanczos" (thick-restart Lanczos). */
+ * "slepc" (SLEPc's randomized SVD). */
 kat_status mpi_cli_probe(const char *engine, const kat_fn *f, const kat_dmat *Q,
                          const kat_dmat *K, const kat_rank_opts *o, kat_rank_result *res,
                          mpi_cli_stats *stats);

@@ -32,17 +32,11 @@ KAT_API kat_status kat_mpi_init(int *argc, char ***argv);
 /* Stop SLEPc and PETSc, and MPI when kat_mpi_init started it. */
 KAT_API void kat_mpi_finalize(void);
 
-/* SLEPc solvers the probe can run. */
-typedef enum {
-    KAT_MPI_SVD_RANDOMIZED = 0,   /* SVDRANDOMIZED (default): block products */
-    KAT_MPI_SVD_TRLANCZOS         /* SVDTRLANCZOS: one product per vector (slow; a check) */
-} kat_mpi_svd;
-
 /* What the solver did (the same on every process). */
 typedef struct {
     size_t solves;        /* SVDSolve calls (the number of values asked for doubles each time) */
     size_t products;      /* block products with M or M^T */
-    size_t vector_products;   /* single-vector products (residuals, Lanczos) */
+    size_t vector_products;   /* single-vector products (MatMult: none in the probe itself) */
     double seconds_compute, seconds_comm;   /* this process: inside the block evaluator, and
                                                in the broadcasts of points and vectors */
     double peak_rss_mib;  /* this process's peak resident memory (getrusage) */
@@ -60,8 +54,7 @@ typedef struct {
  * Free the result with kat_rank_result_free. */
 KAT_API kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Qloc,
                                       const kat_dmat *Kloc, const kat_rank_opts *opts,
-                                      kat_mpi_svd solver, kat_rank_result *res,
-                                      kat_mpi_stats *stats);
+                                      kat_rank_result *res, kat_mpi_stats *stats);
 
 /* Make a status agreed: every process learns whether any failed, and all return the status
  * and sentence of the lowest-numbered one that did (prefixed "process r of P: " when P > 1).

@@ -30,7 +30,7 @@ struct kmpi_op {
     rank_fro fro;
     kat_status failed;       /* an agreed failure inside a product (its sentence is set) */
     double *pts, *xbuf, *ytmp;   /* a remote block of points, of X, and a partial Y */
-    size_t xcap, ycap;
+    size_t pcap, xcap, ycap;   /* their capacities in doubles */
     kat_mpi_stats stats;
 };
 
@@ -49,6 +49,11 @@ kat_status kmpi_op_product(kmpi_op *op, int transposed, const double *X, size_t 
 /* The shell matrix for M (transposed = 0) or M^T, with MatMult, MatMultTranspose, the
  * product with a dense matrix and MatTranspose (which gives the other shell). */
 PetscErrorCode kmpi_shell_create(kmpi_op *op, int transposed, Mat *A);
+
+/* kat_rank_probe's prediction (base rank and predicted rank, KAT_RANK_NONE when theory gives
+ * none) from the distributed rows (predict.c). Collective; the status is agreed. */
+kat_status kmpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts *o,
+                        size_t *base, size_t *pred);
 
 /* KAT_ENOTSUP with PETSc's sentence for error code ierr of `what`. */
 kat_status kmpi_petsc_fail(PetscErrorCode ierr, const char *what);

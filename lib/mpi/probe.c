@@ -9,10 +9,10 @@
 #include "mpi/mpi_internal.h"
 
 /* The options as numbers, to compare across processes (names for the message). */
-enum { NOPT = 14 };
+enum { NOPT = 13 };
 static const char *const opt_names[NOPT] = {
     "form", "scale", "rtol", "atol", "eps", "predict", "seed", "block", "oversample",
-    "power_iters", "max_rank", "tile_rows", "solver", "f"};
+    "power_iters", "max_rank", "tile_rows", "f"};
 
 static uint64_t fnv1a(const char *s)
 {
@@ -22,39 +22,35 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-static kat_status check_same_opts(MPI_Comm comm, const kat_fn *f, const kat_rank_opts *o,
-                                  kat_mpi_svd solver)
+static kat_status check_same_opts(MPI_Comm comm, const kat_fn *f, const kat_rank_opts *o)
 {
     /* Bit patterns, so that every value (a NaN too) compares exactly. */
     double dv[NOPT] = {(double)o->form, o->scale, o->rtol, o->atol, o->eps, (double)o->predict,
                        0, (double)o->block, (double)o->oversample, (double)o->power_iters,
-                       (double)o->max_rank, (double)o->tile_rows, (double)solver, 0};
+                       (double)o->max_rank, (double)o->tile_rows, 0};
     uint64_t mine[NOPT], lo[NOPT], hi[NOPT];
     for (int i = 0; i < NOPT; i++)
         memcpy(&mine[i], &dv[i], sizeof mine[i]);
     mine[6] = o->seed;
-    mine[13] = fnv1a(f ? kat_fn_name(f) : "identity");
+    mine[12] = fnv1a(f ? kat_fn_name(f) : "identity");
     MPI_Allreduce(mine, lo, NOPT, MPI_UINT64_T, MPI_MIN, comm);
     MPI_Allreduce(mine, hi, NOPT, MPI_UINT64_T, MPI_MAX, comm);
     for (int i = 0; i < NOPT; i++)
         if (lo[i] != hi[i])
             return kat_fail(KAT_EINVAL, "kat_mpi_rank_probe: %s%s differs between processes; "
-                            "every process must be given the same options", i == 13 ? "" :
+                            "every process must be given the same options", i == 12 ? "" :
                             "opts.", opt_names[i]);
     return KAT_OK;
 }
 
-static kat_status check_local(const kat_fn *f, const kat_rank_opts *o, kat_mpi_svd solver,
-                              const kat_dmat *Q, const kat_dmat *K, kat_rank_result *res)
+static kat_status check_local(const kat_fn *f, const kat_rank_opts *o, const kat_dmat *Q,
+                              const kat_dmat *K, kat_rank_result *res)
 {
     (void)f;
     const char *who = "kat_mpi_rank_probe";
     if (!o || !res || !Q || !K)
         return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, !o ? "opts" : !res ? "res"
                                                                  : !Q ? "Qloc" : "Kloc");
-    if ((int)solver < 0 || solver > KAT_MPI_SVD_TRLANCZOS)
-        return kat_fail(KAT_EINVAL, "%s: solver = %d is not randomized or trlanczos", who,
-                        (int)solver);
     if (!(o->rtol >= 0.0) || !isfinite(o->rtol) || !(o->atol >= 0.0) || !isfinite(o->atol) ||
         !(o->eps >= 0.0) || !isfinite(o->eps))
         return kat_fail(KAT_EINVAL, "%s: rtol = %g, atol = %g and eps = %g must be finite and "
@@ -72,8 +68,8 @@ static kat_status check_local(const kat_fn *f, const kat_rank_opts *o, kat_mpi_s
 
 /* One SVDSolve for the k largest singular values, starting from the right vectors v0 (n0 of
  * them, may be 0). On success sv[0..k-1] and the right vectors (replacing v0) are set. */
-static kat_status solve(kmpi_op *op, Mat A, const kat_rank_opts *o, kat_mpi_svd solver,
-                        PetscInt k, Vec **v, PetscInt *nv, double *sv)
+static kat_status solve(kmpi_op *op, Mat A, const kat_rank_opts *o, PetscInt k, Vec **v,
+                        PetscInt *nv, double *sv)
 {
     SVD svd = NULL;
     PetscErrorCode ierr;
@@ -90,18 +86,11 @@ static kat_status solve(kmpi_op *op, Mat A, const kat_rank_opts *o, kat_mpi_svd 
     KMPI_TRY(SVDSetOperators(svd, A, NULL));
     KMPI_TRY(SVDSetWhichSingularTriplets(svd, SVD_LARGEST));
     KMPI_TRY(SVDSetDimensions(svd, k, k, k));
-    if (solver == KAT_MPI_SVD_RANDOMIZED) {
-        /* A fixed number of subspace iterations, no residuals: SLEPc's residual check costs two
-         * single-vector products per value, each a whole pass over M. */
-        KMPI_TRY(SVDSetType(svd, SVDRANDOMIZED));
-        KMPI_TRY(SVDSetConvergenceTest(svd, SVD_CONV_MAXIT));
-        KMPI_TRY(SVDSetTolerances(svd, PETSC_DEFAULT, 1 + o->power_iters));
-    } else {
-        KMPI_TRY(SVDSetType(svd, SVDTRLANCZOS));
-        KMPI_TRY(SVDSetConvergenceTest(svd, SVD_CONV_NORM));
-        KMPI_TRY(SVDSetTolerances(svd, 1e-13, PETSC_DEFAULT));
-        KMPI_TRY(SVDSetDimensions(svd, k, 2 * k + 16, PETSC_DEFAULT));
-    }
+    /* A fixed number of subspace iterations, no residuals: SLEPc's residual check costs two
+     * single-vector products per value, each a whole pass over M. */
+    KMPI_TRY(SVDSetType(svd, SVDRANDOMIZED));
+    KMPI_TRY(SVDSetConvergenceTest(svd, SVD_CONV_MAXIT));
+    KMPI_TRY(SVDSetTolerances(svd, PETSC_DEFAULT, 1 + o->power_iters));
     KMPI_TRY(SVDSetImplicitTranspose(svd, PETSC_FALSE));
     if (*nv)
         KMPI_TRY(SVDSetInitialSpaces(svd, *nv, *v, 0, NULL));
@@ -112,15 +101,17 @@ static kat_status solve(kmpi_op *op, Mat A, const kat_rank_opts *o, kat_mpi_svd 
         PetscRandom rnd;
         KMPI_TRY(SVDGetBV(svd, &V, &U));
         KMPI_TRY(BVGetRandomContext(V, &rnd));
-        KMPI_TRY(PetscRandomSetSeed(rnd, (unsigned long)(o->seed + 0x6b6174ull)));
+        /* One stream per process: equal streams would repeat each process's block of the
+         * Gaussian test vectors, which then span far fewer directions than they have. */
+        KMPI_TRY(PetscRandomSetSeed(rnd, (unsigned long)(o->seed * 1000003ull + 0x6b6174ull +
+                                                         7919ull * (unsigned long)op->me)));
         KMPI_TRY(PetscRandomSeed(rnd));
     }
     KMPI_TRY(SVDSolve(svd));
     KMPI_TRY(SVDGetConverged(svd, &nconv));
     if (nconv < k) {
-        st = kat_fail(KAT_ELAPACK, "kat_mpi_rank_probe: SLEPc's %s solver converged %d of the "
-                      "%d singular values asked for", solver ? "trlanczos" : "randomized",
-                      (int)nconv, (int)k);
+        st = kat_fail(KAT_ELAPACK, "kat_mpi_rank_probe: SLEPc's randomized solver converged "
+                      "%d of the %d singular values asked for", (int)nconv, (int)k);
         goto done;
     }
     {
@@ -156,16 +147,20 @@ done:
 
 kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Qloc,
                               const kat_dmat *Kloc, const kat_rank_opts *opts,
-                              kat_mpi_svd solver, kat_rank_result *res, kat_mpi_stats *stats)
+                              kat_rank_result *res, kat_mpi_stats *stats)
 {
-    kat_status st = kat_mpi_agree(comm, check_local(f, opts, solver, Qloc, Kloc, res));
-    if (st || (st = kat_mpi_agree(comm, check_same_opts(comm, f, opts, solver))))
+    kat_status st = kat_mpi_agree(comm, check_local(f, opts, Qloc, Kloc, res));
+    if (st || (st = kat_mpi_agree(comm, check_same_opts(comm, f, opts))))
         return st;
     kmpi_op op;
     if ((st = kmpi_op_init(&op, comm, f, opts->form, opts->scale, Qloc, Kloc, opts->tile_rows)))
         return st;
-    size_t n = op.n, m = op.m, mn = n < m ? n : m;
+    size_t n = op.n, m = op.m, mn = n < m ? n : m, base, pred;
     size_t K = opts->max_rank && opts->max_rank < mn ? opts->max_rank : mn;
+    if ((st = kmpi_predict(&op, f, opts, &base, &pred))) {
+        kmpi_op_free(&op);
+        return st;
+    }
     double *sv = kat_alloc_array(K, sizeof(double), "mpi rank: singular values");
     Mat A = NULL;
     PetscErrorCode ierr = sv ? kmpi_shell_create(&op, 0, &A) : 0;
@@ -181,13 +176,18 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
     }
     Vec *v = NULL;
     PetscInt nv = 0;
+    /* The first solve asks for the predicted rank and the oversampling when theory gives
+     * one (each solve multiplies all k vectors again, so starting low costs passes); the
+     * search still has to find `oversample` values below the threshold. */
     size_t k = opts->block ? opts->block : 64, solves = 0;
+    if (pred != KAT_RANK_NONE && pred + opts->oversample > k)
+        k = pred + opts->oversample;
     if (k > K)
         k = K;
     int converged = 0;
     op.want_fro = 1;
     for (;;) {
-        if ((st = kat_mpi_agree(comm, solve(&op, A, opts, solver, (PetscInt)k, &v, &nv, sv))))
+        if ((st = kat_mpi_agree(comm, solve(&op, A, opts, (PetscInt)k, &v, &nv, sv))))
             break;
         solves++;
         /* Saturated: at least `oversample` values at or below the threshold, so (with high
@@ -213,6 +213,8 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
         rank_result_from_values(res, n, m, sv, k, &op.fro, opts, converged,
                                 op.stats.products + op.stats.vector_products);
         res->d = op.d;
+        res->base_rank = base;
+        res->predicted_rank = pred;
         sv = NULL;
     }
     if (stats) {

@@ -123,15 +123,12 @@ kat_status kmpi_op_product(kmpi_op *op, int transposed, const double *X, size_t 
     const kat_dmat *mine = transposed ? op->K : op->Q, *other = transposed ? op->Q : op->K;
     const size_t *off = transposed ? op->qoff : op->koff, *moff = transposed ? op->koff
                                                                               : op->qoff;
-    size_t d = op->d, most = 0, ptscap = 0;
+    size_t d = op->d, most = 0;
     for (int r = 0; r < op->np; r++)
         if (off[r + 1] - off[r] > most)
             most = off[r + 1] - off[r];
     /* Buffers first, agreed, so that no process leaves the broadcasts below early. */
-    ptscap = op->pts ? most * d : 0;
-    kat_status st = KAT_OK;
-    if (!op->pts)
-        st = reserve(&op->pts, &ptscap, most * d, "mpi rank: remote points");
+    kat_status st = reserve(&op->pts, &op->pcap, most * d, "mpi rank: remote points");
     if (!st)
         st = reserve(&op->xbuf, &op->xcap, most * b, "mpi rank: remote vectors");
     if (!st && op->np > 1)
