@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd_rank.h"
+#include "core/kat_config.h"
+#if KAT_HAVE_MPI
+#include "mpi_cli.h"
+#endif
 
 typedef struct {
     size_t n, d;
@@ -201,7 +205,25 @@ static int have_gnuplot(void)
     return system("command -v gnuplot >/dev/null 2>&1") == 0;
 }
 
+static int sweep_run(int argc, char **argv, int dist);
+
+/* Under mpirun, the grid points are handed out to the processes and process 0 writes them. */
 int kat_cmd_sweep(int argc, char **argv)
+{
+#if KAT_HAVE_MPI
+    if (mpi_cli_launched()) {
+        int rc = mpi_cli_begin("sweep", argc, argv);
+        if (rc)
+            return rc;
+        rc = sweep_run(argc, argv, 1);
+        mpi_cli_end();
+        return rc;
+    }
+#endif
+    return sweep_run(argc, argv, 0);
+}
+
+static int sweep_run(int argc, char **argv, int dist)
 {
     const char *nlist = "256,512,1024", *dlist = "8", *flist = NULL, *slist = "1";
     const char *deglist = NULL, *out = NULL, *png = NULL;
@@ -284,7 +306,14 @@ int kat_cmd_sweep(int argc, char **argv)
         goto done;
     }
     FILE *csv = NULL;
-    if (out) {
+    int root = 1;
+#if KAT_HAVE_MPI
+    root = !dist || mpi_cli_rank() == 0;
+    size_t next = dist ? mpi_cli_next_point(total) : 0;
+#endif
+    if (!root) {
+        json = 0, png = NULL;   /* process 0 writes the results */
+    } else if (out) {
         csv = fopen(out, "w");
         if (!csv) {
             fprintf(stderr, "kat sweep: cannot write %s\n", out);
@@ -299,6 +328,7 @@ int kat_cmd_sweep(int argc, char **argv)
         fprintf(csv, "n,d,f,scale,rank,predicted,stable,effective,seconds%s\n",
                 o.eps > 0 ? ",eps_rank_spectral,eps_rank_frobenius" : "");
     size_t done_rows = 0;
+    kat_status point_st = KAT_OK;
     /* Order: f, d, s outer, n inner (the plot's series are consecutive runs). The points for
      * n are the first n rows of one draw of nmax, so a larger n extends the smaller ones. */
     for (size_t fi = 0; fi < nf && rc == CLI_OK; fi++) {
@@ -311,6 +341,11 @@ int kat_cmd_sweep(int argc, char **argv)
                 break;
             for (size_t si = 0; si < nsc && rc == CLI_OK; si++)
                 for (size_t ni = 0; ni < nn && rc == CLI_OK; ni++) {
+                    size_t g = ((fi * nd + di) * nsc + si) * nn + ni;   /* grid order */
+#if KAT_HAVE_MPI
+                    if (dist && g != next)
+                        continue;   /* another process's point */
+#endif
                     kat_dmat q = Q, kk = K;
                     q.rows = kk.rows = ns[ni];
                     o.scale = scales[si];
@@ -319,18 +354,23 @@ int kat_cmd_sweep(int argc, char **argv)
                     kat_status st = kat_rank_probe(f, &q, &kk, &o, &r);
                     if (st) {
                         rc = cli_fail("sweep", fs[fi], st);
+                        point_st = st;
                         break;
                     }
-                    sweep_row *row = &rows[done_rows++];
+                    sweep_row *row = &rows[dist ? g : done_rows++];
                     *row = (sweep_row){ns[ni], ds[di], fi, scales[si], r.rank,
                                        r.predicted_rank, r.stable_rank, r.effective_rank,
                                        cli_now() - t0, r.eps_rank_spectral,
                                        r.eps_rank_frobenius};
                     kat_rank_result_free(&r);
-                    if (csv) {
+                    if (csv && !dist) {
                         csv_row(csv, row, fs[fi], o.eps > 0);
                         fflush(csv);
                     }
+#if KAT_HAVE_MPI
+                    if (dist)
+                        next = mpi_cli_next_point(total);
+#endif
                 }
             if (K.data != Q.data)
                 kat_dmat_free(&K);
@@ -338,6 +378,21 @@ int kat_cmd_sweep(int argc, char **argv)
         }
         kat_fn_destroy(f);
     }
+#if KAT_HAVE_MPI
+    if (dist) {
+        /* Every process's rows to process 0, which writes those before the first missing
+         * one (a failed point) in grid order; a failure anywhere fails every process. */
+        kat_status st = mpi_cli_gather_rows(rows, total, sizeof *rows,
+                                            rc == CLI_OK ? KAT_OK : point_st ? point_st
+                                                                             : KAT_EINVAL);
+        if (st && rc == CLI_OK)
+            rc = cli_fail("sweep", "a grid point on another process", st);
+        while (done_rows < total && rows[done_rows].n != 0)
+            done_rows++;
+        for (size_t i = 0; csv && i < done_rows; i++)
+            csv_row(csv, &rows[i], fs[rows[i].fi], o.eps > 0);
+    }
+#endif
     if (csv && csv != stdout && fclose(csv) != 0 && rc == CLI_OK) {
         fprintf(stderr, "kat sweep: error writing %s\n", out);
         rc = CLI_FAIL;

@@ -62,7 +62,7 @@ with open(sys.argv[1], "w") as f:
         f.write(",".join(str((i * 7 + j) % 5 - 2) for j in range(3)) + "\n")
 PY
 errors_from_all "a file one process cannot read" 1 \
-    "kat rank: q.csv: I/O error: process 1 of 2: cannot open 'q.csv': No such file or directory" \
+    "kat rank: q.csv: input/output error: process 1 of 2: cannot open 'q.csv': No such file or directory" \
     -- "${MPI[@]}" -np 1 --wdir "$tmp/node0" "$KAT" rank --q q.csv --engine slepc : \
        -np 1 --wdir "$tmp/node1" "$KAT" rank --q q.csv --engine slepc
 
