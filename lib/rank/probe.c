@@ -179,8 +179,14 @@ kat_status kat_rank_probe(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
     rank_op op;
     if ((st = rank_op_init(&op, f, o->form, o->scale, Q, K)))
         return st;
+    /* The randomized search's first block covers the predicted rank and the oversampling:
+     * one block and two passes where doubling from 64 would take more (the search still
+     * checks the prediction: a block must end with `oversample` values below the threshold). */
+    kat_rank_opts ob = *o;
+    if (pred != KAT_RANK_NONE && pred + o->oversample > ob.block)
+        ob.block = pred + o->oversample;
     kat_rank_result r;
-    st = run_op(who, &op, o, &r);
+    st = run_op(who, &op, &ob, &r);
     rank_op_free(&op);
     if (st)
         return st;
