@@ -121,21 +121,23 @@ static kat_status solve(kmpi_op *op, Mat A, const kat_rank_opts *o, PetscInt k, 
                       "%d of the %d singular values asked for", (int)nconv, (int)k);
         goto done;
     }
-    {
-
-    Vec tmp;
-    KMPI_TRY(MatCreateVecs(A, &tmp, NULL));
+    /* The right singular vectors, the next solve's start. */
     if (*v)
         KMPI_TRY(VecDestroyVecs(*nv, v));
-    KMPI_TRY(VecDuplicateVecs(tmp, k, v));
-    KMPI_TRY(VecDestroy(&tmp));
+    *nv = 0;
+    Vec tmp;
+    KMPI_TRY(MatCreateVecs(A, &tmp, NULL));
+    ierr = VecDuplicateVecs(tmp, k, v);
+    VecDestroy(&tmp);
+    what = "VecDuplicateVecs";
+    if (ierr)
+        goto fail;
     *nv = k;
     for (PetscInt i = 0; i < k; i++) {
         PetscReal s;
         KMPI_TRY(SVDGetSingularTriplet(svd, i, &s, NULL, (*v)[i]));
         sv[i] = (double)s;
     }
-}
     goto done;
 fail:
     if (op->failed) {   /* a product failed on some process: its agreed sentence stands */
