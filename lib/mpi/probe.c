@@ -43,27 +43,16 @@ static kat_status check_same_opts(MPI_Comm comm, const kat_fn *f, const kat_rank
     return KAT_OK;
 }
 
-static kat_status check_local(const kat_fn *f, const kat_rank_opts *o, const kat_dmat *Q,
-                              const kat_dmat *K, kat_rank_result *res)
+static kat_status check_local(const kat_rank_opts *o, const kat_dmat *Q, const kat_dmat *K,
+                              kat_rank_result *res)
 {
-    (void)f;
     const char *who = "kat_mpi_rank_probe";
     if (!o || !res || !Q || !K)
         return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, !o ? "opts" : !res ? "res"
                                                                  : !Q ? "Qloc" : "Kloc");
-    if (!(o->rtol >= 0.0) || !isfinite(o->rtol) || !(o->atol >= 0.0) || !isfinite(o->atol) ||
-        !(o->eps >= 0.0) || !isfinite(o->eps))
-        return kat_fail(KAT_EINVAL, "%s: rtol = %g, atol = %g and eps = %g must be finite and "
-                        ">= 0", who, o->rtol, o->atol, o->eps);
-    if (o->oversample == 0)
-        return kat_fail(KAT_EINVAL, "%s: oversample = 0 would end the search after the first "
-                        "solve; use >= 1 (default 10)", who);
-    if (o->power_iters < 0 || o->power_iters > 32)
-        return kat_fail(KAT_EINVAL, "%s: power_iters = %d must be in [0, 32]", who,
-                        o->power_iters);
-    if (o->tile_rows > 65536)
-        return kat_fail(KAT_EINVAL, "%s: tile_rows = %zu is above 65536", who, o->tile_rows);
-    return KAT_OK;
+    kat_rank_opts r = *o;   /* the distributed probe is the randomized search */
+    r.method = KAT_RANK_RANDOMIZED;
+    return rank_check_opts(who, &r);
 }
 
 /* One SVDSolve for the k largest singular values, starting from the right vectors v0 (n0 of
@@ -158,7 +147,7 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
                               const kat_dmat *Kloc, const kat_rank_opts *opts,
                               kat_rank_result *res, kat_mpi_stats *stats)
 {
-    kat_status st = kat_mpi_agree(comm, check_local(f, opts, Qloc, Kloc, res));
+    kat_status st = kat_mpi_agree(comm, check_local(opts, Qloc, Kloc, res));
     if (st || (st = kat_mpi_agree(comm, check_same_opts(comm, f, opts))))
         return st;
     kmpi_op op;

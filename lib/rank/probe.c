@@ -43,7 +43,7 @@ void kat_rank_result_free(kat_rank_result *res)
     memset(res, 0, sizeof *res);
 }
 
-static kat_status check_opts(const char *who, const kat_rank_opts *o)
+kat_status rank_check_opts(const char *who, const kat_rank_opts *o)
 {
     if (!o)
         return kat_fail(KAT_EINVAL, "%s: opts is NULL", who);
@@ -152,7 +152,7 @@ kat_status kat_rank_probe(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
                           const kat_rank_opts *o, kat_rank_result *res)
 {
     const char *who = "rank_probe";
-    kat_status st = check_opts(who, o);
+    kat_status st = rank_check_opts(who, o);
     if (st)
         return st;
     if (!res)
@@ -211,7 +211,7 @@ kat_status kat_rank_probe_featmap(const kat_featmap *fm, const kat_dmat *Q, cons
                                   const kat_rank_opts *o, kat_rank_result *res)
 {
     const char *who = "rank_probe_featmap";
-    kat_status st = check_opts(who, o);
+    kat_status st = rank_check_opts(who, o);
     if (st)
         return st;
     if (!fm)
@@ -252,7 +252,7 @@ kat_status kat_rank_probe_featmap(const kat_featmap *fm, const kat_dmat *Q, cons
 kat_status kat_rank_probe_matrix(const kat_dmat *M, const kat_rank_opts *o, kat_rank_result *res)
 {
     const char *who = "rank_probe_matrix";
-    kat_status st = check_opts(who, o);
+    kat_status st = rank_check_opts(who, o);
     if (st)
         return st;
     if (!res)

@@ -26,6 +26,9 @@ typedef struct {
  * and the form/scale; `who` prefixes the error. */
 kat_status rank_check_inputs(const char *who, kat_rank_form form, double s, const kat_dmat *Q,
                              const kat_dmat *K, int check_finite);
+/* Validate the options of a probe (method, tolerances, oversample, power_iters, tile_rows);
+ * `who` prefixes the error. */
+kat_status rank_check_opts(const char *who, const kat_rank_opts *o);
 /* Set up the rule for M = f(s * a(Q, K)) (computes the norms for l2sq). Q and K must already
  * be validated. */
 kat_status rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double s,
