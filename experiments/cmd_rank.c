@@ -5,7 +5,8 @@
 #include <string.h>
 #include "cmd_rank.h"
 #include "core/kat_config.h"
-#if KAT_HAVE_MPI
+#include "mpi_exec.h"
+#if KAT_CLI_MPI
 #include "mpi_cli.h"
 #endif
 
@@ -237,7 +238,7 @@ int kat_cmd_rank(int argc, char **argv)
         fprintf(stderr, "kat rank: unknown engine '%s' (expected local or slepc)\n", engine);
         return CLI_USAGE;
     }
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
     if (dist && (rc = mpi_cli_begin("rank", argc, argv)))
         return rc;
     rc = dist ? kat_cmd_rank_run(&pts, &o, fexpr, qfile, kfile, n, m_seen ? m : n, d, json, sv,
@@ -247,6 +248,9 @@ int kat_cmd_rank(int argc, char **argv)
         mpi_cli_end();
         return rc;
     }
+#elif KAT_HAVE_MPI
+    if (dist)
+        return mpi_exec_kat_mpi("rank");
 #else
     if (dist) {
         fprintf(stderr, "kat rank: --engine %s needs kat built with MPI and SLEPc (meson "
@@ -275,7 +279,7 @@ static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op
     kat_status st;
     if (qfile) {
         st = kat_matrix_read(qfile, &Q);
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
         if (dist) /* a file that one process cannot read fails every process */
             st = mpi_cli_agree(st);
 #endif
@@ -287,7 +291,7 @@ static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op
         K = Q;
         if (kfile) {
             st = kat_matrix_read(kfile, &K);
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
             if (dist)
                 st = mpi_cli_agree(st);
 #endif
@@ -309,7 +313,7 @@ static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op
     }
     kat_rank_result r;
     double t0 = cli_now();
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
     mpi_cli_stats ms;
     int root = !dist || mpi_cli_rank() == 0;
     st = dist ? mpi_cli_probe(engine, f, &Q, &K, &o, &r, &ms) : kat_rank_probe(f, &Q, &K, &o, &r);
@@ -356,7 +360,7 @@ static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op
         cli_json_int(&j, "seed", (long long)pts.seed);
         cli_json_int(&j, "threads", kat_num_threads());
         cli_json_num(&j, "seconds", secs);
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
         if (dist) {
             cli_json_str(&j, "engine", "slepc");
             cli_json_str(&j, "svd", ms.svd);
@@ -389,7 +393,7 @@ static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op
         printf("sigma_1: %.6g, |M|_F: %.6g\n", r.sigma_max, r.fro_norm);
         if (o.method == KAT_RANK_RANDOMIZED)
             printf("randomized: %zu directions, %zu passes over M\n", r.nsv, r.passes);
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
         if (dist)
             printf("slepc (%s SVD): %d processes, %zu solves; peak memory of process 0 %.1f "
                    "MiB; broadcasts %.3f s\n", ms.svd, ms.processes, ms.solves,

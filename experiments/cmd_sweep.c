@@ -5,7 +5,8 @@
 #include <string.h>
 #include "cmd_rank.h"
 #include "core/kat_config.h"
-#if KAT_HAVE_MPI
+#include "mpi_exec.h"
+#if KAT_CLI_MPI
 #include "mpi_cli.h"
 #endif
 
@@ -210,7 +211,7 @@ static int sweep_run(int argc, char **argv, int dist);
 /* Under mpirun, the grid points are handed out to the processes and process 0 writes them. */
 int kat_cmd_sweep(int argc, char **argv)
 {
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
     if (mpi_cli_launched()) {
         int rc = mpi_cli_begin("sweep", argc, argv);
         if (rc)
@@ -219,6 +220,9 @@ int kat_cmd_sweep(int argc, char **argv)
         mpi_cli_end();
         return rc;
     }
+#elif KAT_HAVE_MPI
+    if (mpi_cli_launched())
+        return mpi_exec_kat_mpi("sweep");
 #endif
     return sweep_run(argc, argv, 0);
 }
@@ -307,7 +311,7 @@ static int sweep_run(int argc, char **argv, int dist)
     }
     FILE *csv = NULL;
     int root = 1;
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
     root = !dist || mpi_cli_rank() == 0;
     size_t next = dist ? mpi_cli_next_point(total) : 0;
 #endif
@@ -342,7 +346,7 @@ static int sweep_run(int argc, char **argv, int dist)
             for (size_t si = 0; si < nsc && rc == CLI_OK; si++)
                 for (size_t ni = 0; ni < nn && rc == CLI_OK; ni++) {
                     size_t g = ((fi * nd + di) * nsc + si) * nn + ni;   /* grid order */
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
                     if (dist && g != next)
                         continue;   /* another process's point */
 #endif
@@ -367,7 +371,7 @@ static int sweep_run(int argc, char **argv, int dist)
                         csv_row(csv, row, fs[fi], o.eps > 0);
                         fflush(csv);
                     }
-#if KAT_HAVE_MPI
+#if KAT_CLI_MPI
                     if (dist)
                         next = mpi_cli_next_point(total);
 #endif
@@ -378,7 +382,8 @@ static int sweep_run(int argc, char **argv, int dist)
         }
         kat_fn_destroy(f);
     }
-#if KAT_HAVE_MPI
+    (void)point_st;   /* read below only by kat-mpi */
+#if KAT_CLI_MPI
     if (dist) {
         /* Every process's rows to process 0, which writes those before the first missing
          * one (a failed point) in grid order; a failure anywhere fails every process. */

@@ -10,18 +10,6 @@
 static MPI_Win point_win = MPI_WIN_NULL;
 static long long *point_counter;
 
-int mpi_cli_launched(void)
-{
-    /* Open MPI, MPICH/Hydra and Slurm set one of these in every process they start. */
-    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && atoi(v) > 1)
-            return 1;
-    }
-    return 0;
-}
-
 int mpi_cli_rank(void)
 {
     int r;

@@ -5,9 +5,7 @@
 
 #include <stddef.h>
 #include "kat/rank.h"
-
-/* 1 when this process was started by mpirun/srun with more than one process. */
-int mpi_cli_launched(void);
+#include "mpi_exec.h"
 
 /* Start MPI, PETSc and SLEPc and check that every process got the same command line (an
  * error from every process otherwise). Returns CLI_OK or CLI_USAGE. */
