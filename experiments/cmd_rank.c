@@ -262,9 +262,10 @@ int kat_cmd_rank(int argc, char **argv)
                             engine);
 }
 
-static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op, const char *fexpr,
-                     const char *qfile, const char *kfile, size_t n, size_t m, size_t d,
-                     int json, int sv, const char *engine)
+/* The probe and its output, once the options are read (on every process under MPI). */
+static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op,
+                            const char *fexpr, const char *qfile, const char *kfile, size_t n,
+                            size_t m, size_t d, int json, int sv, const char *engine)
 {
     rank_cli_points pts = *ptsp;
     kat_rank_opts o = *op;
@@ -316,7 +317,8 @@ static int kat_cmd_rank_run(const rank_cli_points *ptsp, const kat_rank_opts *op
 #if KAT_CLI_MPI
     mpi_cli_stats ms;
     int root = !dist || mpi_cli_rank() == 0;
-    st = dist ? mpi_cli_probe(engine, f, &Q, &K, &o, &r, &ms) : kat_rank_probe(f, &Q, &K, &o, &r);
+    st = dist ? mpi_cli_probe(engine, f, &Q, &K, &o, &r, &ms)
+              : kat_rank_probe(f, &Q, &K, &o, &r);
 #else
     int root = 1;
     st = kat_rank_probe(f, &Q, &K, &o, &r);
