@@ -4,7 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd_rank.h"
+#include "mpi_exec.h"
 #include "rank_guard.h"
+#if KAT_CLI_MPI
+#include "mpi_cli.h"
+#endif
 
 void rank_cli_points_init(rank_cli_points *p)
 {
@@ -183,7 +187,9 @@ static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, ka
     return st;
 }
 
-int kat_cmd_rank(int argc, char **argv)
+/* The command; *mpi_began is set once the processes of a distributed run have started
+ * (kat_cmd_rank then ends them, after whatever return). */
+static int rank_main(int argc, char **argv, int *mpi_began)
 {
     const char *fexpr = "exp", *qfile = NULL, *kfile = NULL, *mfile = NULL, *map = NULL;
     size_t n = 256, m = 0, d = 8;
@@ -214,6 +220,10 @@ int kat_cmd_rank(int argc, char **argv)
             opts[i].seen = &form_seen;
     opts[k++] = (cli_opt){"sv", CLI_FLAG, &sv, "       print the singular values", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       machine-readable output", NULL};
+    const char *engine = "local";
+    opts[k++] = (cli_opt){"engine", CLI_STR, &engine, "E      local (default) | slepc: over MPI "
+                          "processes (mpirun -np P kat rank ... --engine slepc; SLEPc's "
+                          "randomized SVD, matrix-free)", NULL};
     opts[k++] = (cli_opt){"force", CLI_FLAG, &force, "       dense: run even above n m min(n, m) "
                           "= 8000^3, where it takes minutes to hours", NULL};
     const char *usage =
@@ -252,6 +262,28 @@ int kat_cmd_rank(int argc, char **argv)
     if (mfile && o.method != KAT_RANK_DENSE)
         return cli_usage("rank", "--matrix '%s' is probed with --method dense only (the "
                                  "randomized method never stores M; this M is stored)", mfile);
+    int dist = strcmp(engine, "local") != 0;
+    if (dist && strcmp(engine, "slepc") != 0)
+        return cli_usage("rank", "--engine '%s': unknown engine (expected local or slepc)",
+                         engine);
+    if (dist && (mfile || map))
+        return cli_usage("rank", "--engine slepc probes f(s * a(q, k)) without forming it; "
+                                 "--%s does not apply", mfile ? "matrix" : "map");
+#if KAT_CLI_MPI
+    if (dist) {
+        if ((rc = mpi_cli_begin("rank", argc, argv)))
+            return rc;
+        *mpi_began = 1;
+        o.method = KAT_RANK_RANDOMIZED;   /* matrix-free: it reports as the randomized probe */
+    }
+#elif KAT_HAVE_MPI
+    if (dist)
+        return mpi_exec_kat_mpi("rank");
+#else
+    if (dist)
+        return cli_usage("rank", "--engine slepc needs kat built with MPI and SLEPc (meson "
+                                 "-Dmpi=enabled; Debian: libopenmpi-dev slepc-dev)");
+#endif
     if (!m_seen)
         m = n;
     kat_fn *f = NULL;
@@ -261,13 +293,26 @@ int kat_cmd_rank(int argc, char **argv)
     int own_k = 0;
     kat_status st;
     if (qfile) {
-        if ((st = kat_matrix_read(qfile, &Q))) {
+        st = kat_matrix_read(qfile, &Q);
+#if KAT_CLI_MPI
+        if (dist)   /* a file that one process cannot read fails every process */
+            st = mpi_cli_agree(st);
+#endif
+        if (st) {
+            kat_dmat_free(&Q);
             kat_fn_destroy(f);
             return cli_fail("rank", qfile, st);
         }
         K = Q;
         if (kfile) {
-            if ((st = kat_matrix_read(kfile, &K))) {
+            st = kat_matrix_read(kfile, &K);
+#if KAT_CLI_MPI
+            if (dist)
+                st = mpi_cli_agree(st);
+#endif
+            if (st) {
+                if (K.data != Q.data)
+                    kat_dmat_free(&K);
                 kat_dmat_free(&Q);
                 kat_fn_destroy(f);
                 return cli_fail("rank", kfile, st);
@@ -295,6 +340,14 @@ int kat_cmd_rank(int argc, char **argv)
     if (map && (st = kat_featmap_parse(map, Q.cols, pts.seed, &fm)))
         rc = st == KAT_EPARSE ? CLI_USAGE : CLI_FAIL;
     double t0 = cli_now();
+    int root = 1;   /* under MPI, process 0 prints the result */
+#if KAT_CLI_MPI
+    mpi_cli_stats ms;
+    root = !dist || mpi_cli_rank() == 0;
+    if (dist)
+        st = mpi_cli_probe(engine, f, &Q, &K, &o, &r, &ms);
+    else
+#endif
     if (!rc)
         st = mfile ? probe_matrix_file(mfile, &o, &r)
              : fm  ? kat_rank_probe_featmap(fm, &Q, &K, &o, &r)
@@ -309,6 +362,8 @@ int kat_cmd_rank(int argc, char **argv)
         rc = cli_fail("rank", "--map", st);
     } else if (st) {
         rc = cli_fail("rank", mfile ? mfile : "probe", st);
+    } else if (!root) {
+        rc = CLI_OK;
     } else if (json) {
         cli_json j;
         cli_json_begin(&j, stdout);
@@ -349,6 +404,18 @@ int kat_cmd_rank(int argc, char **argv)
         cli_json_int(&j, "seed", (long long)pts.seed);
         cli_json_int(&j, "threads", kat_num_threads());
         cli_json_num(&j, "seconds", secs);
+#if KAT_CLI_MPI
+        if (dist) {
+            cli_json_str(&j, "engine", "slepc");
+            cli_json_str(&j, "svd", ms.svd);
+            cli_json_int(&j, "processes", ms.processes);
+            cli_json_int(&j, "solves", (long long)ms.solves);
+            cli_json_num(&j, "seconds_comm", ms.seconds_comm_max);
+            cli_json_num(&j, "seconds_compute", ms.seconds_compute_max);
+            cli_json_array(&j, "peak_rss_mib", ms.peak_rss_mib,
+                           ms.processes < 1024 ? (size_t)ms.processes : 1024);
+        }
+#endif
         if (sv)
             cli_json_array(&j, "singular_values", r.sv, r.nsv);
         cli_json_end(&j);
@@ -378,6 +445,12 @@ int kat_cmd_rank(int argc, char **argv)
         printf("sigma_1: %.6g, |M|_F: %.6g\n", r.sigma_max, r.fro_norm);
         if (o.method == KAT_RANK_RANDOMIZED)
             printf("randomized: %zu directions, %zu passes over M\n", r.nsv, r.passes);
+#if KAT_CLI_MPI
+        if (dist)
+            printf("slepc (%s SVD): %d processes, %zu solves; peak memory of process 0 %.1f "
+                   "MiB; broadcasts %.3f s\n", ms.svd, ms.processes, ms.solves,
+                   ms.peak_rss_mib[0], ms.seconds_comm_max);
+#endif
         printf("seconds: %.3f\n", secs);
         if (sv) {
             printf("singular values:\n");
@@ -391,5 +464,16 @@ int kat_cmd_rank(int argc, char **argv)
     if (own_k)
         kat_dmat_free(&K);
     kat_fn_destroy(f);
+    return rc;
+}
+
+int kat_cmd_rank(int argc, char **argv)
+{
+    int mpi_began = 0;
+    int rc = rank_main(argc, argv, &mpi_began);
+#if KAT_CLI_MPI
+    if (mpi_began)
+        mpi_cli_end();
+#endif
     return rc;
 }

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd_rank.h"
+#include "mpi_exec.h"
+#if KAT_CLI_MPI
+#include "mpi_cli.h"
+#endif
 #include "gnuplot.h"
 #include "progress.h"
 
@@ -201,7 +205,28 @@ static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs,
     return 0;
 }
 
+static int sweep_run(int argc, char **argv, int dist);
+
+/* Under mpirun, the grid points are handed out to the processes and process 0 writes them. */
 int kat_cmd_sweep(int argc, char **argv)
+{
+#if KAT_CLI_MPI
+    if (mpi_cli_launched()) {
+        int rc = mpi_cli_begin("sweep", argc, argv);
+        if (rc)
+            return rc;
+        rc = sweep_run(argc, argv, 1);
+        mpi_cli_end();
+        return rc;
+    }
+#elif KAT_HAVE_MPI
+    if (mpi_cli_launched())
+        return mpi_exec_kat_mpi("sweep");
+#endif
+    return sweep_run(argc, argv, 0);
+}
+
+static int sweep_run(int argc, char **argv, int dist)
 {
     const char *nlist = "256,512,1024", *dlist = "8", *flist = NULL, *slist = "1";
     const char *deglist = NULL, *out = NULL, *png = NULL;
@@ -296,7 +321,14 @@ int kat_cmd_sweep(int argc, char **argv)
     }
     FILE *csv = NULL;
     kat_outfile *csv_file = NULL;   /* --out: renamed into place when the sweep succeeds */
-    if (out) {
+    int root = 1;
+#if KAT_CLI_MPI
+    root = !dist || mpi_cli_rank() == 0;
+    size_t next = dist ? mpi_cli_next_point(total) : 0;
+#endif
+    if (!root) {
+        json = 0, png = NULL;   /* process 0 writes the results */
+    } else if (out) {
         kat_status st = kat_outfile_open(out, &csv_file, &csv);
         if (st) {
             kat_free(rows);
@@ -309,7 +341,8 @@ int kat_cmd_sweep(int argc, char **argv)
     if (csv)
         fprintf(csv, "n,d,f,scale,rank,predicted,stable,effective,seconds%s\n",
                 o.eps > 0 ? ",eps_rank_spectral,eps_rank_frobenius" : "");
-    size_t done_rows = 0;
+    size_t done_rows = 0, probed = 0;
+    kat_status point_st = KAT_OK;
     progress prog;   /* on a terminal: the point being probed, with an estimate */
     progress_start(&prog, stderr, "kat sweep", json);
     /* Order: f, d, s outer, n inner (the plot's series are consecutive runs). The points for
@@ -324,29 +357,39 @@ int kat_cmd_sweep(int argc, char **argv)
                 break;
             for (size_t si = 0; si < nsc && rc == CLI_OK; si++)
                 for (size_t ni = 0; ni < nn && rc == CLI_OK; ni++) {
+                    size_t g = ((fi * nd + di) * nsc + si) * nn + ni;   /* grid order */
+#if KAT_CLI_MPI
+                    if (dist && g != next)
+                        continue;   /* another process's point */
+#endif
                     kat_dmat q = Q, kk = K;
                     q.rows = kk.rows = ns[ni];
                     o.scale = scales[si];
                     kat_rank_result r;
-                    progress_update(&prog, (double)done_rows / (double)total,
+                    progress_update(&prog, (double)probed++ / (double)total,
                                     "f = %s, d = %zu, s = %g, n = %zu", fs[fi], ds[di],
                                     scales[si], ns[ni]);
                     double t0 = cli_now();
                     kat_status st = kat_rank_probe(f, &q, &kk, &o, &r);
                     if (st) {
                         rc = cli_fail("sweep", fs[fi], st);
+                        point_st = st;
                         break;
                     }
-                    sweep_row *row = &rows[done_rows++];
+                    sweep_row *row = &rows[dist ? g : done_rows++];
                     *row = (sweep_row){ns[ni], ds[di], fi, scales[si], r.rank,
                                        r.predicted_rank, r.stable_rank, r.effective_rank,
                                        cli_now() - t0, r.eps_rank_spectral,
                                        r.eps_rank_frobenius};
                     kat_rank_result_free(&r);
-                    if (csv) {
+                    if (csv && !dist) {
                         csv_row(csv, row, fs[fi], o.eps > 0);
                         fflush(csv);
                     }
+#if KAT_CLI_MPI
+                    if (dist)
+                        next = mpi_cli_next_point(total);
+#endif
                 }
             if (K.data != Q.data)
                 kat_dmat_free(&K);
@@ -355,6 +398,22 @@ int kat_cmd_sweep(int argc, char **argv)
         kat_fn_destroy(f);
     }
     progress_finish(&prog);
+    (void)point_st;   /* read below only by kat-mpi */
+#if KAT_CLI_MPI
+    if (dist) {
+        /* Every process's rows to process 0, which writes those before the first missing
+         * one (a failed point) in grid order; a failure anywhere fails every process. */
+        kat_status st = mpi_cli_gather_rows(rows, total, sizeof *rows,
+                                            rc == CLI_OK ? KAT_OK : point_st ? point_st
+                                                                             : KAT_EINVAL);
+        if (st && rc == CLI_OK)
+            rc = cli_fail("sweep", "a grid point on another process", st);
+        while (done_rows < total && rows[done_rows].n != 0)
+            done_rows++;
+        for (size_t i = 0; csv && i < done_rows; i++)
+            csv_row(csv, &rows[i], fs[rows[i].fi], o.eps > 0);
+    }
+#endif
     if (csv_file) {
         kat_status st = kat_outfile_close(csv_file, rc == CLI_OK);
         if (st && rc == CLI_OK)

@@ -77,8 +77,12 @@ done
 # The guide says each public header also works alone.
 for h in "$src"/include/kat/*.h; do
     printf '#include <kat/%s>\n' "$(basename "$h")" >"$tmp/alone.c"
+    extra=   # kat/mpi.h needs MPI's headers (and is only there when MPI is)
+    if [ "$(basename "$h")" = mpi.h ]; then
+        extra=$(pkg-config --cflags mpi 2>/dev/null) || continue
+    fi
     # shellcheck disable=SC2086
-    $cc -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -I"$src/include" "$tmp/alone.c" \
+    $cc -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -I"$src/include" $extra "$tmp/alone.c" \
         >"$tmp/cc.log" 2>&1 || { bad "kat/$(basename "$h") does not compile alone:"; head -5 "$tmp/cc.log"; }
 done
 

@@ -173,7 +173,9 @@ typedef struct {
     int predict;              /* compute predicted_rank (default 1; costs a QR of Q and K) */
     /* Randomized method. */
     uint64_t seed;            /* Gaussian test matrices (default 0) */
-    size_t block;             /* columns of the first block; each next one doubles (default 64) */
+    size_t block;             /* columns of the first block, at least the predicted rank +
+                                 oversample when theory gives one; each next one doubles
+                                 (default 64) */
     size_t oversample;        /* a block with at least this many directions below the
                                  threshold ends the search (default 10) */
     int power_iters;          /* extra power iterations per block, 2 passes each (default 0:

@@ -135,6 +135,8 @@ rank_op rank_op_transpose(const rank_op *op)
     t.cols = op->rows;
     t.bn = op->an;
     t.transposed = !op->transposed;
+    t.row0 = op->col0;
+    t.col0 = op->row0;
     return t;
 }
 
@@ -220,8 +222,8 @@ kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, siz
         if (finite_fast(row, nj))
             continue;
         size_t j = kat_first_nonfinite(row, nj);
-        size_t r = i0 + i, c = j0 + j;
-        double arg = entry_argument(op, r, c);
+        double arg = entry_argument(op, i0 + i, j0 + j);
+        size_t r = op->row0 + i0 + i, c = op->col0 + j0 + j;
         if (op->transposed) {
             size_t tmp = r;
             r = c;
@@ -259,10 +261,15 @@ static void fro_rescale(fro_acc *acc, double scale)
  * Inf fails the call afterwards), so the least power of two above the block's maximum is. */
 static void fro_add_block(fro_acc *acc, const double *blk, size_t ni, size_t nj, size_t ldb)
 {
+    /* A plain comparison, not fmax: fmax is a libm call per entry (it must order NaNs), and
+     * this loop runs over every entry of M; a NaN is skipped here and reported by the
+     * finiteness check of the product. */
     double amax = 0.0;
     for (size_t i = 0; i < ni; i++)
-        for (size_t j = 0; j < nj; j++)
-            amax = fmax(amax, fabs(blk[i * ldb + j]));
+        for (size_t j = 0; j < nj; j++) {
+            double a = fabs(blk[i * ldb + j]);
+            amax = a > amax ? a : amax;
+        }
     if (!(amax <= DBL_MAX) || amax == 0.0)
         return;   /* Inf: the NaN/Inf check on Y reports it; zeros add nothing */
     fro_rescale(acc, rank_pow2_above(amax));
@@ -358,7 +365,8 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
                                        op->cols - j0 < cb ? op->cols - j0 : cb, buf, cb);
                 if (!st)
                     st = kat_fail(KAT_EDOM, "rows %zu..%zu of M times a test block overflow "
-                                  "(M's entries are finite but too large)", i0, i0 + ni - 1);
+                                  "(M's entries are finite but too large)", op->row0 + i0,
+                                  op->row0 + i0 + ni - 1);
                 kat_par_err_record(&err, t, st);
             }
         }

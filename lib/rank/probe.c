@@ -43,7 +43,7 @@ void kat_rank_result_free(kat_rank_result *res)
     memset(res, 0, sizeof *res);
 }
 
-static kat_status check_opts(const char *who, const kat_rank_opts *o)
+kat_status rank_check_opts(const char *who, const kat_rank_opts *o)
 {
     if (!o)
         return kat_fail(KAT_EINVAL, "%s: opts is NULL", who);
@@ -152,7 +152,7 @@ kat_status kat_rank_probe(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
                           const kat_rank_opts *o, kat_rank_result *res)
 {
     const char *who = "rank_probe";
-    kat_status st = check_opts(who, o);
+    kat_status st = rank_check_opts(who, o);
     if (st)
         return st;
     if (!res)
@@ -179,8 +179,14 @@ kat_status kat_rank_probe(const kat_fn *f, const kat_dmat *Q, const kat_dmat *K,
     rank_op op;
     if ((st = rank_op_init(&op, f, o->form, o->scale, Q, K)))
         return st;
+    /* The randomized search's first block covers the predicted rank and the oversampling:
+     * one block and two passes where doubling from 64 would take more (the search still
+     * checks the prediction: a block must end with `oversample` values below the threshold). */
+    kat_rank_opts ob = *o;
+    if (pred != KAT_RANK_NONE && pred + o->oversample > ob.block)
+        ob.block = pred + o->oversample;
     kat_rank_result r;
-    st = run_op(who, &op, o, &r);
+    st = run_op(who, &op, &ob, &r);
     rank_op_free(&op);
     if (st)
         return st;
@@ -205,7 +211,7 @@ kat_status kat_rank_probe_featmap(const kat_featmap *fm, const kat_dmat *Q, cons
                                   const kat_rank_opts *o, kat_rank_result *res)
 {
     const char *who = "rank_probe_featmap";
-    kat_status st = check_opts(who, o);
+    kat_status st = rank_check_opts(who, o);
     if (st)
         return st;
     if (!fm)
@@ -246,7 +252,7 @@ kat_status kat_rank_probe_featmap(const kat_featmap *fm, const kat_dmat *Q, cons
 kat_status kat_rank_probe_matrix(const kat_dmat *M, const kat_rank_opts *o, kat_rank_result *res)
 {
     const char *who = "rank_probe_matrix";
-    kat_status st = check_opts(who, o);
+    kat_status st = rank_check_opts(who, o);
     if (st)
         return st;
     if (!res)

@@ -108,7 +108,7 @@ static kat_status apply(sketch *s, int transposed, const double *X, size_t b, do
 
 /* The least r whose Frobenius tail fits eps |M|_F (rank_eps_frobenius_tail), computed in the
  * units of fro's scale so that huge entries neither overflow nor tiny ones vanish. */
-static size_t eps_frobenius(const double *sv, size_t k, const rank_fro *fro, double eps)
+size_t rank_eps_frobenius_fro(const double *sv, size_t k, const rank_fro *fro, double eps)
 {
     rank_sum cap = {0.0, 0.0};
     for (size_t i = k; i-- > 0;) {
@@ -117,6 +117,43 @@ static size_t eps_frobenius(const double *sv, size_t k, const rank_fro *fro, dou
     }
     double rest = fro->ssq - rank_sum_value(&cap);
     return rank_eps_frobenius_tail(sv, k, fro->scale, rest > 0 ? rest : 0, fro->ssq, eps);
+}
+
+double rank_search_threshold(double sigma1, size_t n, size_t m, const kat_rank_opts *o)
+{
+    double tau = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
+    if (o->eps > 0.0 && o->eps * sigma1 < tau)
+        tau = o->eps * sigma1;
+    return tau;
+}
+
+void rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *sv, size_t k,
+                             const rank_fro *fro, const kat_rank_opts *o, int converged,
+                             size_t passes)
+{
+    double sigma1 = k ? sv[0] : 0.0;
+    double tol = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
+    memset(res, 0, sizeof *res);
+    res->n = n;
+    res->m = m;
+    res->method = KAT_RANK_RANDOMIZED;
+    res->sv = sv;
+    res->nsv = k;
+    res->tol = tol;
+    res->rank = rank_count_above(sv, k, tol);
+    res->sigma_max = sigma1;
+    res->fro_norm = fro->scale * sqrt(fro->ssq);
+    double s1 = sigma1 / fro->scale;   /* stable rank |M|_F^2 / sigma_1^2 in fro's units */
+    res->stable_rank = s1 > 0.0 ? fro->ssq / (s1 * s1) : 0.0;
+    kat_rank_effective(sv, k, &res->effective_rank);
+    res->eps_rank_spectral = res->eps_rank_frobenius = KAT_RANK_NONE;
+    if (o->eps > 0.0) {
+        res->eps_rank_spectral = rank_count_above(sv, k, o->eps * sigma1);
+        res->eps_rank_frobenius = rank_eps_frobenius_fro(sv, k, fro, o->eps);
+    }
+    res->converged = converged;
+    res->passes = passes;
+    res->predicted_rank = res->base_rank = KAT_RANK_NONE;
 }
 
 /* Singular values of the column-major rows x cols matrix a, not destroyed (copied). */
@@ -221,7 +258,7 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     kat_rng *rng = NULL;
     kat_status st = kat_rng_create(o->seed, &rng);
     rank_fro fro = {1.0, 0.0};
-    double tol = 0.0, sigma1 = 0.0;
+    double sigma1 = 0.0;
     int converged = 0;
     size_t bcur = o->block ? o->block : 32;
     /* The basis products and factorisations run single-threaded, held for the loop: they are
@@ -238,17 +275,14 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
          * needed inside the loop only for the Frobenius criterion. */
         if (s.svb[0] > sigma1)
             sigma1 = s.svb[0];
-        tol = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
-        double tau = tol;
-        if (o->eps > 0.0 && o->eps * sigma1 < tau)
-            tau = o->eps * sigma1;
+        double tau = rank_search_threshold(sigma1, n, m, o);
         /* Saturated: the new block found at least p directions at or below the threshold,
          * so (with high probability) none above it is left outside the basis. */
         int done = b - rank_count_above(s.svb, b, tau) >= p;
         if (done && o->eps > 0.0) {
             if ((st = values_of(&s, s.Zb, m, s.k, s.sv)))
                 break;
-            size_t kf = eps_frobenius(s.sv, s.k, &fro, o->eps);
+            size_t kf = rank_eps_frobenius_fro(s.sv, s.k, &fro, o->eps);
             done = kf != KAT_RANK_NONE && s.k - kf >= p;
         }
         if (done || s.k == mn) {
@@ -266,31 +300,8 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
         sketch_free(&s);
         return st;
     }
-    size_t k = s.k;
-    sigma1 = k ? s.sv[0] : 0.0;
-    tol = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
-    memset(res, 0, sizeof *res);
-    res->n = n;
-    res->m = m;
-    res->method = KAT_RANK_RANDOMIZED;
-    res->sv = s.sv;   /* keep the values; free the rest */
-    s.sv = NULL;
-    res->nsv = k;
-    res->tol = tol;
-    res->rank = rank_count_above(res->sv, k, tol);
-    res->sigma_max = sigma1;
-    res->fro_norm = fro.scale * sqrt(fro.ssq);
-    double s1 = sigma1 / fro.scale;   /* stable rank |M|_F^2 / sigma_1^2 in fro's units */
-    res->stable_rank = s1 > 0.0 ? fro.ssq / (s1 * s1) : 0.0;
-    kat_rank_effective(res->sv, k, &res->effective_rank);
-    res->eps_rank_spectral = res->eps_rank_frobenius = KAT_RANK_NONE;
-    if (o->eps > 0.0) {
-        res->eps_rank_spectral = rank_count_above(res->sv, k, o->eps * sigma1);
-        res->eps_rank_frobenius = eps_frobenius(res->sv, k, &fro, o->eps);
-    }
-    res->converged = converged;
-    res->passes = s.passes;
-    res->predicted_rank = res->base_rank = KAT_RANK_NONE;
+    rank_result_from_values(res, n, m, s.sv, s.k, &fro, o, converged, s.passes);
+    s.sv = NULL;   /* res keeps the values */
     sketch_free(&s);
     return KAT_OK;
 }

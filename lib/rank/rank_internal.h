@@ -17,12 +17,17 @@ typedef struct {
     size_t rows, cols, d;
     double *an, *bn;         /* l2sq: squared row norms of a and b (owned by the op) */
     int transposed;          /* 1 when this is the transpose of the user's M (for messages) */
+    size_t row0, col0;       /* where a's and b's first rows sit in the whole Q and K, when the
+                                op is one block of a larger M (messages name M's entries) */
 } rank_op;
 
 /* Validate Q and K (structure, same d >= 1, BLAS int limits; finiteness when check_finite)
  * and the form/scale; `who` prefixes the error. */
 kat_status rank_check_inputs(const char *who, kat_rank_form form, double s, const kat_dmat *Q,
                              const kat_dmat *K, int check_finite);
+/* Validate the options of a probe (method, tolerances, oversample, power_iters, tile_rows);
+ * `who` prefixes the error. */
+kat_status rank_check_opts(const char *who, const kat_rank_opts *o);
 /* Set up the rule for M = f(s * a(Q, K)) (computes the norms for l2sq). Q and K must already
  * be validated. */
 kat_status rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double s,
@@ -54,6 +59,19 @@ kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_ro
 
 /* The matrix-free randomized rank on an operator (randomized.c). */
 kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_rank_result *res);
+
+/* What the matrix-free searches (randomized.c and the distributed one) share. The threshold
+ * below which a singular value counts as beyond the rank: the numerical-rank tolerance, or
+ * eps * sigma_1 when smaller. */
+double rank_search_threshold(double sigma1, size_t n, size_t m, const kat_rank_opts *o);
+/* The Frobenius eps-rank of sv[0..k-1] against |M|_F^2 = fro (the energy outside the
+ * values counts as the tail), or KAT_RANK_NONE when even k values do not reach it. */
+size_t rank_eps_frobenius_fro(const double *sv, size_t k, const rank_fro *fro, double eps);
+/* Fill res from k singular values sv (descending; res takes ownership) of an n x m matrix with
+ * |M|_F^2 = fro: rank, tolerance, stable and effective ranks, eps-ranks (as kat_rank_probe). */
+void rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *sv, size_t k,
+                             const rank_fro *fro, const kat_rank_opts *o, int converged,
+                             size_t passes);
 
 /* Phi = phi(Q) (n x D) and Psi = psi(K) (m x D) for a feature map, allocated here (free with
  * kat_dmat_free); Q and K must already be validated and have d = the map's in_dim. */
