@@ -156,7 +156,8 @@ def _resolve(pattern, q4, k4, v4, *, q_buckets, k_buckets, q_keep, k_keep, mask,
 def attention(q, k, v, *, pattern: Any = "dense", causal: bool = False,
               scale: Optional[float] = None, return_lse: bool = False, q_buckets=None,
               k_buckets=None, q_keep=None, k_keep=None, mask=None, featmap=None,
-              unnormalized: bool = False, chunk: int = 0, block_q: int = 0, block_k: int = 0):
+              unnormalized: bool = False, chunk: int = 0, block_q: int = 0, block_k: int = 0,
+              _keep_index: Optional[list] = None):
     """Softmax attention o = softmax(scale q k^T) v restricted to a pattern, or linear
     attention with a feature map.
 
@@ -179,7 +180,9 @@ def attention(q, k, v, *, pattern: Any = "dense", causal: bool = False,
         block_q, block_k: the block sizes of a block mask (0: the engine's tiles).
 
     Returns o (float32, q's shape with D_v last), or (o, lse). Raises ValueError for bad
-    arguments (naming them), NotImplementedError for combinations no solver supports."""
+    arguments (naming them), NotImplementedError for combinations no solver supports.
+    ``_keep_index`` (internal, kat.torch): a list that receives the plan and the index of the
+    per-call pattern data (None for patterns without one), for ``attention_backward``."""
     nd = np.ndim(q)
     qa, ka, va = (_tensor(x, n, nd) for x, n in ((q, "q"), (k, "k"), (v, "v")))
     q4, k4, v4 = _as4(qa), _as4(ka), _as4(va)
@@ -190,11 +193,13 @@ def attention(q, k, v, *, pattern: Any = "dense", causal: bool = False,
         raise ValueError("return_lse: linear attention has no softmax, hence no logsumexp")
     o = np.empty(qa.shape[:-1] + (va.shape[-1],), dtype=np.float32)
     lse = np.empty(qa.shape[:-1], dtype=np.float32) if call.lse_ok else None
-    _native.attention(False, call.spec, call.fmap,
+    res = _native.attention(False, call.spec, call.fmap,
                       (int(bool(causal)), 0.0 if scale is None else float(scale),
                        bool(unnormalized), int(chunk)),
                       (q4, k4, v4, _as4(o), None if lse is None else lse.reshape(q4.shape[:3])),
-                      call.data)
+                      call.data, *(() if _keep_index is None else (True,)))
+    if _keep_index is not None:
+        _keep_index.append(res[1])
     return (o, lse) if return_lse else o
 
 
@@ -202,12 +207,14 @@ def attention_backward(q, k, v, o, dout, lse=None, *, pattern: Any = "dense",
                        causal: bool = False, scale: Optional[float] = None, q_buckets=None,
                        k_buckets=None, q_keep=None, k_keep=None, mask=None, featmap=None,
                        unnormalized: bool = False, chunk: int = 0, block_q: int = 0,
-                       block_k: int = 0):
+                       block_k: int = 0, _index: Any = None):
     """Gradients (dq, dk, dv) of :func:`attention` given its output ``o`` and dL/do ``dout``,
     with the same pattern and per-call data. ``lse`` is the forward's logsumexp: required by
     the sparse patterns; for dense attention None recomputes the softmax statistics (more
     accurate, about 20% slower); linear attention takes none. dk and dv sum over the query
-    heads that share a key/value head."""
+    heads that share a key/value head. ``_index`` (internal): what the forward's
+    ``_keep_index`` received; the pass then reuses the forward's sorted, tiled pattern data
+    (the per-call data must be the forward's)."""
     nd = np.ndim(q)
     qa, ka, va = (_tensor(x, n, nd) for x, n in ((q, "q"), (k, "k"), (v, "v")))
     oa, da = _tensor(o, "o", nd), _tensor(dout, "dout", nd)
@@ -233,7 +240,7 @@ def attention_backward(q, k, v, o, dout, lse=None, *, pattern: Any = "dense",
                       (int(bool(causal)), 0.0 if scale is None else float(scale),
                        bool(unnormalized), int(chunk)),
                       (q4, k4, v4, _as4(oa), lse4, _as4(da), _as4(dq), _as4(dk), _as4(dv)),
-                      call.data)
+                      call.data, _index)
     return dq, dk, dv
 
 

@@ -203,50 +203,21 @@ def python_map(obj: Any, d: Optional[int] = None) -> FeatureMap:
 
 def featmap(spec: Any, d: Optional[int] = None, *, scale: Optional[float] = None,
             seed: int = 0) -> FeatureMap:
-    """A feature map from a spec string, as ``kat features --map`` reads it, or from a Python
-    object (see :func:`python_map`).
+    """A feature map from a spec string, or from a Python object (see :func:`python_map`).
 
-    Specs: ``taylor:P`` (exp(s q.k), s = ``scale`` or 1/sqrt(d)), ``poly:EXPR``, ``rff:M[:pair]``
-    and ``rff-laplace:M[:pair]`` (sigma = ``scale`` or 1), ``favor:M[:ortho][:stable]`` (s =
-    ``scale`` or 1/sqrt(d)), ``elu1``, ``group[:R]`` (exp(-x) on the hypercube {0,1}^d, rank
-    R)."""
+    A spec is read by kat's own parser, so it means the same map as in ``kat features --map``,
+    ``kat attn --mode linear --map`` and ``kat rank --map``: ``taylor:P`` or ``taylorP``
+    (exp(s q.k)), ``poly:EXPR``, ``rff:M[:pair]`` and ``rff-laplace:M[:pair]`` (bandwidth
+    sigma), ``favor:M[:ortho][:stable]`` (exp(s q.k)), ``elu1``, ``group[:R]`` (exp(-x) on the
+    hypercube {0,1}^d, rank R). ``scale`` is s or sigma (None: kat's default, s = 1/sqrt(d) and
+    sigma = d^(1/4)); ``seed`` draws the random maps' frequencies (as ``--seed``). A malformed
+    spec raises ValueError with kat's message."""
     if not isinstance(spec, str):
         return python_map(spec, d)
     if d is None:
         raise ValueError(f"featmap: {spec!r} needs the input dimension d")
-    d = size(d, "d", 1)
-    head, _, rest = spec.partition(":")
-    parts = rest.split(":") if rest else []
-
-    def count(what: str) -> int:
-        if not parts or not parts[0].isdigit():
-            raise ValueError(f"featmap: {spec!r}: {head} needs {what}, e.g. {head}:64")
-        return int(parts[0])
-
-    def options(*allowed: str) -> set:
-        given = parts[1:]
-        if any(o not in allowed for o in given) or len(set(given)) != len(given):
-            raise ValueError(f"featmap: {spec!r}: the options of {head} are "
-                             + ", ".join(f"':{a}'" for a in allowed) + ", each at most once")
-        return set(given)
-
-    if head == "taylor":
-        return taylor(d, count("an order"), 1.0 / scale if scale else 0.0)
-    if head == "poly":
-        if not rest:
-            raise ValueError(f"featmap: {spec!r}: poly needs an expression, e.g. poly:(1+x)^2")
-        return poly(rest, d)
-    if head in ("rff", "rff-laplace"):
-        m = count("a number of frequencies")
-        return rff(d, m, scale if scale else 1.0, "laplace" if head == "rff-laplace" else
-                   "gaussian", "pair" in options("pair"), seed)
-    if head == "favor":
-        m = count("a number of features")
-        opts = options("ortho", "stable")
-        return favor(d, m, scale, "ortho" in opts, "stable" in opts, seed)
-    if head == "elu1" and not rest:
-        return elu1(d)
-    if head == "group":
-        return group("exp(-x)", d, count("a rank") if parts else 0)
-    raise ValueError(f"featmap: unknown map {spec!r} (taylor:P, poly:EXPR, rff:M, rff-laplace:M, "
-                     "favor:M, elu1, group[:R])")
+    if scale is not None and not float(scale) > 0:
+        raise ValueError(f"scale = {scale} must be > 0 (None: the map's default)")
+    return FeatureMap(_native.featmap_spec(spec, size(d, "d", 1),
+                                           0.0 if scale is None else float(scale),
+                                           size(seed, "seed")))

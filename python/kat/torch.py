@@ -16,6 +16,9 @@ from .featmap import FeatureMap, python_map
 
 __all__ = ["attention", "Attention"]
 
+# Whether a forward keeps its pattern index for the backward (off only to measure the gain).
+_share_index = True
+
 
 def _view(t: "_torch.Tensor", name: str) -> np.ndarray:
     """A NumPy view of a CPU float32 tensor's memory (no copy)."""
@@ -40,13 +43,16 @@ class _KatAttention(_torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, opts):
         qn, kn, vn = _view(q, "query"), _view(k, "key"), _view(v, "value")
+        # a per-call sparse pattern is sorted and tiled once: the backward reuses the index
+        kept: list = [] if opts["share"] else None
         if opts["lse"]:
-            o, lse = _forward(qn, kn, vn, return_lse=True, **opts["kw"])
+            o, lse = _forward(qn, kn, vn, return_lse=True, _keep_index=kept, **opts["kw"])
         else:
-            o, lse = _forward(qn, kn, vn, **opts["kw"]), None
+            o, lse = _forward(qn, kn, vn, _keep_index=kept, **opts["kw"]), None
         ot = _torch.from_numpy(o)
         lt = None if lse is None else _torch.from_numpy(lse)
         ctx.opts = opts
+        ctx.index = kept[0] if kept else None   # freed with the context
         ctx.save_for_backward(q, k, v, ot, *([] if lt is None else [lt]))
         return ot
 
@@ -56,7 +62,8 @@ class _KatAttention(_torch.autograd.Function):
         q, k, v, o = saved[:4]
         lse = saved[4].numpy() if len(saved) > 4 else None
         dq, dk, dv = _backward(q.detach().numpy(), k.detach().numpy(), v.detach().numpy(),
-                               o.numpy(), _grad_view(dout), lse, **ctx.opts["kw"])
+                               o.numpy(), _grad_view(dout), lse, _index=ctx.index,
+                               **ctx.opts["kw"])
         return _torch.from_numpy(dq), _torch.from_numpy(dk), _torch.from_numpy(dv), None
 
 
@@ -117,7 +124,8 @@ def attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
             raise NotImplementedError(f"feature map {name} has no gradient (vjp): it runs "
                                       "forward only; call it under torch.no_grad() or use a "
                                       "built-in map")
-    opts = {"kw": kw, "lse": not linear}
+    opts = {"kw": kw, "lse": not linear, "share": wants_grad and not linear and
+            _share_index}
     return _KatAttention.apply(query, key, value, opts)
 
 

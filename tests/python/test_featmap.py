@@ -44,8 +44,9 @@ def test_random_maps_estimate_their_kernel(rng, spec):
     est = fm.apply(q) @ fm.apply_key(k).T
     exact = fm.score(q, k)
     diff = q[:, None, :] - k[None, :, :]
-    want = {"rff": np.exp(-(diff ** 2).sum(-1) / 2),
-            "rff-laplace": np.exp(-np.abs(diff).sum(-1)),
+    sigma = d ** 0.25   # kat's default bandwidth, in every command that takes a spec
+    want = {"rff": np.exp(-(diff ** 2).sum(-1) / (2 * sigma ** 2)),
+            "rff-laplace": np.exp(-np.abs(diff).sum(-1) / sigma),
             "favor": np.exp(q @ k.T / np.sqrt(d))}[spec.split(":")[0]]
     np.testing.assert_allclose(exact, want, rtol=1e-12)
     assert np.abs(est - exact).max() < 0.1   # Monte Carlo error ~ 1/sqrt(M)
@@ -127,14 +128,66 @@ def test_python_map_errors_come_back(rng):
         kat.kernel_matrix(Raises(), rng.standard_normal((4, 2)))
 
 
-@pytest.mark.parametrize("spec,msg", [
-    ("taylor", "needs an order"),
-    ("rff:x", "needs a number"),
-    ("favor:8:fast", "options of favor are ':ortho', ':stable'"),
-    ("rff:8:pair:pair", "each at most once"),
-    ("softmax", "unknown map"),
-    ("poly:exp(x)", "not a polynomial"),
+SPEC_MAPS = [   # a spec, and the map that kat's grammar documents for it (include/kat/featmaps.h)
+    ("taylor:2", lambda d, s: kat.taylor(d, 2)),
+    ("taylor2", lambda d, s: kat.taylor(d, 2)),
+    ("favor:64:ortho", lambda d, s: kat.favor(d, 64, orthogonal=True, seed=s)),
+    ("favor:16:stable", lambda d, s: kat.favor(d, 16, stable=True, seed=s)),
+    ("rff:32", lambda d, s: kat.rff(d, 32, sigma=d ** 0.25, seed=s)),
+    ("rff:32:pair", lambda d, s: kat.rff(d, 32, sigma=d ** 0.25, pair=True, seed=s)),
+    ("rff-laplace:8", lambda d, s: kat.rff(d, 8, sigma=d ** 0.25, kernel="laplace", seed=s)),
+    ("elu1", lambda d, s: kat.elu1(d)),
+    ("poly:(1+x)^2", lambda d, s: kat.poly([1.0, 2.0, 1.0], d)),
+]
+
+
+@pytest.mark.parametrize("spec,made", SPEC_MAPS)
+@pytest.mark.parametrize("d", [1, 6])
+def test_spec_is_the_library_grammar(rng, spec, made, d):
+    """kat.featmap(spec) goes through kat_featmap_parse, as every CLI command does: the same
+    features, bit for bit, as the constructor with the grammar's defaults and the same seed."""
+    fm, ref = kat.featmap(spec, d, seed=7), made(d, 7)
+    assert fm.dim == ref.dim and fm.name == ref.name
+    for dt in (np.float64, np.float32):
+        x = rng.standard_normal((11, d)).astype(dt)
+        for side in ("query", "key"):
+            np.testing.assert_array_equal(fm.apply(x, side), ref.apply(x, side))
+
+
+def test_spec_scale_and_seed():
+    d = 5
+    x = np.linspace(-1, 1, 3 * d).reshape(3, d)
+    np.testing.assert_array_equal(kat.featmap("rff:16", d, scale=2.0, seed=3).apply(x),
+                                  kat.rff(d, 16, sigma=2.0, seed=3).apply(x))
+    np.testing.assert_array_equal(kat.featmap("taylor:2", d, scale=0.25).apply(x),
+                                  kat.taylor(d, 2, tau=4.0).apply(x))
+    assert not np.array_equal(kat.featmap("rff:16", d, seed=3).apply(x),
+                              kat.featmap("rff:16", d, seed=4).apply(x))
+
+
+@pytest.mark.parametrize("spec,msg", [   # the sentences of kat features --map, word for word
+    ("favor:0", "map 'favor:0': the feature count M must be >= 1"),
+    ("taylor", "map 'taylor': taylor needs an order P >= 0 (taylor:P or taylorP), got ''"),
+    ("rff:x", "map 'rff:x': 'x' is not a feature count M"),
+    ("favor:8:fast", "map 'favor:8:fast': unknown option 'fast' (expected ortho or stable)"),
+    ("softmax", "unknown map 'softmax' (taylor:P, taylorP, poly:EXPR, rff:M[:pair], "
+                "rff-laplace:M[:pair], favor:M[:ortho][:stable], elu1, group[:R])"),
 ])
-def test_bad_specs(spec, msg):
-    with pytest.raises(ValueError, match=msg):
+def test_bad_specs_carry_the_library_sentence(spec, msg):
+    with pytest.raises(ValueError) as e:
         kat.featmap(spec, 4)
+    assert str(e.value) == msg
+    with pytest.raises(ValueError) as e:   # the linear pattern reads its map the same way
+        kat.attention(*(np.ones((1, 3, 4), np.float32),) * 3, pattern="linear:" + spec)
+    assert str(e.value) == msg
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(scale=0.0), "scale = 0.0 must be > 0"),
+    (dict(scale=-1.0), "scale = -1.0 must be > 0"),
+])
+def test_bad_scale(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        kat.featmap("rff:4", 4, **kw)
+    with pytest.raises(ValueError, match="elu1 maps take no scale"):
+        kat.featmap("elu1", 4, scale=2.0)

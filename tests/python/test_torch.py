@@ -186,3 +186,55 @@ def test_expanded_incoming_gradient():
     kt.attention(q2, k2, v2, is_causal=True).backward(torch.ones(1, 2, 12, 8))
     for a, b in ((q, q2), (k, k2), (v, v2)):
         assert torch.equal(a.grad, b.grad)
+
+
+def shared_and_rebuilt(monkeypatch, make, **kw):
+    """Output and gradients of one call with the forward's index kept for the backward, and
+    of the same call with the backward sorting and tiling the pattern data again."""
+    runs = []
+    for share in (True, False):
+        monkeypatch.setattr(kt, "_share_index", share)
+        q, k, v = make()
+        o = kt.attention(q, k, v, **kw)
+        o.backward(torch.randn(o.shape, generator=torch.Generator().manual_seed(4)))
+        runs.append([o.detach()] + [t.grad for t in (q, k, v)])
+    return runs
+
+
+@pytest.mark.parametrize("case", ["hash", "qkdrop", "lsh", "mask", "gqa-hash"])
+def test_shared_index_gives_identical_gradients(monkeypatch, case):
+    B, H, Hkv, N, D = 2, 4, 4 if case != "gqa-hash" else 2, 75, 24
+    make = lambda: tensors(B, H, Hkv, N, N, D, seed=5)
+    g = torch.Generator().manual_seed(6)
+    kw = {"hash": dict(pattern="hash", is_causal=True,
+                       q_buckets=torch.randint(0, 4, (B, H, N), generator=g),
+                       k_buckets=torch.randint(0, 4, (B, H, N), generator=g)),
+          "gqa-hash": dict(pattern="hash:3", enable_gqa=True,
+                           q_buckets=torch.randint(0, 3, (B, H, N), generator=g),
+                           k_buckets=torch.randint(0, 3, (B, Hkv, N), generator=g)),
+          "qkdrop": dict(pattern="qkdrop", q_keep=torch.rand(B, H, N, generator=g) < 0.6,
+                         k_keep=torch.rand(B, H, N, generator=g) < 0.8),
+          "lsh": dict(pattern="lsh:8:3", is_causal=True),
+          "mask": dict(attn_mask=torch.rand(N, N, generator=g) < 0.3)}[case]
+    shared, rebuilt = shared_and_rebuilt(monkeypatch, make, **kw)
+    for a, b, name in zip(shared, rebuilt, ("o", "dq", "dk", "dv")):
+        assert torch.equal(a, b), name
+    assert shared[1].abs().max() > 0
+
+
+def test_shared_index_is_kept_only_where_it_helps(monkeypatch):
+    import kat._attention as ka
+    kept = []
+    real = ka.attention
+
+    def spy(*a, _keep_index=None, **kw):
+        out = real(*a, _keep_index=_keep_index, **kw)
+        kept.append(None if _keep_index is None else _keep_index[0])
+        return out
+    monkeypatch.setattr(kt, "_forward", spy)
+    q, k, v = tensors(1, 2, 2, 9, 9, 8)
+    kt.attention(q, k, v, pattern="lsh:4").sum().backward()
+    kt.attention(q, k, v).sum().backward()
+    with torch.no_grad():
+        kt.attention(q, k, v, pattern="lsh:4")
+    assert type(kept[0]).__name__ == "PyCapsule" and kept[1:] == [None, None]

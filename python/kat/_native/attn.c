@@ -1,7 +1,7 @@
 /* Attention through the plan API: one call builds the plan for the shapes and the pattern,
  * runs the forward or the backward on views of the caller's float32 arrays (any strides with
  * a contiguous last dimension, so a transposed [B, N, H, D] buffer is read in place), and
- * destroys it. Per-call data (bucket ids, keep masks, an element mask) come as contiguous
+ * destroys it (unless a forward keeps it, with its index, for the backward). Per-call data (bucket ids, keep masks, an element mask) come as contiguous
  * int32 / uint8 buffers that the Python layer has checked and converted. */
 #include <string.h>
 #include "native.h"
@@ -81,19 +81,61 @@ static int get_flat(PyObject *obj, const char *what, const char *fmt, size_t cou
 enum { T_Q, T_K, T_V, T_O, T_LSE, T_DO, T_DQ, T_DK, T_DV, T_COUNT };
 enum { D_QB, D_KB, D_QKEEP, D_KKEEP, D_MASK, D_COUNT };
 
+/* A forward's plan and the index of its per-call data, kept for its backward (a capsule). */
+typedef struct {
+    kat_attn_plan *plan;
+    kat_attn_index *index;
+    /* a per-call element mask: the index reads its dense data by reference */
+    kat_sparse_blockmask *mask;
+    uint8_t *mask_data;
+} shared_index;
+
+static const char shared_name[] = "kat.attn_index";
+
+static void shared_destroy(PyObject *capsule)
+{
+    shared_index *s = PyCapsule_GetPointer(capsule, shared_name);
+    if (!s)
+        return;
+    kat_attn_index_destroy(s->index);   /* before the plan it refers to */
+    kat_attn_plan_destroy(s->plan);
+    kat_sparse_blockmask_destroy(s->mask);
+    PyMem_RawFree(s->mask_data);
+    PyMem_RawFree(s);
+}
+
+/* Whether the pattern sorts and tiles per-call data, which an index holds. */
+static int has_index(const kat_attn_pattern *p)
+{
+    return p->kind == KAT_ATTN_QKDROP || p->kind == KAT_ATTN_HASH || p->kind == KAT_ATTN_LSH ||
+           (p->kind == KAT_ATTN_BLOCKMASK && !p->mask);
+}
+
 /* attention(backward, spec, map, (causal, scale, unnormalized, chunk),
  *           (q, k, v, o, lse, [dout, dq, dk, dv]),
- *           (q_buckets, k_buckets, q_keep, k_keep, mask, mask_B, mask_H, block_q, block_k)) */
+ *           (q_buckets, k_buckets, q_keep, k_keep, mask, mask_B, mask_H, block_q, block_k)
+ *           [, share])
+ * share: in a forward, True returns (solver, index) where index is a capsule of the plan and
+ * the index of the per-call data (kat_attn_index_create), None for patterns without one; in a
+ * backward, that capsule, whose plan and index the pass then uses instead of building them
+ * again (the per-call data must be the forward's). */
 static PyObject *py_attention(PyObject *self, PyObject *args)
 {
     int backward, causal, unnormalized;
     const char *spec;
-    PyObject *mapobj, *tens, *data;
+    PyObject *mapobj, *tens, *data, *share = Py_None;
     double scale;
     Py_ssize_t chunk;
-    if (!PyArg_ParseTuple(args, "psO(idpn)O!O!", &backward, &spec, &mapobj, &causal, &scale,
-                          &unnormalized, &chunk, &PyTuple_Type, &tens, &PyTuple_Type, &data))
+    if (!PyArg_ParseTuple(args, "psO(idpn)O!O!|O", &backward, &spec, &mapobj, &causal, &scale,
+                          &unnormalized, &chunk, &PyTuple_Type, &tens, &PyTuple_Type, &data,
+                          &share))
         return NULL;
+    shared_index *given = NULL;
+    if (backward && share != Py_None) {
+        if (!(given = PyCapsule_GetPointer(share, shared_name)))
+            return NULL;
+    }
+    const int make_index = !backward && PyObject_IsTrue(share) == 1;
     const int ntens = backward ? T_COUNT : T_DO;
     if (PyTuple_GET_SIZE(tens) != ntens || PyTuple_GET_SIZE(data) != D_COUNT + 4)
         return PyErr_Format(PyExc_TypeError, "attention: wrong number of arrays");
@@ -123,6 +165,8 @@ static PyObject *py_attention(PyObject *self, PyObject *args)
     int have_keep[2] = {0, 0};
     kat_sparse_blockmask *mask = NULL;
     kat_attn_plan *plan = NULL;
+    kat_attn_index *index = NULL;
+    uint8_t *mask_data = NULL;
     for (int i = 0; i < ntens; i++) {
         PyObject *o = PyTuple_GET_ITEM(tens, i);
         if (o == Py_None)
@@ -181,6 +225,14 @@ static PyObject *py_attention(PyObject *self, PyObject *args)
         size_t count = (size_t)mB * (size_t)mH * desc.N * desc.M;
         if (get_flat(o, "mask", "B", count, &db[D_MASK], &p) < 0)
             goto done;
+        if (make_index) {   /* kept with the index, which reads it after this call */
+            if (!(mask_data = PyMem_RawMalloc(count ? count : 1))) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            memcpy(mask_data, p, count);
+            p = mask_data;
+        }
         st = kat_sparse_blockmask_from_dense(p, (size_t)mB, (size_t)mH, desc.N, desc.M,
                                              bq > 0 ? (size_t)bq : kat_sparse_tile_q(),
                                              bk > 0 ? (size_t)bk : kat_sparse_tile_k(), &mask);
@@ -191,21 +243,49 @@ static PyObject *py_attention(PyObject *self, PyObject *args)
         a.mask = mask;
     }
     const kat_tensor *lse = have[T_LSE] ? &t[T_LSE] : NULL;
+    const kat_attn_plan *run = given ? given->plan : NULL;
+    const int indexed = make_index && has_index(&pattern);
     Py_BEGIN_ALLOW_THREADS
-    st = kat_attn_plan_create(&desc, &pattern, &plan);
+    st = run ? KAT_OK : kat_attn_plan_create(&desc, &pattern, &plan);
+    if (!run)
+        run = plan;
+    if (!st && indexed)
+        st = kat_attn_index_create(run, &a, &t[T_Q], &t[T_K], &index);
+    a.index = given ? given->index : index;
     if (!st && !backward)
-        st = kat_attn_forward(plan, &a, &t[T_Q], &t[T_K], &t[T_V], &t[T_O], lse, NULL);
+        st = kat_attn_forward(run, &a, &t[T_Q], &t[T_K], &t[T_V], &t[T_O], lse, NULL);
     else if (!st)
-        st = kat_attn_backward(plan, &a, &t[T_Q], &t[T_K], &t[T_V], &t[T_O], lse, &t[T_DO],
+        st = kat_attn_backward(run, &a, &t[T_Q], &t[T_K], &t[T_V], &t[T_O], lse, &t[T_DO],
                                &t[T_DQ], &t[T_DK], &t[T_DV], NULL);
     Py_END_ALLOW_THREADS
     PyObject *none = katpy_finish(fm ? fm->cb : NULL, st);
     if (none)
-        ret = PyUnicode_FromString(kat_attn_plan_solver(plan));
+        ret = PyUnicode_FromString(kat_attn_plan_solver(run));
     Py_XDECREF(none);
+    if (ret && make_index) {
+        PyObject *cap = Py_None;
+        shared_index *s = NULL;
+        if (indexed && !(s = PyMem_RawMalloc(sizeof *s)))
+            cap = PyErr_NoMemory();
+        else if (indexed) {
+            *s = (shared_index){plan, index, mask, mask_data};
+            if ((cap = PyCapsule_New(s, shared_name, shared_destroy)))
+                plan = NULL, index = NULL, mask = NULL, mask_data = NULL;   /* owned by cap */
+            else
+                PyMem_RawFree(s);
+        } else {
+            Py_INCREF(cap);
+        }
+        PyObject *pair = cap ? PyTuple_Pack(2, ret, cap) : NULL;
+        Py_XDECREF(cap);
+        Py_DECREF(ret);
+        ret = pair;
+    }
 done:
+    kat_attn_index_destroy(index);
     kat_attn_plan_destroy(plan);
     kat_sparse_blockmask_destroy(mask);
+    PyMem_RawFree(mask_data);
     for (int s = 0; s < 2; s++)
         if (have_keep[s])
             kat_sparse_keep_free(&keeps[s]);

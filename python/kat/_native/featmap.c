@@ -395,7 +395,32 @@ static PyObject *py_python(PyObject *self, PyObject *args)
     return wrap(fm, &s->cb);
 }
 
+/* spec(spec, d, scale, seed): the library's feature-map grammar (kat_featmap_spec_parse), the
+ * same for every kat command; scale 0 selects the kind's default. */
+static PyObject *py_spec(PyObject *self, PyObject *args)
+{
+    const char *text;
+    Py_ssize_t d;
+    double scale;
+    unsigned long long seed;
+    size_t ud;
+    if (!PyArg_ParseTuple(args, "sndK", &text, &d, &scale, &seed) || size_arg(d, "d", &ud) < 0)
+        return NULL;
+    kat_featmap_spec ms;
+    kat_status st = kat_featmap_spec_parse(text, &ms);
+    if (st)
+        return katpy_raise(st);
+    if (scale != 0.0 && kat_featmap_spec_scale(&ms, ud) == 0.0)
+        return PyErr_Format(PyExc_ValueError, "scale: %s maps take no scale",
+                            kat_featmap_kind_name(ms.kind));
+    ms.scale = scale;
+    kat_featmap *fm = NULL;
+    st = kat_featmap_spec_create(&ms, ud, seed, &fm);
+    return made(st, fm);
+}
+
 PyMethodDef katpy_featmap_methods[] = {
+    {"featmap_spec", py_spec, METH_VARARGS, "kat_featmap_spec_parse + _spec_create."},
     {"featmap_taylor", py_taylor, METH_VARARGS, "kat_featmap_taylor_create."},
     {"featmap_poly", py_poly, METH_VARARGS, "kat_featmap_poly_create / _from_fn."},
     {"featmap_rff", py_rff, METH_VARARGS, "kat_featmap_rff_create."},
