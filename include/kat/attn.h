@@ -201,8 +201,9 @@ KAT_API kat_status kat_attn_backward(const kat_attn_plan *plan, const kat_attn_a
 /* The index of per-call sparse data (QK-drop keep lists, hash or LSH buckets, a per-call
  * block mask): the rows sorted, tiled and paired once, for a forward and its backward to
  * share (set args->index). q and k are read by LSH plans only (the buckets come from them;
- * NULL otherwise). The index refers to nothing of the args afterwards. Plans whose pattern is
- * fixed (dense, window, fixed block mask, linear) have no index: KAT_EINVAL. */
+ * NULL otherwise). The index keeps no pointer into the args, except that of a per-call block
+ * mask: its element predicate and dense-mask data are read by the passes, so that mask must
+ * outlive the index (keep lists and bucket ids may be freed). Plans whose pattern is fixed (dense, window, fixed block mask, linear) have no index: KAT_EINVAL. */
 KAT_API kat_status kat_attn_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
                                          const kat_tensor *q, const kat_tensor *k,
                                          kat_attn_index **out);
