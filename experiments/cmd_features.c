@@ -140,6 +140,8 @@ int kat_cmd_features(int argc, char **argv)
         fprintf(stderr, "kat features: %s\n", kat_last_error());
         goto usage_error;
     }
+    if (st == KAT_EINVAL)   /* a value out of range, e.g. favor:0 */
+        return cli_usage("features", "--map: %s", kat_last_error());
     if (st)
         return cli_fail("features", "--map", st);
     const int group = ms.kind == KAT_FEATMAP_KIND_GROUP;
@@ -210,6 +212,10 @@ int kat_cmd_features(int argc, char **argv)
     if (st) {
         kat_fn_destroy(f);
         kat_free(a);
+        if (st == KAT_EPARSE)   /* poly:EXPR whose EXPR does not parse */
+            return cli_usage("features", "--map '%s': %s", spec_s, kat_last_error());
+        if (st == KAT_EINVAL)   /* the map, --d and --scale are all the command line's */
+            return cli_usage("features", "%s", kat_last_error());
         return cli_fail("features", what, st);
     }
     size_t D = kat_featmap_out_dim(fm);

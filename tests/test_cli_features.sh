@@ -19,15 +19,15 @@ check "favor bad option" 2 "$kat" features --map favor:8:orth --d 4
 check "poly with --scale" 2 "$kat" features --map 'poly:x^2' --d 4 --scale 2
 check "bad flag" 2 "$kat" features --map taylor:2 --d 4 --bogus
 check "--n 0" 2 "$kat" features --map taylor:2 --d 4 --n 0
-check "d = 0" 1 "$kat" features --map taylor:2 --d 0
+check "d = 0" 2 "$kat" features --map taylor:2 --d 0
 expect "d = 0 names d" "d must be >= 1"
-check "rff M = 0" 1 "$kat" features --map rff:0 --d 4
+check "rff M = 0" 2 "$kat" features --map rff:0 --d 4
 expect "M = 0 named" "M must be >= 1"
-check "rff sigma <= 0" 1 "$kat" features --map rff:8 --d 4 --scale -1
+check "rff sigma <= 0" 2 "$kat" features --map rff:8 --d 4 --scale -1
 expect "sigma named" "sigma = -1"
 check "taylor order too large" 1 "$kat" features --map taylor:1000 --d 64
 expect "size in the message" "exceeds the limit"
-check "poly of a non-polynomial" 1 "$kat" features --map 'poly:exp(x)' --d 4
+check "poly of a non-polynomial" 2 "$kat" features --map 'poly:exp(x)' --d 4
 expect "not a polynomial" "not a polynomial"
 
 # Exact maps: errors at rounding level.
@@ -63,8 +63,12 @@ check "features taylor:2" 0 "$kat" features --map taylor:2 --d 5 --n 50 --json
 json_check "taylor2 and taylor:2 are one map" "{k: v for k, v in j.items() if k != 'map'} == {k: v for k, v in json.load(open('$tmp/taylor2.json')).items() if k != 'map'}"
 check "features elu1" 0 "$kat" features --map elu1 --d 6 --n 50 --json
 json_le "elu1 is its own kernel" max_abs_err 1e-12
-check "favor:0" 1 "$kat" features --map favor:0 --d 4
-expect_err "favor:0 names the count" "map 'favor:0': the feature count M must be >= 1"
+check "favor:0" 2 "$kat" features --map favor:0 --d 4
+expect_usage "favor:0 names the count" \
+    "kat features: --map: map 'favor:0': the feature count M must be >= 1" "kat features"
+check "poly with a malformed expression" 2 "$kat" features --map 'poly:(1+x' --d 4
+expect_usage "the malformed expression is named" "kat features: --map 'poly:(1+x': column 5: \
+unexpected end of input: expected ')' to close the '(' at column 1" "kat features"
 check "elu1 with --scale" 2 "$kat" features --map elu1 --d 4 --scale 2
 expect_err "elu1 has no scale" "kat features: --scale does not apply to elu1 maps"
 check "unknown map lists the grammar" 2 "$kat" features --map cosine:3 --d 4
