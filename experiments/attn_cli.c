@@ -133,6 +133,15 @@ int attn_params_check(const attn_opts *o, const char *mode, const char *where, c
     return 0;
 }
 
+int attn_mode_fail(const char *cmd, const char *mode, kat_status st)
+{
+    if (st == KAT_EINVAL && !*kat_last_error()) {
+        cli_see_help(cmd);
+        return CLI_USAGE;
+    }
+    return cli_fail(cmd, mode, st);
+}
+
 /* Find key in "k=v,k=v", then among the mode flags: the value's start and length. */
 static int param_find(const attn_opts *o, const char *key, const char **val, size_t *len)
 {

@@ -87,6 +87,12 @@ const char *attn_mode_names(void);
  * o->flag_params. */
 void attn_mode_flag_opts(attn_opts *o, cli_opt *opts, size_t *n);
 
+/* The exit of a mode's failed run: a mode refuses its own settings (--params, the mode flags)
+ * by printing one line and returning KAT_EINVAL with no library error sentence (every failing
+ * kat call leaves one; the caller clears it first), which is a usage error: "see kat CMD
+ * --help" and CLI_USAGE. Anything else is cli_fail's CLI_FAIL. */
+int attn_mode_fail(const char *cmd, const char *mode, kat_status st);
+
 /* Refuse settings the mode does not read, so that a typo or a flag of another mode is not
  * silently ignored: every --params key and every mode flag given must be in `keys` (comma-
  * separated), none given twice (as a flag and in --params, say), each item of --params must

@@ -29,18 +29,38 @@
 #include "attn_cli.h"
 #include "kat/sparse.h"
 
+/* A refusal of the mode: one line "kat: MODE mode: ...", and no library error sentence. A
+ * refused setting is KAT_EINVAL (a usage error: attn_mode_fail); a pattern file whose content
+ * does not fit is KAT_EFORMAT (the data's failure). */
+static kat_status mode_vrefuse(kat_status st, const char *mode, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "kat: %s mode: ", mode);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    kat_clear_error();
+    return st;
+}
+
 static kat_status mode_error(const char *mode, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static kat_status mode_error(const char *mode, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "kat: %s mode: ", mode);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    kat_status st = mode_vrefuse(KAT_EINVAL, mode, fmt, ap);
     va_end(ap);
-    kat_clear_error();
-    return KAT_EINVAL;
+    return st;
+}
+
+static kat_status file_error(const char *mode, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static kat_status file_error(const char *mode, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kat_status st = mode_vrefuse(KAT_EFORMAT, mode, fmt, ap);
+    va_end(ap);
+    return st;
 }
 
 /* The desc of a sparse mode: the tensors' shapes, --causal, strict=1. */
@@ -99,7 +119,7 @@ static kat_status read_rows(const char *mode, const char *key, const char *who,
                                 i == 0 ? "" : i + 1 < ns ? ", " : " or ", shapes[i]);
     shape_text(got, sizeof got, a->shape, a->ndim);
     kat_array_free(a);
-    return mode_error(mode, "%s: '%s' has shape %s, expected %s (%s's shape without D; "
+    return file_error(mode, "%s: '%s' has shape %s, expected %s (%s's shape without D; "
                             "leading axes of size 1 may be left out)",
                       key, path, got, accepted, who);
 }
@@ -151,7 +171,7 @@ static kat_status buckets_from_file(const char *key, const char *path, size_t B,
         if (!(x >= 0.0 && x < 2147483647.0) || x != floor(x)) {
             kat_array_free(&a);
             kat_free(ids);
-            return mode_error("hash", "%s: element %zu of '%s' is %g, not a bucket id (an "
+            return file_error("hash", "%s: element %zu of '%s' is %g, not a bucket id (an "
                                       "integer >= 0)",
                               key, i, path, x);
         }

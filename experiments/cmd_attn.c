@@ -208,8 +208,9 @@ int kat_cmd_attn(int argc, char **argv)
         (rc = make_output(&lq, &t.q, 1, "lse", &ll, &t.lse)))
         goto done;
     double t0 = cli_now();
+    kat_clear_error();
     if ((st = mode->run(&o, &t, 0))) {
-        rc = cli_fail("attn", o.mode, st);
+        rc = attn_mode_fail("attn", o.mode, st);
         goto done;
     }
     ms = (cli_now() - t0) * 1e3;
@@ -226,8 +227,9 @@ int kat_cmd_attn(int argc, char **argv)
             goto done;
         }
         t0 = cli_now();
+        kat_clear_error();
         if ((st = mode->run(&o, &t, 1))) {
-            rc = cli_fail("attn", o.mode, st);
+            rc = attn_mode_fail("attn", o.mode, st);
             goto done;
         }
         ms_grad = (cli_now() - t0) * 1e3;

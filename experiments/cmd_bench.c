@@ -135,10 +135,11 @@ static int bench_attn(int argc, char **argv)
     memset(&call, 0, sizeof call);
     double *runs = kat_calloc((size_t)o.reps, sizeof *runs);
     double ms = 0.0, ms1 = 0.0, ms_nc = 0.0, base_ms = 0.0, peak = 0.0;
+    kat_clear_error();
     if (!runs || (st = mode->bench(&o, &t, &call))) {
         kat_free(runs);
         attn_tensors_free(&t);
-        return cli_fail("bench attn", o.mode, runs ? st : KAT_ENOMEM);
+        return attn_mode_fail("bench attn", o.mode, runs ? st : KAT_ENOMEM);
     }
     st = attn_time_median(&call, o.warmup, o.reps, &ms, runs);
     peak = attn_peak_rss_bytes();   /* before the baseline's and sgemm's buffers */

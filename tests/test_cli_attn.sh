@@ -51,10 +51,10 @@ check "attn mismatched head dim" 1 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k2
 expect_err "attn mismatched head dim" "k: shape"
 check "attn not a npy" 1 "$kat" attn run --q "$0" --k "$tmp/k.npy" --v "$tmp/v.npy" \
     --o "$tmp/o.npy"
-check "dense mode with a linear setting" 1 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k.npy" \
+check "dense mode with a linear setting" 2 "$kat" attn run --q "$tmp/q.npy" --k "$tmp/k.npy" \
     --v "$tmp/v.npy" --o "$tmp/o.npy" --map taylor2
 expect_err "dense mode with a linear setting" "--map is not a setting of kat attn --mode dense"
-check "bench dense with --params" 1 "$kat" bench attn --h 1 --n 8 --d 8 --reps 1 --sgemm 0 \
+check "bench dense with --params" 2 "$kat" bench attn --h 1 --n 8 --d 8 --reps 1 --sgemm 0 \
     --params chunk=4
 
 # real runs, checked against plain Python

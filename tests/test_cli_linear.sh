@@ -52,7 +52,7 @@ for m in taylor1 favor:32 "poly:1+x+x^2/2" elu1; do
     check "attn run linear $m" 0 "$kat" attn run --mode linear --causal --q "$f/q.npy" \
         --k "$f/k.npy" --v "$f/v.npy" --o "$f/o.npy" --params "map=$m"
 done
-check "unknown map" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+check "unknown map" 2 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --params map=bogus
 expect "unknown map is named" "unknown map 'bogus'"
 check "rff refused under normalisation" 1 "$kat" attn run --mode linear --q "$f/q.npy" \
@@ -62,24 +62,24 @@ check "rff unnormalized" 0 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/
     --v "$f/v.npy" --o "$f/o.npy" --params map=rff:16,unnormalized=1
 check "intra=score" 0 "$kat" attn run --mode linear --causal --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --params map=taylor2,intra=score
-check "bad chunk" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+check "bad chunk" 2 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --params chunk=0
-check "--scale refused" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+check "--scale refused" 2 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --scale 2
 # Linear attention has no softmax: --lse is refused (it used to be filled with NaN), and
 # nothing is written.
 rm -f "$f/o.npy" "$f/lse.npy"
-check "--lse refused" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+check "--lse refused" 2 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --lse "$f/lse.npy"
 expect "the refusal names --lse and the mode" "linear mode: --lse: linear attention has no softmax"
 [ ! -e "$f/lse.npy" ] && [ ! -e "$f/o.npy" ] || { echo "FAIL: --lse refused but files written"; fail=1; }
-check "grad --lse refused" 1 "$kat" attn grad --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+check "grad --lse refused" 2 "$kat" attn grad --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --do "$f/do.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" \
     --lse "$f/lse.npy" --params map=elu1
-check "grad --precise refused" 1 "$kat" attn grad --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+check "grad --precise refused" 2 "$kat" attn grad --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --do "$f/do.npy" --dq "$f/dq.npy" --dk "$f/dk.npy" --dv "$f/dv.npy" \
     --precise --params map=elu1
-check "a sparse setting refused" 1 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
+check "a sparse setting refused" 2 "$kat" attn run --mode linear --q "$f/q.npy" --k "$f/k.npy" \
     --v "$f/v.npy" --o "$f/o.npy" --window 8
 expect "the refusal lists the linear keys" "its settings: map,chunk,norm,unnormalized,intra"
 # --seed seeds the random feature maps: the same seed gives the same bytes, another differs
@@ -97,11 +97,11 @@ done
 same "taylor:2 gives taylor2's bytes" "$f/o_taylor2.npy" "$f/o_taylor:2.npy"
 check "attn run linear favor:32:ortho:stable" 0 "$kat" attn run --mode linear --q "$f/q.npy" \
     --k "$f/k.npy" --v "$f/v.npy" --o "$f/o_f.npy" --params map=favor:32:ortho:stable
-check "attn run linear favor:0" 1 "$kat" attn run --mode linear --q "$f/q.npy" \
+check "attn run linear favor:0" 2 "$kat" attn run --mode linear --q "$f/q.npy" \
     --k "$f/k.npy" --v "$f/v.npy" --o "$f/o_f.npy" --params map=favor:0
 expect_err "favor:0 names the count" "map 'favor:0': the feature count M must be >= 1"
 check "bench bad flag" 2 "$kat" bench attn --mode linear --bogus
-check "bench --precise refused" 1 "$kat" bench attn --mode linear --h 1 --n 64 --d 8 --reps 1 \
+check "bench --precise refused" 2 "$kat" bench attn --mode linear --h 1 --n 64 --d 8 --reps 1 \
     --sgemm 0 --backward --precise
 check "bench linear --json" 0 "$kat" bench attn --mode linear --h 2 --n 256 --d 16 --causal \
     --reps 1 --warmup 0 --sgemm 128 --json --params map=taylor2
@@ -123,7 +123,7 @@ json_check "bench flash=0 baseline none" 'j["baseline"] == "none"'
 check "bench linear flash=0 --baseline 1" 0 "$kat" bench attn --mode linear --h 1 --n 256 \
     --d 8 --reps 1 --warmup 0 --sgemm 0 --params flash=0 --baseline 1
 expect "bench --baseline 1 names the unfused baseline" '  baseline  unfused '
-check "bench --crossover with --backward refused" 1 "$kat" bench attn --mode linear --h 1 \
+check "bench --crossover with --backward refused" 2 "$kat" bench attn --mode linear --h 1 \
     --n 64 --d 8 --causal --backward --crossover
 check "bench linear state pass" 0 "$kat" bench attn --mode linear --h 1 --n 256 --d 16 \
     --reps 1 --warmup 0 --sgemm 0 --baseline 0 --params pass=state

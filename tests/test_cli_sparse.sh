@@ -103,17 +103,17 @@ check "keep [H, N] refused with [N, D] tensors" 1 "$kat" attn run --mode qk $q1 
 expect "B = H = 1 lists three shapes" "expected \[1, 1, 130\], \[1, 130\] or \[130\]"
 
 # Settings a mode does not read are refused, not ignored.
-check "typo in --params" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" \
+check "typo in --params" 2 "$kat" attn run --mode qk $qkv --o "$f/o.npy" \
     --params "q_kep=$f/keep.npy"
 expect "typo named with the mode's keys" "--params q_kep is not a setting of kat attn --mode qk (its settings: q_keep,k_keep,strict)"
-check "--drop in kat attn run" 1 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --drop 0.5
+check "--drop in kat attn run" 2 "$kat" attn run --mode qk $qkv --o "$f/o.npy" --drop 0.5
 expect "--drop named" "--drop is not a setting of kat attn --mode qk"
-check "--window with --mode hash" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" \
+check "--window with --mode hash" 2 "$kat" attn run --mode hash $qkv --o "$f/o.npy" \
     --buckets 4 --window 8
-check "a key twice" 1 "$kat" attn run --mode window $qkv --o "$f/o.npy" --window 8 \
+check "a key twice" 2 "$kat" attn run --mode window $qkv --o "$f/o.npy" --window 8 \
     --params window=16
 expect "a key twice named" "given twice"
-check "nb with LSH" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" --params buckets=4,nb=4
+check "nb with LSH" 2 "$kat" attn run --mode hash $qkv --o "$f/o.npy" --params buckets=4,nb=4
 # --seed seeds the LSH (seed=S in --params overrides it)
 check "LSH --seed 3" 0 "$kat" attn run --mode hash --causal $qkv --o "$f/o_s3.npy" --buckets 8 \
     --seed 3
@@ -124,7 +124,7 @@ same "--seed 3 = --params seed=3" "$f/o_s3.npy" "$f/o_p3.npy"
 check "bench qk with keep files" 0 "$kat" bench attn --mode qk --h 2 --n 130 --d 16 --causal \
     --reps 1 --warmup 0 --sgemm 0 --json --q-keep "$f/ones.npy" --k-keep "$f/ones.npy"
 expect "keep-all files visit every causal pair" 'pairs 100.00%'
-check "bench qk with files and drop" 1 "$kat" bench attn --mode qk --h 2 --n 130 --d 16 \
+check "bench qk with files and drop" 2 "$kat" bench attn --mode qk --h 2 --n 130 --d 16 \
     --reps 1 --sgemm 0 --q-keep "$f/ones.npy" --drop 0.5
 check "bench qk keep file of another shape" 1 "$kat" bench attn --mode qk --h 2 --n 64 \
     --d 16 --reps 1 --sgemm 0 --q-keep "$f/ones.npy"
@@ -140,13 +140,13 @@ expect "non-integer bucket named" 'not a bucket id'
 check "bucket id beyond nb" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" \
     --params "q_buckets=$f/qb.npy,k_buckets=$f/kb.npy,nb=2"
 expect "out-of-range bucket named" 'outside \[0, nb = 2)'
-check "hash without buckets" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy"
+check "hash without buckets" 2 "$kat" attn run --mode hash $qkv --o "$f/o.npy"
 check "odd LSH buckets" 1 "$kat" attn run --mode hash $qkv --o "$f/o.npy" --params buckets=5
-check "window missing" 1 "$kat" attn run --mode window $qkv --o "$f/o.npy"
-check "strict without causal" 1 "$kat" attn run --mode window $qkv --o "$f/o.npy" \
+check "window missing" 2 "$kat" attn run --mode window $qkv --o "$f/o.npy"
+check "strict without causal" 2 "$kat" attn run --mode window $qkv --o "$f/o.npy" \
     --params window=4,strict=1
-check "drop out of range" 1 "$kat" bench attn --mode qk --h 1 --n 64 --d 8 --reps 1 \
+check "drop out of range" 2 "$kat" bench attn --mode qk --h 1 --n 64 --d 8 --reps 1 \
     --baseline 0 --sgemm 0 --params drop=1.5
-check "step without backward" 1 "$kat" bench attn --mode hash --h 1 --n 64 --d 8 --reps 1 \
+check "step without backward" 2 "$kat" bench attn --mode hash --h 1 --n 64 --d 8 --reps 1 \
     --baseline 0 --sgemm 0 --params step=1
 exit "$fail"
