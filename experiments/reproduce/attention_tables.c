@@ -149,7 +149,7 @@ int repro_dense_rate(repro *R)
                       "and after the table in this run; the higher of the two): **%s "
                       "GFLOP/s**.\n\n", REPRO_SGEMM_N, rate);
     } else {   /* say why, print no ratio */
-        report_printf(&R->rep, "**No %% of sgemm:** %s; the %% of sgemm column is left "
+        report_printf(&R->rep, "\n\n**No %% of sgemm:** %s; the %% of sgemm column is left "
                       "empty.\n\n", warning);
         R->failures += !(R->tc.sgemm_before > 0 && R->tc.sgemm_after > 0);
     }
