@@ -41,6 +41,11 @@ typedef struct {
                           size_t ldx, const float *g, size_t ldg, float *dx, size_t lddx);
     /* Optional: frees state. */
     void (*destroy)(void *state);
+    /* Optional, for an EXACT map whose kernel is a function of the dot product,
+     * k(q, k) = g(q . k): replaces each of the n fp32 values z[i] = q . k by g(z[i]). Linear
+     * attention then scores the pairs of a causal chunk with d-dimensional dots instead of
+     * D-dimensional feature dots (kat_linear_intra DOT). */
+    kat_status (*dot_kernel_f32)(const void *state, size_t n, float *z);
 } kat_featmap_ops;
 
 typedef struct kat_featmap kat_featmap;

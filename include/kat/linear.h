@@ -32,14 +32,18 @@ extern "C" {
 
 /* How the scores inside a causal chunk are computed. */
 typedef enum {
-    /* FEATURES: faster than a per-pair score callback (a scalar loop) for every map
-     * measured. */
+    /* DOT when the map declares dot_kernel_f32 (and is EXACT), else FEATURES: faster than a
+     * per-pair score callback (a scalar loop) for every map measured. */
     KAT_LINEAR_INTRA_AUTO = 0,
     /* phi(Q_c) psi(K_c)^T as row dots of the features (the dispatched kernels): always
      * consistent with the carried state. */
     KAT_LINEAR_INTRA_FEATURES,
     /* The map's score(q, k) per pair (fp64): needs an EXACT map with a score callback. */
-    KAT_LINEAR_INTRA_SCORE
+    KAT_LINEAR_INTRA_SCORE,
+    /* fp32 dots q_i . k_j (d-dimensional) mapped by the map's dot_kernel_f32: equal to the
+     * feature product up to rounding, at C d instead of C D per token; needs an EXACT map
+     * that declares dot_kernel_f32. */
+    KAT_LINEAR_INTRA_DOT
 } kat_linear_intra;
 
 /* Options; a zero-initialised struct (or NULL) means: non-causal, normalised, default chunk,

@@ -147,6 +147,13 @@ kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ld
     float *a = w->a;
     if (p->intra == KAT_LINEAR_INTRA_FEATURES) {
         p->kern->dots(n, n, p->Df, w->phq, p->Df, w->psk, p->Df, a, C, 1);
+    } else if (p->intra == KAT_LINEAR_INTRA_DOT) {
+        p->kern->dots(n, n, d, q, ldq, k, ldk, a, C, 1);
+        for (size_t i = 0; i < n; i++) {
+            kat_status st = p->ops->dot_kernel_f32(p->mstate, i + 1, a + i * C);
+            if (st != KAT_OK)
+                return st;
+        }
     } else {
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < d; j++) {

@@ -13,7 +13,7 @@ typedef struct {
     const kat_featmap_ops *ops;
     const void *mstate;
     int causal, normalize;
-    kat_linear_intra intra;   /* resolved: FEATURES or SCORE */
+    kat_linear_intra intra;   /* resolved: FEATURES, SCORE or DOT */
     const kat_kernels *kern;  /* the readout's and the in-chunk scores' micro-kernels */
     size_t C;                 /* chunk */
     size_t B, H, nq, nk;
