@@ -155,17 +155,20 @@ START_TEST(test_intra_score_equals_features)
 END_TEST
 
 /* The in-chunk scores as d-dimensional dots mapped by the map's kernel of the dot (DOT, what
- * AUTO picks for Taylor maps) agree with the feature product and the fp64
+ * AUTO picks for Taylor maps, also behind per-token normalisation) agree with the feature product and the fp64
  * reference: chunks that divide N and chunks that do not, N = 1, N = 0, with a state. */
 START_TEST(test_intra_dot_equals_features)
 {
     const size_t d = 7, dv = 5;
-    kat_featmap *maps[2];   /* the unrolled order 2 and the general loop */
+    kat_featmap *maps[3], *inner;   /* the unrolled order 2, the general loop, token_norm's t */
     TU_OK(kat_featmap_taylor_create(d, 2, 2.5, &maps[0]));
     TU_OK(kat_featmap_taylor_create(d, 4, 2.0, &maps[1]));
+    TU_OK(kat_featmap_taylor_create(d, 2, 1.0, &inner));
+    TU_OK(kat_featmap_token_norm_create(inner, 1, 1.0, 0, &maps[2]));
+    ck_assert(kat_featmap_get_ops(maps[2])->dot_input_f32 != NULL);
     const size_t Ns[] = {0, 1, 31, 64, 77};
     const size_t chunks[] = {1, 8, 32, 50, 128};
-    for (int m = 0; m < 2; m++) {
+    for (int m = 0; m < 3; m++) {
         size_t D = kat_featmap_out_dim(maps[m]);
         for (size_t a = 0; a < sizeof Ns / sizeof Ns[0]; a++)
             for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
@@ -209,8 +212,8 @@ START_TEST(test_intra_dot_equals_features)
                   "elu1 has no dot_kernel_f32");
     free_problem(&p);
     kat_featmap_destroy(elu);
-    kat_featmap_destroy(maps[0]);
-    kat_featmap_destroy(maps[1]);
+    for (int m = 0; m < 3; m++)
+        kat_featmap_destroy(maps[m]);
 }
 END_TEST
 

@@ -35,6 +35,7 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
 typedef struct {
     float *phq, *psk;   /* C x Df features of a query / key chunk */
     float *a;           /* C x C in-chunk scores, lower triangle */
+    float *qx, *kx;     /* C x d: the map's dot inputs t(q), t(k) (intra DOT) */
     float *vbar;        /* C x E: [V_c | 1] */
     float *obar;        /* C x ldo: [numerator | denominator], ldo = E rounded up to 16 */
     float *s;           /* Df x E carried state (segment-private) */
