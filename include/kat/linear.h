@@ -58,8 +58,9 @@ typedef struct {
     kat_linear_intra intra;
 } kat_linear_opts;
 
-/* 32: the in-chunk scores cost ~C D per token and the state traffic ~D d_v / C; 32 was the
- * fastest of 16..96 for Taylor-2 at d = 32 and 64 (docs/benchmarks.md). */
+/* 32: the in-chunk scores cost ~C D per token (~C d with intra DOT) and the state traffic
+ * ~D d_v / C; 32 was the fastest of 16..96 for Taylor-2 at d = 32 and 64 with feature scores,
+ * and 32, 64 and 128 were within the noise with DOT scores (docs/benchmarks.md). */
 enum { KAT_LINEAR_DEFAULT_CHUNK = 32, KAT_LINEAR_MAX_CHUNK = 4096 };
 
 /* Forward pass (one-shot form). q [B, H, N_q, d], k [B, H, N_k, d], v [B, H, N_k, d_v], o [B, H, N_q, d_v]
