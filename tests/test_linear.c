@@ -154,6 +154,69 @@ START_TEST(test_intra_score_equals_features)
 }
 END_TEST
 
+/* The in-chunk scores as d-dimensional dots mapped by the map's kernel of the dot (DOT, what
+ * AUTO picks for Taylor maps, also behind per-token normalisation) agree with the feature product and the fp64
+ * reference: chunks that divide N and chunks that do not, N = 1, N = 0, with a state. */
+START_TEST(test_intra_dot_equals_features)
+{
+    const size_t d = 7, dv = 5;
+    kat_featmap *maps[3], *inner;   /* the unrolled order 2, the general loop, token_norm's t */
+    TU_OK(kat_featmap_taylor_create(d, 2, 2.5, &maps[0]));
+    TU_OK(kat_featmap_taylor_create(d, 4, 2.0, &maps[1]));
+    TU_OK(kat_featmap_taylor_create(d, 2, 1.0, &inner));
+    TU_OK(kat_featmap_token_norm_create(inner, 1, 1.0, 0, &maps[2]));
+    ck_assert(kat_featmap_get_ops(maps[2])->dot_input_f32 != NULL);
+    const size_t Ns[] = {0, 1, 31, 64, 77};
+    const size_t chunks[] = {1, 8, 32, 50, 128};
+    for (int m = 0; m < 3; m++) {
+        size_t D = kat_featmap_out_dim(maps[m]);
+        for (size_t a = 0; a < sizeof Ns / sizeof Ns[0]; a++)
+            for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+                size_t N = Ns[a];
+                problem p = make_problem(1, 2, N, N, d, dv, D, 40 + a, 0.6, a % 2);
+                kat_tensor o2 = tl_tensor(1, 2, N, dv);
+                const kat_tensor *s0 = a % 2 ? &p.s0 : NULL;
+                kat_linear_opts dot = {.causal = 1, .chunk = chunks[c],
+                                       .intra = KAT_LINEAR_INTRA_DOT};
+                kat_linear_opts auto_ = {.causal = 1, .chunk = chunks[c]};
+                kat_linear_opts feat = {.causal = 1, .chunk = chunks[c],
+                                        .intra = KAT_LINEAR_INTRA_FEATURES};
+                TU_OK(kat_linear_forward(maps[m], &dot, &p.q, &p.k, &p.v, &p.o, s0, NULL));
+                TU_OK(kat_linear_forward(maps[m], &auto_, &p.q, &p.k, &p.v, &o2, s0, NULL));
+                for (size_t h = 0; h < 2; h++)   /* AUTO is DOT for these maps */
+                    for (size_t i = 0; i < N; i++)
+                        ck_assert(memcmp(kat_tensor_row(&o2, 0, h, i),
+                                         kat_tensor_row(&p.o, 0, h, i), dv * sizeof(float)) == 0);
+                TU_OK(kat_linear_forward(maps[m], &feat, &p.q, &p.k, &p.v, &o2, s0, NULL));
+                if (N == 0) {
+                    tl_free(&o2);
+                    free_problem(&p);
+                    continue;
+                }
+                TU_OK(kat_linear_reference(maps[m], &dot, 0, &p.q, &p.k, &p.v, s0, p.ref));
+                tl_recurrence_f32(maps[m], 1, &p.q, &p.k, &p.v, &p.naive, s0, NULL);
+                double naive = tl_rel_err(&p.naive, p.ref);
+                assert_within_rule(tl_rel_err(&p.o, p.ref), naive, "dot path");
+                assert_within_rule(tl_rel_err(&o2, p.ref), naive, "feature path");
+                tl_free(&o2);
+                free_problem(&p);
+            }
+    }
+    /* a map without a kernel of the dot is refused by name */
+    kat_featmap *elu;
+    TU_OK(kat_featmap_elu1_create(d, &elu));
+    problem p = make_problem(1, 1, 4, 4, d, dv, d, 3, 1.0, 0);
+    kat_linear_opts dot = {.causal = 1, .intra = KAT_LINEAR_INTRA_DOT};
+    TU_EXPECT_ERR(kat_linear_forward(elu, &dot, &p.q, &p.k, &p.v, &p.o, NULL, NULL), KAT_EINVAL,
+                  "opts->intra = DOT needs an EXACT map with a dot_kernel_f32 callback; map "
+                  "elu1 has no dot_kernel_f32");
+    free_problem(&p);
+    kat_featmap_destroy(elu);
+    for (int m = 0; m < 3; m++)
+        kat_featmap_destroy(maps[m]);
+}
+END_TEST
+
 /* Prefill then one token at a time (N = 1 calls, state_in == state_out) = the full forward. */
 START_TEST(test_decode_equals_forward)
 {
@@ -1026,6 +1089,7 @@ int main(void)
     tcase_add_test(tc, test_noncausal_matches_reference);
     tcase_add_test(tc, test_causal_chunks_recurrence_reference);
     tcase_add_test(tc, test_intra_score_equals_features);
+    tcase_add_test(tc, test_intra_dot_equals_features);
     tcase_add_test(tc, test_decode_equals_forward);
     tcase_add_test(tc, test_taylor2_equals_quadratic);
     tcase_add_test(tc, test_strided_views);

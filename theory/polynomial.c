@@ -471,6 +471,29 @@ static double taylor_score(const void *state, const double *q, const double *k)
     return s;
 }
 
+/* Degree 2, the common case, without the loop; higher orders by the term recurrence. */
+static kat_status taylor_dot_kernel_f32(const void *state, size_t n, float *z)
+{
+    const poly_map *m = state;
+    const float inv_tau = (float)(1.0 / m->tau);
+    if (m->P == 2) {
+        for (size_t i = 0; i < n; i++) {
+            float x = z[i] * inv_tau;
+            z[i] = 1.0f + x + 0.5f * x * x;
+        }
+        return KAT_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float x = z[i] * inv_tau, term = 1.0f, s = 1.0f;
+        for (int t = 1; t <= m->P && term != 0.0f; t++) {
+            term *= x / (float)t;
+            s += term;
+        }
+        z[i] = s;
+    }
+    return KAT_OK;
+}
+
 static const kat_featmap_ops poly_ops = {
     .name = "poly",
     .apply = poly_apply,
@@ -489,6 +512,7 @@ static const kat_featmap_ops taylor_ops = {
     .vjp = poly_vjp,
     .vjp_f32 = poly_vjp_f32,
     .destroy = poly_free,
+    .dot_kernel_f32 = taylor_dot_kernel_f32,
 };
 
 /* Build the tables. coef (P+1 entries, trimmed) or, when NULL, the Taylor series with tau. */

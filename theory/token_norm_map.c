@@ -74,6 +74,30 @@ static kat_status norm_apply(const void *state, kat_side side, size_t n, const d
     return st;
 }
 
+/* The kernel is the inner map's of the normalised tokens: t = n when the inner map's kernel is
+ * of the plain dot. */
+static kat_status norm_dot_input_f32(const void *state, kat_side side, size_t n, const float *x,
+                                     size_t ldx, float *y, size_t ldy)
+{
+    (void)side;
+    const norm_state *s = state;
+    double xd[BLOCK_DOUBLES], yd[BLOCK_DOUBLES];
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < s->d; j++)
+            xd[j] = x[i * ldx + j];
+        normalise_row(s, xd, yd);
+        for (size_t j = 0; j < s->d; j++)
+            y[i * ldy + j] = (float)yd[j];
+    }
+    return KAT_OK;
+}
+
+static kat_status norm_dot_kernel_f32(const void *state, size_t n, float *z)
+{
+    const norm_state *s = state;
+    return s->iops->dot_kernel_f32(s->istate, n, z);
+}
+
 static kat_status norm_apply_f32(const void *state, kat_side side, size_t n, const float *x,
                                  size_t ldx, float *f, size_t ldf)
 {
@@ -244,5 +268,9 @@ kat_status kat_featmap_token_norm_create(kat_featmap *inner, int center, double 
     s->ops.vjp = iops->vjp ? norm_vjp : NULL;
     s->ops.vjp_f32 = iops->vjp_f32 && s->d <= BLOCK_DOUBLES ? norm_vjp_f32 : NULL;
     s->ops.destroy = norm_destroy;
+    if (iops->dot_kernel_f32 && !iops->dot_input_f32 && s->d <= BLOCK_DOUBLES) {
+        s->ops.dot_kernel_f32 = norm_dot_kernel_f32;
+        s->ops.dot_input_f32 = norm_dot_input_f32;
+    }
     return kat_featmap_create(&s->ops, s, s->d, s->D, kat_featmap_flags(inner) | extra_flags, out);
 }

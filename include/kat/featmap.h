@@ -41,6 +41,15 @@ typedef struct {
                           size_t ldx, const float *g, size_t ldg, float *dx, size_t lddx);
     /* Optional: frees state. */
     void (*destroy)(void *state);
+    /* Optional, for an EXACT map whose kernel is a function of the dot product,
+     * k(q, k) = g(q . k): replaces each of the n fp32 values z[i] = q . k by g(z[i]). Linear
+     * attention then scores the pairs of a causal chunk with d-dimensional dots instead of
+     * D-dimensional feature dots (kat_linear_intra DOT). */
+    kat_status (*dot_kernel_f32)(const void *state, size_t n, float *z);
+    /* Optional with dot_kernel_f32, for a kernel of transformed tokens, k(q, k) = g(t(q) . t(k)):
+     * y[i] = t(x[i]) (d values) for i < n. NULL: the dot is of the tokens themselves. */
+    kat_status (*dot_input_f32)(const void *state, kat_side side, size_t n, const float *x,
+                                size_t ldx, float *y, size_t ldy);
 } kat_featmap_ops;
 
 typedef struct kat_featmap kat_featmap;

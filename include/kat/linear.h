@@ -32,14 +32,18 @@ extern "C" {
 
 /* How the scores inside a causal chunk are computed. */
 typedef enum {
-    /* FEATURES: faster than a per-pair score callback (a scalar loop) for every map
-     * measured. */
+    /* DOT when the map declares dot_kernel_f32 (and is EXACT), else FEATURES: faster than a
+     * per-pair score callback (a scalar loop) for every map measured. */
     KAT_LINEAR_INTRA_AUTO = 0,
     /* phi(Q_c) psi(K_c)^T as row dots of the features (the dispatched kernels): always
      * consistent with the carried state. */
     KAT_LINEAR_INTRA_FEATURES,
     /* The map's score(q, k) per pair (fp64): needs an EXACT map with a score callback. */
-    KAT_LINEAR_INTRA_SCORE
+    KAT_LINEAR_INTRA_SCORE,
+    /* fp32 dots q_i . k_j (d-dimensional) mapped by the map's dot_kernel_f32: equal to the
+     * feature product up to rounding, at C d instead of C D per token; needs an EXACT map
+     * that declares dot_kernel_f32. */
+    KAT_LINEAR_INTRA_DOT
 } kat_linear_intra;
 
 /* Options; a zero-initialised struct (or NULL) means: non-causal, normalised, default chunk,
@@ -54,8 +58,9 @@ typedef struct {
     kat_linear_intra intra;
 } kat_linear_opts;
 
-/* 32: the in-chunk scores cost ~C D per token and the state traffic ~D d_v / C; 32 was the
- * fastest of 16..96 for Taylor-2 at d = 32 and 64 (docs/benchmarks.md). */
+/* 32: the in-chunk scores cost ~C D per token (~C d with intra DOT) and the state traffic
+ * ~D d_v / C; 32 was the fastest of 16..96 for Taylor-2 at d = 32 and 64 with feature scores,
+ * and 32, 64 and 128 were within the noise with DOT scores (docs/benchmarks.md). */
 enum { KAT_LINEAR_DEFAULT_CHUNK = 32, KAT_LINEAR_MAX_CHUNK = 4096 };
 
 /* Forward pass (one-shot form). q [B, H, N_q, d], k [B, H, N_k, d], v [B, H, N_k, d_v], o [B, H, N_q, d_v]

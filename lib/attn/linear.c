@@ -61,7 +61,7 @@ kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear
     if (p->C > KAT_LINEAR_MAX_CHUNK)
         return kat_fail(KAT_EINVAL, "%s: opts->chunk = %zu exceeds the maximum %d", fn,
                         opts->chunk, KAT_LINEAR_MAX_CHUNK);
-    if ((int)opts->intra < KAT_LINEAR_INTRA_AUTO || (int)opts->intra > KAT_LINEAR_INTRA_SCORE)
+    if ((int)opts->intra < KAT_LINEAR_INTRA_AUTO || (int)opts->intra > KAT_LINEAR_INTRA_DOT)
         return kat_fail(KAT_EINVAL, "%s: opts->intra = %d is not a kat_linear_intra value", fn,
                         (int)opts->intra);
     p->d = kat_featmap_in_dim(fm);
@@ -102,11 +102,17 @@ kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear
         return kat_fail(KAT_EINVAL, "%s: opts->intra = SCORE needs an EXACT map with a score "
                         "callback; map %s %s", fn, kat_featmap_name(fm),
                         p->ops->score ? "is not EXACT" : "has no score");
-    /* AUTO is the feature product (row-pair dots of the features): a per-pair score
-     * callback is a scalar fp64 chain of d multiply-adds, slower for every map measured
-     * (docs/benchmarks.md, "Linear attention"). */
+    int has_dot = p->ops->dot_kernel_f32 != NULL && (kat_featmap_flags(fm) & KAT_FEATMAP_EXACT);
+    if (p->intra == KAT_LINEAR_INTRA_DOT && !has_dot)
+        return kat_fail(KAT_EINVAL, "%s: opts->intra = DOT needs an EXACT map with a "
+                        "dot_kernel_f32 callback; map %s %s", fn, kat_featmap_name(fm),
+                        p->ops->dot_kernel_f32 ? "is not EXACT" : "has no dot_kernel_f32");
+    /* AUTO is the d-dimensional dots where the map declares its kernel of the dot, else the
+     * feature product (row-pair dots of the features): a per-pair score callback is a scalar
+     * fp64 chain of d multiply-adds, slower for every map measured (docs/benchmarks.md,
+     * "Linear attention"). */
     if (p->intra == KAT_LINEAR_INTRA_AUTO)
-        p->intra = KAT_LINEAR_INTRA_FEATURES;
+        p->intra = has_dot ? KAT_LINEAR_INTRA_DOT : KAT_LINEAR_INTRA_FEATURES;
     p->kern = kat_kernels_get();
     return KAT_OK;
 }
@@ -196,9 +202,9 @@ static double state_cost_ratio(const lin_problem *p)
 {
     double de = (double)p->Df * (double)p->E, C = (double)p->C;
     double map = 4.0 * (double)p->Df;   /* applying a map: a few flops per feature */
-    double intra = p->intra == KAT_LINEAR_INTRA_FEATURES
-                       ? 2.0 * C * (double)p->Df
-                       : 40.0 * C * ((double)p->d + 10.0);   /* scalar calls, see setup */
+    double intra = p->intra == KAT_LINEAR_INTRA_FEATURES ? 2.0 * C * (double)p->Df
+                   : p->intra == KAT_LINEAR_INTRA_DOT      ? 2.0 * C * ((double)p->d + 4.0)
+                                                           : 40.0 * C * ((double)p->d + 10.0);
     double full = 4.0 * de + 2.0 * map + intra + 2.0 * C * (double)p->E;
     return (2.0 * de + map) / full;
 }

@@ -47,7 +47,7 @@ static size_t ws_layout(const lin_problem *p, int backward, unsigned char *mem, 
     } fparts[] = {
         {&w->phq, cD, 0},   {&w->psk, cD, 0}, {&w->a, cc, 0},     {&w->vbar, ce, 0},
         {&w->obar, co, 0},  {&w->s, de, 0},   {&w->z, p->Df, 0},  {&w->ones, C, 0},
-        {&w->den, C, 0},
+        {&w->den, C, 0},    {&w->qx, cd, 0},  {&w->kx, cd, 0},
         {&w->dphi, cD, 1},  {&w->df, cc, 1},  {&w->g, ce, 1},     {&w->dvbar, ce, 1},
         {&w->r, de, 1},     {&w->bden, nmax, 1},
     };
@@ -147,6 +147,20 @@ kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ld
     float *a = w->a;
     if (p->intra == KAT_LINEAR_INTRA_FEATURES) {
         p->kern->dots(n, n, p->Df, w->phq, p->Df, w->psk, p->Df, a, C, 1);
+    } else if (p->intra == KAT_LINEAR_INTRA_DOT) {
+        if (p->ops->dot_input_f32) {
+            kat_status st;
+            if ((st = p->ops->dot_input_f32(p->mstate, KAT_SIDE_QUERY, n, q, ldq, w->qx, d)) ||
+                (st = p->ops->dot_input_f32(p->mstate, KAT_SIDE_KEY, n, k, ldk, w->kx, d)))
+                return st;
+            q = w->qx, ldq = d, k = w->kx, ldk = d;
+        }
+        p->kern->dots(n, n, d, q, ldq, k, ldk, a, C, 1);
+        for (size_t i = 0; i < n; i++) {
+            kat_status st = p->ops->dot_kernel_f32(p->mstate, i + 1, a + i * C);
+            if (st != KAT_OK)
+                return st;
+        }
     } else {
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < d; j++) {

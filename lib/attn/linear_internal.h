@@ -13,7 +13,7 @@ typedef struct {
     const kat_featmap_ops *ops;
     const void *mstate;
     int causal, normalize;
-    kat_linear_intra intra;   /* resolved: FEATURES or SCORE */
+    kat_linear_intra intra;   /* resolved: FEATURES, SCORE or DOT */
     const kat_kernels *kern;  /* the readout's and the in-chunk scores' micro-kernels */
     size_t C;                 /* chunk */
     size_t B, H, nq, nk;
@@ -35,6 +35,7 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
 typedef struct {
     float *phq, *psk;   /* C x Df features of a query / key chunk */
     float *a;           /* C x C in-chunk scores, lower triangle */
+    float *qx, *kx;     /* C x d: the map's dot inputs t(q), t(k) (intra DOT) */
     float *vbar;        /* C x E: [V_c | 1] */
     float *obar;        /* C x ldo: [numerator | denominator], ldo = E rounded up to 16 */
     float *s;           /* Df x E carried state (segment-private) */
