@@ -9,8 +9,10 @@
  *                Taylor maps, which are FAST's Fastmax; 0 otherwise)
  *   unnormalized=1  o = sum_j f v_j without the denominator (needed by maps whose kernel can
  *                be negative: rff, odd polynomials)
- *   intra=features|score  how the in-chunk scores are computed (default features; score calls
- *                the map's exact kernel per pair, for EXACT maps with a score callback)
+ *   intra=dot|features|score  how the in-chunk scores are computed (default: dot for maps
+ *                whose kernel is a function of q.k, such as the Taylor maps, else features;
+ *                score calls the map's exact kernel per pair, for EXACT maps with a score
+ *                callback)
  * and for `kat bench attn` only:
  *   flash=0      skip timing kat's dense flash on the same tensors (by default its forward,
  *                or with --backward its backward, is timed too and reported in the note)
@@ -79,10 +81,12 @@ static int linear_params_parse(const attn_opts *o, linear_params *p)
         return -1;
     if (r && strcmp(intra, "score") == 0)
         p->lopts.intra = KAT_LINEAR_INTRA_SCORE;
+    else if (r && strcmp(intra, "dot") == 0)
+        p->lopts.intra = KAT_LINEAR_INTRA_DOT;
     else if (r && strcmp(intra, "features") == 0)
         p->lopts.intra = KAT_LINEAR_INTRA_FEATURES;
     else if (r) {
-        fprintf(stderr, "kat: --params intra=%s: features or score\n", intra);
+        fprintf(stderr, "kat: --params intra=%s: dot, features or score\n", intra);
         return -1;
     }
     p->lopts.causal = o->causal;

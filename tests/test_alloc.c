@@ -404,7 +404,8 @@ static void user_destroy(void *s)
     user_state_live = 0;
     free(s);
 }
-static const kat_featmap_ops user_ops = {"user", user_apply, NULL, NULL, NULL, NULL, user_destroy};
+static const kat_featmap_ops user_ops = {.name = "user", .apply = user_apply,
+                                         .destroy = user_destroy};
 static void *user_state;
 static void prepare_user(void)
 {
