@@ -102,7 +102,8 @@ case "$cmd" in
     sanitize)
         ensure_packages
         build_dir "$repo/build-san" -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized \
-            -Dmpi=disabled   # Open MPI is not clean under ASan; tests/mpi runs in ./run.sh test
+            -Dmpi=disabled -Dcuda=disabled   # Open MPI is not clean under ASan; tests/mpi runs in ./run.sh test;
+            # libkat-cuda's device code is checked by compute-sanitizer in ./run.sh test-gpu
         KAT_SANITIZE=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
             ASAN_OPTIONS=detect_leaks=1 run_tests "$repo/build-san" --suite fast "$@"
         ;;

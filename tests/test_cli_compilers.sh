@@ -12,7 +12,9 @@ exec python3 - "$build" <<'PY'
 import concurrent.futures, json, os, shlex, shutil, subprocess, sys, tempfile
 
 build = sys.argv[1]
-entries = json.load(open(os.path.join(build, "compile_commands.json")))
+# C sources only: a .cu entry is nvcc's command line, which neither gcc nor clang accepts.
+entries = [e for e in json.load(open(os.path.join(build, "compile_commands.json")))
+           if e["file"].endswith(".c")]
 compilers = [c for c in ("gcc", "clang") if shutil.which(c)]
 if not compilers:
     print("skip: neither gcc nor clang is installed")

@@ -33,7 +33,7 @@ fi
 
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" "$root" --buildtype=debugoptimized -Db_sanitize=thread \
-        -Db_lundef=false -Dopenmp=enabled -Dtests=enabled >&2 || exit 1
+        -Db_lundef=false -Dopenmp=enabled -Dtests=enabled -Dcuda=disabled >&2 || exit 1
 fi
 ninja -C "$build" tests/test_concurrency >&2 || exit 1
 

@@ -21,7 +21,7 @@ jobs=${KAT_FUZZ_JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)}
 case $jobs in '' | *[!0-9]* | 0) jobs=1 ;; esac
 
 if [ ! -f "$build/build.ninja" ]; then
-    CC=clang meson setup "$build" "$root" -Dfuzz=true -Db_lundef=false >&2 || exit 1
+    CC=clang meson setup "$build" "$root" -Dfuzz=true -Db_lundef=false -Dcuda=disabled >&2 || exit 1
 fi
 # Only the harnesses: the rest of the tree is built and tested by gcc elsewhere.
 ninja -C "$build" $(ninja -C "$build" -t targets all |
