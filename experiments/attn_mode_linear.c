@@ -31,7 +31,7 @@
 #include "kat/featmaps.h"
 #include "kat/linear.h"
 
-/* A bad --params value or option: said on stderr (kat_fail is the library's own). */
+/* A bad --params value or option: said on stderr (kat__fail is the library's own). */
 static kat_status mode_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static kat_status mode_error(const char *fmt, ...)
 {

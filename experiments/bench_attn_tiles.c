@@ -80,7 +80,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_attn_tiles [D in 1..256] [reps]\n");
         return 2;
     }
-    const kat_kernels *kern = kat_kernels_for(KAT_ARCH_AVX512);
+    const kat_kernels *kern = kat__kernels_for(KAT_ARCH_AVX512);
     if (!kern) {
         fprintf(stderr, "bench_attn_tiles: this CPU or build has no AVX-512 kernels\n");
         return 1;

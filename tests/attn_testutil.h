@@ -27,7 +27,7 @@
 
 static const char *kat_kernels_name(kat_arch a)
 {
-    const kat_kernels *k = kat_kernels_for(a);
+    const kat_kernels *k = kat__kernels_for(a);
     return k ? k->name : "?";
 }
 

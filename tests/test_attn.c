@@ -538,8 +538,8 @@ static void expect_close(const float *x, const float *y, const float *absdot, si
 
 START_TEST(test_kernels_match_ref)
 {
-    const kat_kernels *ref = kat_kernels_for(KAT_ARCH_REF);
-    const kat_kernels *kern = kat_kernels_for((kat_arch)_i);
+    const kat_kernels *ref = kat__kernels_for(KAT_ARCH_REF);
+    const kat_kernels *kern = kat__kernels_for((kat_arch)_i);
     if (!kern || kern == ref)
         return;
     enum { L = KAT_KERN_LANES };
@@ -659,8 +659,8 @@ END_TEST
 /* The softmax tiles and masks against the ref kernels (including -inf rows and lanes). */
 START_TEST(test_softmax_kernels_match_ref)
 {
-    const kat_kernels *ref = kat_kernels_for(KAT_ARCH_REF);
-    const kat_kernels *kern = kat_kernels_for((kat_arch)_i);
+    const kat_kernels *ref = kat__kernels_for(KAT_ARCH_REF);
+    const kat_kernels *kern = kat__kernels_for((kat_arch)_i);
     if (!kern || kern == ref)
         return;
     enum { L = KAT_KERN_LANES, R = 37 };

@@ -42,14 +42,14 @@ static int same(double a, double b)
 static size_t prog_instrs(const kat_fn *f)
 {
     size_t n;
-    expr_prog_shape(f->prog, &n, NULL, NULL);
+    kat__expr_prog_shape(f->prog, &n, NULL, NULL);
     return n;
 }
 
 static size_t prog_regs(const kat_fn *f)
 {
     size_t r;
-    expr_prog_shape(f->prog, NULL, &r, NULL);
+    kat__expr_prog_shape(f->prog, NULL, &r, NULL);
     return r;
 }
 

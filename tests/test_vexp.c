@@ -103,7 +103,7 @@ static void sweep(const kat_kernels *kern, uint32_t lo, uint32_t hi, uint32_t st
 
 static void check_all_inputs(kat_arch arch, uint32_t step)
 {
-    const kat_kernels *kern = kat_kernels_for(arch);
+    const kat_kernels *kern = kat__kernels_for(arch);
     if (!kern)
         return;   /* this CPU or build lacks the ISA */
     sweep_result r = {0};
@@ -134,7 +134,7 @@ END_TEST
 
 START_TEST(test_exp2_special_values)
 {
-    const kat_kernels *kern = kat_kernels_for((kat_arch)_i);
+    const kat_kernels *kern = kat__kernels_for((kat_arch)_i);
     if (!kern)
         return;
     const float x[] = {0.0f, -0.0f, 1.0f, -1.0f, 127.0f, 128.0f, 128.5f, 200.0f, INFINITY,

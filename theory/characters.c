@@ -36,7 +36,7 @@ static kat_status decode(const group_map *m, size_t row, double x, size_t t, siz
     if (fabs(x - at) <= slack)
         *bits |= (size_t)1 << t;
     else if (!(fabs(x) <= slack))
-        return kat_fail(KAT_EDOM,
+        return kat__fail(KAT_EDOM,
                         "group feature map: row %zu, coordinate %zu is %g, not a corner "
                         "coordinate (0 or a_%zu = %g)",
                         row, t, x, t, at);
@@ -155,15 +155,15 @@ kat_status kat_group_featmap_create(const kat_fn *f, const double *a, size_t d, 
 {
     static const char who[] = "group_featmap_create";
     if (!out)
-        return kat_fail(KAT_EINVAL, "%s: out is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: out is NULL", who);
     if (d == 0)
-        return kat_fail(KAT_EINVAL, "%s: d must be >= 1 (got 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: d must be >= 1 (got 0)", who);
     if (d > KAT_GROUP_MAX_D)
-        return kat_fail(KAT_ERANGE, "%s: d = %zu needs 2^%zu characters; kat supports d <= %d",
+        return kat__fail(KAT_ERANGE, "%s: d = %zu needs 2^%zu characters; kat supports d <= %d",
                         who, d, d, KAT_GROUP_MAX_D);
     size_t n = (size_t)1 << d;
     if (rank > n)
-        return kat_fail(KAT_EINVAL, "%s: rank = %zu exceeds the 2^%zu = %zu characters", who, rank,
+        return kat__fail(KAT_EINVAL, "%s: rank = %zu exceeds the 2^%zu = %zu characters", who, rank,
                         d, n);
     group_map *m = kat_calloc(1, sizeof *m);
     double *lambda = NULL;
@@ -172,10 +172,10 @@ kat_status kat_group_featmap_create(const kat_fn *f, const double *a, size_t d, 
         return KAT_ENOMEM;
     m->d = d;
     m->n = n;
-    if (!(m->a = kat_alloc_array(d, sizeof(double), "group map sides")) ||
-        !(m->g = kat_alloc_array(n, sizeof(double), "group map kernel values")) ||
-        !(lambda = kat_alloc_array(n, sizeof(double), "group map spectrum")) ||
-        !(m->sets = kat_alloc_array(n, sizeof(size_t), "group map characters")))
+    if (!(m->a = kat__alloc_array(d, sizeof(double), "group map sides")) ||
+        !(m->g = kat__alloc_array(n, sizeof(double), "group map kernel values")) ||
+        !(lambda = kat__alloc_array(n, sizeof(double), "group map spectrum")) ||
+        !(m->sets = kat__alloc_array(n, sizeof(size_t), "group map characters")))
         goto fail;
     if ((st = kat_group_hyperrect_values(f, a, d, m->g)))
         goto fail;
@@ -187,7 +187,7 @@ kat_status kat_group_featmap_create(const kat_fn *f, const double *a, size_t d, 
     size_t nonzero = 0;
     for (size_t S = 0; S < n; S++) {
         if ((options & KAT_GROUP_MAP_REQUIRE_PSD) && lambda[S] < -tol) {
-            st = kat_fail(KAT_EDOM,
+            st = kat__fail(KAT_EDOM,
                           "%s: f = %s is not positive definite on this hyperrectangle: "
                           "lambda_S = %.6g < 0 at S = %#zx (tolerance %.3g); a symmetric "
                           "(Gram) map needs every lambda_S >= 0",
@@ -199,8 +199,8 @@ kat_status kat_group_featmap_create(const kat_fn *f, const double *a, size_t d, 
     }
     sort_sets(m->sets, n, lambda);
     m->rank = rank ? rank : (nonzero ? nonzero : 1);
-    if (!(m->coef = kat_alloc_array(m->rank, sizeof(double), "group map weights")) ||
-        !(m->sign = kat_alloc_array(m->rank, sizeof(double), "group map signs"))) {
+    if (!(m->coef = kat__alloc_array(m->rank, sizeof(double), "group map weights")) ||
+        !(m->sign = kat__alloc_array(m->rank, sizeof(double), "group map signs"))) {
         st = KAT_ENOMEM;
         goto fail;
     }

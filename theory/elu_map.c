@@ -71,9 +71,9 @@ static const kat_featmap_ops elu_ops = {
 kat_status kat_featmap_elu1_create(size_t d, kat_featmap **out)
 {
     if (d == 0)
-        return kat_fail(KAT_EINVAL, "featmap_elu1_create: d = 0, must be >= 1");
+        return kat__fail(KAT_EINVAL, "featmap_elu1_create: d = 0, must be >= 1");
     if (!out)
-        return kat_fail(KAT_EINVAL, "featmap_elu1_create: out is NULL");
+        return kat__fail(KAT_EINVAL, "featmap_elu1_create: out is NULL");
     elu_state *s = kat_malloc(sizeof *s);
     if (!s)
         return KAT_ENOMEM;

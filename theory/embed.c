@@ -16,29 +16,29 @@ static const char *const embed_names[KAT_EMBED_COUNT] = {"l1", "l2sq", "gram"};
 kat_status kat_metric_embed_parse(const char *name, kat_embed_kind *out)
 {
     if (!name || !out)
-        return kat_fail(KAT_EINVAL, "metric_embed_parse: %s is NULL", name ? "out" : "name");
+        return kat__fail(KAT_EINVAL, "metric_embed_parse: %s is NULL", name ? "out" : "name");
     for (int k = 0; k < KAT_EMBED_COUNT; k++)
         if (strcmp(name, embed_names[k]) == 0) {
             *out = (kat_embed_kind)k;
             return KAT_OK;
         }
-    return kat_fail(KAT_EINVAL, "embedding '%s' is not one of l1, l2sq, gram", name);
+    return kat__fail(KAT_EINVAL, "embedding '%s' is not one of l1, l2sq, gram", name);
 }
 
 kat_status kat_metric_embed_shape(kat_embed_kind kind, size_t d, size_t *rows, size_t *cols)
 {
     static const char who[] = "metric_embed_shape";
     if ((unsigned)kind >= KAT_EMBED_COUNT)
-        return kat_fail(KAT_EINVAL, "%s: kind = %d is not a kat_embed_kind", who, (int)kind);
+        return kat__fail(KAT_EINVAL, "%s: kind = %d is not a kat_embed_kind", who, (int)kind);
     if (!rows || !cols)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, rows ? "cols" : "rows");
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, rows ? "cols" : "rows");
     if (d > KAT_GROUP_MAX_D)
-        return kat_fail(KAT_ERANGE, "%s: d = %zu: 2^%zu corners do not fit in memory (kat "
+        return kat__fail(KAT_ERANGE, "%s: d = %zu: 2^%zu corners do not fit in memory (kat "
                                     "supports d <= %d)",
                         who, d, d, KAT_GROUP_MAX_D);
     size_t n = (size_t)1 << d, c = kind == KAT_EMBED_GRAM ? n : n - 1, total;
     if (kat_mul3_overflow(n, c ? c : 1, sizeof(double), &total))
-        return kat_fail(KAT_ERANGE, "%s: a 2^%zu x %zu embedding (%.3g GiB) does not fit in memory",
+        return kat__fail(KAT_ERANGE, "%s: a 2^%zu x %zu embedding (%.3g GiB) does not fit in memory",
                         who, d, c, ldexp((double)n * (double)c, -27));
     *rows = n;
     *cols = c;
@@ -56,9 +56,9 @@ kat_status kat_metric_embed(kat_embed_kind kind, const kat_fn *f, const double *
     if ((st = kat_dmat_check(P, "P (embedding)", 0)))
         return st;
     if (P->rows != n || P->cols != cols)
-        return kat_fail(KAT_EINVAL, "%s: P is %zu x %zu, expected 2^%zu x %zu = %zu x %zu", who,
+        return kat__fail(KAT_EINVAL, "%s: P is %zu x %zu, expected 2^%zu x %zu = %zu x %zu", who,
                         P->rows, P->cols, d, cols, n, cols);
-    double *g = kat_alloc_array(n, 2 * sizeof(double), "embedding spectrum");
+    double *g = kat__alloc_array(n, 2 * sizeof(double), "embedding spectrum");
     if (!g)
         return KAT_ENOMEM;
     double *lambda = g + n;
@@ -71,7 +71,7 @@ kat_status kat_metric_embed(kat_embed_kind kind, const kat_fn *f, const double *
     const char *name = embed_names[kind];
     if (kind != KAT_EMBED_GRAM) {
         if (fabs(g[0]) > tol) {
-            st = kat_fail(KAT_EDOM,
+            st = kat__fail(KAT_EDOM,
                           "%s: f(0) = %.6g must be 0 for the %s embedding (it would represent "
                           "f - f(0))",
                           who, g[0], name);
@@ -79,7 +79,7 @@ kat_status kat_metric_embed(kat_embed_kind kind, const kat_fn *f, const double *
         }
         for (size_t S = 1; S < n; S++)
             if (lambda[S] > tol) {
-                st = kat_fail(KAT_EDOM,
+                st = kat__fail(KAT_EDOM,
                               "%s: f = %s is not of negative type on this hyperrectangle: "
                               "lambda_S = %.6g > 0 at S = %#zx (tolerance %.3g); the %s "
                               "embedding needs lambda_S <= 0 for every S != 0 (Bernstein f "
@@ -90,7 +90,7 @@ kat_status kat_metric_embed(kat_embed_kind kind, const kat_fn *f, const double *
     } else {
         for (size_t S = 0; S < n; S++)
             if (lambda[S] < -tol) {
-                st = kat_fail(KAT_EDOM,
+                st = kat__fail(KAT_EDOM,
                               "%s: f = %s is not positive definite on this hyperrectangle: "
                               "lambda_S = %.6g < 0 at S = %#zx (tolerance %.3g); Gram features "
                               "need every lambda_S >= 0 (completely monotone f qualify)",

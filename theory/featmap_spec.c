@@ -39,10 +39,10 @@ static kat_status parse_order(const char *spec, const char *field, size_t len,
     size_t P = 0;
     int r = parse_digits(field, len, &P);
     if (r == -1)
-        return kat_fail(KAT_EPARSE, "map '%s': taylor needs an order P >= 0 (taylor:P or "
+        return kat__fail(KAT_EPARSE, "map '%s': taylor needs an order P >= 0 (taylor:P or "
                         "taylorP), got '%.*s'", spec, (int)len, field);
     if (r == -2 || P > MAX_TAYLOR_ORDER)
-        return kat_fail(KAT_EINVAL, "map '%s': the order P must be <= %d", spec,
+        return kat__fail(KAT_EINVAL, "map '%s': the order P must be <= %d", spec,
                         MAX_TAYLOR_ORDER);
     out->order = (int)P;
     return KAT_OK;
@@ -53,19 +53,19 @@ static kat_status parse_random(const char *spec, const char *name, const char *r
                                kat_featmap_spec *out)
 {
     if (!rest)
-        return kat_fail(KAT_EPARSE, "map '%s': %s needs a feature count, e.g. %s:256", spec,
+        return kat__fail(KAT_EPARSE, "map '%s': %s needs a feature count, e.g. %s:256", spec,
                         name, name);
     const char *colon = strchr(rest, ':');
     size_t len = colon ? (size_t)(colon - rest) : strlen(rest);
     int r = parse_digits(rest, len, &out->count);
     if (r == -1)
-        return kat_fail(KAT_EPARSE, "map '%s': '%.*s' is not a feature count M", spec, (int)len,
+        return kat__fail(KAT_EPARSE, "map '%s': '%.*s' is not a feature count M", spec, (int)len,
                         rest);
     if (r == -2 || out->count > KAT_FEATMAP_MAX_DIM)
-        return kat_fail(KAT_EINVAL, "map '%s': the feature count M must be <= %zu", spec,
+        return kat__fail(KAT_EINVAL, "map '%s': the feature count M must be <= %zu", spec,
                         KAT_FEATMAP_MAX_DIM);
     if (out->count == 0)
-        return kat_fail(KAT_EINVAL, "map '%s': the feature count M must be >= 1", spec);
+        return kat__fail(KAT_EINVAL, "map '%s': the feature count M must be >= 1", spec);
     while (colon) {
         const char *opt = colon + 1;
         colon = strchr(opt, ':');
@@ -78,7 +78,7 @@ static kat_status parse_random(const char *spec, const char *name, const char *r
         else if (out->kind != KAT_FEATMAP_KIND_FAVOR && OPT_IS("pair"))
             out->pair = 1;
         else
-            return kat_fail(KAT_EPARSE, "map '%s': unknown option '%.*s' (expected %s)", spec,
+            return kat__fail(KAT_EPARSE, "map '%s': unknown option '%.*s' (expected %s)", spec,
                             (int)olen, opt,
                             out->kind == KAT_FEATMAP_KIND_FAVOR ? "ortho or stable" : "pair");
 #undef OPT_IS
@@ -89,7 +89,7 @@ static kat_status parse_random(const char *spec, const char *name, const char *r
 kat_status kat_featmap_spec_parse(const char *spec, kat_featmap_spec *out)
 {
     if (!spec || !out)
-        return kat_fail(KAT_EINVAL, "featmap_spec_parse: %s is NULL", spec ? "out" : "spec");
+        return kat__fail(KAT_EINVAL, "featmap_spec_parse: %s is NULL", spec ? "out" : "spec");
     kat_featmap_spec s;
     memset(&s, 0, sizeof s);
     const char *colon = strchr(spec, ':');
@@ -106,10 +106,10 @@ kat_status kat_featmap_spec_parse(const char *spec, kat_featmap_spec *out)
     } else if (HEAD_IS("poly")) {
         s.kind = KAT_FEATMAP_KIND_POLY;
         if (!rest || !*rest)
-            st = kat_fail(KAT_EPARSE, "map '%s': poly needs an expression in x, e.g. "
+            st = kat__fail(KAT_EPARSE, "map '%s': poly needs an expression in x, e.g. "
                           "poly:(1+x)^2", spec);
         else if (strlen(rest) > KAT_FEATMAP_SPEC_EXPR_MAX)
-            st = kat_fail(KAT_EINVAL, "map '%.40s...': the expression is longer than %d bytes",
+            st = kat__fail(KAT_EINVAL, "map '%.40s...': the expression is longer than %d bytes",
                           spec, KAT_FEATMAP_SPEC_EXPR_MAX);
         else
             strcpy(s.expr, rest);
@@ -125,17 +125,17 @@ kat_status kat_featmap_spec_parse(const char *spec, kat_featmap_spec *out)
     } else if (HEAD_IS("elu1")) {
         s.kind = KAT_FEATMAP_KIND_ELU1;
         if (rest)
-            st = kat_fail(KAT_EPARSE, "map '%s': elu1 takes no argument", spec);
+            st = kat__fail(KAT_EPARSE, "map '%s': elu1 takes no argument", spec);
     } else if (HEAD_IS("group")) {
         s.kind = KAT_FEATMAP_KIND_GROUP;
         int r = rest ? parse_digits(rest, strlen(rest), &s.rank) : 0;
         if (r == -1)
-            st = kat_fail(KAT_EPARSE, "map '%s': group:R needs a rank R >= 0, got '%s'", spec,
+            st = kat__fail(KAT_EPARSE, "map '%s': group:R needs a rank R >= 0, got '%s'", spec,
                           rest);
         else if (r == -2)
-            st = kat_fail(KAT_EINVAL, "map '%s': the rank R is too large", spec);
+            st = kat__fail(KAT_EINVAL, "map '%s': the rank R is too large", spec);
     } else {
-        st = kat_fail(KAT_EPARSE, "unknown map '%s' (%s)", spec, SPEC_LIST);
+        st = kat__fail(KAT_EPARSE, "unknown map '%s' (%s)", spec, SPEC_LIST);
     }
 #undef HEAD_IS
     if (!st)
@@ -174,7 +174,7 @@ static kat_status group_create(const kat_featmap_spec *spec, size_t d, kat_featm
     if (!spec->group_f)
         st = kat_fn_parse("exp(-x)", &own_f, NULL);
     if (!st && !spec->group_sides && d >= 1 && d <= KAT_GROUP_MAX_D) {
-        if (!(own_a = kat_alloc_array(d, sizeof *own_a, "group map sides")))
+        if (!(own_a = kat__alloc_array(d, sizeof *own_a, "group map sides")))
             st = KAT_ENOMEM;
         for (size_t t = 0; own_a && t < d; t++)
             own_a[t] = 1.0;
@@ -218,7 +218,7 @@ static kat_status base_create(const kat_featmap_spec *spec, size_t d, uint64_t s
     case KAT_FEATMAP_KIND_GROUP:
         return group_create(spec, d, out);
     }
-    return kat_fail(KAT_EINVAL, "featmap_spec_create: unknown kind %d", (int)spec->kind);
+    return kat__fail(KAT_EINVAL, "featmap_spec_create: unknown kind %d", (int)spec->kind);
 }
 
 kat_status kat_featmap_spec_create(const kat_featmap_spec *spec, size_t d, uint64_t seed,
@@ -226,7 +226,7 @@ kat_status kat_featmap_spec_create(const kat_featmap_spec *spec, size_t d, uint6
 {
     const char *who = "featmap_spec_create";
     if (!spec || !out)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, spec ? "out" : "spec");
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, spec ? "out" : "spec");
     if (spec->scale != 0.0) {
         const int has_scale = kat_featmap_spec_scale(spec, 1) != 0.0;
         const char *what = spec->kind == KAT_FEATMAP_KIND_RFF ||
@@ -234,10 +234,10 @@ kat_status kat_featmap_spec_create(const kat_featmap_spec *spec, size_t d, uint6
                                ? "sigma"
                                : "s";
         if (!has_scale)
-            return kat_fail(KAT_EINVAL, "%s: a %s map has no scale (got %g)", who,
+            return kat__fail(KAT_EINVAL, "%s: a %s map has no scale (got %g)", who,
                             kat_featmap_kind_name(spec->kind), spec->scale);
         if (!(spec->scale > 0.0) || !isfinite(spec->scale))
-            return kat_fail(KAT_EINVAL, "%s: %s map: %s = %g must be > 0 and finite", who,
+            return kat__fail(KAT_EINVAL, "%s: %s map: %s = %g must be > 0 and finite", who,
                             kat_featmap_kind_name(spec->kind), what, spec->scale);
     }
     kat_featmap *fm = NULL;
@@ -271,9 +271,9 @@ kat_status kat_featmap_spec_kernel(const kat_featmap_spec *spec, const kat_featm
 {
     const char *who = "featmap_spec_kernel";
     if (!spec || !fm || !q || !k || !out)
-        return kat_fail(KAT_EINVAL, "%s: NULL argument", who);
+        return kat__fail(KAT_EINVAL, "%s: NULL argument", who);
     if (spec->norm)
-        return kat_fail(KAT_ENOTSUP, "%s: the map normalises its tokens (norm = 1); its kernel "
+        return kat__fail(KAT_ENOTSUP, "%s: the map normalises its tokens (norm = 1); its kernel "
                         "is one of the normalised tokens", who);
     if (spec->kind != KAT_FEATMAP_KIND_TAYLOR)
         return kat_featmap_score(fm, q, k, out);

@@ -17,12 +17,12 @@ static kat_status cube_size(size_t d, const char *who, size_t *n)
 {
     if (d > KAT_GROUP_MAX_D) {
         if (d < 64)
-            return kat_fail(KAT_ERANGE,
+            return kat__fail(KAT_ERANGE,
                             "%s: d = %zu needs vectors of 2^%zu = %.3g values (%.3g GiB each); "
                             "kat supports d <= %d",
                             who, d, d, ldexp(1.0, (int)d), ldexp(1.0, (int)d - 27),
                             KAT_GROUP_MAX_D);
-        return kat_fail(KAT_ERANGE, "%s: d = %zu: 2^%zu values do not fit in memory "
+        return kat__fail(KAT_ERANGE, "%s: d = %zu: 2^%zu values do not fit in memory "
                                     "(kat supports d <= %d)",
                         who, d, d, KAT_GROUP_MAX_D);
     }
@@ -37,7 +37,7 @@ kat_status kat_group_wht(double *x, size_t d)
     if (st)
         return st;
     if (!x)
-        return kat_fail(KAT_EINVAL, "group_wht: x is NULL");
+        return kat__fail(KAT_EINVAL, "group_wht: x is NULL");
     if (d == 0)
         return KAT_OK;
     int dims[KAT_GROUP_MAX_D];
@@ -50,7 +50,7 @@ kat_status kat_group_wht(double *x, size_t d)
     fftw_plan p = fftw_plan_r2r((int)d, dims, x, x, kinds, FFTW_ESTIMATE);
     pthread_mutex_unlock(&plan_lock);
     if (!p)
-        return kat_fail(KAT_ENOMEM, "group_wht: FFTW could not plan a rank-%zu transform", d);
+        return kat__fail(KAT_ENOMEM, "group_wht: FFTW could not plan a rank-%zu transform", d);
     fftw_execute(p);
     pthread_mutex_lock(&plan_lock);
     fftw_destroy_plan(p);
@@ -65,7 +65,7 @@ kat_status kat_group_wht_butterfly(double *x, size_t d)
     if (st)
         return st;
     if (!x)
-        return kat_fail(KAT_EINVAL, "group_wht_butterfly: x is NULL");
+        return kat__fail(KAT_EINVAL, "group_wht_butterfly: x is NULL");
     for (size_t h = 1; h < n; h <<= 1)
         for (size_t i = 0; i < n; i += 2 * h)
             for (size_t j = i; j < i + h; j++) {
@@ -79,12 +79,12 @@ kat_status kat_group_wht_butterfly(double *x, size_t d)
 static kat_status check_sides(const double *a, size_t d, const char *who)
 {
     if (d > 0 && !a)
-        return kat_fail(KAT_EINVAL, "%s: sides a is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: sides a is NULL", who);
     for (size_t t = 0; t < d; t++) {
         if (!isfinite(a[t]))
-            return kat_fail(KAT_EDOM, "%s: side a[%zu] is %g", who, t, a[t]);
+            return kat__fail(KAT_EDOM, "%s: side a[%zu] is %g", who, t, a[t]);
         if (a[t] <= 0.0)
-            return kat_fail(KAT_EINVAL, "%s: side a[%zu] = %g must be > 0", who, t, a[t]);
+            return kat__fail(KAT_EINVAL, "%s: side a[%zu] = %g must be > 0", who, t, a[t]);
     }
     return KAT_OK;
 }
@@ -105,9 +105,9 @@ static kat_status fill_values(const kat_fn *f, const double *a, size_t d, size_t
     for (size_t i0 = 0; i0 < n; i0 += BLOCK) {
         size_t nb = n - i0 < BLOCK ? n - i0 : BLOCK;
         kat_fn_eval_unchecked(f, g + i0, y, nb);
-        size_t bad = kat_first_nonfinite(y, nb);
+        size_t bad = kat__first_nonfinite(y, nb);
         if (bad < nb)
-            return kat_fail(KAT_EDOM, "%s: f = %s is %g at <a, T> = %.17g (subset T = %#zx)", who,
+            return kat__fail(KAT_EDOM, "%s: f = %s is %g at <a, T> = %.17g (subset T = %#zx)", who,
                             kat_fn_name(f), y[bad], g[i0 + bad], i0 + bad);
         memcpy(g + i0, y, nb * sizeof(double));
     }
@@ -124,10 +124,10 @@ static kat_status hyperrect(const kat_fn *f, const double *a, size_t d, double *
     if (st)
         return st;
     if (!f || !out)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, f ? "output" : "f");
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, f ? "output" : "f");
     if ((st = check_sides(a, d, who)))
         return st;
-    double *g = kat_alloc_array(n, sizeof(double), "hyperrectangle values");
+    double *g = kat__alloc_array(n, sizeof(double), "hyperrectangle values");
     if (!g)
         return KAT_ENOMEM;
     st = fill_values(f, a, d, n, g, who);
@@ -157,17 +157,17 @@ kat_status kat_group_hyperrect_matrix(const kat_fn *f, const double *a, size_t d
     if (st)
         return st;
     if (kat_mul_overflow(n, n, &n2))
-        return kat_fail(KAT_ERANGE, "%s: a %zu x %zu matrix overflows size_t", who, n, n);
+        return kat__fail(KAT_ERANGE, "%s: a %zu x %zu matrix overflows size_t", who, n, n);
     if ((st = kat_dmat_check(D, "group_hyperrect_matrix: D", 0)))
         return st;
     if (D->rows != n || D->cols != n)
-        return kat_fail(KAT_EINVAL, "%s: D is %zu x %zu, expected 2^%zu x 2^%zu = %zu x %zu", who,
+        return kat__fail(KAT_EINVAL, "%s: D is %zu x %zu, expected 2^%zu x 2^%zu = %zu x %zu", who,
                         D->rows, D->cols, d, d, n, n);
     if (!f)
-        return kat_fail(KAT_EINVAL, "%s: f is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: f is NULL", who);
     if ((st = check_sides(a, d, who)))
         return st;
-    double *g = kat_alloc_array(n, sizeof(double), "hyperrectangle values");
+    double *g = kat__alloc_array(n, sizeof(double), "hyperrectangle values");
     if (!g)
         return KAT_ENOMEM;
     st = fill_values(f, a, d, n, g, who);
@@ -196,15 +196,15 @@ kat_status kat_group_circulant_spectrum(const double *c, size_t N, double *re, d
 {
     static const char who[] = "group_circulant_spectrum";
     if (N == 0)
-        return kat_fail(KAT_EINVAL, "%s: N must be >= 1 (got 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: N must be >= 1 (got 0)", who);
     if (N > INT_MAX)
-        return kat_fail(KAT_ERANGE, "%s: N = %zu exceeds FFTW's limit %d", who, N, INT_MAX);
+        return kat__fail(KAT_ERANGE, "%s: N = %zu exceeds FFTW's limit %d", who, N, INT_MAX);
     if (!c || !re)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, c ? "re" : "c");
-    size_t bad = kat_first_nonfinite(c, N);
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, c ? "re" : "c");
+    size_t bad = kat__first_nonfinite(c, N);
     if (bad < N)
-        return kat_fail(KAT_EDOM, "%s: c[%zu] is %g", who, bad, c[bad]);
-    double *buf = kat_alloc_array(N, 2 * sizeof(double), "circulant scratch");
+        return kat__fail(KAT_EDOM, "%s: c[%zu] is %g", who, bad, c[bad]);
+    double *buf = kat__alloc_array(N, 2 * sizeof(double), "circulant scratch");
     if (!buf)
         return KAT_ENOMEM;
     double *in = buf, *hc = buf + N;
@@ -213,7 +213,7 @@ kat_status kat_group_circulant_spectrum(const double *c, size_t N, double *re, d
     pthread_mutex_unlock(&plan_lock);
     if (!p) {
         kat_free(buf);
-        return kat_fail(KAT_ENOMEM, "%s: FFTW could not plan a size-%zu transform", who, N);
+        return kat__fail(KAT_ENOMEM, "%s: FFTW could not plan a size-%zu transform", who, N);
     }
     memcpy(in, c, N * sizeof(double));   /* after planning: a planner may scribble on arrays */
     fftw_execute(p);
@@ -238,20 +238,20 @@ kat_status kat_group_cyclic_spectrum(const kat_fn *f, size_t N, double *lambda)
 {
     static const char who[] = "group_cyclic_spectrum";
     if (N == 0)
-        return kat_fail(KAT_EINVAL, "%s: N must be >= 1 (got 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: N must be >= 1 (got 0)", who);
     if (!f || !lambda)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, f ? "lambda" : "f");
-    double *c = kat_alloc_array(N, sizeof(double), "cyclic first row");
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, f ? "lambda" : "f");
+    double *c = kat__alloc_array(N, sizeof(double), "cyclic first row");
     if (!c)
         return KAT_ENOMEM;
     for (size_t k = 0; k < N; k++)
         c[k] = (double)(k <= N - k ? k : N - k);
     kat_status st = KAT_OK;
     kat_fn_eval_unchecked(f, c, c, N);
-    size_t bad = kat_first_nonfinite(c, N);
+    size_t bad = kat__first_nonfinite(c, N);
     if (bad < N) {
         size_t delta = bad <= N - bad ? bad : N - bad;
-        st = kat_fail(KAT_EDOM, "%s: f = %s is %g at cyclic distance %zu", who, kat_fn_name(f),
+        st = kat__fail(KAT_EDOM, "%s: f = %s is %g at cyclic distance %zu", who, kat_fn_name(f),
                       c[bad], delta);
     }
     if (st == KAT_OK)

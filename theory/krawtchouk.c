@@ -29,7 +29,7 @@ static void krawtchouk_column(size_t d, size_t j, double *col)
 static kat_status check_cube_d(size_t d, const char *who)
 {
     if (d > KAT_GROUP_MAX_CUBE_D)
-        return kat_fail(KAT_ERANGE,
+        return kat__fail(KAT_ERANGE,
                         "%s: d = %zu is too large: the multiplicity C(d, d/2) overflows a double "
                         "beyond d = %d",
                         who, d, KAT_GROUP_MAX_CUBE_D);
@@ -42,8 +42,8 @@ kat_status kat_group_krawtchouk_table(size_t d, double *out)
     if (st)
         return st;
     if (!out)
-        return kat_fail(KAT_EINVAL, "group_krawtchouk_table: out is NULL");
-    double *col = kat_alloc_array(d + 1, sizeof(double), "Krawtchouk column");
+        return kat__fail(KAT_EINVAL, "group_krawtchouk_table: out is NULL");
+    double *col = kat__alloc_array(d + 1, sizeof(double), "Krawtchouk column");
     if (!col)
         return KAT_ENOMEM;
     for (size_t j = 0; j <= d; j++) {
@@ -62,18 +62,18 @@ kat_status kat_group_hypercube_spectrum(const kat_fn *f, size_t d, double *lambd
     if (st)
         return st;
     if (!f || !lambda)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, f ? "lambda" : "f");
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, f ? "lambda" : "f");
     /* w[k] = f(k) C(d, k): the weight of the distance-k shell. */
-    double *w = kat_alloc_array(3 * (d + 1), sizeof(double), "hypercube weights");
+    double *w = kat__alloc_array(3 * (d + 1), sizeof(double), "hypercube weights");
     if (!w)
         return KAT_ENOMEM;
     double *res = w + d + 1, *col = res + d + 1;
     for (size_t k = 0; k <= d; k++)
         w[k] = (double)k;
     kat_fn_eval_unchecked(f, w, w, d + 1);
-    size_t bad = kat_first_nonfinite(w, d + 1);
+    size_t bad = kat__first_nonfinite(w, d + 1);
     if (bad <= d) {
-        st = kat_fail(KAT_EDOM, "%s: f = %s is %g at distance %zu", who, kat_fn_name(f), w[bad],
+        st = kat__fail(KAT_EDOM, "%s: f = %s is %g at distance %zu", who, kat_fn_name(f), w[bad],
                       bad);
         goto done;
     }
@@ -85,7 +85,7 @@ kat_status kat_group_hypercube_spectrum(const kat_fn *f, size_t d, double *lambd
         for (size_t k = 0; k <= d; k++)
             s += w[k] * col[k];
         if (!isfinite(s)) {
-            st = kat_fail(KAT_ERANGE, "%s: lambda_%zu overflows a double (d = %zu, f = %s)", who,
+            st = kat__fail(KAT_ERANGE, "%s: lambda_%zu overflows a double (d = %zu, f = %s)", who,
                           j, d, kat_fn_name(f));
             goto done;
         }

@@ -14,13 +14,13 @@ static const char *const metric_names[KAT_METRIC_COUNT] = {"l1", "l2", "l2sq", "
 kat_status kat_metric_parse(const char *name, kat_metric *out)
 {
     if (!name || !out)
-        return kat_fail(KAT_EINVAL, "metric_parse: %s is NULL", name ? "out" : "name");
+        return kat__fail(KAT_EINVAL, "metric_parse: %s is NULL", name ? "out" : "name");
     for (int m = 0; m < KAT_METRIC_COUNT; m++)
         if (strcmp(name, metric_names[m]) == 0) {
             *out = (kat_metric)m;
             return KAT_OK;
         }
-    return kat_fail(KAT_EINVAL, "metric '%s' is not one of l1, l2, l2sq, inner", name);
+    return kat__fail(KAT_EINVAL, "metric '%s' is not one of l1, l2, l2sq, inner", name);
 }
 
 const char *kat_metric_name(kat_metric m)
@@ -53,23 +53,23 @@ static kat_status check_square_out(const kat_dmat *X, const kat_dmat *out, const
                                    const char *outname)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, outname);
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, outname);
     if (out->rows != X->rows || out->cols != X->rows)
-        return kat_fail(KAT_EINVAL, "%s: %s is %zu x %zu, expected %zu x %zu (one row and column "
+        return kat__fail(KAT_EINVAL, "%s: %s is %zu x %zu, expected %zu x %zu (one row and column "
                                     "per point)",
                         who, outname, out->rows, out->cols, X->rows, X->rows);
     kat_status st = kat_dmat_check(out, outname, 0);
     if (st)
         return st;
     if (X->rows && out->data == X->data)
-        return kat_fail(KAT_EINVAL, "%s: %s overlaps X", who, outname);
+        return kat__fail(KAT_EINVAL, "%s: %s overlaps X", who, outname);
     return KAT_OK;
 }
 
 static kat_status validate_points(const kat_dmat *X, kat_metric metric, const char *who)
 {
     if ((unsigned)metric >= KAT_METRIC_COUNT)
-        return kat_fail(KAT_EINVAL, "%s: metric = %d is not a kat_metric", who, (int)metric);
+        return kat__fail(KAT_EINVAL, "%s: metric = %d is not a kat_metric", who, (int)metric);
     return kat_dmat_check(X, "X (points)", 1);
 }
 
@@ -93,7 +93,7 @@ kat_status kat_metric_kernel(const kat_fn *f, const kat_dmat *X, kat_metric metr
 {
     static const char who[] = "metric_kernel";
     if (!f)
-        return kat_fail(KAT_EINVAL, "%s: f is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: f is NULL", who);
     kat_status st = validate_points(X, metric, who);
     if (st || (st = check_square_out(X, K, who, "K")))
         return st;
@@ -107,11 +107,11 @@ kat_status kat_metric_kernel(const kat_fn *f, const kat_dmat *X, kat_metric metr
     for (size_t i = 0; i < n && st == KAT_OK; i++) {
         double *row = S.data + i * n;
         kat_fn_eval_unchecked(f, row, row, n);
-        size_t bad = kat_first_nonfinite(row, n);
+        size_t bad = kat__first_nonfinite(row, n);
         if (bad < n) {
             /* Recompute the argument for the message (the row now holds f values). */
             double arg = pair_value(X->data + i * X->ld, X->data + bad * X->ld, X->cols, metric);
-            st = kat_fail(KAT_EDOM, "%s: f = %s is %g at %s = %.17g (points %zu and %zu)", who,
+            st = kat__fail(KAT_EDOM, "%s: f = %s is %g at %s = %.17g (points %zu and %zu)", who,
                           kat_fn_name(f), row[bad], kat_metric_name(metric), arg, i, bad);
         }
     }
@@ -126,21 +126,21 @@ kat_status kat_metric_corners(const double *a, size_t d, kat_dmat *X)
 {
     static const char who[] = "metric_corners";
     if (d > 62 || d >= sizeof(size_t) * CHAR_BIT)
-        return kat_fail(KAT_ERANGE, "%s: d = %zu: 2^%zu corners do not fit in memory", who, d, d);
+        return kat__fail(KAT_ERANGE, "%s: d = %zu: 2^%zu corners do not fit in memory", who, d, d);
     size_t n = (size_t)1 << d;
     if (d > 0 && !a)
-        return kat_fail(KAT_EINVAL, "%s: sides a is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: sides a is NULL", who);
     for (size_t t = 0; t < d; t++) {
         if (!isfinite(a[t]))
-            return kat_fail(KAT_EDOM, "%s: side a[%zu] is %g", who, t, a[t]);
+            return kat__fail(KAT_EDOM, "%s: side a[%zu] is %g", who, t, a[t]);
         if (a[t] <= 0.0)
-            return kat_fail(KAT_EINVAL, "%s: side a[%zu] = %g must be > 0", who, t, a[t]);
+            return kat__fail(KAT_EINVAL, "%s: side a[%zu] = %g must be > 0", who, t, a[t]);
     }
     kat_status st = kat_dmat_check(X, "X (corners)", 0);
     if (st)
         return st;
     if (X->rows != n || X->cols != d)
-        return kat_fail(KAT_EINVAL, "%s: X is %zu x %zu, expected 2^%zu x %zu = %zu x %zu", who,
+        return kat__fail(KAT_EINVAL, "%s: X is %zu x %zu, expected 2^%zu x %zu = %zu x %zu", who,
                         X->rows, X->cols, d, d, n, d);
     for (size_t b = 0; b < n; b++)
         for (size_t t = 0; t < d; t++)
@@ -158,10 +158,10 @@ static kat_status sym_copy(const kat_dmat *A, const char *who, double **copy)
     if (st)
         return st;
     if (A->rows != A->cols)
-        return kat_fail(KAT_EINVAL, "%s: A is %zu x %zu, not square", who, A->rows, A->cols);
+        return kat__fail(KAT_EINVAL, "%s: A is %zu x %zu, not square", who, A->rows, A->cols);
     size_t n = A->rows;
     if (n > (size_t)INT_MAX)
-        return kat_fail(KAT_ERANGE, "%s: n = %zu exceeds LAPACK's limit %d", who, n, INT_MAX);
+        return kat__fail(KAT_ERANGE, "%s: n = %zu exceeds LAPACK's limit %d", who, n, INT_MAX);
     double amax = 0.0;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
@@ -171,12 +171,12 @@ static kat_status sym_copy(const kat_dmat *A, const char *who, double **copy)
         for (size_t j = 0; j < i; j++) {
             double x = A->data[i * A->ld + j], y = A->data[j * A->ld + i];
             if (fabs(x - y) > tol)
-                return kat_fail(KAT_EINVAL,
+                return kat__fail(KAT_EINVAL,
                                 "%s: A is not symmetric: A(%zu, %zu) = %.17g but A(%zu, %zu) = "
                                 "%.17g",
                                 who, i, j, x, j, i, y);
         }
-    double *c = kat_alloc_array(n ? n * n : 1, sizeof(double), "symmetric matrix copy");
+    double *c = kat__alloc_array(n ? n * n : 1, sizeof(double), "symmetric matrix copy");
     if (!c)
         return KAT_ENOMEM;
     for (size_t i = 0; i < n; i++)
@@ -194,10 +194,10 @@ static kat_status syevd(double *c, size_t n, double *w, int vecs, const char *wh
     lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, vecs ? 'V' : 'N', 'L', (lapack_int)n, c,
                                      (lapack_int)n, w);
     if (info < 0)
-        return kat_fail(KAT_ENOMEM, "%s: dsyevd could not allocate its workspace (info %d)", who,
+        return kat__fail(KAT_ENOMEM, "%s: dsyevd could not allocate its workspace (info %d)", who,
                         (int)info);
     if (info > 0)
-        return kat_fail(KAT_ELAPACK, "%s: dsyevd did not converge (info %d, n = %zu)", who,
+        return kat__fail(KAT_ELAPACK, "%s: dsyevd did not converge (info %d, n = %zu)", who,
                         (int)info, n);
     return KAT_OK;
 }
@@ -215,13 +215,13 @@ kat_status kat_metric_sym_eigenvalues(const kat_dmat *A, double *w)
 {
     static const char who[] = "metric_sym_eigenvalues";
     if (!w)
-        return kat_fail(KAT_EINVAL, "%s: w is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: w is NULL", who);
     double *c = NULL;
     kat_status st = sym_copy(A, who, &c);
     if (st)
         return st;
     size_t n = A->rows;
-    double *tmp = kat_alloc_array(n ? n : 1, sizeof(double), "eigenvalues");
+    double *tmp = kat__alloc_array(n ? n : 1, sizeof(double), "eigenvalues");
     if (!tmp)
         st = KAT_ENOMEM;
     if (st == KAT_OK && (st = syevd(c, n, tmp, 0, who)) == KAT_OK) {
@@ -237,7 +237,7 @@ kat_status kat_metric_cholesky_pd(const kat_dmat *A, int *is_pd)
 {
     static const char who[] = "metric_cholesky_pd";
     if (!is_pd)
-        return kat_fail(KAT_EINVAL, "%s: is_pd is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: is_pd is NULL", who);
     double *c = NULL;
     kat_status st = sym_copy(A, who, &c);
     if (st)
@@ -247,7 +247,7 @@ kat_status kat_metric_cholesky_pd(const kat_dmat *A, int *is_pd)
                         : 0;
     kat_free(c);
     if (info < 0)
-        return kat_fail(KAT_ENOMEM, "%s: dpotrf failed (info %d)", who, (int)info);
+        return kat__fail(KAT_ENOMEM, "%s: dpotrf failed (info %d)", who, (int)info);
     *is_pd = info == 0;
     return KAT_OK;
 }
@@ -257,7 +257,7 @@ kat_status kat_metric_pd_check(const kat_fn *f, const kat_dmat *X, kat_metric me
 {
     static const char who[] = "metric_pd_check";
     if (!rep)
-        return kat_fail(KAT_EINVAL, "%s: rep is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: rep is NULL", who);
     kat_status st = validate_points(X, metric, who);
     if (st)
         return st;
@@ -266,7 +266,7 @@ kat_status kat_metric_pd_check(const kat_fn *f, const kat_dmat *X, kat_metric me
     double *ev = NULL;
     if ((st = kat_dmat_alloc(n, n, &K)))
         return st;
-    if (!(ev = kat_alloc_array(n ? n : 1, sizeof(double), "eigenvalues")))
+    if (!(ev = kat__alloc_array(n ? n : 1, sizeof(double), "eigenvalues")))
         st = KAT_ENOMEM;
     kat_metric_pd_report r = {.n = n};
     if (st == KAT_OK)
@@ -309,7 +309,7 @@ static kat_status double_centre(const kat_dmat *D, const char *who, double **out
     if (st)
         return st;
     size_t n = D->rows;
-    double *r = kat_alloc_array(n ? n : 1, sizeof(double), "MDS row means");
+    double *r = kat__alloc_array(n ? n : 1, sizeof(double), "MDS row means");
     if (!r) {
         kat_free(B);
         return KAT_ENOMEM;
@@ -335,13 +335,13 @@ kat_status kat_metric_mds_spectrum(const kat_dmat *D, double *w)
 {
     static const char who[] = "metric_mds_spectrum";
     if (!w)
-        return kat_fail(KAT_EINVAL, "%s: w is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: w is NULL", who);
     double *B = NULL;
     kat_status st = double_centre(D, who, &B);
     if (st)
         return st;
     size_t n = D->rows;
-    double *tmp = kat_alloc_array(n ? n : 1, sizeof(double), "eigenvalues");
+    double *tmp = kat__alloc_array(n ? n : 1, sizeof(double), "eigenvalues");
     if (!tmp)
         st = KAT_ENOMEM;
     if (st == KAT_OK && (st = syevd(B, n, tmp, 0, who)) == KAT_OK) {
@@ -360,17 +360,17 @@ kat_status kat_metric_mds_embed(const kat_dmat *D, size_t k, kat_dmat *Y)
     if (st)
         return st;
     if (!D)
-        return kat_fail(KAT_EINVAL, "%s: D is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: D is NULL", who);
     if (k > D->rows)
-        return kat_fail(KAT_EINVAL, "%s: k = %zu exceeds the %zu points", who, k, D->rows);
+        return kat__fail(KAT_EINVAL, "%s: k = %zu exceeds the %zu points", who, k, D->rows);
     if (Y->rows != D->rows || Y->cols != k)
-        return kat_fail(KAT_EINVAL, "%s: Y is %zu x %zu, expected %zu x %zu", who, Y->rows,
+        return kat__fail(KAT_EINVAL, "%s: Y is %zu x %zu, expected %zu x %zu", who, Y->rows,
                         Y->cols, D->rows, k);
     double *B = NULL;
     if ((st = double_centre(D, who, &B)))
         return st;
     size_t n = D->rows;
-    double *ev = kat_alloc_array(n ? n : 1, sizeof(double), "eigenvalues");
+    double *ev = kat__alloc_array(n ? n : 1, sizeof(double), "eigenvalues");
     if (!ev)
         st = KAT_ENOMEM;
     if (st == KAT_OK)
@@ -379,7 +379,7 @@ kat_status kat_metric_mds_embed(const kat_dmat *D, size_t k, kat_dmat *Y)
         double tol = (double)n * DBL_EPSILON * fmax(fabs(ev[0]), fabs(ev[n - 1]));
         for (size_t c = 0; c < k && st == KAT_OK; c++)
             if (ev[n - 1 - c] < -tol)
-                st = kat_fail(KAT_EDOM,
+                st = kat__fail(KAT_EDOM,
                               "%s: D is not Euclidean in %zu dimensions: eigenvalue %zu of "
                               "-1/2 P D P is %.6g < 0 (tolerance %.3g)",
                               who, k, c + 1, ev[n - 1 - c], tol);
@@ -465,25 +465,25 @@ static kat_status difference_test(const kat_fn *f, const kat_metric_grid *g,
                                   kat_metric_report *rep, int bernstein, const char *who)
 {
     if (!f || !g || !rep)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, !f ? "f" : !g ? "grid" : "rep");
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, !f ? "f" : !g ? "grid" : "rep");
     if (!isfinite(g->x0) || !isfinite(g->x1) || g->x0 < 0.0 || !(g->x1 > g->x0))
-        return kat_fail(KAT_EINVAL, "%s: grid [x0, x1] = [%g, %g] must satisfy 0 <= x0 < x1", who,
+        return kat__fail(KAT_EINVAL, "%s: grid [x0, x1] = [%g, %g] must satisfy 0 <= x0 < x1", who,
                         g->x0, g->x1);
     if (g->max_order < 1 || g->max_order > KAT_METRIC_MAX_ORDER)
-        return kat_fail(KAT_EINVAL, "%s: grid max_order = %zu must be in 1..%d", who,
+        return kat__fail(KAT_EINVAL, "%s: grid max_order = %zu must be in 1..%d", who,
                         g->max_order, KAT_METRIC_MAX_ORDER);
     if (g->max_step < 1)
-        return kat_fail(KAT_EINVAL, "%s: grid max_step must be >= 1 (got 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: grid max_step must be >= 1 (got 0)", who);
     if (g->points < g->max_order + 1 || g->points > ((size_t)1 << 26))
-        return kat_fail(KAT_EINVAL,
+        return kat__fail(KAT_EINVAL,
                         "%s: grid points = %zu must be in max_order + 1 = %zu .. 2^26", who,
                         g->points, g->max_order + 1);
     if (bernstein && g->x0 != 0.0)
-        return kat_fail(KAT_EINVAL, "%s: the Bernstein test needs the grid to start at x0 = 0 "
+        return kat__fail(KAT_EINVAL, "%s: the Bernstein test needs the grid to start at x0 = 0 "
                                     "(got %g) to check f(0) = 0",
                         who, g->x0);
     size_t P = g->points, K = g->max_order;
-    double *buf = kat_alloc_array(2 * (K + 1), P * sizeof(double), "difference table");
+    double *buf = kat__alloc_array(2 * (K + 1), P * sizeof(double), "difference table");
     if (!buf)
         return KAT_ENOMEM;
     double *diff[KAT_METRIC_MAX_ORDER + 1], *loc[KAT_METRIC_MAX_ORDER + 1];
@@ -495,9 +495,9 @@ static kat_status difference_test(const kat_fn *f, const kat_metric_grid *g,
     for (size_t i = 0; i < P; i++)
         diff[0][i] = g->x0 + (double)i * h;
     kat_fn_eval_unchecked(f, diff[0], diff[0], P);
-    size_t bad = kat_first_nonfinite(diff[0], P);
+    size_t bad = kat__first_nonfinite(diff[0], P);
     if (bad < P) {
-        kat_status st = kat_fail(KAT_EDOM, "%s: f = %s is %g at grid point x = %.17g", who,
+        kat_status st = kat__fail(KAT_EDOM, "%s: f = %s is %g at grid point x = %.17g", who,
                                  kat_fn_name(f), diff[0][bad], g->x0 + (double)bad * h);
         kat_free(buf);
         return st;

@@ -82,10 +82,10 @@ static kat_status poly_sizes(const char *who, size_t d, int P, const double *coe
 {
     size_t f = 0, sum = 0;
     if (d > KAT_FEATMAP_MAX_DIM)
-        return kat_fail(KAT_ERANGE, "%s: the input dimension d = %zu exceeds the limit %zu", who,
+        return kat__fail(KAT_ERANGE, "%s: the input dimension d = %zu exceeds the limit %zu", who,
                         d, KAT_FEATMAP_MAX_DIM);
     if (binom_checked(d + (size_t)P, (size_t)P, &f) || f > KAT_FEATMAP_MAX_DIM)
-        return kat_fail(KAT_ERANGE,
+        return kat__fail(KAT_ERANGE,
                         "%s: the feature dimension C(d+P, P) = %.4g for d = %zu and degree P = %d "
                         "exceeds the limit %zu",
                         who, binom_approx((double)d + P, P), d, P, KAT_FEATMAP_MAX_DIM);
@@ -106,22 +106,22 @@ static kat_status poly_check_coef(const char *who, const double *coef, size_t nc
                                   int *P)
 {
     if (!coef)
-        return kat_fail(KAT_EINVAL, "%s: coef is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: coef is NULL", who);
     if (ncoef == 0)
-        return kat_fail(KAT_EINVAL, "%s: ncoef must be >= 1 (got 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: ncoef must be >= 1 (got 0)", who);
     if (d == 0)
-        return kat_fail(KAT_EINVAL, "%s: the input dimension d must be >= 1 (got 0)", who);
-    size_t bad = kat_first_nonfinite(coef, ncoef);
+        return kat__fail(KAT_EINVAL, "%s: the input dimension d must be >= 1 (got 0)", who);
+    size_t bad = kat__first_nonfinite(coef, ncoef);
     if (bad < ncoef)
-        return kat_fail(KAT_EDOM, "%s: coef[%zu] is %g", who, bad, coef[bad]);
+        return kat__fail(KAT_EDOM, "%s: coef[%zu] is %g", who, bad, coef[bad]);
     size_t n = ncoef;
     while (n > 0 && coef[n - 1] == 0.0)
         n--;
     if (n == 0)
-        return kat_fail(KAT_EINVAL, "%s: every coefficient is zero, so the map would have "
+        return kat__fail(KAT_EINVAL, "%s: every coefficient is zero, so the map would have "
                                     "dimension 0", who);
     if (n - 1 > (size_t)KAT_FEATMAP_MAX_DIM)
-        return kat_fail(KAT_ERANGE, "%s: degree %zu exceeds the limit %zu", who, n - 1,
+        return kat__fail(KAT_ERANGE, "%s: degree %zu exceeds the limit %zu", who, n - 1,
                         KAT_FEATMAP_MAX_DIM);
     *P = (int)(n - 1);
     return KAT_OK;
@@ -134,7 +134,7 @@ kat_status kat_featmap_poly_dim(const double *coef, size_t ncoef, size_t d, size
     if (st)
         return st;
     if (!dim)
-        return kat_fail(KAT_EINVAL, "featmap_poly_dim: dim is NULL");
+        return kat__fail(KAT_EINVAL, "featmap_poly_dim: dim is NULL");
     size_t full, out;
     if ((st = poly_sizes("featmap_poly_dim", d, P, coef, &full, &out)))
         return st;
@@ -145,12 +145,12 @@ kat_status kat_featmap_poly_dim(const double *coef, size_t ncoef, size_t d, size
 kat_status kat_featmap_taylor_dim(size_t d, int order, size_t *dim)
 {
     if (d == 0)
-        return kat_fail(KAT_EINVAL, "featmap_taylor_dim: the input dimension d must be >= 1 "
+        return kat__fail(KAT_EINVAL, "featmap_taylor_dim: the input dimension d must be >= 1 "
                                     "(got 0)");
     if (order < 0)
-        return kat_fail(KAT_EINVAL, "featmap_taylor_dim: order P = %d must be >= 0", order);
+        return kat__fail(KAT_EINVAL, "featmap_taylor_dim: order P = %d must be >= 0", order);
     if (!dim)
-        return kat_fail(KAT_EINVAL, "featmap_taylor_dim: dim is NULL");
+        return kat__fail(KAT_EINVAL, "featmap_taylor_dim: dim is NULL");
     size_t full, out;
     kat_status st = poly_sizes("featmap_taylor_dim", d, order, NULL, &full, &out);
     if (!st)
@@ -218,7 +218,7 @@ static int poly_positive_on_reals(const double *a, int P)
     if (P % 2 != 0 || a[P] <= 0.0 || a[0] <= 0.0)
         return 0;
     lapack_int n = P - 1;   /* degree of f' (odd, >= 1) */
-    double *H = kat_alloc_array((size_t)n * (size_t)n + 3 * (size_t)n, sizeof(double),
+    double *H = kat__alloc_array((size_t)n * (size_t)n + 3 * (size_t)n, sizeof(double),
                                 "polynomial companion matrix");
     if (!H)
         return -1;
@@ -403,7 +403,7 @@ POLY_SEED(float, poly_seed_f32)
         const poly_map *m = state;                                                              \
         T *v = NULL;                                                                            \
         if (!m->direct && n > 0) {                                                              \
-            v = kat_alloc_array(m->full_dim, sizeof(T), "polynomial map scratch");              \
+            v = kat__alloc_array(m->full_dim, sizeof(T), "polynomial map scratch");              \
             if (!v)                                                                             \
                 return KAT_ENOMEM;                                                              \
         }                                                                                       \
@@ -428,7 +428,7 @@ POLY_APPLY(float, poly_apply_f32, poly_forward_f32, poly_emit_f32)
             return KAT_OK;                                                                      \
         /* Degrees below P only, plus v[0] (written even when P = 0). */                        \
         const size_t lo = m->blk[m->P] + 1;                                                     \
-        T *v = kat_alloc_array(lo, 2 * sizeof(T), "polynomial map vjp scratch");                \
+        T *v = kat__alloc_array(lo, 2 * sizeof(T), "polynomial map vjp scratch");                \
         if (!v)                                                                                 \
             return KAT_ENOMEM;                                                                  \
         T *G = v + lo;                                                                          \
@@ -534,18 +534,18 @@ static kat_status poly_build(const char *who, size_t d, int P, const double *coe
     size_t np = (size_t)P + 1, w = d + 1, ncnt;
     unsigned *mult = NULL;
     if (kat_mul_overflow(np, w, &ncnt)) {
-        st = kat_fail(KAT_ERANGE, "%s: a table of (P+1) x (d+1) = %d x %zu entries overflows",
+        st = kat__fail(KAT_ERANGE, "%s: a table of (P+1) x (d+1) = %d x %zu entries overflows",
                       who, P + 1, w);
         goto fail;
     }
-    m->cnt = kat_alloc_array(ncnt, sizeof(size_t), "polynomial map counts");
-    m->blk = kat_alloc_array(np + 1, sizeof(size_t), "polynomial map blocks");
-    m->out_off = kat_alloc_array(np, sizeof(size_t), "polynomial map offsets");
-    m->sign = kat_alloc_array(np, 1, "polynomial map signs");
-    m->fac = kat_alloc_array(full, sizeof(double), "polynomial map factors");
-    m->fac32 = kat_alloc_array(full, sizeof(float), "polynomial map factors");
-    mult = kat_alloc_array(full, sizeof(unsigned), "polynomial map multiplicities");
-    if (coef && (m->coef = kat_alloc_array(np, sizeof(double), "polynomial coefficients")))
+    m->cnt = kat__alloc_array(ncnt, sizeof(size_t), "polynomial map counts");
+    m->blk = kat__alloc_array(np + 1, sizeof(size_t), "polynomial map blocks");
+    m->out_off = kat__alloc_array(np, sizeof(size_t), "polynomial map offsets");
+    m->sign = kat__alloc_array(np, 1, "polynomial map signs");
+    m->fac = kat__alloc_array(full, sizeof(double), "polynomial map factors");
+    m->fac32 = kat__alloc_array(full, sizeof(float), "polynomial map factors");
+    mult = kat__alloc_array(full, sizeof(unsigned), "polynomial map multiplicities");
+    if (coef && (m->coef = kat__alloc_array(np, sizeof(double), "polynomial coefficients")))
         memcpy(m->coef, coef, np * sizeof(double));
     if (!m->cnt || !m->blk || !m->out_off || !m->sign || !m->fac || !m->fac32 || !mult ||
         (coef && !m->coef)) {
@@ -620,7 +620,7 @@ kat_status kat_featmap_poly_create(const double *coef, size_t ncoef, size_t d, k
     if (st)
         return st;
     if (!out)
-        return kat_fail(KAT_EINVAL, "%s: out is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: out is NULL", who);
     poly_map *m;
     if ((st = poly_build(who, d, P, coef, 0.0, &m)))
         return st;
@@ -628,7 +628,7 @@ kat_status kat_featmap_poly_create(const double *coef, size_t ncoef, size_t d, k
     if (pos < 0) {
         poly_free(m);
         return pos == -1 ? KAT_ENOMEM
-                         : kat_fail(KAT_ELAPACK, "%s: the eigenvalues of the companion matrix "
+                         : kat__fail(KAT_ELAPACK, "%s: the eigenvalues of the companion matrix "
                                                  "of f' did not converge", who);
     }
     unsigned flags = KAT_FEATMAP_EXACT | (pos ? KAT_FEATMAP_POSITIVE : 0u);
@@ -638,12 +638,12 @@ kat_status kat_featmap_poly_create(const double *coef, size_t ncoef, size_t d, k
 kat_status kat_featmap_poly_from_fn(const kat_fn *f, size_t d, kat_featmap **out)
 {
     if (!f)
-        return kat_fail(KAT_EINVAL, "featmap_poly_from_fn: f is NULL");
+        return kat__fail(KAT_EINVAL, "featmap_poly_from_fn: f is NULL");
     int deg = kat_fn_poly_coeffs(f, NULL, 0);
     if (deg < 0)
-        return kat_fail(KAT_EINVAL, "featmap_poly_from_fn: f = %s is not a polynomial, so it "
+        return kat__fail(KAT_EINVAL, "featmap_poly_from_fn: f = %s is not a polynomial, so it "
                                     "has no exact polynomial feature map", kat_fn_name(f));
-    double *c = kat_alloc_array((size_t)deg + 1, sizeof(double), "polynomial coefficients");
+    double *c = kat__alloc_array((size_t)deg + 1, sizeof(double), "polynomial coefficients");
     if (!c)
         return KAT_ENOMEM;
     kat_fn_poly_coeffs(f, c, (size_t)deg + 1);
@@ -656,14 +656,14 @@ kat_status kat_featmap_taylor_create(size_t d, int order, double tau, kat_featma
 {
     const char *who = "featmap_taylor_create";
     if (d == 0)
-        return kat_fail(KAT_EINVAL, "%s: the input dimension d must be >= 1 (got 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: the input dimension d must be >= 1 (got 0)", who);
     if (order < 0)
-        return kat_fail(KAT_EINVAL, "%s: order P = %d must be >= 0", who, order);
+        return kat__fail(KAT_EINVAL, "%s: order P = %d must be >= 0", who, order);
     if (!(tau >= 0.0) || !isfinite(tau))
-        return kat_fail(KAT_EINVAL, "%s: temperature tau = %g must be > 0 (or 0 for sqrt(d))",
+        return kat__fail(KAT_EINVAL, "%s: temperature tau = %g must be > 0 (or 0 for sqrt(d))",
                         who, tau);
     if (!out)
-        return kat_fail(KAT_EINVAL, "%s: out is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: out is NULL", who);
     if (tau == 0.0)
         tau = sqrt((double)d);
     poly_map *m;

@@ -128,7 +128,7 @@ static void rf_exp_f32(size_t n, const float *z, float shift, float c, float *y)
     const float log2e = 0x1.715476p+0f;
     for (size_t j = 0; j < n; j++)
         y[j] = (z[j] - shift) * log2e;
-    kat_kernels_exp2(n, y, y);
+    kat__kernels_exp2(n, y, y);
     for (size_t j = 0; j < n; j++)
         y[j] *= c;
 }
@@ -316,7 +316,7 @@ static void rf_deriv_f32(const rf_map *m, kat_side side, const float *x, const f
         const size_t M = m->M, d = m->d;                                                        \
         if (n == 0)                                                                             \
             return KAT_OK;                                                                      \
-        T *h = kat_alloc_array((size_t)RF_BLOCK + 1, M * sizeof(T),                             \
+        T *h = kat__alloc_array((size_t)RF_BLOCK + 1, M * sizeof(T),                             \
                                "random features vjp scratch");                                  \
         if (!h)                                                                                 \
             return KAT_ENOMEM;                                                                  \
@@ -400,13 +400,13 @@ static kat_status rf_alloc(const char *who, size_t d, size_t M, size_t out_dim, 
                            rf_map **out)
 {
     if (d == 0)
-        return kat_fail(KAT_EINVAL, "%s: the input dimension d must be >= 1 (got 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: the input dimension d must be >= 1 (got 0)", who);
     if (M == 0)
-        return kat_fail(KAT_EINVAL, "%s: the number of random features M must be >= 1 (got 0)",
+        return kat__fail(KAT_EINVAL, "%s: the number of random features M must be >= 1 (got 0)",
                         who);
     if (d > KAT_FEATMAP_MAX_DIM || M > KAT_FEATMAP_MAX_DIM || out_dim > KAT_FEATMAP_MAX_DIM ||
         out_dim < M)
-        return kat_fail(KAT_ERANGE, "%s: d = %zu and M = %zu give a feature dimension beyond the "
+        return kat__fail(KAT_ERANGE, "%s: d = %zu and M = %zu give a feature dimension beyond the "
                                     "limit %zu", who, d, M, KAT_FEATMAP_MAX_DIM);
     rf_map *m = kat_calloc(1, sizeof *m);
     if (!m)
@@ -416,14 +416,14 @@ static kat_status rf_alloc(const char *who, size_t d, size_t M, size_t out_dim, 
     size_t md;
     if (kat_mul_overflow(M, d, &md)) {
         kat_free(m);
-        return kat_fail(KAT_ERANGE, "%s: the frequency matrix of M x d = %zu x %zu entries "
+        return kat__fail(KAT_ERANGE, "%s: the frequency matrix of M x d = %zu x %zu entries "
                                     "overflows", who, M, d);
     }
-    m->W = kat_alloc_array(md, sizeof(double), "random feature frequencies");
-    m->Wz32 = kat_alloc_array(md, sizeof(float), "random feature frequencies (fp32)");
+    m->W = kat__alloc_array(md, sizeof(double), "random feature frequencies");
+    m->Wz32 = kat__alloc_array(md, sizeof(float), "random feature frequencies (fp32)");
     if (phases) {
-        m->b = kat_alloc_array(M, sizeof(double), "random feature phases");
-        m->b32 = kat_alloc_array(M, sizeof(float), "random feature phases (fp32)");
+        m->b = kat__alloc_array(M, sizeof(double), "random feature phases");
+        m->b32 = kat__alloc_array(M, sizeof(float), "random feature phases (fp32)");
     }
     if (!m->W || !m->Wz32 || (phases && (!m->b || !m->b32))) {
         rf_free(m);
@@ -439,14 +439,14 @@ kat_status kat_featmap_rff_create(kat_rff_kernel kernel, kat_rff_form form, size
 {
     const char *who = "featmap_rff_create";
     if (kernel != KAT_RFF_GAUSSIAN && kernel != KAT_RFF_LAPLACE)
-        return kat_fail(KAT_EINVAL, "%s: kernel = %d is not GAUSSIAN or LAPLACE", who, (int)kernel);
+        return kat__fail(KAT_EINVAL, "%s: kernel = %d is not GAUSSIAN or LAPLACE", who, (int)kernel);
     if (form != KAT_RFF_PHASE && form != KAT_RFF_PAIR)
-        return kat_fail(KAT_EINVAL, "%s: form = %d is not PHASE or PAIR", who, (int)form);
+        return kat__fail(KAT_EINVAL, "%s: form = %d is not PHASE or PAIR", who, (int)form);
     if (!(sigma > 0.0) || !isfinite(sigma))
-        return kat_fail(KAT_EINVAL, "%s: the bandwidth sigma = %g must be finite and > 0", who,
+        return kat__fail(KAT_EINVAL, "%s: the bandwidth sigma = %g must be finite and > 0", who,
                         sigma);
     if (!out)
-        return kat_fail(KAT_EINVAL, "%s: out is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: out is NULL", who);
     size_t out_dim = form == KAT_RFF_PAIR ? 2 * M : M;
     if (form == KAT_RFF_PAIR && M > SIZE_MAX / 2)
         out_dim = 0;   /* reported as a range error below */
@@ -492,13 +492,13 @@ static kat_status draw_orthogonal(rf_map *m, kat_rng *rng)
     lapack_int i1 = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, n, n, NULL, n, NULL, query, -1);
     lapack_int i2 = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, n, n, n, NULL, n, NULL, query + 1, -1);
     if (i1 || i2)
-        return kat_fail(KAT_ELAPACK, "favor: LAPACK workspace query failed (info %d, %d)",
+        return kat__fail(KAT_ELAPACK, "favor: LAPACK workspace query failed (info %d, %d)",
                         (int)i1, (int)i2);
     size_t lwork = (size_t)fmax(fmax(query[0], query[1]), (double)d);
     size_t dd;
     if (kat_mul_overflow(d, d, &dd) || kat_add_overflow(dd, 2 * d + lwork, &dd))
-        return kat_fail(KAT_ERANGE, "favor: d = %zu is too large for orthogonal blocks", d);
-    double *A = kat_alloc_array(dd, sizeof(double), "favor orthogonal block");
+        return kat__fail(KAT_ERANGE, "favor: d = %zu is too large for orthogonal blocks", d);
+    double *A = kat__alloc_array(dd, sizeof(double), "favor orthogonal block");
     if (!A)
         return KAT_ENOMEM;
     double *tau = A + d * d, *rdiag = tau + d, *work = rdiag + d;
@@ -514,7 +514,7 @@ static kat_status draw_orthogonal(rf_map *m, kat_rng *rng)
             info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, n, n, n, A, n, tau, work,
                                        (lapack_int)lwork);
         if (info) {
-            st = kat_fail(KAT_ELAPACK, "favor: QR of a %zu x %zu Gaussian block failed (info %d)",
+            st = kat__fail(KAT_ELAPACK, "favor: QR of a %zu x %zu Gaussian block failed (info %d)",
                           d, d, (int)info);
             break;
         }
@@ -540,13 +540,13 @@ kat_status kat_featmap_favor_create(size_t d, size_t M, double scale, unsigned f
 {
     const char *who = "featmap_favor_create";
     if (!(scale > 0.0) || !isfinite(scale))
-        return kat_fail(KAT_EINVAL, "%s: scale = %g must be finite and > 0", who, scale);
+        return kat__fail(KAT_EINVAL, "%s: scale = %g must be finite and > 0", who, scale);
     if (flags & ~(unsigned)(KAT_FAVOR_ORTHOGONAL | KAT_FAVOR_STABLE))
-        return kat_fail(KAT_EINVAL, "%s: flags = %#x has unknown bits", who, flags);
+        return kat__fail(KAT_EINVAL, "%s: flags = %#x has unknown bits", who, flags);
     if (!out)
-        return kat_fail(KAT_EINVAL, "%s: out is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: out is NULL", who);
     if ((flags & KAT_FAVOR_ORTHOGONAL) && d > (size_t)INT_MAX)
-        return kat_fail(KAT_ERANGE, "%s: d = %zu is too large for LAPACK", who, d);
+        return kat__fail(KAT_ERANGE, "%s: d = %zu is too large for LAPACK", who, d);
     rf_map *m;
     kat_status st = rf_alloc(who, d, M, M, 0, &m);
     if (st)
@@ -555,7 +555,7 @@ kat_status kat_featmap_favor_create(size_t d, size_t M, double scale, unsigned f
     m->flags = flags;
     m->s = scale;
     m->c = 1.0 / sqrt((double)M);
-    m->Wz = kat_alloc_array(M * d, sizeof(double), "favor scaled frequencies");
+    m->Wz = kat__alloc_array(M * d, sizeof(double), "favor scaled frequencies");
     kat_rng *rng = NULL;
     if (!m->Wz || (st = kat_rng_create(seed, &rng))) {
         if (m->Wz == NULL)
@@ -585,10 +585,10 @@ kat_status kat_featmap_favor_create(size_t d, size_t M, double scale, unsigned f
 kat_status kat_featmap_random_frequencies(const kat_featmap *fm, kat_dmat *W)
 {
     if (!fm || !W)
-        return kat_fail(KAT_EINVAL, "featmap_random_frequencies: %s is NULL", fm ? "W" : "fm");
+        return kat__fail(KAT_EINVAL, "featmap_random_frequencies: %s is NULL", fm ? "W" : "fm");
     const kat_featmap_ops *ops = kat_featmap_get_ops(fm);
     if (ops != &rff_gaussian_ops && ops != &rff_laplace_ops && ops != &favor_ops)
-        return kat_fail(KAT_EINVAL, "featmap_random_frequencies: map %s is not a random feature "
+        return kat__fail(KAT_EINVAL, "featmap_random_frequencies: map %s is not a random feature "
                                     "map", kat_featmap_name(fm));
     const rf_map *m = kat_featmap_state(fm);
     W->rows = m->M;

@@ -8,10 +8,10 @@
 #include "core/internal.h"
 #include "theorems_internal.h"
 
-kat_status thm_bessel_scaled(double R, size_t kmax, double *out)
+kat_status kat__thm_bessel_scaled(double R, size_t kmax, double *out)
 {
     if (!(R > 0.0) || !isfinite(R) || !out)
-        return kat_fail(KAT_EINVAL, "bessel_scaled: R = %g must be finite and > 0", R);
+        return kat__fail(KAT_EINVAL, "bessel_scaled: R = %g must be finite and > 0", R);
     /* Miller: the backward recurrence I_{k-1} = I_{k+1} + (2k/R) I_k is stable downwards. Start
      * far above kmax and above R (where I_k has died out), then normalise with the identity
      * e^{-R} (I_0 + 2 sum_{k>=1} I_k) = 1. Rescale on the way so nothing overflows. */
@@ -38,18 +38,18 @@ kat_status thm_bessel_scaled(double R, size_t kmax, double *out)
     return KAT_OK;
 }
 
-kat_status thm_exp_degree(double R, double eps, int sign, size_t *g)
+kat_status kat__thm_exp_degree(double R, double eps, int sign, size_t *g)
 {
     /* Enough terms that the tail beyond is far below the threshold (checked below). */
     size_t kmax = (size_t)(3.0 * R) + 64;
-    double *bes = kat_alloc_array(kmax + 1, sizeof(double), "Bessel values");
+    double *bes = kat__alloc_array(kmax + 1, sizeof(double), "Bessel values");
     if (!bes)
         return KAT_ENOMEM;
-    kat_status st = thm_bessel_scaled(R, kmax, bes);
+    kat_status st = kat__thm_bessel_scaled(R, kmax, bes);
     /* Tail threshold for 2 sum_{k>g} e^{-R} I_k(R): eps e^{-2R} (relative to e^{-R}) or eps. */
     double thresh = sign < 0 ? eps * exp(-2.0 * R) : eps;
     if (!st && 2.0 * bes[kmax] >= 1e-6 * thresh)
-        st = kat_fail(KAT_ERANGE, "exp_degree: %zu Bessel terms do not reach the threshold %g "
+        st = kat__fail(KAT_ERANGE, "exp_degree: %zu Bessel terms do not reach the threshold %g "
                                   "at R = %g",
                       kmax, thresh, R);
     if (!st) {
@@ -69,25 +69,25 @@ kat_status thm_exp_degree(double R, double eps, int sign, size_t *g)
 kat_status kat_theorem_exp_degree(double R, double eps, int relative, size_t *g)
 {
     if (!(R > 0.0 && R <= 1e4))
-        return kat_fail(KAT_EINVAL, "theorem_exp_degree: R = %g must be in (0, 1e4]", R);
+        return kat__fail(KAT_EINVAL, "theorem_exp_degree: R = %g must be in (0, 1e4]", R);
     if (!(eps > 0.0 && eps < 1.0))
-        return kat_fail(KAT_EINVAL, "theorem_exp_degree: eps = %g must be in (0, 1)", eps);
+        return kat__fail(KAT_EINVAL, "theorem_exp_degree: eps = %g must be in (0, 1)", eps);
     if (!g)
-        return kat_fail(KAT_EINVAL, "theorem_exp_degree: g is NULL");
+        return kat__fail(KAT_EINVAL, "theorem_exp_degree: g is NULL");
     /* e^{-2R} eps must stay a normal double for the relative criterion. */
     if (relative && -2.0 * R + log(eps) < log(DBL_MIN))
-        return kat_fail(KAT_ERANGE, "theorem_exp_degree: eps e^{-2R} underflows at R = %g", R);
-    return thm_exp_degree(R, eps, relative ? -1 : 1, g);
+        return kat__fail(KAT_ERANGE, "theorem_exp_degree: eps e^{-2R} underflows at R = %g", R);
+    return kat__thm_exp_degree(R, eps, relative ? -1 : 1, g);
 }
 
 /* 2 sum_{k>g} e^{-R} I_k(R) (for the errata value). */
 static kat_status exp_tail(double R, size_t g, double *tail)
 {
     size_t kmax = (size_t)(3.0 * R) + 64;
-    double *bes = kat_alloc_array(kmax + 1, sizeof(double), "Bessel values");
+    double *bes = kat__alloc_array(kmax + 1, sizeof(double), "Bessel values");
     if (!bes)
         return KAT_ENOMEM;
-    kat_status st = thm_bessel_scaled(R, kmax, bes);
+    kat_status st = kat__thm_bessel_scaled(R, kmax, bes);
     double t = 0.0;
     for (size_t k = kmax; !st && k > g; k--)
         t += 2.0 * bes[k];
@@ -102,7 +102,7 @@ static const double exp_R[9] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 static const double exp_deg_rel[9] = {9, 12, 17, 27, 45, 81, 153, 295, 581};
 static const double exp_deg_abs[9] = {8, 10, 14, 18, 24, 34, 47, 65, 92};
 
-kat_status thm_check_exp_degree(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_exp_degree(kat_theorem_result *res, int quick)
 {
     (void)quick;
     const double eps = 1e-8;
@@ -111,22 +111,22 @@ kat_status thm_check_exp_degree(kat_theorem_result *res, int quick)
         size_t g;
         if ((st = kat_theorem_exp_degree(exp_R[i], eps, 1, &g)))
             break;
-        thm_value(res, KAT_THEOREM_EQ, (double)g, exp_deg_rel[i], 0,
+        kat__thm_value(res, KAT_THEOREM_EQ, (double)g, exp_deg_rel[i], 0,
                   "R = %g: degree for eps e^{-R}", exp_R[i]);
     }
     for (int i = 0; i < 9 && !st; i++) {
         size_t g;
         if ((st = kat_theorem_exp_degree(exp_R[i], eps, 0, &g)))
             break;
-        thm_value(res, KAT_THEOREM_EQ, (double)g, exp_deg_abs[i], 0,
+        kat__thm_value(res, KAT_THEOREM_EQ, (double)g, exp_deg_abs[i], 0,
                   "R = %g: degree for eps e^{R}", exp_R[i]);
     }
     double tail149 = 0.0;
     if (!st && !(st = exp_tail(64.0, 149, &tail149)))
-        thm_value(res, KAT_THEOREM_GE, tail149 / (eps * exp(-128.0)), 1.0, 0,
+        kat__thm_value(res, KAT_THEOREM_GE, tail149 / (eps * exp(-128.0)), 1.0, 0,
                   "R = 64: tail at g = 149 (a value once stated) / (eps e^{-R}); >= 1 means "
                   "149 falls short");
-    thm_note(res, "eps = 1e-8, I_k by Miller's backward recurrence. Erratum (docs/theory.md): "
+    kat__thm_note(res, "eps = 1e-8, I_k by Miller's backward recurrence. Erratum (docs/theory.md): "
                   "149 has been stated for R = 64; the tail 2 sum_{k>149} I_k(64) is 1.24e-6 e^{-64}, and 153 is "
                   "the least degree below 1e-8 e^{-64} (100-digit mpmath agrees).");
     return st;
@@ -162,7 +162,7 @@ static kat_status map_error(const kat_featmap *fm, const kat_dmat *Q, const kat_
     enum { BLK = 64 };
     size_t D = kat_featmap_out_dim(fm), d = Q->cols, n = K->rows;
     kat_dmat FQ = {0}, FK = {0};
-    double *P = kat_alloc_array(BLK * BLK, sizeof(double), "map products");
+    double *P = kat__alloc_array(BLK * BLK, sizeof(double), "map products");
     kat_status st = P ? kat_dmat_alloc(BLK, D, &FQ) : KAT_ENOMEM;
     if (!st)
         st = kat_dmat_alloc(BLK, D, &FK);
@@ -194,7 +194,7 @@ static kat_status map_error(const kat_featmap *fm, const kat_dmat *Q, const kat_
     return st;
 }
 
-kat_status thm_check_bounded_entries(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_bounded_entries(kat_theorem_result *res, int quick)
 {
     const size_t n = quick ? 256 : 1024, d = 10, nq_map = quick ? 16 : 64;
     const double eps = 1e-8;
@@ -210,9 +210,9 @@ kat_status thm_check_bounded_entries(kat_theorem_result *res, int quick)
         (st = kat_rng_create(2302, &rng)) ||
         (st = kat_fn_builtin("exp", &fexp)))
         goto done;
-    if (!(sv = kat_alloc_array(n, sizeof(double), "singular values")) ||
-        !(cheb = kat_alloc_array(kcap + 1, sizeof(double), "Chebyshev coefficients")) ||
-        !(bes = kat_alloc_array(kcap + 1, sizeof(double), "Bessel values"))) {
+    if (!(sv = kat__alloc_array(n, sizeof(double), "singular values")) ||
+        !(cheb = kat__alloc_array(kcap + 1, sizeof(double), "Chebyshev coefficients")) ||
+        !(bes = kat__alloc_array(kcap + 1, sizeof(double), "Bessel values"))) {
         st = KAT_ENOMEM;
         goto done;
     }
@@ -231,10 +231,10 @@ kat_status thm_check_bounded_entries(kat_theorem_result *res, int quick)
         if ((st = kat_rank_kernel_matrix(fexp, KAT_RANK_INNER, R / (double)d, &Q0, &K0, &A)) ||
             (st = kat_rank_spectrum(&A, sv, n)) ||
             (st = kat_rank_eps_spectral(sv, n, eps, &eps_rank)) ||
-            (st = thm_exp_degree(R, eps, -1, &g)) || (st = thm_bessel_scaled(R, kcap, bes)))
+            (st = kat__thm_exp_degree(R, eps, -1, &g)) || (st = kat__thm_bessel_scaled(R, kcap, bes)))
             goto done;
-        double bound = thm_binomial((unsigned)(d + g), (unsigned)g);
-        thm_value(res, KAT_THEOREM_LE, (double)eps_rank, bound, 0,
+        double bound = kat__thm_binomial((unsigned)(d + g), (unsigned)g);
+        kat__thm_value(res, KAT_THEOREM_LE, (double)eps_rank, bound, 0,
                   "B^2 = %g: eps-rank <= C(d+g, g), g = %zu", R, g);
         size_t len = strlen(ranks);
         snprintf(ranks + len, sizeof ranks - len, "%s%zu", i ? ", " : "", eps_rank);
@@ -260,7 +260,7 @@ kat_status thm_check_bounded_entries(kat_theorem_result *res, int quick)
             }
             worst = fmax(worst, fabs(tail) / exp(R * t - R));
         }
-        thm_value(res, KAT_THEOREM_LE, worst, eps, 0,
+        kat__thm_value(res, KAT_THEOREM_LE, worst, eps, 0,
                   "B^2 = %g: max relative error of the degree-%zu polynomial", R, g);
         for (size_t k = 0; k <= g; k++)
             cheb[k] = (k ? 2.0 : 1.0) * bes[k] * exp(R);   /* the series itself, unscaled */
@@ -268,9 +268,9 @@ kat_status thm_check_bounded_entries(kat_theorem_result *res, int quick)
             /* The explicit feature map of that polynomial (B = 1, g small enough to build):
              * p(q.k / d) has monomial coefficients m_t / d^t in s = q.k. */
             double m[32];
-            if (g > 30 || !(scratch = kat_alloc_array((g + 1) * (g + 1), sizeof(double),
+            if (g > 30 || !(scratch = kat__alloc_array((g + 1) * (g + 1), sizeof(double),
                                                       "Chebyshev to monomial"))) {
-                st = g > 30 ? kat_fail(KAT_ERANGE, "bounded entries: degree %zu at R = 1", g)
+                st = g > 30 ? kat__fail(KAT_ERANGE, "bounded entries: degree %zu at R = 1", g)
                             : KAT_ENOMEM;
                 goto done;
             }
@@ -281,13 +281,13 @@ kat_status thm_check_bounded_entries(kat_theorem_result *res, int quick)
             if ((st = kat_featmap_poly_create(m, g + 1, d, &fm)) ||
                 (st = map_error(fm, &Q0, &K0, nq_map, 1.0 / (double)d, &err)))
                 goto done;
-            thm_value(res, KAT_THEOREM_EQ, (double)kat_featmap_out_dim(fm), bound, 0,
+            kat__thm_value(res, KAT_THEOREM_EQ, (double)kat_featmap_out_dim(fm), bound, 0,
                       "B = 1: feature map dimension = C(d+g, g)");
-            thm_value(res, KAT_THEOREM_LE, err, eps, 0,
+            kat__thm_value(res, KAT_THEOREM_LE, err, eps, 0,
                       "B = 1: max relative error of phi(q).psi(k) (%zu x %zu entries)", nq_map, n);
         }
     }
-    thm_note(res, "n = %zu, d = %zu, eps = 1e-8 (spectral eps-rank: least r with "
+    kat__thm_note(res, "n = %zu, d = %zu, eps = 1e-8 (spectral eps-rank: least r with "
                   "sigma_{r+1} <= eps sigma_1); eps-ranks for B^2 = 1..256: %s. The bound "
                   "C(d+g, g) exceeds n for every B here, so it cannot bind at this size; the "
                   "feature map is built only for B = 1 (dimension 92378 at d = 10), larger "

@@ -42,7 +42,7 @@ static kat_status spectrum_of(const char *expr, const double *a, size_t d, doubl
                               double *lam, kat_fn **fout)
 {
     kat_fn *f = NULL;
-    kat_status st = thm_fn(expr, &f);
+    kat_status st = kat__thm_fn(expr, &f);
     if (!st)
         st = kat_group_hyperrect_values(f, a, d, g);
     if (!st)
@@ -59,15 +59,15 @@ static kat_status spectrum_of(const char *expr, const double *a, size_t d, doubl
 static const char *const lemma_b1_fns[] = {"x",        "x^2",          "x^3",     "exp(-x)",
                                            "exp(x)",   "max(x-1.3,0)", "sqrt(x)", "log1p(x)"};
 
-kat_status thm_check_hadamard(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_hadamard(kat_theorem_result *res, int quick)
 {
     size_t d = quick ? 7 : 10, n = (size_t)1 << d;
     double a[10];
-    kat_status st = thm_random_sides(SIDES_SEED, d, 0.5, 1.5, a);
+    kat_status st = kat__thm_random_sides(SIDES_SEED, d, 0.5, 1.5, a);
     if (st)
         return st;
     kat_dmat D = {0}, H = {0}, HD = {0};
-    double *buf = kat_alloc_array(n, 3 * sizeof(double), "spectra");
+    double *buf = kat__alloc_array(n, 3 * sizeof(double), "spectra");
     if (!buf)
         return KAT_ENOMEM;
     double *g = buf, *lam = buf + n, *w = buf + 2 * n;
@@ -77,8 +77,8 @@ kat_status thm_check_hadamard(kat_theorem_result *res, int quick)
     for (size_t S = 0; S < n; S++)   /* the Sylvester-Hadamard matrix H_d, entries chi_S(b) */
         for (size_t b = 0; b < n; b++)
             H.data[S * n + b] = __builtin_parityll(S & b) ? -1.0 : 1.0;
-    thm_note(res, "d = %zu, sides a_t ~ U[0.5, 1.5] (seed %d);", d, SIDES_SEED);
-    thm_note(res, "H D H is formed by two dgemm; its off-diagonal, scaled by n sum|g| (every "
+    kat__thm_note(res, "d = %zu, sides a_t ~ U[0.5, 1.5] (seed %d);", d, SIDES_SEED);
+    kat__thm_note(res, "H D H is formed by two dgemm; its off-diagonal, scaled by n sum|g| (every "
                   "entry of |H||D||H|), is bounded by n eps.");
     for (size_t i = 0; i < sizeof lemma_b1_fns / sizeof lemma_b1_fns[0]; i++) {
         kat_fn *f = NULL;
@@ -92,7 +92,7 @@ kat_status thm_check_hadamard(kat_theorem_result *res, int quick)
         double diff = 0.0;
         for (size_t k = 0; k < n; k++)
             diff = fmax(diff, fabs(lam[k] - w[k]));
-        thm_value(res, KAT_THEOREM_LE, diff / max_abs(w, n), 1e-13, 0.0,
+        kat__thm_value(res, KAT_THEOREM_LE, diff / max_abs(w, n), 1e-13, 0.0,
                   "f = %s: max |WHT - dsyevd| / max|lambda|", lemma_b1_fns[i]);
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0,
                     H.data, (int)n, D.data, (int)n, 0.0, HD.data, (int)n);
@@ -105,7 +105,7 @@ kat_status thm_check_hadamard(kat_theorem_result *res, int quick)
                     off = fmax(off, fabs(D.data[S * n + T]));
         for (size_t T = 0; T < n; T++)
             gsum += fabs(g[T]);
-        thm_value(res, KAT_THEOREM_LE, off / ((double)n * gsum), (double)n * DBL_EPSILON, 0.0,
+        kat__thm_value(res, KAT_THEOREM_LE, off / ((double)n * gsum), (double)n * DBL_EPSILON, 0.0,
                   "f = %s: max |offdiag(H D H)| / (n sum|g|)", lemma_b1_fns[i]);
     }
 done:
@@ -118,7 +118,7 @@ done:
 
 /* ---- ranks on the hyperrectangle ---------------------------------------------------------- */
 
-kat_status thm_check_hyperrect_ranks(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_hyperrect_ranks(kat_theorem_result *res, int quick)
 {
     static const struct {
         const char *expr;
@@ -129,16 +129,16 @@ kat_status thm_check_hyperrect_ranks(kat_theorem_result *res, int quick)
                  {"max(x-1.3,0)", -1, 1024}, {"sqrt(x)", -1, 1024}, {"log1p(x)", -1, 1024}};
     size_t d = quick ? 7 : 10, n = (size_t)1 << d;
     double a[10];
-    kat_status st = thm_random_sides(SIDES_SEED, d, 0.5, 1.5, a);
+    kat_status st = kat__thm_random_sides(SIDES_SEED, d, 0.5, 1.5, a);
     if (st)
         return st;
-    double *buf = kat_alloc_array(n, 2 * sizeof(double), "spectra");
+    double *buf = kat__alloc_array(n, 2 * sizeof(double), "spectra");
     kat_dmat D = {0};
     if (!buf)
         return KAT_ENOMEM;
     if ((st = kat_dmat_alloc(n, n, &D)))
         goto done;
-    thm_note(res, "d = %zu, the sides of hadamard-eigenvectors; tolerance sigma_1 n eps for "
+    kat__thm_note(res, "d = %zu, the sides of hadamard-eigenvectors; tolerance sigma_1 n eps for "
                   "both counts.%s",
              d, quick ? " Quick run: expected values from sum_{j<=p} C(d, j)." : "");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -152,17 +152,17 @@ kat_status thm_check_hyperrect_ranks(kat_theorem_result *res, int quick)
             wht_rank += fabs(lam[S]) > tol;
         st = kat_group_hyperrect_matrix(f, a, d, &D);
         kat_fn_destroy(f);
-        if (st || (st = thm_dense_rank(&D, &svd_rank, NULL)))
+        if (st || (st = kat__thm_dense_rank(&D, &svd_rank, NULL)))
             goto done;
         double expect = cases[i].stated;
         if (quick) {
             expect = 0;
             for (int j = 0; j <= (cases[i].degree < 0 ? (int)d : cases[i].degree); j++)
-                expect += thm_binomial((unsigned)d, (unsigned)j);
+                expect += kat__thm_binomial((unsigned)d, (unsigned)j);
         }
-        thm_value(res, KAT_THEOREM_EQ, (double)wht_rank, expect, 0.0, "f = %s: rank (WHT)",
+        kat__thm_value(res, KAT_THEOREM_EQ, (double)wht_rank, expect, 0.0, "f = %s: rank (WHT)",
                   cases[i].expr);
-        thm_value(res, KAT_THEOREM_EQ, (double)svd_rank, expect, 0.0, "f = %s: rank (dense SVD)",
+        kat__thm_value(res, KAT_THEOREM_EQ, (double)svd_rank, expect, 0.0, "f = %s: rank (dense SVD)",
                   cases[i].expr);
     }
 done:
@@ -173,13 +173,13 @@ done:
 
 /* ---- Lemma C.13 --------------------------------------------------------------------------- */
 
-kat_status thm_check_discontinuity(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_discontinuity(kat_theorem_result *res, int quick)
 {
     (void)quick;
     size_t n = 64;
     kat_dmat M = {0}, F = {0};
     kat_fn *f = NULL;
-    double *w = kat_alloc_array(n, sizeof(double), "eigenvalues");
+    double *w = kat__alloc_array(n, sizeof(double), "eigenvalues");
     kat_status st = w ? kat_fn_builtin("indicator", &f) : KAT_ENOMEM;
     if (!st && !(st = kat_dmat_alloc(n, n, &M)))
         st = kat_dmat_alloc(n, n, &F);
@@ -189,7 +189,7 @@ kat_status thm_check_discontinuity(kat_theorem_result *res, int quick)
         for (size_t j = 0; j < n; j++)
             M.data[i * n + j] = ((double)i - (double)j) / (double)n;
     size_t rank_m = 0, rank_f = 0;
-    if ((st = thm_dense_rank(&M, &rank_m, NULL)))
+    if ((st = kat__thm_dense_rank(&M, &rank_m, NULL)))
         goto done;
     if ((st = kat_fn_eval(f, M.data, F.data, n * n)))
         goto done;
@@ -197,19 +197,19 @@ kat_status thm_check_discontinuity(kat_theorem_result *res, int quick)
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
             mismatch += F.data[i * n + j] != (i == j ? 0.0 : 1.0);
-    if ((st = thm_dense_rank(&F, &rank_f, NULL)) || (st = kat_metric_sym_eigenvalues(&F, w)))
+    if ((st = kat__thm_dense_rank(&F, &rank_f, NULL)) || (st = kat_metric_sym_eigenvalues(&F, w)))
         goto done;
     /* dsyevd is backward stable: eigenvalues within n eps ||F||_2 = n eps 63. */
     double tol = (double)n * DBL_EPSILON * (double)(n - 1);
     size_t minus_one = 0;
     for (size_t i = 0; i < n; i++)
         minus_one += fabs(w[i] + 1.0) <= tol;
-    thm_value(res, KAT_THEOREM_EQ, (double)rank_m, 2, 0, "rank of M = (i - j)/n (dense SVD)");
-    thm_value(res, KAT_THEOREM_EQ, (double)mismatch, 0, 0, "entries where f(M) != J - I");
-    thm_value(res, KAT_THEOREM_EQ, w[0], 63, tol, "largest eigenvalue of f(M)");
-    thm_value(res, KAT_THEOREM_EQ, (double)minus_one, 63, 0, "eigenvalues equal to -1");
-    thm_value(res, KAT_THEOREM_EQ, (double)rank_f, 64, 0, "rank of f(M) (dense SVD)");
-    thm_note(res, "n = 64, f = 1[x != 0]; eigenvalue matches within n eps ||f(M)||.");
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)rank_m, 2, 0, "rank of M = (i - j)/n (dense SVD)");
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)mismatch, 0, 0, "entries where f(M) != J - I");
+    kat__thm_value(res, KAT_THEOREM_EQ, w[0], 63, tol, "largest eigenvalue of f(M)");
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)minus_one, 63, 0, "eigenvalues equal to -1");
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)rank_f, 64, 0, "rank of f(M) (dense SVD)");
+    kat__thm_note(res, "n = 64, f = 1[x != 0]; eigenvalue matches within n eps ||f(M)||.");
 done:
     kat_fn_destroy(f);
     kat_dmat_free(&M);
@@ -220,12 +220,12 @@ done:
 
 /* ---- the Laplace kernel's closed form ------------------------------------------------------ */
 
-kat_status thm_check_laplace(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_laplace(kat_theorem_result *res, int quick)
 {
     size_t d = quick ? 7 : 10, n = (size_t)1 << d, pos, neg;
     double a[10];
-    kat_status st = thm_random_sides(SIDES_SEED, d, 0.5, 1.5, a);
-    double *buf = st ? NULL : kat_alloc_array(n, 2 * sizeof(double), "spectra");
+    kat_status st = kat__thm_random_sides(SIDES_SEED, d, 0.5, 1.5, a);
+    double *buf = st ? NULL : kat__alloc_array(n, 2 * sizeof(double), "spectra");
     if (st || !buf)
         return st ? st : KAT_ENOMEM;
     double *g = buf, *lam = buf + n;
@@ -239,15 +239,15 @@ kat_status thm_check_laplace(kat_theorem_result *res, int quick)
         err = fmax(err, fabs(lam[S] - p));
     }
     count_signs(lam, g, d, &pos, &neg);
-    thm_value(res, KAT_THEOREM_LE, err / top, 1e-13, 0,
+    kat__thm_value(res, KAT_THEOREM_LE, err / top, 1e-13, 0,
               "exp(-x): max |lambda_S - product formula| / max lambda");
-    thm_value(res, KAT_THEOREM_EQ, (double)pos, (double)n, 0, "exp(-x): positive eigenvalues");
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)pos, (double)n, 0, "exp(-x): positive eigenvalues");
     if ((st = spectrum_of("exp(x)", a, d, g, lam, NULL)))
         goto done;
     count_signs(lam, g, d, &pos, &neg);
-    thm_value(res, KAT_THEOREM_EQ, (double)pos, (double)n / 2, 0, "exp(x): positive eigenvalues");
-    thm_value(res, KAT_THEOREM_EQ, (double)neg, (double)n / 2, 0, "exp(x): negative eigenvalues");
-    thm_note(res, "d = %zu, the sides of hadamard-eigenvectors; signs beyond the WHT's rounding "
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)pos, (double)n / 2, 0, "exp(x): positive eigenvalues");
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)neg, (double)n / 2, 0, "exp(x): negative eigenvalues");
+    kat__thm_note(res, "d = %zu, the sides of hadamard-eigenvectors; signs beyond the WHT's rounding "
                   "allowance (d + 1) eps sum|g|.",
              d);
 done:
@@ -257,15 +257,15 @@ done:
 
 /* ---- Theorem 4.4 ----------------------------------------------------------------------------- */
 
-kat_status thm_check_bernstein(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_bernstein(kat_theorem_result *res, int quick)
 {
     static const char *const fns[] = {"sqrt(x)", "log1p(x)", "1-exp(-x)", "x/(1+x)", "x^0.3"};
     size_t d = quick ? 7 : 10, n = (size_t)1 << d, pos, neg;
     double a[10];
-    kat_status st = thm_random_sides(SIDES_SEED, d, 0.5, 1.5, a);
+    kat_status st = kat__thm_random_sides(SIDES_SEED, d, 0.5, 1.5, a);
     if (st)
         return st;
-    double *buf = kat_alloc_array(n, 2 * sizeof(double), "spectra");
+    double *buf = kat__alloc_array(n, 2 * sizeof(double), "spectra");
     kat_dmat P = {0};
     kat_rng *rng = NULL;
     if (!buf)
@@ -298,17 +298,17 @@ kat_status thm_check_bernstein(kat_theorem_result *res, int quick)
         kat_fn_destroy(f);
         if (st)
             goto done;
-        thm_value(res, KAT_THEOREM_EQ, (double)pos, 1, 0, "f = %s: positive eigenvalues", fns[i]);
-        thm_value(res, KAT_THEOREM_EQ, (double)neg, (double)n - 1, 0,
+        kat__thm_value(res, KAT_THEOREM_EQ, (double)pos, 1, 0, "f = %s: positive eigenvalues", fns[i]);
+        kat__thm_value(res, KAT_THEOREM_EQ, (double)neg, (double)n - 1, 0,
                   "f = %s: negative eigenvalues", fns[i]);
-        thm_value(res, KAT_THEOREM_EQ, rep.holds, 1, 0,
+        kat__thm_value(res, KAT_THEOREM_EQ, rep.holds, 1, 0,
                   "f = %s: finite-difference Bernstein test passes", fns[i]);
-        thm_value(res, KAT_THEOREM_LE, err / fmax_, 1e-12, 0,
+        kat__thm_value(res, KAT_THEOREM_LE, err / fmax_, 1e-12, 0,
                   "f = %s: max | ||q_b - q_c||_1 - f | / max f", fns[i]);
     }
-    thm_value(res, KAT_THEOREM_EQ, (double)cols, (double)n - 1, 0,
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)cols, (double)n - 1, 0,
               "coordinates of the l1 embedding (2^d - 1)");
-    thm_note(res, "d = %zu, the sides of hadamard-eigenvectors; Bernstein test on [0, 8], "
+    kat__thm_note(res, "d = %zu, the sides of hadamard-eigenvectors; Bernstein test on [0, 8], "
                   "h = 0.05, orders <= 8, steps h..4h.",
              d);
 done:
@@ -320,13 +320,13 @@ done:
 
 /* ---- the Krawtchouk form ------------------------------------------------------------------ */
 
-kat_status thm_check_krawtchouk(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_krawtchouk(kat_theorem_result *res, int quick)
 {
     size_t d = quick ? 7 : 10, n = (size_t)1 << d;
     double ones[10], lj[11], mult[11];
     for (size_t t = 0; t < d; t++)
         ones[t] = 1.0;
-    double *buf = kat_alloc_array(n, 2 * sizeof(double), "spectra");
+    double *buf = kat__alloc_array(n, 2 * sizeof(double), "spectra");
     if (!buf)
         return KAT_ENOMEM;
     double *g = buf, *lam = buf + n;
@@ -340,22 +340,22 @@ kat_status thm_check_krawtchouk(kat_theorem_result *res, int quick)
     double err = 0.0, tol = 2.0 * kat_group_spectrum_tol(g, d);
     for (size_t S = 0; S < n; S++)
         err = fmax(err, fabs(lam[S] - lj[__builtin_popcountll(S)]));
-    thm_value(res, KAT_THEOREM_LE, err / max_abs(lam, n), 1e-12, 0,
+    kat__thm_value(res, KAT_THEOREM_LE, err / max_abs(lam, n), 1e-12, 0,
               "max |lambda_S (WHT) - lambda_|S| (Krawtchouk)| / max|lambda|");
     for (size_t j = 0; j <= d; j++) {
         /* The multiplicity as observed in the WHT spectrum: how many lambda_S equal lambda_j. */
         size_t count = 0;
         for (size_t S = 0; S < n; S++)
             count += fabs(lam[S] - lj[j]) <= tol;
-        thm_value(res, KAT_THEOREM_EQ, (double)count, thm_binomial((unsigned)d, (unsigned)j), 0,
+        kat__thm_value(res, KAT_THEOREM_EQ, (double)count, kat__thm_binomial((unsigned)d, (unsigned)j), 0,
                   "j = %zu: WHT eigenvalues equal to lambda_j", j);
     }
     size_t wrong = 0;
     for (size_t j = 0; j <= d; j++)
-        wrong += mult[j] != thm_binomial((unsigned)d, (unsigned)j);
-    thm_value(res, KAT_THEOREM_EQ, (double)wrong, 0, 0,
+        wrong += mult[j] != kat__thm_binomial((unsigned)d, (unsigned)j);
+    kat__thm_value(res, KAT_THEOREM_EQ, (double)wrong, 0, 0,
               "levels whose reported multiplicity differs from C(d, j)");
-    thm_note(res, "hypercube d = %zu, f = sqrt(x).", d);
+    kat__thm_note(res, "hypercube d = %zu, f = sqrt(x).", d);
 done:
     kat_free(buf);
     return st;
@@ -363,7 +363,7 @@ done:
 
 /* ---- stable rank of exp(s x) --------------------------------------------------------------- */
 
-kat_status thm_check_stable_rank(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_stable_rank(kat_theorem_result *res, int quick)
 {
     static const double svals[] = {0.5, 1.0, 2.0, 4.0};
     static const double stated[] = {1.7906, 6.9276, 96.9709, 714.6746};
@@ -371,7 +371,7 @@ kat_status thm_check_stable_rank(kat_theorem_result *res, int quick)
     double ones[10];
     for (size_t t = 0; t < d; t++)
         ones[t] = 1.0;
-    double *buf = kat_alloc_array(n, 2 * sizeof(double), "spectra");
+    double *buf = kat__alloc_array(n, 2 * sizeof(double), "spectra");
     kat_dmat D = {0};
     if (!buf)
         return KAT_ENOMEM;
@@ -386,7 +386,7 @@ kat_status thm_check_stable_rank(kat_theorem_result *res, int quick)
         st = kat_group_hyperrect_matrix(f, ones, d, &D);
         kat_fn_destroy(f);
         double svd_stable = 0.0;
-        if (st || (st = thm_dense_rank(&D, NULL, &svd_stable)))
+        if (st || (st = kat__thm_dense_rank(&D, NULL, &svd_stable)))
             break;
         double sum2 = 0.0, top = max_abs(lam, n);
         for (size_t S = 0; S < n; S++)
@@ -398,14 +398,14 @@ kat_status thm_check_stable_rank(kat_theorem_result *res, int quick)
          * with the closed form, to the rounding of an n-term sum. */
         double expect = quick ? closed : stated[i];
         double tol = quick ? 1e-12 * closed : 5e-5;
-        thm_value(res, KAT_THEOREM_EQ, wht_stable, expect, tol, "s = %g: stable rank (WHT)", s);
-        thm_value(res, KAT_THEOREM_EQ, svd_stable, expect, quick ? 1e-10 * closed : tol,
+        kat__thm_value(res, KAT_THEOREM_EQ, wht_stable, expect, tol, "s = %g: stable rank (WHT)", s);
+        kat__thm_value(res, KAT_THEOREM_EQ, svd_stable, expect, quick ? 1e-10 * closed : tol,
                   "s = %g: stable rank (dense SVD)", s);
         if (!quick)
-            thm_value(res, KAT_THEOREM_EQ, closed, expect, tol,
+            kat__thm_value(res, KAT_THEOREM_EQ, closed, expect, tol,
                       "s = %g: closed form [2(1+e^{2s})/(1+e^s)^2]^d", s);
     }
-    thm_note(res, "hypercube d = %zu, D_f = [exp(s |b xor c|)].", d);
+    kat__thm_note(res, "hypercube d = %zu, D_f = [exp(s |b xor c|)].", d);
     kat_dmat_free(&D);
     kat_free(buf);
     return st;
@@ -413,7 +413,7 @@ kat_status thm_check_stable_rank(kat_theorem_result *res, int quick)
 
 /* ---- Bochner on Z_64 ----------------------------------------------------------------------- */
 
-kat_status thm_check_bochner(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_bochner(kat_theorem_result *res, int quick)
 {
     (void)quick;
     static const struct {
@@ -424,7 +424,7 @@ kat_status thm_check_bochner(kat_theorem_result *res, int quick)
                    {"exp(-x/8)", 0.06128, 5e-6},
                    {"exp(-x/16)", 0.02701, 5e-6}};
     size_t N = 64;
-    double *buf = kat_alloc_array(N, 3 * sizeof(double), "cyclic spectra");
+    double *buf = kat__alloc_array(N, 3 * sizeof(double), "cyclic spectra");
     kat_dmat C = {0};
     if (!buf)
         return KAT_ENOMEM;
@@ -434,7 +434,7 @@ kat_status thm_check_bochner(kat_theorem_result *res, int quick)
                          "exp(-x^2/256)", "sqrt(x)"};
     for (size_t i = 0; !st && i < 6; i++) {
         kat_fn *f = NULL;
-        if ((st = thm_fn(all[i], &f)))
+        if ((st = kat__thm_fn(all[i], &f)))
             break;
         st = kat_group_cyclic_spectrum(f, N, lam);
         /* The same matrix, dense, through dsyevd. */
@@ -459,24 +459,24 @@ kat_status thm_check_bochner(kat_theorem_result *res, int quick)
                 maxnz = fmax(maxnz, lam[m]);
         }
         if (i < 4) {
-            thm_value(res, KAT_THEOREM_EQ, lam[argmin], laplace[i].stated_min, laplace[i].tol,
+            kat__thm_value(res, KAT_THEOREM_EQ, lam[argmin], laplace[i].stated_min, laplace[i].tol,
                       "%s: smallest eigenvalue", all[i]);
-            thm_value(res, KAT_THEOREM_EQ, (double)positive, (double)N, 0,
+            kat__thm_value(res, KAT_THEOREM_EQ, (double)positive, (double)N, 0,
                       "%s: positive eigenvalues", all[i]);
         } else if (i == 4) {
-            thm_value(res, KAT_THEOREM_EQ, lam[argmin], -0.04441, 5e-6,
+            kat__thm_value(res, KAT_THEOREM_EQ, lam[argmin], -0.04441, 5e-6,
                       "%s: smallest eigenvalue", all[i]);
-            thm_value(res, KAT_THEOREM_EQ, (double)(argmin <= N - argmin ? argmin : N - argmin), 4,
+            kat__thm_value(res, KAT_THEOREM_EQ, (double)(argmin <= N - argmin ? argmin : N - argmin), 4,
                       0, "%s: its frequency (m or N - m)", all[i]);
         } else {
-            thm_value(res, KAT_THEOREM_LE, maxnz, -0.716, 0,
+            kat__thm_value(res, KAT_THEOREM_LE, maxnz, -0.716, 0,
                       "%s: largest nonzero-frequency eigenvalue", all[i]);
         }
     }
     if (!st)
-        thm_value(res, KAT_THEOREM_LE, dense_err, 1e-13, 0,
+        kat__thm_value(res, KAT_THEOREM_LE, dense_err, 1e-13, 0,
                   "all six: max |FFT - dsyevd| / max|lambda|");
-    thm_note(res, "N = 64, f applied to the cyclic distance; stated values to half a unit of "
+    kat__thm_note(res, "N = 64, f applied to the cyclic distance; stated values to half a unit of "
                   "their last digit.");
     kat_dmat_free(&C);
     kat_free(buf);

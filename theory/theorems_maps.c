@@ -8,7 +8,7 @@
 
 /* ---- generic ranks -------------------------------------------------------------------------- */
 
-kat_status thm_check_generic_ranks(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_generic_ranks(kat_theorem_result *res, int quick)
 {
     static const struct {
         size_t n, d;
@@ -45,22 +45,22 @@ kat_status thm_check_generic_ranks(kat_theorem_result *res, int quick)
         kat_rank_opts opts;
         kat_rank_opts_init(&opts);
         kat_rank_result r;
-        if ((st = thm_fn(cases[i].expr, &f)))
+        if ((st = kat__thm_fn(cases[i].expr, &f)))
             break;
         st = kat_rank_probe(f, &Q, &K, &opts, &r);
         kat_fn_destroy(f);
         if (st)
             break;
-        thm_value(res, KAT_THEOREM_EQ, (double)r.rank, cases[i].stated, 0,
+        kat__thm_value(res, KAT_THEOREM_EQ, (double)r.rank, cases[i].stated, 0,
                   "n = %zu, d = %zu, f = %s: rank (dense SVD)", cases[i].n, cases[i].d,
                   cases[i].expr);
         if (r.predicted_rank != KAT_RANK_NONE)
-            thm_value(res, KAT_THEOREM_EQ, (double)r.predicted_rank, cases[i].stated, 0,
+            kat__thm_value(res, KAT_THEOREM_EQ, (double)r.predicted_rank, cases[i].stated, 0,
                       "n = %zu, d = %zu, f = %s: predicted rank (GKR)", cases[i].n, cases[i].d,
                       cases[i].expr);
         kat_rank_result_free(&r);
     }
-    thm_note(res, "Q, K with N(0, 1/d) entries (kat_rank_points, seed 1406 + n), M = f(QK^T), "
+    kat__thm_note(res, "Q, K with N(0, 1/d) entries (kat_rank_points, seed 1406 + n), M = f(QK^T), "
                   "numpy tolerance sigma_1 n eps.%s",
              quick ? " Quick run: the n = 1024 cases are skipped." : "");
     kat_dmat_free(&Q);
@@ -92,7 +92,7 @@ static void moments(const double *z, size_t M, double *mean, double *var, double
     *se_var = sqrt(fmax(m4 - m2 * m2, 0.0) / (double)M);
 }
 
-kat_status thm_check_rff(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_rff(kat_theorem_result *res, int quick)
 {
     const size_t d = 3, M = quick ? 40000 : 400000;
     const double delta[3] = {0.7, -0.2, 0.4}, zero[3] = {0, 0, 0};
@@ -105,13 +105,13 @@ kat_status thm_check_rff(kat_theorem_result *res, int quick)
      * cos(w.D) has (1 + k(2D))/2 - k(D)^2. */
     double kD = exp(-nd2 / 2), k2D = exp(-2.0 * nd2);
     double var_phase = 0.5 * (1.0 + k2D) + 0.5 - kD * kD, var_pair = 0.5 * (1.0 + k2D) - kD * kD;
-    thm_value(res, KAT_THEOREM_EQ, kD, k_stated, 5e-5, "closed form k(Delta) = exp(-|Delta|^2/2)");
-    thm_value(res, KAT_THEOREM_EQ, var_phase, var_phase_stated, 5e-5,
+    kat__thm_value(res, KAT_THEOREM_EQ, kD, k_stated, 5e-5, "closed form k(Delta) = exp(-|Delta|^2/2)");
+    kat__thm_value(res, KAT_THEOREM_EQ, var_phase, var_phase_stated, 5e-5,
               "closed form variance of a phase product");
-    thm_value(res, KAT_THEOREM_EQ, var_pair, var_pair_stated, 5e-5,
+    kat__thm_value(res, KAT_THEOREM_EQ, var_pair, var_pair_stated, 5e-5,
               "closed form variance of a cosine pair");
-    double *F = kat_alloc_array(4 * M, sizeof(double), "feature rows");
-    double *z = kat_alloc_array(M, sizeof(double), "per-draw products");
+    double *F = kat__alloc_array(4 * M, sizeof(double), "feature rows");
+    double *z = kat__alloc_array(M, sizeof(double), "per-draw products");
     kat_status st = F && z ? KAT_OK : KAT_ENOMEM;
     for (int form = 0; form < 2 && !st; form++) {
         kat_featmap *fm = NULL;
@@ -134,12 +134,12 @@ kat_status thm_check_rff(kat_theorem_result *res, int quick)
         double mean, var, se_mean, se_var;
         moments(z, M, &mean, &var, &se_mean, &se_var);
         const char *name = form == 0 ? "phase" : "cosine pair";
-        thm_value(res, KAT_THEOREM_EQ, mean, k_stated, 3.0 * se_mean + 5e-5,
+        kat__thm_value(res, KAT_THEOREM_EQ, mean, k_stated, 3.0 * se_mean + 5e-5,
                   "%s: mean of %zu products (tol 3 SE)", name, M);
-        thm_value(res, KAT_THEOREM_EQ, var, form == 0 ? var_phase_stated : var_pair_stated,
+        kat__thm_value(res, KAT_THEOREM_EQ, var, form == 0 ? var_phase_stated : var_pair_stated,
                   3.0 * se_var + 5e-5, "%s: variance of the products (tol 3 SE)", name);
     }
-    thm_note(res, "sigma = 1, q = Delta, k = 0, %zu frequencies (seeds 2007, 2008); stated "
+    kat__thm_note(res, "sigma = 1, q = Delta, k = 0, %zu frequencies (seeds 2007, 2008); stated "
                   "values to half a unit of their last digit, Monte Carlo within 3 standard "
                   "errors.",
              M);
@@ -150,7 +150,7 @@ kat_status thm_check_rff(kat_theorem_result *res, int quick)
 
 /* ---- exact feature maps --------------------------------------------------------------------- */
 
-kat_status thm_check_maps_exact(kat_theorem_result *res, int quick)
+kat_status kat__thm_check_maps_exact(kat_theorem_result *res, int quick)
 {
     static const char *const polys[] = {"x^4", "(1+x)^4", "x^4+x", "1-2*x+3*x^3"};
     static const size_t dims[] = {1, 3, 8, 16};
@@ -160,7 +160,7 @@ kat_status thm_check_maps_exact(kat_theorem_result *res, int quick)
     double q[16], k[16], coef[8];
     for (size_t i = 0; i < 4 && !st; i++) {
         kat_fn *f = NULL;
-        if ((st = thm_fn(polys[i], &f)))
+        if ((st = kat__thm_fn(polys[i], &f)))
             break;
         int deg = kat_fn_poly_coeffs(f, coef, 8);
         for (size_t j = 0; j < 4 && !st; j++) {
@@ -171,9 +171,9 @@ kat_status thm_check_maps_exact(kat_theorem_result *res, int quick)
             double want_dim = 0.0;
             for (int t = 0; t <= deg; t++)
                 if (coef[t] != 0.0)
-                    want_dim += thm_binomial((unsigned)(d + (size_t)t - 1), (unsigned)t);
+                    want_dim += kat__thm_binomial((unsigned)(d + (size_t)t - 1), (unsigned)t);
             size_t D = kat_featmap_out_dim(fm);
-            double *F = kat_alloc_array(2 * D, sizeof(double), "features");
+            double *F = kat__alloc_array(2 * D, sizeof(double), "features");
             double worst = 0.0;
             if (!F)
                 st = KAT_ENOMEM;
@@ -202,9 +202,9 @@ kat_status thm_check_maps_exact(kat_theorem_result *res, int quick)
             kat_featmap_destroy(fm);
             if (st)
                 break;
-            thm_value(res, KAT_THEOREM_EQ, (double)D, want_dim, 0,
+            kat__thm_value(res, KAT_THEOREM_EQ, (double)D, want_dim, 0,
                       "f = %s, d = %zu: dimension sum_t C(d+t-1, t)", polys[i], d);
-            thm_value(res, KAT_THEOREM_LE, worst, 1e-12, 0, "f = %s, d = %zu: max relative error",
+            kat__thm_value(res, KAT_THEOREM_LE, worst, 1e-12, 0, "f = %s, d = %zu: max relative error",
                       polys[i], d);
         }
         kat_fn_destroy(f);
@@ -214,13 +214,13 @@ kat_status thm_check_maps_exact(kat_theorem_result *res, int quick)
     size_t d = quick ? 7 : 10, n = (size_t)1 << d;
     double a[10];
     if (!st)
-        st = thm_random_sides(2011, d, 0.5, 1.5, a);
+        st = kat__thm_random_sides(2011, d, 0.5, 1.5, a);
     double entry_err[2] = {0, 0};
     for (size_t i = 0; i < 2 && !st; i++) {
         kat_fn *f = NULL;
         kat_featmap *fm = NULL;
         kat_dmat X = {0}, F = {0};
-        if (!(st = thm_fn(cm[i], &f)) &&
+        if (!(st = kat__thm_fn(cm[i], &f)) &&
             !(st = kat_group_featmap_create(f, a, d, 0, KAT_GROUP_MAP_REQUIRE_PSD, &fm)) &&
             !(st = kat_dmat_alloc(n, d, &X)) && !(st = kat_metric_corners(a, d, &X)) &&
             !(st = kat_dmat_alloc(n, kat_featmap_out_dim(fm), &F)))
@@ -242,9 +242,9 @@ kat_status thm_check_maps_exact(kat_theorem_result *res, int quick)
             worst_entry = fmax(worst_entry, fabs(s - want) / want);
         }
         if (!st) {
-            thm_value(res, KAT_THEOREM_EQ, (double)F.cols, (double)n, 0,
+            kat__thm_value(res, KAT_THEOREM_EQ, (double)F.cols, (double)n, 0,
                       "character map of %s: dimension 2^d", cm[i]);
-            thm_value(res, KAT_THEOREM_LE, worst, 1e-12, 0,
+            kat__thm_value(res, KAT_THEOREM_LE, worst, 1e-12, 0,
                       "character map of %s: max relative error F(b).F(c)", cm[i]);
             entry_err[i] = worst_entry;
         }
@@ -253,7 +253,7 @@ kat_status thm_check_maps_exact(kat_theorem_result *res, int quick)
         kat_featmap_destroy(fm);
         kat_fn_destroy(f);
     }
-    thm_note(res, "Polynomial maps on %zu random pairs per (f, d) with N(0, 1/d) entries; error "
+    kat__thm_note(res, "Polynomial maps on %zu random pairs per (f, d) with N(0, 1/d) entries; error "
                   "relative to sum_t |a_t| (|q||k|)^t, the size of the terms summed. Character "
                   "maps on corners of the sides of hadamard-eigenvectors (d = %zu), every pair "
                   "(0, c) and 4096 random pairs; error relative to sum_S |F_b(S) F_c(S)| = "

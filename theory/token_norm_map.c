@@ -59,7 +59,7 @@ static kat_status norm_apply(const void *state, kat_side side, size_t n, const d
 {
     const norm_state *s = state;
     double stack[BLOCK_DOUBLES], *y = stack;
-    if (s->d > BLOCK_DOUBLES && !(y = kat_alloc_array(s->d, sizeof(double), "token_norm row")))
+    if (s->d > BLOCK_DOUBLES && !(y = kat__alloc_array(s->d, sizeof(double), "token_norm row")))
         return KAT_ENOMEM;
     size_t nb = block_rows(s);
     kat_status st = KAT_OK;
@@ -105,7 +105,7 @@ static kat_status norm_apply_f32(const void *state, kat_side side, size_t n, con
     double xd[BLOCK_DOUBLES], yd[BLOCK_DOUBLES];
     float yf[BLOCK_DOUBLES];
     if (s->d > BLOCK_DOUBLES)   /* rare: through the fp64 path, which allocates */
-        return kat_fail(KAT_ENOTSUP, "token_norm: d = %zu exceeds the fp32 block", s->d);
+        return kat__fail(KAT_ENOTSUP, "token_norm: d = %zu exceeds the fp32 block", s->d);
     size_t nb = block_rows(s);
     for (size_t i0 = 0; i0 < n; i0 += nb) {
         size_t m = n - i0 < nb ? n - i0 : nb;
@@ -127,7 +127,7 @@ static double norm_score(const void *state, const double *q, const double *k)
 {
     const norm_state *s = state;
     double stack[2 * 256], *buf = stack;
-    if (s->d > 256 && !(buf = kat_alloc_array(2 * s->d, sizeof(double), "token_norm score")))
+    if (s->d > 256 && !(buf = kat__alloc_array(2 * s->d, sizeof(double), "token_norm score")))
         return NAN;   /* the engine reports a non-finite score */
     normalise_row(s, q, buf);
     normalise_row(s, k, buf + s->d);
@@ -168,7 +168,7 @@ static kat_status norm_vjp(const void *state, kat_side side, size_t n, const dou
 {
     const norm_state *s = state;
     const size_t d = s->d;
-    double *y = kat_alloc_array(3, d * sizeof(double), "token_norm vjp row");
+    double *y = kat__alloc_array(3, d * sizeof(double), "token_norm vjp row");
     if (!y)
         return KAT_ENOMEM;
     double *gy = y + d, *gu = gy + d;
@@ -195,7 +195,7 @@ static kat_status norm_vjp_f32(const void *state, kat_side side, size_t n, const
     double xd[BLOCK_DOUBLES], yd[BLOCK_DOUBLES], gyd[BLOCK_DOUBLES], gu[BLOCK_DOUBLES];
     float yf[BLOCK_DOUBLES], gyf[BLOCK_DOUBLES];
     if (d > BLOCK_DOUBLES)
-        return kat_fail(KAT_ENOTSUP, "token_norm: d = %zu exceeds the fp32 block", d);
+        return kat__fail(KAT_ENOTSUP, "token_norm: d = %zu exceeds the fp32 block", d);
     size_t nb = block_rows(s);
     for (size_t i0 = 0; i0 < n; i0 += nb) {
         size_t m = n - i0 < nb ? n - i0 : nb;
@@ -236,14 +236,14 @@ kat_status kat_featmap_token_norm_create(kat_featmap *inner, int center, double 
 {
     kat_status st = KAT_OK;
     if (!inner)
-        return kat_fail(KAT_EINVAL, "featmap_token_norm_create: inner is NULL");
+        return kat__fail(KAT_EINVAL, "featmap_token_norm_create: inner is NULL");
     if (!(scale > 0.0) || !isfinite(scale))
-        st = kat_fail(KAT_EINVAL, "featmap_token_norm_create: scale = %g must be finite and > 0",
+        st = kat__fail(KAT_EINVAL, "featmap_token_norm_create: scale = %g must be finite and > 0",
                       scale);
     else if (!out)
-        st = kat_fail(KAT_EINVAL, "featmap_token_norm_create: out is NULL");
+        st = kat__fail(KAT_EINVAL, "featmap_token_norm_create: out is NULL");
     else if (extra_flags & ~(unsigned)(KAT_FEATMAP_POSITIVE | KAT_FEATMAP_EXACT))
-        st = kat_fail(KAT_EINVAL, "featmap_token_norm_create: extra_flags = 0x%x has unknown bits",
+        st = kat__fail(KAT_EINVAL, "featmap_token_norm_create: extra_flags = 0x%x has unknown bits",
                       extra_flags);
     norm_state *s = NULL;
     if (st == KAT_OK && !(s = kat_calloc(1, sizeof *s)))

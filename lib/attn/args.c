@@ -8,26 +8,26 @@
 kat_status kat_attn_desc_check(const kat_attn_desc *desc, kat_attn_desc *out)
 {
     if (!desc)
-        return kat_fail(KAT_EINVAL, "desc is NULL");
+        return kat__fail(KAT_EINVAL, "desc is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "out is NULL");
+        return kat__fail(KAT_EINVAL, "out is NULL");
     kat_attn_desc d = *desc;
     if (d.D == 0 || d.D > KAT_ATTN_MAX_D)
-        return kat_fail(KAT_EINVAL, "D = %zu: the head dimension must be in 1..%d", d.D,
+        return kat__fail(KAT_EINVAL, "D = %zu: the head dimension must be in 1..%d", d.D,
                         KAT_ATTN_MAX_D);
     if (d.Dv == 0)
         d.Dv = d.D;
     if (d.Dv > KAT_ATTN_MAX_D)
-        return kat_fail(KAT_EINVAL, "Dv = %zu: the value head dimension must be in 1..%d", d.Dv,
+        return kat__fail(KAT_EINVAL, "Dv = %zu: the value head dimension must be in 1..%d", d.Dv,
                         KAT_ATTN_MAX_D);
     if (d.H_kv == 0)
         d.H_kv = d.H;
     if (d.H_kv > d.H || (d.H && d.H % d.H_kv))
-        return kat_fail(KAT_EINVAL,
+        return kat__fail(KAT_EINVAL,
                         "H = %zu query heads is not a multiple of H_kv = %zu key/value heads",
                         d.H, d.H_kv);
     if (d.N >= (size_t)INT32_MAX || d.M >= (size_t)INT32_MAX)
-        return kat_fail(KAT_ERANGE, "N = %zu, M = %zu: sequence lengths must be below 2^31 - 1",
+        return kat__fail(KAT_ERANGE, "N = %zu, M = %zu: sequence lengths must be below 2^31 - 1",
                         d.N, d.M);
     size_t t;
     if (kat_mul3_overflow(d.B, d.H, d.N, &t) || kat_mul_overflow(t, d.D, &t) ||
@@ -35,10 +35,10 @@ kat_status kat_attn_desc_check(const kat_attn_desc *desc, kat_attn_desc *out)
         kat_mul_overflow(t, sizeof(double), &t) || kat_mul3_overflow(d.B, d.H, d.N, &t) ||
         kat_mul_overflow(t, d.Dv, &t) || kat_mul3_overflow(d.B, d.H, d.M, &t) ||
         kat_mul_overflow(t, d.Dv, &t) || kat_mul_overflow(t, sizeof(double), &t))
-        return kat_fail(KAT_ERANGE, "shape B = %zu, H = %zu, N = %zu, M = %zu, D = %zu overflows",
+        return kat__fail(KAT_ERANGE, "shape B = %zu, H = %zu, N = %zu, M = %zu, D = %zu overflows",
                         d.B, d.H, d.N, d.M, d.D);
     if (!isfinite(d.scale))
-        return kat_fail(KAT_EDOM, "scale = %g is not finite", d.scale);
+        return kat__fail(KAT_EDOM, "scale = %g is not finite", d.scale);
     if (d.scale == 0.0)
         d.scale = 1.0 / sqrt((double)d.D);
     d.causal = d.causal != 0;
@@ -50,13 +50,13 @@ kat_status kat_attn_desc_from_views(const kat_tensor *q, const kat_tensor *k, in
                                     double scale, kat_attn_desc *out)
 {
     if (!q)
-        return kat_fail(KAT_EINVAL, "q is NULL");
+        return kat__fail(KAT_EINVAL, "q is NULL");
     if (!k)
-        return kat_fail(KAT_EINVAL, "k is NULL");
+        return kat__fail(KAT_EINVAL, "k is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "out is NULL");
+        return kat__fail(KAT_EINVAL, "out is NULL");
     if (k->B != q->B || k->D != q->D)
-        return kat_fail(KAT_EINVAL,
+        return kat__fail(KAT_EINVAL,
                         "k: shape [%zu, %zu, %zu, %zu] does not match q [%zu, %zu, %zu, %zu]: "
                         "the %s is %zu for k but %zu for q",
                         k->B, k->H, k->N, k->D, q->B, q->H, q->N, q->D,
@@ -64,25 +64,25 @@ kat_status kat_attn_desc_from_views(const kat_tensor *q, const kat_tensor *k, in
                         k->B != q->B ? k->B : k->D, k->B != q->B ? q->B : q->D);
     kat_attn_desc d = {q->B, q->H, k->H, q->N, k->N, q->D, causal, scale, q->D};
     if (d.H_kv == 0 && d.H != 0)
-        return kat_fail(KAT_EINVAL, "k: H_kv = 0 key/value heads for H = %zu query heads", d.H);
+        return kat__fail(KAT_EINVAL, "k: H_kv = 0 key/value heads for H = %zu query heads", d.H);
     return kat_attn_desc_check(&d, out);
 }
 
-kat_status kat_attn_check_view(const kat_tensor *t, const char *what, size_t B, size_t H,
+kat_status kat__attn_check_view(const kat_tensor *t, const char *what, size_t B, size_t H,
                                size_t N, size_t D, int check_finite)
 {
     if (!t)
-        return kat_fail(KAT_EINVAL, "%s is NULL", what);
+        return kat__fail(KAT_EINVAL, "%s is NULL", what);
     if (t->B != B || t->H != H || t->N != N || t->D != D)
-        return kat_fail(KAT_EINVAL, "%s: shape [%zu, %zu, %zu, %zu] does not match the expected "
+        return kat__fail(KAT_EINVAL, "%s: shape [%zu, %zu, %zu, %zu] does not match the expected "
                         "[%zu, %zu, %zu, %zu]", what, t->B, t->H, t->N, t->D, B, H, N, D);
     return kat_tensor_check(t, what, check_finite);
 }
 
-kat_status kat_attn_check_lse_input(const kat_tensor *t, const char *what, size_t B, size_t H,
+kat_status kat__attn_check_lse_input(const kat_tensor *t, const char *what, size_t B, size_t H,
                                     size_t N)
 {
-    kat_status st = kat_attn_check_view(t, what, B, H, N, 1, 0);
+    kat_status st = kat__attn_check_view(t, what, B, H, N, 1, 0);
     if (st)
         return st;
     for (size_t b = 0; b < B; b++)
@@ -90,14 +90,14 @@ kat_status kat_attn_check_lse_input(const kat_tensor *t, const char *what, size_
             for (size_t n = 0; n < N; n++) {
                 float x = *kat_tensor_row(t, b, h, n);
                 if (isnan(x) || x == INFINITY)
-                    return kat_fail(KAT_EDOM, "%s: element [%zu, %zu, %zu, 0] is %g (a "
+                    return kat__fail(KAT_EDOM, "%s: element [%zu, %zu, %zu, 0] is %g (a "
                                     "logsumexp is finite, or -inf for a row with no key)",
                                     what, b, h, n, (double)x);
             }
     return KAT_OK;
 }
 
-kat_status kat_attn_check_disjoint(const kat_tensor *const *outs, const char *const *out_names,
+kat_status kat__attn_check_disjoint(const kat_tensor *const *outs, const char *const *out_names,
                                    size_t nout, const kat_tensor *const *ins,
                                    const char *const *in_names, size_t nin)
 {
@@ -106,11 +106,11 @@ kat_status kat_attn_check_disjoint(const kat_tensor *const *outs, const char *co
             continue;
         for (size_t b = 0; b < nin; b++)
             if (ins[b] && kat_tensor_overlap(outs[a], ins[b]))
-                return kat_fail(KAT_EINVAL, "%s overlaps the input %s in memory", out_names[a],
+                return kat__fail(KAT_EINVAL, "%s overlaps the input %s in memory", out_names[a],
                                 in_names[b]);
         for (size_t b = a + 1; b < nout; b++)
             if (outs[b] && kat_tensor_overlap(outs[a], outs[b]))
-                return kat_fail(KAT_EINVAL, "%s overlaps the output %s in memory", out_names[a],
+                return kat__fail(KAT_EINVAL, "%s overlaps the output %s in memory", out_names[a],
                                 out_names[b]);
     }
     return KAT_OK;
@@ -149,27 +149,27 @@ static kat_status check_logit_range(const kat_attn_desc *d, const kat_tensor *q,
     double mq = tensor_max_abs(q), mk = tensor_max_abs(k);
     double raw = mq * mk * (double)d->D, scaled = raw * fabs(d->scale) * 1.4426950408889634;
     if (raw > 0x1p118 || scaled > 0x1p118)
-        return kat_fail(KAT_ERANGE,
+        return kat__fail(KAT_ERANGE,
                         "logits may overflow fp32: max|q| = %g, max|k| = %g and D = %zu bound "
                         "|q.k| by %g (scale %g: %g); the limit is 2^118 = %g",
                         mq, mk, d->D, raw, d->scale, scaled, 0x1p118);
     return KAT_OK;
 }
 
-kat_status kat_attn_check_forward(const kat_attn_desc *d, const kat_tensor *q,
+kat_status kat__attn_check_forward(const kat_attn_desc *d, const kat_tensor *q,
                                   const kat_tensor *k, const kat_tensor *v,
                                   const kat_tensor *o, const kat_tensor *lse)
 {
     kat_status st;
-    if ((st = kat_attn_check_view(q, "q", d->B, d->H, d->N, d->D, 0)) ||
-        (st = kat_attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 0)) ||
-        (st = kat_attn_check_view(v, "v", d->B, d->H_kv, d->M, d->Dv, 0)) ||
-        (st = kat_attn_check_view(o, "o", d->B, d->H, d->N, d->Dv, 0)) ||
-        (lse && (st = kat_attn_check_view(lse, "lse", d->B, d->H, d->N, 1, 0))))
+    if ((st = kat__attn_check_view(q, "q", d->B, d->H, d->N, d->D, 0)) ||
+        (st = kat__attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 0)) ||
+        (st = kat__attn_check_view(v, "v", d->B, d->H_kv, d->M, d->Dv, 0)) ||
+        (st = kat__attn_check_view(o, "o", d->B, d->H, d->N, d->Dv, 0)) ||
+        (lse && (st = kat__attn_check_view(lse, "lse", d->B, d->H, d->N, 1, 0))))
         return st;
     const kat_tensor *outs[] = {o, lse}, *ins[] = {q, k, v};
     const char *on[] = {"o", "lse"}, *in[] = {"q", "k", "v"};
-    if ((st = kat_attn_check_disjoint(outs, on, 2, ins, in, 3)))
+    if ((st = kat__attn_check_disjoint(outs, on, 2, ins, in, 3)))
         return st;
     if ((st = kat_tensor_check(q, "q", 1)) || (st = kat_tensor_check(k, "k", 1)) ||
         (st = kat_tensor_check(v, "v", 1)))
@@ -177,7 +177,7 @@ kat_status kat_attn_check_forward(const kat_attn_desc *d, const kat_tensor *q,
     return check_logit_range(d, q, k);
 }
 
-kat_status kat_attn_check_backward(const kat_attn_desc *d, const kat_tensor *q,
+kat_status kat__attn_check_backward(const kat_attn_desc *d, const kat_tensor *q,
                                    const kat_tensor *k, const kat_tensor *v,
                                    const kat_tensor *o, const kat_tensor *lse,
                                    const kat_tensor *dout, const kat_tensor *dq,
@@ -185,23 +185,23 @@ kat_status kat_attn_check_backward(const kat_attn_desc *d, const kat_tensor *q,
                                    int need_lse)
 {
     kat_status st;
-    if ((st = kat_attn_check_view(q, "q", d->B, d->H, d->N, d->D, 0)) ||
-        (st = kat_attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 0)) ||
-        (st = kat_attn_check_view(v, "v", d->B, d->H_kv, d->M, d->Dv, 0)) ||
-        ((need_o || o) && (st = kat_attn_check_view(o, "o", d->B, d->H, d->N, d->Dv, 0))) ||
-        ((need_lse || lse) && (st = kat_attn_check_view(lse, "lse", d->B, d->H, d->N, 1, 0))) ||
-        (st = kat_attn_check_view(dout, "dout", d->B, d->H, d->N, d->Dv, 0)) ||
-        (st = kat_attn_check_view(dq, "dq", d->B, d->H, d->N, d->D, 0)) ||
-        (st = kat_attn_check_view(dk, "dk", d->B, d->H_kv, d->M, d->D, 0)) ||
-        (st = kat_attn_check_view(dv, "dv", d->B, d->H_kv, d->M, d->Dv, 0)))
+    if ((st = kat__attn_check_view(q, "q", d->B, d->H, d->N, d->D, 0)) ||
+        (st = kat__attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 0)) ||
+        (st = kat__attn_check_view(v, "v", d->B, d->H_kv, d->M, d->Dv, 0)) ||
+        ((need_o || o) && (st = kat__attn_check_view(o, "o", d->B, d->H, d->N, d->Dv, 0))) ||
+        ((need_lse || lse) && (st = kat__attn_check_view(lse, "lse", d->B, d->H, d->N, 1, 0))) ||
+        (st = kat__attn_check_view(dout, "dout", d->B, d->H, d->N, d->Dv, 0)) ||
+        (st = kat__attn_check_view(dq, "dq", d->B, d->H, d->N, d->D, 0)) ||
+        (st = kat__attn_check_view(dk, "dk", d->B, d->H_kv, d->M, d->D, 0)) ||
+        (st = kat__attn_check_view(dv, "dv", d->B, d->H_kv, d->M, d->Dv, 0)))
         return st;
     const kat_tensor *outs[] = {dq, dk, dv}, *ins[] = {q, k, v, o, lse, dout};
     const char *on[] = {"dq", "dk", "dv"}, *in[] = {"q", "k", "v", "o", "lse", "dout"};
-    if ((st = kat_attn_check_disjoint(outs, on, 3, ins, in, 6)))
+    if ((st = kat__attn_check_disjoint(outs, on, 3, ins, in, 6)))
         return st;
     if ((st = kat_tensor_check(q, "q", 1)) || (st = kat_tensor_check(k, "k", 1)) ||
         (st = kat_tensor_check(v, "v", 1)) || (o && (st = kat_tensor_check(o, "o", 1))) ||
-        (lse && (st = kat_attn_check_lse_input(lse, "lse", d->B, d->H, d->N))) ||
+        (lse && (st = kat__attn_check_lse_input(lse, "lse", d->B, d->H, d->N))) ||
         (st = kat_tensor_check(dout, "dout", 1)))
         return st;
     return check_logit_range(d, q, k);

@@ -27,7 +27,7 @@
 typedef struct {
     unsigned char *fwd;       /* forward-state scratch for the statistics pass */
     kat_flash_bwd_q *bq;      /* [g][tpn] prepared query tiles */
-    float *bq_storage;        /* [g][tpn] * kat_flash_bwd_q_floats */
+    float *bq_storage;        /* [g][tpn] * kat__flash_bwd_q_floats */
     const float **qrows;      /* [g][n_pad] */
     const float **drows;      /* [g][n_pad] */
     const float **orows;      /* [BQ] (preparation only) */
@@ -46,9 +46,9 @@ static size_t bwd_thread_layout(const kat_flash_plan *p, bwd_thread *th, unsigne
 {
     size_t g = p->g, tiles = g * p->tpn, ldd = p->ctx.ldd;
     size_t sizes[] = {
-        kat_flash_fwd_scratch_floats(&p->ctx) * sizeof(float),
+        kat__flash_fwd_scratch_floats(&p->ctx) * sizeof(float),
         tiles * sizeof(kat_flash_bwd_q),
-        tiles * kat_flash_bwd_q_floats(&p->ctx) * sizeof(float),
+        tiles * kat__flash_bwd_q_floats(&p->ctx) * sizeof(float),
         g * p->n_pad * sizeof(void *),
         g * p->n_pad * sizeof(void *),
         BQ * sizeof(void *),
@@ -57,7 +57,7 @@ static size_t bwd_thread_layout(const kat_flash_plan *p, bwd_thread *th, unsigne
         p->bwd_chunks == 1 ? g * p->n_pad * ldd * sizeof(float) : 0,
         BK * ldd * sizeof(float),
         BK * ldd * sizeof(float),
-        kat_flash_bwd_scratch_floats() * sizeof(float),
+        kat__flash_bwd_scratch_floats() * sizeof(float),
         BK * sizeof(void *),
         BK * sizeof(void *),
         (BK > BQ ? BK : BQ) * sizeof(void *),
@@ -88,7 +88,7 @@ static size_t bwd_thread_layout(const kat_flash_plan *p, bwd_thread *th, unsigne
     return total;
 }
 
-kat_status kat_flash_backward_layout(kat_flash_plan *p)
+kat_status kat__flash_backward_layout(kat_flash_plan *p)
 {
     const kat_attn_desc *d = &p->d;
     size_t T = (size_t)p->threads, groups = d->B * d->H_kv;
@@ -102,8 +102,8 @@ kat_status kat_flash_backward_layout(kat_flash_plan *p)
      * the large ones anyway. */
     size_t t1, t2;
     if (kat_mul3_overflow(p->g, p->n_pad, p->ctx.ldd, &t1) ||
-        kat_mul3_overflow(p->g * p->tpn, kat_flash_bwd_q_floats(&p->ctx), sizeof(float), &t2))
-        return kat_fail(KAT_ERANGE, "backward: workspace size overflows");
+        kat_mul3_overflow(p->g * p->tpn, kat__flash_bwd_q_floats(&p->ctx), sizeof(float), &t2))
+        return kat__fail(KAT_ERANGE, "backward: workspace size overflows");
     p->bwd_thread_bytes = bwd_thread_layout(p, NULL, NULL);
     size_t a, b = 0, st;
     if (kat_mul_overflow(T, p->bwd_thread_bytes, &a) ||
@@ -113,7 +113,7 @@ kat_status kat_flash_backward_layout(kat_flash_plan *p)
         kat_mul3_overflow(d->B * d->H, p->n_pad, sizeof(double), &st) ||
         kat_add_overflow(a, b, &p->bwd_bytes) ||
         kat_add_overflow(p->bwd_bytes, kat_flash_round64(st), &p->bwd_bytes))
-        return kat_fail(KAT_ERANGE, "backward: workspace size overflows");
+        return kat__fail(KAT_ERANGE, "backward: workspace size overflows");
     p->bwd_part_bytes = kat_flash_round64(b);
     return KAT_OK;
 }
@@ -137,12 +137,12 @@ static void bwd_stats_tile(const kat_flash_plan *p, const bwd_args *a, size_t id
     size_t hk = h / p->g, i0 = uq * BQ, n = d->N - i0 < BQ ? d->N - i0 : BQ;
     int32_t shift = (int32_t)((int64_t)d->M - (int64_t)d->N);
     kat_flash_fwd st;
-    kat_flash_fwd_init(ctx, &st, (float *)th->fwd);
+    kat__flash_fwd_init(ctx, &st, (float *)th->fwd);
     for (size_t i = 0; i < n; i++) {
         th->orows[i] = kat_tensor_row(a->q, b, h, i0 + i);
         th->qlim[i] = (int32_t)(i0 + i) + shift;
     }
-    kat_flash_fwd_begin(ctx, &st, n, th->orows, d->causal ? th->qlim : NULL);
+    kat__flash_fwd_begin(ctx, &st, n, th->orows, d->causal ? th->qlim : NULL);
     int64_t minlim = (int64_t)i0 + shift, maxlim = minlim + (int64_t)n - 1;
     size_t kend = d->M;
     if (d->causal)
@@ -157,9 +157,9 @@ static void bwd_stats_tile(const kat_flash_plan *p, const bwd_args *a, size_t id
         kat_flash_ktile kt = {nk, th->krows, th->krows, th->kpos, 0, NULL};
         if (d->causal && (int64_t)(j0 + nk - 1) > minlim)
             kt.mask = KAT_FLASH_MASK_CAUSAL;
-        kat_flash_fwd_stats_step(ctx, &st, &kt);
+        kat__flash_fwd_stats_step(ctx, &st, &kt);
     }
-    kat_flash_fwd_lse2(ctx, &st, stats + bh * p->n_pad + i0);
+    kat__flash_fwd_lse2(ctx, &st, stats + bh * p->n_pad + i0);
 }
 
 static void bwd_unit(const kat_flash_plan *p, const bwd_args *a, size_t u, bwd_thread *th,
@@ -169,7 +169,7 @@ static void bwd_unit(const kat_flash_plan *p, const bwd_args *a, size_t u, bwd_t
     const kat_flash_ctx *ctx = &p->ctx;
     size_t groups = d->B * d->H_kv, c = u / groups, bhk = u % groups;
     size_t b = bhk / d->H_kv, hk = bhk % d->H_kv, g = p->g, ldd = ctx->ldd;
-    size_t C = p->bwd_chunks, qfloats = kat_flash_bwd_q_floats(ctx);
+    size_t C = p->bwd_chunks, qfloats = kat__flash_bwd_q_floats(ctx);
     int32_t shift = (int32_t)((int64_t)d->M - (int64_t)d->N);
 
     /* Pack every query tile of the group once. */
@@ -190,10 +190,10 @@ static void bwd_unit(const kat_flash_plan *p, const bwd_args *a, size_t u, bwd_t
             kat_flash_bwd_q *bq = &th->bq[t * p->tpn + uq];
             float *store = th->bq_storage + (t * p->tpn + uq) * qfloats;
             if (a->lse)
-                kat_flash_bwd_prepare(ctx, bq, store, n, qr + i0, dr + i0, th->orows, th->lse,
+                kat__flash_bwd_prepare(ctx, bq, store, n, qr + i0, dr + i0, th->orows, th->lse,
                                       d->causal ? th->qlim : NULL);
             else
-                kat_flash_bwd_prepare_lse2(ctx, bq, store, n, qr + i0, dr + i0, th->orows,
+                kat__flash_bwd_prepare_lse2(ctx, bq, store, n, qr + i0, dr + i0, th->orows,
                                            stats + (b * d->H + h) * p->n_pad + i0,
                                            d->causal ? th->qlim : NULL);
         }
@@ -227,16 +227,16 @@ static void bwd_unit(const kat_flash_plan *p, const bwd_args *a, size_t u, bwd_t
                     if ((int64_t)(j0 + nk - 1) > minlim)
                         kt.mask = KAT_FLASH_MASK_CAUSAL;
                 }
-                kat_flash_bwd_step(ctx, bq, &kt, dq + uq * BQ * ldd, th->dk, th->dv,
+                kat__flash_bwd_step(ctx, bq, &kt, dq + uq * BQ * ldd, th->dk, th->dv,
                                    th->scratch);
             }
         }
         for (size_t j = 0; j < nk; j++)
             th->out_rows[j] = kat_tensor_row(a->dk, b, hk, j0 + j);
-        kat_flash_store_rows(ctx, nk, th->dk, ctx->scale, th->out_rows, ctx->D);
+        kat__flash_store_rows(ctx, nk, th->dk, ctx->scale, th->out_rows, ctx->D);
         for (size_t j = 0; j < nk; j++)
             th->out_rows[j] = kat_tensor_row(a->dv, b, hk, j0 + j);
-        kat_flash_store_rows(ctx, nk, th->dv, 1.0f, th->out_rows, ctx->Dv);
+        kat__flash_store_rows(ctx, nk, th->dv, 1.0f, th->out_rows, ctx->Dv);
     }
 
     if (C == 1)
@@ -246,7 +246,7 @@ static void bwd_unit(const kat_flash_plan *p, const bwd_args *a, size_t u, bwd_t
                 size_t i0 = uq * BQ, n = d->N - i0 < BQ ? d->N - i0 : BQ;
                 for (size_t i = 0; i < n; i++)
                     th->out_rows[i] = kat_tensor_row(a->dq, b, h, i0 + i);
-                kat_flash_store_rows(ctx, n, th->dq + (t * p->n_pad + i0) * ldd, ctx->scale,
+                kat__flash_store_rows(ctx, n, th->dq + (t * p->n_pad + i0) * ldd, ctx->scale,
                                      th->out_rows, ctx->D);
             }
         }
@@ -272,7 +272,7 @@ static void bwd_reduce_tile(const kat_flash_plan *p, const bwd_args *a, size_t i
     }
 }
 
-void kat_flash_dense_backward(const kat_flash_plan *p, const kat_tensor *q,
+void kat__flash_dense_backward(const kat_flash_plan *p, const kat_tensor *q,
                               const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                               const kat_tensor *lse, const kat_tensor *dout,
                               const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,

@@ -31,15 +31,15 @@ typedef struct {
 
 static size_t fwd_thread_bytes(const kat_flash_ctx *ctx)
 {
-    return kat_flash_round64(kat_flash_fwd_scratch_floats(ctx) * sizeof(float)) +
+    return kat_flash_round64(kat__flash_fwd_scratch_floats(ctx) * sizeof(float)) +
            kat_flash_round64(3 * BQ * sizeof(void *)) + kat_flash_round64(BQ * sizeof(int32_t)) +
            kat_flash_round64(2 * BK * sizeof(void *)) + kat_flash_round64(BK * sizeof(int32_t));
 }
 
 static void fwd_thread_init(const kat_flash_ctx *ctx, fwd_thread *th, unsigned char *mem)
 {
-    kat_flash_fwd_init(ctx, &th->st,
-                       kat_flash_carve(&mem, kat_flash_fwd_scratch_floats(ctx) * sizeof(float)));
+    kat__flash_fwd_init(ctx, &th->st,
+                       kat_flash_carve(&mem, kat__flash_fwd_scratch_floats(ctx) * sizeof(float)));
     void **ptrs = kat_flash_carve(&mem, 3 * BQ * sizeof(void *));
     th->qrows = (const float **)ptrs;
     th->orows = (float **)(ptrs + BQ);
@@ -51,14 +51,14 @@ static void fwd_thread_init(const kat_flash_ctx *ctx, fwd_thread *th, unsigned c
     th->kpos = kat_flash_carve(&mem, BK * sizeof(int32_t));
 }
 
-kat_status kat_flash_forward_layout(kat_flash_plan *p)
+kat_status kat__flash_forward_layout(kat_flash_plan *p)
 {
     const kat_attn_desc *d = &p->d;
     size_t T = (size_t)p->threads, tiles_per_group, units;
     p->stack = d->N < BQ && p->g > 1;
     tiles_per_group = p->stack ? (p->g * d->N + BQ - 1) / BQ : p->g * p->tpn;
     if (kat_mul3_overflow(d->B, d->H_kv, tiles_per_group, &units))
-        return kat_fail(KAT_ERANGE, "forward: too many query tiles");
+        return kat__fail(KAT_ERANGE, "forward: too many query tiles");
     p->fwd_units = units;
     /* Split the keys when the query tiles alone cannot feed the threads; keep at least four
      * key tiles per chunk so merging stays negligible. */
@@ -74,7 +74,7 @@ kat_status kat_flash_forward_layout(kat_flash_plan *p)
         kat_mul_overflow(units, p->fwd_chunks, &items) ||
         kat_mul3_overflow(items, p->fwd_partial_floats, sizeof(float), &b) ||
         kat_add_overflow(a, b, &p->fwd_bytes))
-        return kat_fail(KAT_ERANGE, "forward: workspace size overflows");
+        return kat__fail(KAT_ERANGE, "forward: workspace size overflows");
     return KAT_OK;
 }
 
@@ -136,7 +136,7 @@ static void fwd_item(const kat_flash_plan *p, const kat_tensor *q, const kat_ten
         kend = maxlim < 0 ? 0 : ((size_t)maxlim + 1 < d->M ? (size_t)maxlim + 1 : d->M);
     size_t nkt = (kend + BK - 1) / BK, C = p->fwd_chunks;
     size_t t0 = nkt * c / C, t1 = nkt * (c + 1) / C;
-    kat_flash_fwd_begin(ctx, &th->st, n, th->qrows, d->causal ? th->qlim : NULL);
+    kat__flash_fwd_begin(ctx, &th->st, n, th->qrows, d->causal ? th->qlim : NULL);
     const float *kbase = k->data + b * k->sb + hk * k->sh;
     const float *vbase = v->data + b * v->sb + hk * v->sh;
     for (size_t t = t0; t < t1; t++) {
@@ -152,13 +152,13 @@ static void fwd_item(const kat_flash_plan *p, const kat_tensor *q, const kat_ten
             for (size_t j = 0; j < nk; j++)
                 th->kpos[j] = (int32_t)(j0 + j);
         }
-        kat_flash_fwd_step(ctx, &th->st, &kt);
+        kat__flash_fwd_step(ctx, &th->st, &kt);
     }
     if (C == 1) {
-        kat_flash_fwd_end(ctx, &th->st, th->orows, lse ? th->lse : NULL);
+        kat__flash_fwd_end(ctx, &th->st, th->orows, lse ? th->lse : NULL);
     } else {
         float *part = partials + (u * C + c) * p->fwd_partial_floats;
-        kat_flash_fwd_save(ctx, &th->st, part, part + BQ, part + 2 * BQ);
+        kat__flash_fwd_save(ctx, &th->st, part, part + BQ, part + 2 * BQ);
     }
 }
 
@@ -167,15 +167,15 @@ static void fwd_merge_unit(const kat_flash_plan *p, const kat_tensor *q, const k
                            const float *partials)
 {
     size_t b, hk, n = unit_rows(p, q, o, lse, u, th, &b, &hk);
-    kat_flash_fwd_reset(&p->ctx, &th->st, n, NULL);
+    kat__flash_fwd_reset(&p->ctx, &th->st, n, NULL);
     for (size_t c = 0; c < p->fwd_chunks; c++) {
         const float *part = partials + (u * p->fwd_chunks + c) * p->fwd_partial_floats;
-        kat_flash_fwd_merge(&p->ctx, &th->st, part, part + BQ, part + 2 * BQ);
+        kat__flash_fwd_merge(&p->ctx, &th->st, part, part + BQ, part + 2 * BQ);
     }
-    kat_flash_fwd_end(&p->ctx, &th->st, th->orows, lse ? th->lse : NULL);
+    kat__flash_fwd_end(&p->ctx, &th->st, th->orows, lse ? th->lse : NULL);
 }
 
-void kat_flash_dense_forward(const kat_flash_plan *p, const kat_tensor *q, const kat_tensor *k,
+void kat__flash_dense_forward(const kat_flash_plan *p, const kat_tensor *q, const kat_tensor *k,
                              const kat_tensor *v, const kat_tensor *o, const kat_tensor *lse,
                              unsigned char *work)
 {

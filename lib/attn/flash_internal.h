@@ -16,14 +16,14 @@
  *   - KAT_FLASH_MASK_BITS: bit i of bits[j] says whether lane i may see row j;
  * both may be combined. Typical use, forward:
  *
- *     kat_flash_fwd st;  kat_flash_fwd_init(&ctx, &st, scratch);
- *     kat_flash_fwd_begin(&ctx, &st, nq, qrows, qlim);
- *     for each key tile kt visible to this query tile: kat_flash_fwd_step(&ctx, &st, &kt);
- *     kat_flash_fwd_end(&ctx, &st, orows, lse_ptrs);
+ *     kat_flash_fwd st;  kat__flash_fwd_init(&ctx, &st, scratch);
+ *     kat__flash_fwd_begin(&ctx, &st, nq, qrows, qlim);
+ *     for each key tile kt visible to this query tile: kat__flash_fwd_step(&ctx, &st, &kt);
+ *     kat__flash_fwd_end(&ctx, &st, orows, lse_ptrs);
  *
- * and backward: kat_flash_bwd_prepare() each query tile once (from the forward's fp32
- * logsumexp; or, more accurate, kat_flash_bwd_prepare_lse2() after a statistics pass of
- * kat_flash_fwd_stats_step() and kat_flash_fwd_lse2()), then kat_flash_bwd_step() for each
+ * and backward: kat__flash_bwd_prepare() each query tile once (from the forward's fp32
+ * logsumexp; or, more accurate, kat__flash_bwd_prepare_lse2() after a statistics pass of
+ * kat__flash_fwd_stats_step() and kat__flash_fwd_lse2()), then kat__flash_bwd_step() for each
  * (query tile, key tile) pair with the accumulators you want (dq for a query tile, dk and dv
  * for a key tile, or all three), then scale dq and dk by ctx.scale when writing them out.
  * Accumulator tiles are 64-byte aligned with rows of ctx.ldd floats, zeroed by the caller. */
@@ -57,7 +57,7 @@ typedef struct {
     float scale;     /* the softmax scale; dq and dk are multiplied by it at the end */
 } kat_flash_ctx;
 
-void kat_flash_ctx_init(kat_flash_ctx *ctx, const kat_kernels *kern, size_t D, size_t Dv,
+void kat__flash_ctx_init(kat_flash_ctx *ctx, const kat_kernels *kern, size_t D, size_t Dv,
                         double scale);
 
 /* A key tile as one query tile sees it. */
@@ -86,35 +86,35 @@ typedef struct {
 } kat_flash_fwd;
 
 /* Floats of scratch one forward state needs (64-byte aligned). */
-size_t kat_flash_fwd_scratch_floats(const kat_flash_ctx *ctx);
-/* Carve the state's buffers out of scratch (kat_flash_fwd_scratch_floats floats). */
-void kat_flash_fwd_init(const kat_flash_ctx *ctx, kat_flash_fwd *st, float *scratch);
+size_t kat__flash_fwd_scratch_floats(const kat_flash_ctx *ctx);
+/* Carve the state's buffers out of scratch (kat__flash_fwd_scratch_floats floats). */
+void kat__flash_fwd_init(const kat_flash_ctx *ctx, kat_flash_fwd *st, float *scratch);
 /* Start a query tile: pack n <= BQ rows, reset m = -inf, l = 0, o = 0. qlim (n entries) may
  * be NULL when no step uses KAT_FLASH_MASK_CAUSAL. */
-void kat_flash_fwd_begin(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
+void kat__flash_fwd_begin(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
                          const float *const *qrows, const int32_t *qlim);
 /* Reset the state for n rows without packing queries (before merging saved partials). */
-void kat_flash_fwd_reset(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
+void kat__flash_fwd_reset(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
                          const int32_t *qlim);
 /* Process one key tile. */
-void kat_flash_fwd_step(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_flash_ktile *kt);
+void kat__flash_fwd_step(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_flash_ktile *kt);
 /* Statistics only (no output accumulation): the running max and sum, for a backward that
  * recomputes the softmax normaliser instead of trusting an fp32 logsumexp. */
-void kat_flash_fwd_stats_step(const kat_flash_ctx *ctx, kat_flash_fwd *st,
+void kat__flash_fwd_stats_step(const kat_flash_ctx *ctx, kat_flash_fwd *st,
                               const kat_flash_ktile *kt);
 /* The rows' logsumexp in log2 units, in double: |scale| log2(e) m + log2(l) (-inf for a row
  * that saw no key). */
-void kat_flash_fwd_lse2(const kat_flash_ctx *ctx, const kat_flash_fwd *st, double *lse2);
+void kat__flash_fwd_lse2(const kat_flash_ctx *ctx, const kat_flash_fwd *st, double *lse2);
 /* Save the partial state (m, l: BQ floats each; o: BQ * ldd floats), e.g. for a split over
  * keys, and merge a saved partial state into st (exact: rescales both to the larger max). */
-void kat_flash_fwd_save(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *m, float *l,
+void kat__flash_fwd_save(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *m, float *l,
                         float *o);
-void kat_flash_fwd_merge(const kat_flash_ctx *ctx, kat_flash_fwd *st, const float *m,
+void kat__flash_fwd_merge(const kat_flash_ctx *ctx, kat_flash_fwd *st, const float *m,
                          const float *l, const float *o);
 /* Finish: orows[i] = o / l for the n rows (D floats each), and *lse[i] = natural-log
  * logsumexp when lse is not NULL (entries may be NULL). A row that saw no key gets o = 0 and
  * lse = -inf. */
-void kat_flash_fwd_end(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *const *orows,
+void kat__flash_fwd_end(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *const *orows,
                        float *const *lse);
 
 /* ---- backward ----------------------------------------------------------------------------- */
@@ -133,32 +133,32 @@ typedef struct {
 } kat_flash_bwd_q;
 
 /* Floats of storage for one prepared query tile (64-byte aligned). */
-size_t kat_flash_bwd_q_floats(const kat_flash_ctx *ctx);
-/* Prepare a query tile in `storage` (kat_flash_bwd_q_floats floats). The row pointer arrays
+size_t kat__flash_bwd_q_floats(const kat_flash_ctx *ctx);
+/* Prepare a query tile in `storage` (kat__flash_bwd_q_floats floats). The row pointer arrays
  * q and dout are kept by reference (they must outlive the tile); orows and lse (per-row
  * pointers to the forward's natural-log logsumexp, fp32) are read now. qlim may be NULL (no
  * causal mask). */
-void kat_flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
+void kat__flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
                            size_t n, const float *const *q, const float *const *dout,
                            const float *const *orows, const float *const *lse,
                            const int32_t *qlim);
-/* The same with the normaliser as n log2-unit logsumexps in double (kat_flash_fwd_lse2 after
+/* The same with the normaliser as n log2-unit logsumexps in double (kat__flash_fwd_lse2 after
  * a statistics pass): probabilities as accurate as the forward's, whatever |lse|. */
-void kat_flash_bwd_prepare_lse2(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
+void kat__flash_bwd_prepare_lse2(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
                                 size_t n, const float *const *q, const float *const *dout,
                                 const float *const *orows, const double *lse2,
                                 const int32_t *qlim);
 /* Floats of step scratch (two BK x BQ tiles). */
-size_t kat_flash_bwd_scratch_floats(void);
+size_t kat__flash_bwd_scratch_floats(void);
 /* One (query tile, key tile) pair: add its contributions to whichever accumulators are not
  * NULL: dq [BQ][ldd] (rows = query lanes), dk and dv [BK][ldd] (rows = key rows). dq and dk
  * still lack the factor ctx->scale. */
-void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
+void kat__flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
                         const kat_flash_ktile *kt, float *dq, float *dk, float *dv,
                         float *scratch);
 
 /* Write n accumulator rows (stride ctx->ldd) times factor into rows of D floats. */
-void kat_flash_store_rows(const kat_flash_ctx *ctx, size_t n, const float *acc, float factor,
+void kat__flash_store_rows(const kat_flash_ctx *ctx, size_t n, const float *acc, float factor,
                           float *const *rows, size_t cols);
 
 #endif

@@ -45,20 +45,20 @@ static inline void *kat_flash_carve(unsigned char **cursor, size_t bytes)
 }
 
 /* Run the dense forward / backward on checked arguments (flash_forward.c, flash_backward.c). */
-void kat_flash_dense_forward(const kat_flash_plan *plan, const kat_tensor *q,
+void kat__flash_dense_forward(const kat_flash_plan *plan, const kat_tensor *q,
                              const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                              const kat_tensor *lse, unsigned char *work);
-void kat_flash_dense_backward(const kat_flash_plan *plan, const kat_tensor *q,
+void kat__flash_dense_backward(const kat_flash_plan *plan, const kat_tensor *q,
                               const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                               const kat_tensor *lse, const kat_tensor *dout,
                               const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,
                               unsigned char *work);
 
 /* Fill a flash plan for a resolved desc (kernels and threads of now, workspace sizes). */
-kat_status kat_flash_plan_init(kat_flash_plan *plan, const kat_attn_desc *desc);
+kat_status kat__flash_plan_init(kat_flash_plan *plan, const kat_attn_desc *desc);
 
 /* Workspace sizes, computed at plan creation (overflow-checked). */
-kat_status kat_flash_forward_layout(kat_flash_plan *plan);
-kat_status kat_flash_backward_layout(kat_flash_plan *plan);
+kat_status kat__flash_forward_layout(kat_flash_plan *plan);
+kat_status kat__flash_backward_layout(kat_flash_plan *plan);
 
 #endif

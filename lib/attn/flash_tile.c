@@ -11,7 +11,7 @@
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-void kat_flash_ctx_init(kat_flash_ctx *ctx, const kat_kernels *kern, size_t D, size_t Dv,
+void kat__flash_ctx_init(kat_flash_ctx *ctx, const kat_kernels *kern, size_t D, size_t Dv,
                         double scale)
 {
     ctx->kern = kern;
@@ -47,12 +47,12 @@ static size_t lanes_for(size_t n)
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-size_t kat_flash_fwd_scratch_floats(const kat_flash_ctx *ctx)
+size_t kat__flash_fwd_scratch_floats(const kat_flash_ctx *ctx)
 {
     return round16(ctx->D * BQ) + BQ * ctx->ldd + BK * BQ + 4 * BQ;
 }
 
-void kat_flash_fwd_init(const kat_flash_ctx *ctx, kat_flash_fwd *st, float *scratch)
+void kat__flash_fwd_init(const kat_flash_ctx *ctx, kat_flash_fwd *st, float *scratch)
 {
     st->n = 0;
     st->lanes = KAT_KERN_LANE_STEP;
@@ -68,7 +68,7 @@ void kat_flash_fwd_init(const kat_flash_ctx *ctx, kat_flash_fwd *st, float *scra
     st->qlim = (int32_t *)(scratch + 3 * BQ);
 }
 
-void kat_flash_fwd_reset(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
+void kat__flash_fwd_reset(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
                          const int32_t *qlim)
 {
     st->n = n;
@@ -82,10 +82,10 @@ void kat_flash_fwd_reset(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
     memset(st->o, 0, st->lanes * ctx->ldd * sizeof(float));
 }
 
-void kat_flash_fwd_begin(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
+void kat__flash_fwd_begin(const kat_flash_ctx *ctx, kat_flash_fwd *st, size_t n,
                          const float *const *qrows, const int32_t *qlim)
 {
-    kat_flash_fwd_reset(ctx, st, n, qlim);
+    kat__flash_fwd_reset(ctx, st, n, qlim);
     pack_transposed(ctx->D, n, st->lanes, qrows, ctx->qsign, st->qt);
 }
 
@@ -98,7 +98,7 @@ static void apply_masks(const kat_kernels *kern, const kat_flash_ktile *kt, size
         kern->mask_bits(kt->n, lanes, s, kt->bits);
 }
 
-void kat_flash_fwd_step(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_flash_ktile *kt)
+void kat__flash_fwd_step(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_flash_ktile *kt)
 {
     const kat_kernels *kern = ctx->kern;
     if (kt->n == 0 || st->n == 0)
@@ -110,7 +110,7 @@ void kat_flash_fwd_step(const kat_flash_ctx *ctx, kat_flash_fwd *st, const kat_f
     kern->accum(st->n, kt->n, st->s, 1, BQ, kt->v, ctx->Dv, st->o, ctx->ldd, st->alpha);
 }
 
-void kat_flash_fwd_stats_step(const kat_flash_ctx *ctx, kat_flash_fwd *st,
+void kat__flash_fwd_stats_step(const kat_flash_ctx *ctx, kat_flash_fwd *st,
                               const kat_flash_ktile *kt)
 {
     const kat_kernels *kern = ctx->kern;
@@ -121,7 +121,7 @@ void kat_flash_fwd_stats_step(const kat_flash_ctx *ctx, kat_flash_fwd *st,
     kern->softmax_online(kt->n, st->lanes, st->s, st->m, st->l, st->alpha, ctx->c2, ctx->c2_lo);
 }
 
-void kat_flash_fwd_lse2(const kat_flash_ctx *ctx, const kat_flash_fwd *st, double *lse2)
+void kat__flash_fwd_lse2(const kat_flash_ctx *ctx, const kat_flash_fwd *st, double *lse2)
 {
     for (size_t i = 0; i < st->n; i++)
         lse2[i] = st->l[i] > 0.0f
@@ -129,7 +129,7 @@ void kat_flash_fwd_lse2(const kat_flash_ctx *ctx, const kat_flash_fwd *st, doubl
                       : -INFINITY;
 }
 
-void kat_flash_fwd_save(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *m, float *l,
+void kat__flash_fwd_save(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *m, float *l,
                         float *o)
 {
     memcpy(m, st->m, BQ * sizeof(float));
@@ -137,7 +137,7 @@ void kat_flash_fwd_save(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float
     memcpy(o, st->o, st->lanes * ctx->ldd * sizeof(float));
 }
 
-void kat_flash_fwd_merge(const kat_flash_ctx *ctx, kat_flash_fwd *st, const float *m,
+void kat__flash_fwd_merge(const kat_flash_ctx *ctx, kat_flash_fwd *st, const float *m,
                          const float *l, const float *o)
 {
     for (size_t i = 0; i < st->n; i++) {
@@ -155,7 +155,7 @@ void kat_flash_fwd_merge(const kat_flash_ctx *ctx, kat_flash_fwd *st, const floa
     }
 }
 
-void kat_flash_fwd_end(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *const *orows,
+void kat__flash_fwd_end(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float *const *orows,
                        float *const *lse)
 {
     for (size_t i = 0; i < st->n; i++) {
@@ -177,7 +177,7 @@ void kat_flash_fwd_end(const kat_flash_ctx *ctx, const kat_flash_fwd *st, float 
 
 /* ---- backward ----------------------------------------------------------------------------- */
 
-size_t kat_flash_bwd_q_floats(const kat_flash_ctx *ctx)
+size_t kat__flash_bwd_q_floats(const kat_flash_ctx *ctx)
 {
     return round16(ctx->D * BQ) + round16(ctx->Dv * BQ) + 4 * BQ;
 }
@@ -219,7 +219,7 @@ static void bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *st
     }
 }
 
-void kat_flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
+void kat__flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
                            size_t n, const float *const *q, const float *const *dout,
                            const float *const *orows, const float *const *lse,
                            const int32_t *qlim)
@@ -227,7 +227,7 @@ void kat_flash_bwd_prepare(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float 
     bwd_prepare(ctx, bq, storage, n, q, dout, orows, lse, NULL, qlim);
 }
 
-void kat_flash_bwd_prepare_lse2(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
+void kat__flash_bwd_prepare_lse2(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, float *storage,
                                 size_t n, const float *const *q, const float *const *dout,
                                 const float *const *orows, const double *lse2,
                                 const int32_t *qlim)
@@ -235,9 +235,9 @@ void kat_flash_bwd_prepare_lse2(const kat_flash_ctx *ctx, kat_flash_bwd_q *bq, f
     bwd_prepare(ctx, bq, storage, n, q, dout, orows, NULL, lse2, qlim);
 }
 
-size_t kat_flash_bwd_scratch_floats(void) { return 2 * BK * BQ; }
+size_t kat__flash_bwd_scratch_floats(void) { return 2 * BK * BQ; }
 
-void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
+void kat__flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
                         const kat_flash_ktile *kt, float *dq, float *dk, float *dv,
                         float *scratch)
 {
@@ -259,7 +259,7 @@ void kat_flash_bwd_step(const kat_flash_ctx *ctx, const kat_flash_bwd_q *bq,
         kern->accum(bq->n, nk, ds, 1, BQ, kt->k, D, dq, ldd, NULL);
 }
 
-void kat_flash_store_rows(const kat_flash_ctx *ctx, size_t n, const float *acc, float factor,
+void kat__flash_store_rows(const kat_flash_ctx *ctx, size_t n, const float *acc, float factor,
                           float *const *rows, size_t cols)
 {
     for (size_t r = 0; r < n; r++)

@@ -30,7 +30,7 @@ static kat_status check_state(const char *fn, const char *what, const kat_tensor
     if (st)
         return st;
     if (s->B != p->B || s->H != p->H || s->N != p->Df || s->D != p->E)
-        return kat_fail(KAT_EINVAL, "%s: %s has shape [%zu, %zu, %zu, %zu], but map %s and v "
+        return kat__fail(KAT_EINVAL, "%s: %s has shape [%zu, %zu, %zu, %zu], but map %s and v "
                         "need [B, H, D, d_v + 1] = [%zu, %zu, %zu, %zu]", fn, what, s->B, s->H,
                         s->N, s->D, kat_featmap_name(p->fm), p->B, p->H, p->Df, p->E);
     return KAT_OK;
@@ -38,18 +38,18 @@ static kat_status check_state(const char *fn, const char *what, const kat_tensor
 
 static kat_status overlap_error(const char *fn, const char *a, const char *b)
 {
-    return kat_fail(KAT_EINVAL, "%s: %s overlaps %s (outputs must not alias inputs or each other)",
+    return kat__fail(KAT_EINVAL, "%s: %s overlaps %s (outputs must not alias inputs or each other)",
                     fn, a, b);
 }
 
-kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+kat_status kat__lin_configure(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
                          int need_positive, size_t B, size_t H, size_t nq, size_t nk, size_t dq,
                          size_t dk, size_t dv, lin_problem *p)
 {
     static const kat_linear_opts defaults = {0};
     memset(p, 0, sizeof *p);
     if (!fm)
-        return kat_fail(KAT_EINVAL, "%s: fm (the feature map) is NULL", fn);
+        return kat__fail(KAT_EINVAL, "%s: fm (the feature map) is NULL", fn);
     if (!opts)
         opts = &defaults;
     p->fm = fm;
@@ -59,19 +59,19 @@ kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear
     p->normalize = opts->unnormalized == 0;
     p->C = opts->chunk ? opts->chunk : KAT_LINEAR_DEFAULT_CHUNK;
     if (p->C > KAT_LINEAR_MAX_CHUNK)
-        return kat_fail(KAT_EINVAL, "%s: opts->chunk = %zu exceeds the maximum %d", fn,
+        return kat__fail(KAT_EINVAL, "%s: opts->chunk = %zu exceeds the maximum %d", fn,
                         opts->chunk, KAT_LINEAR_MAX_CHUNK);
     if ((int)opts->intra < KAT_LINEAR_INTRA_AUTO || (int)opts->intra > KAT_LINEAR_INTRA_DOT)
-        return kat_fail(KAT_EINVAL, "%s: opts->intra = %d is not a kat_linear_intra value", fn,
+        return kat__fail(KAT_EINVAL, "%s: opts->intra = %d is not a kat_linear_intra value", fn,
                         (int)opts->intra);
     p->d = kat_featmap_in_dim(fm);
     p->Df = kat_featmap_out_dim(fm);
     if (dq != p->d || dk != p->d)
-        return kat_fail(KAT_EINVAL, "%s: map %s takes vectors of dimension d = %zu, but the "
+        return kat__fail(KAT_EINVAL, "%s: map %s takes vectors of dimension d = %zu, but the "
                         "heads of %s have dimension %zu", fn, kat_featmap_name(fm), p->d,
                         dq != p->d ? "q" : "k", dq != p->d ? dq : dk);
     if (p->causal && nq != nk)
-        return kat_fail(KAT_EINVAL, "%s: causal attention needs as many queries as keys "
+        return kat__fail(KAT_EINVAL, "%s: causal attention needs as many queries as keys "
                         "(q has %zu tokens, k has %zu)", fn, nq, nk);
     p->B = B;
     p->H = H;
@@ -85,13 +85,13 @@ kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear
     p->dv = dv;
     if (kat_add_overflow(p->dv, 1, &p->E) || p->Df > INT_MAX / 2 || p->E > INT_MAX / 2 ||
         p->d > INT_MAX / 2)
-        return kat_fail(KAT_ERANGE, "%s: feature dimension %zu or value dimension %zu is beyond "
+        return kat__fail(KAT_ERANGE, "%s: feature dimension %zu or value dimension %zu is beyond "
                         "what sgemm takes", fn, p->Df, p->dv);
     size_t de;
     if (kat_mul_overflow(p->Df, p->E, &de) || de > INT_MAX)
-        return kat_fail(KAT_ERANGE, "%s: the state (%zu x %zu) is too large", fn, p->Df, p->E);
+        return kat__fail(KAT_ERANGE, "%s: the state (%zu x %zu) is too large", fn, p->Df, p->E);
     if (need_positive && p->normalize && !(kat_featmap_flags(fm) & KAT_FEATMAP_POSITIVE))
-        return kat_fail(KAT_EINVAL, "%s: map %s is not KAT_FEATMAP_POSITIVE: its kernel can be "
+        return kat__fail(KAT_EINVAL, "%s: map %s is not KAT_FEATMAP_POSITIVE: its kernel can be "
                         "negative or zero, so the normalised attention sum_j f v_j / sum_j f "
                         "is refused (no epsilon patch); set opts->unnormalized = 1 to run "
                         "without the denominator", fn, kat_featmap_name(fm));
@@ -99,12 +99,12 @@ kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear
     int has_score = p->ops->score != NULL && (kat_featmap_flags(fm) & KAT_FEATMAP_EXACT);
     p->intra = opts->intra;
     if (p->intra == KAT_LINEAR_INTRA_SCORE && !has_score)
-        return kat_fail(KAT_EINVAL, "%s: opts->intra = SCORE needs an EXACT map with a score "
+        return kat__fail(KAT_EINVAL, "%s: opts->intra = SCORE needs an EXACT map with a score "
                         "callback; map %s %s", fn, kat_featmap_name(fm),
                         p->ops->score ? "is not EXACT" : "has no score");
     int has_dot = p->ops->dot_kernel_f32 != NULL && (kat_featmap_flags(fm) & KAT_FEATMAP_EXACT);
     if (p->intra == KAT_LINEAR_INTRA_DOT && !has_dot)
-        return kat_fail(KAT_EINVAL, "%s: opts->intra = DOT needs an EXACT map with a "
+        return kat__fail(KAT_EINVAL, "%s: opts->intra = DOT needs an EXACT map with a "
                         "dot_kernel_f32 callback; map %s %s", fn, kat_featmap_name(fm),
                         p->ops->dot_kernel_f32 ? "is not EXACT" : "has no dot_kernel_f32");
     /* AUTO is the d-dimensional dots where the map declares its kernel of the dot, else the
@@ -113,17 +113,17 @@ kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear
      * "Linear attention"). */
     if (p->intra == KAT_LINEAR_INTRA_AUTO)
         p->intra = has_dot ? KAT_LINEAR_INTRA_DOT : KAT_LINEAR_INTRA_FEATURES;
-    p->kern = kat_kernels_get();
+    p->kern = kat__kernels_get();
     return KAT_OK;
 }
 
-kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+kat_status kat__lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
                      int need_positive, const kat_tensor *q, const kat_tensor *k,
                      const kat_tensor *v, const kat_tensor *state_in, lin_problem *p)
 {
     memset(p, 0, sizeof *p);
     if (!fm)
-        return kat_fail(KAT_EINVAL, "%s: fm (the feature map) is NULL", fn);
+        return kat__fail(KAT_EINVAL, "%s: fm (the feature map) is NULL", fn);
     char name[96];
     kat_status st;
     const kat_tensor *in[3] = {q, k, v};
@@ -134,11 +134,11 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
             return st;
     }
     if (k->B != q->B || v->B != q->B || k->H != q->H || v->H != q->H)
-        return kat_fail(KAT_EINVAL, "%s: batch and heads differ: q [%zu, %zu], k [%zu, %zu], "
+        return kat__fail(KAT_EINVAL, "%s: batch and heads differ: q [%zu, %zu], k [%zu, %zu], "
                         "v [%zu, %zu]", fn, q->B, q->H, k->B, k->H, v->B, v->H);
     if (v->N != k->N)
-        return kat_fail(KAT_EINVAL, "%s: v has %zu tokens but k has %zu", fn, v->N, k->N);
-    if ((st = lin_configure(fn, fm, opts, need_positive, q->B, q->H, q->N, k->N, q->D, k->D,
+        return kat__fail(KAT_EINVAL, "%s: v has %zu tokens but k has %zu", fn, v->N, k->N);
+    if ((st = kat__lin_configure(fn, fm, opts, need_positive, q->B, q->H, q->N, k->N, q->D, k->D,
                             v->D, p)))
         return st;
     if (state_in && (st = check_state(fn, "state_in", state_in, p, 1)))
@@ -150,7 +150,7 @@ kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opt
     return KAT_OK;
 }
 
-void lin_load_state(const lin_problem *p, size_t item, float *s)
+void kat__lin_load_state(const lin_problem *p, size_t item, float *s)
 {
     const size_t D = p->Df, E = p->E;
     if (!p->state_in) {
@@ -211,7 +211,7 @@ static double state_cost_ratio(const lin_problem *p)
 
 /* ---- schedules --------------------------------------------------------------------------- */
 
-kat_status lin_schedule(const char *fn, const lin_problem *p, int backward, int threads,
+kat_status kat__lin_schedule(const char *fn, const lin_problem *p, int backward, int threads,
                         lin_sched *s)
 {
     memset(s, 0, sizeof *s);
@@ -240,12 +240,12 @@ kat_status lin_schedule(const char *fn, const lin_problem *p, int backward, int 
             nt = 64;
     }
     s->nt = nt;
-    s->ws_bytes = lin_ws_bytes(p, backward);
+    s->ws_bytes = kat__lin_ws_bytes(p, backward);
     size_t a, st_bytes;
     if (!s->ws_bytes || kat_mul_overflow((size_t)nt, s->ws_bytes, &a) ||
         kat_mul3_overflow(items, p->Df * p->E, sizeof(float), &st_bytes) ||
         st_bytes > SIZE_MAX - 64 || kat_add_overflow(a, (st_bytes + 63) & ~(size_t)63, &s->bytes))
-        return kat_fail(KAT_ERANGE, "%s: workspace for chunk %zu and D = %zu overflows", fn,
+        return kat__fail(KAT_ERANGE, "%s: workspace for chunk %zu and D = %zu overflows", fn,
                         p->C, p->Df);
     s->states_off = a;
     return KAT_OK;
@@ -253,12 +253,12 @@ kat_status lin_schedule(const char *fn, const lin_problem *p, int backward, int 
 
 /* ---- forward ------------------------------------------------------------------------- */
 
-kat_status lin_check_forward(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+kat_status kat__lin_check_forward(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
                              const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
                              const kat_tensor *o, const kat_tensor *state_in,
                              const kat_tensor *state_out, lin_problem *p)
 {
-    kat_status st = lin_setup(fn, fm, opts, 1, q, k, v, state_in, p);
+    kat_status st = kat__lin_setup(fn, fm, opts, 1, q, k, v, state_in, p);
     if (st)
         return st;
     char name[96];
@@ -266,7 +266,7 @@ kat_status lin_check_forward(const char *fn, const kat_featmap *fm, const kat_li
     if ((st = kat_tensor_check(o, name, 0)))
         return st;
     if (o->B != p->B || o->H != p->H || o->N != p->nq || o->D != p->dv)
-        return kat_fail(KAT_EINVAL, "%s: o has shape [%zu, %zu, %zu, %zu], expected [%zu, %zu, "
+        return kat__fail(KAT_EINVAL, "%s: o has shape [%zu, %zu, %zu, %zu], expected [%zu, %zu, "
                         "%zu, %zu]", fn, o->B, o->H, o->N, o->D, p->B, p->H, p->nq, p->dv);
     if (state_out && (st = check_state(fn, "state_out", state_out, p, 0)))
         return st;
@@ -289,7 +289,7 @@ kat_status lin_check_forward(const char *fn, const kat_featmap *fm, const kat_li
     return KAT_OK;
 }
 
-kat_status lin_forward_run(const lin_problem *pp, const lin_sched *sc,
+kat_status kat__lin_forward_run(const lin_problem *pp, const lin_sched *sc,
                            const kat_tensor *state_out, unsigned char *work)
 {
     const lin_problem p = *pp;
@@ -315,16 +315,16 @@ kat_status lin_forward_run(const lin_problem *pp, const lin_sched *sc,
      * too small to share) the products stay single-threaded too: OpenBLAS threading the
      * chunk-sized sgemms costs more than it gains, and a caller who asked for one thread gets
      * one. The count is set by the process-wide hold (core/runtime.h). */
-    kat_status st = kat_blas_hold(1, nt, "linear attention");
+    kat_status st = kat__blas_hold(1, nt, "linear attention");
     if (st)
         return st;
     lin_ws ws[64];
     for (int t = 0; t < nt; t++)
-        lin_ws_carve(&p, 0, work + (size_t)t * sc->ws_bytes, &ws[t]);
+        kat__lin_ws_carve(&p, 0, work + (size_t)t * sc->ws_bytes, &ws[t]);
     /* Final states are kept apart and committed at the end: state_out may be state_in. */
     float *finals = state_out ? (float *)(work + sc->states_off) : NULL;
     kat_par_err err;
-    kat_par_err_init(&err);
+    kat__par_err_init(&err);
     const size_t nc = (p.nq + p.C - 1) / p.C;
     if (per_item) {
 #if KAT_HAVE_OPENMP
@@ -335,13 +335,13 @@ kat_status lin_forward_run(const lin_problem *pp, const lin_sched *sc,
                 continue;
             lin_ws *w = &ws[thread_id()];
             float *s = finals ? finals + it * DE : w->s;
-            lin_load_state(&p, it, s);
+            kat__lin_load_state(&p, it, s);
             kat_status s2;
             if (p.causal)
-                s2 = lin_fwd_causal(&p, w, it, 0, nc, s, 1);
-            else if (!(s2 = lin_fwd_keys(&p, w, it, 0, p.nk, s)))
-                s2 = lin_fwd_queries(&p, w, it, 0, p.nq, s);
-            kat_par_err_record(&err, it, s2);
+                s2 = kat__lin_fwd_causal(&p, w, it, 0, nc, s, 1);
+            else if (!(s2 = kat__lin_fwd_keys(&p, w, it, 0, p.nk, s)))
+                s2 = kat__lin_fwd_queries(&p, w, it, 0, p.nq, s);
+            kat__par_err_record(&err, it, s2);
         }
     } else if (p.causal) {
         /* Segment g of the chunks runs on its own state, rebuilt from the chunks before it;
@@ -355,13 +355,13 @@ kat_status lin_forward_run(const lin_problem *pp, const lin_sched *sc,
             for (int g = 0; g < nt; g++) {
                 lin_ws *w = &ws[thread_id()];
                 float *s = ws[g].s;
-                lin_load_state(&p, it, s);
-                kat_status s2 = lin_fwd_causal(&p, w, it, 0, bounds[g], s, 0);
+                kat__lin_load_state(&p, it, s);
+                kat_status s2 = kat__lin_fwd_causal(&p, w, it, 0, bounds[g], s, 0);
                 if (!s2)
-                    s2 = lin_fwd_causal(&p, w, it, bounds[g], bounds[g + 1], s, 1);
+                    s2 = kat__lin_fwd_causal(&p, w, it, bounds[g], bounds[g + 1], s, 1);
                 if (!s2 && g == nt - 1 && finals)
                     memcpy(finals + it * DE, s, DE * sizeof(float));
-                kat_par_err_record(&err, (size_t)g, s2);
+                kat__par_err_record(&err, (size_t)g, s2);
             }
         }
     } else {
@@ -379,13 +379,13 @@ kat_status lin_forward_run(const lin_problem *pp, const lin_sched *sc,
                 for (int g = 0; g < nt; g++) {
                     float *part = g == 0 ? s : ws[g].s;
                     if (g == 0)
-                        lin_load_state(&p, it, part);
+                        kat__lin_load_state(&p, it, part);
                     else
                         memset(part, 0, DE * sizeof(float));
                     size_t lo = p.nk * (size_t)g / (size_t)nt;
                     size_t hi = p.nk * (size_t)(g + 1) / (size_t)nt;
-                    kat_par_err_record(&err, (size_t)g,
-                                       lin_fwd_keys(&p, &ws[thread_id()], it, lo, hi, part));
+                    kat__par_err_record(&err, (size_t)g,
+                                       kat__lin_fwd_keys(&p, &ws[thread_id()], it, lo, hi, part));
                 }
 #if KAT_HAVE_OPENMP
 #pragma omp for schedule(static)
@@ -401,16 +401,16 @@ kat_status lin_forward_run(const lin_problem *pp, const lin_sched *sc,
                         continue;
                     size_t lo = p.nq * (size_t)g / (size_t)nt;
                     size_t hi = p.nq * (size_t)(g + 1) / (size_t)nt;
-                    kat_par_err_record(&err, (size_t)(nt + g),
-                                       lin_fwd_queries(&p, &ws[thread_id()], it, lo, hi, s));
+                    kat__par_err_record(&err, (size_t)(nt + g),
+                                       kat__lin_fwd_queries(&p, &ws[thread_id()], it, lo, hi, s));
                 }
             }
         }
     }
-    kat_blas_release();
-    st = kat_par_err_raise(&err);
-    if (st == KAT_OK && finals && !kat_all_finite_f32(finals, items * DE))
-        st = kat_fail(KAT_EDOM, "linear attention: the final state is not finite: map %s "
+    kat__blas_release();
+    st = kat__par_err_raise(&err);
+    if (st == KAT_OK && finals && !kat__all_finite_f32(finals, items * DE))
+        st = kat__fail(KAT_EDOM, "linear attention: the final state is not finite: map %s "
                       "overflows in fp32 on these keys (or the sums do)",
                       kat_featmap_name(p.fm));
     if (st == KAT_OK && state_out)
@@ -421,18 +421,18 @@ kat_status lin_forward_run(const lin_problem *pp, const lin_sched *sc,
 
 /* ---- backward ------------------------------------------------------------------------ */
 
-kat_status lin_check_backward(const char *fn, const kat_featmap *fm,
+kat_status kat__lin_check_backward(const char *fn, const kat_featmap *fm,
                               const kat_linear_opts *opts, const kat_tensor *q,
                               const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                               const kat_tensor *d_o, const kat_tensor *dq, const kat_tensor *dk,
                               const kat_tensor *dv, const kat_tensor *state_in,
                               const kat_tensor *d_state_in, lin_problem *p)
 {
-    kat_status st = lin_setup(fn, fm, opts, 1, q, k, v, state_in, p);
+    kat_status st = kat__lin_setup(fn, fm, opts, 1, q, k, v, state_in, p);
     if (st)
         return st;
     if (!kat_featmap_has_vjp(fm))
-        return kat_fail(KAT_ENOTSUP, "%s: map %s has no gradient (vjp)", fn,
+        return kat__fail(KAT_ENOTSUP, "%s: map %s has no gradient (vjp)", fn,
                         kat_featmap_name(fm));
     const kat_tensor *ins[2] = {o, d_o};
     const char *in_names[2] = {"o", "d_o"};
@@ -442,7 +442,7 @@ kat_status lin_check_backward(const char *fn, const kat_featmap *fm,
         if ((st = kat_tensor_check(ins[i], name, 1)))
             return st;
         if (ins[i]->B != p->B || ins[i]->H != p->H || ins[i]->N != p->nq || ins[i]->D != p->dv)
-            return kat_fail(KAT_EINVAL, "%s: %s has shape [%zu, %zu, %zu, %zu], expected "
+            return kat__fail(KAT_EINVAL, "%s: %s has shape [%zu, %zu, %zu, %zu], expected "
                             "[%zu, %zu, %zu, %zu]", fn, in_names[i], ins[i]->B, ins[i]->H,
                             ins[i]->N, ins[i]->D, p->B, p->H, p->nq, p->dv);
     }
@@ -456,7 +456,7 @@ kat_status lin_check_backward(const char *fn, const kat_featmap *fm,
             return st;
         if (outs[i]->B != like[i]->B || outs[i]->H != like[i]->H ||
             outs[i]->N != like[i]->N || outs[i]->D != like[i]->D)
-            return kat_fail(KAT_EINVAL, "%s: %s has shape [%zu, %zu, %zu, %zu], expected the "
+            return kat__fail(KAT_EINVAL, "%s: %s has shape [%zu, %zu, %zu, %zu], expected the "
                             "shape of %s [%zu, %zu, %zu, %zu]", fn, out_names[i], outs[i]->B,
                             outs[i]->H, outs[i]->N, outs[i]->D, out_names[i] + 1, like[i]->B,
                             like[i]->H, like[i]->N, like[i]->D);
@@ -485,7 +485,7 @@ kat_status lin_check_backward(const char *fn, const kat_featmap *fm,
     return KAT_OK;
 }
 
-kat_status lin_backward_run(const lin_problem *pp, const lin_sched *sc,
+kat_status kat__lin_backward_run(const lin_problem *pp, const lin_sched *sc,
                             const kat_tensor *d_state_in, unsigned char *work)
 {
     const lin_problem p = *pp;
@@ -503,38 +503,38 @@ kat_status lin_backward_run(const lin_problem *pp, const lin_sched *sc,
         return KAT_OK;
     }
     const int nt = sc->nt;
-    kat_status st = kat_blas_hold(sc->blas_single ? 1 : kat_num_threads(), nt,
+    kat_status st = kat__blas_hold(sc->blas_single ? 1 : kat_num_threads(), nt,
                                   "linear attention backward");
     if (st)
         return st;
     lin_ws ws[64];
     for (int t = 0; t < nt; t++)
-        lin_ws_carve(&p, 1, work + (size_t)t * sc->ws_bytes, &ws[t]);
+        kat__lin_ws_carve(&p, 1, work + (size_t)t * sc->ws_bytes, &ws[t]);
     float *dstates = d_state_in ? (float *)(work + sc->states_off) : NULL;
     kat_par_err err;
-    kat_par_err_init(&err);
+    kat__par_err_init(&err);
 #if KAT_HAVE_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 #endif
     for (size_t it = 0; it < items; it++) {
         if (kat_par_err_failed(&err))
             continue;
-        kat_par_err_record(&err, it, lin_bwd_item(&p, &ws[thread_id()], it,
+        kat__par_err_record(&err, it, kat__lin_bwd_item(&p, &ws[thread_id()], it,
                                                   dstates ? dstates + it * DE : NULL));
     }
-    kat_blas_release();
-    st = kat_par_err_raise(&err);
+    kat__blas_release();
+    st = kat__par_err_raise(&err);
     /* a feature that overflowed shows up here (the features themselves are not scanned) */
     if (st == KAT_OK && ((st = kat_tensor_check(p.dq, "dq", 1)) ||
                          (st = kat_tensor_check(p.dk, "dk", 1)) ||
                          (st = kat_tensor_check(p.dvt, "dv", 1)))) {
         char what[256];
         snprintf(what, sizeof what, "%s", kat_last_error());
-        kat_fail(st, "linear attention backward: a gradient is not finite (%s): map %s "
+        kat__fail(st, "linear attention backward: a gradient is not finite (%s): map %s "
                  "overflows in fp32 on these inputs", what, kat_featmap_name(p.fm));
     }
-    if (st == KAT_OK && dstates && !kat_all_finite_f32(dstates, items * DE))
-        st = kat_fail(KAT_EDOM, "linear attention backward: d_state_in is not finite");
+    if (st == KAT_OK && dstates && !kat__all_finite_f32(dstates, items * DE))
+        st = kat__fail(KAT_EDOM, "linear attention backward: d_state_in is not finite");
     if (st == KAT_OK && d_state_in)
         for (size_t it = 0; it < items; it++)
             store_state(&p, d_state_in, it, dstates + it * DE);
@@ -548,14 +548,14 @@ kat_status lin_backward_run(const lin_problem *pp, const lin_sched *sc,
 static kat_status run_once(const lin_problem *p, int backward, const kat_tensor *state)
 {
     lin_sched sc;
-    kat_status st = lin_schedule(backward ? "linear_backward" : "linear_forward", p, backward,
+    kat_status st = kat__lin_schedule(backward ? "linear_backward" : "linear_forward", p, backward,
                                  kat_num_threads(), &sc);
     if (st)
         return st;
-    unsigned char *work = kat_alloc_array(sc.bytes ? sc.bytes : 1, 1, "linear attention workspace");
+    unsigned char *work = kat__alloc_array(sc.bytes ? sc.bytes : 1, 1, "linear attention workspace");
     if (!work)
         return KAT_ENOMEM;
-    st = backward ? lin_backward_run(p, &sc, state, work) : lin_forward_run(p, &sc, state, work);
+    st = backward ? kat__lin_backward_run(p, &sc, state, work) : kat__lin_forward_run(p, &sc, state, work);
     kat_free(work);
     return st;
 }
@@ -566,7 +566,7 @@ kat_status kat_linear_forward(const kat_featmap *fm, const kat_linear_opts *opts
                               const kat_tensor *state_out)
 {
     lin_problem p;
-    kat_status st = lin_check_forward("linear_forward", fm, opts, q, k, v, o, state_in,
+    kat_status st = kat__lin_check_forward("linear_forward", fm, opts, q, k, v, o, state_in,
                                       state_out, &p);
     return st ? st : run_once(&p, 0, state_out);
 }
@@ -579,7 +579,7 @@ kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_opts *opt
                                const kat_tensor *d_state_in)
 {
     lin_problem p;
-    kat_status st = lin_check_backward("linear_backward", fm, opts, q, k, v, o, d_o, dq, dk,
+    kat_status st = kat__lin_check_backward("linear_backward", fm, opts, q, k, v, o, d_o, dq, dk,
                                        dv, state_in, d_state_in, &p);
     return st ? st : run_once(&p, 1, d_state_in);
 }

@@ -50,7 +50,7 @@ static kat_status chunk_g(const lin_problem *p, lin_ws *w, size_t item, size_t r
         }
         float dn = den[i];
         if (!(dn > 0.0f) || !isfinite(dn))
-            return kat_fail(KAT_EDOM, "linear attention backward: the denominator of query %zu "
+            return kat__fail(KAT_EDOM, "linear attention backward: the denominator of query %zu "
                             "of (batch, head) = (%zu, %zu) is %g, not > 0", r0 + i, item / p->H,
                             item % p->H, (double)dn);
         float inv = 1.0f / dn, dot = 0.0f;
@@ -67,7 +67,7 @@ static kat_status chunk_g(const lin_problem *p, lin_ws *w, size_t item, size_t r
 static void chunk_df(const lin_problem *p, lin_ws *w, size_t n)
 {
     const size_t C = p->C;
-    lin_gemm(0, 1, n, n, p->E, w->g, p->E, w->vbar, p->E, 0.0f, w->df, C);
+    kat__lin_gemm(0, 1, n, n, p->E, w->g, p->E, w->vbar, p->E, 0.0f, w->df, C);
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)
             w->df[i * C + j] = 0.0f;
@@ -89,7 +89,7 @@ static kat_status write_key_grads(const lin_problem *p, lin_ws *w, size_t item, 
             memcpy((float *)lin_row(p->dvt, item, H, r0 + i), w->dvbar + i * E,
                    dv * sizeof(float));
     zero_rows(p->dk, item, H, r0, n);
-    return lin_vjp(p, w, KAT_SIDE_KEY, lin_row(p->k, item, H, r0), p->k->sn, n, w->dphi,
+    return kat__lin_vjp(p, w, KAT_SIDE_KEY, lin_row(p->k, item, H, r0), p->k->sn, n, w->dphi,
                    (float *)lin_row(p->dk, item, H, r0), p->dk->sn);
 }
 
@@ -99,48 +99,48 @@ static kat_status bwd_causal(const lin_problem *p, lin_ws *w, size_t item, float
     const size_t nc = (N + C - 1) / C;
     float *s = w->s, *r = w->r;
     kat_status st;
-    lin_load_state(p, item, s);
+    kat__lin_load_state(p, item, s);
     /* forward sweep: denominators, dq */
     for (size_t c = 0; c < nc; c++) {
         size_t r0 = c * C, n = N - r0 < C ? N - r0 : C;
         const float *qr = lin_row(p->q, item, H, r0), *kr = lin_row(p->k, item, H, r0);
-        if ((st = lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)) ||
-            (st = lin_features(p, w, KAT_SIDE_KEY, kr, p->k->sn, n, w->psk)) ||
-            (st = lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
+        if ((st = kat__lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)) ||
+            (st = kat__lin_features(p, w, KAT_SIDE_KEY, kr, p->k->sn, n, w->psk)) ||
+            (st = kat__lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
             return st;
-        lin_load_vbar(p, w, lin_row(p->v, item, H, r0), p->v->sn, n);
+        kat__lin_load_vbar(p, w, lin_row(p->v, item, H, r0), p->v->sn, n);
         chunk_den(p, w, s, n, 1, w->bden + r0);
         if ((st = chunk_g(p, w, item, r0, n, w->bden + r0)))
             return st;
         chunk_df(p, w, n);
-        lin_gemm(0, 1, n, D, E, w->g, E, s, E, 0.0f, w->dphi, D);
-        lin_gemm(0, 0, n, D, n, w->df, C, w->psk, D, 1.0f, w->dphi, D);
+        kat__lin_gemm(0, 1, n, D, E, w->g, E, s, E, 0.0f, w->dphi, D);
+        kat__lin_gemm(0, 0, n, D, n, w->df, C, w->psk, D, 1.0f, w->dphi, D);
         zero_rows(p->dq, item, H, r0, n);
-        if ((st = lin_vjp(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->dphi,
+        if ((st = kat__lin_vjp(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->dphi,
                           (float *)lin_row(p->dq, item, H, r0), p->dq->sn)))
             return st;
-        lin_gemm(1, 0, D, E, n, w->psk, D, w->vbar, E, 1.0f, s, E);
+        kat__lin_gemm(1, 0, D, E, n, w->psk, D, w->vbar, E, 1.0f, s, E);
     }
     /* reverse sweep: dk, dv */
     memset(r, 0, D * E * sizeof(float));
     for (size_t c = nc; c-- > 0;) {
         size_t r0 = c * C, n = N - r0 < C ? N - r0 : C;
         const float *qr = lin_row(p->q, item, H, r0), *kr = lin_row(p->k, item, H, r0);
-        if ((st = lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)) ||
-            (st = lin_features(p, w, KAT_SIDE_KEY, kr, p->k->sn, n, w->psk)) ||
-            (st = lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
+        if ((st = kat__lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)) ||
+            (st = kat__lin_features(p, w, KAT_SIDE_KEY, kr, p->k->sn, n, w->psk)) ||
+            (st = kat__lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
             return st;
-        lin_load_vbar(p, w, lin_row(p->v, item, H, r0), p->v->sn, n);
+        kat__lin_load_vbar(p, w, lin_row(p->v, item, H, r0), p->v->sn, n);
         if ((st = chunk_g(p, w, item, r0, n, w->bden + r0)))
             return st;
         chunk_df(p, w, n);
-        lin_gemm(0, 1, n, D, E, w->vbar, E, r, E, 0.0f, w->dphi, D);
-        lin_gemm(1, 0, n, D, n, w->df, C, w->phq, D, 1.0f, w->dphi, D);
-        lin_gemm(0, 0, n, E, D, w->psk, D, r, E, 0.0f, w->dvbar, E);
-        lin_gemm(1, 0, n, E, n, w->a, C, w->g, E, 1.0f, w->dvbar, E);
+        kat__lin_gemm(0, 1, n, D, E, w->vbar, E, r, E, 0.0f, w->dphi, D);
+        kat__lin_gemm(1, 0, n, D, n, w->df, C, w->phq, D, 1.0f, w->dphi, D);
+        kat__lin_gemm(0, 0, n, E, D, w->psk, D, r, E, 0.0f, w->dvbar, E);
+        kat__lin_gemm(1, 0, n, E, n, w->a, C, w->g, E, 1.0f, w->dvbar, E);
         if ((st = write_key_grads(p, w, item, r0, n)))
             return st;
-        lin_gemm(1, 0, D, E, n, w->phq, D, w->g, E, 1.0f, r, E);
+        kat__lin_gemm(1, 0, D, E, n, w->phq, D, w->g, E, 1.0f, r, E);
     }
     if (ds0)
         memcpy(ds0, r, D * E * sizeof(float));
@@ -152,33 +152,33 @@ static kat_status bwd_full(const lin_problem *p, lin_ws *w, size_t item, float *
     const size_t C = p->C, D = p->Df, E = p->E, H = p->H;
     float *s = w->s, *r = w->r;
     kat_status st;
-    lin_load_state(p, item, s);
-    if ((st = lin_fwd_keys(p, w, item, 0, p->nk, s)))
+    kat__lin_load_state(p, item, s);
+    if ((st = kat__lin_fwd_keys(p, w, item, 0, p->nk, s)))
         return st;
     memset(r, 0, D * E * sizeof(float));
     for (size_t r0 = 0; r0 < p->nq; r0 += C) {
         size_t n = p->nq - r0 < C ? p->nq - r0 : C;
         const float *qr = lin_row(p->q, item, H, r0);
-        if ((st = lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)))
+        if ((st = kat__lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)))
             return st;
         chunk_den(p, w, s, n, 0, w->bden + r0);
         if ((st = chunk_g(p, w, item, r0, n, w->bden + r0)))
             return st;
-        lin_gemm(0, 1, n, D, E, w->g, E, s, E, 0.0f, w->dphi, D);
+        kat__lin_gemm(0, 1, n, D, E, w->g, E, s, E, 0.0f, w->dphi, D);
         zero_rows(p->dq, item, H, r0, n);
-        if ((st = lin_vjp(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->dphi,
+        if ((st = kat__lin_vjp(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->dphi,
                           (float *)lin_row(p->dq, item, H, r0), p->dq->sn)))
             return st;
-        lin_gemm(1, 0, D, E, n, w->phq, D, w->g, E, 1.0f, r, E);
+        kat__lin_gemm(1, 0, D, E, n, w->phq, D, w->g, E, 1.0f, r, E);
     }
     for (size_t r0 = 0; r0 < p->nk; r0 += C) {
         size_t n = p->nk - r0 < C ? p->nk - r0 : C;
-        if ((st = lin_features(p, w, KAT_SIDE_KEY, lin_row(p->k, item, H, r0), p->k->sn, n,
+        if ((st = kat__lin_features(p, w, KAT_SIDE_KEY, lin_row(p->k, item, H, r0), p->k->sn, n,
                                w->psk)))
             return st;
-        lin_load_vbar(p, w, lin_row(p->v, item, H, r0), p->v->sn, n);
-        lin_gemm(0, 1, n, D, E, w->vbar, E, r, E, 0.0f, w->dphi, D);
-        lin_gemm(0, 0, n, E, D, w->psk, D, r, E, 0.0f, w->dvbar, E);
+        kat__lin_load_vbar(p, w, lin_row(p->v, item, H, r0), p->v->sn, n);
+        kat__lin_gemm(0, 1, n, D, E, w->vbar, E, r, E, 0.0f, w->dphi, D);
+        kat__lin_gemm(0, 0, n, E, D, w->psk, D, r, E, 0.0f, w->dvbar, E);
         if ((st = write_key_grads(p, w, item, r0, n)))
             return st;
     }
@@ -187,7 +187,7 @@ static kat_status bwd_full(const lin_problem *p, lin_ws *w, size_t item, float *
     return KAT_OK;
 }
 
-kat_status lin_bwd_item(const lin_problem *p, lin_ws *w, size_t item, float *ds0)
+kat_status kat__lin_bwd_item(const lin_problem *p, lin_ws *w, size_t item, float *ds0)
 {
     return p->causal ? bwd_causal(p, w, item, ds0) : bwd_full(p, w, item, ds0);
 }

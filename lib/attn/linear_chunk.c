@@ -8,7 +8,7 @@
 #include "core/internal.h"
 #include "attn/linear_internal.h"
 
-void lin_gemm(int ta, int tb, size_t m, size_t n, size_t k, const float *a, size_t lda,
+void kat__lin_gemm(int ta, int tb, size_t m, size_t n, size_t k, const float *a, size_t lda,
               const float *b, size_t ldb, float beta, float *c, size_t ldc)
 {
     if (m == 0 || n == 0)
@@ -86,17 +86,17 @@ static size_t ws_layout(const lin_problem *p, int backward, unsigned char *mem, 
     return off;
 }
 
-size_t lin_ws_bytes(const lin_problem *p, int backward)
+size_t kat__lin_ws_bytes(const lin_problem *p, int backward)
 {
     return ws_layout(p, backward, NULL, NULL);
 }
 
-void lin_ws_carve(const lin_problem *p, int backward, unsigned char *mem, lin_ws *w)
+void kat__lin_ws_carve(const lin_problem *p, int backward, unsigned char *mem, lin_ws *w)
 {
     ws_layout(p, backward, mem, w);
 }
 
-kat_status lin_features(const lin_problem *p, lin_ws *w, kat_side side, const float *x,
+kat_status kat__lin_features(const lin_problem *p, lin_ws *w, kat_side side, const float *x,
                         size_t ldx, size_t n, float *f)
 {
     const size_t d = p->d, D = p->Df;
@@ -118,7 +118,7 @@ kat_status lin_features(const lin_problem *p, lin_ws *w, kat_side side, const fl
     return st;
 }
 
-kat_status lin_vjp(const lin_problem *p, lin_ws *w, kat_side side, const float *x, size_t ldx,
+kat_status kat__lin_vjp(const lin_problem *p, lin_ws *w, kat_side side, const float *x, size_t ldx,
                    size_t n, const float *g, float *dx, size_t lddx)
 {
     const size_t d = p->d, D = p->Df;
@@ -140,7 +140,7 @@ kat_status lin_vjp(const lin_problem *p, lin_ws *w, kat_side side, const float *
     return KAT_OK;
 }
 
-kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ldq,
+kat_status kat__lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ldq,
                       const float *k, size_t ldk, size_t n)
 {
     const size_t C = p->C, d = p->d;
@@ -171,7 +171,7 @@ kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ld
             for (size_t j = 0; j <= i; j++) {
                 double s = p->ops->score(p->mstate, w->qd + i * d, w->kd + j * d);
                 if (!isfinite(s) || !isfinite((float)s))
-                    return kat_fail(KAT_EDOM, "linear attention: map %s gave the score %g for "
+                    return kat__fail(KAT_EDOM, "linear attention: map %s gave the score %g for "
                                     "query %zu and key %zu of a chunk", kat_featmap_name(p->fm),
                                     s, i, j);
                 a[i * C + j] = (float)s;
@@ -183,7 +183,7 @@ kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ld
     return KAT_OK;
 }
 
-void lin_load_vbar(const lin_problem *p, lin_ws *w, const float *v, size_t ldv, size_t n)
+void kat__lin_load_vbar(const lin_problem *p, lin_ws *w, const float *v, size_t ldv, size_t n)
 {
     const size_t E = p->E, dv = p->dv;
     for (size_t i = 0; i < n; i++) {
@@ -202,15 +202,15 @@ static kat_status write_outputs(const lin_problem *p, const float *obar, size_t 
     for (size_t i = 0; i < n; i++) {
         const float *ob = obar + i * ldo;
         float *orow = (float *)lin_row(p->o, item, p->H, r0 + i);
-        if (!kat_all_finite_f32(ob, dv + 1))
-            return kat_fail(KAT_EDOM, "linear attention: the output of query %zu of (batch, "
+        if (!kat__all_finite_f32(ob, dv + 1))
+            return kat__fail(KAT_EDOM, "linear attention: the output of query %zu of (batch, "
                             "head) = (%zu, %zu) is not finite: map %s overflows in fp32 on "
                             "these inputs (or the sums do)", r0 + i, item / p->H, item % p->H,
                             kat_featmap_name(p->fm));
         if (p->normalize) {
             float den = ob[dv];
             if (!(den > 0.0f))
-                return kat_fail(KAT_EDOM, "linear attention: the denominator of query %zu of "
+                return kat__fail(KAT_EDOM, "linear attention: the denominator of query %zu of "
                                 "(batch, head) = (%zu, %zu) is %g, not > 0 (map %s underflows "
                                 "in fp32 here)", r0 + i, item / p->H, item % p->H,
                                 (double)den, kat_featmap_name(p->fm));
@@ -224,13 +224,13 @@ static kat_status write_outputs(const lin_problem *p, const float *obar, size_t 
     return KAT_OK;
 }
 
-void lin_load_z(const lin_problem *p, lin_ws *w, const float *s)
+void kat__lin_load_z(const lin_problem *p, lin_ws *w, const float *s)
 {
     for (size_t r = 0; r < p->Df; r++)
         w->z[r] = s[r * p->E + p->dv];
 }
 
-void lin_readout(const lin_problem *p, lin_ws *w, size_t n, const float *s, const float *a)
+void kat__lin_readout(const lin_problem *p, lin_ws *w, size_t n, const float *s, const float *a)
 {
     const size_t D = p->Df, E = p->E, dv = p->dv, ldo = lin_ldo(p);
     for (size_t r = 0; r < D; r++)
@@ -252,28 +252,28 @@ void lin_readout(const lin_problem *p, lin_ws *w, size_t n, const float *s, cons
 /* The causal sweep: per chunk, the outputs from the state so far plus the chunk's own causal
  * scores, then the state update S += psi(K_c)^T V_c and z += sum psi(K_c) (the denominator
  * column, kept contiguous in w->z during the sweep). */
-kat_status lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c_lo, size_t c_hi,
+kat_status kat__lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c_lo, size_t c_hi,
                           float *s, int full)
 {
     const size_t C = p->C, D = p->Df, E = p->E, H = p->H;
     kat_status st = KAT_OK;
-    lin_load_z(p, w, s);
+    kat__lin_load_z(p, w, s);
     for (size_t ch = c_lo; ch < c_hi; ch++) {
         size_t r0 = ch * C, n = p->nk - r0 < C ? p->nk - r0 : C;
         const float *kr = lin_row(p->k, item, H, r0), *vr = lin_row(p->v, item, H, r0);
-        if ((st = lin_features(p, w, KAT_SIDE_KEY, kr, p->k->sn, n, w->psk)))
+        if ((st = kat__lin_features(p, w, KAT_SIDE_KEY, kr, p->k->sn, n, w->psk)))
             break;
-        lin_load_vbar(p, w, vr, p->v->sn, n);
+        kat__lin_load_vbar(p, w, vr, p->v->sn, n);
         if (full) {
             const float *qr = lin_row(p->q, item, H, r0);
-            if ((st = lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)) ||
-                (st = lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
+            if ((st = kat__lin_features(p, w, KAT_SIDE_QUERY, qr, p->q->sn, n, w->phq)) ||
+                (st = kat__lin_scores(p, w, qr, p->q->sn, kr, p->k->sn, n)))
                 break;
-            lin_readout(p, w, n, s, w->a);
+            kat__lin_readout(p, w, n, s, w->a);
             if ((st = write_outputs(p, w->obar, lin_ldo(p), item, r0, n)))
                 break;
         }
-        lin_gemm(1, 0, D, p->dv, n, w->psk, D, w->vbar, E, 1.0f, s, E);
+        kat__lin_gemm(1, 0, D, p->dv, n, w->psk, D, w->vbar, E, 1.0f, s, E);
         /* z += the column sums of psi(K_c): an accumulation with unit weights over the key
          * feature rows (vrow holds C pointers; the next readout resets them) */
         for (size_t j = 0; j < n; j++)
@@ -285,34 +285,34 @@ kat_status lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c
     return st;
 }
 
-kat_status lin_fwd_keys(const lin_problem *p, lin_ws *w, size_t item, size_t k_lo, size_t k_hi,
+kat_status kat__lin_fwd_keys(const lin_problem *p, lin_ws *w, size_t item, size_t k_lo, size_t k_hi,
                         float *s)
 {
     const size_t C = p->C, D = p->Df, E = p->E;
     kat_status st;
     for (size_t r0 = k_lo; r0 < k_hi; r0 += C) {
         size_t n = k_hi - r0 < C ? k_hi - r0 : C;
-        if ((st = lin_features(p, w, KAT_SIDE_KEY, lin_row(p->k, item, p->H, r0), p->k->sn, n,
+        if ((st = kat__lin_features(p, w, KAT_SIDE_KEY, lin_row(p->k, item, p->H, r0), p->k->sn, n,
                                w->psk)))
             return st;
-        lin_load_vbar(p, w, lin_row(p->v, item, p->H, r0), p->v->sn, n);
-        lin_gemm(1, 0, D, E, n, w->psk, D, w->vbar, E, 1.0f, s, E);
+        kat__lin_load_vbar(p, w, lin_row(p->v, item, p->H, r0), p->v->sn, n);
+        kat__lin_gemm(1, 0, D, E, n, w->psk, D, w->vbar, E, 1.0f, s, E);
     }
     return KAT_OK;
 }
 
-kat_status lin_fwd_queries(const lin_problem *p, lin_ws *w, size_t item, size_t q_lo,
+kat_status kat__lin_fwd_queries(const lin_problem *p, lin_ws *w, size_t item, size_t q_lo,
                            size_t q_hi, const float *s)
 {
     const size_t C = p->C;
     kat_status st;
-    lin_load_z(p, w, s);
+    kat__lin_load_z(p, w, s);
     for (size_t r0 = q_lo; r0 < q_hi; r0 += C) {
         size_t n = q_hi - r0 < C ? q_hi - r0 : C;
-        if ((st = lin_features(p, w, KAT_SIDE_QUERY, lin_row(p->q, item, p->H, r0), p->q->sn, n,
+        if ((st = kat__lin_features(p, w, KAT_SIDE_QUERY, lin_row(p->q, item, p->H, r0), p->q->sn, n,
                                w->phq)))
             return st;
-        lin_readout(p, w, n, s, NULL);
+        kat__lin_readout(p, w, n, s, NULL);
         if ((st = write_outputs(p, w->obar, lin_ldo(p), item, r0, n)))
             return st;
     }

@@ -27,7 +27,7 @@ typedef struct {
 
 /* Validate the arguments every entry point shares and fill p (fn names the caller in errors).
  * need_positive: refuse a map that is not POSITIVE when normalising. */
-kat_status lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+kat_status kat__lin_setup(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
                      int need_positive, const kat_tensor *q, const kat_tensor *k,
                      const kat_tensor *v, const kat_tensor *state_in, lin_problem *p);
 
@@ -58,8 +58,8 @@ typedef struct {
 
 /* Bytes of one thread's scratch (a multiple of 64; 0 when the size overflows), and the
  * carving of that scratch from 64-byte aligned memory. */
-size_t lin_ws_bytes(const lin_problem *p, int backward);
-void lin_ws_carve(const lin_problem *p, int backward, unsigned char *mem, lin_ws *w);
+size_t kat__lin_ws_bytes(const lin_problem *p, int backward);
+void kat__lin_ws_carve(const lin_problem *p, int backward, unsigned char *mem, lin_ws *w);
 
 /* How a pass runs: threads, whether OpenBLAS is held at one thread, and the workspace:
  * nt thread scratches of ws_bytes, then (the forward's final states, the backward's state
@@ -73,39 +73,39 @@ typedef struct {
 } lin_sched;
 
 /* The schedule of a pass with `threads` threads (overflow: KAT_ERANGE). */
-kat_status lin_schedule(const char *fn, const lin_problem *p, int backward, int threads,
+kat_status kat__lin_schedule(const char *fn, const lin_problem *p, int backward, int threads,
                         lin_sched *s);
 /* Shapes and options without tensors: what a plan knows (fn names the caller in errors). */
-kat_status lin_configure(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+kat_status kat__lin_configure(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
                          int need_positive, size_t B, size_t H, size_t nq, size_t nk, size_t dq,
                          size_t dk, size_t dv, lin_problem *p);
 /* The full checks of a forward / backward call (tensors, states, aliasing) into p. */
-kat_status lin_check_forward(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
+kat_status kat__lin_check_forward(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
                              const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
                              const kat_tensor *o, const kat_tensor *state_in,
                              const kat_tensor *state_out, lin_problem *p);
-kat_status lin_check_backward(const char *fn, const kat_featmap *fm,
+kat_status kat__lin_check_backward(const char *fn, const kat_featmap *fm,
                               const kat_linear_opts *opts, const kat_tensor *q,
                               const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                               const kat_tensor *d_o, const kat_tensor *dq, const kat_tensor *dk,
                               const kat_tensor *dv, const kat_tensor *state_in,
                               const kat_tensor *d_state_in, lin_problem *p);
 /* Run a checked pass on `work` (s->bytes, 64-byte aligned): allocates nothing. */
-kat_status lin_forward_run(const lin_problem *p, const lin_sched *s,
+kat_status kat__lin_forward_run(const lin_problem *p, const lin_sched *s,
                            const kat_tensor *state_out, unsigned char *work);
-kat_status lin_backward_run(const lin_problem *p, const lin_sched *s,
+kat_status kat__lin_backward_run(const lin_problem *p, const lin_sched *s,
                             const kat_tensor *d_state_in, unsigned char *work);
 
 /* Features of n rows of x (row stride ldx) into f (n x Df, ld Df), through apply_f32 or the
  * fp64 round trip. Not checked for finiteness: outputs and states are. */
-kat_status lin_features(const lin_problem *p, lin_ws *w, kat_side side, const float *x,
+kat_status kat__lin_features(const lin_problem *p, lin_ws *w, kat_side side, const float *x,
                         size_t ldx, size_t n, float *f);
 /* dx[i] += J_i^T g[i] (g: n x Df, ld Df; dx row stride lddx). */
-kat_status lin_vjp(const lin_problem *p, lin_ws *w, kat_side side, const float *x, size_t ldx,
+kat_status kat__lin_vjp(const lin_problem *p, lin_ws *w, kat_side side, const float *x, size_t ldx,
                    size_t n, const float *g, float *dx, size_t lddx);
 /* In-chunk causal scores a[i][j] = f(q_i, k_j) for j <= i, 0 above (n x n, ld C); needs
  * w->phq and w->psk filled for the FEATURES path. */
-kat_status lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ldq,
+kat_status kat__lin_scores(const lin_problem *p, lin_ws *w, const float *q, size_t ldq,
                       const float *k, size_t ldk, size_t n);
 /* Row stride of w->obar: E rounded up to the kernels' 16-float accumulator rows. */
 static inline size_t lin_ldo(const lin_problem *p) { return (p->E + 15) & ~(size_t)15; }
@@ -113,11 +113,11 @@ static inline size_t lin_ldo(const lin_problem *p) { return (p->E + 15) & ~(size
  * last column, the denominators, taken from the contiguous copy w->z) by the query features
  * w->phq plus, when a is not NULL, the in-chunk scores a (n x n, ld C) times w->vbar. Through
  * the accumulation and row-dot kernels: nothing is packed. */
-void lin_readout(const lin_problem *p, lin_ws *w, size_t n, const float *s, const float *a);
+void kat__lin_readout(const lin_problem *p, lin_ws *w, size_t n, const float *s, const float *a);
 /* w->z = the last column of s (Df x E). */
-void lin_load_z(const lin_problem *p, lin_ws *w, const float *s);
+void kat__lin_load_z(const lin_problem *p, lin_ws *w, const float *s);
 /* w->vbar = [V rows | 1] for n rows. */
-void lin_load_vbar(const lin_problem *p, lin_ws *w, const float *v, size_t ldv, size_t n);
+void kat__lin_load_vbar(const lin_problem *p, lin_ws *w, const float *v, size_t ldv, size_t n);
 
 /* Row pointers of the views. */
 static inline const float *lin_row(const kat_tensor *t, size_t item, size_t H, size_t n)
@@ -127,25 +127,25 @@ static inline const float *lin_row(const kat_tensor *t, size_t item, size_t H, s
 
 /* The forward on chunk range [c_lo, c_hi) of one (batch, head) item. s: the state at c_lo
  * (Df x E), updated in place to the state at c_hi. full = 0: only the state (no outputs). */
-kat_status lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c_lo, size_t c_hi,
+kat_status kat__lin_fwd_causal(const lin_problem *p, lin_ws *w, size_t item, size_t c_lo, size_t c_hi,
                           float *s, int full);
 /* Non-causal: s += sum over keys [k_lo, k_hi) of psi(k)[v | 1]^T. */
-kat_status lin_fwd_keys(const lin_problem *p, lin_ws *w, size_t item, size_t k_lo, size_t k_hi,
+kat_status kat__lin_fwd_keys(const lin_problem *p, lin_ws *w, size_t item, size_t k_lo, size_t k_hi,
                         float *s);
 /* Non-causal: outputs of queries [q_lo, q_hi) from the full state s. */
-kat_status lin_fwd_queries(const lin_problem *p, lin_ws *w, size_t item, size_t q_lo,
+kat_status kat__lin_fwd_queries(const lin_problem *p, lin_ws *w, size_t item, size_t q_lo,
                            size_t q_hi, const float *s);
 
 /* Backward pieces (linear_backward.c). */
 /* The whole backward of one item: dq, dk, dv written; ds0 (D x E, may be NULL) receives
  * dL/dstate_in. */
-kat_status lin_bwd_item(const lin_problem *p, lin_ws *w, size_t item, float *ds0);
+kat_status kat__lin_bwd_item(const lin_problem *p, lin_ws *w, size_t item, float *ds0);
 
 /* s (D x E, contiguous) = the item's state_in, or zeros without one. */
-void lin_load_state(const lin_problem *p, size_t item, float *s);
+void kat__lin_load_state(const lin_problem *p, size_t item, float *s);
 
 /* The sgemm calls, row-major: C = alpha op(A) op(B) + beta C. */
-void lin_gemm(int ta, int tb, size_t m, size_t n, size_t k, const float *a, size_t lda,
+void kat__lin_gemm(int ta, int tb, size_t m, size_t n, size_t k, const float *a, size_t lda,
               const float *b, size_t ldb, float beta, float *c, size_t ldc);
 
 #endif

@@ -20,9 +20,9 @@ static kat_status features64(const lin_problem *p, kat_side side, const kat_tens
     kat_status st = p->ops->apply(p->mstate, side, n, x, p->d, f, p->Df);
     if (st)
         return st;
-    size_t bad = kat_first_nonfinite(f, n * p->Df);
+    size_t bad = kat__first_nonfinite(f, n * p->Df);
     if (bad < n * p->Df)
-        return kat_fail(KAT_EDOM, "linear_reference: map %s gave a non-finite feature for %s "
+        return kat__fail(KAT_EDOM, "linear_reference: map %s gave a non-finite feature for %s "
                         "%zu", kat_featmap_name(p->fm), side == KAT_SIDE_QUERY ? "query" : "key",
                         bad / p->Df);
     return KAT_OK;
@@ -42,19 +42,19 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
 {
     static const char fn[] = "linear_reference";
     lin_problem p;
-    kat_status st = lin_setup(fn, fm, opts, 1, q, k, v, state_in, &p);
+    kat_status st = kat__lin_setup(fn, fm, opts, 1, q, k, v, state_in, &p);
     if (st)
         return st;
     if (!o_ref && p.B && p.H && p.nq && p.dv)
-        return kat_fail(KAT_EINVAL, "%s: o_ref is NULL", fn);
+        return kat__fail(KAT_EINVAL, "%s: o_ref is NULL", fn);
     const size_t d = p.d, D = p.Df, E = p.E, dv = p.dv, nq = p.nq, nk = p.nk;
     size_t nmax = nq > nk ? nq : nk, total, part, nout;
     if (kat_mul_overflow(nq + nk, D, &total) || kat_mul_overflow(nmax, d, &part) ||
         kat_add_overflow(total, part, &total) ||
         kat_add_overflow(total, D * E + 2 * d + E, &total) ||
         kat_mul3_overflow(p.B * p.H, nq, dv, &nout) || kat_add_overflow(total, nout, &total))
-        return kat_fail(KAT_ERANGE, "%s: %zu + %zu tokens of %zu features overflow", fn, nq, nk, D);
-    double *buf = kat_alloc_array(total, sizeof(double), "linear_reference: features");
+        return kat__fail(KAT_ERANGE, "%s: %zu + %zu tokens of %zu features overflow", fn, nq, nk, D);
+    double *buf = kat__alloc_array(total, sizeof(double), "linear_reference: features");
     if (!buf)
         return KAT_ENOMEM;
     /* the outputs are built apart and copied only on success: a map callback that fails part
@@ -103,7 +103,7 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
             } else if (jend == 0 && !state_in) {
                 memset(out, 0, dv * sizeof(double));
             } else if (!(acc[dv] > 0.0) || !isfinite(acc[dv])) {
-                st = kat_fail(KAT_EDOM, "%s: the denominator of query %zu is %g", fn, i, acc[dv]);
+                st = kat__fail(KAT_EDOM, "%s: the denominator of query %zu is %g", fn, i, acc[dv]);
             } else {
                 for (size_t c = 0; c < dv; c++)
                     out[c] = acc[c] / acc[dv];
@@ -123,19 +123,19 @@ kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear
 {
     static const char fn[] = "linear_reference_backward";
     lin_problem p;
-    kat_status st = lin_setup(fn, fm, opts, 1, q, k, v, NULL, &p);
+    kat_status st = kat__lin_setup(fn, fm, opts, 1, q, k, v, NULL, &p);
     if (st)
         return st;
     if (!p.ops->vjp)
-        return kat_fail(KAT_ENOTSUP, "%s: map %s has no fp64 vjp", fn, kat_featmap_name(fm));
+        return kat__fail(KAT_ENOTSUP, "%s: map %s has no fp64 vjp", fn, kat_featmap_name(fm));
     if ((st = kat_tensor_check(d_o, "linear_reference_backward: d_o", 1)))
         return st;
     if (d_o->B != p.B || d_o->H != p.H || d_o->N != p.nq || d_o->D != p.dv)
-        return kat_fail(KAT_EINVAL, "%s: d_o has shape [%zu, %zu, %zu, %zu], expected "
+        return kat__fail(KAT_EINVAL, "%s: d_o has shape [%zu, %zu, %zu, %zu], expected "
                         "[%zu, %zu, %zu, %zu]", fn, d_o->B, d_o->H, d_o->N, d_o->D, p.B, p.H,
                         p.nq, p.dv);
     if (p.B && p.H && ((!dq_ref && p.nq) || ((!dk_ref || !dv_ref) && p.nk)))
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", fn,
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", fn,
                         !dq_ref && p.nq ? "dq_ref" : !dk_ref ? "dk_ref" : "dv_ref");
     const size_t d = p.d, D = p.Df, E = p.E, dv = p.dv, nq = p.nq, nk = p.nk;
     size_t nmax = nq > nk ? nq : nk, total, part, nq_out, nk_out, nv_out;
@@ -145,8 +145,8 @@ kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear
         kat_mul3_overflow(items, nq, d, &nq_out) || kat_mul3_overflow(items, nk, d, &nk_out) ||
         kat_mul3_overflow(items, nk, dv, &nv_out) || kat_add_overflow(total, nq_out, &total) ||
         kat_add_overflow(total, nk_out, &total) || kat_add_overflow(total, nv_out, &total))
-        return kat_fail(KAT_ERANGE, "%s: %zu + %zu tokens of %zu features overflow", fn, nq, nk, D);
-    double *buf = kat_alloc_array(total, sizeof(double), "linear_reference_backward: buffers");
+        return kat__fail(KAT_ERANGE, "%s: %zu + %zu tokens of %zu features overflow", fn, nq, nk, D);
+    double *buf = kat__alloc_array(total, sizeof(double), "linear_reference_backward: buffers");
     if (!buf)
         return KAT_ENOMEM;
     double *phi = buf, *psi = phi + nq * D, *dphi = psi + nk * D, *dpsi = dphi + nq * D;
@@ -176,7 +176,7 @@ kat_status kat_linear_reference_backward(const kat_featmap *fm, const kat_linear
             if (jend == 0 && p.normalize)
                 continue;   /* output 0 whatever the inputs */
             if (p.normalize && !(acc[dv] > 0.0)) {
-                st = kat_fail(KAT_EDOM, "%s: the denominator of query %zu is %g", fn, i, acc[dv]);
+                st = kat__fail(KAT_EDOM, "%s: the denominator of query %zu is %g", fn, i, acc[dv]);
                 break;
             }
             double inv = p.normalize ? 1.0 / acc[dv] : 1.0, dot_do = 0.0;

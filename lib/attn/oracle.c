@@ -118,26 +118,26 @@ kat_status kat_attn_reference_masked(const kat_attn_desc *desc, const uint8_t *a
                                      double *lse, double *dq, double *dk, double *dv)
 {
     if (precision != 32 && precision != 64)
-        return kat_fail(KAT_EINVAL, "precision = %d: 64 (the reference) or 32 (naive fp32)",
+        return kat__fail(KAT_EINVAL, "precision = %d: 64 (the reference) or 32 (naive fp32)",
                         precision);
     if (desc && (desc->causal < 0 || desc->causal > 2))
-        return kat_fail(KAT_EINVAL, "desc->causal = %d: must be 0, 1 or 2", desc->causal);
+        return kat__fail(KAT_EINVAL, "desc->causal = %d: must be 0, 1 or 2", desc->causal);
     kat_attn_desc d;
     kat_status st = kat_attn_desc_check(desc, &d);
     if (st)
         return st;
     if (!o)
-        return kat_fail(KAT_EINVAL, "o is NULL");
+        return kat__fail(KAT_EINVAL, "o is NULL");
     if (dout && (!dq || !dk || !dv))
-        return kat_fail(KAT_EINVAL, "with dout, dq, dk and dv must all be given");
-    if ((st = kat_attn_check_view(q, "q", d.B, d.H, d.N, d.D, 1)) ||
-        (st = kat_attn_check_view(k, "k", d.B, d.H_kv, d.M, d.D, 1)) ||
-        (st = kat_attn_check_view(v, "v", d.B, d.H_kv, d.M, d.Dv, 1)) ||
-        (dout && (st = kat_attn_check_view(dout, "dout", d.B, d.H, d.N, d.Dv, 1))))
+        return kat__fail(KAT_EINVAL, "with dout, dq, dk and dv must all be given");
+    if ((st = kat__attn_check_view(q, "q", d.B, d.H, d.N, d.D, 1)) ||
+        (st = kat__attn_check_view(k, "k", d.B, d.H_kv, d.M, d.D, 1)) ||
+        (st = kat__attn_check_view(v, "v", d.B, d.H_kv, d.M, d.Dv, 1)) ||
+        (dout && (st = kat__attn_check_view(dout, "dout", d.B, d.H, d.N, d.Dv, 1))))
         return st;
     size_t w = precision == 64 ? sizeof(double) : sizeof(float);
     size_t nk = d.B * d.H_kv * d.M, scratch = d.M + d.Dv + d.D + (dout ? nk * (d.D + d.Dv) : 0);
-    unsigned char *buf = kat_alloc_array(scratch + 1, w, "attention oracle scratch");
+    unsigned char *buf = kat__alloc_array(scratch + 1, w, "attention oracle scratch");
     if (!buf)
         return KAT_ENOMEM;
     if (precision == 64) {

@@ -12,7 +12,7 @@ static kat_status parse_count(const char *spec, const char *s, size_t len, const
 {
     char buf[32];
     if (len == 0 || len >= sizeof buf)
-        return kat_fail(KAT_EINVAL, "pattern '%s': %s is %s", spec, what,
+        return kat__fail(KAT_EINVAL, "pattern '%s': %s is %s", spec, what,
                         len ? "too long" : "missing");
     memcpy(buf, s, len);
     buf[len] = '\0';
@@ -20,7 +20,7 @@ static kat_status parse_count(const char *spec, const char *s, size_t len, const
     errno = 0;
     unsigned long long v = strtoull(buf, &end, 10);
     if (*end || buf[0] == '-' || buf[0] == '+' || errno)
-        return kat_fail(KAT_EINVAL, "pattern '%s': %s '%s' is not a non-negative integer", spec,
+        return kat__fail(KAT_EINVAL, "pattern '%s': %s '%s' is not a non-negative integer", spec,
                         what, buf);
     *out = v;
     return KAT_OK;
@@ -29,9 +29,9 @@ static kat_status parse_count(const char *spec, const char *s, size_t len, const
 kat_status kat_attn_pattern_parse(const char *spec, kat_attn_pattern *out)
 {
     if (!spec)
-        return kat_fail(KAT_EINVAL, "pattern spec is NULL");
+        return kat__fail(KAT_EINVAL, "pattern spec is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "pattern_parse: out is NULL");
+        return kat__fail(KAT_EINVAL, "pattern_parse: out is NULL");
     const char *colon = strchr(spec, ':');
     size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
     int kind = -1;
@@ -41,7 +41,7 @@ kat_status kat_attn_pattern_parse(const char *spec, kat_attn_pattern *out)
             kind = k;
     }
     if (kind < 0)
-        return kat_fail(KAT_EINVAL, "pattern '%s': unknown kind; expected dense, hash:NB, "
+        return kat__fail(KAT_EINVAL, "pattern '%s': unknown kind; expected dense, hash:NB, "
                         "lsh:NB[:SEED], window:W[:G], qkdrop, blockmask or linear", spec);
     /* the numeric fields of each kind: names, and how many are required */
     static const struct {
@@ -55,7 +55,7 @@ kat_status kat_attn_pattern_parse(const char *spec, kat_attn_pattern *out)
     if (kind == KAT_ATTN_LINEAR) {
         /* the map's own grammar follows: hand it over untouched */
         if (colon && !colon[1])
-            return kat_fail(KAT_EINVAL, "pattern '%s': the feature map after 'linear:' is "
+            return kat__fail(KAT_EINVAL, "pattern '%s': the feature map after 'linear:' is "
                             "missing (e.g. linear:taylor2)", spec);
         kat_attn_pattern p = {.kind = KAT_ATTN_LINEAR, .map_spec = colon ? colon + 1 : NULL};
         *out = p;
@@ -66,7 +66,7 @@ kat_status kat_attn_pattern_parse(const char *spec, kat_attn_pattern *out)
     const char *s = colon ? colon + 1 : NULL;
     while (s) {
         if (n >= 2 || !fields[kind].f[n])
-            return kat_fail(KAT_EINVAL, "pattern '%s': %s takes %s", spec,
+            return kat__fail(KAT_EINVAL, "pattern '%s': %s takes %s", spec,
                             kat_attn_kind_name((kat_attn_kind)kind),
                             fields[kind].f[0] ? "fewer fields" : "no fields");
         const char *next = strchr(s, ':');
@@ -78,7 +78,7 @@ kat_status kat_attn_pattern_parse(const char *spec, kat_attn_pattern *out)
         s = next ? next + 1 : NULL;
     }
     if (n < fields[kind].required)
-        return kat_fail(KAT_EINVAL, "pattern '%s': %s is missing (e.g. %s:16)", spec,
+        return kat__fail(KAT_EINVAL, "pattern '%s': %s is missing (e.g. %s:16)", spec,
                         fields[kind].f[0], kat_attn_kind_name((kat_attn_kind)kind));
     kat_attn_pattern p = {0};
     p.kind = (kat_attn_kind)kind;

@@ -15,7 +15,7 @@ const char *kat_attn_kind_name(kat_attn_kind kind)
     return (unsigned)kind < KAT_ATTN_KINDS ? kind_names[kind] : "";
 }
 
-kat_status kat_attn_args_unused(const kat_attn_args *a, const kat_attn_pattern *p)
+kat_status kat__attn_args_unused(const kat_attn_args *a, const kat_attn_pattern *p)
 {
     if (!a)
         return KAT_OK;
@@ -37,7 +37,7 @@ kat_status kat_attn_args_unused(const kat_attn_args *a, const kat_attn_pattern *
     };
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         if (f[i].ptr && !f[i].used)
-            return kat_fail(KAT_EINVAL, "args->%s is set, but a plan of pattern %s%s does not "
+            return kat__fail(KAT_EINVAL, "args->%s is set, but a plan of pattern %s%s does not "
                             "read it", f[i].name, kat_attn_kind_name(p->kind),
                             p->kind == KAT_ATTN_BLOCKMASK ? " with a fixed mask" : "");
     return KAT_OK;
@@ -47,9 +47,9 @@ kat_status kat_attn_args_unused(const kat_attn_args *a, const kat_attn_pattern *
 static kat_status resolve_desc(const kat_attn_desc *desc, kat_attn_desc *d)
 {
     if (!desc)
-        return kat_fail(KAT_EINVAL, "desc is NULL");
+        return kat__fail(KAT_EINVAL, "desc is NULL");
     if (desc->causal < 0 || desc->causal > KAT_SPARSE_CAUSAL_STRICT)
-        return kat_fail(KAT_EINVAL, "desc->causal = %d: must be 0, 1 or 2 "
+        return kat__fail(KAT_EINVAL, "desc->causal = %d: must be 0, 1 or 2 "
                         "(KAT_SPARSE_CAUSAL_STRICT, sparse patterns only)", desc->causal);
     kat_status st = kat_attn_desc_check(desc, d);
     if (st)
@@ -62,22 +62,22 @@ kat_status kat_attn_plan_create(const kat_attn_desc *desc, const kat_attn_patter
                                 kat_attn_plan **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "plan_create: out is NULL");
+        return kat__fail(KAT_EINVAL, "plan_create: out is NULL");
     static const kat_attn_pattern dense = {0};
     const kat_attn_pattern *pat = pattern ? pattern : &dense;
     if ((unsigned)pat->kind >= KAT_ATTN_KINDS)
-        return kat_fail(KAT_EINVAL, "pattern->kind = %d is not a kat_attn_kind", (int)pat->kind);
+        return kat__fail(KAT_EINVAL, "pattern->kind = %d is not a kat_attn_kind", (int)pat->kind);
     kat_attn_desc d;
     kat_status st = resolve_desc(desc, &d);
     if (st)
         return st;
     const kat_attn_solver *solver = NULL;
     char why[KAT_ATTN_WHY] = "";
-    for (size_t i = 0; kat_attn_solvers[i] && !solver; i++)
-        if (kat_attn_solvers[i]->supports(&d, pat, why[0] ? NULL : why))
-            solver = kat_attn_solvers[i];
+    for (size_t i = 0; kat__attn_solvers[i] && !solver; i++)
+        if (kat__attn_solvers[i]->supports(&d, pat, why[0] ? NULL : why))
+            solver = kat__attn_solvers[i];
     if (!solver)
-        return kat_fail(KAT_ENOTSUP, "no attention solver for pattern %s: %s",
+        return kat__fail(KAT_ENOTSUP, "no attention solver for pattern %s: %s",
                         kat_attn_kind_name(pat->kind), why[0] ? why : "none registered");
     kat_attn_plan *p = kat_calloc(1, sizeof *p);
     if (!p)
@@ -136,16 +136,16 @@ static kat_status run(const kat_attn_plan *plan, const kat_attn_args *args,
                       const kat_attn_io *io, kat_attn_pass pass, void *work)
 {
     if (!plan)
-        return kat_fail(KAT_EINVAL, "plan is NULL");
+        return kat__fail(KAT_EINVAL, "plan is NULL");
     if (work && (uintptr_t)work % 64)
-        return kat_fail(KAT_EINVAL, "work = %p is not 64-byte aligned", work);
+        return kat__fail(KAT_EINVAL, "work = %p is not 64-byte aligned", work);
     kat_status st = plan->solver->check(plan, args, io, pass);
     if (st)
         return st;
     void *owned = NULL;
     if (!work) {
         size_t bytes = plan->solver->workspace_size(plan, pass);
-        if (!(owned = kat_alloc_array(bytes ? bytes : 1, 1, "attention workspace")))
+        if (!(owned = kat__alloc_array(bytes ? bytes : 1, 1, "attention workspace")))
             return KAT_ENOMEM;
         work = owned;
     }
@@ -177,17 +177,17 @@ kat_status kat_attn_index_create(const kat_attn_plan *plan, const kat_attn_args 
                                  const kat_tensor *q, const kat_tensor *k, kat_attn_index **out)
 {
     if (!plan)
-        return kat_fail(KAT_EINVAL, "plan is NULL");
+        return kat__fail(KAT_EINVAL, "plan is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "index_create: out is NULL");
+        return kat__fail(KAT_EINVAL, "index_create: out is NULL");
     if (!plan->solver->index_create)
-        return kat_fail(KAT_EINVAL, "a plan of pattern %s (solver %s) has no per-call index",
+        return kat__fail(KAT_EINVAL, "a plan of pattern %s (solver %s) has no per-call index",
                         kat_attn_kind_name(plan->pattern.kind), plan->solver->name);
-    kat_status st = kat_attn_args_unused(args, &plan->pattern);
+    kat_status st = kat__attn_args_unused(args, &plan->pattern);
     if (st)
         return st;
     if (args && args->index)
-        return kat_fail(KAT_EINVAL, "args->index is set: an index is built from the data alone");
+        return kat__fail(KAT_EINVAL, "args->index is set: an index is built from the data alone");
     const kat_attn_io io = {q, k, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     kat_attn_index *x = kat_calloc(1, sizeof *x);
     if (!x)
@@ -213,11 +213,11 @@ kat_status kat_attn_plan_stats(const kat_attn_plan *plan, const kat_attn_args *a
                                kat_sparse_stats *out)
 {
     if (!plan)
-        return kat_fail(KAT_EINVAL, "plan is NULL");
+        return kat__fail(KAT_EINVAL, "plan is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "stats: out is NULL");
+        return kat__fail(KAT_EINVAL, "stats: out is NULL");
     if (!plan->solver->stats)
-        return kat_fail(KAT_ENOTSUP, "solver %s has no tile statistics (sparse solvers only)",
+        return kat__fail(KAT_ENOTSUP, "solver %s has no tile statistics (sparse solvers only)",
                         plan->solver->name);
     return plan->solver->stats(plan, args, out);
 }

@@ -57,11 +57,11 @@ static kat_status check_ref(const kat_attn_desc *desc, kat_attn_desc *d, const k
     if ((st = kat_attn_desc_check(desc, d)))
         return st;
     if (d->Dv != d->D)
-        return kat_fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the dense reference takes D_v = D; "
+        return kat__fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the dense reference takes D_v = D; "
                         "kat_attn_reference_masked takes any D_v", d->Dv, d->D);
-    if ((st = kat_attn_check_view(q, "q", d->B, d->H, d->N, d->D, 1)) ||
-        (st = kat_attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 1)) ||
-        (st = kat_attn_check_view(v, "v", d->B, d->H_kv, d->M, d->D, 1)))
+    if ((st = kat__attn_check_view(q, "q", d->B, d->H, d->N, d->D, 1)) ||
+        (st = kat__attn_check_view(k, "k", d->B, d->H_kv, d->M, d->D, 1)) ||
+        (st = kat__attn_check_view(v, "v", d->B, d->H_kv, d->M, d->D, 1)))
         return st;
     return KAT_OK;
 }
@@ -71,7 +71,7 @@ static kat_status ref_forward(const kat_attn_desc *d, const kat_tensor *q, const
                               const kat_tensor *v, double *o, double *lse)
 {
     size_t rows = d->B * d->H * d->N, threads = (size_t)kat_num_threads();
-    double *pbuf = kat_alloc_array(threads * (d->M ? d->M : 1), sizeof(double),
+    double *pbuf = kat__alloc_array(threads * (d->M ? d->M : 1), sizeof(double),
                                    "reference probabilities");
     if (!pbuf)
         return KAT_ENOMEM;
@@ -109,7 +109,7 @@ kat_status kat_attn_reference_forward(const kat_attn_desc *desc, const kat_tenso
     if (st)
         return st;
     if (!o && d.B * d.H * d.N != 0)
-        return kat_fail(KAT_EINVAL, "reference_forward: o is NULL");
+        return kat__fail(KAT_EINVAL, "reference_forward: o is NULL");
     if (d.B * d.H * d.N == 0)
         return KAT_OK;
     return ref_forward(&d, q, k, v, o, lse);
@@ -122,19 +122,19 @@ kat_status kat_attn_reference_backward(const kat_attn_desc *desc, const kat_tens
 {
     kat_attn_desc d;
     kat_status st = check_ref(desc, &d, q, k, v);
-    if (st || (st = kat_attn_check_view(dout, "dout", d.B, d.H, d.N, d.D, 1)))
+    if (st || (st = kat__attn_check_view(dout, "dout", d.B, d.H, d.N, d.D, 1)))
         return st;
     size_t qrows = d.B * d.H * d.N, krows = d.B * d.H_kv * d.M, g = d.H / (d.H_kv ? d.H_kv : 1);
     if ((!dq && qrows) || (!dk && krows) || (!dv && krows))
-        return kat_fail(KAT_EINVAL, "reference_backward: dq, dk or dv is NULL");
+        return kat__fail(KAT_EINVAL, "reference_backward: dq, dk or dv is NULL");
     if (!qrows) {
         if (krows)
             memset(dk, 0, krows * d.D * sizeof(double)), memset(dv, 0, krows * d.D * sizeof(double));
         return KAT_OK;
     }
-    double *o = kat_alloc_array(qrows * d.D, sizeof(double), "reference o");
-    double *lse = kat_alloc_array(qrows, sizeof(double), "reference lse");
-    double *delta = kat_alloc_array(qrows, sizeof(double), "reference delta");
+    double *o = kat__alloc_array(qrows * d.D, sizeof(double), "reference o");
+    double *lse = kat__alloc_array(qrows, sizeof(double), "reference lse");
+    double *delta = kat__alloc_array(qrows, sizeof(double), "reference delta");
     if (!o || !lse || !delta) {
         kat_free(o), kat_free(lse), kat_free(delta);
         return KAT_ENOMEM;

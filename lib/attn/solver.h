@@ -59,19 +59,19 @@ struct kat_attn_index {
 };
 
 /* The table, in order of preference (solvers.c); NULL-terminated. */
-extern const kat_attn_solver *const kat_attn_solvers[];
+extern const kat_attn_solver *const kat__attn_solvers[];
 
 /* The solvers (one file each). */
-extern const kat_attn_solver kat_solver_flash;      /* solver_flash.c */
-extern const kat_attn_solver kat_solver_qkdrop;     /* solver_qkdrop.c */
-extern const kat_attn_solver kat_solver_hash;       /* solver_hash.c */
-extern const kat_attn_solver kat_solver_lsh;        /* solver_lsh.c */
-extern const kat_attn_solver kat_solver_window;     /* solver_window.c */
-extern const kat_attn_solver kat_solver_blockmask;  /* solver_blockmask.c */
-extern const kat_attn_solver kat_solver_linear;     /* solver_linear.c */
+extern const kat_attn_solver kat__solver_flash;      /* solver_flash.c */
+extern const kat_attn_solver kat__solver_qkdrop;     /* solver_qkdrop.c */
+extern const kat_attn_solver kat__solver_hash;       /* solver_hash.c */
+extern const kat_attn_solver kat__solver_lsh;        /* solver_lsh.c */
+extern const kat_attn_solver kat__solver_window;     /* solver_window.c */
+extern const kat_attn_solver kat__solver_blockmask;  /* solver_blockmask.c */
+extern const kat_attn_solver kat__solver_linear;     /* solver_linear.c */
 
 /* A pattern's per-call fields that the kind does not read must be NULL: a caller who passes
  * buckets to a dense plan has the wrong plan. Names the first stray field. */
-kat_status kat_attn_args_unused(const kat_attn_args *args, const kat_attn_pattern *p);
+kat_status kat__attn_args_unused(const kat_attn_args *args, const kat_attn_pattern *p);
 
 #endif

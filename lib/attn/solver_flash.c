@@ -9,10 +9,10 @@
 #define BQ KAT_FLASH_BQ
 #define BK KAT_FLASH_BK
 
-kat_status kat_flash_plan_init(kat_flash_plan *p, const kat_attn_desc *d)
+kat_status kat__flash_plan_init(kat_flash_plan *p, const kat_attn_desc *d)
 {
     p->d = *d;
-    kat_flash_ctx_init(&p->ctx, kat_kernels_get(), d->D, d->Dv, d->scale);
+    kat__flash_ctx_init(&p->ctx, kat__kernels_get(), d->D, d->Dv, d->scale);
     p->threads = kat_num_threads();
     p->parallel = (double)d->B * (double)d->H * (double)d->N * (double)d->M * (double)d->D >=
                   KAT_FLASH_PARALLEL_MIN;
@@ -20,8 +20,8 @@ kat_status kat_flash_plan_init(kat_flash_plan *p, const kat_attn_desc *d)
     p->tpn = (d->N + BQ - 1) / BQ;
     p->n_pad = p->tpn * BQ;
     p->nkt = (d->M + BK - 1) / BK;
-    kat_status st = kat_flash_forward_layout(p);
-    return st ? st : kat_flash_backward_layout(p);
+    kat_status st = kat__flash_forward_layout(p);
+    return st ? st : kat__flash_backward_layout(p);
 }
 
 static int supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why)
@@ -42,7 +42,7 @@ static kat_status create(kat_attn_plan *plan)
     kat_flash_plan *p = kat_calloc(1, sizeof *p);
     if (!p)
         return KAT_ENOMEM;
-    kat_status st = kat_flash_plan_init(p, &plan->d);
+    kat_status st = kat__flash_plan_init(p, &plan->d);
     if (st) {
         kat_free(p);
         return st;
@@ -62,12 +62,12 @@ static size_t workspace_size(const kat_attn_plan *plan, kat_attn_pass pass)
 static kat_status check(const kat_attn_plan *plan, const kat_attn_args *args,
                         const kat_attn_io *io, kat_attn_pass pass)
 {
-    kat_status st = kat_attn_args_unused(args, &plan->pattern);
+    kat_status st = kat__attn_args_unused(args, &plan->pattern);
     if (st)
         return st;
     if (pass == KAT_ATTN_FORWARD)
-        return kat_attn_check_forward(&plan->d, io->q, io->k, io->v, io->o, io->lse);
-    return kat_attn_check_backward(&plan->d, io->q, io->k, io->v, io->o, io->lse, io->dout,
+        return kat__attn_check_forward(&plan->d, io->q, io->k, io->v, io->o, io->lse);
+    return kat__attn_check_backward(&plan->d, io->q, io->k, io->v, io->o, io->lse, io->dout,
                                    io->dq, io->dk, io->dv, 1, 0);
 }
 
@@ -75,7 +75,7 @@ static kat_status forward(const kat_attn_plan *plan, const kat_attn_args *args,
                           const kat_attn_io *io, unsigned char *work)
 {
     (void)args;
-    kat_flash_dense_forward(plan->impl, io->q, io->k, io->v, io->o, io->lse, work);
+    kat__flash_dense_forward(plan->impl, io->q, io->k, io->v, io->o, io->lse, work);
     return KAT_OK;
 }
 
@@ -83,7 +83,7 @@ static kat_status backward(const kat_attn_plan *plan, const kat_attn_args *args,
                            const kat_attn_io *io, unsigned char *work)
 {
     (void)args;
-    kat_flash_dense_backward(plan->impl, io->q, io->k, io->v, io->o, io->lse, io->dout, io->dq,
+    kat__flash_dense_backward(plan->impl, io->q, io->k, io->v, io->o, io->lse, io->dout, io->dq,
                              io->dk, io->dv, work);
     return KAT_OK;
 }
@@ -98,7 +98,7 @@ static int threads(const kat_attn_plan *plan)
     return ((const kat_flash_plan *)plan->impl)->threads;
 }
 
-const kat_attn_solver kat_solver_flash = {
+const kat_attn_solver kat__solver_flash = {
     .name = "flash", .supports = supports, .create = create, .destroy = destroy,
     .workspace_size = workspace_size, .check = check, .forward = forward,
     .backward = backward, .stats = NULL, .isa = isa, .threads = threads,

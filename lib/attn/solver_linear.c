@@ -38,12 +38,12 @@ static kat_status create(kat_attn_plan *plan)
     lp->opts = plan->pattern.linear;
     lp->opts.causal = d->causal;
     lp->threads = kat_num_threads();
-    kat_status st = lin_configure("linear plan", plan->pattern.map, &lp->opts, 1, d->B, d->H,
+    kat_status st = kat__lin_configure("linear plan", plan->pattern.map, &lp->opts, 1, d->B, d->H,
                                   d->N, d->M, d->D, d->D, d->Dv, &lp->shape);
     if (!st)
-        st = lin_schedule("linear plan", &lp->shape, 0, lp->threads, &lp->fwd);
+        st = kat__lin_schedule("linear plan", &lp->shape, 0, lp->threads, &lp->fwd);
     if (!st)
-        st = lin_schedule("linear plan", &lp->shape, 1, lp->threads, &lp->bwd);
+        st = kat__lin_schedule("linear plan", &lp->shape, 1, lp->threads, &lp->bwd);
     if (st) {
         kat_free(lp);
         return st;
@@ -66,7 +66,7 @@ static kat_status same_shape(const kat_attn_plan *plan, const lin_problem *p)
 {
     const kat_attn_desc *d = &plan->d;
     if (p->B != d->B || p->H != d->H || p->nq != d->N || p->nk != d->M || p->dv != d->Dv)
-        return kat_fail(KAT_EINVAL, "linear attention: the views give B = %zu, H = %zu, "
+        return kat__fail(KAT_EINVAL, "linear attention: the views give B = %zu, H = %zu, "
                         "N = %zu, M = %zu, D_v = %zu, but the plan was made for %zu, %zu, %zu, "
                         "%zu, %zu", p->B, p->H, p->nq, p->nk, p->dv, d->B, d->H, d->N, d->M,
                         d->Dv);
@@ -76,20 +76,20 @@ static kat_status same_shape(const kat_attn_plan *plan, const lin_problem *p)
 static kat_status check(const kat_attn_plan *plan, const kat_attn_args *args,
                         const kat_attn_io *io, kat_attn_pass pass)
 {
-    kat_status st = kat_attn_args_unused(args, &plan->pattern);
+    kat_status st = kat__attn_args_unused(args, &plan->pattern);
     if (st)
         return st;
     if (io->lse)
-        return kat_fail(KAT_EINVAL, "lse: linear attention has no logsumexp (pass NULL)");
+        return kat__fail(KAT_EINVAL, "lse: linear attention has no logsumexp (pass NULL)");
     const lin_plan *lp = plan->impl;
     static const kat_attn_args none = {0};
     const kat_attn_args *a = args ? args : &none;
     lin_problem p;
     if (pass == KAT_ATTN_FORWARD)
-        st = lin_check_forward("linear attention", plan->pattern.map, &lp->opts, io->q, io->k,
+        st = kat__lin_check_forward("linear attention", plan->pattern.map, &lp->opts, io->q, io->k,
                                io->v, io->o, a->state_in, a->state_out, &p);
     else
-        st = lin_check_backward("linear attention backward", plan->pattern.map, &lp->opts,
+        st = kat__lin_check_backward("linear attention backward", plan->pattern.map, &lp->opts,
                                 io->q, io->k, io->v, io->o, io->dout, io->dq, io->dk, io->dv,
                                 a->state_in, a->d_state_in, &p);
     return st ? st : same_shape(plan, &p);
@@ -112,7 +112,7 @@ static kat_status forward(const kat_attn_plan *plan, const kat_attn_args *args,
 {
     const lin_plan *lp = plan->impl;
     lin_problem p = call_problem(plan, args, io);
-    return lin_forward_run(&p, &lp->fwd, args ? args->state_out : NULL, work);
+    return kat__lin_forward_run(&p, &lp->fwd, args ? args->state_out : NULL, work);
 }
 
 static kat_status backward(const kat_attn_plan *plan, const kat_attn_args *args,
@@ -120,7 +120,7 @@ static kat_status backward(const kat_attn_plan *plan, const kat_attn_args *args,
 {
     const lin_plan *lp = plan->impl;
     lin_problem p = call_problem(plan, args, io);
-    return lin_backward_run(&p, &lp->bwd, args ? args->d_state_in : NULL, work);
+    return kat__lin_backward_run(&p, &lp->bwd, args ? args->d_state_in : NULL, work);
 }
 
 static const char *isa(const kat_attn_plan *plan)
@@ -130,7 +130,7 @@ static const char *isa(const kat_attn_plan *plan)
 
 static int threads(const kat_attn_plan *plan) { return ((const lin_plan *)plan->impl)->threads; }
 
-const kat_attn_solver kat_solver_linear = {
+const kat_attn_solver kat__solver_linear = {
     .name = "linear", .supports = supports, .create = create, .destroy = destroy,
     .workspace_size = workspace_size, .check = check, .forward = forward,
     .backward = backward, .stats = NULL, .isa = isa, .threads = threads,

@@ -3,20 +3,20 @@
 
 static int supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why)
 {
-    return p->kind == KAT_ATTN_QKDROP && kat_sparse_solver_supports(d, p, why);
+    return p->kind == KAT_ATTN_QKDROP && kat__sparse_solver_supports(d, p, why);
 }
 
 static kat_status build(const kat_attn_plan *plan, const kat_attn_args *args,
                         const kat_attn_io *io, int threads, kat_sparse_layout **out)
 {
     (void)io;
-    return kat_sparse_qk_layout_create(&plan->d, threads, args ? args->q_keep : NULL,
+    return kat__sparse_qk_layout_create(&plan->d, threads, args ? args->q_keep : NULL,
                                        args ? args->k_keep : NULL, out);
 }
 
 static kat_status create(kat_attn_plan *plan)
 {
-    return kat_sparse_solver_create(plan, NULL, build, 0);
+    return kat__sparse_solver_create(plan, NULL, build, 0);
 }
 
-const kat_attn_solver kat_solver_qkdrop = KAT_SPARSE_SOLVER("qkdrop", supports, create);
+const kat_attn_solver kat__solver_qkdrop = KAT_SPARSE_SOLVER("qkdrop", supports, create);

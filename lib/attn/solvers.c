@@ -3,13 +3,13 @@
  * here (before the CPU solvers it should win over). */
 #include "attn/solver.h"
 
-const kat_attn_solver *const kat_attn_solvers[] = {
-    &kat_solver_flash,
-    &kat_solver_qkdrop,
-    &kat_solver_hash,
-    &kat_solver_lsh,
-    &kat_solver_window,
-    &kat_solver_blockmask,
-    &kat_solver_linear,
+const kat_attn_solver *const kat__attn_solvers[] = {
+    &kat__solver_flash,
+    &kat__solver_qkdrop,
+    &kat__solver_hash,
+    &kat__solver_lsh,
+    &kat__solver_window,
+    &kat__solver_blockmask,
+    &kat__solver_linear,
     NULL,
 };

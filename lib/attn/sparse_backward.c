@@ -42,7 +42,7 @@ enum { BWD_BUFFERS = 16 };
 static void bwd_sizes(const kat_sparse_layout *L, size_t sizes[BWD_BUFFERS])
 {
     size_t nt = L->max_touch ? L->max_touch : 1, ldd = L->ctx.ldd;
-    size_t qfloats = kat_flash_bwd_q_floats(&L->ctx), i = 0;
+    size_t qfloats = kat__flash_bwd_q_floats(&L->ctx), i = 0;
     sizes[i++] = nt * sizeof(kat_flash_bwd_q);
     sizes[i++] = nt * qfloats * sizeof(float);
     sizes[i++] = nt * BQ * ldd * sizeof(float);
@@ -53,7 +53,7 @@ static void bwd_sizes(const kat_sparse_layout *L, size_t sizes[BWD_BUFFERS])
     sizes[i++] = BQ * sizeof(int32_t);
     sizes[i++] = BK * ldd * sizeof(float);
     sizes[i++] = BK * ldd * sizeof(float);
-    sizes[i++] = kat_flash_bwd_scratch_floats() * sizeof(float);
+    sizes[i++] = kat__flash_bwd_scratch_floats() * sizeof(float);
     sizes[i++] = BK * sizeof(void *);
     sizes[i++] = BK * sizeof(void *);
     sizes[i++] = BK * sizeof(int32_t);
@@ -83,12 +83,12 @@ static void bwd_thread_carve(const kat_sparse_layout *L, bwd_thread *th, unsigne
     th->out_rows = kat_flash_carve(&mem, sizes[i++]);
 }
 
-size_t kat_sparse_bwd_thread_bytes(const kat_sparse_layout *L)
+size_t kat__sparse_bwd_thread_bytes(const kat_sparse_layout *L)
 {
     /* The per-tile buffers scale with max_touch, at most the query tiles of one group; check
      * their products anyway (0 means overflow). */
     size_t nt = L->max_touch ? L->max_touch : 1, t, total = 0, sizes[BWD_BUFFERS];
-    if (kat_mul3_overflow(nt, kat_flash_bwd_q_floats(&L->ctx) + BQ * L->ctx.ldd, sizeof(float),
+    if (kat_mul3_overflow(nt, kat__flash_bwd_q_floats(&L->ctx) + BQ * L->ctx.ldd, sizeof(float),
                           &t) ||
         kat_mul3_overflow(nt, 2 * BQ, sizeof(void *), &t))
         return 0;
@@ -124,7 +124,7 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
     const kat_flash_ctx *ctx = &L->ctx;
     const sp_unit *U = &L->units[u];
     size_t H = L->d.H, Hkv = L->d.H_kv, b = U->group / Hkv, hk = U->group % Hkv;
-    size_t ldd = ctx->ldd, tile_floats = BQ * ldd, qfloats = kat_flash_bwd_q_floats(ctx);
+    size_t ldd = ctx->ldd, tile_floats = BQ * ldd, qfloats = kat__flash_bwd_q_floats(ctx);
     const size_t *tq = L->touch + U->touch0;
     size_t ntouch = U->touch1 - U->touch0;
 
@@ -141,7 +141,7 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
             th->lse[i] = kat_tensor_row(a->lse, b, h, p);
             th->qlim[i] = qp[i] + L->shift;
         }
-        kat_flash_bwd_prepare(ctx, &th->bq[s], th->bq_store + s * qfloats, Q->n, qr, dr,
+        kat__flash_bwd_prepare(ctx, &th->bq[s], th->bq_store + s * qfloats, Q->n, qr, dr,
                               th->orows, th->lse, L->d.causal ? th->qlim : NULL);
         memset(th->dq + s * tile_floats, 0, Q->n * ldd * sizeof(float));
     }
@@ -164,22 +164,22 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
             const sp_tile *Q = &L->qs.tiles[qt];
             unsigned mask = L->bwd_mask[e];
             if (mask & SP_MASK_BITS) {
-                int r = kat_sparse_pair_bits(L, Q, K, b, Q->head % H, th->bits);
+                int r = kat__sparse_pair_bits(L, Q, K, b, Q->head % H, th->bits);
                 if (r == 0)
                     continue;
                 if (r == 2)
                     mask &= ~(unsigned)SP_MASK_BITS;
             }
             kat_flash_ktile ktile = {K->n, th->krows, th->vrows, th->kpos, mask, th->bits};
-            kat_flash_bwd_step(ctx, &th->bq[s], &ktile, th->dq + s * tile_floats, th->dk,
+            kat__flash_bwd_step(ctx, &th->bq[s], &ktile, th->dq + s * tile_floats, th->dk,
                                th->dv, th->scratch);
         }
         for (size_t j = 0; j < K->n; j++)
             th->out_rows[j] = kat_tensor_row(a->dk, b, hk, (size_t)kp[j]);
-        kat_flash_store_rows(ctx, K->n, th->dk, ctx->scale, th->out_rows, ctx->D);
+        kat__flash_store_rows(ctx, K->n, th->dk, ctx->scale, th->out_rows, ctx->D);
         for (size_t j = 0; j < K->n; j++)
             th->out_rows[j] = kat_tensor_row(a->dv, b, hk, (size_t)kp[j]);
-        kat_flash_store_rows(ctx, K->n, th->dv, 1.0f, th->out_rows, ctx->Dv);
+        kat__flash_store_rows(ctx, K->n, th->dv, 1.0f, th->out_rows, ctx->Dv);
     }
 
     for (size_t s = 0; s < ntouch; s++) {
@@ -189,7 +189,7 @@ static void bwd_unit(const kat_sparse_layout *L, const bwd_args *a, size_t u, bw
             const int32_t *qp = L->qs.pos + Q->row0;
             for (size_t i = 0; i < Q->n; i++)
                 th->out_rows[i] = kat_tensor_row(a->dq, b, h, (size_t)qp[i]);
-            kat_flash_store_rows(ctx, Q->n, th->dq + s * tile_floats, ctx->scale, th->out_rows,
+            kat__flash_store_rows(ctx, Q->n, th->dq + s * tile_floats, ctx->scale, th->out_rows,
                                  ctx->D);
         } else {
             memcpy(parts + (U->part0 + s) * tile_floats, th->dq + s * tile_floats,
@@ -245,7 +245,7 @@ static void bwd_fill_dropped(const kat_sparse_layout *L, const bwd_args *a, int 
     }
 }
 
-void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
+void kat__sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
                              const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                              const kat_tensor *lse, const kat_tensor *dout,
                              const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,
@@ -257,12 +257,12 @@ void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
     unsigned char *cur = work + L->bwd_gather_off;
     size_t qr = L->qs.head_off[L->qs.heads], kr = L->ks.head_off[L->ks.heads];
     if (L->gather_q) {
-        a.qg = kat_sparse_gather_region(&cur, qr, D);
-        a.dg = kat_sparse_gather_region(&cur, qr, L->d.Dv);
+        a.qg = kat__sparse_gather_region(&cur, qr, D);
+        a.dg = kat__sparse_gather_region(&cur, qr, L->d.Dv);
     }
     if (L->gather_k) {
-        a.kg = kat_sparse_gather_region(&cur, kr, D);
-        a.vg = kat_sparse_gather_region(&cur, kr, L->d.Dv);
+        a.kg = kat__sparse_gather_region(&cur, kr, D);
+        a.vg = kat__sparse_gather_region(&cur, kr, L->d.Dv);
     }
     size_t qfill = L->qs.compact ? L->qs.heads : 0, kfill = L->ks.compact ? L->ks.heads : 0;
     float *parts = (float *)(work + L->bwd_part_off);
@@ -275,11 +275,11 @@ void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
 #pragma omp for schedule(dynamic, 1)
         for (size_t i = 0; i < gq + gk; i++) {
             if (i < gq) {
-                kat_sparse_gather_head(&L->qs, q, i, (float *)a.qg);
-                kat_sparse_gather_head(&L->qs, dout, i, (float *)a.dg);
+                kat__sparse_gather_head(&L->qs, q, i, (float *)a.qg);
+                kat__sparse_gather_head(&L->qs, dout, i, (float *)a.dg);
             } else {
-                kat_sparse_gather_head(&L->ks, k, i - gq, (float *)a.kg);
-                kat_sparse_gather_head(&L->ks, v, i - gq, (float *)a.vg);
+                kat__sparse_gather_head(&L->ks, k, i - gq, (float *)a.kg);
+                kat__sparse_gather_head(&L->ks, v, i - gq, (float *)a.vg);
             }
         }
 #pragma omp for schedule(dynamic, 1)

@@ -24,7 +24,7 @@ static void clip_lanes(int64_t a, int64_t b, int64_t p0, size_t n, size_t *lo, s
     *hi = (size_t)h;
 }
 
-void kat_sparse_pred_lanes(const sp_pred *p, int64_t p0, size_t n, int64_t j, size_t *lo,
+void kat__sparse_pred_lanes(const sp_pred *p, int64_t p0, size_t n, int64_t j, size_t *lo,
                            size_t *hi, size_t *lo2, size_t *hi2)
 {
     /* Aligned query position i' = i + s; the conditions below are on i'. */
@@ -43,7 +43,7 @@ void kat_sparse_pred_lanes(const sp_pred *p, int64_t p0, size_t n, int64_t j, si
         clip_lanes(0, (int64_t)p->global - 1, p0, n, lo2, hi2);
 }
 
-int kat_sparse_pred_eval(const sp_pred *p, size_t b, size_t h, size_t i, size_t j)
+int kat__sparse_pred_eval(const sp_pred *p, size_t b, size_t h, size_t i, size_t j)
 {
     int64_t d = (int64_t)i + (int64_t)p->M - (int64_t)p->N - (int64_t)j;   /* i' - j */
     int64_t W = (int64_t)p->window;
@@ -64,7 +64,7 @@ int kat_sparse_pred_eval(const sp_pred *p, size_t b, size_t h, size_t i, size_t 
     }
 }
 
-int kat_sparse_pair_bits(const kat_sparse_layout *L, const sp_tile *Q, const sp_tile *K,
+int kat__sparse_pair_bits(const kat_sparse_layout *L, const sp_tile *Q, const sp_tile *K,
                          size_t b, size_t h, uint64_t *bits)
 {
     size_t n = Q->n, nk = K->n;
@@ -91,7 +91,7 @@ int kat_sparse_pair_bits(const kat_sparse_layout *L, const sp_tile *Q, const sp_
             /* Block-mode tiles hold consecutive positions. */
             for (size_t j = 0; j < nk; j++) {
                 size_t lo, hi, lo2, hi2;
-                kat_sparse_pred_lanes(p, Q->pmin, n, kp[j], &lo, &hi, &lo2, &hi2);
+                kat__sparse_pred_lanes(p, Q->pmin, n, kp[j], &lo, &hi, &lo2, &hi2);
                 bits[j] = lane_range(lo, hi) | lane_range(lo2, hi2);
             }
             break;
@@ -110,7 +110,7 @@ int kat_sparse_pair_bits(const kat_sparse_layout *L, const sp_tile *Q, const sp_
             for (size_t j = 0; j < nk; j++) {
                 uint64_t w = 0;
                 for (size_t i = 0; i < n; i++)
-                    w |= (uint64_t)kat_sparse_pred_eval(p, b, h, (size_t)qp[i], (size_t)kp[j])
+                    w |= (uint64_t)kat__sparse_pred_eval(p, b, h, (size_t)qp[i], (size_t)kp[j])
                          << i;
                 bits[j] = w;
             }

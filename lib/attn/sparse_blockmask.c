@@ -24,21 +24,21 @@ static kat_status bm_alloc(size_t B, size_t H, size_t N, size_t M, size_t bq, si
                            kat_sparse_blockmask **out)
 {
     if (bq == 0 || bk == 0)
-        return kat_fail(KAT_EINVAL, "block sizes block_q = %zu, block_k = %zu must be >= 1", bq,
+        return kat__fail(KAT_EINVAL, "block sizes block_q = %zu, block_k = %zu must be >= 1", bq,
                         bk);
     if (N >= (size_t)INT32_MAX || M >= (size_t)INT32_MAX)
-        return kat_fail(KAT_ERANGE, "block mask: N = %zu, M = %zu must be below 2^31 - 1", N, M);
+        return kat__fail(KAT_ERANGE, "block mask: N = %zu, M = %zu must be below 2^31 - 1", N, M);
     size_t nqb = (N + bq - 1) / bq, nkb = (M + bk - 1) / bk, lists, t;
     if (kat_mul3_overflow(B, H, nqb, &lists) || kat_mul3_overflow(B, H, nkb, &t) ||
         lists == SIZE_MAX || t == SIZE_MAX)
-        return kat_fail(KAT_ERANGE, "block mask: B = %zu, H = %zu with %zu blocks overflows", B,
+        return kat__fail(KAT_ERANGE, "block mask: B = %zu, H = %zu with %zu blocks overflows", B,
                         H, nqb > nkb ? nqb : nkb);
     kat_sparse_blockmask *m = kat_calloc(1, sizeof *m);
     if (!m)
         return KAT_ENOMEM;
     m->B = B, m->H = H, m->N = N, m->M = M, m->bq = bq, m->bk = bk, m->nqb = nqb, m->nkb = nkb;
     m->pred.B = B, m->pred.H = H, m->pred.N = N, m->pred.M = M;
-    m->kv_off = kat_alloc_array(lists + 1, sizeof(size_t), "block mask offsets");
+    m->kv_off = kat__alloc_array(lists + 1, sizeof(size_t), "block mask offsets");
     if (!m->kv_off) {
         kat_free(m);
         return KAT_ENOMEM;
@@ -52,8 +52,8 @@ static kat_status bm_alloc(size_t B, size_t H, size_t N, size_t M, size_t bq, si
 static kat_status bm_alloc_entries(kat_sparse_blockmask *m)
 {
     size_t E = m->kv_off[m->B * m->H * m->nqb];
-    m->kv_idx = kat_alloc_array(E ? E : 1, sizeof(int32_t), "block mask entries");
-    m->kv_full = kat_alloc_array(E ? E : 1, 1, "block mask flags");
+    m->kv_idx = kat__alloc_array(E ? E : 1, sizeof(int32_t), "block mask entries");
+    m->kv_full = kat__alloc_array(E ? E : 1, 1, "block mask flags");
     return m->kv_idx && m->kv_full ? KAT_OK : KAT_ENOMEM;
 }
 
@@ -62,8 +62,8 @@ static kat_status bm_transpose(kat_sparse_blockmask *m)
 {
     size_t heads = m->B * m->H, E = m->kv_off[heads * m->nqb];
     m->q_off = kat_calloc(heads * m->nkb + 1, sizeof(size_t));
-    m->q_idx = kat_alloc_array(E ? E : 1, sizeof(int32_t), "block mask transposed entries");
-    m->q_full = kat_alloc_array(E ? E : 1, 1, "block mask transposed flags");
+    m->q_idx = kat__alloc_array(E ? E : 1, sizeof(int32_t), "block mask transposed entries");
+    m->q_full = kat__alloc_array(E ? E : 1, 1, "block mask transposed flags");
     if (!m->q_off || !m->q_idx || !m->q_full)
         return KAT_ENOMEM;
     for (size_t hd = 0; hd < heads; hd++)
@@ -75,7 +75,7 @@ static kat_status bm_transpose(kat_sparse_blockmask *m)
     for (size_t i = 0; i < heads * m->nkb; i++)
         m->q_off[i + 1] += m->q_off[i];
     size_t lists = heads * m->nkb;
-    size_t *cur = kat_alloc_array(lists ? lists : 1, sizeof(size_t), "block mask transpose cursor");
+    size_t *cur = kat__alloc_array(lists ? lists : 1, sizeof(size_t), "block mask transpose cursor");
     if (!cur)
         return KAT_ENOMEM;
     memcpy(cur, m->q_off, lists * sizeof(size_t));
@@ -98,28 +98,28 @@ static kat_status check_lists(const kat_sparse_blockmask_desc *desc, size_t list
 {
     const size_t *off = desc->offsets;
     if (!off)
-        return kat_fail(KAT_EINVAL, "blockmask desc: offsets is NULL");
+        return kat__fail(KAT_EINVAL, "blockmask desc: offsets is NULL");
     if (off[0] != 0)
-        return kat_fail(KAT_EINVAL, "blockmask desc: offsets[0] = %zu, must be 0", off[0]);
+        return kat__fail(KAT_EINVAL, "blockmask desc: offsets[0] = %zu, must be 0", off[0]);
     for (size_t l = 0; l < lists; l++)
         if (off[l + 1] < off[l] || off[l + 1] - off[l] > nkb)
-            return kat_fail(KAT_EINVAL,
+            return kat__fail(KAT_EINVAL,
                             "blockmask desc: offsets[%zu] = %zu after %zu: a list holds 0 .. "
                             "nkb = %zu key blocks",
                             l + 1, off[l + 1], off[l], nkb);
     if (off[lists] && !desc->kblocks)
-        return kat_fail(KAT_EINVAL, "blockmask desc: kblocks is NULL for %zu entries", off[lists]);
+        return kat__fail(KAT_EINVAL, "blockmask desc: kblocks is NULL for %zu entries", off[lists]);
     for (size_t l = 0; l < lists; l++)
         for (size_t e = off[l]; e < off[l + 1]; e++) {
             int32_t kb = desc->kblocks[e];
             size_t qb = l % nqb, hd = l / nqb;
             if (kb < 0 || (size_t)kb >= nkb)
-                return kat_fail(KAT_EINVAL,
+                return kat__fail(KAT_EINVAL,
                                 "blockmask desc: kblocks[%zu] = %d (head %zu, query block %zu) "
                                 "is outside [0, nkb = %zu)",
                                 e, (int)kb, hd, qb, nkb);
             if (e > off[l] && kb <= desc->kblocks[e - 1])
-                return kat_fail(KAT_EINVAL,
+                return kat__fail(KAT_EINVAL,
                                 "blockmask desc: kblocks of head %zu, query block %zu are not "
                                 "strictly increasing (%d after %d)",
                                 hd, qb, (int)kb, (int)desc->kblocks[e - 1]);
@@ -131,9 +131,9 @@ kat_status kat_sparse_blockmask_create(const kat_sparse_blockmask_desc *desc,
                                        kat_sparse_blockmask **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "blockmask_create: out is NULL");
+        return kat__fail(KAT_EINVAL, "blockmask_create: out is NULL");
     if (!desc)
-        return kat_fail(KAT_EINVAL, "blockmask_create: desc is NULL");
+        return kat__fail(KAT_EINVAL, "blockmask_create: desc is NULL");
     kat_sparse_blockmask *m = NULL;
     kat_status st = bm_alloc(desc->B, desc->H, desc->N, desc->M, desc->block_q, desc->block_k, &m);
     if (st)
@@ -219,7 +219,7 @@ static int classify_pred(const kat_sparse_blockmask *m, size_t a0, size_t a1, si
     int any = 0, all = 1;
     for (size_t j = j0; j < j1; j++) {
         size_t lo, hi, lo2, hi2;
-        kat_sparse_pred_lanes(&m->pred, (int64_t)a0, n, (int64_t)j, &lo, &hi, &lo2, &hi2);
+        kat__sparse_pred_lanes(&m->pred, (int64_t)a0, n, (int64_t)j, &lo, &hi, &lo2, &hi2);
         int e1 = lo < hi, e2 = lo2 < hi2;
         any |= e1 | e2;
         int full = (e1 && lo == 0 && hi == n) || (e2 && lo2 == 0 && hi2 == n) ||
@@ -283,11 +283,11 @@ kat_status kat_sparse_blockmask_sliding_window(size_t N, size_t M, size_t window
                                                kat_sparse_blockmask **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "sliding_window: out is NULL");
+        return kat__fail(KAT_EINVAL, "sliding_window: out is NULL");
     if (window == 0)
-        return kat_fail(KAT_EINVAL, "sliding_window: window = 0, must be >= 1");
+        return kat__fail(KAT_EINVAL, "sliding_window: window = 0, must be >= 1");
     if (window >= (size_t)INT32_MAX)
-        return kat_fail(KAT_ERANGE, "sliding_window: window = %zu is not below 2^31 - 1", window);
+        return kat__fail(KAT_ERANGE, "sliding_window: window = %zu is not below 2^31 - 1", window);
     return bm_from_pred(SP_PRED_WINDOW, N, M, 0, window, causal, block_q, block_k, out);
 }
 
@@ -296,9 +296,9 @@ kat_status kat_sparse_blockmask_global(size_t N, size_t M, size_t n_global, size
                                        kat_sparse_blockmask **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "blockmask_global: out is NULL");
+        return kat__fail(KAT_EINVAL, "blockmask_global: out is NULL");
     if (window >= (size_t)INT32_MAX || n_global >= (size_t)INT32_MAX)
-        return kat_fail(KAT_ERANGE,
+        return kat__fail(KAT_ERANGE,
                         "blockmask_global: n_global = %zu, window = %zu must be below 2^31 - 1",
                         n_global, window);
     return bm_from_pred(SP_PRED_GLOBAL, N, M, n_global, window, causal, block_q, block_k, out);
@@ -309,13 +309,13 @@ kat_status kat_sparse_blockmask_from_dense(const uint8_t *mask, size_t B, size_t
                                            kat_sparse_blockmask **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "blockmask_from_dense: out is NULL");
+        return kat__fail(KAT_EINVAL, "blockmask_from_dense: out is NULL");
     size_t t;
     if (kat_mul3_overflow(B, H, N, &t) || kat_mul_overflow(t, M, &t))
-        return kat_fail(KAT_ERANGE, "blockmask_from_dense: shape [%zu, %zu, %zu, %zu] overflows",
+        return kat__fail(KAT_ERANGE, "blockmask_from_dense: shape [%zu, %zu, %zu, %zu] overflows",
                         B, H, N, M);
     if (!mask && t)
-        return kat_fail(KAT_EINVAL, "blockmask_from_dense: mask is NULL");
+        return kat__fail(KAT_EINVAL, "blockmask_from_dense: mask is NULL");
     kat_sparse_blockmask *m = NULL;
     kat_status st = bm_alloc(B, H, N, M, block_q, block_k, &m);
     if (st)
@@ -323,7 +323,7 @@ kat_status kat_sparse_blockmask_from_dense(const uint8_t *mask, size_t B, size_t
     m->pred.kind = SP_PRED_DENSE;
     m->pred.dense = mask;
     size_t heads = B * H;
-    uint8_t *cls = kat_alloc_array(m->nkb ? m->nkb : 1, 1, "block classes");
+    uint8_t *cls = kat__alloc_array(m->nkb ? m->nkb : 1, 1, "block classes");
     if (!cls) {
         kat_sparse_blockmask_destroy(m);
         return KAT_ENOMEM;
@@ -383,12 +383,12 @@ static kat_status bm_list(const kat_sparse_blockmask *m, size_t b, size_t h, siz
 {
     const char *name = transposed ? "q_list" : "kv_list";
     if (!m)
-        return kat_fail(KAT_EINVAL, "blockmask %s: mask is NULL", name);
+        return kat__fail(KAT_EINVAL, "blockmask %s: mask is NULL", name);
     if (!count || !idx || !full)
-        return kat_fail(KAT_EINVAL, "blockmask %s: count, list or full is NULL", name);
+        return kat__fail(KAT_EINVAL, "blockmask %s: count, list or full is NULL", name);
     size_t nblk = transposed ? m->nkb : m->nqb;
     if (b >= m->B || h >= m->H || blk >= nblk)
-        return kat_fail(KAT_EINVAL,
+        return kat__fail(KAT_EINVAL,
                         "blockmask %s: (b = %zu, h = %zu, block = %zu) is outside the mask's "
                         "[%zu, %zu, %zu]",
                         name, b, h, blk, m->B, m->H, nblk);
@@ -425,14 +425,14 @@ static size_t block_pairs(const kat_sparse_layout *L, const void *ctx, size_t qt
     size_t bm = m->B == 1 ? 0 : b, hm = m->H == 1 ? 0 : h, qb = (size_t)Q->pmin / m->bq;
     size_t l = (bm * m->H + hm) * m->nqb + qb, k0, k1, n = 0;
     size_t per_block = (m->bk + BK - 1) / BK;
-    kat_sparse_group_tiles(L, qt, &k0, &k1);
+    kat__sparse_group_tiles(L, qt, &k0, &k1);
     for (size_t e = m->kv_off[l]; e < m->kv_off[l + 1]; e++) {
         size_t kb = (size_t)m->kv_idx[e], j0 = kb * m->bk;
         size_t rows = m->M - j0 < m->bk ? m->M - j0 : m->bk, cnt = (rows + BK - 1) / BK;
         uint8_t elem = !m->kv_full[e] && m->pred.kind != SP_PRED_NONE ? SP_MASK_BITS : 0;
         for (size_t t = 0; t < cnt; t++) {
             size_t id = k0 + kb * per_block + t;
-            int c = kat_sparse_causal_mask(L, Q, &L->ks.tiles[id]);
+            int c = kat__sparse_causal_mask(L, Q, &L->ks.tiles[id]);
             if (c < 0)
                 continue;
             if (kt)
@@ -447,7 +447,7 @@ static size_t block_pairs(const kat_sparse_layout *L, const void *ctx, size_t qt
 /* Natural order: every row of every head. */
 static kat_status natural_side(sp_side *s, size_t heads, size_t len)
 {
-    kat_status st = kat_sparse_side_alloc(s, heads, len, heads * len, 0);
+    kat_status st = kat__sparse_side_alloc(s, heads, len, heads * len, 0);
     if (st)
         return st;
     for (size_t hd = 0; hd <= heads; hd++)
@@ -458,26 +458,26 @@ static kat_status natural_side(sp_side *s, size_t heads, size_t len)
     return KAT_OK;
 }
 
-kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc, int threads,
+kat_status kat__sparse_block_layout_create(const kat_attn_desc *desc, int threads,
                                           const kat_sparse_blockmask *mask,
                                           kat_sparse_layout **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "block_layout_create: out is NULL");
+        return kat__fail(KAT_EINVAL, "block_layout_create: out is NULL");
     if (!mask)
-        return kat_fail(KAT_EINVAL, "block_layout_create: mask is NULL");
+        return kat__fail(KAT_EINVAL, "block_layout_create: mask is NULL");
     kat_sparse_layout *L = NULL;
-    kat_status st = kat_sparse_layout_alloc(desc, threads, &L);
+    kat_status st = kat__sparse_layout_alloc(desc, threads, &L);
     if (st)
         return st;
     const kat_attn_desc *d = &L->d;
     if (mask->N != d->N || mask->M != d->M || (mask->B != 1 && mask->B != d->B) ||
         (mask->H != 1 && mask->H != d->H)) {
-        st = kat_fail(KAT_EINVAL,
+        st = kat__fail(KAT_EINVAL,
                       "mask: shape [B = %zu, H = %zu, N = %zu, M = %zu] does not match the "
                       "attention's [%zu, %zu, %zu, %zu] (B and H may be 1)",
                       mask->B, mask->H, mask->N, mask->M, d->B, d->H, d->N, d->M);
-        kat_sparse_layout_destroy(L);
+        kat__sparse_layout_destroy(L);
         return st;
     }
     L->bits_src = SP_BITS_PRED;
@@ -486,10 +486,10 @@ kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc, int threads
     L->block_k = mask->bk;
     if ((st = natural_side(&L->qs, d->B * d->H, d->N)) ||
         (st = natural_side(&L->ks, d->B * d->H_kv, d->M)) ||
-        (st = kat_sparse_side_tile(&L->qs, BQ, mask->bq)) ||
-        (st = kat_sparse_side_tile(&L->ks, BK, mask->bk)) ||
-        (st = kat_sparse_layout_finish(L, block_pairs, mask))) {
-        kat_sparse_layout_destroy(L);
+        (st = kat__sparse_side_tile(&L->qs, BQ, mask->bq)) ||
+        (st = kat__sparse_side_tile(&L->ks, BK, mask->bk)) ||
+        (st = kat__sparse_layout_finish(L, block_pairs, mask))) {
+        kat__sparse_layout_destroy(L);
         return st;
     }
     *out = L;

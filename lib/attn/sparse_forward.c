@@ -35,7 +35,7 @@ typedef struct {
 static size_t fwd_thread_layout(const kat_flash_ctx *ctx, fwd_thread *th, unsigned char *mem)
 {
     size_t sizes[] = {
-        kat_flash_fwd_scratch_floats(ctx) * sizeof(float),
+        kat__flash_fwd_scratch_floats(ctx) * sizeof(float),
         3 * BQ * sizeof(void *),
         BQ * sizeof(int32_t),
         2 * BK * sizeof(void *),
@@ -46,7 +46,7 @@ static size_t fwd_thread_layout(const kat_flash_ctx *ctx, fwd_thread *th, unsign
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         total += kat_flash_round64(sizes[i]);
     if (mem) {
-        kat_flash_fwd_init(ctx, &th->st, kat_flash_carve(&mem, sizes[0]));
+        kat__flash_fwd_init(ctx, &th->st, kat_flash_carve(&mem, sizes[0]));
         void **p = kat_flash_carve(&mem, sizes[1]);
         th->qrows = (const float **)p;
         th->orows = (float **)(p + BQ);
@@ -61,7 +61,7 @@ static size_t fwd_thread_layout(const kat_flash_ctx *ctx, fwd_thread *th, unsign
     return total;
 }
 
-size_t kat_sparse_fwd_thread_bytes(const kat_sparse_layout *L)
+size_t kat__sparse_fwd_thread_bytes(const kat_sparse_layout *L)
 {
     return fwd_thread_layout(&L->ctx, NULL, NULL);
 }
@@ -71,14 +71,14 @@ typedef struct {
     const float *qg, *kg, *vg;   /* gathered rows in processing order, or NULL */
 } fwd_args;
 
-void kat_sparse_gather_head(const sp_side *s, const kat_tensor *t, size_t hd, float *dst)
+void kat__sparse_gather_head(const sp_side *s, const kat_tensor *t, size_t hd, float *dst)
 {
     size_t b = hd / t->H, h = hd % t->H, D = t->D;
     for (size_t r = s->head_off[hd]; r < s->head_off[hd + 1]; r++)
         memcpy(dst + r * D, kat_tensor_row(t, b, h, (size_t)s->pos[r]), D * sizeof(float));
 }
 
-float *kat_sparse_gather_region(unsigned char **cursor, size_t rows, size_t D)
+float *kat__sparse_gather_region(unsigned char **cursor, size_t rows, size_t D)
 {
     return kat_flash_carve(cursor, rows * D * sizeof(float));
 }
@@ -96,7 +96,7 @@ static void fwd_tile(const kat_sparse_layout *L, const fwd_args *a, size_t qt, f
         th->lse[i] = a->lse ? kat_tensor_row(a->lse, b, h, p) : NULL;
         th->qlim[i] = qp[i] + L->shift;
     }
-    kat_flash_fwd_begin(ctx, &th->st, Q->n, th->qrows, L->d.causal ? th->qlim : NULL);
+    kat__flash_fwd_begin(ctx, &th->st, Q->n, th->qrows, L->d.causal ? th->qlim : NULL);
     const kat_tensor *k = a->k, *v = a->v;
     const float *kbase = k->data + b * k->sb + hk * k->sh;
     const float *vbase = v->data + b * v->sb + hk * v->sh;
@@ -104,7 +104,7 @@ static void fwd_tile(const kat_sparse_layout *L, const fwd_args *a, size_t qt, f
         const sp_tile *K = &L->ks.tiles[L->fwd_kt[e]];
         unsigned mask = L->fwd_mask[e];
         if (mask & SP_MASK_BITS) {
-            int r = kat_sparse_pair_bits(L, Q, K, b, h, th->bits);
+            int r = kat__sparse_pair_bits(L, Q, K, b, h, th->bits);
             if (r == 0)
                 continue;   /* no lane may see any of these keys */
             if (r == 2)
@@ -126,9 +126,9 @@ static void fwd_tile(const kat_sparse_layout *L, const fwd_args *a, size_t qt, f
             }
         }
         kat_flash_ktile kt = {K->n, th->krows, th->vrows, th->kpos, mask, th->bits};
-        kat_flash_fwd_step(ctx, &th->st, &kt);
+        kat__flash_fwd_step(ctx, &th->st, &kt);
     }
-    kat_flash_fwd_end(ctx, &th->st, th->orows, a->lse ? th->lse : NULL);
+    kat__flash_fwd_end(ctx, &th->st, th->orows, a->lse ? th->lse : NULL);
 }
 
 /* o = 0 and lse = -inf for the query rows a QK-drop layout leaves out of head hd. */
@@ -148,7 +148,7 @@ static void fwd_fill_dropped(const kat_sparse_layout *L, const fwd_args *a, size
     }
 }
 
-void kat_sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
+void kat__sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
                             const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                             const kat_tensor *lse, unsigned char *work)
 {
@@ -157,10 +157,10 @@ void kat_sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
     size_t gq = L->gather_q ? L->qs.heads : 0, gk = L->gather_k ? L->ks.heads : 0;
     unsigned char *cur = work + L->fwd_gather_off;
     if (L->gather_q)
-        a.qg = kat_sparse_gather_region(&cur, L->qs.head_off[L->qs.heads], D);
+        a.qg = kat__sparse_gather_region(&cur, L->qs.head_off[L->qs.heads], D);
     if (L->gather_k) {
-        a.kg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], D);
-        a.vg = kat_sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], L->d.Dv);
+        a.kg = kat__sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], D);
+        a.vg = kat__sparse_gather_region(&cur, L->ks.head_off[L->ks.heads], L->d.Dv);
     }
     int T = L->threads;
     (void)T;
@@ -171,10 +171,10 @@ void kat_sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
 #pragma omp for schedule(dynamic, 1)
         for (size_t i = 0; i < gq + gk; i++) {
             if (i < gq) {
-                kat_sparse_gather_head(&L->qs, q, i, (float *)a.qg);
+                kat__sparse_gather_head(&L->qs, q, i, (float *)a.qg);
             } else {
-                kat_sparse_gather_head(&L->ks, k, i - gq, (float *)a.kg);
-                kat_sparse_gather_head(&L->ks, v, i - gq, (float *)a.vg);
+                kat__sparse_gather_head(&L->ks, k, i - gq, (float *)a.kg);
+                kat__sparse_gather_head(&L->ks, v, i - gq, (float *)a.vg);
             }
         }
 #pragma omp for schedule(dynamic, 1) nowait

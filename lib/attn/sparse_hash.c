@@ -20,11 +20,11 @@ static kat_status check_buckets(const int32_t *bk, const char *what, size_t B, s
     if (!total)
         return KAT_OK;
     if (!bk)
-        return kat_fail(KAT_EINVAL, "%s is NULL", what);
+        return kat__fail(KAT_EINVAL, "%s is NULL", what);
     for (size_t i = 0; i < total; i++)
         if (bk[i] < 0 || (size_t)bk[i] >= nb) {
             size_t n = i % N, h = i / N % H, b = i / N / H;
-            return kat_fail(KAT_EINVAL, "%s[%zu, %zu, %zu] = %d is outside [0, nb = %zu)", what,
+            return kat__fail(KAT_EINVAL, "%s[%zu, %zu, %zu] = %d is outside [0, nb = %zu)", what,
                             b, h, n, (int)bk[i], nb);
         }
     return KAT_OK;
@@ -39,7 +39,7 @@ static int by_key(const void *a, const void *b)
 /* Sort every head's rows by bucket, ties by position. */
 static kat_status hash_side(sp_side *s, const int32_t *bk, size_t heads, size_t len, size_t nb)
 {
-    kat_status st = kat_sparse_side_alloc(s, heads, len, heads * len, 1);
+    kat_status st = kat__sparse_side_alloc(s, heads, len, heads * len, 1);
     if (st)
         return st;
     for (size_t hd = 0; hd <= heads; hd++)
@@ -50,9 +50,9 @@ static kat_status hash_side(sp_side *s, const int32_t *bk, size_t heads, size_t 
     size_t *count = NULL;
     uint64_t *keys = NULL;
     if (counting)
-        count = kat_alloc_array(nb + 1, sizeof(size_t), "bucket counts");
+        count = kat__alloc_array(nb + 1, sizeof(size_t), "bucket counts");
     else
-        keys = kat_alloc_array(len, sizeof(uint64_t), "bucket sort keys");
+        keys = kat__alloc_array(len, sizeof(uint64_t), "bucket sort keys");
     if (!count && !keys)
         return KAT_ENOMEM;
     for (size_t hd = 0; hd < heads; hd++) {
@@ -92,7 +92,7 @@ static size_t hash_pairs(const kat_sparse_layout *L, const void *ctx, size_t qt,
     (void)ctx;
     const sp_tile *Q = &L->qs.tiles[qt], *tiles = L->ks.tiles;
     size_t k0, k1, n = 0;
-    kat_sparse_group_tiles(L, qt, &k0, &k1);
+    kat__sparse_group_tiles(L, qt, &k0, &k1);
     size_t lo = k0, hi = k1;   /* first tile with bmax >= Q.bmin */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -103,7 +103,7 @@ static size_t hash_pairs(const kat_sparse_layout *L, const void *ctx, size_t qt,
     }
     for (size_t t = lo; t < k1 && tiles[t].bmin <= Q->bmax; t++) {
         const sp_tile *K = &tiles[t];
-        int c = kat_sparse_causal_mask(L, Q, K);
+        int c = kat__sparse_causal_mask(L, Q, K);
         if (c < 0)
             continue;
         int one_bucket = Q->bmin == Q->bmax && K->bmin == K->bmax && Q->bmin == K->bmin;
@@ -114,16 +114,16 @@ static size_t hash_pairs(const kat_sparse_layout *L, const void *ctx, size_t qt,
     return n;
 }
 
-kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, int threads, size_t nb,
+kat_status kat__sparse_hash_layout_create(const kat_attn_desc *desc, int threads, size_t nb,
                                          const int32_t *q_buckets, const int32_t *k_buckets,
                                          kat_sparse_layout **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "hash_layout_create: out is NULL");
+        return kat__fail(KAT_EINVAL, "hash_layout_create: out is NULL");
     if (nb == 0 || nb > (size_t)INT32_MAX)
-        return kat_fail(KAT_EINVAL, "nb = %zu buckets: must be in 1 .. 2^31 - 1", nb);
+        return kat__fail(KAT_EINVAL, "nb = %zu buckets: must be in 1 .. 2^31 - 1", nb);
     kat_sparse_layout *L = NULL;
-    kat_status st = kat_sparse_layout_alloc(desc, threads, &L);
+    kat_status st = kat__sparse_layout_alloc(desc, threads, &L);
     if (st)
         return st;
     const kat_attn_desc *d = &L->d;
@@ -133,9 +133,9 @@ kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, int threads,
         (st = check_buckets(k_buckets, "k_buckets", d->B, d->H_kv, d->M, nb)) ||
         (st = hash_side(&L->qs, q_buckets, d->B * d->H, d->N, nb)) ||
         (st = hash_side(&L->ks, k_buckets, d->B * d->H_kv, d->M, nb)) ||
-        (st = kat_sparse_side_tile(&L->qs, BQ, 0)) || (st = kat_sparse_side_tile(&L->ks, BK, 0)) ||
-        (st = kat_sparse_layout_finish(L, hash_pairs, NULL))) {
-        kat_sparse_layout_destroy(L);
+        (st = kat__sparse_side_tile(&L->qs, BQ, 0)) || (st = kat__sparse_side_tile(&L->ks, BK, 0)) ||
+        (st = kat__sparse_layout_finish(L, hash_pairs, NULL))) {
+        kat__sparse_layout_destroy(L);
         return st;
     }
     *out = L;

@@ -18,21 +18,21 @@ typedef struct kat_sparse_layout kat_sparse_layout;
 
 /* QK-drop: keep the listed query rows (q_keep: B, H, N of the desc) and key rows (k_keep: B,
  * H_kv, M); NULL keeps every row of that side. */
-kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, int threads,
+kat_status kat__sparse_qk_layout_create(const kat_attn_desc *desc, int threads,
                                        const kat_sparse_keep *q_keep,
                                        const kat_sparse_keep *k_keep, kat_sparse_layout **out);
 /* Hash: q_buckets [B, H, N] and k_buckets [B, H_kv, M] (contiguous int32, values in
  * [0, nb)); query i sees key j only if q_buckets[i] == k_buckets[j]. nb = 1 is dense. */
-kat_status kat_sparse_hash_layout_create(const kat_attn_desc *desc, int threads, size_t nb,
+kat_status kat__sparse_hash_layout_create(const kat_attn_desc *desc, int threads, size_t nb,
                                          const int32_t *q_buckets, const int32_t *k_buckets,
                                          kat_sparse_layout **out);
 /* Block mask: shapes must match the desc (mask B and H equal or 1). The layout copies what it
  * needs (a dense mask's data and a predicate's arg are kept by reference). */
-kat_status kat_sparse_block_layout_create(const kat_attn_desc *desc, int threads,
+kat_status kat__sparse_block_layout_create(const kat_attn_desc *desc, int threads,
                                           const kat_sparse_blockmask *mask,
                                           kat_sparse_layout **out);
-void kat_sparse_layout_destroy(kat_sparse_layout *layout);   /* NULL ok */
-kat_status kat_sparse_layout_stats(const kat_sparse_layout *layout, kat_sparse_stats *out);
+void kat__sparse_layout_destroy(kat_sparse_layout *layout);   /* NULL ok */
+kat_status kat__sparse_layout_stats(const kat_sparse_layout *layout, kat_sparse_stats *out);
 
 /* Pair masks: the flash tile's mask bits (the element bits come from the pattern). */
 enum { SP_MASK_CAUSAL = KAT_FLASH_MASK_CAUSAL, SP_MASK_BITS = KAT_FLASH_MASK_BITS };
@@ -125,17 +125,17 @@ struct kat_sparse_layout {
 
 /* Check and resolve the desc (causal 0, 1 or 2), allocate a zeroed layout with the kernels
  * of now and `threads` threads (the plan's). */
-kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, int threads,
+kat_status kat__sparse_layout_alloc(const kat_attn_desc *desc, int threads,
                                    kat_sparse_layout **out);
 
 /* Allocate a side's head_off (heads + 1) and pos (rows), and bucket when with_bucket. */
-kat_status kat_sparse_side_alloc(sp_side *s, size_t heads, size_t len, size_t rows,
+kat_status kat__sparse_side_alloc(sp_side *s, size_t heads, size_t len, size_t rows,
                                  int with_bucket);
 
 /* Cut each head's ordered rows into tiles of at most `tile` rows; with seg > 0 no tile
  * crosses a multiple of seg ordered rows (block boundaries); with buckets, large buckets
  * start a new tile. Fills min/max position and bucket. */
-kat_status kat_sparse_side_tile(sp_side *s, size_t tile, size_t seg);
+kat_status kat__sparse_side_tile(sp_side *s, size_t tile, size_t seg);
 
 /* Pair generator of a mode: for query tile qt, write its pairs (key tile ids, increasing, and
  * masks) when kt is not NULL; return their number. Must give the same list both times. */
@@ -143,50 +143,50 @@ typedef size_t (*sp_pair_gen)(const kat_sparse_layout *L, const void *ctx, size_
                               size_t *kt, uint8_t *mask);
 
 /* Generate every pair, transpose, order the work and size the workspaces. */
-kat_status kat_sparse_layout_finish(kat_sparse_layout *L, sp_pair_gen gen, const void *ctx);
+kat_status kat__sparse_layout_finish(kat_sparse_layout *L, sp_pair_gen gen, const void *ctx);
 
 /* The key tiles of query tile qt's key/value group: [*k0, *k1). */
-void kat_sparse_group_tiles(const kat_sparse_layout *L, size_t qt, size_t *k0, size_t *k1);
+void kat__sparse_group_tiles(const kat_sparse_layout *L, size_t qt, size_t *k0, size_t *k1);
 
 /* Causal part of a pair's mask from the tiles' position ranges: -1 when no row of the key
  * tile is visible to any row of the query tile (skip), SP_MASK_CAUSAL when some are and some
  * are not, 0 when all are (or not causal). */
-int kat_sparse_causal_mask(const kat_sparse_layout *L, const sp_tile *Q, const sp_tile *K);
+int kat__sparse_causal_mask(const kat_sparse_layout *L, const sp_tile *Q, const sp_tile *K);
 
 /* ---- sparse_bits.c ------------------------------------------------------------------------ */
 
 /* The element bits of a masked pair: bits[j] bit i set when lane i of Q may see row j of K
  * (causality aside). Returns 0 when no bit is set (skip the pair), 2 when all n lanes of all
  * rows are set (no element mask needed), 1 otherwise. b and h are the query head's. */
-int kat_sparse_pair_bits(const kat_sparse_layout *L, const sp_tile *Q, const sp_tile *K,
+int kat__sparse_pair_bits(const kat_sparse_layout *L, const sp_tile *Q, const sp_tile *K,
                          size_t b, size_t h, uint64_t *bits);
 
 /* Lane range [lo, hi) of a query tile with consecutive positions p0 .. p0+n-1 that a built-in
  * predicate lets see key j; also used to build block lists. */
-void kat_sparse_pred_lanes(const sp_pred *p, int64_t p0, size_t n, int64_t j, size_t *lo,
+void kat__sparse_pred_lanes(const sp_pred *p, int64_t p0, size_t n, int64_t j, size_t *lo,
                            size_t *hi, size_t *lo2, size_t *hi2);
 
 /* One element of a predicate (any kind). */
-int kat_sparse_pred_eval(const sp_pred *p, size_t b, size_t h, size_t i, size_t j);
+int kat__sparse_pred_eval(const sp_pred *p, size_t b, size_t h, size_t i, size_t j);
 
 /* ---- sparse_forward.c, sparse_backward.c ------------------------------------------------- */
 
-void kat_sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
+void kat__sparse_run_forward(const kat_sparse_layout *L, const kat_tensor *q,
                             const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                             const kat_tensor *lse, unsigned char *work);
-void kat_sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
+void kat__sparse_run_backward(const kat_sparse_layout *L, const kat_tensor *q,
                              const kat_tensor *k, const kat_tensor *v, const kat_tensor *o,
                              const kat_tensor *lse, const kat_tensor *dout,
                              const kat_tensor *dq, const kat_tensor *dk, const kat_tensor *dv,
                              unsigned char *work);
 /* Copy the rows of one head of t (B x heads_per_b heads) into processing order: dst[r] =
  * row (b, h, pos[r]) for the head's ordered rows r (D floats each). */
-void kat_sparse_gather_head(const sp_side *s, const kat_tensor *t, size_t hd, float *dst);
+void kat__sparse_gather_head(const sp_side *s, const kat_tensor *t, size_t hd, float *dst);
 /* 64-byte aligned regions of rows * D floats, carved from *cursor. */
-float *kat_sparse_gather_region(unsigned char **cursor, size_t rows, size_t D);
+float *kat__sparse_gather_region(unsigned char **cursor, size_t rows, size_t D);
 /* Per-thread scratch sizes (bytes) of the two passes. */
-size_t kat_sparse_fwd_thread_bytes(const kat_sparse_layout *L);
-size_t kat_sparse_bwd_thread_bytes(const kat_sparse_layout *L);
+size_t kat__sparse_fwd_thread_bytes(const kat_sparse_layout *L);
+size_t kat__sparse_bwd_thread_bytes(const kat_sparse_layout *L);
 
 /* ---- sparse_blockmask.c ------------------------------------------------------------------- */
 

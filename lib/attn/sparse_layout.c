@@ -1,7 +1,7 @@
 /* Sparse layouts, the part every mode shares: the desc, the sides' tiles, the pair lists and
  * their transpose, the order of the work and the backward's units. A mode (sparse_qk.c,
  * sparse_hash.c, sparse_blockmask.c) fills the two sides and hands a pair generator to
- * kat_sparse_layout_finish. */
+ * kat__sparse_layout_finish. */
 #include <stdlib.h>
 #include <string.h>
 #include "attn/sparse_internal.h"
@@ -11,16 +11,16 @@
 #define BQ KAT_FLASH_BQ
 #define BK KAT_FLASH_BK
 
-kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, int threads,
+kat_status kat__sparse_layout_alloc(const kat_attn_desc *desc, int threads,
                                    kat_sparse_layout **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "sparse layout: out is NULL");
+        return kat__fail(KAT_EINVAL, "sparse layout: out is NULL");
     if (!desc)
-        return kat_fail(KAT_EINVAL, "sparse layout: desc is NULL");
+        return kat__fail(KAT_EINVAL, "sparse layout: desc is NULL");
     int causal = desc->causal;
     if (causal < 0 || causal > KAT_SPARSE_CAUSAL_STRICT)
-        return kat_fail(KAT_EINVAL,
+        return kat__fail(KAT_EINVAL,
                         "desc->causal = %d: must be 0, 1 (KAT_SPARSE_CAUSAL) or 2 "
                         "(KAT_SPARSE_CAUSAL_STRICT)",
                         causal);
@@ -35,7 +35,7 @@ kat_status kat_sparse_layout_alloc(const kat_attn_desc *desc, int threads,
     L->d = d;
     L->g = d.H_kv ? d.H / d.H_kv : 1;
     L->shift = (int32_t)((int64_t)d.M - (int64_t)d.N - (causal == KAT_SPARSE_CAUSAL_STRICT));
-    kat_flash_ctx_init(&L->ctx, kat_kernels_get(), d.D, d.Dv, d.scale);
+    kat__flash_ctx_init(&L->ctx, kat__kernels_get(), d.D, d.Dv, d.scale);
     L->threads = threads > 0 ? threads : 1;
     *out = L;
     return KAT_OK;
@@ -51,7 +51,7 @@ static void side_free(sp_side *s)
     memset(s, 0, sizeof *s);
 }
 
-void kat_sparse_layout_destroy(kat_sparse_layout *L)
+void kat__sparse_layout_destroy(kat_sparse_layout *L)
 {
     if (!L)
         return;
@@ -65,15 +65,15 @@ void kat_sparse_layout_destroy(kat_sparse_layout *L)
     kat_free(L);
 }
 
-kat_status kat_sparse_side_alloc(sp_side *s, size_t heads, size_t len, size_t rows,
+kat_status kat__sparse_side_alloc(sp_side *s, size_t heads, size_t len, size_t rows,
                                  int with_bucket)
 {
     s->heads = heads;
     s->len = len;
-    s->head_off = kat_alloc_array(heads + 1, sizeof(size_t), "sparse head offsets");
-    s->pos = kat_alloc_array(rows ? rows : 1, sizeof(int32_t), "sparse row order");
+    s->head_off = kat__alloc_array(heads + 1, sizeof(size_t), "sparse head offsets");
+    s->pos = kat__alloc_array(rows ? rows : 1, sizeof(int32_t), "sparse row order");
     if (with_bucket)
-        s->bucket = kat_alloc_array(rows ? rows : 1, sizeof(int32_t), "sparse row buckets");
+        s->bucket = kat__alloc_array(rows ? rows : 1, sizeof(int32_t), "sparse row buckets");
     if (!s->head_off || !s->pos || (with_bucket && !s->bucket))
         return KAT_ENOMEM;
     return KAT_OK;
@@ -109,9 +109,9 @@ static size_t bucket_cut(const sp_side *s, size_t r, size_t end, size_t head_end
     return end;
 }
 
-kat_status kat_sparse_side_tile(sp_side *s, size_t tile, size_t seg)
+kat_status kat__sparse_side_tile(sp_side *s, size_t tile, size_t seg)
 {
-    s->tile_off = kat_alloc_array(s->heads + 1, sizeof(size_t), "sparse tile offsets");
+    s->tile_off = kat__alloc_array(s->heads + 1, sizeof(size_t), "sparse tile offsets");
     if (!s->tile_off)
         return KAT_ENOMEM;
     size_t total = 0;
@@ -127,7 +127,7 @@ kat_status kat_sparse_side_tile(sp_side *s, size_t tile, size_t seg)
     }
     s->tile_off[s->heads] = total;
     s->ntiles = total;
-    s->tiles = kat_alloc_array(total ? total : 1, sizeof(sp_tile), "sparse tiles");
+    s->tiles = kat__alloc_array(total ? total : 1, sizeof(sp_tile), "sparse tiles");
     if (!s->tiles)
         return KAT_ENOMEM;
     size_t t = 0;
@@ -171,14 +171,14 @@ static size_t qt_group(const kat_sparse_layout *L, size_t qt)
     return b * L->d.H_kv + h / L->g;
 }
 
-void kat_sparse_group_tiles(const kat_sparse_layout *L, size_t qt, size_t *k0, size_t *k1)
+void kat__sparse_group_tiles(const kat_sparse_layout *L, size_t qt, size_t *k0, size_t *k1)
 {
     size_t group = qt_group(L, qt);
     *k0 = L->ks.tile_off[group];
     *k1 = L->ks.tile_off[group + 1];
 }
 
-int kat_sparse_causal_mask(const kat_sparse_layout *L, const sp_tile *Q, const sp_tile *K)
+int kat__sparse_causal_mask(const kat_sparse_layout *L, const sp_tile *Q, const sp_tile *K)
 {
     if (!L->d.causal)
         return 0;
@@ -211,8 +211,8 @@ static int by_size(const void *a, const void *b)
 
 static kat_status order_heaviest_first(const size_t *off, size_t n, size_t **out)
 {
-    weighted *w = kat_alloc_array(n ? n : 1, sizeof *w, "sparse work order");
-    size_t *order = kat_alloc_array(n ? n : 1, sizeof *order, "sparse work order");
+    weighted *w = kat__alloc_array(n ? n : 1, sizeof *w, "sparse work order");
+    size_t *order = kat__alloc_array(n ? n : 1, sizeof *order, "sparse work order");
     if (!w || !order) {
         kat_free(w), kat_free(order);
         return KAT_ENOMEM;
@@ -232,7 +232,7 @@ static kat_status order_heaviest_first(const size_t *off, size_t n, size_t **out
 static kat_status make_pairs(kat_sparse_layout *L, sp_pair_gen gen, const void *ctx)
 {
     size_t nqt = L->qs.ntiles, nkt = L->ks.ntiles;
-    L->fwd_off = kat_alloc_array(nqt + 1, sizeof(size_t), "sparse pair offsets");
+    L->fwd_off = kat__alloc_array(nqt + 1, sizeof(size_t), "sparse pair offsets");
     L->bwd_off = kat_calloc(nkt + 1, sizeof(size_t));
     if (!L->fwd_off || !L->bwd_off)
         return KAT_ENOMEM;
@@ -243,13 +243,13 @@ static kat_status make_pairs(kat_sparse_layout *L, sp_pair_gen gen, const void *
         L->fwd_off[qt + 1] = gen(L, ctx, qt, NULL, NULL);
     for (size_t qt = 0; qt < nqt; qt++)
         if (kat_add_overflow(L->fwd_off[qt], L->fwd_off[qt + 1], &L->fwd_off[qt + 1]))
-            return kat_fail(KAT_ERANGE, "sparse layout: the number of tile pairs overflows");
+            return kat__fail(KAT_ERANGE, "sparse layout: the number of tile pairs overflows");
     size_t P = L->fwd_off[nqt];
     L->npairs = P;
-    L->fwd_kt = kat_alloc_array(P ? P : 1, sizeof(size_t), "sparse pairs");
-    L->fwd_mask = kat_alloc_array(P ? P : 1, 1, "sparse pair masks");
-    L->bwd_qt = kat_alloc_array(P ? P : 1, sizeof(size_t), "sparse transposed pairs");
-    L->bwd_mask = kat_alloc_array(P ? P : 1, 1, "sparse transposed pair masks");
+    L->fwd_kt = kat__alloc_array(P ? P : 1, sizeof(size_t), "sparse pairs");
+    L->fwd_mask = kat__alloc_array(P ? P : 1, 1, "sparse pair masks");
+    L->bwd_qt = kat__alloc_array(P ? P : 1, sizeof(size_t), "sparse transposed pairs");
+    L->bwd_mask = kat__alloc_array(P ? P : 1, 1, "sparse transposed pair masks");
     if (!L->fwd_kt || !L->fwd_mask || !L->bwd_qt || !L->bwd_mask)
         return KAT_ENOMEM;
     for (size_t qt = 0; qt < nqt; qt++)
@@ -267,7 +267,7 @@ static kat_status make_pairs(kat_sparse_layout *L, sp_pair_gen gen, const void *
     L->pair_elements = elements;
     for (size_t kt = 0; kt < nkt; kt++)
         L->bwd_off[kt + 1] += L->bwd_off[kt];
-    size_t *fill = kat_alloc_array(nkt ? nkt : 1, sizeof(size_t), "sparse transpose cursor");
+    size_t *fill = kat__alloc_array(nkt ? nkt : 1, sizeof(size_t), "sparse transpose cursor");
     if (!fill)
         return KAT_ENOMEM;
     memcpy(fill, L->bwd_off, nkt * sizeof(size_t));
@@ -291,7 +291,7 @@ static kat_status make_units(kat_sparse_layout *L)
 {
     size_t groups = L->ks.heads, nqt = L->qs.ntiles, T = (size_t)L->threads;
     size_t total = L->npairs, target = total / (4 * T) + 1;
-    size_t *chunks = kat_alloc_array(groups ? groups : 1, sizeof(size_t), "sparse unit counts");
+    size_t *chunks = kat__alloc_array(groups ? groups : 1, sizeof(size_t), "sparse unit counts");
     if (!chunks)
         return KAT_ENOMEM;
     size_t nunits = 0;
@@ -305,8 +305,8 @@ static kat_status make_units(kat_sparse_layout *L)
         nunits += c;
     }
     L->nunits = nunits;
-    L->units = kat_alloc_array(nunits ? nunits : 1, sizeof(sp_unit), "sparse units");
-    size_t *stamp = kat_alloc_array(nqt ? nqt : 1, sizeof(size_t), "sparse unit stamps");
+    L->units = kat__alloc_array(nunits ? nunits : 1, sizeof(sp_unit), "sparse units");
+    size_t *stamp = kat__alloc_array(nqt ? nqt : 1, sizeof(size_t), "sparse unit stamps");
     size_t *touched_by = kat_calloc(nqt ? nqt : 1, sizeof(size_t));
     if (!L->units || !stamp || !touched_by) {
         kat_free(chunks), kat_free(stamp), kat_free(touched_by);
@@ -352,7 +352,7 @@ static kat_status make_units(kat_sparse_layout *L)
         }
     }
     L->part_slots = slots;
-    L->touch = kat_alloc_array(touch_total ? touch_total : 1, sizeof(size_t), "sparse touches");
+    L->touch = kat__alloc_array(touch_total ? touch_total : 1, sizeof(size_t), "sparse touches");
     if (!L->touch) {
         kat_free(chunks), kat_free(stamp), kat_free(touched_by);
         return KAT_ENOMEM;
@@ -379,9 +379,9 @@ static kat_status make_units(kat_sparse_layout *L)
         }
     }
     L->nred = nred;
-    L->red_tile = kat_alloc_array(nred ? nred : 1, sizeof(size_t), "sparse dq tiles");
+    L->red_tile = kat__alloc_array(nred ? nred : 1, sizeof(size_t), "sparse dq tiles");
     L->red_off = kat_calloc(nred + 1, sizeof(size_t));
-    L->red_src = kat_alloc_array(nsrc ? nsrc : 1, sizeof(size_t), "sparse dq sources");
+    L->red_src = kat__alloc_array(nsrc ? nsrc : 1, sizeof(size_t), "sparse dq sources");
     size_t *red_index = stamp;   /* reuse: query tile -> its entry in red_tile, or SIZE_MAX */
     if (!L->red_tile || !L->red_off || !L->red_src) {
         kat_free(chunks), kat_free(stamp), kat_free(touched_by);
@@ -412,7 +412,7 @@ static kat_status make_units(kat_sparse_layout *L)
     (void)red_index;
     kat_free(chunks), kat_free(stamp), kat_free(touched_by);
     /* Heaviest units first. */
-    size_t *uoff = kat_alloc_array(nunits + 1, sizeof(size_t), "sparse unit weights");
+    size_t *uoff = kat__alloc_array(nunits + 1, sizeof(size_t), "sparse unit weights");
     if (!uoff)
         return KAT_ENOMEM;
     uoff[0] = 0;
@@ -428,8 +428,8 @@ static kat_status size_workspaces(kat_sparse_layout *L)
     size_t T = (size_t)L->threads, D = L->d.D, Dv = L->d.Dv, a, b, c, gq = 0, gk = 0, gd = 0,
            gv = 0, gf, gb;
     size_t qrows = L->qs.head_off[L->qs.heads], krows = L->ks.head_off[L->ks.heads];
-    L->fwd_thread_bytes = kat_sparse_fwd_thread_bytes(L);
-    L->bwd_thread_bytes = kat_sparse_bwd_thread_bytes(L);
+    L->fwd_thread_bytes = kat__sparse_fwd_thread_bytes(L);
+    L->bwd_thread_bytes = kat__sparse_bwd_thread_bytes(L);
     /* Gathered rows: forward q, k (D floats), v (Dv); backward q (D), dout (Dv), k, v (64-byte
      * rounded blocks). */
     if ((L->gather_q && (kat_mul3_overflow(qrows, D, sizeof(float), &gq) ||
@@ -440,24 +440,24 @@ static kat_status size_workspaces(kat_sparse_layout *L)
                          kat_add_overflow(gk, 64, &gk) ||
                          kat_mul3_overflow(krows, Dv, sizeof(float), &gv) ||
                          kat_add_overflow(gv, 64, &gv))))
-        return kat_fail(KAT_ERANGE, "sparse layout: gathered rows overflow");
+        return kat__fail(KAT_ERANGE, "sparse layout: gathered rows overflow");
     if (!L->bwd_thread_bytes || kat_mul_overflow(T, L->fwd_thread_bytes, &a) ||
         kat_add_overflow(gq, gk, &gf) || kat_add_overflow(gf, gv, &gf) ||
         kat_add_overflow(a, gf, &L->fwd_bytes))
-        return kat_fail(KAT_ERANGE, "sparse layout: workspace size overflows");
+        return kat__fail(KAT_ERANGE, "sparse layout: workspace size overflows");
     L->fwd_gather_off = a;
     if (kat_mul_overflow(T, L->bwd_thread_bytes, &a) ||
         kat_mul3_overflow(L->part_slots, (size_t)BQ * L->ctx.ldd, sizeof(float), &b) ||
         kat_add_overflow(a, b, &c) || kat_add_overflow(gq, gd, &gb) ||
         kat_add_overflow(gb, gk, &gb) || kat_add_overflow(gb, gv, &gb) ||
         kat_add_overflow(c, gb, &L->bwd_bytes))
-        return kat_fail(KAT_ERANGE, "sparse layout: workspace size overflows");
+        return kat__fail(KAT_ERANGE, "sparse layout: workspace size overflows");
     L->bwd_part_off = a;
     L->bwd_gather_off = c;
     return KAT_OK;
 }
 
-kat_status kat_sparse_layout_finish(kat_sparse_layout *L, sp_pair_gen gen, const void *ctx)
+kat_status kat__sparse_layout_finish(kat_sparse_layout *L, sp_pair_gen gen, const void *ctx)
 {
     kat_status st;
     if ((st = make_pairs(L, gen, ctx)) || (st = make_units(L)) || (st = size_workspaces(L)))

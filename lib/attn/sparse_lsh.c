@@ -16,7 +16,7 @@ static kat_status lsh_matrices(uint64_t seed, size_t nr, size_t D, size_t half, 
     kat_status st = kat_rng_create(seed, &rng);
     if (st)
         return st;
-    double *col = kat_alloc_array(D, sizeof(double), "LSH column");
+    double *col = kat__alloc_array(D, sizeof(double), "LSH column");
     if (!col) {
         kat_rng_destroy(rng);
         return KAT_ENOMEM;
@@ -46,25 +46,25 @@ kat_status kat_sparse_lsh_buckets(const kat_tensor *x, size_t group, size_t nb, 
     if (st)
         return st;
     if (nb < 2 || nb % 2 || nb > (size_t)INT32_MAX)
-        return kat_fail(KAT_EINVAL, "nb = %zu buckets: LSH needs an even number in 2 .. 2^31 - 2",
+        return kat__fail(KAT_EINVAL, "nb = %zu buckets: LSH needs an even number in 2 .. 2^31 - 2",
                         nb);
     if (group == 0 || (x->H && x->H % group))
-        return kat_fail(KAT_EINVAL, "group = %zu does not divide the H = %zu heads of x", group,
+        return kat__fail(KAT_EINVAL, "group = %zu does not divide the H = %zu heads of x", group,
                         x->H);
     size_t total = kat_tensor_numel(x);
     if (!total)
         return KAT_OK;
     if (!buckets)
-        return kat_fail(KAT_EINVAL, "buckets is NULL");
+        return kat__fail(KAT_EINVAL, "buckets is NULL");
     if (x->N > (size_t)INT32_MAX || x->D > (size_t)INT32_MAX || x->sn > (size_t)INT32_MAX)
-        return kat_fail(KAT_ERANGE, "x: N = %zu, D = %zu or row stride %zu is too large for sgemm",
+        return kat__fail(KAT_ERANGE, "x: N = %zu, D = %zu or row stride %zu is too large for sgemm",
                         x->N, x->D, x->sn);
     size_t half = nb / 2, nr = x->H / group, D = x->D, rt;
     if (kat_mul3_overflow(nr, D, half, &rt))
-        return kat_fail(KAT_ERANGE, "LSH matrices: %zu x %zu x %zu overflows", nr, D, half);
+        return kat__fail(KAT_ERANGE, "LSH matrices: %zu x %zu x %zu overflows", nr, D, half);
     size_t block = x->N < LSH_ROWS ? x->N : LSH_ROWS;
-    float *R = kat_alloc_array(rt, sizeof(float), "LSH matrices");
-    float *S = kat_alloc_array(block, half * sizeof(float), "LSH projections");
+    float *R = kat__alloc_array(rt, sizeof(float), "LSH matrices");
+    float *S = kat__alloc_array(block, half * sizeof(float), "LSH projections");
     if (!R || !S) {
         kat_free(R), kat_free(S);
         return KAT_ENOMEM;
@@ -73,7 +73,7 @@ kat_status kat_sparse_lsh_buckets(const kat_tensor *x, size_t group, size_t nb, 
         kat_free(R), kat_free(S);
         return st;
     }
-    if ((st = kat_blas_hold(kat_num_threads(), 1, "sparse_lsh_buckets"))) {
+    if ((st = kat__blas_hold(kat_num_threads(), 1, "sparse_lsh_buckets"))) {
         kat_free(R), kat_free(S);
         return st;
     }
@@ -102,7 +102,7 @@ kat_status kat_sparse_lsh_buckets(const kat_tensor *x, size_t group, size_t nb, 
                 }
             }
         }
-    kat_blas_release();
+    kat__blas_release();
     kat_free(R), kat_free(S);
     return KAT_OK;
 }

@@ -11,39 +11,39 @@
 kat_status kat_sparse_keep_check(const kat_sparse_keep *keep, const char *what)
 {
     if (!keep)
-        return kat_fail(KAT_EINVAL, "%s is NULL", what);
+        return kat__fail(KAT_EINVAL, "%s is NULL", what);
     size_t heads;
     if (kat_mul_overflow(keep->B, keep->H, &heads) || heads == SIZE_MAX)
-        return kat_fail(KAT_ERANGE, "%s: B = %zu times H = %zu overflows", what, keep->B,
+        return kat__fail(KAT_ERANGE, "%s: B = %zu times H = %zu overflows", what, keep->B,
                         keep->H);
     if (keep->N >= (size_t)INT32_MAX)
-        return kat_fail(KAT_ERANGE, "%s: N = %zu is not below 2^31 - 1", what, keep->N);
+        return kat__fail(KAT_ERANGE, "%s: N = %zu is not below 2^31 - 1", what, keep->N);
     if (!keep->offsets)
-        return kat_fail(KAT_EINVAL, "%s: offsets is NULL", what);
+        return kat__fail(KAT_EINVAL, "%s: offsets is NULL", what);
     if (keep->offsets[0] != 0)
-        return kat_fail(KAT_EINVAL, "%s: offsets[0] = %zu, must be 0", what, keep->offsets[0]);
+        return kat__fail(KAT_EINVAL, "%s: offsets[0] = %zu, must be 0", what, keep->offsets[0]);
     for (size_t hd = 0; hd < heads; hd++) {
         size_t o0 = keep->offsets[hd], o1 = keep->offsets[hd + 1];
         if (o1 < o0)
-            return kat_fail(KAT_EINVAL, "%s: offsets decrease at head %zu (%zu after %zu)", what,
+            return kat__fail(KAT_EINVAL, "%s: offsets decrease at head %zu (%zu after %zu)", what,
                             hd, o1, o0);
         if (o1 - o0 > keep->N)
-            return kat_fail(KAT_EINVAL, "%s: head %zu keeps %zu rows of N = %zu", what, hd,
+            return kat__fail(KAT_EINVAL, "%s: head %zu keeps %zu rows of N = %zu", what, hd,
                             o1 - o0, keep->N);
     }
     if (keep->offsets[heads] && !keep->idx)
-        return kat_fail(KAT_EINVAL, "%s: idx is NULL for %zu kept rows", what,
+        return kat__fail(KAT_EINVAL, "%s: idx is NULL for %zu kept rows", what,
                         keep->offsets[heads]);
     for (size_t hd = 0; hd < heads; hd++) {
         size_t b = hd / (keep->H ? keep->H : 1), h = hd % (keep->H ? keep->H : 1);
         for (size_t e = keep->offsets[hd]; e < keep->offsets[hd + 1]; e++) {
             int32_t x = keep->idx[e];
             if (x < 0 || (size_t)x >= keep->N)
-                return kat_fail(KAT_EINVAL,
+                return kat__fail(KAT_EINVAL,
                                 "%s: head (%zu, %zu) keeps row %d, outside [0, N = %zu)", what,
                                 b, h, (int)x, keep->N);
             if (e > keep->offsets[hd] && x <= keep->idx[e - 1])
-                return kat_fail(KAT_EINVAL,
+                return kat__fail(KAT_EINVAL,
                                 "%s: head (%zu, %zu) rows are not strictly increasing (%d after "
                                 "%d): %s",
                                 what, b, h, (int)x, (int)keep->idx[e - 1],
@@ -57,20 +57,20 @@ kat_status kat_sparse_keep_from_mask(const uint8_t *mask, size_t B, size_t H, si
                                      kat_sparse_keep *out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "keep_from_mask: out is NULL");
+        return kat__fail(KAT_EINVAL, "keep_from_mask: out is NULL");
     size_t heads, total;
     if (kat_mul_overflow(B, H, &heads) || kat_mul_overflow(heads, N, &total) ||
         heads == SIZE_MAX)
-        return kat_fail(KAT_ERANGE, "keep_from_mask: shape [%zu, %zu, %zu] overflows", B, H, N);
+        return kat__fail(KAT_ERANGE, "keep_from_mask: shape [%zu, %zu, %zu] overflows", B, H, N);
     if (N >= (size_t)INT32_MAX)
-        return kat_fail(KAT_ERANGE, "keep_from_mask: N = %zu is not below 2^31 - 1", N);
+        return kat__fail(KAT_ERANGE, "keep_from_mask: N = %zu is not below 2^31 - 1", N);
     if (!mask && total)
-        return kat_fail(KAT_EINVAL, "keep_from_mask: mask is NULL");
+        return kat__fail(KAT_EINVAL, "keep_from_mask: mask is NULL");
     size_t kept = 0;
     for (size_t i = 0; i < total; i++)
         kept += mask[i] != 0;
-    size_t *off = kat_alloc_array(heads + 1, sizeof(size_t), "keep offsets");
-    int32_t *idx = kat_alloc_array(kept ? kept : 1, sizeof(int32_t), "keep indices");
+    size_t *off = kat__alloc_array(heads + 1, sizeof(size_t), "keep offsets");
+    int32_t *idx = kat__alloc_array(kept ? kept : 1, sizeof(int32_t), "keep indices");
     if (!off || !idx) {
         kat_free(off), kat_free(idx);
         return KAT_ENOMEM;
@@ -101,7 +101,7 @@ void kat_sparse_keep_free(kat_sparse_keep *keep)
 static kat_status qk_side(sp_side *s, const kat_sparse_keep *keep, size_t heads, size_t len)
 {
     size_t rows = keep ? keep->offsets[heads] : heads * len;
-    kat_status st = kat_sparse_side_alloc(s, heads, len, rows, 0);
+    kat_status st = kat__sparse_side_alloc(s, heads, len, rows, 0);
     if (st)
         return st;
     for (size_t hd = 0; hd <= heads; hd++)
@@ -124,9 +124,9 @@ static size_t qk_pairs(const kat_sparse_layout *L, const void *ctx, size_t qt, s
     (void)ctx;
     const sp_tile *Q = &L->qs.tiles[qt];
     size_t k0, k1, n = 0;
-    kat_sparse_group_tiles(L, qt, &k0, &k1);
+    kat__sparse_group_tiles(L, qt, &k0, &k1);
     for (size_t t = k0; t < k1; t++) {
-        int c = kat_sparse_causal_mask(L, Q, &L->ks.tiles[t]);
+        int c = kat__sparse_causal_mask(L, Q, &L->ks.tiles[t]);
         if (c < 0)
             break;
         if (kt)
@@ -142,21 +142,21 @@ static kat_status check_keep_shape(const kat_sparse_keep *keep, const char *what
     if (!keep)
         return KAT_OK;
     if (keep->B != B || keep->H != H || keep->N != N)
-        return kat_fail(KAT_EINVAL,
+        return kat__fail(KAT_EINVAL,
                         "%s: shape [B = %zu, H = %zu, N = %zu] does not match the attention's "
                         "[%zu, %zu, %zu]",
                         what, keep->B, keep->H, keep->N, B, H, N);
     return kat_sparse_keep_check(keep, what);
 }
 
-kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, int threads,
+kat_status kat__sparse_qk_layout_create(const kat_attn_desc *desc, int threads,
                                        const kat_sparse_keep *q_keep,
                                        const kat_sparse_keep *k_keep, kat_sparse_layout **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "qk_layout_create: out is NULL");
+        return kat__fail(KAT_EINVAL, "qk_layout_create: out is NULL");
     kat_sparse_layout *L = NULL;
-    kat_status st = kat_sparse_layout_alloc(desc, threads, &L);
+    kat_status st = kat__sparse_layout_alloc(desc, threads, &L);
     if (st)
         return st;
     const kat_attn_desc *d = &L->d;
@@ -164,15 +164,15 @@ kat_status kat_sparse_qk_layout_create(const kat_attn_desc *desc, int threads,
         (st = check_keep_shape(k_keep, "k_keep", d->B, d->H_kv, d->M)) ||
         (st = qk_side(&L->qs, q_keep, d->B * d->H, d->N)) ||
         (st = qk_side(&L->ks, k_keep, d->B * d->H_kv, d->M))) {
-        kat_sparse_layout_destroy(L);
+        kat__sparse_layout_destroy(L);
         return st;
     }
     /* Rows with gaps stream better copied together (see sparse_internal.h). */
     L->gather_q = L->qs.compact;
     L->gather_k = L->ks.compact;
-    if ((st = kat_sparse_side_tile(&L->qs, BQ, 0)) || (st = kat_sparse_side_tile(&L->ks, BK, 0)) ||
-        (st = kat_sparse_layout_finish(L, qk_pairs, NULL))) {
-        kat_sparse_layout_destroy(L);
+    if ((st = kat__sparse_side_tile(&L->qs, BQ, 0)) || (st = kat__sparse_side_tile(&L->ks, BK, 0)) ||
+        (st = kat__sparse_layout_finish(L, qk_pairs, NULL))) {
+        kat__sparse_layout_destroy(L);
         return st;
     }
     *out = L;

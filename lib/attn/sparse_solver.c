@@ -13,7 +13,7 @@
 size_t kat_sparse_tile_q(void) { return BQ; }
 size_t kat_sparse_tile_k(void) { return BK; }
 
-int kat_sparse_solver_supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why)
+int kat__sparse_solver_supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why)
 {
     (void)d, (void)p, (void)why;
     return 1;
@@ -29,7 +29,7 @@ static kat_status gather_bound(const kat_attn_desc *d, size_t *fwd, size_t *bwd)
         kat_mul3_overflow(d->B * d->H_kv, d->M, d->Dv * sizeof(float), &gv) ||
         gq > SIZE_MAX / 8 - 64 || gk > SIZE_MAX / 8 - 64 || gd > SIZE_MAX / 8 - 64 ||
         gv > SIZE_MAX / 8 - 64)
-        return kat_fail(KAT_ERANGE, "sparse plan: the workspace size overflows");
+        return kat__fail(KAT_ERANGE, "sparse plan: the workspace size overflows");
     gq += 64, gk += 64, gd += 64, gv += 64;
     *fwd = gq + gk + gv;
     *bwd = gq + gd + gk + gv;
@@ -43,23 +43,23 @@ static kat_status gather_bound(const kat_attn_desc *d, size_t *fwd, size_t *bwd)
 static kat_status per_call_bound(sp_plan *sp, const kat_attn_desc *d, size_t extra_q_tiles)
 {
     kat_sparse_layout *L;
-    kat_status st = kat_sparse_layout_alloc(d, sp->threads, &L);
+    kat_status st = kat__sparse_layout_alloc(d, sp->threads, &L);
     if (st)
         return st;
     size_t g = d->H_kv ? d->H / d->H_kv : 1, fg = 0, bg = 0;
     L->max_touch = g * ((d->N + BQ - 1) / BQ + extra_q_tiles);
-    size_t ftb = kat_sparse_fwd_thread_bytes(L), btb = kat_sparse_bwd_thread_bytes(L), a, b;
-    kat_sparse_layout_destroy(L);
+    size_t ftb = kat__sparse_fwd_thread_bytes(L), btb = kat__sparse_bwd_thread_bytes(L), a, b;
+    kat__sparse_layout_destroy(L);
     if ((st = gather_bound(d, &fg, &bg)))
         return st;
     if (!btb || kat_mul_overflow((size_t)sp->threads, ftb, &a) ||
         kat_add_overflow(a, fg, &sp->fwd_bytes) ||
         kat_mul_overflow((size_t)sp->threads, btb, &b) || kat_add_overflow(b, bg, &sp->bwd_bytes))
-        return kat_fail(KAT_ERANGE, "sparse plan: the workspace size overflows");
+        return kat__fail(KAT_ERANGE, "sparse plan: the workspace size overflows");
     return KAT_OK;
 }
 
-kat_status kat_sparse_solver_create(kat_attn_plan *plan, sp_build_fn fixed_build,
+kat_status kat__sparse_solver_create(kat_attn_plan *plan, sp_build_fn fixed_build,
                                     sp_build_fn call_build, size_t extra_q_tiles)
 {
     sp_plan *sp = kat_calloc(1, sizeof *sp);
@@ -68,7 +68,7 @@ kat_status kat_sparse_solver_create(kat_attn_plan *plan, sp_build_fn fixed_build
     sp->threads = kat_num_threads();
     if (sp->threads < 1)
         sp->threads = 1;
-    sp->isa = kat_kernels_get()->name;
+    sp->isa = kat__kernels_get()->name;
     sp->build = call_build;
     kat_status st;
     if (fixed_build) {
@@ -88,39 +88,39 @@ kat_status kat_sparse_solver_create(kat_attn_plan *plan, sp_build_fn fixed_build
     return KAT_OK;
 }
 
-void kat_sparse_solver_destroy(kat_attn_plan *plan)
+void kat__sparse_solver_destroy(kat_attn_plan *plan)
 {
     sp_plan *sp = plan->impl;
     if (sp)
-        kat_sparse_layout_destroy(sp->fixed);
+        kat__sparse_layout_destroy(sp->fixed);
     kat_free(sp);
 }
 
-size_t kat_sparse_solver_workspace(const kat_attn_plan *plan, kat_attn_pass pass)
+size_t kat__sparse_solver_workspace(const kat_attn_plan *plan, kat_attn_pass pass)
 {
     const sp_plan *sp = plan->impl;
     return pass == KAT_ATTN_BACKWARD ? sp->bwd_bytes : sp->fwd_bytes;
 }
 
-const char *kat_sparse_solver_isa(const kat_attn_plan *plan)
+const char *kat__sparse_solver_isa(const kat_attn_plan *plan)
 {
     return ((const sp_plan *)plan->impl)->isa;
 }
 
-int kat_sparse_solver_threads(const kat_attn_plan *plan)
+int kat__sparse_solver_threads(const kat_attn_plan *plan)
 {
     return ((const sp_plan *)plan->impl)->threads;
 }
 
-kat_status kat_sparse_solver_check(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_check(const kat_attn_plan *plan, const kat_attn_args *args,
                                    const kat_attn_io *io, kat_attn_pass pass)
 {
-    kat_status st = kat_attn_args_unused(args, &plan->pattern);
+    kat_status st = kat__attn_args_unused(args, &plan->pattern);
     if (st)
         return st;
     if (pass == KAT_ATTN_FORWARD)
-        return kat_attn_check_forward(&plan->d, io->q, io->k, io->v, io->o, io->lse);
-    return kat_attn_check_backward(&plan->d, io->q, io->k, io->v, io->o, io->lse, io->dout,
+        return kat__attn_check_forward(&plan->d, io->q, io->k, io->v, io->o, io->lse);
+    return kat__attn_check_backward(&plan->d, io->q, io->k, io->v, io->o, io->lse, io->dout,
                                    io->dq, io->dk, io->dv, 1, 1);
 }
 
@@ -137,7 +137,7 @@ static kat_status call_layout(const kat_attn_plan *plan, const kat_attn_args *ar
     }
     if (args && args->index) {
         if (args->index->plan != plan)
-            return kat_fail(KAT_EINVAL, "args->index was built for another plan");
+            return kat__fail(KAT_EINVAL, "args->index was built for another plan");
         *L = args->index->impl;
         return KAT_OK;
     }
@@ -154,14 +154,14 @@ static kat_status layout_work(size_t need, size_t have, unsigned char *work,
     *mem = work;
     if (need <= have)
         return KAT_OK;
-    *extra = kat_alloc_array(need, 1, "sparse attention workspace");
+    *extra = kat__alloc_array(need, 1, "sparse attention workspace");
     if (!*extra)
         return KAT_ENOMEM;
     *mem = *extra;
     return KAT_OK;
 }
 
-kat_status kat_sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_args *args,
                                      const kat_attn_io *io, unsigned char *work)
 {
     const kat_sparse_layout *L = NULL;
@@ -173,13 +173,13 @@ kat_status kat_sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_a
         st = layout_work(L->fwd_bytes, ((const sp_plan *)plan->impl)->fwd_bytes, work, &mem,
                          &extra);
     if (!st)
-        kat_sparse_run_forward(L, io->q, io->k, io->v, io->o, io->lse, mem);
+        kat__sparse_run_forward(L, io->q, io->k, io->v, io->o, io->lse, mem);
     kat_free(extra);
-    kat_sparse_layout_destroy(owned);
+    kat__sparse_layout_destroy(owned);
     return st;
 }
 
-kat_status kat_sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_args *args,
                                       const kat_attn_io *io, unsigned char *work)
 {
     const kat_sparse_layout *L = NULL;
@@ -191,19 +191,19 @@ kat_status kat_sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_
         st = layout_work(L->bwd_bytes, ((const sp_plan *)plan->impl)->bwd_bytes, work, &mem,
                          &extra);
     if (!st)
-        kat_sparse_run_backward(L, io->q, io->k, io->v, io->o, io->lse, io->dout, io->dq,
+        kat__sparse_run_backward(L, io->q, io->k, io->v, io->o, io->lse, io->dout, io->dq,
                                 io->dk, io->dv, mem);
     kat_free(extra);
-    kat_sparse_layout_destroy(owned);
+    kat__sparse_layout_destroy(owned);
     return st;
 }
 
-kat_status kat_sparse_solver_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
                                           const kat_attn_io *io, void **impl)
 {
     const sp_plan *sp = plan->impl;
     if (sp->fixed)
-        return kat_fail(KAT_EINVAL, "a plan of pattern %s lays its pattern out once: it has no "
+        return kat__fail(KAT_EINVAL, "a plan of pattern %s lays its pattern out once: it has no "
                         "per-call index", kat_attn_kind_name(plan->pattern.kind));
     kat_sparse_layout *L = NULL;
     kat_status st = sp->build(plan, args, io, sp->threads, &L);
@@ -211,7 +211,7 @@ kat_status kat_sparse_solver_index_create(const kat_attn_plan *plan, const kat_a
     return st;
 }
 
-void kat_sparse_solver_index_destroy(void *impl) { kat_sparse_layout_destroy(impl); }
+void kat__sparse_solver_index_destroy(void *impl) { kat__sparse_layout_destroy(impl); }
 
 /* Pairs the dense engine visits with the same shapes and causality. */
 static size_t dense_pairs(const kat_attn_desc *d)
@@ -230,7 +230,7 @@ static size_t dense_pairs(const kat_attn_desc *d)
     return per_head * d->B * d->H;
 }
 
-kat_status kat_sparse_layout_stats(const kat_sparse_layout *L, kat_sparse_stats *out)
+kat_status kat__sparse_layout_stats(const kat_sparse_layout *L, kat_sparse_stats *out)
 {
     out->q_rows = L->qs.head_off[L->qs.heads];
     out->k_rows = L->ks.head_off[L->ks.heads];
@@ -244,10 +244,10 @@ kat_status kat_sparse_layout_stats(const kat_sparse_layout *L, kat_sparse_stats 
     return KAT_OK;
 }
 
-kat_status kat_sparse_solver_stats(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_stats(const kat_attn_plan *plan, const kat_attn_args *args,
                                    kat_sparse_stats *out)
 {
-    kat_status st = kat_attn_args_unused(args, &plan->pattern);
+    kat_status st = kat__attn_args_unused(args, &plan->pattern);
     if (st)
         return st;
     const kat_sparse_layout *L = NULL;
@@ -255,7 +255,7 @@ kat_status kat_sparse_solver_stats(const kat_attn_plan *plan, const kat_attn_arg
     const kat_attn_io none = {0};
     if ((st = call_layout(plan, args, &none, &L, &owned)))
         return st;
-    st = kat_sparse_layout_stats(L, out);
-    kat_sparse_layout_destroy(owned);
+    st = kat__sparse_layout_stats(L, out);
+    kat__sparse_layout_destroy(owned);
     return st;
 }

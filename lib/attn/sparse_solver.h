@@ -21,37 +21,37 @@ typedef struct {
 } sp_plan;
 
 /* Softmax patterns: every desc the tiles run (causal 0, 1 or 2, any D_v). */
-int kat_sparse_solver_supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why);
+int kat__sparse_solver_supports(const kat_attn_desc *d, const kat_attn_pattern *p, char *why);
 /* Create the plan's sp_plan: with fixed_build, build the layout now; else size the workspace
  * bound of per-call layouts (extra_q_tiles: see above). */
-kat_status kat_sparse_solver_create(kat_attn_plan *plan, sp_build_fn fixed_build,
+kat_status kat__sparse_solver_create(kat_attn_plan *plan, sp_build_fn fixed_build,
                                     sp_build_fn call_build, size_t extra_q_tiles);
-void kat_sparse_solver_destroy(kat_attn_plan *plan);
-size_t kat_sparse_solver_workspace(const kat_attn_plan *plan, kat_attn_pass pass);
-kat_status kat_sparse_solver_check(const kat_attn_plan *plan, const kat_attn_args *args,
+void kat__sparse_solver_destroy(kat_attn_plan *plan);
+size_t kat__sparse_solver_workspace(const kat_attn_plan *plan, kat_attn_pass pass);
+kat_status kat__sparse_solver_check(const kat_attn_plan *plan, const kat_attn_args *args,
                                    const kat_attn_io *io, kat_attn_pass pass);
-kat_status kat_sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_args *args,
                                      const kat_attn_io *io, unsigned char *work);
-kat_status kat_sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_args *args,
                                       const kat_attn_io *io, unsigned char *work);
-kat_status kat_sparse_solver_stats(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_stats(const kat_attn_plan *plan, const kat_attn_args *args,
                                    kat_sparse_stats *out);
-kat_status kat_sparse_solver_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_index_create(const kat_attn_plan *plan, const kat_attn_args *args,
                                           const kat_attn_io *io, void **impl);
-void kat_sparse_solver_index_destroy(void *impl);
-const char *kat_sparse_solver_isa(const kat_attn_plan *plan);
-int kat_sparse_solver_threads(const kat_attn_plan *plan);
+void kat__sparse_solver_index_destroy(void *impl);
+const char *kat__sparse_solver_isa(const kat_attn_plan *plan);
+int kat__sparse_solver_threads(const kat_attn_plan *plan);
 
 /* The solver table entry of a sparse solver named NAME with its supports function. */
 #define KAT_SPARSE_SOLVER(NAME, SUPPORTS, CREATE)                                               \
     {                                                                                           \
         .name = NAME, .supports = SUPPORTS, .create = CREATE,                                   \
-        .destroy = kat_sparse_solver_destroy, .workspace_size = kat_sparse_solver_workspace,    \
-        .check = kat_sparse_solver_check, .forward = kat_sparse_solver_forward,                 \
-        .backward = kat_sparse_solver_backward, .stats = kat_sparse_solver_stats,               \
-        .index_create = kat_sparse_solver_index_create,                                         \
-        .index_destroy = kat_sparse_solver_index_destroy, .isa = kat_sparse_solver_isa,         \
-        .threads = kat_sparse_solver_threads                                                    \
+        .destroy = kat__sparse_solver_destroy, .workspace_size = kat__sparse_solver_workspace,    \
+        .check = kat__sparse_solver_check, .forward = kat__sparse_solver_forward,                 \
+        .backward = kat__sparse_solver_backward, .stats = kat__sparse_solver_stats,               \
+        .index_create = kat__sparse_solver_index_create,                                         \
+        .index_destroy = kat__sparse_solver_index_destroy, .isa = kat__sparse_solver_isa,         \
+        .threads = kat__sparse_solver_threads                                                    \
     }
 
 #endif

@@ -36,30 +36,30 @@ static int tensor_extent(const kat_tensor *t, size_t *extent)
 kat_status kat_tensor_check(const kat_tensor *t, const char *what, int check_finite)
 {
     if (!t)
-        return kat_fail(KAT_EINVAL, "%s is NULL", what);
+        return kat__fail(KAT_EINVAL, "%s is NULL", what);
     size_t extent;
     if (tensor_extent(t, &extent) || !kat_tensor_numel(t) != !(t->B && t->H && t->N && t->D))
-        return kat_fail(KAT_ERANGE,
+        return kat__fail(KAT_ERANGE,
                         "%s: shape [%zu, %zu, %zu, %zu] with strides (%zu, %zu, %zu) overflows",
                         what, t->B, t->H, t->N, t->D, t->sb, t->sh, t->sn);
     if (extent == 0)
         return KAT_OK;
     if (!t->data)
-        return kat_fail(KAT_EINVAL, "%s: data is NULL for shape [%zu, %zu, %zu, %zu]", what,
+        return kat__fail(KAT_EINVAL, "%s: data is NULL for shape [%zu, %zu, %zu, %zu]", what,
                         t->B, t->H, t->N, t->D);
     if (t->N > 1 && t->sn < t->D)
-        return kat_fail(KAT_EINVAL, "%s: row stride sn = %zu is smaller than D = %zu", what,
+        return kat__fail(KAT_EINVAL, "%s: row stride sn = %zu is smaller than D = %zu", what,
                         t->sn, t->D);
     if (check_finite) {
         for (size_t b = 0; b < t->B; b++)
             for (size_t h = 0; h < t->H; h++)
                 for (size_t n = 0; n < t->N; n++) {
                     const float *row = kat_tensor_row(t, b, h, n);
-                    if (!kat_all_finite_f32(row, t->D)) {
+                    if (!kat__all_finite_f32(row, t->D)) {
                         size_t j = 0;
                         while (j < t->D && __builtin_isfinite(row[j]))
                             j++;
-                        return kat_fail(KAT_EDOM, "%s: element [%zu, %zu, %zu, %zu] is %g", what,
+                        return kat__fail(KAT_EDOM, "%s: element [%zu, %zu, %zu, %zu] is %g", what,
                                         b, h, n, j, (double)row[j]);
                     }
                 }

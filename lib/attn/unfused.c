@@ -29,7 +29,7 @@ static kat_status check_int_strides(const kat_tensor *const *ts, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (ts[i] && ts[i]->sn > (size_t)INT32_MAX)
-            return kat_fail(KAT_ERANGE, "unfused: row stride %zu exceeds the BLAS int range",
+            return kat__fail(KAT_ERANGE, "unfused: row stride %zu exceeds the BLAS int range",
                             ts[i]->sn);
     return KAT_OK;
 }
@@ -83,24 +83,24 @@ kat_status kat_attn_unfused_forward(const kat_attn_desc *desc, const kat_tensor 
     kat_attn_desc d;
     kat_status st = kat_attn_desc_check(desc, &d);
     if (!st && d.Dv != d.D)
-        st = kat_fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the unfused baseline takes D_v = D",
+        st = kat__fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the unfused baseline takes D_v = D",
                       d.Dv, d.D);
     const kat_tensor *all[] = {q, k, v, o};
-    if (st || (st = kat_attn_check_forward(&d, q, k, v, o, lse)) ||
+    if (st || (st = kat__attn_check_forward(&d, q, k, v, o, lse)) ||
         (st = check_int_strides(all, 4)))
         return st;
     size_t rb = block_rows(&d), g = d.H / (d.H_kv ? d.H_kv : 1);
     if (d.B * d.H * d.N == 0)
         return KAT_OK;
-    float *s = kat_alloc_array(rb * (d.M ? d.M : 1), sizeof(float), "unfused scores");
-    float *lrow = kat_alloc_array(rb, sizeof(float), "unfused logsumexp");
+    float *s = kat__alloc_array(rb * (d.M ? d.M : 1), sizeof(float), "unfused scores");
+    float *lrow = kat__alloc_array(rb, sizeof(float), "unfused logsumexp");
     if (!s || !lrow) {
         kat_free(s), kat_free(lrow);
         return KAT_ENOMEM;
     }
-    const kat_kernels *kern = kat_kernels_get();
+    const kat_kernels *kern = kat__kernels_get();
     int threads = kat_num_threads();
-    if ((st = kat_blas_hold(threads, 1, "attn_unfused_forward"))) {
+    if ((st = kat__blas_hold(threads, 1, "attn_unfused_forward"))) {
         kat_free(s), kat_free(lrow);
         return st;
     }
@@ -130,7 +130,7 @@ kat_status kat_attn_unfused_forward(const kat_attn_desc *desc, const kat_tensor 
                         *kat_tensor_row(lse, b, h, i0 + r) = lrow[r];
             }
         }
-    kat_blas_release();
+    kat__blas_release();
     kat_free(s), kat_free(lrow);
     return KAT_OK;
 }
@@ -144,17 +144,17 @@ kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor
     kat_attn_desc d;
     kat_status st = kat_attn_desc_check(desc, &d);
     if (!st && d.Dv != d.D)
-        st = kat_fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the unfused baseline takes D_v = D",
+        st = kat__fail(KAT_ENOTSUP, "D_v = %zu != D = %zu: the unfused baseline takes D_v = D",
                       d.Dv, d.D);
     const kat_tensor *all[] = {q, k, v, o, dout, dq, dk, dv};
-    if (st || (st = kat_attn_check_backward(&d, q, k, v, o, NULL, dout, dq, dk, dv, 1, 0)) ||
+    if (st || (st = kat__attn_check_backward(&d, q, k, v, o, NULL, dout, dq, dk, dv, 1, 0)) ||
         (st = check_int_strides(all, 8)))
         return st;
     size_t rb = block_rows(&d) / 2 + 1, g = d.H / (d.H_kv ? d.H_kv : 1);
     rb = rb < d.N ? rb : (d.N ? d.N : 1);
     size_t mcols = d.M ? d.M : 1;
-    float *p = kat_alloc_array(rb * mcols, sizeof(float), "unfused probabilities");
-    float *dp = kat_alloc_array(rb * mcols, sizeof(float), "unfused dP");
+    float *p = kat__alloc_array(rb * mcols, sizeof(float), "unfused probabilities");
+    float *dp = kat__alloc_array(rb * mcols, sizeof(float), "unfused dP");
     if (!p || !dp) {   /* before touching any output */
         kat_free(p), kat_free(dp);
         return KAT_ENOMEM;
@@ -169,9 +169,9 @@ kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor
         kat_free(p), kat_free(dp);
         return KAT_OK;
     }
-    const kat_kernels *kern = kat_kernels_get();
+    const kat_kernels *kern = kat__kernels_get();
     int threads = kat_num_threads();
-    if ((st = kat_blas_hold(threads, 1, "attn_unfused_backward"))) {
+    if ((st = kat__blas_hold(threads, 1, "attn_unfused_backward"))) {
         kat_free(p), kat_free(dp);
         return st;
     }
@@ -220,7 +220,7 @@ kat_status kat_attn_unfused_backward(const kat_attn_desc *desc, const kat_tensor
                             Q + i0 * q->sn, (int)q->sn, 1.0f, dK, (int)dk->sn);
             }
         }
-    kat_blas_release();
+    kat__blas_release();
     kat_free(p), kat_free(dp);
     return KAT_OK;
 }

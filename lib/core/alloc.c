@@ -19,18 +19,18 @@ void *kat_malloc(size_t bytes)
     size_t k = atomic_fetch_add(&alloc_count, 1) + 1;
     size_t target = atomic_load(&fail_at);
     if (target != 0 && k == target) {
-        kat_fail(KAT_ENOMEM, "allocation of %zu bytes failed (injected failure #%zu)", bytes, k);
+        kat__fail(KAT_ENOMEM, "allocation of %zu bytes failed (injected failure #%zu)", bytes, k);
         return NULL;
     }
     size_t rounded;
     if (kat_add_overflow(bytes ? bytes : 1, KAT_ALIGN - 1, &rounded)) {
-        kat_fail(KAT_ERANGE, "allocation of %zu bytes is too large", bytes);
+        kat__fail(KAT_ERANGE, "allocation of %zu bytes is too large", bytes);
         return NULL;
     }
     rounded &= ~(size_t)(KAT_ALIGN - 1);
     void *p = aligned_alloc(KAT_ALIGN, rounded);
     if (!p)
-        kat_fail(KAT_ENOMEM, "allocation of %zu bytes failed", bytes);
+        kat__fail(KAT_ENOMEM, "allocation of %zu bytes failed", bytes);
     return p;
 }
 
@@ -38,7 +38,7 @@ void *kat_calloc(size_t count, size_t size)
 {
     size_t bytes;
     if (kat_mul_overflow(count, size, &bytes)) {
-        kat_fail(KAT_ERANGE, "allocation of %zu x %zu bytes overflows", count, size);
+        kat__fail(KAT_ERANGE, "allocation of %zu x %zu bytes overflows", count, size);
         return NULL;
     }
     void *p = kat_malloc(bytes);
@@ -47,16 +47,16 @@ void *kat_calloc(size_t count, size_t size)
     return p;
 }
 
-void *kat_alloc_array(size_t count, size_t size, const char *what)
+void *kat__alloc_array(size_t count, size_t size, const char *what)
 {
     size_t bytes;
     if (kat_mul_overflow(count, size, &bytes)) {
-        kat_fail(KAT_ERANGE, "%s: %zu elements of %zu bytes overflow size_t", what, count, size);
+        kat__fail(KAT_ERANGE, "%s: %zu elements of %zu bytes overflow size_t", what, count, size);
         return NULL;
     }
     void *p = kat_malloc(bytes);
     if (!p)
-        kat_fail(KAT_ENOMEM, "%s: cannot allocate %zu bytes", what, bytes);
+        kat__fail(KAT_ENOMEM, "%s: cannot allocate %zu bytes", what, bytes);
     return p;
 }
 

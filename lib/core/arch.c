@@ -56,9 +56,9 @@ const char *kat_arch_name(void) { return arch_names[kat_arch_get()]; }
 kat_status kat_arch_set(kat_arch arch)
 {
     if ((int)arch < 0 || arch >= KAT_ARCH_COUNT)
-        return kat_fail(KAT_EINVAL, "arch: unknown value %d", (int)arch);
+        return kat__fail(KAT_EINVAL, "arch: unknown value %d", (int)arch);
     if (!kat_arch_supported(arch))
-        return kat_fail(KAT_ENOTSUP, "arch: %s is not supported by this CPU or build",
+        return kat__fail(KAT_ENOTSUP, "arch: %s is not supported by this CPU or build",
                         arch_names[arch]);
     atomic_store(&chosen, (int)arch);
     return KAT_OK;

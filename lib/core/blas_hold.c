@@ -32,7 +32,7 @@ static _Thread_local int depth;   /* this thread's holds, nested */
 static _Thread_local int guest;   /* 1 when this thread joined another thread's hold */
 static _Thread_local int outer_count[MAX_DEPTH];
 
-size_t kat_blas_buffer_bytes(void) { return (size_t)128 << 20; }
+size_t kat__blas_buffer_bytes(void) { return (size_t)128 << 20; }
 
 /* How deep in nested OpenMP parallel regions the calling thread is (0: in none). */
 static int omp_level(void)
@@ -86,7 +86,7 @@ static kat_status reserve_buffers(int need, int blas_threads, int threads, const
         return KAT_OK;
     if (need > MAX_BUFFERS)
         need = MAX_BUFFERS;
-    size_t buf = kat_blas_buffer_bytes() + ((size_t)1 << 20);
+    size_t buf = kat__blas_buffer_bytes() + ((size_t)1 << 20);
     void *taken[MAX_BUFFERS];
     int got = 0;
     while (got < need && (got < free_known || can_map(buf)))
@@ -104,15 +104,15 @@ static kat_status reserve_buffers(int need, int blas_threads, int threads, const
         }
         return KAT_OK;
     }
-    return kat_fail(KAT_ENOMEM, "%s: out of memory for the BLAS: OpenBLAS needs %d work "
+    return kat__fail(KAT_ENOMEM, "%s: out of memory for the BLAS: OpenBLAS needs %d work "
                     "buffer%s of %zu MiB of address space (one per BLAS thread) and the "
                     "process's address-space limit (ulimit -v: %llu MiB) leaves room for %d; "
                     "one kat thread needs the fewest", who, need, need == 1 ? "" : "s",
-                    kat_blas_buffer_bytes() >> 20,
+                    kat__blas_buffer_bytes() >> 20,
                     (unsigned long long)(rl.rlim_cur >> 20), got - (got == need));
 }
 
-kat_status kat_blas_hold(int blas_threads, int callers, const char *who)
+kat_status kat__blas_hold(int blas_threads, int callers, const char *who)
 {
     if (blas_threads < 1)
         blas_threads = depth > 0 && !guest ? openblas_get_num_threads() : kat_num_threads();
@@ -153,7 +153,7 @@ kat_status kat_blas_hold(int blas_threads, int callers, const char *who)
     return KAT_OK;
 }
 
-void kat_blas_release(void)
+void kat__blas_release(void)
 {
     if (depth == 0)
         return;
@@ -180,7 +180,7 @@ kat_status kat_blas_reserve(void)
 
 kat_status kat_blas_begin(int threads)
 {
-    return kat_blas_hold(threads, 1, "BLAS calls of the caller");
+    return kat__blas_hold(threads, 1, "BLAS calls of the caller");
 }
 
-void kat_blas_end(void) { kat_blas_release(); }
+void kat_blas_end(void) { kat__blas_release(); }

@@ -89,18 +89,18 @@ static kat_status field_error(num_kind k, size_t line, size_t col, const char *s
     kat_io_quote(s, (size_t)(e - s), q);
     switch (k) {
     case NUM_EMPTY:
-        return kat_fail(KAT_EFORMAT, "csv: line %zu, column %zu: empty field", line, col);
+        return kat__fail(KAT_EFORMAT, "csv: line %zu, column %zu: empty field", line, col);
     case NUM_NONFINITE:
-        return kat_fail(KAT_EDOM, "csv: line %zu, column %zu: '%s' is not finite (kat accepts "
+        return kat__fail(KAT_EDOM, "csv: line %zu, column %zu: '%s' is not finite (kat accepts "
                                   "only finite data)", line, col, q);
     case NUM_OVERFLOW:
-        return kat_fail(KAT_EDOM, "csv: line %zu, column %zu: '%s' overflows a double", line, col,
+        return kat__fail(KAT_EDOM, "csv: line %zu, column %zu: '%s' overflows a double", line, col,
                         q);
     case NUM_NOMEM:
-        return kat_fail(KAT_ENOMEM, "csv: line %zu, column %zu: cannot allocate %zu bytes", line,
+        return kat__fail(KAT_ENOMEM, "csv: line %zu, column %zu: cannot allocate %zu bytes", line,
                         col, (size_t)(e - s) + 1);
     default:
-        return kat_fail(KAT_EFORMAT, "csv: line %zu, column %zu: '%s' is not a number", line, col,
+        return kat__fail(KAT_EFORMAT, "csv: line %zu, column %zu: '%s' is not a number", line, col,
                         q);
     }
 }
@@ -176,8 +176,8 @@ static kat_status values_push(values *b, double x)
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap : 1024;
         if (b->cap && kat_mul_overflow(b->cap, 2, &cap))
-            return kat_fail(KAT_ERANGE, "csv: more values than size_t can count");
-        double *v = kat_alloc_array(cap, sizeof(double), "csv: matrix values");
+            return kat__fail(KAT_ERANGE, "csv: more values than size_t can count");
+        double *v = kat__alloc_array(cap, sizeof(double), "csv: matrix values");
         if (!v)
             return KAT_ENOMEM;
         if (b->n)
@@ -219,7 +219,7 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
                 continue;
             }
             if (nomem) {
-                st = kat_fail(KAT_ENOMEM, "csv: line %zu: cannot allocate a field buffer", line);
+                st = kat__fail(KAT_ENOMEM, "csv: line %zu: cannot allocate a field buffer", line);
                 break;
             }
         }
@@ -229,7 +229,7 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
             f = next_field(f, e, sep, &fs, &fe);
             col++;
             if (rows > 0 && col > cols) {
-                st = kat_fail(KAT_EFORMAT, "csv: line %zu, column %zu: the row has more than "
+                st = kat__fail(KAT_EFORMAT, "csv: line %zu, column %zu: the row has more than "
                                            "the %zu columns of line %zu",
                               line, col, cols, first_row_line);
                 break;
@@ -249,11 +249,11 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
             cols = col;
             first_row_line = line;
             if (header_line && header_cols != cols)
-                st = kat_fail(KAT_EFORMAT, "csv: line %zu has %zu columns but the header on "
+                st = kat__fail(KAT_EFORMAT, "csv: line %zu has %zu columns but the header on "
                                            "line %zu names %zu",
                               line, cols, header_line, header_cols);
         } else if (col < cols) {
-            st = kat_fail(KAT_EFORMAT, "csv: line %zu, column %zu: the row ends after %zu "
+            st = kat__fail(KAT_EFORMAT, "csv: line %zu, column %zu: the row ends after %zu "
                                        "columns but line %zu has %zu",
                           line, col + 1, col, first_row_line, cols);
         }
@@ -276,9 +276,9 @@ static kat_status csv_parse_lines(const char *buf, size_t len, kat_dmat *out)
 kat_status kat_csv_parse(const char *buf, size_t len, kat_dmat *out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "csv_parse: out is NULL");
+        return kat__fail(KAT_EINVAL, "csv_parse: out is NULL");
     if (!buf && len)
-        return kat_fail(KAT_EINVAL, "csv_parse: buf is NULL with len = %zu", len);
+        return kat__fail(KAT_EINVAL, "csv_parse: buf is NULL with len = %zu", len);
     c_locale_scope loc;
     c_locale_enter(&loc);
     kat_status st = csv_parse_lines(buf ? buf : "", len, out);
@@ -291,30 +291,30 @@ static kat_status read_whole_file(const char *path, char **buf, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return kat_fail(KAT_EIO, "cannot open '%s': %s", path, strerror(errno));
+        return kat__fail(KAT_EIO, "cannot open '%s': %s", path, strerror(errno));
     struct stat sb;
     int have_stat = fstat(fileno(f), &sb) == 0;
     if (have_stat && S_ISDIR(sb.st_mode)) {
         fclose(f);
-        return kat_fail(KAT_EIO, "cannot read '%s': %s", path, strerror(EISDIR));
+        return kat__fail(KAT_EIO, "cannot read '%s': %s", path, strerror(EISDIR));
     }
     /* The size is a hint (pipes have none, files may grow): read until the end. */
     size_t cap = have_stat && S_ISREG(sb.st_mode) && sb.st_size > 0 ? (size_t)sb.st_size + 1
                                                                      : 65536;
     size_t n = 0;
     char *b = kat_malloc(cap);
-    kat_status st = b ? KAT_OK : kat_fail(KAT_ENOMEM, "'%s': cannot allocate %zu bytes", path, cap);
+    kat_status st = b ? KAT_OK : kat__fail(KAT_ENOMEM, "'%s': cannot allocate %zu bytes", path, cap);
     while (st == KAT_OK) {
         n += fread(b + n, 1, cap - n, f);
         if (ferror(f)) {
-            st = kat_fail(KAT_EIO, "cannot read '%s': %s", path, strerror(errno));
+            st = kat__fail(KAT_EIO, "cannot read '%s': %s", path, strerror(errno));
         } else if (n < cap) {
             break;   /* end of file */
         } else {
             size_t bigger;
             char *nb = NULL;
             if (kat_mul_overflow(cap, 2, &bigger) || !(nb = kat_malloc(bigger))) {
-                st = kat_fail(KAT_ENOMEM, "'%s': cannot allocate %zu bytes", path, cap * 2);
+                st = kat__fail(KAT_ENOMEM, "'%s': cannot allocate %zu bytes", path, cap * 2);
             } else {
                 memcpy(nb, b, n);
                 kat_free(b);
@@ -336,9 +336,9 @@ static kat_status read_whole_file(const char *path, char **buf, size_t *len)
 kat_status kat_csv_read(const char *path, kat_dmat *out)
 {
     if (!path)
-        return kat_fail(KAT_EINVAL, "csv_read: path is NULL");
+        return kat__fail(KAT_EINVAL, "csv_read: path is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "csv_read: out is NULL");
+        return kat__fail(KAT_EINVAL, "csv_read: out is NULL");
     char *buf = NULL;
     size_t len = 0;
     kat_status st = read_whole_file(path, &buf, &len);
@@ -349,7 +349,7 @@ kat_status kat_csv_read(const char *path, kat_dmat *out)
     if (st) {
         char why[400];
         snprintf(why, sizeof why, "%s", kat_last_error());
-        return kat_fail(st, "'%s': %s", path, why);
+        return kat__fail(st, "'%s': %s", path, why);
     }
     return KAT_OK;
 }
@@ -357,7 +357,7 @@ kat_status kat_csv_read(const char *path, kat_dmat *out)
 kat_status kat_csv_write(const char *path, const kat_dmat *m)
 {
     if (!path)
-        return kat_fail(KAT_EINVAL, "csv_write: path is NULL");
+        return kat__fail(KAT_EINVAL, "csv_write: path is NULL");
     kat_status st = kat_dmat_check(m, "csv_write: m", 1);
     if (st)
         return st;
@@ -378,7 +378,7 @@ kat_status kat_csv_write(const char *path, const kat_dmat *m)
     int err = errno;
     if (bad) {
         kat_outfile_close(o, 0);
-        return kat_fail(KAT_EIO, "cannot write '%s': %s", path, strerror(err));
+        return kat__fail(KAT_EIO, "cannot write '%s': %s", path, strerror(err));
     }
     return kat_outfile_close(o, 1);
 }

@@ -29,7 +29,7 @@ const char *kat_last_error(void) { return last_error; }
 
 void kat_clear_error(void) { last_error[0] = '\0'; }
 
-kat_status kat_fail(kat_status st, const char *fmt, ...)
+kat_status kat__fail(kat_status st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -38,7 +38,7 @@ kat_status kat_fail(kat_status st, const char *fmt, ...)
     return st;
 }
 
-size_t kat_first_nonfinite(const double *x, size_t n)
+size_t kat__first_nonfinite(const double *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (!__builtin_isfinite(x[i]))
@@ -48,7 +48,7 @@ size_t kat_first_nonfinite(const double *x, size_t n)
 
 /* The exponent field all ones is inf or NaN. An integer test over the bits vectorises; a
  * floating-point reduction would not (its order is fixed without reassociation). */
-int kat_all_finite(const double *x, size_t n)
+int kat__all_finite(const double *x, size_t n)
 {
     uint64_t bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -59,7 +59,7 @@ int kat_all_finite(const double *x, size_t n)
     return bad == 0;
 }
 
-int kat_all_finite_f32(const float *x, size_t n)
+int kat__all_finite_f32(const float *x, size_t n)
 {
     uint32_t bad = 0;
     for (size_t i = 0; i < n; i++) {

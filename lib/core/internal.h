@@ -8,8 +8,8 @@
 #include "kat/core.h"
 
 /* Record the calling thread's error sentence (printf-style) and return st, so a failure is
- * one line: `return kat_fail(KAT_EINVAL, "n must be >= 1 (got %zu)", n);` */
-kat_status kat_fail(kat_status st, const char *fmt, ...)
+ * one line: `return kat__fail(KAT_EINVAL, "n must be >= 1 (got %zu)", n);` */
+kat_status kat__fail(kat_status st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Overflow-checked size arithmetic: return 0 and set *out, or return 1 on overflow. */
@@ -30,13 +30,13 @@ static inline int kat_mul3_overflow(size_t a, size_t b, size_t c, size_t *out)
 
 /* Allocate count*size bytes (aligned, uninitialised) with the overflow check folded in;
  * `what` names the buffer in the error. */
-void *kat_alloc_array(size_t count, size_t size, const char *what);
+void *kat__alloc_array(size_t count, size_t size, const char *what);
 
 /* 1 if every x[i*stride] (i < n) is finite. */
-int kat_all_finite(const double *x, size_t n);
-int kat_all_finite_f32(const float *x, size_t n);
+int kat__all_finite(const double *x, size_t n);
+int kat__all_finite_f32(const float *x, size_t n);
 /* Index of the first non-finite value, or n. */
-size_t kat_first_nonfinite(const double *x, size_t n);
+size_t kat__first_nonfinite(const double *x, size_t n);
 
 #define KAT_ALIGN 64
 

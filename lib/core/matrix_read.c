@@ -7,9 +7,9 @@
 kat_status kat_matrix_read(const char *path, kat_dmat *out)
 {
     if (!path)
-        return kat_fail(KAT_EINVAL, "matrix_read: path is NULL");
+        return kat__fail(KAT_EINVAL, "matrix_read: path is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "matrix_read: out is NULL");
+        return kat__fail(KAT_EINVAL, "matrix_read: out is NULL");
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     const char *dot = strrchr(base, '.');
@@ -18,8 +18,8 @@ kat_status kat_matrix_read(const char *path, kat_dmat *out)
     if (dot && (strcasecmp(dot, ".csv") == 0 || strcasecmp(dot, ".txt") == 0))
         return kat_csv_read(path, out);
     if (!dot)
-        return kat_fail(KAT_EINVAL, "matrix_read: '%s' has no extension (kat reads .npy, .csv "
+        return kat__fail(KAT_EINVAL, "matrix_read: '%s' has no extension (kat reads .npy, .csv "
                                     "and .txt)", path);
-    return kat_fail(KAT_EINVAL, "matrix_read: '%s' has the unknown extension '%s' (kat reads "
+    return kat__fail(KAT_EINVAL, "matrix_read: '%s' has the unknown extension '%s' (kat reads "
                                 ".npy, .csv and .txt)", path, dot);
 }

@@ -106,24 +106,24 @@ size_t kat_array_size(const kat_array *a)
 kat_status kat_array_alloc(kat_dtype dtype, int ndim, const size_t *shape, kat_array *out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "array_alloc: out is NULL");
+        return kat__fail(KAT_EINVAL, "array_alloc: out is NULL");
     if (!dtype_valid(dtype))
-        return kat_fail(KAT_EINVAL, "array_alloc: dtype %d is not KAT_DTYPE_F32 or KAT_DTYPE_F64",
+        return kat__fail(KAT_EINVAL, "array_alloc: dtype %d is not KAT_DTYPE_F32 or KAT_DTYPE_F64",
                         (int)dtype);
     if (ndim < 0 || ndim > KAT_ARRAY_MAX_NDIM)
-        return kat_fail(KAT_EINVAL, "array_alloc: ndim = %d is outside 0..%d", ndim,
+        return kat__fail(KAT_EINVAL, "array_alloc: ndim = %d is outside 0..%d", ndim,
                         KAT_ARRAY_MAX_NDIM);
     if (ndim > 0 && !shape)
-        return kat_fail(KAT_EINVAL, "array_alloc: shape is NULL for ndim = %d", ndim);
+        return kat__fail(KAT_EINVAL, "array_alloc: shape is NULL for ndim = %d", ndim);
     size_t count, bytes;
     if (shape_bytes(ndim, shape, dtype_size(dtype), &count, &bytes)) {
         char s[256];
         shape_text(s, sizeof s, ndim, shape);
-        return kat_fail(KAT_ERANGE, "array_alloc: shape %s overflows size_t", s);
+        return kat__fail(KAT_ERANGE, "array_alloc: shape %s overflows size_t", s);
     }
     void *data = kat_calloc(bytes ? bytes : 1, 1);
     if (!data)
-        return kat_fail(KAT_ENOMEM, "array_alloc: cannot allocate %zu bytes", bytes);
+        return kat__fail(KAT_ENOMEM, "array_alloc: cannot allocate %zu bytes", bytes);
     memset(out, 0, sizeof *out);
     out->dtype = dtype;
     out->ndim = ndim;
@@ -166,17 +166,17 @@ static kat_status npy_prefix(const unsigned char *p, size_t len, size_t *hstart,
 {
     if (len < 8 || memcmp(p, npy_magic, 6) != 0) {
         if (len >= 6 && memcmp(p, npy_magic, 6) != 0)
-            return kat_fail(KAT_EFORMAT, "npy: bad magic string (the file does not start with "
+            return kat__fail(KAT_EFORMAT, "npy: bad magic string (the file does not start with "
                                          "\\x93NUMPY)");
-        return kat_fail(KAT_EFORMAT, "npy: %zu bytes are too few for a .npy header", len);
+        return kat__fail(KAT_EFORMAT, "npy: %zu bytes are too few for a .npy header", len);
     }
     int major = p[6], minor = p[7];
     if (minor != 0 || major < 1 || major > 3)
-        return kat_fail(KAT_EFORMAT, "npy: unsupported format version %d.%d (kat reads 1.0, "
+        return kat__fail(KAT_EFORMAT, "npy: unsupported format version %d.%d (kat reads 1.0, "
                                      "2.0 and 3.0)", major, minor);
     size_t need = major == 1 ? 10 : 12;
     if (len < need)
-        return kat_fail(KAT_EFORMAT, "npy: %zu bytes are too few for a version %d.0 header", len,
+        return kat__fail(KAT_EFORMAT, "npy: %zu bytes are too few for a version %d.0 header", len,
                         major);
     if (major == 1)
         *hlen = (size_t)p[8] | (size_t)p[9] << 8;
@@ -184,7 +184,7 @@ static kat_status npy_prefix(const unsigned char *p, size_t len, size_t *hstart,
         *hlen = (size_t)p[8] | (size_t)p[9] << 8 | (size_t)p[10] << 16 | (size_t)p[11] << 24;
     *hstart = need;
     if (*hlen == 0)
-        return kat_fail(KAT_EFORMAT, "npy: the header length is 0");
+        return kat__fail(KAT_EFORMAT, "npy: the header length is 0");
     return KAT_OK;
 }
 
@@ -217,7 +217,7 @@ static kat_status parse_string(cursor *c, const char *what, const char **s, size
 {
     char q[KAT_IO_QUOTE_MAX];
     if (!at(c, '\'') && !at(c, '"'))
-        return kat_fail(KAT_EFORMAT, "npy header: expected a quoted %s, found '%s'", what,
+        return kat__fail(KAT_EFORMAT, "npy header: expected a quoted %s, found '%s'", what,
                         here(c, q));
     char quote = *c->p++;
     const char *start = c->p;
@@ -227,7 +227,7 @@ static kat_status parse_string(cursor *c, const char *what, const char **s, size
         c->p++;
     }
     if (c->p >= c->end || *c->p != quote)
-        return kat_fail(KAT_EFORMAT, "npy header: unterminated string in the %s", what);
+        return kat__fail(KAT_EFORMAT, "npy header: unterminated string in the %s", what);
     *s = start;
     *n = (size_t)(c->p - start);
     c->p++;
@@ -241,7 +241,7 @@ static kat_status parse_string(cursor *c, const char *what, const char **s, size
 static kat_status parse_descr(cursor *c, npy_header *h)
 {
     if (at(c, '[') || at(c, '(') || at(c, '{'))
-        return kat_fail(KAT_EFORMAT, "npy header: 'descr' is a structured dtype; kat reads "
+        return kat__fail(KAT_EFORMAT, "npy header: 'descr' is a structured dtype; kat reads "
                                      NPY_DTYPES_READ);
     const char *s;
     size_t n;
@@ -259,7 +259,7 @@ static kat_status parse_descr(cursor *c, npy_header *h)
             }
     }
     char q[KAT_IO_QUOTE_MAX];
-    return kat_fail(KAT_EFORMAT, "npy: unsupported dtype '%s' (kat reads " NPY_DTYPES_READ ")",
+    return kat__fail(KAT_EFORMAT, "npy: unsupported dtype '%s' (kat reads " NPY_DTYPES_READ ")",
                     kat_io_quote(s, n, q));
 }
 
@@ -277,7 +277,7 @@ static kat_status parse_bool(cursor *c, int *out)
     else {
         char q[KAT_IO_QUOTE_MAX];
         c->p = s;
-        return kat_fail(KAT_EFORMAT, "npy header: 'fortran_order' must be True or False, found "
+        return kat__fail(KAT_EFORMAT, "npy header: 'fortran_order' must be True or False, found "
                                      "'%s'", n ? kat_io_quote(s, n, q) : here(c, q));
     }
     return KAT_OK;
@@ -288,14 +288,14 @@ static kat_status parse_dim(cursor *c, int index, size_t *out)
 {
     char q[KAT_IO_QUOTE_MAX];
     if (at(c, '-'))
-        return kat_fail(KAT_EFORMAT, "npy header: shape entry %d is negative", index);
+        return kat__fail(KAT_EFORMAT, "npy header: shape entry %d is negative", index);
     if (!(c->p < c->end && *c->p >= '0' && *c->p <= '9'))
-        return kat_fail(KAT_EFORMAT, "npy header: shape entry %d is not an integer (found '%s')",
+        return kat__fail(KAT_EFORMAT, "npy header: shape entry %d is not an integer (found '%s')",
                         index, here(c, q));
     size_t v = 0;
     while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
         if (kat_mul_overflow(v, 10, &v) || kat_add_overflow(v, (size_t)(*c->p - '0'), &v))
-            return kat_fail(KAT_EFORMAT, "npy header: shape entry %d overflows size_t", index);
+            return kat__fail(KAT_EFORMAT, "npy header: shape entry %d overflows size_t", index);
         c->p++;
     }
     if (at(c, 'L') || at(c, 'l'))
@@ -309,14 +309,14 @@ static kat_status parse_shape(cursor *c, npy_header *h)
 {
     char q[KAT_IO_QUOTE_MAX];
     if (!at(c, '('))
-        return kat_fail(KAT_EFORMAT, "npy header: 'shape' must be a tuple such as (3, 2), found "
+        return kat__fail(KAT_EFORMAT, "npy header: 'shape' must be a tuple such as (3, 2), found "
                                      "'%s'", here(c, q));
     c->p++;
     int n = 0, trailing_comma = 0;
     skip_ws(c);
     while (!at(c, ')')) {
         if (n == KAT_ARRAY_MAX_NDIM)
-            return kat_fail(KAT_EFORMAT, "npy header: shape has more than %d dimensions",
+            return kat__fail(KAT_EFORMAT, "npy header: shape has more than %d dimensions",
                             KAT_ARRAY_MAX_NDIM);
         kat_status st = parse_dim(c, n + 1, &h->shape[n]);
         if (st)
@@ -329,13 +329,13 @@ static kat_status parse_shape(cursor *c, npy_header *h)
             trailing_comma = 1;
             skip_ws(c);
         } else if (!at(c, ')')) {
-            return kat_fail(KAT_EFORMAT, "npy header: expected ',' or ')' in 'shape', found '%s'",
+            return kat__fail(KAT_EFORMAT, "npy header: expected ',' or ')' in 'shape', found '%s'",
                             here(c, q));
         }
     }
     c->p++;
     if (n == 1 && !trailing_comma)   /* Python reads "(3)" as the integer 3 */
-        return kat_fail(KAT_EFORMAT, "npy header: 'shape' (%zu) is an integer, not a tuple "
+        return kat__fail(KAT_EFORMAT, "npy header: 'shape' (%zu) is an integer, not a tuple "
                                      "(a 1-D shape is written (%zu,))", h->shape[0], h->shape[0]);
     h->ndim = n;
     return KAT_OK;
@@ -353,7 +353,7 @@ static kat_status npy_parse_dict(const char *text, size_t len, npy_header *h)
     memset(h, 0, sizeof *h);
     skip_ws(&c);
     if (!at(&c, '{'))
-        return kat_fail(KAT_EFORMAT, "npy header: expected '{' at the start, found '%s'",
+        return kat__fail(KAT_EFORMAT, "npy header: expected '{' at the start, found '%s'",
                         here(&c, q));
     c.p++;
     for (;;) {
@@ -368,14 +368,14 @@ static kat_status npy_parse_dict(const char *text, size_t len, npy_header *h)
         while (k < 3 && !(strlen(keys[k]) == klen && memcmp(keys[k], key, klen) == 0))
             k++;
         if (k == 3)
-            return kat_fail(KAT_EFORMAT, "npy header: unexpected key '%s' (a .npy header has "
+            return kat__fail(KAT_EFORMAT, "npy header: unexpected key '%s' (a .npy header has "
                                          "'descr', 'fortran_order' and 'shape')",
                             kat_io_quote(key, klen, q));
         if (seen[k]++)
-            return kat_fail(KAT_EFORMAT, "npy header: key '%s' appears twice", keys[k]);
+            return kat__fail(KAT_EFORMAT, "npy header: key '%s' appears twice", keys[k]);
         skip_ws(&c);
         if (!at(&c, ':'))
-            return kat_fail(KAT_EFORMAT, "npy header: expected ':' after '%s', found '%s'",
+            return kat__fail(KAT_EFORMAT, "npy header: expected ':' after '%s', found '%s'",
                             keys[k], here(&c, q));
         c.p++;
         skip_ws(&c);
@@ -387,21 +387,21 @@ static kat_status npy_parse_dict(const char *text, size_t len, npy_header *h)
         if (at(&c, ','))
             c.p++;
         else if (!at(&c, '}'))
-            return kat_fail(KAT_EFORMAT, "npy header: expected ',' or '}' after the value of "
+            return kat__fail(KAT_EFORMAT, "npy header: expected ',' or '}' after the value of "
                                          "'%s', found '%s'", keys[k], here(&c, q));
     }
     c.p++;
     skip_ws(&c);
     if (c.p != c.end)
-        return kat_fail(KAT_EFORMAT, "npy header: unexpected text '%s' after the closing '}'",
+        return kat__fail(KAT_EFORMAT, "npy header: unexpected text '%s' after the closing '}'",
                         here(&c, q));
     for (int k = 0; k < 3; k++)
         if (!seen[k])
-            return kat_fail(KAT_EFORMAT, "npy header: the '%s' key is missing", keys[k]);
+            return kat__fail(KAT_EFORMAT, "npy header: the '%s' key is missing", keys[k]);
     if (shape_bytes(h->ndim, h->shape, dtype_size(h->dtype), &h->count, &h->data_bytes)) {
         char s[256];
         shape_text(s, sizeof s, h->ndim, h->shape);
-        return kat_fail(KAT_EFORMAT, "npy header: shape %s has more bytes than size_t can count",
+        return kat__fail(KAT_EFORMAT, "npy header: shape %s has more bytes than size_t can count",
                         s);
     }
     return KAT_OK;
@@ -411,7 +411,7 @@ static kat_status data_too_short(const npy_header *h, size_t present)
 {
     char s[256];
     shape_text(s, sizeof s, h->ndim, h->shape);
-    return kat_fail(KAT_EFORMAT, "npy: the data section has %zu bytes but shape %s of %s needs "
+    return kat__fail(KAT_EFORMAT, "npy: the data section has %zu bytes but shape %s of %s needs "
                                  "%zu bytes",
                     present, s, kat_dtype_name(h->dtype), h->data_bytes);
 }
@@ -500,13 +500,13 @@ static kat_status npy_finish(const npy_header *h, const unsigned char *raw, void
     size_t bytes = h->data_bytes ? h->data_bytes : 1;
     void *data = owned;
     if (!data && !(data = kat_malloc(bytes)))
-        return kat_fail(KAT_ENOMEM, "npy: cannot allocate %zu bytes for the data", bytes);
+        return kat__fail(KAT_ENOMEM, "npy: cannot allocate %zu bytes for the data", bytes);
     decode(data, raw, h->count, h->dtype, h->big_endian);
     if (h->fortran && h->ndim > 1 && h->count > 1) {
         void *c_order = kat_malloc(bytes);
         if (!c_order) {
             kat_free(data);
-            return kat_fail(KAT_ENOMEM, "npy: cannot allocate %zu bytes to reorder Fortran data",
+            return kat__fail(KAT_ENOMEM, "npy: cannot allocate %zu bytes to reorder Fortran data",
                             bytes);
         }
         fortran_to_c(c_order, data, h);
@@ -525,9 +525,9 @@ static kat_status npy_finish(const npy_header *h, const unsigned char *raw, void
 kat_status kat_npy_parse(const void *buf, size_t len, kat_array *out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "npy_parse: out is NULL");
+        return kat__fail(KAT_EINVAL, "npy_parse: out is NULL");
     if (!buf && len)
-        return kat_fail(KAT_EINVAL, "npy_parse: buf is NULL with len = %zu", len);
+        return kat__fail(KAT_EINVAL, "npy_parse: buf is NULL with len = %zu", len);
     const unsigned char *p = buf;
     size_t hstart = 0, hlen = 0;
     npy_header h;
@@ -535,7 +535,7 @@ kat_status kat_npy_parse(const void *buf, size_t len, kat_array *out)
     if (st)
         return st;
     if (hlen > len - hstart)
-        return kat_fail(KAT_EFORMAT, "npy: the header length %zu runs past the end of the "
+        return kat__fail(KAT_EFORMAT, "npy: the header length %zu runs past the end of the "
                                      "input (%zu bytes after the prefix)", hlen, len - hstart);
     if ((st = npy_parse_dict((const char *)p + hstart, hlen, &h)))
         return st;
@@ -552,7 +552,7 @@ static kat_status fail_in(kat_status st, const char *path)
 {
     char why[400];
     snprintf(why, sizeof why, "%s", kat_last_error());
-    return kat_fail(st, "'%s': %s", path, why);
+    return kat__fail(st, "'%s': %s", path, why);
 }
 
 /* fread that accepts n = 0; callers check ferror and compare the count. */
@@ -565,25 +565,25 @@ static kat_status npy_read_file(FILE *f, const char *path, kat_array *out)
     struct stat sb;
     int have_stat = fstat(fileno(f), &sb) == 0;
     if (have_stat && S_ISDIR(sb.st_mode))
-        return kat_fail(KAT_EIO, "cannot read '%s': %s", path, strerror(EISDIR));
+        return kat__fail(KAT_EIO, "cannot read '%s': %s", path, strerror(EISDIR));
     int regular = have_stat && S_ISREG(sb.st_mode);
     uint64_t fsize = regular && sb.st_size > 0 ? (uint64_t)sb.st_size : 0;
     unsigned char prefix[12];
     size_t got = read_bytes(f, prefix, sizeof prefix);
     if (ferror(f))
-        return kat_fail(KAT_EIO, "cannot read '%s': %s", path, strerror(errno));
+        return kat__fail(KAT_EIO, "cannot read '%s': %s", path, strerror(errno));
     size_t hstart = 0, hlen = 0;
     kat_status st = npy_prefix(prefix, got, &hstart, &hlen);
     if (st)
         return fail_in(st, path);
     uint64_t after_prefix = fsize > hstart ? fsize - hstart : 0;
     if (regular && after_prefix < hlen)
-        return kat_fail(KAT_EFORMAT, "'%s': the header length %zu runs past the end of the "
+        return kat__fail(KAT_EFORMAT, "'%s': the header length %zu runs past the end of the "
                                      "file (%llu bytes after the prefix)",
                         path, hlen, (unsigned long long)after_prefix);
     char *text = kat_malloc(hlen);
     if (!text)
-        return kat_fail(KAT_ENOMEM, "'%s': cannot allocate %zu bytes for the header", path, hlen);
+        return kat__fail(KAT_ENOMEM, "'%s': cannot allocate %zu bytes for the header", path, hlen);
     /* The prefix read may hold the first header bytes; a valid header is far longer than
      * the two bytes that could spill, so no data byte is ever among them. */
     size_t early = got - hstart < hlen ? got - hstart : hlen;
@@ -591,9 +591,9 @@ static kat_status npy_read_file(FILE *f, const char *path, kat_array *out)
     size_t rest = read_bytes(f, text + early, hlen - early);
     npy_header h;
     if (ferror(f))
-        st = kat_fail(KAT_EIO, "cannot read '%s': %s", path, strerror(errno));
+        st = kat__fail(KAT_EIO, "cannot read '%s': %s", path, strerror(errno));
     else if (early + rest < hlen)
-        st = kat_fail(KAT_EFORMAT, "'%s': the header length %zu runs past the end of the file",
+        st = kat__fail(KAT_EFORMAT, "'%s': the header length %zu runs past the end of the file",
                       path, hlen);
     else if ((st = npy_parse_dict(text, hlen, &h)))
         st = fail_in(st, path);
@@ -605,10 +605,10 @@ static kat_status npy_read_file(FILE *f, const char *path, kat_array *out)
     size_t bytes = h.data_bytes ? h.data_bytes : 1;
     unsigned char *data = kat_malloc(bytes);
     if (!data)
-        return kat_fail(KAT_ENOMEM, "'%s': cannot allocate %zu bytes for the data", path, bytes);
+        return kat__fail(KAT_ENOMEM, "'%s': cannot allocate %zu bytes for the data", path, bytes);
     size_t present = read_bytes(f, data, h.data_bytes);
     if (ferror(f))
-        st = kat_fail(KAT_EIO, "cannot read '%s': %s", path, strerror(errno));
+        st = kat__fail(KAT_EIO, "cannot read '%s': %s", path, strerror(errno));
     else if (present < h.data_bytes)
         st = fail_in(data_too_short(&h, present), path);
     if (st) {
@@ -621,12 +621,12 @@ static kat_status npy_read_file(FILE *f, const char *path, kat_array *out)
 kat_status kat_npy_read(const char *path, kat_array *out)
 {
     if (!path)
-        return kat_fail(KAT_EINVAL, "npy_read: path is NULL");
+        return kat__fail(KAT_EINVAL, "npy_read: path is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "npy_read: out is NULL");
+        return kat__fail(KAT_EINVAL, "npy_read: out is NULL");
     FILE *f = fopen(path, "rb");
     if (!f)
-        return kat_fail(KAT_EIO, "cannot open '%s': %s", path, strerror(errno));
+        return kat__fail(KAT_EIO, "cannot open '%s': %s", path, strerror(errno));
     kat_status st = npy_read_file(f, path, out);
     fclose(f);
     return st;
@@ -750,7 +750,7 @@ static kat_status npy_write_file(const char *path, kat_dtype t, int ndim, const 
     int err = errno;
     if (bad) {
         kat_outfile_close(o, 0);
-        return kat_fail(KAT_EIO, "cannot write '%s': %s", path, strerror(err));
+        return kat__fail(KAT_EIO, "cannot write '%s': %s", path, strerror(err));
     }
     return kat_outfile_close(o, 1);
 }
@@ -758,23 +758,23 @@ static kat_status npy_write_file(const char *path, kat_dtype t, int ndim, const 
 kat_status kat_npy_write(const char *path, const kat_array *a)
 {
     if (!path)
-        return kat_fail(KAT_EINVAL, "npy_write: path is NULL");
+        return kat__fail(KAT_EINVAL, "npy_write: path is NULL");
     if (!a)
-        return kat_fail(KAT_EINVAL, "npy_write: a is NULL");
+        return kat__fail(KAT_EINVAL, "npy_write: a is NULL");
     if (!dtype_valid(a->dtype))
-        return kat_fail(KAT_EINVAL, "npy_write: a->dtype = %d is not KAT_DTYPE_F32 or "
+        return kat__fail(KAT_EINVAL, "npy_write: a->dtype = %d is not KAT_DTYPE_F32 or "
                                     "KAT_DTYPE_F64", (int)a->dtype);
     if (a->ndim < 0 || a->ndim > KAT_ARRAY_MAX_NDIM)
-        return kat_fail(KAT_EINVAL, "npy_write: a->ndim = %d is outside 0..%d", a->ndim,
+        return kat__fail(KAT_EINVAL, "npy_write: a->ndim = %d is outside 0..%d", a->ndim,
                         KAT_ARRAY_MAX_NDIM);
     size_t count, bytes;
     if (shape_bytes(a->ndim, a->shape, dtype_size(a->dtype), &count, &bytes)) {
         char s[256];
         shape_text(s, sizeof s, a->ndim, a->shape);
-        return kat_fail(KAT_ERANGE, "npy_write: a->shape %s overflows size_t", s);
+        return kat__fail(KAT_ERANGE, "npy_write: a->shape %s overflows size_t", s);
     }
     if (count && !a->data)
-        return kat_fail(KAT_EINVAL, "npy_write: a->data is NULL for %zu elements", count);
+        return kat__fail(KAT_EINVAL, "npy_write: a->data is NULL for %zu elements", count);
     npy_source src = {a->data, NULL};
     return npy_write_file(path, a->dtype, a->ndim, a->shape, count, &src);
 }
@@ -786,9 +786,9 @@ kat_status kat_npy_write(const char *path, const kat_array *a)
 kat_status kat_npy_write_dmat(const char *path, const kat_dmat *m, kat_dtype dtype)
 {
     if (!path)
-        return kat_fail(KAT_EINVAL, "npy_write_dmat: path is NULL");
+        return kat__fail(KAT_EINVAL, "npy_write_dmat: path is NULL");
     if (!dtype_valid(dtype))
-        return kat_fail(KAT_EINVAL, "npy_write_dmat: dtype = %d is not KAT_DTYPE_F32 or "
+        return kat__fail(KAT_EINVAL, "npy_write_dmat: dtype = %d is not KAT_DTYPE_F32 or "
                                     "KAT_DTYPE_F64", (int)dtype);
     kat_status st = kat_dmat_check(m, "npy_write_dmat: m", 1);
     if (st)
@@ -798,12 +798,12 @@ kat_status kat_npy_write_dmat(const char *path, const kat_dmat *m, kat_dtype dty
             for (size_t j = 0; j < m->cols; j++) {
                 double x = m->data[i * m->ld + j];
                 if (!(x < F32_ROUNDS_FINITE && x > -F32_ROUNDS_FINITE))
-                    return kat_fail(KAT_EDOM, "npy_write_dmat: m entry (%zu, %zu) = %g is beyond "
+                    return kat__fail(KAT_EDOM, "npy_write_dmat: m entry (%zu, %zu) = %g is beyond "
                                               "the float32 range", i, j, x);
             }
     size_t shape[2] = {m->rows, m->cols}, count, bytes;
     if (shape_bytes(2, shape, dtype_size(dtype), &count, &bytes))
-        return kat_fail(KAT_ERANGE, "npy_write_dmat: m is %zu x %zu, which overflows size_t",
+        return kat__fail(KAT_ERANGE, "npy_write_dmat: m is %zu x %zu, which overflows size_t",
                         m->rows, m->cols);
     npy_source src = {NULL, m};
     return npy_write_file(path, dtype, 2, shape, count, &src);
@@ -812,7 +812,7 @@ kat_status kat_npy_write_dmat(const char *path, const kat_dmat *m, kat_dtype dty
 kat_status kat_npy_read_dmat(const char *path, kat_dmat *out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "npy_read_dmat: out is NULL");
+        return kat__fail(KAT_EINVAL, "npy_read_dmat: out is NULL");
     kat_array a;
     kat_status st = kat_npy_read(path, &a);
     if (st)
@@ -821,7 +821,7 @@ kat_status kat_npy_read_dmat(const char *path, kat_dmat *out)
         char s[256];
         shape_text(s, sizeof s, a.ndim, a.shape);
         kat_array_free(&a);
-        return kat_fail(KAT_EFORMAT, "'%s': a %d-D array of shape %s is not a matrix (kat reads "
+        return kat__fail(KAT_EFORMAT, "'%s': a %d-D array of shape %s is not a matrix (kat reads "
                                      "0-D, 1-D and 2-D arrays as matrices)", path, a.ndim, s);
     }
     size_t rows = a.ndim >= 1 ? a.shape[0] : 1, cols = a.ndim == 2 ? a.shape[1] : 1;
@@ -839,11 +839,11 @@ kat_status kat_npy_read_dmat(const char *path, kat_dmat *out)
                 snprintf(v, sizeof v, "%llu",
                          (unsigned long long)((const uint64_t *)a.data)[inexact]);
             kat_array_free(&a);
-            return kat_fail(KAT_EDOM, "'%s': entry (%zu, %zu) is %s, beyond 2^53 in magnitude: "
+            return kat__fail(KAT_EDOM, "'%s': entry (%zu, %zu) is %s, beyond 2^53 in magnitude: "
                                       "no double holds it exactly", path, inexact / cols,
                             inexact % cols, v);
         }
-        data = kat_alloc_array(count ? count : 1, sizeof(double), "npy_read_dmat: matrix");
+        data = kat__alloc_array(count ? count : 1, sizeof(double), "npy_read_dmat: matrix");
         if (!data) {
             kat_array_free(&a);
             return KAT_ENOMEM;
@@ -852,11 +852,11 @@ kat_status kat_npy_read_dmat(const char *path, kat_dmat *out)
             data[i] = kat_array_get(&a, i);
         kat_array_free(&a);
     }
-    size_t bad = kat_first_nonfinite(data, count);
+    size_t bad = kat__first_nonfinite(data, count);
     if (bad < count) {
         double v = data[bad];
         kat_free(data);
-        return kat_fail(KAT_EDOM, "'%s': entry (%zu, %zu) is %g; kat accepts only finite data",
+        return kat__fail(KAT_EDOM, "'%s': entry (%zu, %zu) is %g; kat accepts only finite data",
                         path, bad / cols, bad % cols, v);
     }
     out->rows = rows;

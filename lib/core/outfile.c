@@ -43,10 +43,10 @@ static mode_t new_file_mode(const char *path)
 kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
 {
     if (!out || !f)
-        return kat_fail(KAT_EINVAL, "outfile_open: out or f is NULL");
+        return kat__fail(KAT_EINVAL, "outfile_open: out or f is NULL");
     *out = NULL, *f = NULL;
     if (!path || !*path)
-        return kat_fail(KAT_EINVAL, "outfile_open: path is NULL or empty");
+        return kat__fail(KAT_EINVAL, "outfile_open: path is NULL or empty");
     struct stat st;
     int exists = stat(path, &st) == 0;
     if (exists && !S_ISREG(st.st_mode)) {
@@ -61,7 +61,7 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
         memcpy(p, path, len + 1);
         if (!(o->f = fopen(path, "wb"))) {
             kat_free(o), kat_free(p);
-            return kat_fail(KAT_EIO, "cannot open '%s' for writing: %s", path, strerror(errno));
+            return kat__fail(KAT_EIO, "cannot open '%s' for writing: %s", path, strerror(errno));
         }
         o->path = p;
         *out = o, *f = o->f;
@@ -87,7 +87,7 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
     mode_t mode = new_file_mode(path);
     int fd = mkstemp(t);
     if (fd < 0) {
-        kat_status st = kat_fail(KAT_EIO, "cannot open '%s' for writing: %s", path,
+        kat_status st = kat__fail(KAT_EIO, "cannot open '%s' for writing: %s", path,
                                  strerror(errno));
         kat_free(o), kat_free(p), kat_free(t);
         return st;
@@ -95,7 +95,7 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
     (void)fchmod(fd, mode);
     o->f = fdopen(fd, "wb");
     if (!o->f) {
-        kat_status st = kat_fail(KAT_EIO, "cannot open '%s' for writing: %s", path,
+        kat_status st = kat__fail(KAT_EIO, "cannot open '%s' for writing: %s", path,
                                  strerror(errno));
         close(fd), unlink(t);
         kat_free(o), kat_free(p), kat_free(t);
@@ -119,7 +119,7 @@ kat_status kat_outfile_close(kat_outfile *o, int commit)
     kat_status st = KAT_OK;
     if (!o->tmp) {   /* written in place */
         if (commit && bad)
-            st = kat_fail(KAT_EIO, "cannot write '%s': %s", o->path, strerror(err));
+            st = kat__fail(KAT_EIO, "cannot write '%s': %s", o->path, strerror(err));
         kat_free(o->path), kat_free(o);
         return st;
     }
@@ -128,7 +128,7 @@ kat_status kat_outfile_close(kat_outfile *o, int commit)
     if (!commit || bad)
         unlink(o->tmp);
     if (commit && bad)
-        st = kat_fail(KAT_EIO, "cannot write '%s': %s", o->path, strerror(err));
+        st = kat__fail(KAT_EIO, "cannot write '%s': %s", o->path, strerror(err));
     kat_free(o->path), kat_free(o->tmp), kat_free(o);
     return st;
 }

@@ -4,7 +4,7 @@
 #include "core/internal.h"
 #include "core/runtime.h"
 
-void kat_par_err_init(kat_par_err *e)
+void kat__par_err_init(kat_par_err *e)
 {
     atomic_init(&e->failed, 0);
     e->st = KAT_OK;
@@ -12,7 +12,7 @@ void kat_par_err_init(kat_par_err *e)
     e->msg[0] = '\0';
 }
 
-void kat_par_err_record(kat_par_err *e, size_t item, kat_status st)
+void kat__par_err_record(kat_par_err *e, size_t item, kat_status st)
 {
     if (st == KAT_OK)
         return;
@@ -30,9 +30,9 @@ void kat_par_err_record(kat_par_err *e, size_t item, kat_status st)
     atomic_store(&e->failed, 1);
 }
 
-kat_status kat_par_err_raise(const kat_par_err *e)
+kat_status kat__par_err_raise(const kat_par_err *e)
 {
     if (e->st == KAT_OK)
         return KAT_OK;
-    return kat_fail(e->st, "%s", e->msg);
+    return kat__fail(e->st, "%s", e->msg);
 }

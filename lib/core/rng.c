@@ -10,14 +10,14 @@ struct kat_rng {
 kat_status kat_rng_create(uint64_t seed, kat_rng **out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "rng_create: out is NULL");
+        return kat__fail(KAT_EINVAL, "rng_create: out is NULL");
     kat_rng *r = kat_malloc(sizeof *r);
     if (!r)
         return KAT_ENOMEM;
     r->g = gsl_rng_alloc(gsl_rng_mt19937);
     if (!r->g) {
         kat_free(r);
-        return kat_fail(KAT_ENOMEM, "rng_create: gsl_rng_alloc failed");
+        return kat__fail(KAT_ENOMEM, "rng_create: gsl_rng_alloc failed");
     }
     /* mt19937 takes an unsigned long seed; fold the high bits in so 64-bit seeds differ. */
     gsl_rng_set(r->g, (unsigned long)(seed ^ (seed >> 32) * 0x9E3779B97F4A7C15ull));

@@ -34,16 +34,16 @@
  * parallel region, say) joins a busy hold instead of waiting, since the holder may be its
  * own team's master, which waits for it: its BLAS runs at the holder's count. Threads of a
  * user's own parallel loop of kat calls are at the holder's level and wait. */
-kat_status kat_blas_hold(int blas_threads, int callers, const char *who);
-void kat_blas_release(void);
+kat_status kat__blas_hold(int blas_threads, int callers, const char *who);
+void kat__blas_release(void);
 
 /* OpenBLAS's buffer size (bytes of address space per buffer); 0 when the BLAS is not
  * OpenBLAS. Measured: the Debian 0.3.21 build maps 128 MiB per buffer (32 << 22). */
-size_t kat_blas_buffer_bytes(void);
+size_t kat__blas_buffer_bytes(void);
 
 /* ---- the first error of a parallel region ---------------------------------------------------
  * Errors raised inside a parallel region: the one with the lowest work-item index wins, so
- * the message does not depend on thread timing; kat_par_err_raise re-raises it on the
+ * the message does not depend on thread timing; kat__par_err_raise re-raises it on the
  * calling thread (error sentences are thread-local). */
 typedef struct {
     atomic_int failed;   /* read without the lock to skip the remaining work */
@@ -52,10 +52,10 @@ typedef struct {
     char msg[512];
 } kat_par_err;
 
-void kat_par_err_init(kat_par_err *e);
+void kat__par_err_init(kat_par_err *e);
 /* Thread-safe; st == KAT_OK records nothing. Takes the message from kat_last_error(). */
-void kat_par_err_record(kat_par_err *e, size_t item, kat_status st);
+void kat__par_err_record(kat_par_err *e, size_t item, kat_status st);
 static inline int kat_par_err_failed(kat_par_err *e) { return atomic_load(&e->failed); }
-kat_status kat_par_err_raise(const kat_par_err *e);
+kat_status kat__par_err_raise(const kat_par_err *e);
 
 #endif

@@ -8,47 +8,47 @@
 kat_status kat_fn_parse(const char *expr, kat_fn **out, size_t *err_pos)
 {
     if (!expr)
-        return kat_fail(KAT_EINVAL, "fn_parse: expr is NULL");
+        return kat__fail(KAT_EINVAL, "fn_parse: expr is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "fn_parse: out is NULL");
+        return kat__fail(KAT_EINVAL, "fn_parse: out is NULL");
     /* strnlen: never read past the limit of a huge (or unterminated-looking) input. */
     size_t len = strnlen(expr, EXPR_MAX_LENGTH + 1);
     if (len > EXPR_MAX_LENGTH) {
         if (err_pos)
             *err_pos = EXPR_MAX_LENGTH;
-        return kat_fail(KAT_EPARSE, "column %u: expression longer than %u bytes",
+        return kat__fail(KAT_EPARSE, "column %u: expression longer than %u bytes",
                         EXPR_MAX_LENGTH + 1, EXPR_MAX_LENGTH);
     }
 
     expr_tree tree = {0};
-    kat_status st = expr_parse(expr, len, &tree, err_pos);
+    kat_status st = kat__expr_parse(expr, len, &tree, err_pos);
     if (st != KAT_OK)
         return st;
-    expr_fold(&tree);
+    kat__expr_fold(&tree);
 
     double *coef = NULL;
     size_t ncoef = 0;
     expr_prog *prog = NULL;
     struct kat_fn *f = NULL;
-    st = expr_poly(&tree, &coef, &ncoef);
+    st = kat__expr_poly(&tree, &coef, &ncoef);
     if (st == KAT_OK)
-        st = expr_compile(&tree, &prog);
+        st = kat__expr_compile(&tree, &prog);
     if (st == KAT_OK) {
-        f = kat_fn_new(FN_EXPR, expr);
+        f = kat__fn_new(FN_EXPR, expr);
         if (!f)
             st = KAT_ENOMEM;
     }
     kat_free(tree.nodes);
     if (st != KAT_OK) {
         kat_free(coef);
-        expr_prog_free(prog);
+        kat__expr_prog_free(prog);
         return st;
     }
     f->coef = coef;
     f->ncoef = ncoef;
     f->prog = prog;
-    f->prog_eval = expr_prog_eval;
-    f->prog_free = expr_prog_free;
+    f->prog_eval = kat__expr_prog_eval;
+    f->prog_free = kat__expr_prog_free;
     *out = f;
     return KAT_OK;
 }

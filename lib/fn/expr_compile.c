@@ -6,12 +6,12 @@
 #include "fn/expr_ops.h"
 #include "fn/expr_prog.h"
 
-double expr_apply_unary(int op, double a)
+double kat__expr_apply_unary(int op, double a)
 {
-    return expr_apply_binary(op, a, 0.0);
+    return kat__expr_apply_binary(op, a, 0.0);
 }
 
-double expr_apply_binary(int op, double a, double b)
+double kat__expr_apply_binary(int op, double a, double b)
 {
     if (op == EOP_POW)   /* a constant exponent: as the program computes it */
         return eop_pow_const(a, b);
@@ -26,7 +26,7 @@ double expr_apply_binary(int op, double a, double b)
     }
 }
 
-void expr_fold(expr_tree *tree)
+void kat__expr_fold(expr_tree *tree)
 {
     for (size_t i = 0; i < tree->count; i++) {
         expr_node *nd = &tree->nodes[i];
@@ -38,14 +38,14 @@ void expr_fold(expr_tree *tree)
             const expr_node *a = &tree->nodes[nd->a];
             nd->is_const = a->is_const;
             if (nd->is_const)
-                nd->value = expr_apply_unary(nd->op, a->value);
+                nd->value = kat__expr_apply_unary(nd->op, a->value);
             break;
         }
         default: {
             const expr_node *a = &tree->nodes[nd->a], *b = &tree->nodes[nd->b];
             nd->is_const = a->is_const && b->is_const;
             if (nd->is_const) {
-                nd->value = expr_apply_binary(nd->op, a->value, b->value);
+                nd->value = kat__expr_apply_binary(nd->op, a->value, b->value);
             } else if (nd->op == EOP_POW && b->is_const && b->value == 0.0) {
                 /* a^0 is 1 for every a, NaN included (as pow defines it). */
                 nd->is_const = 1;
@@ -135,7 +135,7 @@ static void emit_node(emitter *em, int32_t i, int is_root)
     em->code[em->ninstr++] = in;
 }
 
-kat_status expr_compile(const expr_tree *tree, expr_prog **out)
+kat_status kat__expr_compile(const expr_tree *tree, expr_prog **out)
 {
     const size_t count = tree->count;
     const int32_t root = (int32_t)count - 1;
@@ -143,11 +143,11 @@ kat_status expr_compile(const expr_tree *tree, expr_prog **out)
     struct expr_prog *prog = kat_calloc(1, sizeof *prog);
     if (!prog)
         return KAT_ENOMEM;
-    prog->code = kat_alloc_array(count, sizeof *prog->code, "expression program");
-    int32_t *need = kat_alloc_array(count, sizeof *need, "expression register needs");
-    int32_t *reg_of = kat_alloc_array(count, sizeof *reg_of, "expression registers");
-    int32_t *free_regs = kat_alloc_array(count + 1, sizeof *free_regs, "expression registers");
-    int32_t *stack = kat_alloc_array(count, sizeof *stack, "expression compile stack");
+    prog->code = kat__alloc_array(count, sizeof *prog->code, "expression program");
+    int32_t *need = kat__alloc_array(count, sizeof *need, "expression register needs");
+    int32_t *reg_of = kat__alloc_array(count, sizeof *reg_of, "expression registers");
+    int32_t *free_regs = kat__alloc_array(count + 1, sizeof *free_regs, "expression registers");
+    int32_t *stack = kat__alloc_array(count, sizeof *stack, "expression compile stack");
     uint8_t *expanded = kat_calloc(count, 1);
     kat_status st = KAT_OK;
     if (!prog->code || !need || !reg_of || !free_regs || !stack || !expanded) {
@@ -211,7 +211,7 @@ kat_status expr_compile(const expr_tree *tree, expr_prog **out)
          * register file within the stack budget by shortening the blocks. */
         prog->block = EXPR_SCRATCH_DOUBLES / prog->nregs;
     } else {
-        st = kat_fail(KAT_ERANGE, "fn_parse: expression needs %zu block registers (limit %d)",
+        st = kat__fail(KAT_ERANGE, "fn_parse: expression needs %zu block registers (limit %d)",
                       prog->nregs, EXPR_SCRATCH_DOUBLES);
     }
 
@@ -222,7 +222,7 @@ done:
     kat_free(stack);
     kat_free(expanded);
     if (st != KAT_OK) {
-        expr_prog_free(prog);
+        kat__expr_prog_free(prog);
         return st;
     }
     *out = prog;

@@ -112,7 +112,7 @@ static void run_instr(const expr_instr *in, double *d, const double *a, const do
     }
 }
 
-void expr_prog_eval(const void *vprog, const double *x, double *y, size_t n)
+void kat__expr_prog_eval(const void *vprog, const double *x, double *y, size_t n)
 {
     const struct expr_prog *prog = vprog;
     double regs[EXPR_SCRATCH_DOUBLES] __attribute__((aligned(64)));
@@ -131,7 +131,7 @@ void expr_prog_eval(const void *vprog, const double *x, double *y, size_t n)
     }
 }
 
-void expr_prog_free(void *vprog)
+void kat__expr_prog_free(void *vprog)
 {
     struct expr_prog *prog = vprog;
     if (!prog)
@@ -140,7 +140,7 @@ void expr_prog_free(void *vprog)
     kat_free(prog);
 }
 
-void expr_prog_shape(const expr_prog *prog, size_t *ninstr, size_t *nregs, size_t *block)
+void kat__expr_prog_shape(const expr_prog *prog, size_t *ninstr, size_t *nregs, size_t *block)
 {
     if (ninstr)
         *ninstr = prog->ninstr;

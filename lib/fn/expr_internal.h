@@ -52,7 +52,7 @@ static inline const char *expr_op_name(expr_op op)
 }
 
 /* The operation called name (n bytes) in kat_fn_parse's function syntax, or EOP_COUNT. */
-expr_op expr_op_lookup(const char *name, size_t n);
+expr_op kat__expr_op_lookup(const char *name, size_t n);
 
 typedef struct {
     expr_op op;
@@ -62,30 +62,30 @@ typedef struct {
 } expr_node;
 
 typedef struct {
-    expr_node *nodes;   /* kat_alloc_array; topological order, root last */
+    expr_node *nodes;   /* kat__alloc_array; topological order, root last */
     size_t count;
 } expr_tree;
 
 /* Parse src (length len, already checked against EXPR_MAX_LENGTH) into *tree. On a syntax
  * error returns KAT_EPARSE with kat_last_error() = "column C: reason" and *err_pos = C - 1. */
-kat_status expr_parse(const char *src, size_t len, expr_tree *tree, size_t *err_pos);
+kat_status kat__expr_parse(const char *src, size_t len, expr_tree *tree, size_t *err_pos);
 
 /* Mark x-free subtrees constant and compute their values with the evaluator's own scalar
  * semantics, so a folded result has the same bits as evaluating it at run time. */
-void expr_fold(expr_tree *tree);
+void kat__expr_fold(expr_tree *tree);
 
-/* Polynomial recognition on a folded tree. Returns KAT_OK and sets *coef (kat_alloc_array,
+/* Polynomial recognition on a folded tree. Returns KAT_OK and sets *coef (kat__alloc_array,
  * trailing zeros trimmed) and *ncoef when the root is a polynomial of degree <=
  * EXPR_MAX_POLY_DEGREE with finite coefficients; KAT_OK with *coef = NULL when it is not;
  * KAT_ENOMEM on allocation failure. */
-kat_status expr_poly(const expr_tree *tree, double **coef, size_t *ncoef);
+kat_status kat__expr_poly(const expr_tree *tree, double **coef, size_t *ncoef);
 
 /* The compiled program: a flat list of block instructions over registers. */
 typedef struct expr_prog expr_prog;
-kat_status expr_compile(const expr_tree *tree, expr_prog **out);
-void expr_prog_eval(const void *prog, const double *x, double *y, size_t n);
-void expr_prog_free(void *prog);
+kat_status kat__expr_compile(const expr_tree *tree, expr_prog **out);
+void kat__expr_prog_eval(const void *prog, const double *x, double *y, size_t n);
+void kat__expr_prog_free(void *prog);
 /* Introspection for tests and benchmarks: instruction count, registers, block length. */
-void expr_prog_shape(const expr_prog *prog, size_t *ninstr, size_t *nregs, size_t *block);
+void kat__expr_prog_shape(const expr_prog *prog, size_t *ninstr, size_t *nregs, size_t *block);
 
 #endif

@@ -55,7 +55,7 @@ typedef struct {
     size_t err_pos;
 } parser;
 
-expr_op expr_op_lookup(const char *name, size_t n)
+expr_op kat__expr_op_lookup(const char *name, size_t n)
 {
     for (int op = 0; op < EOP_COUNT; op++) {
         const char *s = expr_op_name((expr_op)op);
@@ -79,7 +79,7 @@ __attribute__((format(printf, 3, 4))) static void fail_at(parser *p, size_t pos,
     p->failed = 1;
     p->status = KAT_EPARSE;
     p->err_pos = pos;
-    kat_fail(KAT_EPARSE, "column %zu: %s", pos + 1, why);
+    kat__fail(KAT_EPARSE, "column %zu: %s", pos + 1, why);
 }
 
 /* Quote a token for a message: printable text up to 32 bytes, longer names shortened. */
@@ -143,7 +143,7 @@ static int convert_number(parser *p, const char *s, size_t n, double *out)
     if (kat_add_overflow(n, dplen + 1, &need))
         return -1;
     if (need > sizeof small) {
-        buf = kat_alloc_array(need, 1, "expression number text");
+        buf = kat__alloc_array(need, 1, "expression number text");
         if (!buf) {
             p->failed = 1;
             p->status = KAT_ENOMEM;
@@ -296,7 +296,7 @@ static int32_t parse_call(parser *p, size_t name_pos, size_t name_len)
 {
     char name[40];
     quote_span(p->src + name_pos, name_len, name, sizeof name);
-    expr_op op = expr_op_lookup(p->src + name_pos, name_len);
+    expr_op op = kat__expr_op_lookup(p->src + name_pos, name_len);
     if (op == EOP_COUNT) {
         if ((name_len == 1 && p->src[name_pos] == 'x'))
             fail_at(p, name_pos, "'x' is the variable, not a function (write x*(...))");
@@ -371,7 +371,7 @@ static int32_t parse_primary(parser *p)
             return add_node(p, EOP_CONST, -1, -1, M_PI);
         char name[40];
         quote_span(s, len, name, sizeof name);
-        if (expr_op_lookup(s, len) != EOP_COUNT) {
+        if (kat__expr_op_lookup(s, len) != EOP_COUNT) {
             fail_at(p, pos, "'%s' is a function: expected '(' after it", name);
             return -1;
         }
@@ -506,11 +506,11 @@ static int32_t parse_expr(parser *p)
     }
 }
 
-kat_status expr_parse(const char *src, size_t len, expr_tree *tree, size_t *err_pos)
+kat_status kat__expr_parse(const char *src, size_t len, expr_tree *tree, size_t *err_pos)
 {
     parser p = {.src = src, .len = len};
     p.cap = len ? len : 1;
-    p.nodes = kat_alloc_array(p.cap, sizeof *p.nodes, "expression syntax tree");
+    p.nodes = kat__alloc_array(p.cap, sizeof *p.nodes, "expression syntax tree");
     if (!p.nodes)
         return KAT_ENOMEM;
     next(&p);

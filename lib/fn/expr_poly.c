@@ -9,7 +9,7 @@
 #include "fn/expr_ops.h"
 
 typedef struct {
-    double *c;   /* kat_alloc_array, at least deg + 1 entries; NULL: not a polynomial */
+    double *c;   /* kat__alloc_array, at least deg + 1 entries; NULL: not a polynomial */
     int deg;
 } poly;
 
@@ -22,7 +22,7 @@ static int trim(const double *c, int deg)
 
 static double *new_coef(int deg)
 {
-    return kat_alloc_array((size_t)deg + 1, sizeof(double), "polynomial coefficients");
+    return kat__alloc_array((size_t)deg + 1, sizeof(double), "polynomial coefficients");
 }
 
 /* r = a * b (degrees already checked); NULL on allocation failure. */
@@ -144,7 +144,7 @@ static kat_status node_poly(const expr_tree *tree, size_t i, poly *polys, poly *
     }
 }
 
-kat_status expr_poly(const expr_tree *tree, double **coef, size_t *ncoef)
+kat_status kat__expr_poly(const expr_tree *tree, double **coef, size_t *ncoef)
 {
     *coef = NULL;
     *ncoef = 0;

@@ -42,7 +42,7 @@ struct expr_prog {
 
 /* Scalar value of a unary or binary operator applied to constants (the folder's semantics,
  * identical to the evaluator's). For EOP_POW the exponent is taken as a constant. */
-double expr_apply_unary(int op, double a);
-double expr_apply_binary(int op, double a, double b);
+double kat__expr_apply_unary(int op, double a);
+double kat__expr_apply_binary(int op, double a, double b);
 
 #endif

@@ -16,12 +16,12 @@ kat_status kat_featmap_create(const kat_featmap_ops *ops, void *state, size_t in
 {
     kat_status st = KAT_OK;
     if (!ops || !ops->apply)
-        st = kat_fail(KAT_EINVAL, "featmap_create: ops%s is NULL", ops ? "->apply" : "");
+        st = kat__fail(KAT_EINVAL, "featmap_create: ops%s is NULL", ops ? "->apply" : "");
     else if (in_dim == 0 || out_dim == 0)
-        st = kat_fail(KAT_EINVAL, "featmap_create: in_dim = %zu and out_dim = %zu must be >= 1",
+        st = kat__fail(KAT_EINVAL, "featmap_create: in_dim = %zu and out_dim = %zu must be >= 1",
                       in_dim, out_dim);
     else if (!out)
-        st = kat_fail(KAT_EINVAL, "featmap_create: out is NULL");
+        st = kat__fail(KAT_EINVAL, "featmap_create: out is NULL");
     kat_featmap *fm = NULL;
     if (st == KAT_OK && !(fm = kat_malloc(sizeof *fm)))
         st = KAT_ENOMEM;
@@ -65,19 +65,19 @@ const void *kat_featmap_state(const kat_featmap *fm) { return fm ? fm->state : N
 kat_status kat_featmap_apply(const kat_featmap *fm, kat_side side, const kat_dmat *X, kat_dmat *F)
 {
     if (!fm)
-        return kat_fail(KAT_EINVAL, "featmap_apply: fm is NULL");
+        return kat__fail(KAT_EINVAL, "featmap_apply: fm is NULL");
     if (side != KAT_SIDE_QUERY && side != KAT_SIDE_KEY)
-        return kat_fail(KAT_EINVAL, "featmap_apply: side = %d is not QUERY or KEY", (int)side);
+        return kat__fail(KAT_EINVAL, "featmap_apply: side = %d is not QUERY or KEY", (int)side);
     kat_status st = kat_dmat_check(X, "featmap_apply: X", 1);
     if (st)
         return st;
     if ((st = kat_dmat_check(F, "featmap_apply: F", 0)))
         return st;
     if (X->cols != fm->in_dim)
-        return kat_fail(KAT_EINVAL, "featmap_apply: X has %zu columns, the map takes d = %zu",
+        return kat__fail(KAT_EINVAL, "featmap_apply: X has %zu columns, the map takes d = %zu",
                         X->cols, fm->in_dim);
     if (F->cols != fm->out_dim || F->rows != X->rows)
-        return kat_fail(KAT_EINVAL, "featmap_apply: F is %zu x %zu, expected %zu x %zu",
+        return kat__fail(KAT_EINVAL, "featmap_apply: F is %zu x %zu, expected %zu x %zu",
                         F->rows, F->cols, X->rows, fm->out_dim);
     if (X->rows == 0)
         return KAT_OK;
@@ -85,8 +85,8 @@ kat_status kat_featmap_apply(const kat_featmap *fm, kat_side side, const kat_dma
     if (st)
         return st;
     for (size_t i = 0; i < F->rows; i++)
-        if (!kat_all_finite(F->data + i * F->ld, F->cols))
-            return kat_fail(KAT_EDOM, "featmap_apply: map %s gave a non-finite feature in row %zu",
+        if (!kat__all_finite(F->data + i * F->ld, F->cols))
+            return kat__fail(KAT_EDOM, "featmap_apply: map %s gave a non-finite feature in row %zu",
                             kat_featmap_name(fm), i);
     return KAT_OK;
 }
@@ -100,7 +100,7 @@ kat_status kat_featmap_apply_f32(const kat_featmap *fm, kat_side side, size_t n,
     if (fm->ops->apply_f32)
         return fm->ops->apply_f32(fm->state, side, n, x, ldx, f, ldf);
     size_t d = fm->in_dim, D = fm->out_dim;
-    double *xd = kat_alloc_array(F32_BLOCK * (d + D), sizeof(double), "featmap fp32 scratch");
+    double *xd = kat__alloc_array(F32_BLOCK * (d + D), sizeof(double), "featmap fp32 scratch");
     if (!xd)
         return KAT_ENOMEM;
     double *fd = xd + F32_BLOCK * d;
@@ -125,9 +125,9 @@ kat_status kat_featmap_vjp_f32(const kat_featmap *fm, kat_side side, size_t n, c
     if (fm->ops->vjp_f32)
         return fm->ops->vjp_f32(fm->state, side, n, x, ldx, g, ldg, dx, lddx);
     if (!fm->ops->vjp)
-        return kat_fail(KAT_ENOTSUP, "feature map %s has no gradient (vjp)", kat_featmap_name(fm));
+        return kat__fail(KAT_ENOTSUP, "feature map %s has no gradient (vjp)", kat_featmap_name(fm));
     size_t d = fm->in_dim, D = fm->out_dim;
-    double *xd = kat_alloc_array(F32_BLOCK * (2 * d + D), sizeof(double), "featmap vjp scratch");
+    double *xd = kat__alloc_array(F32_BLOCK * (2 * d + D), sizeof(double), "featmap vjp scratch");
     if (!xd)
         return KAT_ENOMEM;
     double *gd = xd + F32_BLOCK * d, *dxd = gd + F32_BLOCK * D;
@@ -154,13 +154,13 @@ kat_status kat_featmap_vjp_f32(const kat_featmap *fm, kat_side side, size_t n, c
 kat_status kat_featmap_score(const kat_featmap *fm, const double *q, const double *k, double *out)
 {
     if (!fm || !q || !k || !out)
-        return kat_fail(KAT_EINVAL, "featmap_score: %s is NULL",
+        return kat__fail(KAT_EINVAL, "featmap_score: %s is NULL",
                         !fm ? "fm" : !q ? "q" : !k ? "k" : "out");
     if (fm->ops->score) {
         *out = fm->ops->score(fm->state, q, k);
         return KAT_OK;
     }
-    double *buf = kat_alloc_array(2, fm->out_dim * sizeof(double), "featmap_score scratch");
+    double *buf = kat__alloc_array(2, fm->out_dim * sizeof(double), "featmap_score scratch");
     if (!buf)
         return KAT_ENOMEM;
     kat_status st = fm->ops->apply(fm->state, KAT_SIDE_QUERY, 1, q, fm->in_dim, buf, fm->out_dim);

@@ -7,7 +7,7 @@
 #include "fn/expr_internal.h"
 #include "fn/fn_internal.h"
 
-struct kat_fn *kat_fn_new(fn_kind kind, const char *name)
+struct kat_fn *kat__fn_new(fn_kind kind, const char *name)
 {
     struct kat_fn *f = kat_calloc(1, sizeof *f);
     if (!f)
@@ -27,7 +27,7 @@ static kat_status set_poly(struct kat_fn *f, const double *coef, size_t ncoef)
 {
     while (ncoef > 1 && coef[ncoef - 1] == 0.0)
         ncoef--;   /* trailing zeros do not raise the degree */
-    f->coef = kat_alloc_array(ncoef, sizeof(double), "polynomial coefficients");
+    f->coef = kat__alloc_array(ncoef, sizeof(double), "polynomial coefficients");
     if (!f->coef)
         return KAT_ENOMEM;
     memcpy(f->coef, coef, ncoef * sizeof(double));
@@ -38,17 +38,17 @@ static kat_status set_poly(struct kat_fn *f, const double *coef, size_t ncoef)
 kat_status kat_fn_builtin(const char *name, kat_fn **out)
 {
     if (!name)
-        return kat_fail(KAT_EINVAL, "fn_builtin: name is NULL");
+        return kat__fail(KAT_EINVAL, "fn_builtin: name is NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "fn_builtin: out is NULL");
+        return kat__fail(KAT_EINVAL, "fn_builtin: out is NULL");
     /* The built-ins are the named one-argument operations of fn/expr_ops.def: name is
      * name(x), compiled by the expression compiler (so the two always agree). */
     size_t len = strlen(name);
-    expr_op op = expr_op_lookup(name, len);
+    expr_op op = kat__expr_op_lookup(name, len);
     if (op == EOP_COUNT)
-        return kat_fail(KAT_EINVAL, "fn_builtin: unknown function name '%.64s'", name);
+        return kat__fail(KAT_EINVAL, "fn_builtin: unknown function name '%.64s'", name);
     if (expr_op_arity(op) != 1)
-        return kat_fail(KAT_EINVAL, "fn_builtin: '%s' takes %d arguments; write an expression "
+        return kat__fail(KAT_EINVAL, "fn_builtin: '%s' takes %d arguments; write an expression "
                         "such as '%s(x, 0)' for kat_fn_parse", name, expr_op_arity(op), name);
     char src[64];
     snprintf(src, sizeof src, "%s(x)", name);
@@ -71,17 +71,17 @@ kat_status kat_fn_builtin(const char *name, kat_fn **out)
 kat_status kat_fn_poly(const double *coef, size_t ncoef, kat_fn **out)
 {
     if (!coef)
-        return kat_fail(KAT_EINVAL, "fn_poly: coef is NULL");
+        return kat__fail(KAT_EINVAL, "fn_poly: coef is NULL");
     if (ncoef == 0)
-        return kat_fail(KAT_EINVAL, "fn_poly: ncoef must be >= 1 (got 0)");
+        return kat__fail(KAT_EINVAL, "fn_poly: ncoef must be >= 1 (got 0)");
     if (!out)
-        return kat_fail(KAT_EINVAL, "fn_poly: out is NULL");
-    size_t bad = kat_first_nonfinite(coef, ncoef);
+        return kat__fail(KAT_EINVAL, "fn_poly: out is NULL");
+    size_t bad = kat__first_nonfinite(coef, ncoef);
     if (bad < ncoef)
-        return kat_fail(KAT_EDOM, "fn_poly: coef[%zu] is %g", bad, coef[bad]);
+        return kat__fail(KAT_EDOM, "fn_poly: coef[%zu] is %g", bad, coef[bad]);
     char name[64];
     snprintf(name, sizeof name, "poly[%zu coefficients]", ncoef);
-    struct kat_fn *f = kat_fn_new(FN_POLY, name);
+    struct kat_fn *f = kat__fn_new(FN_POLY, name);
     if (!f)
         return KAT_ENOMEM;
     if (set_poly(f, coef, ncoef)) {
@@ -95,12 +95,12 @@ kat_status kat_fn_poly(const double *coef, size_t ncoef, kat_fn **out)
 kat_status kat_fn_pow(double p, kat_fn **out)
 {
     if (!isfinite(p))
-        return kat_fail(KAT_EDOM, "fn_pow: exponent p is %g", p);
+        return kat__fail(KAT_EDOM, "fn_pow: exponent p is %g", p);
     if (!out)
-        return kat_fail(KAT_EINVAL, "fn_pow: out is NULL");
+        return kat__fail(KAT_EINVAL, "fn_pow: out is NULL");
     char name[64];
     snprintf(name, sizeof name, "x^%g", p);
-    struct kat_fn *f = kat_fn_new(FN_POW, name);
+    struct kat_fn *f = kat__fn_new(FN_POW, name);
     if (!f)
         return KAT_ENOMEM;
     f->p = p;
@@ -121,10 +121,10 @@ kat_status kat_fn_callback(kat_fn_scalar scalar, kat_fn_block block, void *param
                            const char *name, kat_fn **out)
 {
     if (!scalar && !block)
-        return kat_fail(KAT_EINVAL, "fn_callback: both scalar and block are NULL");
+        return kat__fail(KAT_EINVAL, "fn_callback: both scalar and block are NULL");
     if (!out)
-        return kat_fail(KAT_EINVAL, "fn_callback: out is NULL");
-    struct kat_fn *f = kat_fn_new(FN_CALLBACK, name ? name : "callback");
+        return kat__fail(KAT_EINVAL, "fn_callback: out is NULL");
+    struct kat_fn *f = kat__fn_new(FN_CALLBACK, name ? name : "callback");
     if (!f)
         return KAT_ENOMEM;
     f->user = scalar;
@@ -145,7 +145,7 @@ void kat_fn_destroy(kat_fn *f)
     kat_free(f);
 }
 
-void kat_fn_poly_eval_block(const double *coef, size_t ncoef, const double *x, double *y,
+void kat__fn_poly_eval_block(const double *coef, size_t ncoef, const double *x, double *y,
                             size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -160,11 +160,11 @@ void kat_fn_eval_unchecked(const kat_fn *f, const double *x, double *y, size_t n
 {
     switch (f->kind) {
     case FN_POLY:
-        kat_fn_poly_eval_block(f->coef, f->ncoef, x, y, n);
+        kat__fn_poly_eval_block(f->coef, f->ncoef, x, y, n);
         break;
     case FN_POW:
         if (f->coef)
-            kat_fn_poly_eval_block(f->coef, f->ncoef, x, y, n);
+            kat__fn_poly_eval_block(f->coef, f->ncoef, x, y, n);
         else
             for (size_t i = 0; i < n; i++)
                 y[i] = pow(x[i], f->p);
@@ -185,18 +185,18 @@ void kat_fn_eval_unchecked(const kat_fn *f, const double *x, double *y, size_t n
 kat_status kat_fn_eval(const kat_fn *f, const double *x, double *y, size_t n)
 {
     if (!f)
-        return kat_fail(KAT_EINVAL, "fn_eval: f is NULL");
+        return kat__fail(KAT_EINVAL, "fn_eval: f is NULL");
     if (n == 0)
         return KAT_OK;
     if (!x || !y)
-        return kat_fail(KAT_EINVAL, "fn_eval: %s is NULL", x ? "y" : "x");
+        return kat__fail(KAT_EINVAL, "fn_eval: %s is NULL", x ? "y" : "x");
     kat_fn_eval_unchecked(f, x, y, n);
-    if (!kat_all_finite(y, n)) {
-        size_t i = kat_first_nonfinite(y, n);
+    if (!kat__all_finite(y, n)) {
+        size_t i = kat__first_nonfinite(y, n);
         /* x may alias y; the failing input is then lost, so report only the value. */
         if (x != y)
-            return kat_fail(KAT_EDOM, "f = %s is %g at x = %.17g", f->name, y[i], x[i]);
-        return kat_fail(KAT_EDOM, "f = %s gives %g at entry %zu", f->name, y[i], i);
+            return kat__fail(KAT_EDOM, "f = %s is %g at x = %.17g", f->name, y[i], x[i]);
+        return kat__fail(KAT_EDOM, "f = %s gives %g at entry %zu", f->name, y[i], i);
     }
     return KAT_OK;
 }

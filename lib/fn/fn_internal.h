@@ -24,9 +24,9 @@ struct kat_fn {
 };
 
 /* Allocate a zeroed kat_fn with a copy of name; NULL on allocation failure. */
-struct kat_fn *kat_fn_new(fn_kind kind, const char *name);
+struct kat_fn *kat__fn_new(fn_kind kind, const char *name);
 /* Evaluate a polynomial (Horner) on a block. */
-void kat_fn_poly_eval_block(const double *coef, size_t ncoef, const double *x, double *y,
+void kat__fn_poly_eval_block(const double *coef, size_t ncoef, const double *x, double *y,
                             size_t n);
 
 #endif

@@ -2,33 +2,33 @@
 #include "kernels/kernels.h"
 #include "kernels/api/vmath.h"
 
-const kat_kernels *kat_kernels_for(kat_arch arch)
+const kat_kernels *kat__kernels_for(kat_arch arch)
 {
     if (!kat_arch_supported(arch))
         return NULL;
     switch (arch) {
     case KAT_ARCH_REF:
-        return &kat_kernels_ref;
+        return &kat__kernels_ref;
 #if KAT_HAVE_AVX2_KERNELS
     case KAT_ARCH_AVX2:
-        return &kat_kernels_avx2;
+        return &kat__kernels_avx2;
 #endif
 #if KAT_HAVE_AVX512_KERNELS
     case KAT_ARCH_AVX512:
-        return &kat_kernels_avx512;
+        return &kat__kernels_avx512;
 #endif
     default:
         return NULL;
     }
 }
 
-const kat_kernels *kat_kernels_get(void)
+const kat_kernels *kat__kernels_get(void)
 {
-    const kat_kernels *k = kat_kernels_for(kat_arch_get());
-    return k ? k : &kat_kernels_ref;
+    const kat_kernels *k = kat__kernels_for(kat_arch_get());
+    return k ? k : &kat__kernels_ref;
 }
 
-void kat_kernels_exp2(size_t n, const float *x, float *y)
+void kat__kernels_exp2(size_t n, const float *x, float *y)
 {
-    kat_kernels_get()->exp2(n, x, y);
+    kat__kernels_get()->exp2(n, x, y);
 }

@@ -93,17 +93,17 @@ typedef struct {
 } kat_kernels;
 
 /* The table of the ISA that kat_arch_get() selects (KAT_ARCH honoured). Never NULL. */
-const kat_kernels *kat_kernels_get(void);
+const kat_kernels *kat__kernels_get(void);
 /* The table of one ISA, or NULL when this build or CPU lacks it. */
-const kat_kernels *kat_kernels_for(kat_arch arch);
+const kat_kernels *kat__kernels_for(kat_arch arch);
 
 /* The per-ISA tables (defined in lib/kernels/<isa>/). */
-extern const kat_kernels kat_kernels_ref;
+extern const kat_kernels kat__kernels_ref;
 #if KAT_HAVE_AVX2_KERNELS
-extern const kat_kernels kat_kernels_avx2;
+extern const kat_kernels kat__kernels_avx2;
 #endif
 #if KAT_HAVE_AVX512_KERNELS
-extern const kat_kernels kat_kernels_avx512;
+extern const kat_kernels kat__kernels_avx512;
 #endif
 
 #endif

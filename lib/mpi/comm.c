@@ -13,13 +13,13 @@ kat_status kat_mpi_init(int *argc, char ***argv)
     MPI_Initialized(&up);
     if (!up) {
         if (MPI_Init(argc, argv) != MPI_SUCCESS)
-            return kat_fail(KAT_ENOTSUP, "kat_mpi_init: MPI_Init failed");
+            return kat__fail(KAT_ENOTSUP, "kat_mpi_init: MPI_Init failed");
         started_mpi = 1;
     }
     /* Errors come back as statuses: no tracebacks on stderr from every process. */
     PetscErrorCode ierr = SlepcInitialize(argc, argv, NULL, NULL);
     if (ierr)
-        return kat_fail(KAT_ENOTSUP, "kat_mpi_init: SlepcInitialize failed with error %d",
+        return kat__fail(KAT_ENOTSUP, "kat_mpi_init: SlepcInitialize failed with error %d",
                         (int)ierr);
     PetscPushErrorHandler(PetscReturnErrorHandler, NULL);
     return KAT_OK;
@@ -60,7 +60,7 @@ kat_status kat_mpi_agree(MPI_Comm comm, kat_status st)
             snprintf(what.msg, sizeof what.msg, "%s", msg);
     }
     MPI_Bcast(&what, (int)sizeof what, MPI_BYTE, first, comm);
-    return kat_fail((kat_status)what.st, "%s", what.msg);
+    return kat__fail((kat_status)what.st, "%s", what.msg);
 }
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
@@ -83,7 +83,7 @@ kat_status kat_mpi_check_same(MPI_Comm comm, const kat_dmat *X, const char *what
         for (size_t i = 0; X->data && i < X->rows; i++)
             h = fnv1a(h, X->data + i * X->ld, X->cols * sizeof(double));
     }
-    uint64_t *all = kat_alloc_array((size_t)np, sizeof *all, "mpi: hashes");
+    uint64_t *all = kat__alloc_array((size_t)np, sizeof *all, "mpi: hashes");
     kat_status st = kat_mpi_agree(comm, all ? KAT_OK : KAT_ENOMEM);
     if (st) {
         kat_free(all);
@@ -97,7 +97,7 @@ kat_status kat_mpi_check_same(MPI_Comm comm, const kat_dmat *X, const char *what
     kat_free(all);
     if (bad < 0)
         return KAT_OK;
-    return kat_fail(KAT_EINVAL, "%s differs between processes: process %d of %d holds other "
+    return kat__fail(KAT_EINVAL, "%s differs between processes: process %d of %d holds other "
                     "values (or another shape) than process 0 (a file with other content on "
                     "that node?)", what ? what : "the data", bad, np);
 }

@@ -36,26 +36,26 @@ struct kmpi_op {
 
 /* Set up the operator: offsets from every process's row counts (collective). KAT_EINVAL,
  * agreed, for a process without rows or a d that differs. */
-kat_status kmpi_op_init(kmpi_op *op, MPI_Comm comm, const kat_fn *f, kat_rank_form form,
+kat_status kat__mpi_op_init(kmpi_op *op, MPI_Comm comm, const kat_fn *f, kat_rank_form form,
                         double s, const kat_dmat *Qloc, const kat_dmat *Kloc, size_t tile);
-void kmpi_op_free(kmpi_op *op);
+void kat__mpi_op_free(kmpi_op *op);
 
 /* Y = M X (transposed = 0) or M^T X on this process's rows: X holds this process's rows of
  * the other side (column-major, ldx), Y this process's rows of the result (ldy); b columns.
  * Collective; the status is agreed. */
-kat_status kmpi_op_product(kmpi_op *op, int transposed, const double *X, size_t ldx, size_t b,
+kat_status kat__mpi_op_product(kmpi_op *op, int transposed, const double *X, size_t ldx, size_t b,
                            double *Y, size_t ldy);
 
 /* The shell matrix for M (transposed = 0) or M^T, with MatMult, MatMultTranspose, the
  * product with a dense matrix and MatTranspose (which gives the other shell). */
-PetscErrorCode kmpi_shell_create(kmpi_op *op, int transposed, Mat *A);
+PetscErrorCode kat__mpi_shell_create(kmpi_op *op, int transposed, Mat *A);
 
 /* kat_rank_probe's prediction (base rank and predicted rank, KAT_RANK_NONE when theory gives
  * none) from the distributed rows (predict.c). Collective; the status is agreed. */
-kat_status kmpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts *o,
+kat_status kat__mpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts *o,
                         size_t *base, size_t *pred);
 
 /* KAT_ENOTSUP with PETSc's sentence for error code ierr of `what`. */
-kat_status kmpi_petsc_fail(PetscErrorCode ierr, const char *what);
+kat_status kat__mpi_petsc_fail(PetscErrorCode ierr, const char *what);
 
 #endif

@@ -20,8 +20,8 @@ static kat_status stacked_r(MPI_Comm comm, const kat_dmat *const *blocks, int nb
         nl += blocks[b]->rows;
     size_t rows = nl > d ? nl : d, P = (size_t)np;
     double *a = kat_calloc(rows * d, sizeof(double));
-    double *all = kat_alloc_array(P * d * d, sizeof(double), "mpi rank: R factors");
-    double *tau = kat_alloc_array(d, sizeof(double), "mpi rank: QR");
+    double *all = kat__alloc_array(P * d * d, sizeof(double), "mpi rank: R factors");
+    double *tau = kat__alloc_array(d, sizeof(double), "mpi rank: QR");
     kat_status st = a && all && tau ? KAT_OK : KAT_ENOMEM;
     if (!st) {   /* column-major copy of the local rows (zero rows below when nl < d) */
         size_t i = 0;
@@ -30,7 +30,7 @@ static kat_status stacked_r(MPI_Comm comm, const kat_dmat *const *blocks, int nb
                 for (size_t t = 0; t < d; t++)
                     a[t * rows + i] = blocks[b]->data[r * blocks[b]->ld + t] -
                                       (mean ? mean[t] : 0.0);
-        st = rank_qr_inplace(rows, d, a, rows, tau, 0);
+        st = kat__rank_qr_inplace(rows, d, a, rows, tau, 0);
     }
     if (!(st = kat_mpi_agree(comm, st))) {
         double *mine = tau && all ? kat_calloc(d * d, sizeof(double)) : NULL;
@@ -41,14 +41,14 @@ static kat_status stacked_r(MPI_Comm comm, const kat_dmat *const *blocks, int nb
                     mine[j * d + i] = a[j * rows + i];
             MPI_Allgather(mine, (int)(d * d), MPI_DOUBLE, all, (int)(d * d), MPI_DOUBLE, comm);
             /* Stack: P d x d column-major blocks into one (P d) x d column-major matrix. */
-            double *stack = kat_alloc_array(P * d * d, sizeof(double), "mpi rank: R stack");
+            double *stack = kat__alloc_array(P * d * d, sizeof(double), "mpi rank: R stack");
             st = stack ? KAT_OK : KAT_ENOMEM;
             for (size_t p = 0; !st && p < P; p++)
                 for (size_t j = 0; j < d; j++)
                     memcpy(stack + j * P * d + p * d, all + p * d * d + j * d,
                            d * sizeof(double));
             if (!st)
-                st = rank_qr_inplace(P * d, d, stack, P * d, tau, 0);
+                st = kat__rank_qr_inplace(P * d, d, stack, P * d, tau, 0);
             for (size_t j = 0; !st && j < d; j++)
                 for (size_t i = 0; i < d; i++)
                     R[j * d + i] = i <= j ? stack[j * P * d + i] : 0.0;
@@ -63,7 +63,7 @@ static kat_status stacked_r(MPI_Comm comm, const kat_dmat *const *blocks, int nb
     return st;
 }
 
-kat_status kmpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts *o,
+kat_status kat__mpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts *o,
                         size_t *base, size_t *pred)
 {
     *base = *pred = KAT_RANK_NONE;
@@ -71,8 +71,8 @@ kat_status kmpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts 
     if (!o->predict || !poly || o->form == KAT_RANK_L1)
         return KAT_OK;
     size_t d = op->d;
-    double *rq = kat_alloc_array(2 * d * d, sizeof(double), "mpi rank: R factors");
-    double *sv = kat_alloc_array(d, sizeof(double), "mpi rank: singular values");
+    double *rq = kat__alloc_array(2 * d * d, sizeof(double), "mpi rank: R factors");
+    double *sv = kat__alloc_array(d, sizeof(double), "mpi rank: singular values");
     kat_status st = kat_mpi_agree(op->comm, rq && sv ? KAT_OK : KAT_ENOMEM);
     double *rk = rq ? rq + d * d : NULL;
     if (!st && o->form == KAT_RANK_INNER) {
@@ -80,7 +80,7 @@ kat_status kmpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts 
         if (!(st = stacked_r(op->comm, q, 1, NULL, d, rq)) &&
             !(st = stacked_r(op->comm, k, 1, NULL, d, rk))) {
             /* p = R_Q R_K^T (d x d, column-major), into rq's place after use */
-            double *p = kat_alloc_array(d * d, sizeof(double), "mpi rank: R_Q R_K^T");
+            double *p = kat__alloc_array(d * d, sizeof(double), "mpi rank: R_Q R_K^T");
             st = p ? KAT_OK : KAT_ENOMEM;
             for (size_t j = 0; !st && j < d; j++)
                 for (size_t i = 0; i < d; i++) {
@@ -90,9 +90,9 @@ kat_status kmpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts 
                     p[j * d + i] = acc;
                 }
             if (!st)
-                st = rank_svd_values_inplace(d, d, p, d, sv);
+                st = kat__rank_svd_values_inplace(d, d, p, d, sv);
             if (!st)
-                *base = rank_count_above(sv, d, rank_tolerance(sv[0], op->n, op->m, 0.0, 0.0));
+                *base = kat__rank_count_above(sv, d, kat__rank_tolerance(sv[0], op->n, op->m, 0.0, 0.0));
             kat_free(p);
         }
     } else if (!st) {   /* l2sq: the affine dimension of all n + m points */
@@ -108,9 +108,9 @@ kat_status kmpi_predict(const kmpi_op *op, const kat_fn *f, const kat_rank_opts 
             for (size_t t = 0; t < d; t++)
                 mean[t] /= (double)(op->n + op->m);
             if (!(st = stacked_r(op->comm, both, 2, mean, d, rq)) &&
-                !(st = rank_svd_values_inplace(d, d, rq, d, sv)))
-                *base = rank_count_above(sv, d,
-                                         rank_tolerance(sv[0], op->n + op->m, d, 0.0, 0.0));
+                !(st = kat__rank_svd_values_inplace(d, d, rq, d, sv)))
+                *base = kat__rank_count_above(sv, d,
+                                         kat__rank_tolerance(sv[0], op->n + op->m, d, 0.0, 0.0));
         }
         kat_free(sum);
         kat_free(mean);

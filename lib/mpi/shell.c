@@ -1,19 +1,19 @@
 /* The distributed kernel operator: M = f(s * a(Q, K)) with this process's rows of Q and K,
- * its products computed by kat's block evaluator (rank_op_apply) one remote block at a time,
+ * its products computed by kat's block evaluator (kat__rank_op_apply) one remote block at a time,
  * and the PETSc shell matrix around it. */
 #include <string.h>
 #include "core/internal.h"
 #include "mpi/mpi_internal.h"
 
-kat_status kmpi_petsc_fail(PetscErrorCode ierr, const char *what)
+kat_status kat__mpi_petsc_fail(PetscErrorCode ierr, const char *what)
 {
     const char *text = NULL;
     PetscErrorMessage(ierr, &text, NULL);
-    return kat_fail(KAT_ENOTSUP, "PETSc/SLEPc: %s failed with error %d (%s)", what, (int)ierr,
+    return kat__fail(KAT_ENOTSUP, "PETSc/SLEPc: %s failed with error %d (%s)", what, (int)ierr,
                     text ? text : "no message");
 }
 
-kat_status kmpi_op_init(kmpi_op *op, MPI_Comm comm, const kat_fn *f, kat_rank_form form,
+kat_status kat__mpi_op_init(kmpi_op *op, MPI_Comm comm, const kat_fn *f, kat_rank_form form,
                         double s, const kat_dmat *Qloc, const kat_dmat *Kloc, size_t tile)
 {
     memset(op, 0, sizeof *op);
@@ -28,20 +28,20 @@ kat_status kmpi_op_init(kmpi_op *op, MPI_Comm comm, const kat_fn *f, kat_rank_fo
     op->tile = tile;
     op->side[0] = (kmpi_side){op, 0};
     op->side[1] = (kmpi_side){op, 1};
-    kat_status st = rank_check_inputs("kat_mpi_rank_probe (this process's rows)", form, s, Qloc,
+    kat_status st = kat__rank_check_inputs("kat_mpi_rank_probe (this process's rows)", form, s, Qloc,
                                       Kloc, 1);
     if ((st = kat_mpi_agree(comm, st)))
         return st;
     /* Every process's row counts and d, to check and to lay the rows out. */
     size_t np = (size_t)op->np;
     unsigned long long mine[3] = {Qloc->rows, Kloc->rows, Qloc->cols};
-    unsigned long long *all = kat_alloc_array(3 * np, sizeof *all, "mpi rank: row counts");
-    op->qoff = kat_alloc_array(np + 1, sizeof(size_t), "mpi rank: offsets");
-    op->koff = kat_alloc_array(np + 1, sizeof(size_t), "mpi rank: offsets");
+    unsigned long long *all = kat__alloc_array(3 * np, sizeof *all, "mpi rank: row counts");
+    op->qoff = kat__alloc_array(np + 1, sizeof(size_t), "mpi rank: offsets");
+    op->koff = kat__alloc_array(np + 1, sizeof(size_t), "mpi rank: offsets");
     st = all && op->qoff && op->koff ? KAT_OK : KAT_ENOMEM;
     if ((st = kat_mpi_agree(comm, st))) {
         kat_free(all);
-        kmpi_op_free(op);
+        kat__mpi_op_free(op);
         return st;
     }
     MPI_Allgather(mine, 3, MPI_UNSIGNED_LONG_LONG, all, 3, MPI_UNSIGNED_LONG_LONG, comm);
@@ -54,21 +54,21 @@ kat_status kmpi_op_init(kmpi_op *op, MPI_Comm comm, const kat_fn *f, kat_rank_fo
     op->m = op->koff[np];
     op->d = Qloc->cols;
     if (Qloc->cols != (size_t)all[2])
-        st = kat_fail(KAT_EINVAL, "kat_mpi_rank_probe: this process's points have d = %zu but "
+        st = kat__fail(KAT_EINVAL, "kat_mpi_rank_probe: this process's points have d = %zu but "
                       "process 0's have d = %llu; every process needs the same d", Qloc->cols,
                       all[2]);
     else if (Qloc->rows == 0 || Kloc->rows == 0)
-        st = kat_fail(KAT_EINVAL, "kat_mpi_rank_probe: this process holds no rows of %s (n = %zu "
+        st = kat__fail(KAT_EINVAL, "kat_mpi_rank_probe: this process holds no rows of %s (n = %zu "
                       "and m = %zu rows over %d processes); every process needs at least one "
                       "row of Q and of K: run on at most %zu processes", Qloc->rows ? "K" : "Q",
                       op->n, op->m, op->np, op->n < op->m ? op->n : op->m);
     kat_free(all);
     if ((st = kat_mpi_agree(comm, st)))
-        kmpi_op_free(op);
+        kat__mpi_op_free(op);
     return st;
 }
 
-void kmpi_op_free(kmpi_op *op)
+void kat__mpi_op_free(kmpi_op *op)
 {
     kat_free(op->qoff);
     kat_free(op->koff);
@@ -112,12 +112,12 @@ static kat_status reserve(double **buf, size_t *cap, size_t count, const char *w
     if (count <= *cap)
         return KAT_OK;
     kat_free(*buf);
-    *buf = kat_alloc_array(count, sizeof(double), what);
+    *buf = kat__alloc_array(count, sizeof(double), what);
     *cap = *buf ? count : 0;
     return *buf ? KAT_OK : KAT_ENOMEM;
 }
 
-kat_status kmpi_op_product(kmpi_op *op, int transposed, const double *X, size_t ldx, size_t b,
+kat_status kat__mpi_op_product(kmpi_op *op, int transposed, const double *X, size_t ldx, size_t b,
                            double *Y, size_t ldy)
 {
     const kat_dmat *mine = transposed ? op->K : op->Q, *other = transposed ? op->Q : op->K;
@@ -155,7 +155,7 @@ kat_status kmpi_op_product(kmpi_op *op, int transposed, const double *X, size_t 
             continue;   /* keep taking part in the broadcasts; the failure is agreed below */
         kat_dmat P = {nr, d, d, op->pts};
         rank_op rop;
-        if ((st = rank_op_init(&rop, op->f, op->form, op->s, mine, &P)))
+        if ((st = kat__rank_op_init(&rop, op->f, op->form, op->s, mine, &P)))
             continue;
         rop.row0 = moff[op->me];
         rop.col0 = off[r];
@@ -163,8 +163,8 @@ kat_status kmpi_op_product(kmpi_op *op, int transposed, const double *X, size_t 
         double *out = r == 0 || op->np == 1 ? Y : op->ytmp;
         size_t ldo = out == Y ? ldy : mine->rows;
         rank_fro part;
-        st = rank_op_apply(&rop, op->xbuf, nr, b, out, ldo, op->tile, want_fro ? &part : NULL);
-        rank_op_free(&rop);
+        st = kat__rank_op_apply(&rop, op->xbuf, nr, b, out, ldo, op->tile, want_fro ? &part : NULL);
+        kat__rank_op_free(&rop);
         if (!st && want_fro)
             fro_merge(&fro, part);
         if (!st && out != Y)
@@ -204,7 +204,7 @@ static PetscErrorCode shell_mult_dir(Mat A, Vec x, Vec y, int flip)
     PetscCall(VecGetLocalSize(y, &ny));
     PetscCall(VecGetArrayRead(x, &xa));
     PetscCall(VecGetArrayWrite(y, &ya));
-    kat_status st = kmpi_op_product(op, t, xa, (size_t)(nx ? nx : 1), 1, ya,
+    kat_status st = kat__mpi_op_product(op, t, xa, (size_t)(nx ? nx : 1), 1, ya,
                                     (size_t)(ny ? ny : 1));
     PetscCall(VecRestoreArrayRead(x, &xa));
     PetscCall(VecRestoreArrayWrite(y, &ya));
@@ -236,7 +236,7 @@ static PetscErrorCode shell_matmat(Mat A, Mat B, Mat C, void *data)
     PetscCall(MatDenseGetLDA(C, &ldy));
     PetscCall(MatDenseGetArrayRead(B, &xa));
     PetscCall(MatDenseGetArrayWrite(C, &ya));
-    kat_status st = kmpi_op_product(op, side->transposed, xa, (size_t)(ldx ? ldx : 1),
+    kat_status st = kat__mpi_op_product(op, side->transposed, xa, (size_t)(ldx ? ldx : 1),
                                     (size_t)b, ya, (size_t)(ldy ? ldy : 1));
     (void)nx, (void)ny;
     PetscCall(MatDenseRestoreArrayRead(B, &xa));
@@ -257,11 +257,11 @@ static PetscErrorCode shell_transpose(Mat A, MatReuse reuse, Mat *B)
         SETERRQ(PetscObjectComm((PetscObject)A), PETSC_ERR_SUP,
                 "kat's kernel shell has no in-place transpose");
     if (reuse == MAT_INITIAL_MATRIX)
-        PetscCall(kmpi_shell_create(side->op, !side->transposed, B));
+        PetscCall(kat__mpi_shell_create(side->op, !side->transposed, B));
     return 0;
 }
 
-PetscErrorCode kmpi_shell_create(kmpi_op *op, int transposed, Mat *A)
+PetscErrorCode kat__mpi_shell_create(kmpi_op *op, int transposed, Mat *A)
 {
     const size_t *rows = transposed ? op->koff : op->qoff, *cols = transposed ? op->qoff
                                                                                : op->koff;

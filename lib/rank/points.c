@@ -16,13 +16,13 @@ const char *kat_rank_dist_name(kat_rank_dist dist)
 kat_status kat_rank_dist_parse(const char *name, kat_rank_dist *out)
 {
     if (!name || !out)
-        return kat_fail(KAT_EINVAL, "rank_dist_parse: %s is NULL", name ? "out" : "name");
+        return kat__fail(KAT_EINVAL, "rank_dist_parse: %s is NULL", name ? "out" : "name");
     for (int k = 0; k < KAT_RANK_DIST_COUNT; k++)
         if (strcmp(name, dist_names[k]) == 0) {
             *out = (kat_rank_dist)k;
             return KAT_OK;
         }
-    return kat_fail(KAT_EINVAL,
+    return kat__fail(KAT_EINVAL,
                     "unknown distribution '%s' (expected gauss, uniform, sphere, hypercube, "
                     "rect or grid)",
                     name);
@@ -71,38 +71,38 @@ static kat_status check_opts(const kat_rank_points_opts *o, size_t n, size_t d)
     switch (o->dist) {
     case KAT_RANK_DIST_GAUSS:
         if (!(o->sigma >= 0.0) || !isfinite(o->sigma))
-            return kat_fail(KAT_EINVAL, "%s: sigma = %g must be finite and >= 0", who, o->sigma);
+            return kat__fail(KAT_EINVAL, "%s: sigma = %g must be finite and >= 0", who, o->sigma);
         break;
     case KAT_RANK_DIST_UNIFORM:
         if (!(o->bound > 0.0) || !isfinite(o->bound))
-            return kat_fail(KAT_EINVAL, "%s: bound = %g must be finite and > 0", who, o->bound);
+            return kat__fail(KAT_EINVAL, "%s: bound = %g must be finite and > 0", who, o->bound);
         break;
     case KAT_RANK_DIST_SPHERE:
     case KAT_RANK_DIST_HYPERCUBE:
         break;
     case KAT_RANK_DIST_RECT:
         if (!o->sides)
-            return kat_fail(KAT_EINVAL, "%s: rect needs sides (got NULL)", who);
+            return kat__fail(KAT_EINVAL, "%s: rect needs sides (got NULL)", who);
         if (o->nsides != d)
-            return kat_fail(KAT_EINVAL, "%s: rect has nsides = %zu sides but d = %zu", who,
+            return kat__fail(KAT_EINVAL, "%s: rect has nsides = %zu sides but d = %zu", who,
                             o->nsides, d);
         for (size_t t = 0; t < d; t++)
             if (!isfinite(o->sides[t]))
-                return kat_fail(KAT_EINVAL, "%s: sides[%zu] = %g is not finite", who, t,
+                return kat__fail(KAT_EINVAL, "%s: sides[%zu] = %g is not finite", who, t,
                                 o->sides[t]);
         break;
     case KAT_RANK_DIST_GRID:
         if (o->levels == 0)
-            return kat_fail(KAT_EINVAL, "%s: grid needs levels >= 1 (got 0)", who);
+            return kat__fail(KAT_EINVAL, "%s: grid needs levels >= 1 (got 0)", who);
         break;
     default:
-        return kat_fail(KAT_EINVAL, "%s: dist = %d is not a known distribution", who,
+        return kat__fail(KAT_EINVAL, "%s: dist = %d is not a known distribution", who,
                         (int)o->dist);
     }
     if (o->enumerate) {
         size_t L = axis_levels(o);
         if (L == 0)
-            return kat_fail(KAT_EINVAL, "%s: enumerate needs hypercube, rect or grid, not %s",
+            return kat__fail(KAT_EINVAL, "%s: enumerate needs hypercube, rect or grid, not %s",
                             who, kat_rank_dist_name(o->dist));
         /* L^d, saturating: the set must have at least n points. */
         size_t count = 1;
@@ -110,7 +110,7 @@ static kat_status check_opts(const kat_rank_points_opts *o, size_t n, size_t d)
             if (kat_mul_overflow(count, L, &count))
                 count = (size_t)-1;
         if (count < n)
-            return kat_fail(KAT_EINVAL, "%s: enumerate asks for n = %zu points but %s has only "
+            return kat__fail(KAT_EINVAL, "%s: enumerate asks for n = %zu points but %s has only "
                             "%zu in d = %zu",
                             who, n, kat_rank_dist_name(o->dist), count, d);
     }
@@ -121,17 +121,17 @@ kat_status kat_rank_points(const kat_rank_points_opts *o, kat_rng *rng, kat_dmat
 {
     const char *who = "rank_points";
     if (!o)
-        return kat_fail(KAT_EINVAL, "%s: opts is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: opts is NULL", who);
     kat_status st = kat_dmat_check(X, "rank_points: X", 0);
     if (st)
         return st;
     size_t n = X->rows, d = X->cols;
     if (d == 0)
-        return kat_fail(KAT_EINVAL, "%s: X needs d >= 1 columns (got 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: X needs d >= 1 columns (got 0)", who);
     if ((st = check_opts(o, n, d)))
         return st;
     if (!rng && !o->enumerate)
-        return kat_fail(KAT_EINVAL, "%s: rng is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: rng is NULL", who);
     for (size_t i = 0; i < n; i++) {
         double *x = X->data + i * X->ld;
         switch (o->dist) {

@@ -44,17 +44,17 @@ kat_status kat_rank_predict(const kat_fn *f, kat_rank_form form, double s, size_
 {
     const char *who = "rank_predict";
     if (!out)
-        return kat_fail(KAT_EINVAL, "%s: out is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: out is NULL", who);
     if ((int)form < 0 || form >= KAT_RANK_FORM_COUNT)
-        return kat_fail(KAT_EINVAL, "%s: form = %d is not inner, l2sq or l1", who, (int)form);
+        return kat__fail(KAT_EINVAL, "%s: form = %d is not inner, l2sq or l1", who, (int)form);
     if (!isfinite(s))
-        return kat_fail(KAT_EINVAL, "%s: scale s = %g is not finite", who, s);
+        return kat__fail(KAT_EINVAL, "%s: scale s = %g is not finite", who, s);
     int deg = f ? kat_fn_poly_degree(f) : 1;   /* NULL is the identity, x */
     if (deg < 0 || form == KAT_RANK_L1) {
         *out = KAT_RANK_NONE;
         return KAT_OK;
     }
-    double *coef = kat_alloc_array((size_t)deg + 1, sizeof(double), "rank_predict: coefficients");
+    double *coef = kat__alloc_array((size_t)deg + 1, sizeof(double), "rank_predict: coefficients");
     if (!coef)
         return KAT_ENOMEM;
     if (f)
@@ -107,8 +107,8 @@ static void to_colmajor(const kat_dmat *X, double *out, size_t ldo, size_t row0)
 static kat_status qr_r(const kat_dmat *X, double *R, size_t ldr)
 {
     size_t n = X->rows, d = X->cols, k = n < d ? n : d;
-    double *a = kat_alloc_array(n * d, sizeof(double), "rank: QR copy");
-    double *tau = kat_alloc_array(k ? k : 1, sizeof(double), "rank: QR tau");
+    double *a = kat__alloc_array(n * d, sizeof(double), "rank: QR copy");
+    double *tau = kat__alloc_array(k ? k : 1, sizeof(double), "rank: QR tau");
     if (!a || !tau) {
         kat_free(a);
         kat_free(tau);
@@ -116,25 +116,25 @@ static kat_status qr_r(const kat_dmat *X, double *R, size_t ldr)
     }
     to_colmajor(X, a, n, 0);
     /* n < d: factor the n x n leading block; the rest of R is U^T times the other columns. */
-    kat_status st = kat_blas_hold(0, 1, "rank");
+    kat_status st = kat__blas_hold(0, 1, "rank");
     if (st) {
         kat_free(a);
         kat_free(tau);
         return st;
     }
-    st = rank_qr_inplace(n, k, a, n, tau, 0);
+    st = kat__rank_qr_inplace(n, k, a, n, tau, 0);
     if (!st && d > k) {
         size_t lwork = d + 64;
-        double *work = kat_alloc_array(lwork, sizeof(double), "rank: QR apply workspace");
+        double *work = kat__alloc_array(lwork, sizeof(double), "rank: QR apply workspace");
         if (!work)
             st = KAT_ENOMEM;
         else if (LAPACKE_dormqr_work(LAPACK_COL_MAJOR, 'L', 'T', (lapack_int)n,
                                      (lapack_int)(d - k), (lapack_int)k, a, (lapack_int)n, tau,
                                      a + k * n, (lapack_int)n, work, (lapack_int)lwork) != 0)
-            st = kat_fail(KAT_ELAPACK, "rank: dormqr failed on a %zu x %zu matrix", n, d);
+            st = kat__fail(KAT_ELAPACK, "rank: dormqr failed on a %zu x %zu matrix", n, d);
         kat_free(work);
     }
-    kat_blas_release();
+    kat__blas_release();
     if (!st)
         for (size_t j = 0; j < d; j++)
             for (size_t i = 0; i < k; i++)
@@ -147,11 +147,11 @@ static kat_status qr_r(const kat_dmat *X, double *R, size_t ldr)
 kat_status kat_rank_inner_rank(const kat_dmat *Q, const kat_dmat *K, size_t *r)
 {
     const char *who = "rank_inner_rank";
-    kat_status st = rank_check_inputs(who, KAT_RANK_INNER, 1.0, Q, K, 1);
+    kat_status st = kat__rank_check_inputs(who, KAT_RANK_INNER, 1.0, Q, K, 1);
     if (st)
         return st;
     if (!r)
-        return kat_fail(KAT_EINVAL, "%s: r is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: r is NULL", who);
     size_t n = Q->rows, m = K->rows, d = Q->cols;
     size_t kq = n < d ? n : d, kk = m < d ? m : d;
     if (kq == 0 || kk == 0) {
@@ -159,10 +159,10 @@ kat_status kat_rank_inner_rank(const kat_dmat *Q, const kat_dmat *K, size_t *r)
         return KAT_OK;
     }
     /* Q K^T = (U_Q R_Q)(U_K R_K)^T: same singular values as the small R_Q R_K^T. */
-    double *rq = kat_alloc_array(kq * d, sizeof(double), "rank: R of Q");
-    double *rk = kat_alloc_array(kk * d, sizeof(double), "rank: R of K");
-    double *p = kat_alloc_array(kq * kk, sizeof(double), "rank: R_Q R_K^T");
-    double *sv = kat_alloc_array(kq < kk ? kq : kk, sizeof(double), "rank: singular values");
+    double *rq = kat__alloc_array(kq * d, sizeof(double), "rank: R of Q");
+    double *rk = kat__alloc_array(kk * d, sizeof(double), "rank: R of K");
+    double *p = kat__alloc_array(kq * kk, sizeof(double), "rank: R_Q R_K^T");
+    double *sv = kat__alloc_array(kq < kk ? kq : kk, sizeof(double), "rank: singular values");
     if (!rq || !rk || !p || !sv)
         st = KAT_ENOMEM;
     if (!st)
@@ -178,11 +178,11 @@ kat_status kat_rank_inner_rank(const kat_dmat *Q, const kat_dmat *K, size_t *r)
                     acc += rq[t * kq + i] * rk[t * kk + j];
                 p[j * kq + i] = acc;
             }
-        st = rank_svd_values_inplace(kq, kk, p, kq, sv);
+        st = kat__rank_svd_values_inplace(kq, kk, p, kq, sv);
     }
     if (!st) {
         size_t mn = kq < kk ? kq : kk;
-        *r = rank_count_above(sv, mn, rank_tolerance(sv[0], n, m, 0.0, 0.0));
+        *r = kat__rank_count_above(sv, mn, kat__rank_tolerance(sv[0], n, m, 0.0, 0.0));
     }
     kat_free(rq);
     kat_free(rk);
@@ -194,23 +194,23 @@ kat_status kat_rank_inner_rank(const kat_dmat *Q, const kat_dmat *K, size_t *r)
 kat_status kat_rank_affine_dim(const kat_dmat *Q, const kat_dmat *K, size_t *r)
 {
     const char *who = "rank_affine_dim";
-    kat_status st = rank_check_inputs(who, KAT_RANK_INNER, 1.0, Q, K, 1);
+    kat_status st = kat__rank_check_inputs(who, KAT_RANK_INNER, 1.0, Q, K, 1);
     if (st)
         return st;
     if (!r)
-        return kat_fail(KAT_EINVAL, "%s: r is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: r is NULL", who);
     size_t n = Q->rows, m = K->rows, d = Q->cols, N;
     if (kat_add_overflow(n, m, &N))
-        return kat_fail(KAT_ERANGE, "%s: n + m overflows", who);
+        return kat__fail(KAT_ERANGE, "%s: n + m overflows", who);
     if (N <= 1) {
         *r = 0;
         return KAT_OK;
     }
     size_t Nd;
     if (kat_mul_overflow(N, d, &Nd))
-        return kat_fail(KAT_ERANGE, "%s: (n + m) x d = %zu x %zu overflows", who, N, d);
-    double *a = kat_alloc_array(Nd, sizeof(double), "rank: centred points");
-    double *sv = kat_alloc_array(N < d ? N : d, sizeof(double), "rank: singular values");
+        return kat__fail(KAT_ERANGE, "%s: (n + m) x d = %zu x %zu overflows", who, N, d);
+    double *a = kat__alloc_array(Nd, sizeof(double), "rank: centred points");
+    double *sv = kat__alloc_array(N < d ? N : d, sizeof(double), "rank: singular values");
     if (!a || !sv) {
         kat_free(a);
         kat_free(sv);
@@ -227,10 +227,10 @@ kat_status kat_rank_affine_dim(const kat_dmat *Q, const kat_dmat *K, size_t *r)
         for (size_t i = 0; i < N; i++)
             col[i] -= mean;
     }
-    st = rank_svd_values_inplace(N, d, a, N, sv);
+    st = kat__rank_svd_values_inplace(N, d, a, N, sv);
     if (!st) {
         size_t mn = N < d ? N : d;
-        *r = rank_count_above(sv, mn, rank_tolerance(sv[0], N, d, 0.0, 0.0));
+        *r = kat__rank_count_above(sv, mn, kat__rank_tolerance(sv[0], N, d, 0.0, 0.0));
     }
     kat_free(a);
     kat_free(sv);

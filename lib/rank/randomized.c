@@ -1,6 +1,6 @@
 /* Matrix-free randomized rank: an adaptive blocked range finder with power iterations
  * (Halko, Martinsson and Tropp 2011; blocked QB form after Yu, Gu and Li 2018). M is only
- * ever built tile by tile inside rank_op_apply; what is stored is O((n + m) k). */
+ * ever built tile by tile inside kat__rank_op_apply; what is stored is O((n + m) k). */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -39,7 +39,7 @@ static void sketch_free(sketch *s)
 /* Replace *buf (rows x old columns) by a rows x cols buffer holding the same columns. */
 static kat_status regrow(double **buf, size_t rows, size_t old, size_t cols, const char *what)
 {
-    double *nb = kat_alloc_array(rows * cols, sizeof(double), what);
+    double *nb = kat__alloc_array(rows * cols, sizeof(double), what);
     if (!nb)
         return KAT_ENOMEM;
     if (*buf && old)
@@ -57,7 +57,7 @@ static kat_status sketch_reserve(sketch *s, size_t b)
     double words = (double)(s->n + 2 * s->m) * (double)need       /* Qb, Zb, svd copy */
                    + (double)(s->n + s->m) * (double)b             /* Y, W */
                    + (double)need * (double)b + 3.0 * (double)need;
-    kat_status st = rank_mem_check(words * sizeof(double), "the randomized rank's sketch",
+    kat_status st = kat__rank_mem_check(words * sizeof(double), "the randomized rank's sketch",
                                    "; lower max_rank (--max-rank) or loosen the tolerance "
                                    "(--rtol)");
     if (st)
@@ -103,12 +103,12 @@ static kat_status apply(sketch *s, int transposed, const double *X, size_t b, do
 {
     const rank_op *op = transposed ? &s->opT : s->op;
     s->passes++;
-    return rank_op_apply(op, X, op->cols, b, out, op->rows, s->tile, fro);
+    return kat__rank_op_apply(op, X, op->cols, b, out, op->rows, s->tile, fro);
 }
 
-/* The least r whose Frobenius tail fits eps |M|_F (rank_eps_frobenius_tail), computed in the
+/* The least r whose Frobenius tail fits eps |M|_F (kat__rank_eps_frobenius_tail), computed in the
  * units of fro's scale so that huge entries neither overflow nor tiny ones vanish. */
-size_t rank_eps_frobenius_fro(const double *sv, size_t k, const rank_fro *fro, double eps)
+size_t kat__rank_eps_frobenius_fro(const double *sv, size_t k, const rank_fro *fro, double eps)
 {
     rank_sum cap = {0.0, 0.0};
     for (size_t i = k; i-- > 0;) {
@@ -116,23 +116,23 @@ size_t rank_eps_frobenius_fro(const double *sv, size_t k, const rank_fro *fro, d
         rank_sum_add(&cap, x * x);
     }
     double rest = fro->ssq - rank_sum_value(&cap);
-    return rank_eps_frobenius_tail(sv, k, fro->scale, rest > 0 ? rest : 0, fro->ssq, eps);
+    return kat__rank_eps_frobenius_tail(sv, k, fro->scale, rest > 0 ? rest : 0, fro->ssq, eps);
 }
 
-double rank_search_threshold(double sigma1, size_t n, size_t m, const kat_rank_opts *o)
+double kat__rank_search_threshold(double sigma1, size_t n, size_t m, const kat_rank_opts *o)
 {
-    double tau = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
+    double tau = kat__rank_tolerance(sigma1, n, m, o->rtol, o->atol);
     if (o->eps > 0.0 && o->eps * sigma1 < tau)
         tau = o->eps * sigma1;
     return tau;
 }
 
-void rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *sv, size_t k,
+void kat__rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *sv, size_t k,
                              const rank_fro *fro, const kat_rank_opts *o, int converged,
                              size_t passes)
 {
     double sigma1 = k ? sv[0] : 0.0;
-    double tol = rank_tolerance(sigma1, n, m, o->rtol, o->atol);
+    double tol = kat__rank_tolerance(sigma1, n, m, o->rtol, o->atol);
     memset(res, 0, sizeof *res);
     res->n = n;
     res->m = m;
@@ -140,7 +140,7 @@ void rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *s
     res->sv = sv;
     res->nsv = k;
     res->tol = tol;
-    res->rank = rank_count_above(sv, k, tol);
+    res->rank = kat__rank_count_above(sv, k, tol);
     res->sigma_max = sigma1;
     res->fro_norm = fro->scale * sqrt(fro->ssq);
     double s1 = sigma1 / fro->scale;   /* stable rank |M|_F^2 / sigma_1^2 in fro's units */
@@ -148,8 +148,8 @@ void rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *s
     kat_rank_effective(sv, k, &res->effective_rank);
     res->eps_rank_spectral = res->eps_rank_frobenius = KAT_RANK_NONE;
     if (o->eps > 0.0) {
-        res->eps_rank_spectral = rank_count_above(sv, k, o->eps * sigma1);
-        res->eps_rank_frobenius = rank_eps_frobenius_fro(sv, k, fro, o->eps);
+        res->eps_rank_spectral = kat__rank_count_above(sv, k, o->eps * sigma1);
+        res->eps_rank_frobenius = kat__rank_eps_frobenius_fro(sv, k, fro, o->eps);
     }
     res->converged = converged;
     res->passes = passes;
@@ -160,7 +160,7 @@ void rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *s
 static kat_status values_of(sketch *s, const double *a, size_t rows, size_t cols, double *sv)
 {
     memcpy(s->svcopy, a, rows * cols * sizeof(double));
-    return rank_svd_values_inplace(rows, cols, s->svcopy, rows, sv);
+    return kat__rank_svd_values_inplace(rows, cols, s->svcopy, rows, sv);
 }
 
 /* Make column c of the new block (stored after the k + c columns already in Qb) a unit vector
@@ -194,7 +194,7 @@ static kat_status orthonormalise_column(sketch *s, size_t c, kat_rng *rng)
         for (size_t i = 0; i < n; i++)
             y[i] = kat_rng_gaussian(rng, 1.0);
     }
-    return kat_fail(KAT_ELAPACK, "randomized rank: no direction outside a basis of %zu vectors "
+    return kat__fail(KAT_ELAPACK, "randomized rank: no direction outside a basis of %zu vectors "
                     "in dimension %zu", kc, n);
 }
 
@@ -209,7 +209,7 @@ static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, 
     size_t kry = s->last_b < b / 2 ? s->last_b : b / 2;
     if (kry) {
         memcpy(s->W, s->Zb + (s->k - s->last_b) * s->m, s->m * kry * sizeof(double));
-        if ((st = rank_qr_inplace(s->m, kry, s->W, s->m, s->tau, 1)))
+        if ((st = kat__rank_qr_inplace(s->m, kry, s->W, s->m, s->tau, 1)))
             return st;
     }
     for (size_t c = kry; c < b; c++)
@@ -219,9 +219,9 @@ static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, 
         return st;
     for (int it = 0; it < power_iters; it++) {
         project_out(s, s->Y, b);
-        if ((st = rank_qr_inplace(s->n, b, s->Y, s->n, s->tau, 1)) ||
+        if ((st = kat__rank_qr_inplace(s->n, b, s->Y, s->n, s->tau, 1)) ||
             (st = apply(s, 1, s->Y, b, s->W, NULL)) ||
-            (st = rank_qr_inplace(s->m, b, s->W, s->m, s->tau, 1)) ||
+            (st = kat__rank_qr_inplace(s->m, b, s->W, s->m, s->tau, 1)) ||
             (st = apply(s, 0, s->W, b, s->Y, NULL)))
             return st;
     }
@@ -243,7 +243,7 @@ static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, 
     return KAT_OK;
 }
 
-kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_rank_result *res)
+kat_status kat__rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_rank_result *res)
 {
     size_t n = op->rows, m = op->cols, mn = n < m ? n : m;
     size_t K = o->max_rank && o->max_rank < mn ? o->max_rank : mn;
@@ -251,7 +251,7 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     sketch s;
     memset(&s, 0, sizeof s);
     s.op = op;
-    s.opT = rank_op_transpose(op);
+    s.opT = kat__rank_op_transpose(op);
     s.n = n;
     s.m = m;
     s.tile = o->tile_rows;
@@ -264,7 +264,7 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     /* The basis products and factorisations run single-threaded, held for the loop: they are
      * small next to the tile products, and the result then does not depend on any thread
      * count. */
-    int held = !st && !(st = kat_blas_hold(1, 1, "randomized rank"));
+    int held = !st && !(st = kat__blas_hold(1, 1, "randomized rank"));
     while (!st && s.k < K) {
         size_t b = bcur < K - s.k ? bcur : K - s.k;
         if ((st = sketch_reserve(&s, b)) ||
@@ -275,14 +275,14 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
          * needed inside the loop only for the Frobenius criterion. */
         if (s.svb[0] > sigma1)
             sigma1 = s.svb[0];
-        double tau = rank_search_threshold(sigma1, n, m, o);
+        double tau = kat__rank_search_threshold(sigma1, n, m, o);
         /* Saturated: the new block found at least p directions at or below the threshold,
          * so (with high probability) none above it is left outside the basis. */
-        int done = b - rank_count_above(s.svb, b, tau) >= p;
+        int done = b - kat__rank_count_above(s.svb, b, tau) >= p;
         if (done && o->eps > 0.0) {
             if ((st = values_of(&s, s.Zb, m, s.k, s.sv)))
                 break;
-            size_t kf = rank_eps_frobenius_fro(s.sv, s.k, &fro, o->eps);
+            size_t kf = kat__rank_eps_frobenius_fro(s.sv, s.k, &fro, o->eps);
             done = kf != KAT_RANK_NONE && s.k - kf >= p;
         }
         if (done || s.k == mn) {
@@ -295,12 +295,12 @@ kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_ran
     if (!st && s.k)
         st = values_of(&s, s.Zb, m, s.k, s.sv);
     if (held)
-        kat_blas_release();
+        kat__blas_release();
     if (st) {
         sketch_free(&s);
         return st;
     }
-    rank_result_from_values(res, n, m, s.sv, s.k, &fro, o, converged, s.passes);
+    kat__rank_result_from_values(res, n, m, s.sv, s.k, &fro, o, converged, s.passes);
     s.sv = NULL;   /* res keeps the values */
     sketch_free(&s);
     return KAT_OK;

@@ -23,23 +23,23 @@ typedef struct {
 
 /* Validate Q and K (structure, same d >= 1, BLAS int limits; finiteness when check_finite)
  * and the form/scale; `who` prefixes the error. */
-kat_status rank_check_inputs(const char *who, kat_rank_form form, double s, const kat_dmat *Q,
+kat_status kat__rank_check_inputs(const char *who, kat_rank_form form, double s, const kat_dmat *Q,
                              const kat_dmat *K, int check_finite);
 /* Validate the options of a probe (method, tolerances, oversample, power_iters, tile_rows);
  * `who` prefixes the error. */
-kat_status rank_check_opts(const char *who, const kat_rank_opts *o);
+kat_status kat__rank_check_opts(const char *who, const kat_rank_opts *o);
 /* Set up the rule for M = f(s * a(Q, K)) (computes the norms for l2sq). Q and K must already
  * be validated. */
-kat_status rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double s,
+kat_status kat__rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double s,
                         const kat_dmat *Q, const kat_dmat *K);
-void rank_op_free(rank_op *op);
+void kat__rank_op_free(rank_op *op);
 /* The transpose rule (shares the norms: free only the original). */
-rank_op rank_op_transpose(const rank_op *op);
+rank_op kat__rank_op_transpose(const rank_op *op);
 
 /* out[i*ldo + j] = M(i0 + i, j0 + j) for i < ni, j < nj (row-major block). KAT_EDOM, naming f,
  * the entry of the user's M and its argument, when f is not finite there. Single-threaded;
  * safe to call from several threads at once. */
-kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, size_t nj,
+kat_status kat__rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, size_t nj,
                          double *out, size_t ldo);
 
 /* |M|_F^2 = scale^2 * ssq, scale a power of two at or above max |M_ij| (1 when M = 0), so
@@ -51,44 +51,44 @@ typedef struct {
 /* Y = M X, X cols x b and Y rows x b, both column-major (leading dimensions ldx, ldy): M is
  * built tile by tile (tile_rows rows x a column chunk), in parallel over row tiles, never
  * stored. If fro is not NULL it receives |M|_F^2 in scaled form, summed in a fixed order. */
-kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t b, double *Y,
+kat_status kat__rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t b, double *Y,
                          size_t ldy, size_t tile_rows, rank_fro *fro);
 
 /* The whole of M into a row-major rows x cols buffer (ld ldm), in parallel over row tiles. */
-kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_rows);
+kat_status kat__rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_rows);
 
 /* The matrix-free randomized rank on an operator (randomized.c). */
-kat_status rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_rank_result *res);
+kat_status kat__rank_randomized_op(const rank_op *op, const kat_rank_opts *o, kat_rank_result *res);
 
 /* What the matrix-free searches (randomized.c and the distributed one) share. The threshold
  * below which a singular value counts as beyond the rank: the numerical-rank tolerance, or
  * eps * sigma_1 when smaller. */
-double rank_search_threshold(double sigma1, size_t n, size_t m, const kat_rank_opts *o);
+double kat__rank_search_threshold(double sigma1, size_t n, size_t m, const kat_rank_opts *o);
 /* The Frobenius eps-rank of sv[0..k-1] against |M|_F^2 = fro (the energy outside the
  * values counts as the tail), or KAT_RANK_NONE when even k values do not reach it. */
-size_t rank_eps_frobenius_fro(const double *sv, size_t k, const rank_fro *fro, double eps);
+size_t kat__rank_eps_frobenius_fro(const double *sv, size_t k, const rank_fro *fro, double eps);
 /* Fill res from k singular values sv (descending; res takes ownership) of an n x m matrix with
  * |M|_F^2 = fro: rank, tolerance, stable and effective ranks, eps-ranks (as kat_rank_probe). */
-void rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *sv, size_t k,
+void kat__rank_result_from_values(kat_rank_result *res, size_t n, size_t m, double *sv, size_t k,
                              const rank_fro *fro, const kat_rank_opts *o, int converged,
                              size_t passes);
 
 /* Phi = phi(Q) (n x D) and Psi = psi(K) (m x D) for a feature map, allocated here (free with
  * kat_dmat_free); Q and K must already be validated and have d = the map's in_dim. */
-kat_status rank_featmap_features(const kat_featmap *fm, const kat_dmat *Q, const kat_dmat *K,
+kat_status kat__rank_featmap_features(const kat_featmap *fm, const kat_dmat *Q, const kat_dmat *K,
                                  kat_dmat *Phi, kat_dmat *Psi);
 /* 1 when the memory spanned by two views intersects. */
-int rank_dmat_overlap(const kat_dmat *a, const kat_dmat *b);
+int kat__rank_dmat_overlap(const kat_dmat *a, const kat_dmat *b);
 
 /* Singular values (descending) of the column-major rows x cols matrix a (lda), which is
  * destroyed; sv receives min(rows, cols) values. KAT_ELAPACK when dgesdd does not converge. */
-kat_status rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t lda, double *sv);
+kat_status kat__rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t lda, double *sv);
 
 /* Householder QR of the column-major rows x cols matrix a (lda), rows >= cols: on return a
  * holds the R factor in its upper triangle (and the reflectors below) when form_q is 0, or
  * the orthonormal Q factor when form_q is 1. tau has cols entries. Workspace through
  * kat_malloc. */
-kat_status rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, double *tau,
+kat_status kat__rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, double *tau,
                            int form_q);
 
 /* Frobenius epsilon-rank with the energy beyond sv[k-1] given (tail_sq) and the total energy
@@ -96,19 +96,19 @@ kat_status rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, doub
  * values neither overflow nor vanish: tail_sq and fro_sq are energies divided by unit^2):
  * the least r with sum_{i>=r} (sv[i]/unit)^2 + tail_sq <= eps^2 fro_sq, or KAT_RANK_NONE
  * when even r = k does not reach it. */
-size_t rank_eps_frobenius_tail(const double *sv, size_t k, double unit, double tail_sq,
+size_t kat__rank_eps_frobenius_tail(const double *sv, size_t k, double unit, double tail_sq,
                                double fro_sq, double eps);
 /* The least power of two above x > 0, clamped to [2^-1022, 2^1023] (so that its reciprocal
  * is finite and x / it < 2); 1 for x = 0. */
-double rank_pow2_above(double x);
+double kat__rank_pow2_above(double x);
 /* The numerical-rank tolerance of kat_rank_numerical for a given sigma_1. */
-double rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, double atol);
+double kat__rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, double atol);
 /* Number of sv[i] > tol (sv descending). */
-size_t rank_count_above(const double *sv, size_t k, double tol);
+size_t kat__rank_count_above(const double *sv, size_t k, double tol);
 
 /* KAT_ENOMEM, naming `what`, its size and the machine's memory, when `bytes` is more than
  * this machine can hold; `hint` (may be "") is appended to the message. */
-kat_status rank_mem_check(double bytes, const char *what, const char *hint);
+kat_status kat__rank_mem_check(double bytes, const char *what, const char *hint);
 
 /* Compensated (Neumaier) accumulation, for sums whose order is fixed but long. */
 typedef struct {

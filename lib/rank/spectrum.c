@@ -8,21 +8,21 @@
 #include "core/runtime.h"
 #include "rank/rank_internal.h"
 
-kat_status rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t lda, double *sv)
+kat_status kat__rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t lda, double *sv)
 {
     size_t mn = rows < cols ? rows : cols;
     if (mn == 0)
         return KAT_OK;
     if (rows > INT_MAX || cols > INT_MAX || lda > INT_MAX)
-        return kat_fail(KAT_ERANGE, "svd: a %zu x %zu matrix is above LAPACK's limit %d", rows,
+        return kat__fail(KAT_ERANGE, "svd: a %zu x %zu matrix is above LAPACK's limit %d", rows,
                         cols, INT_MAX);
     lapack_int m = (lapack_int)rows, n = (lapack_int)cols, ld = (lapack_int)lda;
     double query = 0.0, dummy = 0.0;
-    lapack_int *iwork = kat_alloc_array(8 * mn, sizeof(lapack_int), "svd: integer workspace");
+    lapack_int *iwork = kat__alloc_array(8 * mn, sizeof(lapack_int), "svd: integer workspace");
     if (!iwork)
         return KAT_ENOMEM;
     /* LAPACK's bits depend on the BLAS thread count: the enclosing hold's or kat's. */
-    kat_status hs = kat_blas_hold(0, 1, "svd");
+    kat_status hs = kat__blas_hold(0, 1, "svd");
     if (hs) {
         kat_free(iwork);
         return hs;
@@ -33,64 +33,64 @@ kat_status rank_svd_values_inplace(size_t rows, size_t cols, double *a, size_t l
     double *work = NULL;
     if (info == 0) {
         size_t lwork = (size_t)query + 1;
-        work = kat_alloc_array(lwork, sizeof(double), "svd: workspace");
+        work = kat__alloc_array(lwork, sizeof(double), "svd: workspace");
         if (!work) {
-            kat_blas_release();
+            kat__blas_release();
             kat_free(iwork);
             return KAT_ENOMEM;
         }
         info = LAPACKE_dgesdd_work(LAPACK_COL_MAJOR, 'N', m, n, a, ld, sv, &dummy, 1, &dummy, 1,
                                    work, (lapack_int)lwork, iwork);
     }
-    kat_blas_release();
+    kat__blas_release();
     kat_free(work);
     kat_free(iwork);
     if (info > 0)
-        return kat_fail(KAT_ELAPACK, "svd: dgesdd did not converge on a %zu x %zu matrix "
+        return kat__fail(KAT_ELAPACK, "svd: dgesdd did not converge on a %zu x %zu matrix "
                         "(info = %d)", rows, cols, (int)info);
     if (info < 0)
-        return kat_fail(KAT_ELAPACK, "svd: dgesdd rejected argument %d", (int)-info);
+        return kat__fail(KAT_ELAPACK, "svd: dgesdd rejected argument %d", (int)-info);
     size_t k = rows < cols ? rows : cols;
     if (k && !isfinite(sv[0]))
-        return kat_fail(KAT_ERANGE, "svd: the largest singular value of the %zu x %zu matrix "
+        return kat__fail(KAT_ERANGE, "svd: the largest singular value of the %zu x %zu matrix "
                         "overflows double (entries too close to DBL_MAX)", rows, cols);
     return KAT_OK;
 }
 
-kat_status rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, double *tau,
+kat_status kat__rank_qr_inplace(size_t rows, size_t cols, double *a, size_t lda, double *tau,
                            int form_q)
 {
     if (cols == 0)
         return KAT_OK;
     if (rows > INT_MAX || cols > INT_MAX || lda > INT_MAX)
-        return kat_fail(KAT_ERANGE, "qr: a %zu x %zu matrix is above LAPACK's limit %d", rows,
+        return kat__fail(KAT_ERANGE, "qr: a %zu x %zu matrix is above LAPACK's limit %d", rows,
                         cols, INT_MAX);
     lapack_int m = (lapack_int)rows, n = (lapack_int)cols, ld = (lapack_int)lda;
     double q1 = 0.0, q2 = 0.0;
-    kat_status hs = kat_blas_hold(0, 1, "qr");
+    kat_status hs = kat__blas_hold(0, 1, "qr");
     if (hs)
         return hs;
     lapack_int info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, m, n, a, ld, tau, &q1, -1);
     if (info == 0 && form_q)
         info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, m, n, n, a, ld, tau, &q2, -1);
     if (info != 0) {
-        kat_blas_release();
-        return kat_fail(KAT_ELAPACK, "qr: workspace query failed (info = %d)", (int)info);
+        kat__blas_release();
+        return kat__fail(KAT_ELAPACK, "qr: workspace query failed (info = %d)", (int)info);
     }
     size_t lwork = (size_t)(q1 > q2 ? q1 : q2) + 1;
-    double *work = kat_alloc_array(lwork, sizeof(double), "qr: workspace");
+    double *work = kat__alloc_array(lwork, sizeof(double), "qr: workspace");
     if (!work) {
-        kat_blas_release();
+        kat__blas_release();
         return KAT_ENOMEM;
     }
     info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, m, n, a, ld, tau, work, (lapack_int)lwork);
     if (info == 0 && form_q)
         info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, m, n, n, a, ld, tau, work,
                                    (lapack_int)lwork);
-    kat_blas_release();
+    kat__blas_release();
     kat_free(work);
     if (info != 0)
-        return kat_fail(KAT_ELAPACK, "qr: LAPACK failed on a %zu x %zu matrix (info = %d)", rows,
+        return kat__fail(KAT_ELAPACK, "qr: LAPACK failed on a %zu x %zu matrix (info = %d)", rows,
                         cols, (int)info);
     return KAT_OK;
 }
@@ -104,22 +104,22 @@ kat_status kat_rank_spectrum(const kat_dmat *M, double *sv, size_t nsv)
     if (mn == 0)
         return KAT_OK;
     if (!sv)
-        return kat_fail(KAT_EINVAL, "rank_spectrum: sv is NULL");
+        return kat__fail(KAT_EINVAL, "rank_spectrum: sv is NULL");
     if (nsv < mn)
-        return kat_fail(KAT_EINVAL, "rank_spectrum: nsv = %zu is less than min(%zu, %zu) = %zu",
+        return kat__fail(KAT_EINVAL, "rank_spectrum: nsv = %zu is less than min(%zu, %zu) = %zu",
                         nsv, M->rows, M->cols, mn);
     size_t count;
     if (kat_mul_overflow(M->rows, M->cols, &count) || count > SIZE_MAX / sizeof(double))
-        return kat_fail(KAT_ERANGE, "rank_spectrum: a %zu x %zu matrix overflows size_t",
+        return kat__fail(KAT_ERANGE, "rank_spectrum: a %zu x %zu matrix overflows size_t",
                         M->rows, M->cols);
-    if ((st = rank_mem_check((double)count * sizeof(double), "rank_spectrum: the copy of M",
+    if ((st = kat__rank_mem_check((double)count * sizeof(double), "rank_spectrum: the copy of M",
                              "")))
         return st;
     if ((st = kat_dmat_check(M, "rank_spectrum: M", 1)))
         return st;
     /* Row-major rows x cols is column-major cols x rows: the transpose, same singular values. */
-    double *a = kat_alloc_array(count, sizeof(double), "rank_spectrum: copy of M");
-    double *s = kat_alloc_array(mn, sizeof(double), "rank_spectrum: singular values");
+    double *a = kat__alloc_array(count, sizeof(double), "rank_spectrum: copy of M");
+    double *s = kat__alloc_array(mn, sizeof(double), "rank_spectrum: singular values");
     if (!a || !s) {
         kat_free(a);
         kat_free(s);
@@ -127,7 +127,7 @@ kat_status kat_rank_spectrum(const kat_dmat *M, double *sv, size_t nsv)
     }
     for (size_t i = 0; i < M->rows; i++)
         memcpy(a + i * M->cols, M->data + i * M->ld, M->cols * sizeof(double));
-    st = rank_svd_values_inplace(M->cols, M->rows, a, M->cols, s);
+    st = kat__rank_svd_values_inplace(M->cols, M->rows, a, M->cols, s);
     if (!st)
         memcpy(sv, s, mn * sizeof(double));
     kat_free(a);
@@ -140,20 +140,20 @@ kat_status kat_rank_spectrum(const kat_dmat *M, double *sv, size_t nsv)
 static kat_status check_sv(const char *who, const double *sv, size_t k)
 {
     if (k && !sv)
-        return kat_fail(KAT_EINVAL, "%s: sv is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: sv is NULL", who);
     for (size_t i = 0; i < k; i++) {
         if (!isfinite(sv[i]))
-            return kat_fail(KAT_EDOM, "%s: sv[%zu] is %g", who, i, sv[i]);
+            return kat__fail(KAT_EDOM, "%s: sv[%zu] is %g", who, i, sv[i]);
         if (sv[i] < 0.0)
-            return kat_fail(KAT_EINVAL, "%s: sv[%zu] = %g is negative", who, i, sv[i]);
+            return kat__fail(KAT_EINVAL, "%s: sv[%zu] = %g is negative", who, i, sv[i]);
         if (i && sv[i] > sv[i - 1])
-            return kat_fail(KAT_EINVAL, "%s: sv is not in descending order (sv[%zu] = %g > "
+            return kat__fail(KAT_EINVAL, "%s: sv is not in descending order (sv[%zu] = %g > "
                             "sv[%zu] = %g)", who, i, sv[i], i - 1, sv[i - 1]);
     }
     return KAT_OK;
 }
 
-double rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, double atol)
+double kat__rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, double atol)
 {
     if (rtol > 0.0 || atol > 0.0) {
         double r = rtol * sigma1;
@@ -162,7 +162,7 @@ double rank_tolerance(double sigma1, size_t rows, size_t cols, double rtol, doub
     return sigma1 * ((double)(rows > cols ? rows : cols) * DBL_EPSILON);   /* no overflow */
 }
 
-size_t rank_count_above(const double *sv, size_t k, double tol)
+size_t kat__rank_count_above(const double *sv, size_t k, double tol)
 {
     size_t r = 0;
     while (r < k && sv[r] > tol)
@@ -175,20 +175,20 @@ kat_status kat_rank_numerical(const double *sv, size_t k, size_t rows, size_t co
 {
     const char *who = "rank_numerical";
     if (!rank)
-        return kat_fail(KAT_EINVAL, "%s: rank is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: rank is NULL", who);
     if (!(rtol >= 0.0) || !isfinite(rtol))
-        return kat_fail(KAT_EINVAL, "%s: rtol = %g must be finite and >= 0", who, rtol);
+        return kat__fail(KAT_EINVAL, "%s: rtol = %g must be finite and >= 0", who, rtol);
     if (!(atol >= 0.0) || !isfinite(atol))
-        return kat_fail(KAT_EINVAL, "%s: atol = %g must be finite and >= 0", who, atol);
+        return kat__fail(KAT_EINVAL, "%s: atol = %g must be finite and >= 0", who, atol);
     size_t mn = rows < cols ? rows : cols;
     if (k > mn)
-        return kat_fail(KAT_EINVAL, "%s: k = %zu singular values for a %zu x %zu matrix", who, k,
+        return kat__fail(KAT_EINVAL, "%s: k = %zu singular values for a %zu x %zu matrix", who, k,
                         rows, cols);
     kat_status st = check_sv(who, sv, k);
     if (st)
         return st;
-    double t = rank_tolerance(k ? sv[0] : 0.0, rows, cols, rtol, atol);
-    *rank = rank_count_above(sv, k, t);
+    double t = kat__rank_tolerance(k ? sv[0] : 0.0, rows, cols, rtol, atol);
+    *rank = kat__rank_count_above(sv, k, t);
     if (tol)
         *tol = t;
     return KAT_OK;
@@ -197,9 +197,9 @@ kat_status kat_rank_numerical(const double *sv, size_t k, size_t rows, size_t co
 static kat_status check_eps(const char *who, double eps, const void *out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "%s: rank is NULL", who);
+        return kat__fail(KAT_EINVAL, "%s: rank is NULL", who);
     if (!(eps >= 0.0) || !isfinite(eps))
-        return kat_fail(KAT_EINVAL, "%s: eps = %g must be finite and >= 0", who, eps);
+        return kat__fail(KAT_EINVAL, "%s: eps = %g must be finite and >= 0", who, eps);
     return KAT_OK;
 }
 
@@ -211,11 +211,11 @@ kat_status kat_rank_eps_spectral(const double *sv, size_t k, double eps, size_t 
     if (st)
         return st;
     /* least r with sv[r] <= eps * sv[0]: the count of values above the threshold */
-    *rank = k ? rank_count_above(sv, k, eps * sv[0]) : 0;
+    *rank = k ? kat__rank_count_above(sv, k, eps * sv[0]) : 0;
     return KAT_OK;
 }
 
-double rank_pow2_above(double x)
+double kat__rank_pow2_above(double x)
 {
     if (!(x > 0.0) || !isfinite(x))
         return 1.0;
@@ -226,7 +226,7 @@ double rank_pow2_above(double x)
     return ldexp(1.0, e > 1023 ? 1023 : e < -1022 ? -1022 : e);
 }
 
-size_t rank_eps_frobenius_tail(const double *sv, size_t k, double unit, double tail_sq,
+size_t kat__rank_eps_frobenius_tail(const double *sv, size_t k, double unit, double tail_sq,
                                double fro_sq, double eps)
 {
     double target = eps * eps * fro_sq, inv = 1.0 / unit;
@@ -254,18 +254,18 @@ kat_status kat_rank_eps_frobenius(const double *sv, size_t k, double eps, size_t
     if (st)
         return st;
     /* in units of a power of two above sigma_1: no overflow, no underflow of the large terms */
-    double unit = k ? rank_pow2_above(sv[0]) : 1.0, inv = 1.0 / unit;
+    double unit = k ? kat__rank_pow2_above(sv[0]) : 1.0, inv = 1.0 / unit;
     rank_sum fro = {0.0, 0.0};
     for (size_t i = k; i-- > 0;)
         rank_sum_add(&fro, (sv[i] * inv) * (sv[i] * inv));
-    *rank = rank_eps_frobenius_tail(sv, k, unit, 0.0, rank_sum_value(&fro), eps);
+    *rank = kat__rank_eps_frobenius_tail(sv, k, unit, 0.0, rank_sum_value(&fro), eps);
     return KAT_OK;
 }
 
 kat_status kat_rank_stable(const double *sv, size_t k, double *out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "rank_stable: out is NULL");
+        return kat__fail(KAT_EINVAL, "rank_stable: out is NULL");
     kat_status st = check_sv("rank_stable", sv, k);
     if (st)
         return st;
@@ -286,7 +286,7 @@ kat_status kat_rank_stable(const double *sv, size_t k, double *out)
 kat_status kat_rank_effective(const double *sv, size_t k, double *out)
 {
     if (!out)
-        return kat_fail(KAT_EINVAL, "rank_effective: out is NULL");
+        return kat__fail(KAT_EINVAL, "rank_effective: out is NULL");
     kat_status st = check_sv("rank_effective", sv, k);
     if (st)
         return st;

@@ -8,6 +8,6 @@
 
 /* y[i] = 2^x[i] for i < n (x == y allowed), with the ISA's kernel (kat_arch_get()): the
  * accuracy and special values of the kernel table's exp2 (lib/kernels/kernels.h). */
-void kat_kernels_exp2(size_t n, const float *x, float *y);
+void kat__kernels_exp2(size_t n, const float *x, float *y);
 
 #endif

@@ -376,7 +376,7 @@ static void avx2_softmax_grad(size_t nrows, size_t lanes, const float *p, float 
     }
 }
 
-const kat_kernels kat_kernels_avx2 = {
+const kat_kernels kat__kernels_avx2 = {
     .name = "avx2",
     .arch = KAT_ARCH_AVX2,
     .exp2 = avx2_exp2,

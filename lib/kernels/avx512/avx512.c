@@ -381,7 +381,7 @@ static void avx512_softmax_grad(size_t nrows, size_t lanes, const float *p, floa
     }
 }
 
-const kat_kernels kat_kernels_avx512 = {
+const kat_kernels kat__kernels_avx512 = {
     .name = "avx512",
     .arch = KAT_ARCH_AVX512,
     .exp2 = avx512_exp2,

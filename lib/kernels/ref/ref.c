@@ -116,7 +116,7 @@ static void ref_softmax_grad(size_t nrows, size_t lanes, const float *p, float *
             dp[j * LANES + i] = p[j * LANES + i] * (dp[j * LANES + i] - delta[i]);
 }
 
-const kat_kernels kat_kernels_ref = {
+const kat_kernels kat__kernels_ref = {
     .name = "ref",
     .arch = KAT_ARCH_REF,
     .exp2 = ref_exp2,
