@@ -924,8 +924,8 @@ START_TEST(test_sparse)
         {"kat_sparse_blockmask_global", call_bm_global, release_bm, NULL, {R_PTR(sbm_out)}},
         {"kat_sparse_blockmask_from_dense", call_bm_dense, release_bm, NULL,
          {R_IN(sdense, sizeof sdense), R_PTR(sbm_out)}},
-        {"kat_sparse_qk_layout_create", call_qk_layout, release_layout, NULL, {R_PTR(slay_out)}},
-        {"kat_sparse_hash_layout_create", call_hash_layout, release_layout, NULL,
+        {"kat__sparse_qk_layout_create", call_qk_layout, release_layout, NULL, {R_PTR(slay_out)}},
+        {"kat__sparse_hash_layout_create", call_hash_layout, release_layout, NULL,
          {R_IN(sqb, sizeof sqb), R_IN(skb, sizeof skb), R_PTR(slay_out)}},
     };
     for (size_t i = 0; i < COUNT(build); i++)
@@ -934,7 +934,7 @@ START_TEST(test_sparse)
     const region in[] = {R_IN(sq, sizeof sq), R_IN(sk, sizeof sk), R_IN(sv, sizeof sv),
                          R_IN(sdo, sizeof sdo), R_IN(sfo, sizeof sfo), R_IN(sflse, sizeof sflse)};
     const entry run[] = {
-        {"kat_sparse_block_layout_create", call_block_layout, release_layout, NULL, {R_PTR(slay_out)}},
+        {"kat__sparse_block_layout_create", call_block_layout, release_layout, NULL, {R_PTR(slay_out)}},
         {"kat_sparse_forward", call_sparse_forward, NULL, NULL,
          {in[0], in[1], in[2], R_OUT(so, sizeof so), R_OUT(slse, sizeof slse)}},
         {"kat_sparse_backward", call_sparse_backward, NULL, NULL,
