@@ -1,11 +1,12 @@
 /* Masked softmax attention in fp64 (the reference) and in naive fp32 from the library's oracle
  * (kat_attn_reference_masked), with the terms of the library's error model
- * (kat_attn_error_bound) that the extremes suite and the attention fuzz harness use: the
+ * (kat_attn_error_bound) that the extremes suite and the attention fuzz harnesses use: the
  * FlashAttention rule (no worse than 2x a naive fp32 implementation against fp64) plus an
  * a-priori floor, eps32 x A x (M + D + 8) + 2 x A x dL, where A is the largest sum of
  * absolute terms of an output element and dL the largest rounding error of a logit,
  * (D + 4) eps32 |scale| sum_e |q_e k_e| (a logit off by dL scales each probability by a factor
- * within e^{+-dL}). Header-only, no Check dependency (the fuzz harness includes it). */
+ * within e^{+-dL}). Header-only, no Check dependency: the fuzz harnesses (fuzz_attn,
+ * fuzz_sparse) include it and check through ma_expect_all. */
 #ifndef KAT_MASKED_ATTENTION_H
 #define KAT_MASKED_ATTENTION_H
 
@@ -226,6 +227,62 @@ static double ma_bound(const prob *p, const yardstick *y, double A, double nerr)
 static double ma_lse_bound(const prob *p, const yardstick *y, double nerr)
 {
     return kat_attn_error_bound(nerr, 1.0, (double)(p->M + 4) * (1.0 + y->lse_max), y->dL / 2);
+}
+
+/* ---- the fuzz harnesses' check ------------------------------------------------------------ */
+
+/* Outputs of an engine (contiguous floats; lse and the gradients may be NULL) against the
+ * reference within the bound, rows that see no key exactly 0 with lse = -inf; aborts naming
+ * `who` and the output otherwise. */
+static inline void ma_expect_within(const float *x, const float *naive, const double *ref,
+                                    size_t n, double A, const prob *p, const yardstick *y,
+                                    const char *who, const char *what)
+{
+    double err = max_err(x, ref, n), bound = ma_bound(p, y, A, max_err(naive, ref, n));
+    if (!(err <= bound)) {
+        fprintf(stderr, "%s: %s error %.3g above the bound %.3g\n", who, what, err, bound);
+        abort();
+    }
+}
+
+static inline void ma_expect_all(const prob *p, const float *o, const float *lse,
+                                 const float *dq, const float *dk, const float *dv,
+                                 const char *who)
+{
+    yardstick y;
+    yardstick_init(&y, p);
+    ma_expect_within(o, y.no, y.o, nq_(p), y.A_o, p, &y, who, "o");
+    if (lse) {
+        double err = max_err(lse, y.lse, nl_(p)), nerr = max_err(y.nlse, y.lse, nl_(p));
+        if (!(err <= ma_lse_bound(p, &y, nerr))) {
+            fprintf(stderr, "%s: lse error %.3g above the bound %.3g\n", who, err,
+                    ma_lse_bound(p, &y, nerr));
+            abort();
+        }
+    }
+    for (size_t r = 0; r < nl_(p); r++) {
+        if (!isinf(y.lse[r]))
+            continue;
+        int ok = !lse || isinf(lse[r]);
+        for (size_t e = 0; e < p->D; e++)
+            ok &= o[r * p->D + e] == 0.0f && (!dq || dq[r * p->D + e] == 0.0f);
+        if (!ok) {
+            fprintf(stderr, "%s: row %zu sees no key but is not 0 with lse = -inf\n", who, r);
+            abort();
+        }
+    }
+    if (lse)
+        for (size_t r = 0; r < nl_(p); r++)
+            if (isinf(lse[r]) && !isinf(y.lse[r])) {
+                fprintf(stderr, "%s: row %zu has lse = -inf but sees a key\n", who, r);
+                abort();
+            }
+    if (dq) {
+        ma_expect_within(dq, y.ndq, y.dq, nq_(p), y.A_dq, p, &y, who, "dq");
+        ma_expect_within(dk, y.ndk, y.dk, nk_(p), y.A_dk, p, &y, who, "dk");
+        ma_expect_within(dv, y.ndv, y.dv, nk_(p), y.A_dv, p, &y, who, "dv");
+    }
+    yardstick_free(&y);
 }
 
 #endif

@@ -751,7 +751,7 @@ static kat_status call_linear_backward(void)
 }
 static kat_status call_linear_reference(void)
 {
-    return kat_linear_reference(lfm, &lopts, 0, &LQ, &LK, &LV, &LSI, lref);
+    return kat_linear_reference(lfm, &lopts, 0, 64, &LQ, &LK, &LV, &LSI, lref);
 }
 static kat_status call_linear_reference_backward(void)
 {

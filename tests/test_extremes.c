@@ -780,7 +780,7 @@ static void linear_check(const char *label, const kat_featmap *fm, int causal, s
     kat_tensor Q = kat_tensor_view(q, B, H, N, d), K = kat_tensor_view(k, B, H, Nk, d);
     kat_tensor V = kat_tensor_view(v, B, H, Nk, dv), O = kat_tensor_view(o, B, H, N, dv);
     TU_OK(kat_linear_forward(fm, &opts, &Q, &K, &V, &O, NULL, NULL));
-    TU_OK(kat_linear_reference(fm, &opts, 0, &Q, &K, &V, NULL, ref));
+    TU_OK(kat_linear_reference(fm, &opts, 0, 64, &Q, &K, &V, NULL, ref));
     /* Gradual underflow adds an absolute error of up to FLT_TRUE_MIN / 2 per operation. */
     double tol = (double)(Df + Nk + 16) * (4.0 * EPS32 * vmax + 2.0 * FLT_TRUE_MIN);
     for (size_t i = 0; i < B * H * N * dv; i++)

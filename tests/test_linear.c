@@ -88,12 +88,39 @@ START_TEST(test_noncausal_matches_reference)
         problem p = make_problem(2, 3, 37, 53, ds[m], 5, D, 11 + m, 0.5, 0);
         kat_linear_opts opts = {.chunk = 16};
         TU_OK(kat_linear_forward(maps[m], &opts, &p.q, &p.k, &p.v, &p.o, NULL, NULL));
-        TU_OK(kat_linear_reference(maps[m], &opts, 0, &p.q, &p.k, &p.v, NULL, p.ref));
+        TU_OK(kat_linear_reference(maps[m], &opts, 0, 64, &p.q, &p.k, &p.v, NULL, p.ref));
         tl_naive_f32(maps[m], 0, 1, &p.q, &p.k, &p.v, &p.naive);
         assert_within_rule(tl_rel_err(&p.o, p.ref), tl_rel_err(&p.naive, p.ref), "non-causal");
         free_problem(&p);
         kat_featmap_destroy(maps[m]);
     }
+}
+END_TEST
+
+/* The reference in fp32 (precision 32, the naive yardstick) holds floats, is off the fp64
+ * reference by the roundings of a plain fp32 sum, and another precision is refused. */
+START_TEST(test_reference_precision)
+{
+    kat_featmap *fm;
+    TU_OK(kat_featmap_elu1_create(6, &fm));
+    problem p = make_problem(2, 2, 40, 40, 6, 5, 6, 17, 0.8, 1);
+    double *r32 = tl_dalloc(2 * 2 * 40 * 5);
+    for (int causal = 0; causal < 2; causal++) {
+        kat_linear_opts opts = {.causal = causal};
+        TU_OK(kat_linear_reference(fm, &opts, 0, 64, &p.q, &p.k, &p.v, &p.s0, p.ref));
+        TU_OK(kat_linear_reference(fm, &opts, 0, 32, &p.q, &p.k, &p.v, &p.s0, r32));
+        for (size_t i = 0; i < 2 * 2 * 40 * 5; i++)
+            ck_assert(r32[i] == (double)(float)r32[i]);
+        double err = tl_rel_err64(r32, p.ref, 2 * 2 * 40 * 5);
+        ck_assert_msg(err > 0.0 && err < 40.0 * 6 * EPS32, "causal %d: fp32 error %.3g", causal,
+                      err);
+    }
+    kat_linear_opts opts = {0};
+    TU_EXPECT_ERR(kat_linear_reference(fm, &opts, 0, 16, &p.q, &p.k, &p.v, NULL, r32),
+                  KAT_EINVAL, "linear_reference: precision = 16: 64 (the reference) or 32 (naive fp32)");
+    free(r32);
+    free_problem(&p);
+    kat_featmap_destroy(fm);
 }
 END_TEST
 
@@ -119,7 +146,7 @@ START_TEST(test_causal_chunks_recurrence_reference)
                 const kat_tensor *s0 = with_state ? &p.s0 : NULL;
                 kat_linear_opts opts = {.causal = 1, .chunk = 16};
                 TU_OK(kat_linear_forward(maps[m], &opts, &p.q, &p.k, &p.v, &p.o, s0, NULL));
-                TU_OK(kat_linear_reference(maps[m], &opts, 0, &p.q, &p.k, &p.v, s0, p.ref));
+                TU_OK(kat_linear_reference(maps[m], &opts, 0, 64, &p.q, &p.k, &p.v, s0, p.ref));
                 tl_recurrence_f32(maps[m], 1, &p.q, &p.k, &p.v, &p.naive, s0, NULL);
                 double err = tl_rel_err(&p.o, p.ref), rec = tl_rel_err(&p.naive, p.ref);
                 ck_assert_msg(err <= kat_attn_error_bound(rec, 1.0, 2.0, 0.0),
@@ -143,7 +170,7 @@ START_TEST(test_intra_score_equals_features)
     kat_linear_opts b = {.causal = 1, .chunk = 24, .intra = KAT_LINEAR_INTRA_FEATURES};
     TU_OK(kat_linear_forward(fm, &a, &p.q, &p.k, &p.v, &p.o, NULL, NULL));
     TU_OK(kat_linear_forward(fm, &b, &p.q, &p.k, &p.v, &o2, NULL, NULL));
-    TU_OK(kat_linear_reference(fm, &a, 1, &p.q, &p.k, &p.v, NULL, p.ref));
+    TU_OK(kat_linear_reference(fm, &a, 1, 64, &p.q, &p.k, &p.v, NULL, p.ref));
     tl_naive_f32(fm, 1, 1, &p.q, &p.k, &p.v, &p.naive);
     double naive = tl_rel_err(&p.naive, p.ref);
     assert_within_rule(tl_rel_err(&p.o, p.ref), naive, "score path");
@@ -193,7 +220,7 @@ START_TEST(test_intra_dot_equals_features)
                     free_problem(&p);
                     continue;
                 }
-                TU_OK(kat_linear_reference(maps[m], &dot, 0, &p.q, &p.k, &p.v, s0, p.ref));
+                TU_OK(kat_linear_reference(maps[m], &dot, 0, 64, &p.q, &p.k, &p.v, s0, p.ref));
                 tl_recurrence_f32(maps[m], 1, &p.q, &p.k, &p.v, &p.naive, s0, NULL);
                 double naive = tl_rel_err(&p.naive, p.ref);
                 assert_within_rule(tl_rel_err(&p.o, p.ref), naive, "dot path");
@@ -236,7 +263,7 @@ START_TEST(test_decode_equals_forward)
         kat_tensor ot = tl_rows(&o2, t, 1);
         TU_OK(kat_linear_forward(fm, &opts, &qt, &kt, &vt, &ot, &st, &st));
     }
-    TU_OK(kat_linear_reference(fm, &opts, 0, &p.q, &p.k, &p.v, NULL, p.ref));
+    TU_OK(kat_linear_reference(fm, &opts, 0, 64, &p.q, &p.k, &p.v, NULL, p.ref));
     tl_recurrence_f32(fm, 1, &p.q, &p.k, &p.v, &p.naive, NULL, NULL);
     double naive = tl_rel_err(&p.naive, p.ref);
     assert_within_rule(tl_rel_err(&o2, p.ref), naive, "decoded");
@@ -381,7 +408,7 @@ START_TEST(test_threads_segments)
         kat_set_num_threads(0);
         ck_assert(memcmp(o2.data, o3.data, N * dv * sizeof(float)) == 0);
         ck_assert(memcmp(s2.data, s3.data, d * (dv + 1) * sizeof(float)) == 0);
-        TU_OK(kat_linear_reference(fm, &opts, 0, &p.q, &p.k, &p.v, &p.s0, p.ref));
+        TU_OK(kat_linear_reference(fm, &opts, 0, 64, &p.q, &p.k, &p.v, &p.s0, p.ref));
         if (causal)
             tl_recurrence_f32(fm, 1, &p.q, &p.k, &p.v, &p.naive, &p.s0, NULL);
         else
@@ -448,13 +475,13 @@ START_TEST(test_theory_maps)
                 }
             kat_linear_opts opts = {.causal = causal, .unnormalized = unnorm[m], .chunk = 16};
             TU_OK(kat_linear_forward(maps[m], &opts, &p.q, &p.k, &p.v, &p.o, NULL, NULL));
-            TU_OK(kat_linear_reference(maps[m], &opts, 0, &p.q, &p.k, &p.v, NULL, p.ref));
+            TU_OK(kat_linear_reference(maps[m], &opts, 0, 64, &p.q, &p.k, &p.v, NULL, p.ref));
             tl_naive_f32(maps[m], causal, !unnorm[m], &p.q, &p.k, &p.v, &p.naive);
             char what[64];
             snprintf(what, sizeof what, "%s causal %d", kat_featmap_name(maps[m]), causal);
             assert_within_rule(tl_rel_err(&p.o, p.ref), tl_rel_err(&p.naive, p.ref), what);
             if (m == 3 || m == 4) {   /* exact maps: the same as the kernel itself */
-                TU_OK(kat_linear_reference(maps[m], &opts, 1, &p.q, &p.k, &p.v, NULL, p.ref));
+                TU_OK(kat_linear_reference(maps[m], &opts, 1, 64, &p.q, &p.k, &p.v, NULL, p.ref));
                 assert_within_rule(tl_rel_err(&p.o, p.ref), tl_rel_err(&p.naive, p.ref), what);
             }
             if (kat_featmap_get_ops(maps[m])->vjp) {   /* the reference needs the fp64 vjp */
@@ -493,11 +520,11 @@ START_TEST(test_unnormalized_signed_map)
     kat_linear_opts opts = {.causal = 1, .chunk = 8};
     TU_EXPECT_ERR(kat_linear_forward(fm, &opts, &p.q, &p.k, &p.v, &p.o, NULL, NULL), KAT_EINVAL,
                   "not KAT_FEATMAP_POSITIVE");
-    TU_EXPECT_ERR(kat_linear_reference(fm, &opts, 0, &p.q, &p.k, &p.v, NULL, p.ref), KAT_EINVAL,
+    TU_EXPECT_ERR(kat_linear_reference(fm, &opts, 0, 64, &p.q, &p.k, &p.v, NULL, p.ref), KAT_EINVAL,
                   "unnormalized");
     opts.unnormalized = 1;
     TU_OK(kat_linear_forward(fm, &opts, &p.q, &p.k, &p.v, &p.o, NULL, NULL));
-    TU_OK(kat_linear_reference(fm, &opts, 0, &p.q, &p.k, &p.v, NULL, p.ref));
+    TU_OK(kat_linear_reference(fm, &opts, 0, 64, &p.q, &p.k, &p.v, NULL, p.ref));
     tl_naive_f32(fm, 1, 0, &p.q, &p.k, &p.v, &p.naive);
     assert_within_rule(tl_rel_err(&p.o, p.ref), tl_rel_err(&p.naive, p.ref), "unnormalised");
     free_problem(&p);
@@ -550,7 +577,7 @@ END_TEST
 static double loss64(const kat_featmap *fm, const kat_linear_opts *opts, const problem *p,
                      const kat_tensor *d_o, const kat_tensor *s0)
 {
-    TU_OK(kat_linear_reference(fm, opts, 0, &p->q, &p->k, &p->v, s0, p->ref));
+    TU_OK(kat_linear_reference(fm, opts, 0, 64, &p->q, &p->k, &p->v, s0, p->ref));
     double L = 0.0;
     size_t i = 0;
     for (size_t b = 0; b < p->B; b++)
@@ -1088,6 +1115,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_noncausal_matches_reference);
     tcase_add_test(tc, test_causal_chunks_recurrence_reference);
+    tcase_add_test(tc, test_reference_precision);
     tcase_add_test(tc, test_intra_score_equals_features);
     tcase_add_test(tc, test_intra_dot_equals_features);
     tcase_add_test(tc, test_decode_equals_forward);

@@ -1,6 +1,7 @@
 /* Helpers shared by the linear-attention suites (test_linear.c, test_linear_slow.c): tensors,
- * two user-written feature maps, independent references (an fp32 token-by-token recurrence,
- * a naive fp32 quadratic attention) and error measures. Header-only: each suite is one file. */
+ * two user-written feature maps, the fp32 yardsticks (a token-by-token recurrence written
+ * here, the library's naive fp32 quadratic attention) and error measures. Header-only: each
+ * suite is one file. */
 #ifndef KAT_TEST_LINEAR_UTIL_H
 #define KAT_TEST_LINEAR_UTIL_H
 
@@ -193,7 +194,7 @@ static inline kat_featmap *tl_ident(size_t d)
     return fm;
 }
 
-/* ---- independent fp32 implementations (the "naive same-precision" yardsticks) ------------ */
+/* ---- fp32 implementations (the "naive same-precision" yardsticks) ------------------------- */
 
 /* Causal attention one token at a time: S += psi(k_t) [v_t | 1]^T, o_t = phi(q_t) S, all in
  * fp32 in the plain order. state_in may be NULL. Writes o; returns the final states in
@@ -243,41 +244,22 @@ static inline void tl_recurrence_f32(const kat_featmap *fm, int normalize, const
         free(S);
 }
 
-/* Quadratic attention in fp32: f_ij = phi_i . psi_j in fp32, sums in fp32, row by row. */
+/* Quadratic attention in fp32 (the library's naive fp32 reference, kat_linear_reference with
+ * precision 32) written into the float tensor o. */
 static inline void tl_naive_f32(const kat_featmap *fm, int causal, int normalize,
                                 const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
                                 kat_tensor *o)
 {
-    size_t D = kat_featmap_out_dim(fm), dv = v->D;
-    float *phi = malloc(D * sizeof(float)), *psi = malloc((k->N + 1) * D * sizeof(float));
-    float *acc = malloc((dv + 1) * sizeof(float));
-    for (size_t b = 0; b < q->B; b++)
-        for (size_t h = 0; h < q->H; h++) {
-            for (size_t j = 0; j < k->N; j++)
-                TU_OK(kat_featmap_apply_f32(fm, KAT_SIDE_KEY, 1, kat_tensor_row(k, b, h, j),
-                                            k->D, psi + j * D, D));
-            for (size_t i = 0; i < q->N; i++) {
-                TU_OK(kat_featmap_apply_f32(fm, KAT_SIDE_QUERY, 1, kat_tensor_row(q, b, h, i),
-                                            q->D, phi, D));
-                memset(acc, 0, (dv + 1) * sizeof(float));
-                size_t jend = causal ? i + 1 : k->N;
-                for (size_t j = 0; j < jend; j++) {
-                    float f = 0.0f;
-                    for (size_t r = 0; r < D; r++)
-                        f += phi[r] * psi[j * D + r];
-                    const float *vj = kat_tensor_row(v, b, h, j);
-                    for (size_t c = 0; c < dv; c++)
-                        acc[c] += f * vj[c];
-                    acc[dv] += f;
-                }
-                float *oi = kat_tensor_row(o, b, h, i);
-                for (size_t c = 0; c < dv; c++)
-                    oi[c] = normalize ? acc[c] / acc[dv] : acc[c];
-            }
-        }
-    free(phi);
-    free(psi);
-    free(acc);
+    kat_linear_opts opts = {.causal = causal, .unnormalized = !normalize};
+    double *x = tl_dalloc(q->B * q->H * q->N * v->D);
+    TU_OK(kat_linear_reference(fm, &opts, 0, 32, q, k, v, NULL, x));
+    size_t i = 0;
+    for (size_t b = 0; b < o->B; b++)
+        for (size_t h = 0; h < o->H; h++)
+            for (size_t n = 0; n < o->N; n++)
+                for (size_t c = 0; c < o->D; c++)
+                    kat_tensor_row(o, b, h, n)[c] = (float)x[i++];
+    free(x);
 }
 
 #endif

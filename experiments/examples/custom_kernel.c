@@ -159,7 +159,7 @@ int main(void)
     double *gq = malloc(H * N * d * sizeof(double)), *gk = malloc(H * N * d * sizeof(double));
     double *gv = malloc(H * N * dv * sizeof(double));
     if ((st = kat_linear_forward(fm, &opts, &q, &k, &v, &o, NULL, NULL)) ||
-        (st = kat_linear_reference(fm, &opts, 1, &q, &k, &v, NULL, ref)) ||
+        (st = kat_linear_reference(fm, &opts, 1, 64, &q, &k, &v, NULL, ref)) ||
         (st = kat_linear_backward(fm, &opts, &q, &k, &v, &o, &d_o, &dq, &dk, &dvt, NULL, NULL)) ||
         (st = kat_linear_reference_backward(fm, &opts, &q, &k, &v, &d_o, gq, gk, gv))) {
         fprintf(stderr, "linear attention: %s: %s\n", kat_strerror(st), kat_last_error());

@@ -111,7 +111,7 @@ static kat_status linear_error(attn_tensors *t, double *err)
     if (!st)
         st = kat_linear_forward(fm, &lo, &t->q, &t->k, &t->v, &t->o, NULL, NULL);
     if (!st)
-        st = kat_linear_reference(fm, &lo, 0, &t->q, &t->k, &t->v, NULL, ref);
+        st = kat_linear_reference(fm, &lo, 0, 64, &t->q, &t->k, &t->v, NULL, ref);
     if (!st)
         *err = rel_err(t->o.data, ref, n);
     kat_featmap_destroy(fm);

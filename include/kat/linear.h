@@ -101,14 +101,18 @@ KAT_API kat_status kat_linear_backward(const kat_featmap *fm, const kat_linear_o
                                        const kat_tensor *dv, const kat_tensor *state_in,
                                        const kat_tensor *d_state_in);
 
-/* The fp64 quadratic reference, for tests and checks: f(q_i, k_j) = phi(q_i) . psi(k_j) with
- * the map's fp64 apply (or, when use_score is 1, the map's score: the exact kernel, which
- * differs from phi . psi for random-feature maps), summed in fp64, O(N_q N_k) time and
- * O((N_q + N_k) D) memory per head. o_ref is a contiguous fp64 [B, H, N_q, d_v] array;
+/* The quadratic reference, for tests and checks: f(q_i, k_j) = phi(q_i) . psi(k_j) with the
+ * map's apply (or, when use_score is 1, the map's score: the exact kernel, which differs from
+ * phi . psi for random-feature maps), summed in the plain order, in fp64 with precision = 64
+ * (the reference) or in fp32 with precision = 32 (a naive fp32 implementation: the map's fp32
+ * apply, every product and sum rounded to float; the yardstick of "no worse than 2x naive
+ * fp32", with kat_attn_error_bound). O(N_q N_k) time and O((N_q + N_k) D) memory per head.
+ * o_ref is a contiguous fp64 [B, H, N_q, d_v] array (fp32 values with precision 32);
  * state_in as for the forward (the state's keys are folded in through phi(q) . S).
  * Validation as for the forward (positivity is not required when opts->unnormalized). */
-KAT_API kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *opts, int use_score,
-                                        const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
+KAT_API kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *opts,
+                                        int use_score, int precision, const kat_tensor *q,
+                                        const kat_tensor *k, const kat_tensor *v,
                                         const kat_tensor *state_in, double *o_ref);
 
 /* fp64 quadratic reference gradients (through phi . psi and the map's fp64 vjp; KAT_ENOTSUP if

@@ -1,23 +1,38 @@
-/* The fp64 quadratic references of linear attention: every score f(q_i, k_j) formed
- * explicitly (features in fp64, or the map's exact score), summed in fp64. Slow on purpose:
- * they are what the engine and its gradients are tested against. */
+/* The quadratic references of linear attention: every score f(q_i, k_j) formed explicitly
+ * (features, or the map's exact score) and summed in the plain order, in fp64 (the reference)
+ * or, with precision 32, in fp32 (the naive fp32 implementation, the yardstick of "no worse
+ * than 2x naive fp32"). Slow on purpose: they are what the engine and its gradients are tested
+ * against. */
 #include <math.h>
 #include <string.h>
 #include "core/internal.h"
 #include "attn/linear_internal.h"
 
-/* Features of all n rows of one item in fp64 (n x D). */
-static kat_status features64(const lin_problem *p, kat_side side, const kat_tensor *t,
-                             size_t item, size_t n, double *x, double *f)
+/* One rounding to the working precision: fp32 emulated in double is exact, since a double
+ * holds the exact product of two floats and rounds their sum so that rounding once more to
+ * float gives the correctly rounded float sum (53 >= 2 x 24 + 2 bits). */
+static inline double rnd(int p32, double x) { return p32 ? (double)(float)x : x; }
+
+/* Features of all n rows of one item (n x D, as doubles): the map's fp64 apply, or with p32
+ * its fp32 apply (f32: n x D floats of scratch). */
+static kat_status features(const lin_problem *p, int p32, kat_side side, const kat_tensor *t,
+                           size_t item, size_t n, double *x, float *f32, double *f)
 {
-    for (size_t i = 0; i < n; i++) {
-        const float *row = lin_row(t, item, p->H, i);
-        for (size_t j = 0; j < p->d; j++)
-            x[i * p->d + j] = row[j];
-    }
     if (n == 0)
         return KAT_OK;
-    kat_status st = p->ops->apply(p->mstate, side, n, x, p->d, f, p->Df);
+    kat_status st;
+    if (p32) {
+        st = kat_featmap_apply_f32(p->fm, side, n, lin_row(t, item, p->H, 0), t->sn, f32, p->Df);
+        for (size_t i = 0; i < n * p->Df && st == KAT_OK; i++)
+            f[i] = f32[i];
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const float *row = lin_row(t, item, p->H, i);
+            for (size_t j = 0; j < p->d; j++)
+                x[i * p->d + j] = row[j];
+        }
+        st = p->ops->apply(p->mstate, side, n, x, p->d, f, p->Df);
+    }
     if (st)
         return st;
     size_t bad = kat__first_nonfinite(f, n * p->Df);
@@ -28,19 +43,31 @@ static kat_status features64(const lin_problem *p, kat_side side, const kat_tens
     return KAT_OK;
 }
 
-static double dot(const double *a, const double *b, size_t n)
+static kat_status features64(const lin_problem *p, kat_side side, const kat_tensor *t,
+                             size_t item, size_t n, double *x, double *f)
+{
+    return features(p, 0, side, t, item, n, x, NULL, f);
+}
+
+static double dot_p(int p32, const double *a, const double *b, size_t n)
 {
     double s = 0.0;
     for (size_t i = 0; i < n; i++)
-        s += a[i] * b[i];
+        s = rnd(p32, s + rnd(p32, a[i] * b[i]));
     return s;
 }
 
+static double dot(const double *a, const double *b, size_t n) { return dot_p(0, a, b, n); }
+
 kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *opts, int use_score,
-                                const kat_tensor *q, const kat_tensor *k, const kat_tensor *v,
-                                const kat_tensor *state_in, double *o_ref)
+                                int precision, const kat_tensor *q, const kat_tensor *k,
+                                const kat_tensor *v, const kat_tensor *state_in, double *o_ref)
 {
     static const char fn[] = "linear_reference";
+    if (precision != 32 && precision != 64)
+        return kat__fail(KAT_EINVAL, "%s: precision = %d: 64 (the reference) or 32 (naive fp32)",
+                         fn, precision);
+    const int p32 = precision == 32;
     lin_problem p;
     kat_status st = kat__lin_setup(fn, fm, opts, 1, q, k, v, state_in, &p);
     if (st)
@@ -52,7 +79,8 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
     if (kat_mul_overflow(nq + nk, D, &total) || kat_mul_overflow(nmax, d, &part) ||
         kat_add_overflow(total, part, &total) ||
         kat_add_overflow(total, D * E + 2 * d + E, &total) ||
-        kat_mul3_overflow(p.B * p.H, nq, dv, &nout) || kat_add_overflow(total, nout, &total))
+        kat_mul3_overflow(p.B * p.H, nq, dv, &nout) || kat_add_overflow(total, nout, &total) ||
+        (p32 && kat_add_overflow(total, nmax * D, &total)))   /* fp32 features, as doubles */
         return kat__fail(KAT_ERANGE, "%s: %zu + %zu tokens of %zu features overflow", fn, nq, nk, D);
     double *buf = kat__alloc_array(total, sizeof(double), "linear_reference: features");
     if (!buf)
@@ -61,10 +89,11 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
      * way leaves o_ref untouched */
     double *phi = buf, *psi = phi + nq * D, *x = psi + nk * D, *s0 = x + nmax * d;
     double *qd = s0 + D * E, *kd = qd + d, *acc = kd + d, *res = acc + E;
+    float *f32 = p32 ? (float *)(res + nout) : NULL;
     const int need_phi = !use_score || state_in;
     for (size_t it = 0; it < p.B * p.H && st == KAT_OK; it++) {
-        if ((need_phi && (st = features64(&p, KAT_SIDE_QUERY, q, it, nq, x, phi))) ||
-            (!use_score && (st = features64(&p, KAT_SIDE_KEY, k, it, nk, x, psi))))
+        if ((need_phi && (st = features(&p, p32, KAT_SIDE_QUERY, q, it, nq, x, f32, phi))) ||
+            (!use_score && (st = features(&p, p32, KAT_SIDE_KEY, k, it, nk, x, f32, psi))))
             break;
         if (state_in)
             for (size_t r = 0; r < D; r++)
@@ -75,7 +104,7 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
             if (state_in)
                 for (size_t r = 0; r < D; r++)
                     for (size_t c = 0; c < E; c++)
-                        acc[c] += phi[i * D + r] * s0[r * E + c];
+                        acc[c] = rnd(p32, acc[c] + rnd(p32, phi[i * D + r] * s0[r * E + c]));
             size_t jend = p.causal ? i + 1 : nk;
             if (use_score)
                 for (size_t t = 0; t < d; t++)
@@ -87,13 +116,14 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
                         kd[t] = lin_row(k, it, p.H, j)[t];
                     if ((st = kat_featmap_score(fm, qd, kd, &f)))
                         break;
+                    f = rnd(p32, f);
                 } else {
-                    f = dot(phi + i * D, psi + j * D, D);
+                    f = dot_p(p32, phi + i * D, psi + j * D, D);
                 }
                 const float *vr = lin_row(v, it, p.H, j);
                 for (size_t c = 0; c < dv; c++)
-                    acc[c] += f * vr[c];
-                acc[dv] += f;
+                    acc[c] = rnd(p32, acc[c] + rnd(p32, f * vr[c]));
+                acc[dv] = rnd(p32, acc[dv] + f);
             }
             double *out = res + (it * nq + i) * dv;
             if (st)
@@ -106,7 +136,7 @@ kat_status kat_linear_reference(const kat_featmap *fm, const kat_linear_opts *op
                 st = kat__fail(KAT_EDOM, "%s: the denominator of query %zu is %g", fn, i, acc[dv]);
             } else {
                 for (size_t c = 0; c < dv; c++)
-                    out[c] = acc[c] / acc[dv];
+                    out[c] = rnd(p32, acc[c] / acc[dv]);
             }
         }
     }
