@@ -8,9 +8,10 @@ else the eager math softmax(scale q k^T + mask) v (torch 1.13), which forms the 
 Float32 [B, H, N, D] tensors, N = M, D = 64 and 128, causal and not; the forward under
 torch.no_grad() and the forward plus the backward of o.sum(). Both sides are set to the same
 thread count (torch.set_num_threads and kat.set_num_threads; default: the CPUs this process
-may run on, so `taskset -c 0,1` gives 2). Each configuration runs kat and torch alternately,
-R rounds after one warm-up call each, and reports the medians and the ratio torch / kat
-(above 1: kat is faster). The largest difference between the two outputs (and gradients) is
+may run on, so `taskset -c 0,1` gives 2); OpenBLAS, which torch calls inside its own threads,
+runs one thread unless OPENBLAS_NUM_THREADS says otherwise. Each configuration runs kat and
+torch alternately, R rounds after one warm-up call each, and reports the medians and the ratio
+torch / kat (above 1: kat is faster). The largest difference between the two outputs (and gradients) is
 printed with every row, so both compute the same thing. The load average is printed before
 and after: on a shared machine, read the ratios, not the absolute times."""
 import argparse
@@ -18,12 +19,18 @@ import os
 import platform
 import sys
 
-import numpy as np
-import torch
+# Debian's torch calls the system OpenBLAS (its pthread build) from inside its own OpenMP
+# threads (SDPA's blocks): more than one OpenBLAS thread there oversubscribes the CPUs
+# (torch 2.6's SDPA forward at N = 1024 on 2 CPUs: 755 ms against 28 ms). Set before
+# NumPy and torch load OpenBLAS; an OPENBLAS_NUM_THREADS already set is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import kat
-import kat.torch as kt
-from bench_attention import median_alternating
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import kat  # noqa: E402
+import kat.torch as kt  # noqa: E402
+from bench_attention import median_alternating  # noqa: E402
 
 
 def eager(q, k, v, is_causal):
@@ -95,7 +102,8 @@ def main():
     print(f"kat.torch.attention vs torch {torch.__version__} {name}; Python "
           f"{platform.python_version()}, NumPy {np.__version__}; {cpu_name()}, "
           f"{len(os.sched_getaffinity(0))} CPUs allowed, torch threads "
-          f"{torch.get_num_threads()}, kat threads {kat.num_threads()}; B = {a.b}, H = {a.h}, "
+          f"{torch.get_num_threads()}, kat threads {kat.num_threads()}, OpenBLAS threads "
+          f"{os.environ['OPENBLAS_NUM_THREADS']}; B = {a.b}, H = {a.h}, "
           f"float32, medians of {a.reps} alternating rounds; load average {' '.join(loadavg())}")
     print(f"{'N':>6} {'D':>4} {'causal':>6} | {'fwd kat':>10} {'fwd torch':>10} {'ratio':>6} | "
           f"{'f+b kat':>10} {'f+b torch':>10} {'ratio':>6} | max|diff| o, grads")
