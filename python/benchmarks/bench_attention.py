@@ -1,4 +1,4 @@
-"""kat attention from Python: binding overhead, peak memory, and kat.torch against torch.
+"""kat attention from Python: binding overhead and peak memory.
 
     ./run.sh python python/benchmarks/bench_attention.py [--reps R] [--n N]
 
@@ -12,10 +12,7 @@
 2. Peak memory of one forward in a fresh process: the rise of the resident set (VmHWM after
    the call, the high-water mark reset just before it, against VmRSS before allocating q, k,
    v) over the bytes of q, k, v, o and lse.
-3. kat.torch.attention against torch's own attention on the same tensors and threads:
-   scaled_dot_product_attention where torch has it (2.0+), else the eager math
-   softmax(scale q k^T + mask) v; forward and forward+backward, D = 64 and 128, causal and
-   not; the ratio is torch's time over kat's."""
+(kat.torch against torch's own attention: bench_torch_sdpa.py.)"""
 import argparse
 import ctypes
 import os
@@ -145,48 +142,6 @@ def memory(n):
         print(line)
 
 
-def versus_torch(n, reps):
-    import torch
-    import kat.torch as kt
-    # Importing torch may lower OpenMP's default thread count for every library of the
-    # process (they share libgomp): set both explicitly.
-    threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    kat.set_num_threads(threads)
-    sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
-    name = "scaled_dot_product_attention" if sdpa else "eager softmax(q k^T) v"
-    print(f"3. kat.torch.attention vs torch {torch.__version__} {name}, B = 1, H = 4, N = {n}, "
-          f"{torch.get_num_threads()} threads, median of {reps}")
-
-    def eager(q, k, v, causal):
-        s = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
-        if causal:
-            s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))
-        return torch.softmax(s, -1) @ v
-
-    ref = (lambda q, k, v, c: sdpa(q, k, v, is_causal=c)) if sdpa else eager
-    for D in (64, 128):
-        for causal in (False, True):
-            g = torch.Generator().manual_seed(0)
-            q, k, v = (torch.randn(1, 4, n, D, generator=g, requires_grad=True)
-                       for _ in range(3))
-            fwd = lambda f: (lambda: f(q, k, v, causal))
-            kf = fwd(lambda q, k, v, c: kt.attention(q, k, v, is_causal=c))
-            tf = fwd(ref)
-            with torch.no_grad():
-                tk, tt = median_alternating([kf, tf], reps)
-
-            def both(f):
-                def run():
-                    q.grad = k.grad = v.grad = None
-                    f().sum().backward()
-                return run
-            bk, bt = median_alternating([both(kf), both(tf)], reps)
-            print(f"   D = {D:3d} causal={causal!s:5}  forward kat {tk * 1e3:8.1f} ms torch "
-                  f"{tt * 1e3:8.1f} ms (x{tt / tk:.2f})   fwd+bwd kat {bk * 1e3:8.1f} ms torch "
-                  f"{bt * 1e3:8.1f} ms (x{bt / bk:.2f})")
-
-
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=7)
@@ -194,4 +149,3 @@ if __name__ == "__main__":
     a = ap.parse_args()
     overhead(a.n, a.reps)
     memory(a.n)
-    versus_torch(min(a.n, 2048), max(3, a.reps // 2))
