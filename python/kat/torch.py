@@ -3,7 +3,10 @@ torch.nn.functional.scaled_dot_product_attention: [B, H, N, D] (or [H, N, D]) te
 ``is_causal``, ``scale``, ``enable_gqa``, plus ``pattern=`` and its per-call data.
 
 CPU float32 tensors; kat reads them in place (any strides with a contiguous last dimension)
-and writes fresh outputs. ``import kat.torch`` (or ``kat.torch`` after ``import kat``)."""
+and writes fresh outputs. CUDA tensors run libkat-cuda on torch's current stream (kat._cuda:
+dense, window, hash and qkdrop in bf16/fp16, linear:taylor:2 in bf16/fp16/fp32; what it
+cannot do is refused, naming the argument). ``import kat.torch`` (or ``kat.torch`` after
+``import kat``)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -99,6 +102,10 @@ def attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
         raise ValueError(f"is_causal with N = {N} queries and M = {M} keys: torch aligns the "
                          "causal mask at the top left and kat at the bottom right; they agree "
                          "only for N == M")
+    if any(t.is_cuda for t in (query, key, value)):
+        return _on_cuda(query, key, value, attn_mask, is_causal, scale, pattern, featmap,
+                        unnormalized, q_buckets=q_buckets, k_buckets=k_buckets,
+                        q_keep=q_keep, k_keep=k_keep)
     kw = dict(pattern=pattern, causal=bool(is_causal), scale=scale, featmap=featmap,
               unnormalized=unnormalized, chunk=chunk)
     if attn_mask is not None:
@@ -127,6 +134,23 @@ def attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
     opts = {"kw": kw, "lse": not linear, "share": wants_grad and not linear and
             _share_index}
     return _KatAttention.apply(query, key, value, opts)
+
+
+def _on_cuda(query, key, value, attn_mask, is_causal, scale, pattern, featmap, unnormalized,
+             **rows):
+    """attention() on CUDA tensors through libkat-cuda (kat._cuda); [H, N, D] calls run as
+    B = 1. The chunk option is the CPU engine's: the GPU picks its own chunk, which changes
+    no result."""
+    from . import _cuda
+    three = query.dim() == 3
+    if three:
+        query, key, value = (t.unsqueeze(0) for t in (query, key, value))
+        rows = {n: None if x is None else _torch.as_tensor(x).unsqueeze(0)
+                for n, x in rows.items()}
+    o = _cuda.attention(query, key, value, is_causal=bool(is_causal), scale=scale,
+                        pattern=pattern, attn_mask=attn_mask, featmap=featmap,
+                        unnormalized=unnormalized, **rows)
+    return o.squeeze(0) if three else o
 
 
 class Attention(_torch.nn.Module):
