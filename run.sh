@@ -128,7 +128,8 @@ case "$cmd" in
         ;;
     test-gpu)
         build_gpu
-        python3 tests/gpu/model_fragments.py && python3 tests/gpu/model_ranges.py
+        python3 tests/gpu/model_fragments.py && python3 tests/gpu/model_ranges.py &&
+            python3 tests/gpu/model_linear.py --quick
         rc=0
         python3 tests/gpu/test_attn.py "$@" || rc=1
         python3 tests/gpu/test_linear.py "$@" || rc=1

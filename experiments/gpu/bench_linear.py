@@ -21,7 +21,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "tests", "gpu"))
 import kat_cuda  # noqa: E402
-import test_linear  # noqa: E402
+import linear_ref  # noqa: E402
 
 
 def timed(fn, reps):
@@ -73,7 +73,7 @@ def main():
         t_lin = timed(linear, args.reps)
         # what was timed is right: one head's first rows against plain fp64 PyTorch
         n = min(N, 2048)
-        ref = test_linear.naive(q[:1, :1, :n].double(), k[:1, :1, :n].double(),
+        ref = linear_ref.naive(q[:1, :1, :n].double(), k[:1, :1, :n].double(),
                                 v[:1, :1, :n].double(), True, 1 / math.sqrt(D), False)
         diff = (o[:1, :1, :n].double() - ref).abs().max().item()
         print(f"N = {N}: SDPA causal {t_sdpa:.2f} ms, kat linear Taylor-2 causal {t_lin:.2f} ms, "
