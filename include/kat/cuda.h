@@ -110,9 +110,10 @@ KAT_CUDA_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_
  * over every key j (non-causal) or j <= i (causal, which needs N = M). k and v have H_kv
  * heads (h' = h / (H / H_kv)). The sum runs in chunks of 64 rows (32 for D or Dv over 64):
  * inside a chunk the C x C kernel values directly, across chunks through the running state
- * sum_j phi(k_j) [v_j, 1]^T, split by its rows over blocks so that no block holds more than
- * a few D x (Dv + 1) slices; everything in fp32 whatever the inputs' type. The backward
- * runs the same two sweeps over the states of the gradients (docs/architecture.md). */
+ * sum_j phi(k_j) [v_j, 1]^T, split by its rows over blocks (D + 1 rows of Dv + 1 a block);
+ * everything in fp32 whatever the inputs' type. The backward runs two sweeps of the same
+ * kind over the states of the gradients (docs/benchmarks.md, "Linear attention (Taylor-2)
+ * on the GPU"). */
 typedef struct {
     kat_attn_desc desc;    /* B, H, H_kv, N, M, D (q and k), Dv (0: D), causal, scale */
     kat_cuda_dtype dtype;  /* of q, k, v, o (and dout, dq, dk, dv): BF16, FP16 or FP32 */

@@ -261,6 +261,8 @@ def main():
             ("non-causal fp16, unnormalized, D = 8", dict(B=1, H=2, Hkv=2, N=20, M=33, D=8,
                                                           dtype=torch.float16,
                                                           unnormalized=True)),
+            ("causal 50, odd D = 5 (a slice alone), Dv = 3", dict(B=1, H=1, Hkv=1, N=50, M=50,
+                                                                 D=5, Dv=3, causal=True)),
             ("causal 40, D = 8, Dv = 72 (chunk 32)", dict(B=1, H=1, Hkv=1, N=40, M=40, D=8,
                                                           Dv=72, causal=True)),
         ]
