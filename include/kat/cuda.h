@@ -107,17 +107,26 @@ KAT_CUDA_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_
  *
  *   o[b,h,i,:] = sum_j f(q_i, k_j) v_j / sum_j f(q_i, k_j)    (unnormalized: no denominator)
  *
- * over every key j (non-causal) or j <= i (causal, which needs N = M). k and v have H_kv
+ * over every key j (non-causal) or j <= i (causal, which needs N = M). With map =
+ * KAT_CUDA_FEATURES, q and k hold the caller's feature vectors phi(q_i) and phi(k_j) (D is
+ * their length, up to KAT_CUDA_MAX_D) and f = q . k: linear attention with any feature map
+ * the caller evaluates (the gradients dq, dk are then those of the features; the map's own
+ * chain rule is the caller's). Normalised, the sums sum_j f must be positive (elu + 1,
+ * FAVOR+ and other positive maps); a zero sum gives inf or NaN. k and v have H_kv
  * heads (h' = h / (H / H_kv)). The sum runs in chunks of 64 rows (32 for D or Dv over 64):
  * inside a chunk the C x C kernel values directly, across chunks through the running state
  * sum_j phi(k_j) [v_j, 1]^T, split by its rows over blocks (D + 1 rows of Dv + 1 a block);
  * everything in fp32 whatever the inputs' type. The backward runs two sweeps of the same
  * kind over the states of the gradients (docs/benchmarks.md, "Linear attention (Taylor-2)
  * on the GPU"). */
+typedef enum { KAT_CUDA_TAYLOR2 = 0, KAT_CUDA_FEATURES = 1 } kat_cuda_linear_map;
+
 typedef struct {
-    kat_attn_desc desc;    /* B, H, H_kv, N, M, D (q and k), Dv (0: D), causal, scale */
+    kat_attn_desc desc;    /* B, H, H_kv, N, M, D (q and k), Dv (0: D), causal, scale (0 with
+                              KAT_CUDA_FEATURES) */
     kat_cuda_dtype dtype;  /* of q, k, v, o (and dout, dq, dk, dv): BF16, FP16 or FP32 */
     int unnormalized;      /* nonzero: o = sum_j f v_j, no denominator */
+    kat_cuda_linear_map map;   /* the Taylor-2 kernel of q and k, or q and k as features */
     kat_cuda_view q, k, v, o;   /* as kat_cuda_attn's, but any strides (in elements) and
                                    data aligned to the element size */
     float *den;            /* [B, H, N] fp32 device array: the denominators sum_j f (written

@@ -1,7 +1,8 @@
 /* What the linear-attention kernels share (linear_sweep.cu, linear_chunk.cu): operands read
  * from strided tensors of any of the three types, and the fp32 tile product of shared memory.
  *
- * Notation (include/kat/cuda.h): f(u) = 1 + u + u^2/2 with u = s q.k; vbar_j = [v_j, 1];
+ * Notation (include/kat/cuda.h): f(u) = 1 + u + u^2/2 with u = s q.k (with given features,
+ * f = q.k: the degree-1 part alone, s = 1); vbar_j = [v_j, 1];
  * g_i = [do_i / den_i, -(do_i . o_i) / den_i] (g_i = [do_i, 0] unnormalized). */
 #ifndef KAT_CUDA_LINEAR_CUH
 #define KAT_CUDA_LINEAR_CUH
@@ -92,6 +93,7 @@ struct lin_params {
     int B, H, Hkv, N, M, D, Dv, E;   /* E = Dv + 1 */
     int C;                           /* rows per chunk: 64, or 32 past D or Dv = 64 */
     int causal, normalize;
+    int features;                    /* q and k are feature vectors: f = q.k (s = 1), D = F */
     float s;
     lin_src q, k, vbar;              /* vbar: v with its column of ones */
     lin_src g;                       /* backward: [B, H, N, E] fp32 */

@@ -94,6 +94,16 @@ kat_status make_params(const kat_cuda_linear *a, lin_params *p) {
         return fail(KAT_EINVAL,
                     "kat_cuda_linear: dtype = %d is not KAT_CUDA_BF16, KAT_CUDA_FP16 or KAT_CUDA_FP32",
                     dtype);
+    int map;
+    memcpy(&map, &a->map, sizeof map);
+    if (map != KAT_CUDA_TAYLOR2 && map != KAT_CUDA_FEATURES)
+        return fail(KAT_EINVAL,
+                    "kat_cuda_linear: map = %d is neither KAT_CUDA_TAYLOR2 nor KAT_CUDA_FEATURES",
+                    map);
+    if (map == KAT_CUDA_FEATURES && d->scale != 0)
+        return fail(KAT_EINVAL,
+                    "kat_cuda_linear: scale = %g with KAT_CUDA_FEATURES (given features take "
+                    "no scale; pass 0)", d->scale);
     kat_status st;
     if ((st = check_view("q", &a->q, dtype)) || (st = check_view("k", &a->k, dtype)) ||
         (st = check_view("v", &a->v, dtype)) || (st = check_view("o", &a->o, dtype)))
@@ -114,7 +124,8 @@ kat_status make_params(const kat_cuda_linear *a, lin_params *p) {
     p->C = p->D <= 64 && p->Dv <= 64 ? 64 : 32;
     p->causal = d->causal != 0;
     p->normalize = a->unnormalized == 0;
-    p->s = (float)(d->scale ? d->scale : 1.0 / sqrt((double)d->D));
+    p->features = map == KAT_CUDA_FEATURES;
+    p->s = p->features ? 1.0f : (float)(d->scale ? d->scale : 1.0 / sqrt((double)d->D));
     p->q = src(a->q, dtype, p->D);
     p->k = src(a->k, dtype, p->D);
     p->vbar = src(a->v, dtype, p->Dv, 1);

@@ -13,6 +13,14 @@ __device__ __forceinline__ void store(void *out, int dtype, int64_t i, float x) 
     else static_cast<float *>(out)[i] = x;
 }
 
+/* f(u) and f'(u): Taylor-2, or the dot of given features itself */
+__device__ __forceinline__ float kernel(const lin_params &p, float u) {
+    return p.features ? u : 1.0f + u + 0.5f * u * u;
+}
+__device__ __forceinline__ float slope(const lin_params &p, float u) {
+    return p.features ? 1.0f : 1.0f + u;
+}
+
 struct chunk_smem {
     int ldx, lde, ldc, ldt;
     float *Q, *K, *V, *G, *S, *P, *T;
@@ -54,7 +62,7 @@ __global__ void __launch_bounds__(256) intra_fwd_kernel(const lin_params p, floa
     for (int t = threadIdx.x; t < C * C; t += blockDim.x) {
         const int i = t / C, j = t % C;
         const float u = p.s * m.S[i * m.ldc + j];
-        m.S[i * m.ldc + j] = j <= i && j < nv ? 1.0f + u + 0.5f * u * u : 0.0f;
+        m.S[i * m.ldc + j] = j <= i && j < nv ? kernel(p, u) : 0.0f;
     }
     __syncthreads();
     lin_mm<RT>(m.T, m.ldt, false, C, E, C, m.S, m.ldc, 1, m.V, m.lde, 1);
@@ -84,8 +92,8 @@ __global__ void __launch_bounds__(256) intra_bwd_kernel(const lin_params p, floa
         const int i = t / C, j = t % C;
         const bool on = j <= i && j < nv;
         const float u = p.s * m.S[i * m.ldc + j];
-        m.S[i * m.ldc + j] = on ? 1.0f + u + 0.5f * u * u : 0.0f;
-        m.P[i * m.ldc + j] = on ? m.P[i * m.ldc + j] * (1.0f + u) * p.s : 0.0f;
+        m.S[i * m.ldc + j] = on ? kernel(p, u) : 0.0f;
+        m.P[i * m.ldc + j] = on ? m.P[i * m.ldc + j] * slope(p, u) * p.s : 0.0f;
     }
     __syncthreads();
     const int64_t qrow = ((int64_t)b * p.H + h) * p.N + r0;

@@ -55,7 +55,8 @@ __global__ void __launch_bounds__(256) sweep_kernel(const lin_params p, const li
     const sweep_smem m = carve(p, smem_f);
     const int D = p.D, E = p.E, C = p.C, tid = threadIdx.x;
     const int npairs = (D + 1) / 2;
-    const bool first = blockIdx.x == (unsigned)npairs;   /* [Z1; Z0] */
+    /* [Z1; Z0] (given features: Z1 alone, every block, no degree-2 slices) */
+    const bool first = p.features || blockIdx.x == (unsigned)npairs;
     /* the block's degree-2 slices and where their rows start in W */
     const int sa[2] = {(int)blockIdx.x, D - 1 - (int)blockIdx.x};
     const int nsl = first ? 0 : sa[0] == sa[1] ? 1 : 2;
@@ -73,7 +74,8 @@ __global__ void __launch_bounds__(256) sweep_kernel(const lin_params p, const li
         for (int wi = 0; wi < w.nwrite; wi++) {
             const int h = hkv * w.nwrite + wi;
             lin_tile(m.XY, m.ldx, w.Y, b, h, r0, w.m, C);
-            for (int i = tid; i < C; i += blockDim.x) m.XY[i * m.ldx + D] = r0 + i < w.m;
+            for (int i = tid; i < C; i += blockDim.x)   /* Z0 stays 0 for given features */
+                m.XY[i * m.ldx + D] = r0 + i < w.m && !p.features;
             lin_tile(m.UV, m.lde, w.U, b, h, r0, w.m, C);
             __syncthreads();
             if (first)   /* [Z1; Z0] += [y, 1]^T u */
@@ -189,7 +191,8 @@ cudaError_t launch(const lin_params &p, const lin_sweep &w, cudaStream_t st) {
     cudaError_t e = cudaFuncSetAttribute(sweep_kernel<RT>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     if (e != cudaSuccess) return e;
-    dim3 grid((p.D + 1) / 2 + 1, p.Hkv, p.B);   /* the slice pairs, then [Z1; Z0] */
+    /* the slice pairs, then [Z1; Z0]; given features: Z1 only */
+    dim3 grid(p.features ? 1 : (p.D + 1) / 2 + 1, p.Hkv, p.B);
     sweep_kernel<RT><<<grid, 256, bytes, st>>>(p, w);
     return cudaGetLastError();
 }

@@ -9,8 +9,9 @@ library is found through KAT_CUDA_LIB, else beside the build tree's package
 What it runs: dense softmax attention (causal or not), sliding windows ("window:W"), hash
 buckets ("hash", "hash:NB" with bucket ids), QK-drop ("qkdrop" with keep masks) in bf16 or
 fp16 with D a multiple of 8 up to 128; linear attention with the Taylor-2 map
-("linear:taylor:2") in bf16, fp16 or fp32 with D and D_v up to 128. Everything else is
-refused with a sentence naming the argument and its value."""
+("linear:taylor:2") in bf16, fp16 or fp32 with D and D_v up to 128, and linear attention of
+feature vectors the caller computed (linear_features). Everything else is refused with a
+sentence naming the argument and its value."""
 from __future__ import annotations
 
 import ctypes
@@ -42,7 +43,8 @@ class _Attn(ctypes.Structure):
 
 class _Linear(ctypes.Structure):
     _fields_ = [("desc", _Desc), ("dtype", ctypes.c_int), ("unnormalized", ctypes.c_int),
-                ("q", _View), ("k", _View), ("v", _View), ("o", _View), ("den", ctypes.c_void_p)]
+                ("map", ctypes.c_int), ("q", _View), ("k", _View), ("v", _View), ("o", _View),
+                ("den", ctypes.c_void_p)]
 
 
 _P = ctypes.POINTER
@@ -181,16 +183,17 @@ class _Flash(torch.autograd.Function):
         return dq, dk, dv, None
 
 
-class _LinearTaylor2(torch.autograd.Function):
-    """libkat-cuda's Taylor-2 linear attention; cfg = (causal, unnormalized)."""
+class _LinearAttention(torch.autograd.Function):
+    """libkat-cuda's linear attention, Taylor-2 or of given features; cfg = (causal,
+    unnormalized, features)."""
 
     @staticmethod
     def _call(q, k, v, o, den, cfg):
-        causal, unnormalized = cfg
+        causal, unnormalized, features = cfg
         B, H, N, D = q.shape
         d = _Desc(B, H, k.shape[1], N, k.shape[2], D, int(causal), 0.0, v.shape[-1])
-        return _Linear(d, _LINEAR_DTYPES[q.dtype], int(unnormalized), _view(q), _view(k),
-                       _view(v), _view(o), den.data_ptr())
+        return _Linear(d, _LINEAR_DTYPES[q.dtype], int(unnormalized), int(features), _view(q),
+                       _view(k), _view(v), _view(o), den.data_ptr())
 
     @staticmethod
     def forward(ctx, q, k, v, cfg):
@@ -198,7 +201,7 @@ class _LinearTaylor2(torch.autograd.Function):
         B, H, N, _ = q.shape
         o = torch.empty(B, H, N, v.shape[-1], device=q.device, dtype=q.dtype)
         den = torch.empty(B, H, N, device=q.device, dtype=torch.float32)
-        call = _LinearTaylor2._call(q, k, v, o, den, cfg)
+        call = _LinearAttention._call(q, k, v, o, den, cfg)
         work = _bytes(lib.kat_cuda_linear_workspace(ctypes.byref(call), 0), q)
         _check(lib.kat_cuda_linear_forward(ctypes.byref(call), work.data_ptr(), work.numel(),
                                            _stream(q)))
@@ -211,7 +214,7 @@ class _LinearTaylor2(torch.autograd.Function):
         lib = library()
         q, k, v, o, den = ctx.saved_tensors
         dout = _linear_operand(dout)
-        call = _LinearTaylor2._call(q, k, v, o, den, ctx.cfg)
+        call = _LinearAttention._call(q, k, v, o, den, ctx.cfg)
         work = _bytes(lib.kat_cuda_linear_workspace(ctypes.byref(call), 1), q)
         dq, dk, dv = (torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in (q, k, v))
         _check(lib.kat_cuda_linear_backward(ctypes.byref(call), _view(dout), _view(dq),
@@ -276,7 +279,7 @@ def attention(query, key, value, *, is_causal: bool, scale: Optional[float], pat
             raise ValueError(f"query: dtype {query.dtype}; kat's linear attention on CUDA "
                              "takes torch.bfloat16, torch.float16 or torch.float32")
         q, k, v = (_linear_operand(t) for t in (query, key, value))
-        return _LinearTaylor2.apply(q, k, v, (bool(is_causal), bool(unnormalized)))
+        return _LinearAttention.apply(q, k, v, (bool(is_causal), bool(unnormalized), False))
     if featmap is not None:
         raise ValueError(f"featmap: only the linear pattern takes a feature map, not "
                          f"{pattern!r}")
@@ -330,3 +333,18 @@ def attention(query, key, value, *, is_causal: bool, scale: Optional[float], pat
     q, k, v = (_flash_operand(t) for t in (query, key, value))
     cfg = (bool(is_causal), 0.0 if scale is None else float(scale), window, buckets)
     return _Flash.apply(q, k, v, cfg)
+
+
+def linear_features(phi_q, phi_k, value, *, is_causal: bool, unnormalized: bool):
+    """kat.torch.linear_features on CUDA tensors ([B, H, N, F] features, checked shapes)."""
+    for name, t in (("phi_k", phi_k), ("value", value)):
+        if t.device != phi_q.device:
+            raise ValueError(f"{name}: on {t.device}, but phi_q is on {phi_q.device}; kat "
+                             "needs all three on one device")
+        if t.dtype != phi_q.dtype:
+            raise ValueError(f"{name}: dtype {t.dtype}, but phi_q has {phi_q.dtype}")
+    if phi_q.dtype not in _LINEAR_DTYPES:
+        raise ValueError(f"phi_q: dtype {phi_q.dtype}; kat's linear attention on CUDA takes "
+                         "torch.bfloat16, torch.float16 or torch.float32")
+    q, k, v = (_linear_operand(t) for t in (phi_q, phi_k, value))
+    return _LinearAttention.apply(q, k, v, (bool(is_causal), bool(unnormalized), True))

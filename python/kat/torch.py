@@ -17,7 +17,7 @@ import torch as _torch
 from ._attention import attention as _forward, attention_backward as _backward
 from .featmap import FeatureMap, python_map
 
-__all__ = ["attention", "Attention"]
+__all__ = ["attention", "Attention", "linear_features"]
 
 # Whether a forward keeps its pattern index for the backward (off only to measure the gain).
 _share_index = True
@@ -150,6 +150,39 @@ def _on_cuda(query, key, value, attn_mask, is_causal, scale, pattern, featmap, u
     o = _cuda.attention(query, key, value, is_causal=bool(is_causal), scale=scale,
                         pattern=pattern, attn_mask=attn_mask, featmap=featmap,
                         unnormalized=unnormalized, **rows)
+    return o.squeeze(0) if three else o
+
+
+def linear_features(phi_q, phi_k, value, is_causal: bool = False, enable_gqa: bool = False,
+                    unnormalized: bool = False):
+    """Linear attention of feature vectors the caller computed, on CUDA tensors:
+    o_i = sum_j (phi_q[i] . phi_k[j]) v_j / sum_j phi_q[i] . phi_k[j] (no denominator when
+    ``unnormalized``), over j <= i when ``is_causal`` (N = M), differentiable. phi_q
+    [B, H, N, F] (or [H, N, F]), phi_k [B, H_kv, M, F], value [B, H_kv, M, D_v]; F and D_v up to
+    128; bf16, fp16 or fp32. Any feature map written in torch works this way: autograd takes
+    the gradients of the features back through the map. Normalised, the sums must be positive
+    (a positive map such as elu + 1); a zero sum gives inf or NaN. CPU tensors are refused: on
+    the CPU pass the map itself, ``attention(q, k, v, pattern=featmap)``."""
+    if not phi_q.is_cuda:
+        raise NotImplementedError(f"phi_q: on {phi_q.device}; linear_features runs on CUDA "
+                                  "tensors (on the CPU: attention(q, k, v, pattern=featmap))")
+    if phi_q.dim() not in (3, 4) or phi_k.dim() != phi_q.dim() or value.dim() != phi_q.dim():
+        raise ValueError(f"phi_q, phi_k, value: expected [B, H, N, F] or [H, N, F] tensors of "
+                         f"one rank, got {tuple(phi_q.shape)}, {tuple(phi_k.shape)}, "
+                         f"{tuple(value.shape)}")
+    H, Hkv = phi_q.shape[-3], phi_k.shape[-3]
+    if H != Hkv and not enable_gqa:
+        raise ValueError(f"phi_k has {Hkv} heads and phi_q {H}: pass enable_gqa=True for "
+                         "grouped-query attention")
+    if is_causal and phi_q.shape[-2] != phi_k.shape[-2]:
+        raise ValueError(f"is_causal with N = {phi_q.shape[-2]} queries and M = "
+                         f"{phi_k.shape[-2]} keys: causal linear attention needs N = M")
+    from . import _cuda
+    three = phi_q.dim() == 3
+    if three:
+        phi_q, phi_k, value = (t.unsqueeze(0) for t in (phi_q, phi_k, value))
+    o = _cuda.linear_features(phi_q, phi_k, value, is_causal=bool(is_causal),
+                              unnormalized=bool(unnormalized))
     return o.squeeze(0) if three else o
 
 

@@ -28,7 +28,8 @@ class Attn(ctypes.Structure):
 
 class Linear(ctypes.Structure):
     _fields_ = [("desc", Desc), ("dtype", ctypes.c_int), ("unnormalized", ctypes.c_int),
-                ("q", View), ("k", View), ("v", View), ("o", View), ("den", ctypes.c_void_p)]
+                ("map", ctypes.c_int), ("q", View), ("k", View), ("v", View), ("o", View),
+                ("den", ctypes.c_void_p)]
 
 
 _lib = ctypes.CDLL(os.environ.get("KAT_CUDA_LIB",
@@ -127,12 +128,13 @@ def backward(q, k, v, o, lse, dout, causal=False, scale=0.0, window=0, work=None
     return dq, dk, dv
 
 
-def linear_call(q, k, v, o, den, causal=False, scale=0.0, unnormalized=False):
-    """The kat_cuda_linear of Taylor-2 linear attention over these tensors."""
+def linear_call(q, k, v, o, den, causal=False, scale=0.0, unnormalized=False, features=False):
+    """The kat_cuda_linear of Taylor-2 linear attention over these tensors (features: q and
+    k are feature vectors, KAT_CUDA_FEATURES)."""
     B, H, N, D = q.shape
     d = Desc(B, H, k.shape[1], N, k.shape[2], D, int(causal), scale, v.shape[-1])
-    return Linear(d, LINEAR_DTYPES.get(q.dtype, 7), int(unnormalized), view(q), view(k),
-                  view(v), view(o), den.data_ptr() if den is not None else None)
+    return Linear(d, LINEAR_DTYPES.get(q.dtype, 7), int(unnormalized), int(features), view(q),
+                  view(k), view(v), view(o), den.data_ptr() if den is not None else None)
 
 
 def linear_workspace(call, backward, device):
@@ -143,12 +145,12 @@ def linear_workspace(call, backward, device):
 
 
 def linear_forward(q, k, v, causal=False, scale=0.0, unnormalized=False, o=None, den=None,
-                   work=None):
+                   work=None, features=False):
     """o, den of Taylor-2 linear attention; o, den and work may be given (preallocated)."""
     B, H, N, _ = q.shape
     o = q.new_empty(B, H, N, v.shape[-1]) if o is None else o
     den = torch.empty(B, H, N, device=q.device, dtype=torch.float32) if den is None else den
-    call = linear_call(q, k, v, o, den, causal, scale, unnormalized)
+    call = linear_call(q, k, v, o, den, causal, scale, unnormalized, features)
     work = linear_workspace(call, False, q.device) if work is None else work
     _check(_lib.kat_cuda_linear_forward(ctypes.byref(call), work.data_ptr(), work.numel(),
                                         _stream()))
@@ -156,9 +158,9 @@ def linear_forward(q, k, v, causal=False, scale=0.0, unnormalized=False, o=None,
 
 
 def linear_backward(q, k, v, o, den, dout, causal=False, scale=0.0, unnormalized=False,
-                    grads=None, work=None):
+                    grads=None, work=None, features=False):
     """dq, dk, dv of Taylor-2 linear attention; grads and work may be given."""
-    call = linear_call(q, k, v, o, den, causal, scale, unnormalized)
+    call = linear_call(q, k, v, o, den, causal, scale, unnormalized, features)
     work = linear_workspace(call, True, q.device) if work is None else work
     dq, dk, dv = grads or (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))
     _check(_lib.kat_cuda_linear_backward(ctypes.byref(call), view(dout), view(dq), view(dk),

@@ -19,7 +19,7 @@ import tempfile
 
 import torch
 
-from linear_ref import naive
+from linear_ref import features_naive, naive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -198,7 +198,7 @@ failures = []
 
 
 def run_case(lib, S, name, B, H, Hkv, N, M, D, Dv=None, causal=False, dtype=torch.float32,
-             strided=False, unnormalized=False):
+             strided=False, unnormalized=False, features=False):
     Dv = Dv or D
     torch.manual_seed(N * 7 + D)
     if strided:
@@ -206,11 +206,13 @@ def run_case(lib, S, name, B, H, Hkv, N, M, D, Dv=None, causal=False, dtype=torc
     else:
         mk = lambda h, n, d: torch.randn(B, h, n, d).to(dtype)
     q, k, v, dout = mk(H, N, D), mk(Hkv, M, D), mk(Hkv, M, Dv), mk(H, N, Dv)
+    if features:   # positive features (elu + 1), as normalised attention needs
+        q, k = (torch.nn.functional.elu(x.float()).add(1).to(dtype) for x in (q, k))
     o = torch.full((B, H, N, Dv), float("nan"), dtype=dtype)
     den = torch.full((B, H, N), float("nan"))
     view = lambda t: S._View(t.data_ptr(), (ctypes.c_int64 * 3)(*t.stride()[:3]))
     call = S._Linear(S._Desc(B, H, Hkv, N, M, D, int(causal), 0.0, Dv), DT[dtype],
-                     int(unnormalized), view(q), view(k), view(v), view(o), den.data_ptr())
+                     int(unnormalized), int(features), view(q), view(k), view(v), view(o), den.data_ptr())
     grads = [torch.full(x.shape, float("nan"), dtype=dtype) for x in (q, k, v)]
     problems = []
     for bwd in (0, 1):
@@ -225,7 +227,8 @@ def run_case(lib, S, name, B, H, Hkv, N, M, D, Dv=None, causal=False, dtype=torc
         if st:
             problems.append(f"status {st}: {lib.kat_cuda_last_error().decode()}")
     qq, kk, vv = (x.double().requires_grad_() for x in (q, k, v))
-    ref = naive(qq, kk, vv, causal, 1 / math.sqrt(D), unnormalized)
+    ref = (features_naive if features else naive)(qq, kk, vv, causal, 1 / math.sqrt(D),
+                                                   unnormalized)
     ref.backward(dout.double())
     tol = 2e-5 if dtype == torch.float32 else 1e-2
     for what, mine, r in zip(("o", "dq", "dk", "dv"), (o, *grads),
@@ -263,6 +266,11 @@ def main():
                                                           unnormalized=True)),
             ("causal 50, odd D = 5 (a slice alone), Dv = 3", dict(B=1, H=1, Hkv=1, N=50, M=50,
                                                                  D=5, Dv=3, causal=True)),
+            ("given features, causal 70, GQA 2:1, F = 12", dict(B=1, H=2, Hkv=1, N=70, M=70,
+                                                               D=12, causal=True,
+                                                               features=True)),
+            ("given features, non-causal, F = 8, Dv = 4", dict(B=1, H=1, Hkv=1, N=30, M=50,
+                                                               D=8, Dv=4, features=True)),
             ("causal 40, D = 8, Dv = 72 (chunk 32)", dict(B=1, H=1, Hkv=1, N=40, M=40, D=8,
                                                           Dv=72, causal=True)),
         ]

@@ -74,6 +74,15 @@ START_TEST(test_arguments)
     a.q.stride[1] = -1;
     expect(&a, KAT_EINVAL, "kat_cuda_linear: q.stride[1] = -1 is negative");
     a = valid();
+    a.map = (kat_cuda_linear_map)3;
+    expect(&a, KAT_EINVAL,
+           "kat_cuda_linear: map = 3 is neither KAT_CUDA_TAYLOR2 nor KAT_CUDA_FEATURES");
+    a = valid();
+    a.map = KAT_CUDA_FEATURES;
+    a.desc.scale = 0.25;
+    expect(&a, KAT_EINVAL, "kat_cuda_linear: scale = 0.25 with KAT_CUDA_FEATURES (given features "
+           "take no scale; pass 0)");
+    a = valid();
     a.den = NULL;
     expect(&a, KAT_EINVAL, "kat_cuda_linear: den is NULL");
     a = valid();

@@ -12,7 +12,7 @@ import sys
 import torch
 
 import kat_cuda
-from linear_ref import naive
+from linear_ref import features_naive, naive
 
 ATOL = 1e-4
 failures = []
@@ -32,24 +32,29 @@ def inputs(B, H, Hkv, N, M, D, Dv, dtype, strided):
 
 
 def check(name, B, H, Hkv, N, M, D, Dv=None, causal=False, dtype=torch.bfloat16,
-          strided=False, scale=0.0, unnormalized=False):
+          strided=False, scale=0.0, unnormalized=False, features=False):
+    """features: q and k are positive feature vectors (elu + 1), KAT_CUDA_FEATURES."""
     Dv = Dv or D
     torch.manual_seed(hash((B, H, Hkv, N, M, D, Dv, causal, strided)) % 2**31)
     q, k, v, dout = inputs(B, H, Hkv, N, M, D, Dv, dtype, strided)
+    if features:
+        q, k = (torch.nn.functional.elu(x.float()).add(1).to(dtype) for x in (q, k))
     s = scale or 1.0 / math.sqrt(D)
+    oracle = features_naive if features else naive
     before = [x.clone() for x in (q, k, v, dout)]
     # every output poisoned: an element the kernels never write stays NaN
     o = torch.full((B, H, N, Dv), float("nan"), device="cuda", dtype=dtype)
     den = torch.full((B, H, N), float("nan"), device="cuda")
-    kat_cuda.linear_forward(q, k, v, causal, scale, unnormalized, o=o, den=den)
+    kat_cuda.linear_forward(q, k, v, causal, scale, unnormalized, o=o, den=den,
+                            features=features)
     grads = tuple(torch.full_like(x, float("nan")) for x in (q, k, v))
     dq, dk, dv = kat_cuda.linear_backward(q, k, v, o, den, dout, causal, scale, unnormalized,
-                                          grads=grads)
+                                          grads=grads, features=features)
     torch.cuda.synchronize()
 
     def run(dt):
         qq, kk, vv = (x.detach().to(dt).requires_grad_() for x in (q, k, v))
-        out = naive(qq, kk, vv, causal, s, unnormalized)
+        out = oracle(qq, kk, vv, causal, s, unnormalized)
         out.backward(dout.to(dt))
         return out.detach(), qq.grad, kk.grad, vv.grad
 
@@ -63,12 +68,8 @@ def check(name, B, H, Hkv, N, M, D, Dv=None, causal=False, dtype=torch.bfloat16,
         if e > 2 * e_pt + ATOL * (1 + r.abs().max().item()):
             problems.append(f"{what}: error {e:.3g} > 2 x {e_pt:.3g} + {ATOL} (1 + max |ref|)")
     if not unnormalized:
-        kv = k.double().repeat_interleave(H // Hkv, dim=1)
-        u = (q.double() @ kv.transpose(-1, -2)) * s
-        a = 1 + u + u * u / 2
-        if causal:
-            a = a * torch.ones(N, N, dtype=torch.bool, device="cuda").tril()
-        ref_den = a.sum(-1)
+        ones = torch.ones(B, Hkv, M, 1, device="cuda", dtype=torch.float64)
+        ref_den = oracle(q.double(), k.double(), ones, causal, s, True)[..., 0]
         if ((den.double() - ref_den).abs() / ref_den).max().item() > 1e-4:
             problems.append("den: relative error above 1e-4")
     if any(not torch.equal(a, b) for a, b in zip(before, (q, k, v, dout))):
@@ -80,7 +81,7 @@ def check(name, B, H, Hkv, N, M, D, Dv=None, causal=False, dtype=torch.bfloat16,
 
 
 def expect_error(name, status, sentence, shape, causal=False, dtype=torch.bfloat16,
-                 work_bytes=None):
+                 work_bytes=None, scale=0.0, features=False):
     B, H, Hkv, N, M, D = shape
     q = torch.randn(B, H, N, D, device="cuda", dtype=dtype)
     k = torch.randn(B, Hkv, M, D, device="cuda", dtype=dtype)
@@ -90,7 +91,8 @@ def expect_error(name, status, sentence, shape, causal=False, dtype=torch.bfloat
     work = None if work_bytes is None else torch.empty(work_bytes, device="cuda",
                                                        dtype=torch.uint8)
     try:
-        kat_cuda.linear_forward(q, k, v, causal, o=o, den=den, work=work)
+        kat_cuda.linear_forward(q, k, v, causal, scale, o=o, den=den, work=work,
+                                features=features)
         got = "no error"
     except kat_cuda.KatError as e:
         got = (e.status, str(e))
@@ -110,6 +112,8 @@ def main():
                                                              D=32)),
         ("D = 128, causal, GQA 2:1, N = 45", dict(B=1, H=2, Hkv=1, N=45, M=45, D=128,
                                                   causal=True)),
+        ("given features, causal 70, F = 32", dict(B=1, H=2, Hkv=2, N=70, M=70, D=32,
+                                                   causal=True, features=True)),
     ]
     if not small:
         cases += [
@@ -136,6 +140,14 @@ def main():
                                                     dtype=torch.float16, unnormalized=True)),
             ("scale 0.05, causal 200", dict(B=1, H=2, Hkv=2, N=200, M=200, D=64, causal=True,
                                             scale=0.05)),
+            ("given features, causal 333, GQA 4:2, F = 64", dict(
+                B=1, H=4, Hkv=2, N=333, M=333, D=64, causal=True, features=True)),
+            ("given features, non-causal fp32, F = 96, Dv = 64", dict(
+                B=2, H=2, Hkv=2, N=100, M=150, D=96, Dv=64, dtype=torch.float32,
+                features=True)),
+            ("given features, unnormalized fp16, F = 16", dict(
+                B=1, H=2, Hkv=1, N=200, M=200, D=16, causal=True, dtype=torch.float16,
+                unnormalized=True, features=True)),
             ("causal 4096, D = 64, H = 2", dict(B=1, H=2, Hkv=2, N=4096, M=4096, D=64,
                                                 causal=True)),
         ]
@@ -151,6 +163,9 @@ def main():
                  "kat_cuda_linear: H = 3 is not a multiple of H_kv = 2", (1, 3, 2, 8, 8, 64))
     expect_error("fp64 refused", 1, "kat_cuda_linear: dtype = 7 is not KAT_CUDA_BF16, "
                  "KAT_CUDA_FP16 or KAT_CUDA_FP32", (1, 1, 1, 8, 8, 64), dtype=torch.float64)
+    expect_error("scale with given features refused", 1,
+                 "kat_cuda_linear: scale = 0.5 with KAT_CUDA_FEATURES (given features take no "
+                 "scale; pass 0)", (1, 1, 1, 8, 8, 64), scale=0.5, features=True)
     expect_error("small workspace refused", 1,
                  "kat_cuda_linear_forward: work_bytes = 16, 2304 needed", (1, 1, 1, 8, 8, 64),
                  work_bytes=16)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import test_attn
-from linear_ref import naive as linear_naive
+from linear_ref import features_naive, naive as linear_naive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 failures = []
@@ -159,6 +159,15 @@ def main():
     case("linear featmap=taylor:2 unnormalized, fp16", (1, 2, 2, 64, 64, 64),
          dict(is_causal=True, pattern="linear", featmap="taylor:2", unnormalized=True),
          linear_ref(True, unnormalized=True), dtype=torch.float16)
+    torch.manual_seed(4)   # a feature map written in torch (elu + 1), its gradient by autograd
+    q, k, v, dout = (torch.randn(2, h, 150, 32, device="cuda") for h in (4, 2, 2, 4))
+    feat = lambda x: F.elu(x) + 1
+    compare("linear_features (elu + 1 in torch), causal, GQA 4:2",
+            grads_of(lambda a, b, c: kt.linear_features(feat(a), feat(b), c, is_causal=True,
+                                                        enable_gqa=True),
+                     q, k, v, dout, torch.bfloat16),
+            *(grads_of(lambda a, b, c: features_naive(feat(a), feat(b), c, True, 1.0, False),
+                       q, k, v, dout, dt) for dt in (torch.float64, torch.bfloat16)))
 
     x = torch.randn(1, 2, 8, 64, device="cuda", dtype=torch.bfloat16)
     x1 = torch.randn(1, 1, 8, 64, device="cuda", dtype=torch.bfloat16)

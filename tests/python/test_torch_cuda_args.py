@@ -1,6 +1,7 @@
-"""kat._cuda, the CUDA path of kat.torch.attention, without a GPU: what it refuses is refused
-before any CUDA call, with the sentence naming the argument and its value (the kernels and
-the dispatch itself: tests/gpu/test_torch.py on a GPU). CPU tensors stand in for CUDA ones."""
+"""kat._cuda, the CUDA path of kat.torch.attention (and kat.torch.linear_features), without
+a GPU: what it refuses is refused before any CUDA call, with the sentence naming the argument
+and its value (the kernels and the dispatch itself: tests/gpu/test_torch.py on a GPU). CPU
+tensors stand in for CUDA ones."""
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -74,3 +75,11 @@ def test_dtype_and_device_refusals():
         _cuda.attention(x(), x(), x(D=32), is_causal=False, scale=None, pattern="dense")
     assert str(e.value) == ("value: head dimension 32 differs from query's 64; the CUDA "
                             "flash kernels need D_v = D")
+
+
+def test_linear_features_needs_cuda():
+    import kat.torch as kt
+    with pytest.raises(NotImplementedError) as e:
+        kt.linear_features(x(), x(), x())
+    assert str(e.value) == ("phi_q: on cpu; linear_features runs on CUDA tensors (on the CPU: "
+                            "attention(q, k, v, pattern=featmap))")
