@@ -223,6 +223,17 @@ class _LinearAttention(torch.autograd.Function):
         return dq, dk, dv, None
 
 
+def _one_place(first, *others) -> None:
+    """The named tensors on the first one's device, with its dtype."""
+    fname, f = first
+    for name, t in others:
+        if t.device != f.device:
+            raise ValueError(f"{name}: on {t.device}, but {fname} is on {f.device}; kat "
+                             "needs all three on one device")
+        if t.dtype != f.dtype:
+            raise ValueError(f"{name}: dtype {t.dtype}, but {fname} has {f.dtype}")
+
+
 def _int_arg(text: str, name: str, value) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{name} = {value!r}: {text!r} is not a positive integer")
@@ -253,12 +264,7 @@ def attention(query, key, value, *, is_causal: bool, scale: Optional[float], pat
               featmap=None, unnormalized: bool = False):
     """kat.torch.attention on CUDA tensors (the shapes already checked by kat.torch): 4-D
     [B, H, N, D] query, key and value on one device."""
-    for name, t in (("key", key), ("value", value)):
-        if t.device != query.device:
-            raise ValueError(f"{name}: on {t.device}, but query is on {query.device}; kat "
-                             "needs all three on one device")
-        if t.dtype != query.dtype:
-            raise ValueError(f"{name}: dtype {t.dtype}, but query has {query.dtype}")
+    _one_place(("query", query), ("key", key), ("value", value))
     if attn_mask is not None:
         raise NotImplementedError("attn_mask: block masks run on the CPU only; on CUDA kat "
                                   "takes pattern 'dense', 'window:W', 'hash', 'qkdrop' or "
@@ -337,12 +343,7 @@ def attention(query, key, value, *, is_causal: bool, scale: Optional[float], pat
 
 def linear_features(phi_q, phi_k, value, *, is_causal: bool, unnormalized: bool):
     """kat.torch.linear_features on CUDA tensors ([B, H, N, F] features, checked shapes)."""
-    for name, t in (("phi_k", phi_k), ("value", value)):
-        if t.device != phi_q.device:
-            raise ValueError(f"{name}: on {t.device}, but phi_q is on {phi_q.device}; kat "
-                             "needs all three on one device")
-        if t.dtype != phi_q.dtype:
-            raise ValueError(f"{name}: dtype {t.dtype}, but phi_q has {phi_q.dtype}")
+    _one_place(("phi_q", phi_q), ("phi_k", phi_k), ("value", value))
     if phi_q.dtype not in _LINEAR_DTYPES:
         raise ValueError(f"phi_q: dtype {phi_q.dtype}; kat's linear attention on CUDA takes "
                          "torch.bfloat16, torch.float16 or torch.float32")

@@ -23,6 +23,22 @@ __all__ = ["attention", "Attention", "linear_features"]
 _share_index = True
 
 
+def _check_heads(names, last, q, k, v, enable_gqa):
+    """q, k, v of one rank, 3 or 4; the key heads dividing the query heads, only with
+    enable_gqa when they differ."""
+    qn, kn, vn = names
+    if q.dim() not in (3, 4) or k.dim() != q.dim() or v.dim() != q.dim():
+        raise ValueError(f"{qn}, {kn}, {vn}: expected [B, H, N, {last}] or [H, N, {last}] "
+                         f"tensors of one rank, got {tuple(q.shape)}, {tuple(k.shape)}, "
+                         f"{tuple(v.shape)}")
+    H, Hkv = q.shape[-3], k.shape[-3]
+    if H != Hkv and not enable_gqa:
+        raise ValueError(f"{kn} has {Hkv} heads and {qn} {H}: pass enable_gqa=True for "
+                         "grouped-query attention")
+    if H % Hkv:
+        raise ValueError(f"{qn} heads H = {H} must be a multiple of the key heads {Hkv}")
+
+
 def _view(t: "_torch.Tensor", name: str) -> np.ndarray:
     """A NumPy view of a CPU float32 tensor's memory (no copy)."""
     if t.device.type != "cpu":
@@ -87,16 +103,7 @@ def attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
     without a vjp, e.g. one written in Python)."""
     if dropout_p:
         raise NotImplementedError(f"dropout_p = {dropout_p}: kat attention has no dropout")
-    if query.dim() not in (3, 4) or key.dim() != query.dim() or value.dim() != query.dim():
-        raise ValueError(f"query, key, value: expected [B, H, N, D] or [H, N, D] tensors of one "
-                         f"rank, got {tuple(query.shape)}, {tuple(key.shape)}, "
-                         f"{tuple(value.shape)}")
-    H, Hkv = query.shape[-3], key.shape[-3]
-    if H != Hkv and not enable_gqa:
-        raise ValueError(f"key has {Hkv} heads and query {H}: pass enable_gqa=True for "
-                         "grouped-query attention")
-    if H % Hkv:
-        raise ValueError(f"query heads H = {H} must be a multiple of the key heads {Hkv}")
+    _check_heads(("query", "key", "value"), "D", query, key, value, enable_gqa)
     N, M = query.shape[-2], key.shape[-2]
     if is_causal and N != M:
         raise ValueError(f"is_causal with N = {N} queries and M = {M} keys: torch aligns the "
@@ -166,14 +173,7 @@ def linear_features(phi_q, phi_k, value, is_causal: bool = False, enable_gqa: bo
     if not phi_q.is_cuda:
         raise NotImplementedError(f"phi_q: on {phi_q.device}; linear_features runs on CUDA "
                                   "tensors (on the CPU: attention(q, k, v, pattern=featmap))")
-    if phi_q.dim() not in (3, 4) or phi_k.dim() != phi_q.dim() or value.dim() != phi_q.dim():
-        raise ValueError(f"phi_q, phi_k, value: expected [B, H, N, F] or [H, N, F] tensors of "
-                         f"one rank, got {tuple(phi_q.shape)}, {tuple(phi_k.shape)}, "
-                         f"{tuple(value.shape)}")
-    H, Hkv = phi_q.shape[-3], phi_k.shape[-3]
-    if H != Hkv and not enable_gqa:
-        raise ValueError(f"phi_k has {Hkv} heads and phi_q {H}: pass enable_gqa=True for "
-                         "grouped-query attention")
+    _check_heads(("phi_q", "phi_k", "value"), "F", phi_q, phi_k, value, enable_gqa)
     if is_causal and phi_q.shape[-2] != phi_k.shape[-2]:
         raise ValueError(f"is_causal with N = {phi_q.shape[-2]} queries and M = "
                          f"{phi_k.shape[-2]} keys: causal linear attention needs N = M")
