@@ -272,7 +272,8 @@ def attention(query, key, value, *, is_causal: bool, scale: Optional[float], pat
     if not isinstance(pattern, str):
         raise NotImplementedError(f"pattern = {type(pattern).__name__} object: feature maps "
                                   "given as objects run on the CPU only; on CUDA use "
-                                  "pattern='linear:taylor:2'")
+                                  "pattern='linear:taylor:2', or kat.torch.linear_features "
+                                  "on the features")
     head, _, rest = pattern.partition(":")
     if head == "linear":
         spec = rest or featmap
@@ -280,7 +281,8 @@ def attention(query, key, value, *, is_causal: bool, scale: Optional[float], pat
             what = f"pattern = {pattern!r}" if rest or featmap is None else \
                 f"featmap = {featmap!r}"
             raise NotImplementedError(f"{what}: linear attention on CUDA has the Taylor-2 map "
-                                      "only ('linear:taylor:2')")
+                                      "only ('linear:taylor:2'; other maps: "
+                                      "kat.torch.linear_features on the features)")
         if query.dtype not in _LINEAR_DTYPES:
             raise ValueError(f"query: dtype {query.dtype}; kat's linear attention on CUDA "
                              "takes torch.bfloat16, torch.float16 or torch.float32")

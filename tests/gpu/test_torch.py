@@ -186,7 +186,8 @@ def main():
                  lambda: kt.attention(x.float(), x.float(), x.float()))
     expect_error("linear:elu1 refused on CUDA", NotImplementedError,
                  "pattern = 'linear:elu1': linear attention on CUDA has the Taylor-2 map only "
-                 "('linear:taylor:2')", lambda: kt.attention(x, x, x, pattern="linear:elu1"))
+                 "('linear:taylor:2'; other maps: kat.torch.linear_features on the "
+                 "features)", lambda: kt.attention(x, x, x, pattern="linear:elu1"))
     expect_error("window globals refused on CUDA", NotImplementedError,
                  "pattern = 'window:8:2': global tokens run on the CPU only; on CUDA use "
                  "'window:W'", lambda: kt.attention(x, x, x, pattern="window:8:2"))

@@ -25,10 +25,10 @@ def x(D=64, dtype=torch.bfloat16):
      "pattern = 'window:x': 'x' is not a positive integer"),
     (dict(pattern="linear:elu1"), NotImplementedError,
      "pattern = 'linear:elu1': linear attention on CUDA has the Taylor-2 map only "
-     "('linear:taylor:2')"),
+     "('linear:taylor:2'; other maps: kat.torch.linear_features on the features)"),
     (dict(pattern="linear", featmap="favor:16"), NotImplementedError,
      "featmap = 'favor:16': linear attention on CUDA has the Taylor-2 map only "
-     "('linear:taylor:2')"),
+     "('linear:taylor:2'; other maps: kat.torch.linear_features on the features)"),
     (dict(featmap="taylor:2"), ValueError,
      "featmap: only the linear pattern takes a feature map, not 'dense'"),
     (dict(unnormalized=True), ValueError,
