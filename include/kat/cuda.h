@@ -140,7 +140,8 @@ KAT_CUDA_API size_t kat_cuda_linear_workspace(const kat_cuda_linear *a, int back
 
 /* o and den from q, k, v. Errors: KAT_EINVAL naming the argument (NULL or misaligned data,
  * a negative stride, a zero size, H not a multiple of H_kv, causal with N != M, a workspace
- * missing or too small, a bad dtype); KAT_ENOTSUP for D or Dv beyond KAT_CUDA_MAX_D;
+ * missing or too small, a bad dtype or map, a scale with KAT_CUDA_FEATURES); KAT_ENOTSUP
+ * for D or Dv beyond KAT_CUDA_MAX_D;
  * KAT_ERANGE for sizes past 2^31 rows; KAT_EIO when the CUDA runtime refuses a launch. */
 KAT_CUDA_API kat_status kat_cuda_linear_forward(const kat_cuda_linear *a, void *work,
                                                 size_t work_bytes, kat_cuda_stream stream);
