@@ -12,7 +12,8 @@
 #   ./run.sh docs              - the API reference (Doxygen) in build/docs/api/html/
 #   ./run.sh test-gpu          - libkat-cuda's GPU tests (+ compute-sanitizer unless KAT_GPU_SANITIZE=0),
 #                                needs nvcc, a GPU and torch
-#   ./run.sh bench-gpu [ARGS]  - libkat-cuda against torch SDPA and FlexAttention on the GPU
+#   ./run.sh bench-gpu [ARGS]  - libkat-cuda against torch SDPA and FlexAttention on the GPU,
+#                                then linear Taylor-2 against SDPA causal over N
 set -euo pipefail
 # The build lives in the repository; commands run in the caller's directory, so that the
 # paths given to kat (and reproduce's out/) are the caller's.
@@ -129,19 +130,26 @@ case "$cmd" in
         build_gpu
         python3 tests/gpu/model_fragments.py && python3 tests/gpu/model_ranges.py
         rc=0
+        python3 tests/gpu/model_linear.py --quick || rc=1
         python3 tests/gpu/test_attn.py "$@" || rc=1
+        python3 tests/gpu/test_linear.py "$@" || rc=1
+        python3 tests/gpu/test_torch.py || rc=1
         if [ "${KAT_GPU_SANITIZE:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then
             for tool in memcheck racecheck; do
                 compute-sanitizer --tool $tool --error-exitcode 9 \
                     python3 tests/gpu/test_attn.py --small >build-gpu/sanitizer-$tool.log 2>&1 || rc=1
                 tail -n 3 build-gpu/sanitizer-$tool.log
+                compute-sanitizer --tool $tool --error-exitcode 9 \
+                    python3 tests/gpu/test_linear.py --small >build-gpu/sanitizer-linear-$tool.log 2>&1 || rc=1
+                tail -n 3 build-gpu/sanitizer-linear-$tool.log
             done
         fi
         exit $rc
         ;;
     bench-gpu)
         build_gpu
-        exec python3 experiments/gpu/bench_attn.py "$@"
+        python3 experiments/gpu/bench_attn.py "$@"
+        exec python3 experiments/gpu/bench_linear.py
         ;;
     kat)
         ensure_packages

@@ -47,7 +47,8 @@ typedef struct CUstream_st *kat_cuda_stream;
 /* Largest head dimension of the GPU kernels; D must also be a multiple of 8. */
 #define KAT_CUDA_MAX_D 128
 
-typedef enum { KAT_CUDA_BF16 = 0, KAT_CUDA_FP16 = 1 } kat_cuda_dtype;
+/* The flash kernels take BF16 and FP16; linear attention also FP32. */
+typedef enum { KAT_CUDA_BF16 = 0, KAT_CUDA_FP16 = 1, KAT_CUDA_FP32 = 2 } kat_cuda_dtype;
 
 /* A [B, heads, rows, D] tensor in device memory: stride[0..2] are the element strides of the
  * b, head and row axes (multiples of 8), the D axis is contiguous; data is 16-byte aligned. */
@@ -96,6 +97,62 @@ KAT_CUDA_API size_t kat_cuda_attn_backward_workspace(const kat_cuda_attn *a);
 KAT_CUDA_API kat_status kat_cuda_attn_backward(const kat_cuda_attn *a, kat_cuda_view dout,
                                           kat_cuda_view dq, kat_cuda_view dk, kat_cuda_view dv,
                                           void *work, size_t work_bytes, kat_cuda_stream stream);
+
+/* Linear attention with the Taylor-2 map, the GPU form of kat's "taylor:2" feature map
+ * (theory/polynomial.c): the kernel of q and k is
+ *
+ *   f(q, k) = 1 + u + u^2 / 2,   u = s q.k,   s = desc.scale (0 means 1/sqrt(D)),
+ *
+ * the dot of phi(q) and phi(k) with phi(x) = [1, x sqrt(s), (x (x) x) s / sqrt(2)], and
+ *
+ *   o[b,h,i,:] = sum_j f(q_i, k_j) v_j / sum_j f(q_i, k_j)    (unnormalized: no denominator)
+ *
+ * over every key j (non-causal) or j <= i (causal, which needs N = M). With map =
+ * KAT_CUDA_FEATURES, q and k hold the caller's feature vectors phi(q_i) and phi(k_j) (D is
+ * their length, up to KAT_CUDA_MAX_D) and f = q . k: linear attention with any feature map
+ * the caller evaluates (the gradients dq, dk are then those of the features; the map's own
+ * chain rule is the caller's). Normalised, the sums sum_j f must be positive (elu + 1,
+ * FAVOR+ and other positive maps); a zero sum gives inf or NaN. k and v have H_kv
+ * heads (h' = h / (H / H_kv)). The sum runs in chunks of 64 rows (32 for D or Dv over 64):
+ * inside a chunk the C x C kernel values directly, across chunks through the running state
+ * sum_j phi(k_j) [v_j, 1]^T, split by its rows over blocks (D + 1 rows of Dv + 1 a block);
+ * everything in fp32 whatever the inputs' type. The backward runs two sweeps of the same
+ * kind over the states of the gradients (docs/benchmarks.md, "Linear attention (Taylor-2)
+ * on the GPU"). */
+typedef enum { KAT_CUDA_TAYLOR2 = 0, KAT_CUDA_FEATURES = 1 } kat_cuda_linear_map;
+
+typedef struct {
+    kat_attn_desc desc;    /* B, H, H_kv, N, M, D (q and k), Dv (0: D), causal, scale (0 with
+                              KAT_CUDA_FEATURES) */
+    kat_cuda_dtype dtype;  /* of q, k, v, o (and dout, dq, dk, dv): BF16, FP16 or FP32 */
+    int unnormalized;      /* nonzero: o = sum_j f v_j, no denominator */
+    kat_cuda_linear_map map;   /* the Taylor-2 kernel of q and k, or q and k as features */
+    kat_cuda_view q, k, v, o;   /* as kat_cuda_attn's, but any strides (in elements) and
+                                   data aligned to the element size */
+    float *den;            /* [B, H, N] fp32 device array: the denominators sum_j f (written
+                              by the forward, read by the backward; unused when unnormalized
+                              but still required) */
+} kat_cuda_linear;
+
+/* Bytes of 256-byte aligned device workspace a linear forward (backward = 0) or backward
+ * (backward = 1) needs; 0 for an invalid call (kat_cuda_last_error() says why). */
+KAT_CUDA_API size_t kat_cuda_linear_workspace(const kat_cuda_linear *a, int backward);
+
+/* o and den from q, k, v. Errors: KAT_EINVAL naming the argument (NULL or misaligned data,
+ * a negative stride, a zero size, H not a multiple of H_kv, causal with N != M, a workspace
+ * missing or too small, a bad dtype or map, a scale with KAT_CUDA_FEATURES); KAT_ENOTSUP
+ * for D or Dv beyond KAT_CUDA_MAX_D;
+ * KAT_ERANGE for sizes past 2^31 rows; KAT_EIO when the CUDA runtime refuses a launch. */
+KAT_CUDA_API kat_status kat_cuda_linear_forward(const kat_cuda_linear *a, void *work,
+                                                size_t work_bytes, kat_cuda_stream stream);
+
+/* dq [B, H, N, D], dk [B, H_kv, M, D] and dv [B, H_kv, M, Dv] from a's q, k, v, the
+ * forward's o and den, and dout [B, H, N, Dv]; dk and dv sum over the query heads sharing a
+ * key/value head. Errors as the forward's. */
+KAT_CUDA_API kat_status kat_cuda_linear_backward(const kat_cuda_linear *a, kat_cuda_view dout,
+                                                 kat_cuda_view dq, kat_cuda_view dk,
+                                                 kat_cuda_view dv, void *work,
+                                                 size_t work_bytes, kat_cuda_stream stream);
 
 /* The calling thread's last error sentence from this library, or "" when none. */
 KAT_CUDA_API const char *kat_cuda_last_error(void);

@@ -25,6 +25,11 @@ static kat_status fail(kat_status st, const char *fmt, ...) {
     return st;
 }
 
+namespace kat_cuda {
+/* The other entry points' errors (linear_api.cu) into this thread's sentence. */
+kat_status report(kat_status st, const char *sentence) { return fail(st, "%s", sentence); }
+} // namespace kat_cuda
+
 static const int64_t ROW_LIMIT = (int64_t)1 << 31;
 
 /* A view of [B, heads, rows, D]: data present and aligned, strides multiples of 8. */

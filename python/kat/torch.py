@@ -3,7 +3,10 @@ torch.nn.functional.scaled_dot_product_attention: [B, H, N, D] (or [H, N, D]) te
 ``is_causal``, ``scale``, ``enable_gqa``, plus ``pattern=`` and its per-call data.
 
 CPU float32 tensors; kat reads them in place (any strides with a contiguous last dimension)
-and writes fresh outputs. ``import kat.torch`` (or ``kat.torch`` after ``import kat``)."""
+and writes fresh outputs. CUDA tensors run libkat-cuda on torch's current stream (kat._cuda:
+dense, window, hash and qkdrop in bf16/fp16, linear:taylor:2 in bf16/fp16/fp32; what it
+cannot do is refused, naming the argument). ``import kat.torch`` (or ``kat.torch`` after
+``import kat``)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -14,10 +17,26 @@ import torch as _torch
 from ._attention import attention as _forward, attention_backward as _backward
 from .featmap import FeatureMap, python_map
 
-__all__ = ["attention", "Attention"]
+__all__ = ["attention", "Attention", "linear_features"]
 
 # Whether a forward keeps its pattern index for the backward (off only to measure the gain).
 _share_index = True
+
+
+def _check_heads(names, last, q, k, v, enable_gqa):
+    """q, k, v of one rank, 3 or 4; the key heads dividing the query heads, only with
+    enable_gqa when they differ."""
+    qn, kn, vn = names
+    if q.dim() not in (3, 4) or k.dim() != q.dim() or v.dim() != q.dim():
+        raise ValueError(f"{qn}, {kn}, {vn}: expected [B, H, N, {last}] or [H, N, {last}] "
+                         f"tensors of one rank, got {tuple(q.shape)}, {tuple(k.shape)}, "
+                         f"{tuple(v.shape)}")
+    H, Hkv = q.shape[-3], k.shape[-3]
+    if H != Hkv and not enable_gqa:
+        raise ValueError(f"{kn} has {Hkv} heads and {qn} {H}: pass enable_gqa=True for "
+                         "grouped-query attention")
+    if H % Hkv:
+        raise ValueError(f"{qn} heads H = {H} must be a multiple of the key heads {Hkv}")
 
 
 def _view(t: "_torch.Tensor", name: str) -> np.ndarray:
@@ -84,21 +103,16 @@ def attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
     without a vjp, e.g. one written in Python)."""
     if dropout_p:
         raise NotImplementedError(f"dropout_p = {dropout_p}: kat attention has no dropout")
-    if query.dim() not in (3, 4) or key.dim() != query.dim() or value.dim() != query.dim():
-        raise ValueError(f"query, key, value: expected [B, H, N, D] or [H, N, D] tensors of one "
-                         f"rank, got {tuple(query.shape)}, {tuple(key.shape)}, "
-                         f"{tuple(value.shape)}")
-    H, Hkv = query.shape[-3], key.shape[-3]
-    if H != Hkv and not enable_gqa:
-        raise ValueError(f"key has {Hkv} heads and query {H}: pass enable_gqa=True for "
-                         "grouped-query attention")
-    if H % Hkv:
-        raise ValueError(f"query heads H = {H} must be a multiple of the key heads {Hkv}")
+    _check_heads(("query", "key", "value"), "D", query, key, value, enable_gqa)
     N, M = query.shape[-2], key.shape[-2]
     if is_causal and N != M:
         raise ValueError(f"is_causal with N = {N} queries and M = {M} keys: torch aligns the "
                          "causal mask at the top left and kat at the bottom right; they agree "
                          "only for N == M")
+    if any(t.is_cuda for t in (query, key, value)):
+        return _on_cuda(query, key, value, attn_mask, is_causal, scale, pattern, featmap,
+                        unnormalized, q_buckets=q_buckets, k_buckets=k_buckets,
+                        q_keep=q_keep, k_keep=k_keep)
     kw = dict(pattern=pattern, causal=bool(is_causal), scale=scale, featmap=featmap,
               unnormalized=unnormalized, chunk=chunk)
     if attn_mask is not None:
@@ -127,6 +141,49 @@ def attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
     opts = {"kw": kw, "lse": not linear, "share": wants_grad and not linear and
             _share_index}
     return _KatAttention.apply(query, key, value, opts)
+
+
+def _on_cuda(query, key, value, attn_mask, is_causal, scale, pattern, featmap, unnormalized,
+             **rows):
+    """attention() on CUDA tensors through libkat-cuda (kat._cuda); [H, N, D] calls run as
+    B = 1. The chunk option is the CPU engine's: the GPU picks its own chunk, which changes
+    no result."""
+    from . import _cuda
+    three = query.dim() == 3
+    if three:
+        query, key, value = (t.unsqueeze(0) for t in (query, key, value))
+        rows = {n: None if x is None else _torch.as_tensor(x).unsqueeze(0)
+                for n, x in rows.items()}
+    o = _cuda.attention(query, key, value, is_causal=bool(is_causal), scale=scale,
+                        pattern=pattern, attn_mask=attn_mask, featmap=featmap,
+                        unnormalized=unnormalized, **rows)
+    return o.squeeze(0) if three else o
+
+
+def linear_features(phi_q, phi_k, value, is_causal: bool = False, enable_gqa: bool = False,
+                    unnormalized: bool = False):
+    """Linear attention of feature vectors the caller computed, on CUDA tensors:
+    o_i = sum_j (phi_q[i] . phi_k[j]) v_j / sum_j phi_q[i] . phi_k[j] (no denominator when
+    ``unnormalized``), over j <= i when ``is_causal`` (N = M), differentiable. phi_q
+    [B, H, N, F] (or [H, N, F]), phi_k [B, H_kv, M, F], value [B, H_kv, M, D_v]; F and D_v up to
+    128; bf16, fp16 or fp32. Any feature map written in torch works this way: autograd takes
+    the gradients of the features back through the map. Normalised, the sums must be positive
+    (a positive map such as elu + 1); a zero sum gives inf or NaN. CPU tensors are refused: on
+    the CPU pass the map itself, ``attention(q, k, v, pattern=featmap)``."""
+    if not phi_q.is_cuda:
+        raise NotImplementedError(f"phi_q: on {phi_q.device}; linear_features runs on CUDA "
+                                  "tensors (on the CPU: attention(q, k, v, pattern=featmap))")
+    _check_heads(("phi_q", "phi_k", "value"), "F", phi_q, phi_k, value, enable_gqa)
+    if is_causal and phi_q.shape[-2] != phi_k.shape[-2]:
+        raise ValueError(f"is_causal with N = {phi_q.shape[-2]} queries and M = "
+                         f"{phi_k.shape[-2]} keys: causal linear attention needs N = M")
+    from . import _cuda
+    three = phi_q.dim() == 3
+    if three:
+        phi_q, phi_k, value = (t.unsqueeze(0) for t in (phi_q, phi_k, value))
+    o = _cuda.linear_features(phi_q, phi_k, value, is_causal=bool(is_causal),
+                              unnormalized=bool(unnormalized))
+    return o.squeeze(0) if three else o
 
 
 class Attention(_torch.nn.Module):

@@ -11,7 +11,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 class Desc(ctypes.Structure):
     _fields_ = [("B", ctypes.c_size_t), ("H", ctypes.c_size_t), ("H_kv", ctypes.c_size_t),
                 ("N", ctypes.c_size_t), ("M", ctypes.c_size_t), ("D", ctypes.c_size_t),
-                ("causal", ctypes.c_int), ("scale", ctypes.c_double)]
+                ("causal", ctypes.c_int), ("scale", ctypes.c_double), ("Dv", ctypes.c_size_t)]
 
 
 class View(ctypes.Structure):
@@ -26,6 +26,12 @@ class Attn(ctypes.Structure):
                 ("layout", ctypes.c_void_p), ("layout_bytes", ctypes.c_size_t)]
 
 
+class Linear(ctypes.Structure):
+    _fields_ = [("desc", Desc), ("dtype", ctypes.c_int), ("unnormalized", ctypes.c_int),
+                ("map", ctypes.c_int), ("q", View), ("k", View), ("v", View), ("o", View),
+                ("den", ctypes.c_void_p)]
+
+
 _lib = ctypes.CDLL(os.environ.get("KAT_CUDA_LIB",
                                   os.path.join(_ROOT, "build-gpu", "libkat-cuda.so")))
 _lib.kat_cuda_attn_forward.argtypes = [ctypes.POINTER(Attn), ctypes.c_void_p]
@@ -36,8 +42,15 @@ _lib.kat_cuda_attn_backward.argtypes = [ctypes.POINTER(Attn), View, View, View, 
 _lib.kat_cuda_attn_layout_size.argtypes = [ctypes.POINTER(Attn)]
 _lib.kat_cuda_attn_layout_size.restype = ctypes.c_size_t
 _lib.kat_cuda_last_error.restype = ctypes.c_char_p
+_lib.kat_cuda_linear_workspace.argtypes = [ctypes.POINTER(Linear), ctypes.c_int]
+_lib.kat_cuda_linear_workspace.restype = ctypes.c_size_t
+_lib.kat_cuda_linear_forward.argtypes = [ctypes.POINTER(Linear), ctypes.c_void_p,
+                                         ctypes.c_size_t, ctypes.c_void_p]
+_lib.kat_cuda_linear_backward.argtypes = [ctypes.POINTER(Linear), View, View, View, View,
+                                          ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 
 DTYPES = {torch.bfloat16: 0, torch.float16: 1}
+LINEAR_DTYPES = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
 
 
 class KatError(RuntimeError):
@@ -64,7 +77,7 @@ def _stream():
 def make_call(q, k, v, o, lse, causal=False, scale=0.0, window=0, buckets=None, layout=None):
     """buckets: (q_bucket int32 [B, H, N], k_bucket int32 [B, H, M], nb) or None (dense)."""
     B, H, N, D = q.shape
-    d = Desc(B, H, k.shape[1], N, k.shape[2], D, int(causal), scale)
+    d = Desc(B, H, k.shape[1], N, k.shape[2], D, int(causal), scale, 0)
     qb, kb, nb = buckets or (None, None, 0)
     return Attn(d, DTYPES.get(q.dtype, 7), window, view(q), view(k), view(v), view(o),
                 lse.data_ptr() if lse is not None else None,
@@ -112,4 +125,44 @@ def backward(q, k, v, o, lse, dout, causal=False, scale=0.0, window=0, work=None
     dq, dk, dv = grads or (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))
     _check(_lib.kat_cuda_attn_backward(ctypes.byref(call), view(dout), view(dq), view(dk),
                                        view(dv), work.data_ptr(), work.numel(), _stream()))
+    return dq, dk, dv
+
+
+def linear_call(q, k, v, o, den, causal=False, scale=0.0, unnormalized=False, features=False):
+    """The kat_cuda_linear of Taylor-2 linear attention over these tensors (features: q and
+    k are feature vectors, KAT_CUDA_FEATURES)."""
+    B, H, N, D = q.shape
+    d = Desc(B, H, k.shape[1], N, k.shape[2], D, int(causal), scale, v.shape[-1])
+    return Linear(d, LINEAR_DTYPES.get(q.dtype, 7), int(unnormalized), int(features), view(q),
+                  view(k), view(v), view(o), den.data_ptr() if den is not None else None)
+
+
+def linear_workspace(call, backward, device):
+    """Device memory for the call (1 byte for an invalid call, which the call itself then
+    refuses with its sentence)."""
+    n = _lib.kat_cuda_linear_workspace(ctypes.byref(call), int(backward))
+    return torch.empty(max(n, 1), device=device, dtype=torch.uint8)
+
+
+def linear_forward(q, k, v, causal=False, scale=0.0, unnormalized=False, o=None, den=None,
+                   work=None, features=False):
+    """o, den of Taylor-2 linear attention; o, den and work may be given (preallocated)."""
+    B, H, N, _ = q.shape
+    o = q.new_empty(B, H, N, v.shape[-1]) if o is None else o
+    den = torch.empty(B, H, N, device=q.device, dtype=torch.float32) if den is None else den
+    call = linear_call(q, k, v, o, den, causal, scale, unnormalized, features)
+    work = linear_workspace(call, False, q.device) if work is None else work
+    _check(_lib.kat_cuda_linear_forward(ctypes.byref(call), work.data_ptr(), work.numel(),
+                                        _stream()))
+    return o, den
+
+
+def linear_backward(q, k, v, o, den, dout, causal=False, scale=0.0, unnormalized=False,
+                    grads=None, work=None, features=False):
+    """dq, dk, dv of Taylor-2 linear attention; grads and work may be given."""
+    call = linear_call(q, k, v, o, den, causal, scale, unnormalized, features)
+    work = linear_workspace(call, True, q.device) if work is None else work
+    dq, dk, dv = grads or (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))
+    _check(_lib.kat_cuda_linear_backward(ctypes.byref(call), view(dout), view(dq), view(dk),
+                                         view(dv), work.data_ptr(), work.numel(), _stream()))
     return dq, dk, dv
