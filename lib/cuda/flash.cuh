@@ -88,6 +88,17 @@ __device__ __forceinline__ bool block_needs_mask(const flash_params &p, int q0, 
     return false;
 }
 
+/* Bucketed: whether a block of sorted queries (buckets qb0 of its first row, qb1 of its last,
+ * qr0 the first row's original index) and sorted keys (buckets kb0, kb1 of the first and
+ * last, kr1 the last key's original index) is masked entry by entry. Not when all share one
+ * bucket and, with causal, every key comes before every query: rows past the sorted lists
+ * carry bucket ids (-1 for queries, -2 for keys, nb for dropped keys) that match no query's. */
+__device__ __forceinline__ bool sparse_block_needs_mask(const flash_params &p, int qb0, int qb1,
+                                                        int qr0, int kb0, int kb1, int kr1) {
+    if (p.window || qb0 != qb1 || kb0 != kb1 || qb0 != kb0 || qb0 < 0) return true;
+    return p.causal && kr1 > qr0 + p.M - p.N;
+}
+
 /* rows x DP tile of a [rows, D] matrix with row stride ld into shared memory (row length DP +
  * PAD), 16 bytes a thread at a time; rows past nrows and columns past D read as zeros. With
  * a row list, tile row r is row rows[row0 + r] of the matrix. */

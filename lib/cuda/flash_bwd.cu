@@ -74,6 +74,11 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
         kbkt[r] = SP && j < nk ? p.L.k_bkt[bhk * p.M + j] : -2;
     }
 
+    /* bucketed: the tile's first and last key bucket and last key row (-2 past the list) */
+    const int kb_first = SP ? p.L.k_bkt[bhk * p.M + k0] : 0;
+    const int kb_last = SP ? (k0 + BK <= nk ? p.L.k_bkt[bhk * p.M + k0 + BK - 1] : -2) : 0;
+    const int kr_last = SP && k0 + BK <= nk ? krows[k0 + BK - 1] : 0;
+
     load_tile<T, BK, DP, 128>(sK, K, p.ks[2], k0, nk, p.D, krows);
     load_tile<T, BK, DP, 128>(sV, V, p.vs[2], k0, nk, p.D, krows);
     cp_async_commit();
@@ -132,7 +137,10 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
                     mma<T>(s[2 * nj + 1], a, r + 2);
                 }
             }
-            const bool masked = SP || block_needs_mask(p, q0, BQ, k0, BK);
+            const bool masked =
+                SP ? sparse_block_needs_mask(p, sQbkt[0], sQbkt[BQ - 1], sQrow[0], kb_first,
+                                             kb_last, kr_last)
+                   : block_needs_mask(p, q0, BQ, k0, BK);
 #pragma unroll
             for (int j = 0; j < QT; j++)
 #pragma unroll

@@ -48,6 +48,10 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(const flash_params p) {
         qrow[r] = SP ? (i < nq ? qrows[i] : -1) : i;
         qbkt[r] = SP && i < nq ? p.L.q_bkt[bh * p.N + i] : -1;
     }
+    /* bucketed: the block's first and last query bucket and first query row */
+    const int qb_first = SP ? p.L.q_bkt[bh * p.N + q0] : 0;
+    const int qb_last = SP ? (q0 + BQ <= nq ? p.L.q_bkt[bh * p.N + q0 + BQ - 1] : -1) : 0;
+    const int qr_first = SP ? qrows[q0] : 0;
     auto key_meta = [&](int k0, int buf) {
         if (SP && threadIdx.x < BK) {
             const int j = k0 + threadIdx.x;
@@ -103,8 +107,10 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(const flash_params p) {
         }
         cp_async_commit();
 
-        const bool masked = SP || block_needs_mask(p, q0, BQ, k0, BK);
         const int *mrow = sKrow + (kt - kt_lo) % 2 * BK, *mbkt = sKbkt + (kt - kt_lo) % 2 * BK;
+        const bool masked = SP ? sparse_block_needs_mask(p, qb_first, qb_last, qr_first, mbkt[0],
+                                                         mbkt[BK - 1], mrow[BK - 1])
+                               : block_needs_mask(p, q0, BQ, k0, BK);
 #pragma unroll
         for (int j = 0; j < BK / 8; j++)
 #pragma unroll
