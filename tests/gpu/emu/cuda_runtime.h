@@ -2,8 +2,8 @@
  * (tests/gpu/emulate.sh): every thread of a block is a coroutine, and __syncthreads and the
  * warp-wide operations (shuffles, ldmatrix, mma) wait, by switching coroutines, until every
  * live thread of the block or warp has arrived. Blocks run one after another, so a block's
- * shared memory is one static array and atomics are plain additions. cp.async copies at once:
- * races between copies and readers are left to compute-sanitizer on the GPU. */
+ * shared memory is one static array and atomics are plain additions. cp.async copies land
+ * at the wait that retires them, late as on the GPU (other orders: compute-sanitizer). */
 #ifndef KAT_EMU_CUDA_RUNTIME_H
 #define KAT_EMU_CUDA_RUNTIME_H
 
@@ -44,6 +44,11 @@ void syncthreads();
 void warp_exchange(const void *in, void (*fn)(const void *const *ins, int lane, void *out),
                    void *out);
 int lane_id();
+/* cp.async: the data is read at the copy and lands in shared memory only at the wait that
+ * retires its group, so a reader that runs ahead of its wait or barrier sees the poison */
+void async_copy16(void *dst, const void *src, bool valid);
+void async_commit();
+void async_wait(int n);
 float shfl_xor(float x, int m);
 void run_grid(void (*body)(const void *), const void *args, dim3 g, dim3 b, size_t smem);
 extern unsigned char shared_mem[SMEM_BYTES];

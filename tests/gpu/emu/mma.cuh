@@ -109,13 +109,10 @@ template <bool TRANS> inline void ldmatrix(uint32_t r[4], const void *p) {
 inline void ldmatrix_x4(uint32_t r[4], const void *p) { ldmatrix<false>(r, p); }
 inline void ldmatrix_x4_trans(uint32_t r[4], const void *p) { ldmatrix<true>(r, p); }
 
-/* 16-byte global -> shared copy, done at once; valid = false fills zeros. */
-inline void cp_async16(void *dst, const void *src, bool valid) {
-    if (valid) std::memcpy(dst, src, 16);
-    else std::memset(dst, 0, 16);
-}
-inline void cp_async_commit() {}
-template <int N> inline void cp_async_wait() {}
+/* 16-byte global -> shared copy; valid = false fills zeros. */
+inline void cp_async16(void *dst, const void *src, bool valid) { emu::async_copy16(dst, src, valid); }
+inline void cp_async_commit() { emu::async_commit(); }
+template <int N> inline void cp_async_wait() { emu::async_wait(N); }
 
 inline float fast_exp2(float x) { return std::exp2(x); }
 

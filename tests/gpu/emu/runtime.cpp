@@ -5,14 +5,22 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <vector>
 
 #include "cuda_runtime.h"
 
 namespace emu {
 
+struct pending_copy {
+    void *dst;
+    unsigned char data[16];
+};
+
 struct lane_ctx {
     ucontext_t uc;
+    std::deque<std::vector<pending_copy>> groups;   /* committed copy groups, oldest first */
+    std::vector<pending_copy> open;                 /* copies not committed yet */
     uint3 tid;
     int warp, lane;
     bool done;
@@ -83,6 +91,34 @@ float shfl_xor(float x, int m) {
     return out;
 }
 
+void async_copy16(void *dst, const void *src, bool valid) {
+    pending_copy c;
+    c.dst = dst;
+    if (valid) memcpy(c.data, src, 16);
+    else memset(c.data, 0, 16);
+    cur->open.push_back(c);
+}
+
+/* A group lands at once or at its wait, at random: a reader that runs ahead of the wait and
+ * a copy issued while others still read its destination both go wrong somewhere. */
+void async_commit() {
+    static uint64_t state = 0x9e3779b97f4a7c15ull;
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    if (state & 1) {
+        for (const pending_copy &c : cur->open) memcpy(c.dst, c.data, 16);
+        cur->open.clear();   /* landed; the empty group still counts for the waits */
+    }
+    cur->groups.push_back(std::move(cur->open));
+    cur->open.clear();
+}
+
+void async_wait(int n) {
+    while ((int)cur->groups.size() > n) {
+        for (const pending_copy &c : cur->groups.front()) memcpy(c.dst, c.data, 16);
+        cur->groups.pop_front();
+    }
+}
+
 static void entry() {
     body_fn(body_args);
     cur->done = true;
@@ -120,6 +156,8 @@ void run_grid(void (*body)(const void *), const void *args, dim3 g, dim3 b, size
                     l.warp = i / 32;
                     l.lane = i % 32;
                     l.done = false;
+                    l.groups.clear();
+                    l.open.clear();
                     getcontext(&l.uc);
                     l.uc.uc_stack.ss_sp = stacks[i];
                     l.uc.uc_stack.ss_size = STACK;
