@@ -125,18 +125,26 @@ __device__ __forceinline__ float quad_sum(float x) {
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-/* First index in [lo, hi) of the ascending a[] whose value exceeds x (hi if none). */
-__device__ __forceinline__ int upper_bound(const int *a, int lo, int hi, int x) {
+/* First index in [lo, hi) of the ascending a[] whose value exceeds x (hi if none), found by
+ * the 128 threads of a block, each of which calls it: in each round thread i tests one of
+ * 128 evenly spaced entries, and the count of those <= x narrows the range 128-fold, so a
+ * search costs one or two global-memory latencies, not log2(n). */
+__device__ __forceinline__ int block_upper_bound(const int *a, int lo, int hi, int x) {
     while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (a[mid] <= x) lo = mid + 1;
-        else hi = mid;
+        const int step = (hi - lo + 127) / 128;
+        const int pos = lo + (int)threadIdx.x * step;
+        const int c = __syncthreads_count(pos < hi && a[pos] <= x);
+        /* the entries at lo + i * step, i < c, are <= x; the one at lo + c * step is not */
+        const int nlo = c == 0 ? lo : lo + (c - 1) * step + 1;
+        hi = min(hi, lo + c * step);
+        lo = nlo;
     }
     return lo;
 }
 
 /* Bucketed forward: sorted keys [lo, hi) that the sorted queries [q0, q1) of head bh may
- * see: the keys of their buckets, and with causal none past the last query's row. */
+ * see: the keys of their buckets, and with causal none past the last query's row. Every
+ * thread of the block calls it. */
 __device__ __forceinline__ void sparse_key_range(const flash_params &p, int64_t bh, int q0,
                                                  int q1, int *lo, int *hi) {
     const int nb = p.L.nb;
@@ -145,11 +153,12 @@ __device__ __forceinline__ void sparse_key_range(const flash_params &p, int64_t 
     *lo = ko[qb[q0]];
     *hi = ko[bmax + 1];
     if (p.causal)
-        *hi = upper_bound(p.L.k_rows + bh * p.M, ko[bmax], *hi,
-                          p.L.q_rows[bh * p.N + q1 - 1] + p.M - p.N);
+        *hi = block_upper_bound(p.L.k_rows + bh * p.M, ko[bmax], *hi,
+                                p.L.q_rows[bh * p.N + q1 - 1] + p.M - p.N);
 }
 
-/* Bucketed backward: sorted queries [lo, hi) that may see the sorted keys [k0, k1). */
+/* Bucketed backward: sorted queries [lo, hi) that may see the sorted keys [k0, k1). Every
+ * thread of the block calls it. */
 __device__ __forceinline__ void sparse_query_range(const flash_params &p, int64_t bh, int k0,
                                                    int k1, int *lo, int *hi) {
     const int nb = p.L.nb;
@@ -158,8 +167,8 @@ __device__ __forceinline__ void sparse_query_range(const flash_params &p, int64_
     *lo = qo[bmin];
     *hi = qo[kb[k1 - 1] + 1];
     if (p.causal)   /* first query of bucket bmin at or after the tile's first key */
-        *lo = upper_bound(p.L.q_rows + bh * p.N, *lo, qo[bmin + 1],
-                          p.L.k_rows[bh * p.M + k0] - (p.M - p.N) - 1);
+        *lo = block_upper_bound(p.L.q_rows + bh * p.N, *lo, qo[bmin + 1],
+                                p.L.k_rows[bh * p.M + k0] - (p.M - p.N) - 1);
 }
 
 cudaError_t launch_flash_forward(const flash_params &p, int dtype_bf16, cudaStream_t s);

@@ -209,6 +209,42 @@ template <typename T> void run(const spec &c) {
     fflush(stdout);
 }
 
+struct search_args {
+    const int *a;
+    int lo, hi, x;
+    int *out;
+};
+
+void search_kernel(search_args s) {
+    const int r = block_upper_bound(s.a, s.lo, s.hi, s.x);
+    if (threadIdx.x == 0) *s.out = r;
+    else if (r != *s.out && *s.out >= 0) *s.out = -2;   /* threads disagree */
+}
+
+/* block_upper_bound against std::upper_bound on ascending arrays with repeats */
+void check_search() {
+    int bad = 0;
+    for (int n : {0, 1, 2, 127, 128, 129, 1000, 16384, 16385, 40000}) {
+        std::vector<int> a(n);
+        int v = 0;
+        for (int &x : a) x = v += (int)(rng() % 3);
+        for (int trial = 0; trial < 6; trial++) {
+            const int lo = n ? (int)(rng() % (n / 2 + 1)) : 0, hi = n - (n ? (int)(rng() % (n / 4 + 1)) : 0);
+            const int x = (int)(rng() % (v + 3)) - 1;
+            int got = -1;
+            emu::launch(search_kernel, emu::cfg{dim3(1), dim3(128), 0, nullptr},
+                        search_args{a.data(), lo, std::max(lo, hi), x, &got});
+            const int want = (int)(std::upper_bound(a.begin() + lo, a.begin() + std::max(lo, hi), x) - a.begin());
+            if (got != want) {
+                printf("FAIL block_upper_bound n=%d [%d, %d) x=%d: %d, want %d\n", n, lo, hi, x, got, want);
+                bad++;
+            }
+        }
+    }
+    if (bad) failures++;
+    else printf("ok   block_upper_bound\n");
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -231,6 +267,7 @@ int main(int argc, char **argv) {
         cases.push_back({1, 1, 1, 517, 517, 64, 1, 0, 0, 0, true, 0});
         cases.push_back({1, 1, 1, 400, 300, 128, 1, 0, 0, 0, true, 0});
     }
+    check_search();
     for (const spec &c : cases) {
         if (c.bf16) run<__nv_bfloat16>(c);
         else run<__half>(c);

@@ -39,6 +39,7 @@ extern lane_ctx *cur;
 extern dim3 grid, block, blk;
 uint3 thread_idx();
 void syncthreads();
+int syncthreads_count(int pred);
 /* Warp collective: lane posts in; once every live lane of the warp posted, fn(ins, lane)
  * runs for each lane, reading the other lanes' posts. */
 void warp_exchange(const void *in, void (*fn)(const void *const *ins, int lane, void *out),
@@ -77,6 +78,7 @@ cudaError_t last_error();
 #define blockDim (emu::block)
 
 inline void __syncthreads() { emu::syncthreads(); }
+inline int __syncthreads_count(int pred) { return emu::syncthreads_count(pred); }
 inline float __shfl_xor_sync(unsigned, float x, int m) { return emu::shfl_xor(x, m); }
 
 inline float atomicAdd(float *a, float v) {

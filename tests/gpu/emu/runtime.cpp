@@ -24,6 +24,7 @@ struct lane_ctx {
     uint3 tid;
     int warp, lane;
     bool done;
+    int count_calls;   /* __syncthreads_count calls so far: their parity picks the counter */
 };
 
 struct group {   /* a barrier over the live threads of a block or a warp */
@@ -68,6 +69,18 @@ static void leave(group &g) {
 uint3 thread_idx() { return cur->tid; }
 int lane_id() { return cur->lane; }
 void syncthreads() { arrive(blockwide); }
+
+static int counts[2];
+
+int syncthreads_count(int pred) {
+    const int par = cur->count_calls++ % 2;
+    counts[par] += pred != 0;
+    arrive(blockwide);
+    const int total = counts[par];
+    counts[par ^ 1] = 0;   /* free: read last in the call before, filled first in the next */
+    arrive(blockwide);
+    return total;
+}
 
 void warp_exchange(const void *in, void (*fn)(const void *const *, int, void *), void *out) {
     group &w = warps[cur->warp];
@@ -147,6 +160,7 @@ void run_grid(void (*body)(const void *), const void *args, dim3 g, dim3 b, size
                 blk = dim3(x, y, z);
                 memset(shared_mem, 0xff, smem);   /* NaNs in 16 bits: unwritten reads show */
                 blockwide = group{};
+                counts[0] = counts[1] = 0;
                 blockwide.live = n;
                 for (auto &w : warps) w = group{}, w.live = 32;
                 for (int i = 0; i < n; i++) {
@@ -156,6 +170,7 @@ void run_grid(void (*body)(const void *), const void *args, dim3 g, dim3 b, size
                     l.warp = i / 32;
                     l.lane = i % 32;
                     l.done = false;
+                    l.count_calls = 0;
                     l.groups.clear();
                     l.open.clear();
                     getcontext(&l.uc);
