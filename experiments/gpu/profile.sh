@@ -1,7 +1,8 @@
 #!/bin/sh
-# One device call's worth of evidence for tuning libkat-cuda, written under $1 (default out/):
-# the GPU tests, the per-call breakdown (experiments/gpu/breakdown.py), the benchmark, and ncu's
-# key counters for the forward and backward kernels, dense and QK-drop, at N = 8192.
+# One device call's worth of evidence for tuning libkat-cuda, written under $1 (default out/)
+# step by step, so a call cut short keeps what it finished: the GPU tests (compute-sanitizer
+# too), the per-call breakdown (experiments/gpu/breakdown.py), the benchmark, and ncu's key
+# counters for the forward and backward kernels, dense and QK-drop, at N = 8192.
 #
 #     experiments/gpu/profile.sh [DIR]
 set -u
@@ -9,13 +10,13 @@ out=${1:-out}
 mkdir -p "$out"
 cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$out/gpu.txt" 2>&1
-KAT_GPU_SANITIZE=0 ./run.sh test-gpu >"$out/test-gpu.txt" 2>&1; echo "test-gpu rc=$?" >>"$out/test-gpu.txt"
+./run.sh test-gpu >"$out/test-gpu.txt" 2>&1; echo "test-gpu rc=$?" >>"$out/test-gpu.txt"
 tail -n 3 "$out/test-gpu.txt"
 python3 experiments/gpu/breakdown.py --reps 5 2>&1 | tee "$out/breakdown.txt"
 python3 experiments/gpu/bench_attn.py --no-flex 2>&1 | tee "$out/bench.txt" | tail -n 16
 if command -v ncu >/dev/null; then
     # dense, QK-drop and N/2 forward and backward, each once (--once)
-    ncu --kernel-name-base demangled --kernel-name regex:'kat_cuda::flash_(fwd|bwd)_kernel' --launch-count 6 \
+    timeout 240 ncu --kernel-name-base demangled --kernel-name regex:'kat_cuda::flash_(fwd|bwd)_kernel' --launch-count 6 \
         --section SpeedOfLight --section Occupancy --section LaunchStats \
         --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
         --section MemoryWorkloadAnalysis_Tables \
