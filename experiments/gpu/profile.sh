@@ -2,7 +2,8 @@
 # One device call's worth of evidence for tuning libkat-cuda, written under $1 (default out/)
 # step by step, so a call cut short keeps what it finished: the GPU tests (compute-sanitizer
 # too), the per-call breakdown (experiments/gpu/breakdown.py), the benchmark, and ncu's key
-# counters for the forward and backward kernels, dense and QK-drop, at N = 8192.
+# counters for the forward and backward kernels, dense and QK-drop, at N = 8192; last, the
+# backward with 8 warps a block (KAT_CUDA_BWD_WARPS=8): its GPU tests and breakdown.
 #
 #     experiments/gpu/profile.sh [DIR]
 set -u
@@ -24,3 +25,9 @@ if command -v ncu >/dev/null; then
         python3 experiments/gpu/breakdown.py --n 8192 --once >"$out/ncu.txt" 2>&1
     grep -E "flash_|Achieved Occupancy|Registers Per|hmma|bank_conflicts|Stall|Duration|DRAM Throughput|L2 Cache Throughput|Compute \(SM\)|wavefronts|op_red|ldsm" "$out/ncu.txt" | head -n 200 >"$out/ncu-key.txt"
 fi
+nvcc -O3 -std=c++17 --threads 0 -shared -Xcompiler -fPIC,-fvisibility=hidden \
+    -DKAT_CUDA_BUILDING_LIBRARY -DKAT_CUDA_BWD_WARPS=8 -Iinclude -Ilib/cuda \
+    -gencode arch=compute_90,code=sm_90 lib/cuda/*.cu -o build-gpu/libkat-cuda-w8.so &&
+    { KAT_CUDA_LIB=build-gpu/libkat-cuda-w8.so python3 tests/gpu/test_attn.py 2>&1 | tail -n 3
+      KAT_CUDA_LIB=build-gpu/libkat-cuda-w8.so python3 experiments/gpu/breakdown.py; } \
+    >"$out/bwd-8-warps.txt" 2>&1

@@ -126,12 +126,13 @@ __device__ __forceinline__ float quad_sum(float x) {
 }
 
 /* First index in [lo, hi) of the ascending a[] whose value exceeds x (hi if none), found by
- * the 128 threads of a block, each of which calls it: in each round thread i tests one of
- * 128 evenly spaced entries, and the count of those <= x narrows the range 128-fold, so a
- * search costs one or two global-memory latencies, not log2(n). */
+ * the THREADS threads of a block, each of which calls it: in each round thread i tests one
+ * of THREADS evenly spaced entries, and the count of those <= x narrows the range
+ * THREADS-fold, so a search costs one or two global-memory latencies, not log2(n). */
+template <int THREADS>
 __device__ __forceinline__ int block_upper_bound(const int *a, int lo, int hi, int x) {
     while (lo < hi) {
-        const int step = (hi - lo + 127) / 128;
+        const int step = (hi - lo + THREADS - 1) / THREADS;
         const int pos = lo + (int)threadIdx.x * step;
         const int c = __syncthreads_count(pos < hi && a[pos] <= x);
         /* the entries at lo + i * step, i < c, are <= x; the one at lo + c * step is not */
@@ -144,7 +145,7 @@ __device__ __forceinline__ int block_upper_bound(const int *a, int lo, int hi, i
 
 /* Bucketed forward: sorted keys [lo, hi) that the sorted queries [q0, q1) of head bh may
  * see: the keys of their buckets, and with causal none past the last query's row. Every
- * thread of the block calls it. */
+ * thread of the block (128) calls it. */
 __device__ __forceinline__ void sparse_key_range(const flash_params &p, int64_t bh, int q0,
                                                  int q1, int *lo, int *hi) {
     const int nb = p.L.nb;
@@ -153,12 +154,13 @@ __device__ __forceinline__ void sparse_key_range(const flash_params &p, int64_t 
     *lo = ko[qb[q0]];
     *hi = ko[bmax + 1];
     if (p.causal)
-        *hi = block_upper_bound(p.L.k_rows + bh * p.M, ko[bmax], *hi,
+        *hi = block_upper_bound<128>(p.L.k_rows + bh * p.M, ko[bmax], *hi,
                                 p.L.q_rows[bh * p.N + q1 - 1] + p.M - p.N);
 }
 
 /* Bucketed backward: sorted queries [lo, hi) that may see the sorted keys [k0, k1). Every
- * thread of the block calls it. */
+ * thread of the block (THREADS) calls it. */
+template <int THREADS>
 __device__ __forceinline__ void sparse_query_range(const flash_params &p, int64_t bh, int k0,
                                                    int k1, int *lo, int *hi) {
     const int nb = p.L.nb;
@@ -167,7 +169,7 @@ __device__ __forceinline__ void sparse_query_range(const flash_params &p, int64_
     *lo = qo[bmin];
     *hi = qo[kb[k1 - 1] + 1];
     if (p.causal)   /* first query of bucket bmin at or after the tile's first key */
-        *lo = block_upper_bound(p.L.q_rows + bh * p.N, *lo, qo[bmin + 1],
+        *lo = block_upper_bound<THREADS>(p.L.q_rows + bh * p.N, *lo, qo[bmin + 1],
                                 p.L.k_rows[bh * p.M + k0] - (p.M - p.N) - 1);
 }
 

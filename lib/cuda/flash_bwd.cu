@@ -11,6 +11,11 @@
 
 #include "flash.cuh"
 
+/* Warps of a backward block, 16 keys each: a build-time choice for tuning (4 or 8). */
+#ifndef KAT_CUDA_BWD_WARPS
+#define KAT_CUDA_BWD_WARPS 4
+#endif
+
 namespace kat_cuda {
 
 template <typename T>
@@ -50,24 +55,27 @@ __device__ __forceinline__ void atomic_add2(float *acc, float x, float y) {
 #endif
 }
 
-template <typename T, int DP, int BQ, bool SP>
-__global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
+template <typename T, int DP, int BQ, int NW, bool SP>
+__global__ void __launch_bounds__(32 * NW) flash_bwd_kernel(const flash_params p) {
+    /* BN keys a block, 16 a warp */
+    constexpr int THREADS = 32 * NW, BN = 16 * NW;
     constexpr int LD = DP + PAD, LDS = BQ + PAD, KS = DP / 16, DT = DP / 8, QT = BQ / 8;
     /* dQ = dS K: warps tile the BQ x DP block as WQ x WD */
-    constexpr int WQ = BQ / 16, WD = 4 / WQ, DTW = DT / WD;
+    constexpr int WQ = BQ / 16, WD = NW / WQ, DTW = DT / WD;
+    static_assert(WD >= 1 && DT % WD == 0 && DTW % 2 == 0, "dQ's warp tiling");
     extern __shared__ __align__(16) unsigned char smem[];
     T *sK = reinterpret_cast<T *>(smem);
-    T *sV = sK + BK * LD;
+    T *sV = sK + BN * LD;
     /* two buffers of the query tile's Q, dO and row data: the next tile loads during this one */
-    T *sQ2 = sV + BK * LD;
+    T *sQ2 = sV + BN * LD;
     T *sdO2 = sQ2 + 2 * BQ * LD;
-    T *sdS = sdO2 + 2 * BQ * LD;                          /* [BK][LDS]: dS^T */
-    float *sLse2 = reinterpret_cast<float *>(sdS + BK * LDS);   /* lse * log2(e) */
+    T *sdS = sdO2 + 2 * BQ * LD;                          /* [BN][LDS]: dS^T */
+    float *sLse2 = reinterpret_cast<float *>(sdS + BN * LDS);   /* lse * log2(e) */
     float *sDelta2 = sLse2 + 2 * BQ;
     int *sQrow2 = reinterpret_cast<int *>(sDelta2 + 2 * BQ);   /* bucketed: original row, bucket */
     int *sQbkt2 = sQrow2 + 2 * BQ;
 
-    const int k0 = blockIdx.x * BK, hk = blockIdx.y, b = blockIdx.z;
+    const int k0 = blockIdx.x * BN, hk = blockIdx.y, b = blockIdx.z;
     const int group = p.H / p.Hkv;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const T *K = static_cast<const T *>(p.k) + b * p.ks[0] + hk * p.ks[1];
@@ -87,12 +95,12 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
 
     /* bucketed: the tile's first and last key bucket and last key row (-2 past the list) */
     const int kb_first = SP ? p.L.k_bkt[bhk * p.M + k0] : 0;
-    const int kb_last = SP ? (k0 + BK <= nk ? p.L.k_bkt[bhk * p.M + k0 + BK - 1] : -2) : 0;
-    const int kr_last = SP && k0 + BK <= nk ? krows[k0 + BK - 1] : 0;
+    const int kb_last = SP ? (k0 + BN <= nk ? p.L.k_bkt[bhk * p.M + k0 + BN - 1] : -2) : 0;
+    const int kr_last = SP && k0 + BN <= nk ? krows[k0 + BN - 1] : 0;
 
     int qlo, qhi;
-    if (SP) sparse_query_range(p, bhk, k0, min(k0 + BK, nk), &qlo, &qhi);
-    else query_range(p, k0, min(k0 + BK, p.M), &qlo, &qhi);
+    if (SP) sparse_query_range<THREADS>(p, bhk, k0, min(k0 + BN, nk), &qlo, &qhi);
+    else query_range(p, k0, min(k0 + BN, p.M), &qlo, &qhi);
     const int qt_lo = qlo / BQ, qt_hi = qhi > qlo ? (qhi + BQ - 1) / BQ : qt_lo;
     const int nqt = qt_hi - qt_lo, iters = group * nqt;   /* (query head, query tile) pairs */
 
@@ -107,10 +115,10 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
         const int64_t bh = (int64_t)b * p.H + h;
         const int *qrows = SP ? p.L.q_rows + bh * p.N : nullptr;
         const int nq = SP ? p.L.q_off[bh * (p.L.nb + 2) + p.L.nb] : p.N;
-        load_tile<T, BQ, DP, 128>(sQ2 + buf * BQ * LD,
+        load_tile<T, BQ, DP, THREADS>(sQ2 + buf * BQ * LD,
                                   static_cast<const T *>(p.q) + b * p.qs[0] + h * p.qs[1],
                                   p.qs[2], q0, nq, p.D, qrows);
-        load_tile<T, BQ, DP, 128>(sdO2 + buf * BQ * LD,
+        load_tile<T, BQ, DP, THREADS>(sdO2 + buf * BQ * LD,
                                   static_cast<const T *>(p.dout) + b * p.dos[0] + h * p.dos[1],
                                   p.dos[2], q0, nq, p.D, qrows);
         row_data d{INFINITY, 0.f, -1, -1};
@@ -136,8 +144,8 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
         }
     };
 
-    load_tile<T, BK, DP, 128>(sK, K, p.ks[2], k0, nk, p.D, krows);
-    load_tile<T, BK, DP, 128>(sV, V, p.vs[2], k0, nk, p.D, krows);
+    load_tile<T, BN, DP, THREADS>(sK, K, p.ks[2], k0, nk, p.D, krows);
+    load_tile<T, BN, DP, THREADS>(sV, V, p.vs[2], k0, nk, p.D, krows);
     if (iters > 0) store_rows(load_q(0, 0), 0);
     cp_async_commit();
 
@@ -182,7 +190,7 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
         const bool masked =
             SP ? sparse_block_needs_mask(p, sQbkt[0], sQbkt[BQ - 1], sQrow[0], kb_first,
                                          kb_last, kr_last)
-               : block_needs_mask(p, q0, BQ, k0, BK);
+               : block_needs_mask(p, q0, BQ, k0, BN);
 #pragma unroll
         for (int j = 0; j < QT; j++)
 #pragma unroll
@@ -268,7 +276,7 @@ __global__ void __launch_bounds__(128) flash_bwd_kernel(const flash_params p) {
 #pragma unroll
         for (int j = 0; j < DTW; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
+        for (int kk = 0; kk < BN / 16; kk++) {
             uint32_t a[4];
             ldmatrix_x4_trans(a, sdS + (kk * 16 + lane % 8 + (lane / 16) * 8) * LDS +
                                      wq * 16 + (lane / 8 % 2) * 8);
@@ -324,17 +332,18 @@ __global__ void zero_dropped_kernel(const flash_params p) {
 
 template <typename T, int DP, bool SP>
 static cudaError_t launch(const flash_params &p, cudaStream_t s) {
-    constexpr int BQ = DP == 64 ? 64 : 32;
-    const int smem = ((2 * BK + 4 * BQ) * (DP + PAD) + BK * (BQ + PAD)) * (int)sizeof(T) +
+    constexpr int BQ = DP == 64 ? 64 : 32, NW = KAT_CUDA_BWD_WARPS, BN = 16 * NW;
+    const int smem = ((2 * BN + 4 * BQ) * (DP + PAD) + BN * (BQ + PAD)) * (int)sizeof(T) +
                      8 * BQ * (int)sizeof(float);
     cudaError_t e = cudaMemsetAsync(p.dq_acc, 0, sizeof(float) * (size_t)p.B * p.H * p.N * DP, s);
     if (e != cudaSuccess) return e;
     delta_kernel<T><<<dim3((p.N + 3) / 4, p.H, p.B), 128, 0, s>>>(p);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(flash_bwd_kernel<T, DP, BQ, SP>,
+    e = cudaFuncSetAttribute(flash_bwd_kernel<T, DP, BQ, NW, SP>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    flash_bwd_kernel<T, DP, BQ, SP><<<dim3((p.M + BK - 1) / BK, p.Hkv, p.B), 128, smem, s>>>(p);
+    const dim3 grid((p.M + BN - 1) / BN, p.Hkv, p.B);
+    flash_bwd_kernel<T, DP, BQ, NW, SP><<<grid, 32 * NW, smem, s>>>(p);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     if (SP) {
         zero_dropped_kernel<T><<<dim3((p.M + 3) / 4, p.Hkv, p.B), 128, 0, s>>>(p);

@@ -1,10 +1,11 @@
 #!/bin/sh
 # Runs libkat-cuda's flash kernels (lib/cuda/flash_fwd.cu, flash_bwd.cu) on the CPU through the
 # stand-in runtime of tests/gpu/emu and checks them against an fp64 reference: a check of the
-# kernels' logic (tiles, masks, bucket lists, fragment layouts) that needs no GPU. Timing,
-# races between copies and readers, and the real tensor cores stay with ./run.sh test-gpu.
+# kernels' logic (tiles, masks, bucket lists, fragment layouts, the order of copies, waits and
+# barriers) that needs no GPU. Timing, the real tensor cores and compute-sanitizer's memory
+# checks stay with ./run.sh test-gpu.
 #
-#     tests/gpu/emulate.sh [--quick]
+#     [CPPFLAGS=-DKAT_CUDA_BWD_WARPS=8] tests/gpu/emulate.sh [--quick]
 set -e
 root=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
@@ -15,7 +16,7 @@ for f in flash_fwd flash_bwd; do
         "$root/lib/cuda/$f.cu" >"$tmp/$f.cpp"
 done
 cp "$root/lib/cuda/flash.cuh" "$root/lib/cuda/layout.cuh" "$root/tests/gpu/emu/mma.cuh" "$tmp/"
-cxx="${CXX:-g++} -O2 -std=c++17 -I$root/tests/gpu/emu -I$tmp"
+cxx="${CXX:-g++} -O2 -std=c++17 ${CPPFLAGS:-} -I$root/tests/gpu/emu -I$tmp"
 pids=""
 for f in flash_fwd flash_bwd; do $cxx -c "$tmp/$f.cpp" -o "$tmp/$f.o" & pids="$pids $!"; done
 $cxx -c "$root/tests/gpu/emu/runtime.cpp" -o "$tmp/runtime.o"

@@ -216,7 +216,7 @@ struct search_args {
 };
 
 void search_kernel(search_args s) {
-    const int r = block_upper_bound(s.a, s.lo, s.hi, s.x);
+    const int r = block_upper_bound<128>(s.a, s.lo, s.hi, s.x);
     if (threadIdx.x == 0) *s.out = r;
     else if (r != *s.out && *s.out >= 0) *s.out = -2;   /* threads disagree */
 }
