@@ -1,8 +1,9 @@
 /* Flash attention backward (FlashAttention-2, arXiv 2307.08691) on tensor cores.
  *
- * Three launches: delta = rowsum(dO * O); the main pass, where a block of 4 warps owns 64 keys
- * (16 a warp) of one (batch, kv head) and walks, for every query head of its group, the query
- * tiles that see them: S^T = K Q^T, P^T = exp(S^T - lse), dV += P^T dO, dP^T = V dO^T,
+ * Three launches: delta = rowsum(dO * O); the main pass, where a block of 4 warps (or 8,
+ * KAT_CUDA_BWD_WARPS) owns 16 keys a warp of one (batch, kv head) and walks, for every query
+ * head of its group, the query tiles that see them, the next tile's Q and dO copied in while
+ * this one is computed: S^T = K Q^T, P^T = exp(S^T - lse), dV += P^T dO, dP^T = V dO^T,
  * dS^T = P^T (dP^T - delta), dK += dS^T Q, all in registers; dS^T then goes through shared
  * memory for dQ += dS K, which is added into an fp32 accumulator with atomics (several key
  * tiles feed one query row); last, the accumulator is scaled and cast into dq. dK and dV of

@@ -1,10 +1,11 @@
 /* Flash attention forward (FlashAttention-2, arXiv 2307.08691) on tensor cores.
  *
- * A block of 4 warps owns 64 query rows (16 a warp) of one (batch, head) and walks the key
- * tiles that the mask leaves, 64 keys each: S = Q K^T by mma with Q's fragments held in
- * registers, the online softmax in base 2 in fp32, then O += P V with P taken straight from
- * S's registers. The next K tile is copied in while P V runs and the next V tile while the
- * next S is computed (cp.async). */
+ * A block of 4 warps owns 128 query rows (32 a warp, two 16-row slices) at D <= 64, 64 rows
+ * at D = 128, of one (batch, head) and walks the key tiles that the mask leaves, 64 keys
+ * each: S = Q K^T by mma with Q's fragments held in registers, the online softmax in base 2
+ * in fp32, then O += P V with P taken straight from S's registers. Two slices a warp make
+ * each K and V fragment read from shared memory feed two products. K and V have two
+ * buffers: tile kt + 1 is copied in (cp.async) while tile kt is computed, one barrier a tile. */
 #include <math.h>
 
 #include "flash.cuh"
