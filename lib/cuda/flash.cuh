@@ -88,6 +88,17 @@ __device__ __forceinline__ bool block_needs_mask(const flash_params &p, int q0, 
     return false;
 }
 
+/* Bucketed: whether a block of sorted queries (buckets qb0 of its first row, qb1 of its last,
+ * qr0 the first row's original index) and sorted keys (buckets kb0, kb1 of the first and
+ * last, kr1 the last key's original index) is masked entry by entry. Not when all share one
+ * bucket and, with causal, every key comes before every query: rows past the sorted lists
+ * carry bucket ids (-1 for queries, -2 for keys, nb for dropped keys) that match no query's. */
+__device__ __forceinline__ bool sparse_block_needs_mask(const flash_params &p, int qb0, int qb1,
+                                                        int qr0, int kb0, int kb1, int kr1) {
+    if (p.window || qb0 != qb1 || kb0 != kb1 || qb0 != kb0 || qb0 < 0) return true;
+    return p.causal && kr1 > qr0 + p.M - p.N;
+}
+
 /* rows x DP tile of a [rows, D] matrix with row stride ld into shared memory (row length DP +
  * PAD), 16 bytes a thread at a time; rows past nrows and columns past D read as zeros. With
  * a row list, tile row r is row rows[row0 + r] of the matrix. */
@@ -114,18 +125,27 @@ __device__ __forceinline__ float quad_sum(float x) {
     return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-/* First index in [lo, hi) of the ascending a[] whose value exceeds x (hi if none). */
-__device__ __forceinline__ int upper_bound(const int *a, int lo, int hi, int x) {
+/* First index in [lo, hi) of the ascending a[] whose value exceeds x (hi if none), found by
+ * the THREADS threads of a block, each of which calls it: in each round thread i tests one
+ * of THREADS evenly spaced entries, and the count of those <= x narrows the range
+ * THREADS-fold, so a search costs one or two global-memory latencies, not log2(n). */
+template <int THREADS>
+__device__ __forceinline__ int block_upper_bound(const int *a, int lo, int hi, int x) {
     while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (a[mid] <= x) lo = mid + 1;
-        else hi = mid;
+        const int step = (hi - lo + THREADS - 1) / THREADS;
+        const int pos = lo + (int)threadIdx.x * step;
+        const int c = __syncthreads_count(pos < hi && a[pos] <= x);
+        /* the entries at lo + i * step, i < c, are <= x; the one at lo + c * step is not */
+        const int nlo = c == 0 ? lo : lo + (c - 1) * step + 1;
+        hi = min(hi, lo + c * step);
+        lo = nlo;
     }
     return lo;
 }
 
 /* Bucketed forward: sorted keys [lo, hi) that the sorted queries [q0, q1) of head bh may
- * see: the keys of their buckets, and with causal none past the last query's row. */
+ * see: the keys of their buckets, and with causal none past the last query's row. Every
+ * thread of the block (128) calls it. */
 __device__ __forceinline__ void sparse_key_range(const flash_params &p, int64_t bh, int q0,
                                                  int q1, int *lo, int *hi) {
     const int nb = p.L.nb;
@@ -134,11 +154,13 @@ __device__ __forceinline__ void sparse_key_range(const flash_params &p, int64_t 
     *lo = ko[qb[q0]];
     *hi = ko[bmax + 1];
     if (p.causal)
-        *hi = upper_bound(p.L.k_rows + bh * p.M, ko[bmax], *hi,
-                          p.L.q_rows[bh * p.N + q1 - 1] + p.M - p.N);
+        *hi = block_upper_bound<128>(p.L.k_rows + bh * p.M, ko[bmax], *hi,
+                                p.L.q_rows[bh * p.N + q1 - 1] + p.M - p.N);
 }
 
-/* Bucketed backward: sorted queries [lo, hi) that may see the sorted keys [k0, k1). */
+/* Bucketed backward: sorted queries [lo, hi) that may see the sorted keys [k0, k1). Every
+ * thread of the block (THREADS) calls it. */
+template <int THREADS>
 __device__ __forceinline__ void sparse_query_range(const flash_params &p, int64_t bh, int k0,
                                                    int k1, int *lo, int *hi) {
     const int nb = p.L.nb;
@@ -147,8 +169,8 @@ __device__ __forceinline__ void sparse_query_range(const flash_params &p, int64_
     *lo = qo[bmin];
     *hi = qo[kb[k1 - 1] + 1];
     if (p.causal)   /* first query of bucket bmin at or after the tile's first key */
-        *lo = upper_bound(p.L.q_rows + bh * p.N, *lo, qo[bmin + 1],
-                          p.L.k_rows[bh * p.M + k0] - (p.M - p.N) - 1);
+        *lo = block_upper_bound<THREADS>(p.L.q_rows + bh * p.N, *lo, qo[bmin + 1],
+                                p.L.k_rows[bh * p.M + k0] - (p.M - p.N) - 1);
 }
 
 cudaError_t launch_flash_forward(const flash_params &p, int dtype_bf16, cudaStream_t s);
