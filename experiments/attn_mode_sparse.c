@@ -32,36 +32,21 @@
 /* A refusal of the mode: one line "kat: MODE mode: ...", and no library error sentence. A
  * refused setting is KAT_EINVAL (a usage error: attn_mode_fail); a pattern file whose content
  * does not fit is KAT_EFORMAT (the data's failure). */
-static kat_status mode_vrefuse(kat_status st, const char *mode, const char *fmt, va_list ap)
+static kat_status mode_refuse(kat_status st, const char *mode, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static kat_status mode_refuse(kat_status st, const char *mode, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "kat: %s mode: ", mode);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    va_end(ap);
     kat_clear_error();
     return st;
 }
-
-static kat_status mode_error(const char *mode, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static kat_status mode_error(const char *mode, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    kat_status st = mode_vrefuse(KAT_EINVAL, mode, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
-static kat_status file_error(const char *mode, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static kat_status file_error(const char *mode, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    kat_status st = mode_vrefuse(KAT_EFORMAT, mode, fmt, ap);
-    va_end(ap);
-    return st;
-}
+#define mode_error(mode, ...) mode_refuse(KAT_EINVAL, mode, __VA_ARGS__)
+#define file_error(mode, ...) mode_refuse(KAT_EFORMAT, mode, __VA_ARGS__)
 
 /* The desc of a sparse mode: the tensors' shapes, --causal, strict=1. */
 static kat_status sparse_desc(const char *mode, const attn_opts *o, const attn_tensors *t,

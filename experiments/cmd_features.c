@@ -110,14 +110,14 @@ int kat_cmd_features(int argc, char **argv)
 {
     const char *spec_s = NULL, *fexpr = NULL, *alist = NULL;
     size_t d = 0, n = 1000;
-    uint64_t seed = 1;
+    uint64_t seed = KAT_FEATMAP_DEFAULT_SEED;
     double scale = 0.0;
     int json = 0, fp32 = 0, bench = 0, have_scale = 0, have_d = 0, have_f = 0, have_a = 0;
     const cli_opt opts[] = {
         {"map", CLI_STR, &spec_s, "SPEC  the feature map (see above)", NULL},
         {"d", CLI_SIZE, &d, "D     input dimension", &have_d},
         {"n", CLI_SIZE, &n, "N     number of (q, k) pairs (default 1000)", NULL},
-        {"seed", CLI_U64, &seed, "S     seed of the map and the data (default 1)", NULL},
+        {"seed", CLI_U64, &seed, "S     seed of the map and the data (default 0)", NULL},
         {"scale", CLI_DOUBLE, &scale, "s     kernel scale or bandwidth (see above)", &have_scale},
         {"f", CLI_STR, &fexpr, "EXPR  group maps: the function of the l1 distance", &have_f},
         {"a", CLI_STR, &alist, "LIST  group maps: the sides a_1,...,a_d", &have_a},

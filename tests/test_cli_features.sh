@@ -63,6 +63,13 @@ check "features taylor:2" 0 "$kat" features --map taylor:2 --d 5 --n 50 --json
 json_check "taylor2 and taylor:2 are one map" "{k: v for k, v in j.items() if k != 'map'} == {k: v for k, v in json.load(open('$tmp/taylor2.json')).items() if k != 'map'}"
 check "features elu1" 0 "$kat" features --map elu1 --d 6 --n 50 --json
 json_le "elu1 is its own kernel" max_abs_err 1e-12
+# The default seed is the library's KAT_FEATMAP_DEFAULT_SEED, 0 (the Python package's too).
+check "favor:16 with --seed 0" 0 "$kat" features --map favor:16 --d 4 --n 50 --json --seed 0
+cp "$out" "$tmp/seed0.json"
+check "favor:16 without --seed" 0 "$kat" features --map favor:16 --d 4 --n 50 --json
+expect "the default seed is 0" '"seed":0'
+if cmp -s "$out" "$tmp/seed0.json"; then _cli_ok "no --seed is --seed 0"; else
+    _cli_fail "no --seed differs from --seed 0"; fi
 check "favor:0" 2 "$kat" features --map favor:0 --d 4
 expect_usage "favor:0 names the count" \
     "kat features: --map: map 'favor:0': the feature count M must be >= 1" "kat features"

@@ -1105,6 +1105,17 @@ START_TEST(test_flops)
                         2.0 * 4 * 3 * 32 + 16 * 4.5 * 2 * 7);
     ck_assert_double_eq(kat_linear_flops(NULL, &full, 1, 1, 1, 1, 1), 0.0);
     kat_featmap_destroy(fm);
+    /* Taylor-2 on d = 4 (D = 1 + 4 + 10 = 15) has a kernel of the dot: AUTO and DOT count the
+     * in-chunk scores as 4-dimensional dots, FEATURES as 15-dimensional ones */
+    TU_OK(kat_featmap_taylor_create(4, 2, 0.0, &fm));
+    ck_assert_uint_eq(kat_featmap_out_dim(fm), 15);
+    double state = 2.0 * 15 * 3 * 32;
+    kat_linear_opts dot = {.causal = 1, .chunk = 8, .intra = KAT_LINEAR_INTRA_DOT};
+    kat_linear_opts feat = {.causal = 1, .chunk = 8, .intra = KAT_LINEAR_INTRA_FEATURES};
+    ck_assert_double_eq(kat_linear_flops(fm, &causal, 1, 1, 16, 16, 2), state + 16 * 4.5 * 2 * 7);
+    ck_assert_double_eq(kat_linear_flops(fm, &dot, 1, 1, 16, 16, 2), state + 16 * 4.5 * 2 * 7);
+    ck_assert_double_eq(kat_linear_flops(fm, &feat, 1, 1, 16, 16, 2), state + 16 * 4.5 * 2 * 18);
+    kat_featmap_destroy(fm);
 }
 END_TEST
 

@@ -205,6 +205,10 @@ KAT_API const char *kat_featmap_kind_name(kat_featmap_kind kind);
  * 0 for the kinds without one. */
 KAT_API double kat_featmap_spec_scale(const kat_featmap_spec *spec, size_t d);
 
+/* The seed of the random maps (rff, favor) where the caller names none: `kat features`
+ * without --seed, the Python package's kat.featmap, kat.rff and kat.favor. */
+#define KAT_FEATMAP_DEFAULT_SEED 0
+
 /* Build the map of a parsed spec on R^d (seed: the random maps' frequencies). Errors as the
  * map's constructor; KAT_EINVAL when scale is given to a kind without one, or is not > 0 and
  * finite. */

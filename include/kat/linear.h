@@ -126,7 +126,9 @@ KAT_API kat_status kat_linear_reference_backward(const kat_featmap *fm, const ka
 /* Floating-point operations of one forward pass as kat counts them (for GFLOP/s reports):
  * per (batch, head) pair, 2 D (d_v + 1) per key for the state and per query for the readout,
  * plus, when causal, the in-chunk scores and their product with [V | 1] over the lower
- * triangle. The backward counts 2.5x. */
+ * triangle: 2 (D + d_v + 1) per pair, or 2 (d + d_v + 1) where the scores are dots of the d
+ * inputs (opts->intra DOT, or AUTO for a map with a kernel of the dot). The map's own work is
+ * not counted. The backward counts 2.5x. */
 KAT_API double kat_linear_flops(const kat_featmap *fm, const kat_linear_opts *opts, size_t B, size_t H,
                                 size_t n_q, size_t n_k, size_t dv);
 

@@ -42,6 +42,24 @@ static kat_status overlap_error(const char *fn, const char *a, const char *b)
                     fn, a, b);
 }
 
+/* Whether the map declares its kernel of the dot (the DOT in-chunk path). */
+static int has_dot_kernel(const kat_featmap *fm)
+{
+    return kat_featmap_get_ops(fm)->dot_kernel_f32 != NULL &&
+           (kat_featmap_flags(fm) & KAT_FEATMAP_EXACT);
+}
+
+/* AUTO is the d-dimensional dots where the map declares its kernel of the dot, else the
+ * feature product (row-pair dots of the features): a per-pair score callback is a scalar fp64
+ * chain of d multiply-adds, slower for every map measured (docs/benchmarks.md, "Linear
+ * attention"). */
+static kat_linear_intra resolve_intra(const kat_featmap *fm, kat_linear_intra intra)
+{
+    if (intra != KAT_LINEAR_INTRA_AUTO)
+        return intra;
+    return has_dot_kernel(fm) ? KAT_LINEAR_INTRA_DOT : KAT_LINEAR_INTRA_FEATURES;
+}
+
 kat_status kat__lin_configure(const char *fn, const kat_featmap *fm, const kat_linear_opts *opts,
                          int need_positive, size_t B, size_t H, size_t nq, size_t nk, size_t dq,
                          size_t dk, size_t dv, lin_problem *p)
@@ -102,17 +120,11 @@ kat_status kat__lin_configure(const char *fn, const kat_featmap *fm, const kat_l
         return kat__fail(KAT_EINVAL, "%s: opts->intra = SCORE needs an EXACT map with a score "
                         "callback; map %s %s", fn, kat_featmap_name(fm),
                         p->ops->score ? "is not EXACT" : "has no score");
-    int has_dot = p->ops->dot_kernel_f32 != NULL && (kat_featmap_flags(fm) & KAT_FEATMAP_EXACT);
-    if (p->intra == KAT_LINEAR_INTRA_DOT && !has_dot)
+    if (p->intra == KAT_LINEAR_INTRA_DOT && !has_dot_kernel(fm))
         return kat__fail(KAT_EINVAL, "%s: opts->intra = DOT needs an EXACT map with a "
                         "dot_kernel_f32 callback; map %s %s", fn, kat_featmap_name(fm),
                         p->ops->dot_kernel_f32 ? "is not EXACT" : "has no dot_kernel_f32");
-    /* AUTO is the d-dimensional dots where the map declares its kernel of the dot, else the
-     * feature product (row-pair dots of the features): a per-pair score callback is a scalar
-     * fp64 chain of d multiply-adds, slower for every map measured (docs/benchmarks.md,
-     * "Linear attention"). */
-    if (p->intra == KAT_LINEAR_INTRA_AUTO)
-        p->intra = has_dot ? KAT_LINEAR_INTRA_DOT : KAT_LINEAR_INTRA_FEATURES;
+    p->intra = resolve_intra(fm, p->intra);
     p->kern = kat__kernels_get();
     return KAT_OK;
 }
@@ -597,8 +609,12 @@ double kat_linear_flops(const kat_featmap *fm, const kat_linear_opts *opts, size
         double C = (double)(opts->chunk ? opts->chunk : KAT_LINEAR_DEFAULT_CHUNK);
         if (C > (double)n_q)
             C = (double)n_q;
-        /* lower triangle of each chunk: scores through the features, then times [V | 1] */
-        per += (double)n_q * (C + 1.0) / 2.0 * 2.0 * (D + E);
+        /* lower triangle of each chunk: the scores (dots of the D features, or with DOT of
+         * the d inputs, whose kernel is then a few flops per score, not counted, like the
+         * maps' own work), then times [V | 1] */
+        double dots = resolve_intra(fm, opts->intra) == KAT_LINEAR_INTRA_DOT
+                          ? (double)kat_featmap_in_dim(fm) : D;
+        per += (double)n_q * (C + 1.0) / 2.0 * 2.0 * (dots + E);
     }
     return (double)B * (double)H * per;
 }

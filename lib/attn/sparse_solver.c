@@ -161,41 +161,39 @@ static kat_status layout_work(size_t need, size_t have, unsigned char *work,
     return KAT_OK;
 }
 
-kat_status kat__sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_args *args,
-                                     const kat_attn_io *io, unsigned char *work)
+/* One pass: the call's layout (the plan's, the index's or built now), its workspace, the run. */
+static kat_status run_pass(const kat_attn_plan *plan, const kat_attn_args *args,
+                           const kat_attn_io *io, unsigned char *work, int backward)
 {
+    const sp_plan *sp = plan->impl;
     const kat_sparse_layout *L = NULL;
     kat_sparse_layout *owned;
     unsigned char *mem;
     void *extra = NULL;
     kat_status st = call_layout(plan, args, io, &L, &owned);
     if (!st)
-        st = layout_work(L->fwd_bytes, ((const sp_plan *)plan->impl)->fwd_bytes, work, &mem,
-                         &extra);
-    if (!st)
+        st = layout_work(backward ? L->bwd_bytes : L->fwd_bytes,
+                         backward ? sp->bwd_bytes : sp->fwd_bytes, work, &mem, &extra);
+    if (!st && backward)
+        kat__sparse_run_backward(L, io->q, io->k, io->v, io->o, io->lse, io->dout, io->dq,
+                                 io->dk, io->dv, mem);
+    else if (!st)
         kat__sparse_run_forward(L, io->q, io->k, io->v, io->o, io->lse, mem);
     kat_free(extra);
     kat__sparse_layout_destroy(owned);
     return st;
 }
 
-kat_status kat__sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_args *args,
+kat_status kat__sparse_solver_forward(const kat_attn_plan *plan, const kat_attn_args *args,
                                       const kat_attn_io *io, unsigned char *work)
 {
-    const kat_sparse_layout *L = NULL;
-    kat_sparse_layout *owned;
-    unsigned char *mem;
-    void *extra = NULL;
-    kat_status st = call_layout(plan, args, io, &L, &owned);
-    if (!st)
-        st = layout_work(L->bwd_bytes, ((const sp_plan *)plan->impl)->bwd_bytes, work, &mem,
-                         &extra);
-    if (!st)
-        kat__sparse_run_backward(L, io->q, io->k, io->v, io->o, io->lse, io->dout, io->dq,
-                                io->dk, io->dv, mem);
-    kat_free(extra);
-    kat__sparse_layout_destroy(owned);
-    return st;
+    return run_pass(plan, args, io, work, 0);
+}
+
+kat_status kat__sparse_solver_backward(const kat_attn_plan *plan, const kat_attn_args *args,
+                                       const kat_attn_io *io, unsigned char *work)
+{
+    return run_pass(plan, args, io, work, 1);
 }
 
 kat_status kat__sparse_solver_index_create(const kat_attn_plan *plan, const kat_attn_args *args,

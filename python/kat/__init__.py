@@ -7,8 +7,8 @@ data), MemoryError, OverflowError (sizes beyond what kat supports), NotImplement
 ArithmeticError (LAPACK did not converge), OSError (files)."""
 from . import _native
 from ._attention import attention, attention_backward, lsh_buckets
-from .featmap import (FeatureMap, elu1, favor, featmap, group, poly, python_map, rff,
-                      taylor)
+from .featmap import (FEATMAP_DEFAULT_SEED, FeatureMap, elu1, favor, featmap, group, poly,
+                      python_map, rff, taylor)
 from .rank import RankResult, kernel_matrix, matrix_rank, points, rank
 from .spectra import (MonotoneReport, bernstein, circulant_spectrum, completely_monotone,
                       cyclic_spectrum, embed, hypercube_spectrum, hyperrect_matrix,
@@ -43,7 +43,7 @@ def build_info() -> dict:
 
 
 __all__ = [
-    "FeatureMap", "MonotoneReport", "attention", "attention_backward", "RankResult", "Theorem", "TheoremResult", "TheoremValue",
+    "FEATMAP_DEFAULT_SEED", "FeatureMap", "MonotoneReport", "attention", "attention_backward", "RankResult", "Theorem", "TheoremResult", "TheoremValue",
     "bernstein", "build_info", "check_theorems", "circulant_spectrum", "completely_monotone",
     "cyclic_spectrum", "elu1", "embed", "favor", "featmap", "group", "hypercube_spectrum",
     "hyperrect_matrix", "hyperrect_spectrum", "kernel_matrix", "lsh_buckets", "matrix_rank", "num_threads",

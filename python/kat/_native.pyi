@@ -4,6 +4,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 Buffer = Any
 FnArg = Union[None, str, Callable[[memoryview, memoryview], None]]
+FEATMAP_DEFAULT_SEED: int
 
 class FeatureMap:
     in_dim: int

@@ -11,6 +11,10 @@ from . import _native
 from ._arrays import f64_matrix, f64_vector, real_array, size
 from ._fn import Fn, fn_arg
 
+# The seed of the random maps where none is given: the library's KAT_FEATMAP_DEFAULT_SEED, the
+# default of `kat features --seed` too.
+FEATMAP_DEFAULT_SEED = _native.FEATMAP_DEFAULT_SEED
+
 _SIDES = {"query": 0, "key": 1}
 
 
@@ -127,7 +131,7 @@ def poly(f: Union[str, Sequence[float]], d: int) -> FeatureMap:
 
 
 def rff(d: int, M: int, sigma: float = 1.0, kernel: str = "gaussian", pair: bool = False,
-        seed: int = 0) -> FeatureMap:
+        seed: int = FEATMAP_DEFAULT_SEED) -> FeatureMap:
     """Random Fourier features (Rahimi and Recht 2007) for exp(-|q-k|^2/(2 sigma^2))
     (``kernel="gaussian"``) or exp(-|q-k|_1/sigma) (``"laplace"``): M frequencies, as M phase
     features or (``pair=True``) 2M cosine/sine features."""
@@ -136,7 +140,7 @@ def rff(d: int, M: int, sigma: float = 1.0, kernel: str = "gaussian", pair: bool
 
 
 def favor(d: int, M: int, scale: Optional[float] = None, orthogonal: bool = False,
-          stable: bool = False, seed: int = 0) -> FeatureMap:
+          stable: bool = False, seed: int = FEATMAP_DEFAULT_SEED) -> FeatureMap:
     """Positive random features (FAVOR+, arXiv 2009.14794) for exp(scale q.k), scale
     defaulting to 1/sqrt(d)."""
     d = size(d, "d")
@@ -202,7 +206,7 @@ def python_map(obj: Any, d: Optional[int] = None) -> FeatureMap:
 
 
 def featmap(spec: Any, d: Optional[int] = None, *, scale: Optional[float] = None,
-            seed: int = 0) -> FeatureMap:
+            seed: int = FEATMAP_DEFAULT_SEED) -> FeatureMap:
     """A feature map from a spec string, or from a Python object (see :func:`python_map`).
 
     A spec is read by kat's own parser, so it means the same map as in ``kat features --map``,

@@ -165,6 +165,20 @@ def test_spec_scale_and_seed():
                               kat.featmap("rff:16", d, seed=4).apply(x))
 
 
+def test_default_seed_is_the_librarys():
+    """Without a seed, kat.featmap and the constructors draw with the library's
+    KAT_FEATMAP_DEFAULT_SEED (0), the default of `kat features --seed` too."""
+    assert kat.FEATMAP_DEFAULT_SEED == 0
+    d = 4
+    x = np.linspace(-1, 1, 3 * d).reshape(3, d)
+    for spec, made in [("rff:16", lambda: kat.rff(d, 16, sigma=d ** 0.25)),
+                       ("favor:16", lambda: kat.favor(d, 16))]:
+        default = kat.featmap(spec, d).apply(x)
+        np.testing.assert_array_equal(default, kat.featmap(spec, d, seed=0).apply(x))
+        np.testing.assert_array_equal(default, made().apply(x))
+        assert not np.array_equal(default, kat.featmap(spec, d, seed=1).apply(x))
+
+
 @pytest.mark.parametrize("spec,msg", [   # the sentences of kat features --map, word for word
     ("favor:0", "map 'favor:0': the feature count M must be >= 1"),
     ("taylor", "map 'taylor': taylor needs an order P >= 0 (taylor:P or taylorP), got ''"),

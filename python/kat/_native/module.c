@@ -101,7 +101,8 @@ PyMODINIT_FUNC PyInit__native(void)
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
         if (add_methods(m, tables[i]) < 0)
             goto fail;
-    if (PyType_Ready(&katpy_featmap_type) < 0)
+    if (PyModule_AddIntConstant(m, "FEATMAP_DEFAULT_SEED", KAT_FEATMAP_DEFAULT_SEED) < 0 ||
+        PyType_Ready(&katpy_featmap_type) < 0)
         goto fail;
     Py_INCREF(&katpy_featmap_type);
     if (PyModule_AddObject(m, "FeatureMap", (PyObject *)&katpy_featmap_type) < 0) {
