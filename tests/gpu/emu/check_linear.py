@@ -80,6 +80,10 @@ def run_case(lib, S, name, B, H, Hkv, N, M, D, Dv=None, causal=False, dtype=torc
 
 
 def main():
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        print("usage: check_linear.py LIBRARY [--quick] (tests/gpu/emulate.sh linear builds it)",
+              file=sys.stderr)
+        return 2
     S = load_structs()
     lib = ctypes.CDLL(os.path.abspath(sys.argv[1]))
     lib.kat_cuda_linear_workspace.argtypes = [ctypes.POINTER(S._Linear), ctypes.c_int]
