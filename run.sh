@@ -130,7 +130,7 @@ case "$cmd" in
         build_gpu
         python3 tests/gpu/model_fragments.py && python3 tests/gpu/model_ranges.py
         rc=0
-        python3 tests/gpu/model_linear.py --quick || rc=1
+        tests/gpu/emulate.sh linear --quick || rc=1
         python3 tests/gpu/test_attn.py "$@" || rc=1
         python3 tests/gpu/test_linear.py "$@" || rc=1
         python3 tests/gpu/test_torch.py || rc=1

@@ -1,7 +1,7 @@
 """Linear attention with the Taylor-2 kernel as plain PyTorch: the N x M kernel matrix
 f = 1 + u + u^2/2, u = s q.k (or f = q.k of given features), in q's dtype (the 16-bit
-baseline, or fp64 for the oracle) on q's device. Shared by the GPU tests and the CPU model of
-the kernels."""
+baseline, or fp64 for the oracle) on q's device. Shared by the GPU tests and the kernels' CPU
+check (emu/check_linear.py)."""
 import torch
 
 

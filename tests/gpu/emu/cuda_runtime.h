@@ -1,4 +1,4 @@
-/* A CPU stand-in for the CUDA runtime, enough to run libkat-cuda's flash kernels on the host
+/* A CPU stand-in for the CUDA runtime, enough to run libkat-cuda's kernels on the host
  * (tests/gpu/emulate.sh): every thread of a block is a coroutine, and __syncthreads and the
  * warp-wide operations (shuffles, ldmatrix, mma) wait, by switching coroutines, until every
  * live thread of the block or warp has arrived. Blocks run one after another, so a block's
@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
+#include <utility>
 
 #define __global__
 #define __device__
@@ -28,8 +30,12 @@ struct dim3 {
     dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
 };
 typedef int cudaError_t;
-typedef void *cudaStream_t;
-enum { cudaSuccess = 0, cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+typedef struct CUstream_st *cudaStream_t;
+enum {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaFuncAttributeMaxDynamicSharedMemorySize = 8
+};
 
 namespace emu {
 
@@ -59,14 +65,17 @@ struct cfg {
     size_t smem;
     cudaStream_t s;
 };
-template <typename P> struct kernel_call {
-    static void (*fn)(P);
-    static void body(const void *a) { fn(*static_cast<const P *>(a)); }
+/* kernel<<<g, b, smem, s>>>(args...), rewritten by emulate.sh: the arguments converted to the
+ * kernel's parameter types as a real launch does, then the grid run to its end. */
+template <typename... P> struct kernel_call {
+    static void (*fn)(P...);
+    static void body(const void *a) { std::apply(fn, *static_cast<const std::tuple<P...> *>(a)); }
 };
-template <typename P> void (*kernel_call<P>::fn)(P);
-template <typename P> void launch(void (*k)(P), cfg c, const P &args) {
-    kernel_call<P>::fn = k;
-    run_grid(&kernel_call<P>::body, &args, c.g, c.b, c.smem);
+template <typename... P> void (*kernel_call<P...>::fn)(P...);
+template <typename... P, typename... A> void launch(void (*k)(P...), cfg c, A &&...args) {
+    kernel_call<P...>::fn = k;
+    const std::tuple<P...> t(std::forward<A>(args)...);
+    run_grid(&kernel_call<P...>::body, &t, c.g, c.b, c.smem);
 }
 cudaError_t last_error();
 
@@ -90,12 +99,16 @@ using std::max;
 using std::min;
 
 template <typename F> cudaError_t cudaFuncSetAttribute(F, int, int bytes) {
-    return (size_t)bytes <= emu::SMEM_BYTES ? cudaSuccess : 1;
+    return (size_t)bytes <= emu::SMEM_BYTES ? cudaSuccess : cudaErrorInvalidValue;
 }
 inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t = nullptr) {
     std::memset(p, v, n);
     return cudaSuccess;
 }
 inline cudaError_t cudaGetLastError() { return emu::last_error(); }
+inline const char *cudaGetErrorString(cudaError_t e) {   /* the runtime's own sentences */
+    return e == cudaSuccess ? "no error" : e == cudaErrorInvalidValue ? "invalid argument"
+                                                                      : "unknown error";
+}
 
 #endif

@@ -1,51 +1,26 @@
-/* The CPU stand-in for lib/cuda/mma.cuh (see cuda_runtime.h here): the 16-bit types, and
- * ldmatrix and mma.m16n8k16 as warp-wide exchanges that follow the PTX ISA's fragment
- * layouts, written out in lib/cuda/mma.cuh. */
+/* The CPU stand-in for lib/cuda/mma.cuh (see cuda_runtime.h here): ldmatrix and mma.m16n8k16
+ * as warp-wide exchanges that follow the PTX ISA's fragment layouts, written out in
+ * lib/cuda/mma.cuh. */
 #ifndef KAT_CUDA_MMA_CUH
 #define KAT_CUDA_MMA_CUH
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
 namespace kat_cuda {
 
-struct __nv_bfloat16 { uint16_t x; };
-struct __half { uint16_t x; };
-
-inline uint16_t bf16_bits(float f) {   /* round to nearest even; NaN stays NaN */
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-inline float bf16_float(uint16_t b) {
-    const uint32_t u = (uint32_t)b << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-inline uint16_t half_bits(float f) {
-    _Float16 h = (_Float16)f;
-    uint16_t b;
-    std::memcpy(&b, &h, 2);
-    return b;
-}
-inline float half_float(uint16_t b) {
-    _Float16 h;
-    std::memcpy(&h, &b, 2);
-    return (float)h;
-}
-
 template <typename T> struct elem;
 template <> struct elem<__nv_bfloat16> {
-    static uint16_t bits(float f) { return bf16_bits(f); }
-    static float value(uint16_t b) { return bf16_float(b); }
+    static uint16_t bits(float f) { return emu::bf16_bits(f); }
+    static float value(uint16_t b) { return emu::bf16_float(b); }
     static uint32_t pack(float lo, float hi) { return bits(lo) | (uint32_t)bits(hi) << 16; }
     static float2 unpack(uint32_t u) { return {value(u & 0xffff), value(u >> 16)}; }
 };
 template <> struct elem<__half> {
-    static uint16_t bits(float f) { return half_bits(f); }
-    static float value(uint16_t b) { return half_float(b); }
+    static uint16_t bits(float f) { return emu::half_bits(f); }
+    static float value(uint16_t b) { return emu::half_float(b); }
     static uint32_t pack(float lo, float hi) { return bits(lo) | (uint32_t)bits(hi) << 16; }
     static float2 unpack(uint32_t u) { return {value(u & 0xffff), value(u >> 16)}; }
 };

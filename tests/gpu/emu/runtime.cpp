@@ -158,7 +158,7 @@ void run_grid(void (*body)(const void *), const void *args, dim3 g, dim3 b, size
         for (unsigned y = 0; y < g.y; y++)
             for (unsigned x = 0; x < g.x; x++) {
                 blk = dim3(x, y, z);
-                memset(shared_mem, 0xff, smem);   /* NaNs in 16 bits: unwritten reads show */
+                memset(shared_mem, 0xff, smem);   /* NaNs in 16 and 32 bits: unwritten reads show */
                 blockwide = group{};
                 counts[0] = counts[1] = 0;
                 blockwide.live = n;
