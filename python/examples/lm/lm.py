@@ -6,7 +6,8 @@
                                      the rank probe of the trained dense model; JSON + PNG
 
 Options: --seed S, --threads T, --lengths 2048:60,4096:30 (length:steps), --variants a,b,
---no-probe. See docs/lm.md."""
+--evals E (validation points after step 0), --val-bytes B (validation text, the same at every
+length; default max(8192, n)), --no-probe. See docs/lm.md."""
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,14 @@ EQUAL_ATOL = 1e-5         # logits and gradients: all-allowing sparse pattern vs
 FULL_LENGTHS = "2048:40,4096:16,8192:8"
 
 
-def full_config(n: int, steps: int) -> Config:
-    return Config(dim=64, heads=4, layers=2, n=n, batch=1, steps=steps, lr=3e-3, evals=3,
-                  val_tokens=max(8192, n))
+FULL_EVALS = 3
+VAL_MAX = corpus.SIZE - int(corpus.SIZE * corpus.TRAIN_FRACTION) - 1   # targets need one more
+
+
+def full_config(n: int, steps: int, evals: int = FULL_EVALS, val_bytes: int | None = None) \
+        -> Config:
+    return Config(dim=64, heads=4, layers=2, n=n, batch=1, steps=steps, lr=3e-3, evals=evals,
+                  val_tokens=max(8192, n) if val_bytes is None else val_bytes)
 
 
 def check(ok: bool, what: str, failures: list) -> None:
@@ -131,9 +137,10 @@ def full(a) -> int:
     dense_model, dense_cfg = None, None
     for item in a.lengths.split(","):
         n, steps = (int(s) for s in item.split(":"))
-        cfg = full_config(n, steps)
+        cfg = full_config(n, steps, a.evals, a.val_bytes)
         print(f"n = {n}: batch {cfg.batch}, {steps} steps, model dim {cfg.dim}, "
-              f"{cfg.heads} heads, {cfg.layers} layers", flush=True)
+              f"{cfg.heads} heads, {cfg.layers} layers, {cfg.evals} validation points of "
+              f"{cfg.val_tokens // n} sequences", flush=True)
         t0 = time.perf_counter()
         runs, models = train(cfg, variants, tr, va, a.seed, log=lambda s: print(s, flush=True))
         info["lengths"][str(n)] = {"config": cfg.__dict__, "wall_s": time.perf_counter() - t0,
@@ -220,6 +227,11 @@ def parse(argv=None):
     ap.add_argument("--out", default="out/lm")
     ap.add_argument("--lengths", default=FULL_LENGTHS, help="n:steps,... (full run)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--evals", type=int, default=FULL_EVALS,
+                    help="validation points after step 0, evenly spaced (full run)")
+    ap.add_argument("--val-bytes", type=int, default=None,
+                    help=f"validation bytes, cut into sequences of n (full run; at most "
+                    f"{VAL_MAX}; default max(8192, n))")
     ap.add_argument("--no-probe", dest="probe", action="store_false")
     ap.add_argument("--append", action="store_true",
                     help="keep the lengths already in OUT/results.json (a run in parts)")
@@ -239,6 +251,12 @@ def parse(argv=None):
             raise ValueError
     except ValueError:
         ap.error(f"--lengths: {a.lengths!r} is not a list n:steps,... of positive integers")
+    if a.evals < 1:
+        ap.error(f"--evals: {a.evals} is not a positive integer")
+    longest = max(p[0] for p in pairs)
+    if a.val_bytes is not None and not longest <= a.val_bytes <= VAL_MAX:
+        ap.error(f"--val-bytes: {a.val_bytes} is not between the longest length {longest} and "
+                 f"the validation split's {VAL_MAX} bytes")
     if a.attn_only:
         try:
             if min(int(n) for n in a.attn_only.split(",")) < 1:
