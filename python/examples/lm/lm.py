@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import os
@@ -27,9 +28,10 @@ import corpus
 from model import VARIANTS, BITS_PER_NAT
 from train import Config, make_model, train
 
-QUICK = Config(dim=32, heads=2, layers=2, n=128, batch=4, steps=12, lr=1e-2, evals=0,
-               val_tokens=0)
+QUICK = Config(dim=32, heads=2, layers=2, n=128, batch=4, steps=12, lr=1e-2, evals=2,
+               val_tokens=512)
 QUICK_MARGIN = 1.5        # nats: mean of the last 3 training losses below the first by this
+QUICK_VAL_MARGIN = 1.0    # bits/byte: the final validation score below step 0's by this
 EQUAL_ATOL = 1e-5         # logits and gradients: all-allowing sparse pattern vs dense
 FULL_LENGTHS = "2048:40,4096:16,8192:8"
 
@@ -67,6 +69,11 @@ def quick(seed: int) -> int:
         fall = s[0] - float(np.mean(s[-3:]))
         check(fall >= QUICK_MARGIN, f"{v}: training loss {s[0]:.3f} -> {np.mean(s[-3:]):.3f} "
               f"nats in {cfg.steps} steps (falls by {fall:.3f} >= {QUICK_MARGIN})", failures)
+        vb = runs[v].val
+        check(vb[0][2] - vb[-1][2] >= QUICK_VAL_MARGIN, f"{v}: validation {vb[0][2]:.3f} -> "
+              f"{vb[-1][2]:.3f} +- {vb[-1][3]:.3f} bits/byte over {len(runs[v].val_seq[-1])} "
+              f"sequences (falls by >= {QUICK_VAL_MARGIN})", failures)
+    quick_figures(cfg, runs, failures)
     x = torch.from_numpy(tr[:cfg.n * 2].astype(np.int64)).view(2, cfg.n)
     y = torch.from_numpy(tr[1:cfg.n * 2 + 1].astype(np.int64)).view(2, cfg.n)
     ref_o, ref_g = logits_and_grads(cfg, "dense", seed, x, y)
@@ -83,18 +90,25 @@ def quick(seed: int) -> int:
     again, _ = train(cfg, ("dense", "hash8", "qkdrop", "taylor2"), tr, va, seed,
                      log=lambda s: None)
     for v in again:
-        check(again[v].steps == runs[v].steps, f"{v}: the same seed gives the same "
-              f"{cfg.steps} training losses, bit for bit", failures)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            parse(["--lengths", "2048"])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    check(code == 2 and err.getvalue().endswith(
-        "lm.py: error: --lengths: '2048' is not a list n:steps,... of positive integers\n"),
-        "a bad --lengths is a usage error (exit 2) naming the option and the value", failures)
+        same = again[v].steps == runs[v].steps and again[v].val_seq == runs[v].val_seq
+        check(same, f"{v}: the same seed gives the same {cfg.steps} training losses and "
+              f"{cfg.evals + 1} validation points, bit for bit", failures)
+    for argv, want in (
+            (["--lengths", "2048"],
+             "--lengths: '2048' is not a list n:steps,... of positive integers"),
+            (["--evals", "0"], "--evals: 0 is not a positive integer"),
+            (["--lengths", "4096:1", "--val-bytes", "4000"],
+             f"--val-bytes: 4000 is not between the longest length 4096 and the validation "
+             f"split's {VAL_MAX} bytes")):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                parse(argv)
+                code = 0
+            except SystemExit as e:
+                code = e.code
+        check(code == 2 and err.getvalue().endswith(f"lm.py: error: {want}\n"),
+              f"{' '.join(argv)} is a usage error (exit 2): {want}", failures)
     try:
         corpus.load(sha256="0" * 64)
         msg = ""
@@ -108,6 +122,28 @@ def quick(seed: int) -> int:
           "and checksum", failures)
     print(f"{len(failures)} of the quick checks failed" if failures else "all quick checks pass")
     return 1 if failures else 0
+
+
+def quick_figures(cfg: Config, runs: dict, failures: list) -> None:
+    """The training figures of the quick run drawn, saved, read back and compared with the
+    results; and the comparison can fail: a curve drawn from other scores is caught."""
+    import tempfile
+    import figcheck
+    import plots
+    info = {"lengths": {str(cfg.n): {"config": cfg.__dict__,
+                                     "runs": {v: r.__dict__ for v, r in runs.items()}}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = figcheck.check(info, tmp)
+    check(not bad, "the figures show the validation scores and the paired differences from "
+          "dense with their standard errors (read back)" + "".join("\n      " + b for b in bad),
+          failures)
+    moved = copy.deepcopy(info)
+    r = moved["lengths"][str(cfg.n)]["runs"]["hash8"]
+    r["val"] = [(p[0], p[1], p[2] + 0.01, *p[3:]) for p in r["val"]]
+    fig = plots.val_curves(info, 0, "training step")
+    check(len(figcheck.val_lines(fig, moved, 0)) == 1, "the read-back check finds a curve "
+          "0.01 bits/byte off", failures)
+    plots.plt.close(fig)
 
 
 def machine() -> dict:
