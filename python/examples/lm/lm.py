@@ -7,7 +7,7 @@
 
 Options: --seed S, --threads T, --lengths 2048:60,4096:30 (length:steps), --variants a,b,
 --evals E (validation points after step 0), --val-bytes B (validation text, the same at every
-length; default max(8192, n)), --no-probe. See docs/lm.md."""
+length; default max(8192, n)), --max-minutes M (stop each length's training there), --no-probe. See docs/lm.md."""
 from __future__ import annotations
 
 import argparse
@@ -178,10 +178,26 @@ def full(a) -> int:
               f"{cfg.heads} heads, {cfg.layers} layers, {cfg.evals} validation points of "
               f"{cfg.val_tokens // n} sequences", flush=True)
         t0 = time.perf_counter()
-        runs, models = train(cfg, variants, tr, va, a.seed, log=lambda s: print(s, flush=True))
-        info["lengths"][str(n)] = {"config": cfg.__dict__, "wall_s": time.perf_counter() - t0,
-                                   "command": " ".join(sys.argv), "load": os.getloadavg(),
-                                   "runs": {v: r.__dict__ for v, r in runs.items()}}
+        load0 = os.getloadavg()
+
+        def keep(runs, models):
+            """Write the results so far (a run stopped by hand keeps its curves)."""
+            info["lengths"][str(n)] = {
+                "config": cfg.__dict__, "wall_s": time.perf_counter() - t0,
+                "command": " ".join(sys.argv), "load_start": load0, "load": os.getloadavg(),
+                "steps_done": len(next(iter(runs.values())).steps),
+                "runs": {v: r.__dict__ for v, r in runs.items()}}
+            if "dense" in models and dense_cfg is None:
+                torch.save({"config": cfg.__dict__, "state": models["dense"].state_dict(),
+                            "steps_done": info["lengths"][str(n)]["steps_done"]},
+                           os.path.join(a.out, f"dense-{n}.pt"))
+            with open(path, "w") as f:
+                json.dump(info, f, indent=1)
+
+        deadline = time.monotonic() + 60 * a.max_minutes if a.max_minutes else None
+        runs, models = train(cfg, variants, tr, va, a.seed, log=lambda s: print(s, flush=True),
+                             deadline=deadline, on_eval=keep)
+        keep(runs, models)
         med = {v: float(np.median(r.step_time)) for v, r in runs.items()}
         for v in variants:
             sp = med["dense"] / med[v] if "dense" in med else float("nan")
@@ -189,10 +205,6 @@ def full(a) -> int:
                   f"final val {runs[v].val[-1][2]:.3f} bits/byte", flush=True)
         if "dense" in models and dense_model is None:
             dense_model, dense_cfg = models["dense"], cfg
-            torch.save({"config": cfg.__dict__, "state": dense_model.state_dict()},
-                       os.path.join(a.out, f"dense-{n}.pt"))
-        with open(os.path.join(a.out, "results.json"), "w") as f:
-            json.dump(info, f, indent=1)
     if a.probe and dense_model is not None:
         import probe
         t0 = time.perf_counter()
@@ -268,6 +280,9 @@ def parse(argv=None):
     ap.add_argument("--val-bytes", type=int, default=None,
                     help=f"validation bytes, cut into sequences of n (full run; at most "
                     f"{VAL_MAX}; default max(8192, n))")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop each length's training after the first step past this many "
+                    "minutes, with a last validation point there (full run)")
     ap.add_argument("--no-probe", dest="probe", action="store_false")
     ap.add_argument("--append", action="store_true",
                     help="keep the lengths already in OUT/results.json (a run in parts)")
@@ -287,6 +302,8 @@ def parse(argv=None):
             raise ValueError
     except ValueError:
         ap.error(f"--lengths: {a.lengths!r} is not a list n:steps,... of positive integers")
+    if a.max_minutes is not None and not a.max_minutes > 0:
+        ap.error(f"--max-minutes: {a.max_minutes} is not a positive number")
     if a.evals < 1:
         ap.error(f"--evals: {a.evals} is not a positive integer")
     longest = max(p[0] for p in pairs)

@@ -85,8 +85,13 @@ def record(run: Run, step: int, seq: list) -> None:
     run.val.append((step, sum(run.step_time), *mean_se(seq)))
 
 
-def train(cfg: Config, variants, train_data, val_data, seed: int, log=print) -> dict:
-    """Train one model per variant on the same batches; returns {variant: Run}."""
+def train(cfg: Config, variants, train_data, val_data, seed: int, log=print,
+          deadline: float | None = None, on_eval=None) -> tuple:
+    """Train one model per variant on the same batches; returns ({variant: Run},
+    {variant: model}). With a deadline (time.monotonic()), training stops after the first step
+    that ends past it, with a last validation point at that step: the learning rate does not
+    decay, so the curve up to there is the one of the full run. on_eval(runs, models) is
+    called after each validation point (to keep partial results)."""
     models = {v: make_model(cfg, v, seed) for v in variants}
     opts = {v: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=0.01)
             for v, m in models.items()}
@@ -113,7 +118,8 @@ def train(cfg: Config, variants, train_data, val_data, seed: int, log=print) -> 
             opts[v].step()
             runs[v].step_time.append(time.perf_counter() - t0)
             runs[v].steps.append(loss.item())
-        if step in points:
+        late = deadline is not None and time.monotonic() > deadline
+        if step in points or (late and cfg.evals):
             for v, m in models.items():
                 states = [a.drop_gen.get_state() for a in m.attentions()]
                 seq = evaluate(m, vx, vy, seed)
@@ -122,4 +128,9 @@ def train(cfg: Config, variants, train_data, val_data, seed: int, log=print) -> 
                 record(runs[v], step, seq)
             log(f"  n = {cfg.n:5d} step {step:4d}: " + "  ".join(
                 f"{v} {runs[v].val[-1][2]:.3f}" for v in variants) + "  (val bits/byte)")
+            if on_eval:
+                on_eval(runs, models)
+        if late:
+            log(f"  n = {cfg.n:5d} stopped after step {step} of {cfg.steps}: time limit")
+            break
     return runs, models
