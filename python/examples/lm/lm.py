@@ -93,10 +93,17 @@ def quick(seed: int) -> int:
         same = again[v].steps == runs[v].steps and again[v].val_seq == runs[v].val_seq
         check(same, f"{v}: the same seed gives the same {cfg.steps} training losses and "
               f"{cfg.evals + 1} validation points, bit for bit", failures)
+    cut, _ = train(cfg, ("dense",), tr, va, seed, log=lambda s: None,
+                   deadline=time.monotonic())
+    c = cut["dense"]
+    check([p[0] for p in c.val] == [0, 1] and c.steps == runs["dense"].steps[:1],
+          "a deadline already past stops training after step 1 with a validation point there; "
+          "its loss is the full run's first", failures)
     for argv, want in (
             (["--lengths", "2048"],
              "--lengths: '2048' is not a list n:steps,... of positive integers"),
             (["--evals", "0"], "--evals: 0 is not a positive integer"),
+            (["--max-minutes", "0"], "--max-minutes: 0.0 is not a positive number"),
             (["--lengths", "4096:1", "--val-bytes", "4000"],
              f"--val-bytes: 4000 is not between the longest length 4096 and the validation "
              f"split's {VAL_MAX} bytes")):
