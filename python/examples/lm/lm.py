@@ -7,7 +7,8 @@
 
 Options: --seed S, --threads T, --lengths 2048:60,4096:30 (length:steps), --variants a,b,
 --evals E (validation points after step 0), --val-bytes B (validation text, the same at every
-length; default max(8192, n)), --max-minutes M (stop each length's training there), --no-probe. See docs/lm.md."""
+length; default max(8192, n)), --max-minutes M (stop each length's training there), --no-probe.
+See docs/lm.md."""
 from __future__ import annotations
 
 import argparse

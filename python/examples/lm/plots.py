@@ -34,7 +34,8 @@ def val_curves(info, x_index, xlabel):
         later = [p[2] for r in res["runs"].values() for p in r["val"][1:]]
         if later:   # the step-0 value (8 bits, uniform bytes) off the scale: differences show
             ax.set_ylim(min(later) - 0.05, max(later) + 0.1)
-        ax.set_title(f"n = {n}, {res.get('steps_done', res['config']['steps'])} steps (step 0: 8.0)")
+        done = res.get("steps_done", res["config"]["steps"])
+        ax.set_title(f"n = {n}, {done} steps (step 0: 8.0)")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation bits per byte")
         ax.grid(alpha=0.3)
