@@ -266,6 +266,7 @@ def probe_only(a) -> int:
     import tables
     if info.get("lengths"):
         print(tables.training(info))
+        print(tables.differences(info))
     if info.get("attention"):
         print(tables.attention(info))
     if info.get("probe"):

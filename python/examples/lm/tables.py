@@ -79,3 +79,24 @@ def attention(info: dict) -> str:
         rows.append(f"| {n} | " + " | ".join(f"{t * 1e3:.0f} ms ({best['dense'] / t:.2f}x)"
                                              for t in best.values()) + " |")
     return "\n".join(rows)
+
+
+def differences(info: dict) -> str:
+    """Per length, validation bits/byte minus dense's at every validation point after step 0,
+    with the paired standard error over the validation sequences."""
+    out = []
+    for n, res in sorted(info.get("lengths", {}).items(), key=lambda kv: int(kv[0])):
+        runs = res["runs"]
+        if "dense" not in runs:
+            continue
+        steps = [p[0] for p in runs["dense"]["val"]][1:]
+        out += [f"n = {n}:", "", "| variant | " + " | ".join(f"step {s}" for s in steps) + " |",
+                "|---|" + "---|" * len(steps),
+                "| dense (bits/byte) | " + " | ".join(f"{p[2]:.3f}" for p in
+                                                    runs["dense"]["val"][1:]) + " |"]
+        for v in runs:
+            if v != "dense":
+                out.append(f"| {v} | " + " | ".join(pm(*vs_dense(runs, v, i))
+                                                   for i in range(1, len(steps) + 1)) + " |")
+        out.append("")
+    return "\n".join(out)
