@@ -58,7 +58,7 @@ def val_diff(info):
             ax.errorbar(steps, [x for x, _ in d], yerr=[se or 0.0 for _, se in d], fmt="o-",
                         color=COLORS.get(v), label=v, ms=3, capsize=2)
         ax.axhline(0.0, color=COLORS["dense"], lw=0.8)
-        ax.set_title(f"n = {n}: minus dense (bar: +- paired SE)")
+        ax.set_title(f"n = {n}: minus dense, +- paired SE")
         ax.set_xlabel("training step")
         ax.set_ylabel("validation bits/byte - dense")
         ax.grid(alpha=0.3)
