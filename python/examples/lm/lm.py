@@ -6,11 +6,14 @@
                                      the rank probe of the trained dense model; JSON + PNG
 
 Options: --seed S, --threads T, --lengths 2048:60,4096:30 (length:steps), --variants a,b,
---no-probe. See docs/lm.md."""
+--evals E (validation points after step 0), --val-bytes B (validation text, the same at every
+length; default max(8192, n)), --max-minutes M (stop each length's training there), --no-probe.
+See docs/lm.md."""
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import os
@@ -26,16 +29,22 @@ import corpus
 from model import VARIANTS, BITS_PER_NAT
 from train import Config, make_model, train
 
-QUICK = Config(dim=32, heads=2, layers=2, n=128, batch=4, steps=12, lr=1e-2, evals=0,
-               val_tokens=0)
+QUICK = Config(dim=32, heads=2, layers=2, n=128, batch=4, steps=12, lr=1e-2, evals=2,
+               val_tokens=512)
 QUICK_MARGIN = 1.5        # nats: mean of the last 3 training losses below the first by this
+QUICK_VAL_MARGIN = 1.0    # bits/byte: the final validation score below step 0's by this
 EQUAL_ATOL = 1e-5         # logits and gradients: all-allowing sparse pattern vs dense
 FULL_LENGTHS = "2048:40,4096:16,8192:8"
 
 
-def full_config(n: int, steps: int) -> Config:
-    return Config(dim=64, heads=4, layers=2, n=n, batch=1, steps=steps, lr=3e-3, evals=3,
-                  val_tokens=max(8192, n))
+FULL_EVALS = 3
+VAL_MAX = corpus.SIZE - int(corpus.SIZE * corpus.TRAIN_FRACTION) - 1   # targets need one more
+
+
+def full_config(n: int, steps: int, evals: int = FULL_EVALS, val_bytes: int | None = None) \
+        -> Config:
+    return Config(dim=64, heads=4, layers=2, n=n, batch=1, steps=steps, lr=3e-3, evals=evals,
+                  val_tokens=max(8192, n) if val_bytes is None else val_bytes)
 
 
 def check(ok: bool, what: str, failures: list) -> None:
@@ -61,6 +70,11 @@ def quick(seed: int) -> int:
         fall = s[0] - float(np.mean(s[-3:]))
         check(fall >= QUICK_MARGIN, f"{v}: training loss {s[0]:.3f} -> {np.mean(s[-3:]):.3f} "
               f"nats in {cfg.steps} steps (falls by {fall:.3f} >= {QUICK_MARGIN})", failures)
+        vb = runs[v].val
+        check(vb[0][2] - vb[-1][2] >= QUICK_VAL_MARGIN, f"{v}: validation {vb[0][2]:.3f} -> "
+              f"{vb[-1][2]:.3f} +- {vb[-1][3]:.3f} bits/byte over {len(runs[v].val_seq[-1])} "
+              f"sequences (falls by >= {QUICK_VAL_MARGIN})", failures)
+    quick_figures(cfg, runs, failures)
     x = torch.from_numpy(tr[:cfg.n * 2].astype(np.int64)).view(2, cfg.n)
     y = torch.from_numpy(tr[1:cfg.n * 2 + 1].astype(np.int64)).view(2, cfg.n)
     ref_o, ref_g = logits_and_grads(cfg, "dense", seed, x, y)
@@ -77,18 +91,32 @@ def quick(seed: int) -> int:
     again, _ = train(cfg, ("dense", "hash8", "qkdrop", "taylor2"), tr, va, seed,
                      log=lambda s: None)
     for v in again:
-        check(again[v].steps == runs[v].steps, f"{v}: the same seed gives the same "
-              f"{cfg.steps} training losses, bit for bit", failures)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            parse(["--lengths", "2048"])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    check(code == 2 and err.getvalue().endswith(
-        "lm.py: error: --lengths: '2048' is not a list n:steps,... of positive integers\n"),
-        "a bad --lengths is a usage error (exit 2) naming the option and the value", failures)
+        same = again[v].steps == runs[v].steps and again[v].val_seq == runs[v].val_seq
+        check(same, f"{v}: the same seed gives the same {cfg.steps} training losses and "
+              f"{cfg.evals + 1} validation points, bit for bit", failures)
+    cut, _ = train(cfg, ("dense",), tr, va, seed, log=lambda s: None,
+                   deadline=time.monotonic())
+    c = cut["dense"]
+    check([p[0] for p in c.val] == [0, 1] and c.steps == runs["dense"].steps[:1],
+          "a deadline already past stops training after step 1 with a validation point there; "
+          "its loss is the full run's first", failures)
+    for argv, want in (
+            (["--lengths", "2048"],
+             "--lengths: '2048' is not a list n:steps,... of positive integers"),
+            (["--evals", "0"], "--evals: 0 is not a positive integer"),
+            (["--max-minutes", "0"], "--max-minutes: 0.0 is not a positive number"),
+            (["--lengths", "4096:1", "--val-bytes", "4000"],
+             f"--val-bytes: 4000 is not between the longest length 4096 and the validation "
+             f"split's {VAL_MAX} bytes")):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                parse(argv)
+                code = 0
+            except SystemExit as e:
+                code = e.code
+        check(code == 2 and err.getvalue().endswith(f"lm.py: error: {want}\n"),
+              f"{' '.join(argv)} is a usage error (exit 2): {want}", failures)
     try:
         corpus.load(sha256="0" * 64)
         msg = ""
@@ -102,6 +130,28 @@ def quick(seed: int) -> int:
           "and checksum", failures)
     print(f"{len(failures)} of the quick checks failed" if failures else "all quick checks pass")
     return 1 if failures else 0
+
+
+def quick_figures(cfg: Config, runs: dict, failures: list) -> None:
+    """The training figures of the quick run drawn, saved, read back and compared with the
+    results; and the comparison can fail: a curve drawn from other scores is caught."""
+    import tempfile
+    import figcheck
+    import plots
+    info = {"lengths": {str(cfg.n): {"config": cfg.__dict__,
+                                     "runs": {v: r.__dict__ for v, r in runs.items()}}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = figcheck.check(info, tmp)
+    check(not bad, "the figures show the validation scores and the paired differences from "
+          "dense with their standard errors (read back)" + "".join("\n      " + b for b in bad),
+          failures)
+    moved = copy.deepcopy(info)
+    r = moved["lengths"][str(cfg.n)]["runs"]["hash8"]
+    r["val"] = [(p[0], p[1], p[2] + 0.01, *p[3:]) for p in r["val"]]
+    fig = plots.val_curves(info, 0, "training step")
+    check(len(figcheck.val_lines(fig, moved, 0)) == 1, "the read-back check finds a curve "
+          "0.01 bits/byte off", failures)
+    plots.plt.close(fig)
 
 
 def machine() -> dict:
@@ -131,14 +181,31 @@ def full(a) -> int:
     dense_model, dense_cfg = None, None
     for item in a.lengths.split(","):
         n, steps = (int(s) for s in item.split(":"))
-        cfg = full_config(n, steps)
+        cfg = full_config(n, steps, a.evals, a.val_bytes)
         print(f"n = {n}: batch {cfg.batch}, {steps} steps, model dim {cfg.dim}, "
-              f"{cfg.heads} heads, {cfg.layers} layers", flush=True)
+              f"{cfg.heads} heads, {cfg.layers} layers, {cfg.evals} validation points of "
+              f"{cfg.val_tokens // n} sequences", flush=True)
         t0 = time.perf_counter()
-        runs, models = train(cfg, variants, tr, va, a.seed, log=lambda s: print(s, flush=True))
-        info["lengths"][str(n)] = {"config": cfg.__dict__, "wall_s": time.perf_counter() - t0,
-                                   "command": " ".join(sys.argv), "load": os.getloadavg(),
-                                   "runs": {v: r.__dict__ for v, r in runs.items()}}
+        load0 = os.getloadavg()
+
+        def keep(runs, models):
+            """Write the results so far (a run stopped by hand keeps its curves)."""
+            info["lengths"][str(n)] = {
+                "config": cfg.__dict__, "wall_s": time.perf_counter() - t0,
+                "command": " ".join(sys.argv), "load_start": load0, "load": os.getloadavg(),
+                "steps_done": len(next(iter(runs.values())).steps),
+                "runs": {v: r.__dict__ for v, r in runs.items()}}
+            if "dense" in models and dense_cfg is None:
+                torch.save({"config": cfg.__dict__, "state": models["dense"].state_dict(),
+                            "steps_done": info["lengths"][str(n)]["steps_done"]},
+                           os.path.join(a.out, f"dense-{n}.pt"))
+            with open(path, "w") as f:
+                json.dump(info, f, indent=1)
+
+        deadline = time.monotonic() + 60 * a.max_minutes if a.max_minutes else None
+        runs, models = train(cfg, variants, tr, va, a.seed, log=lambda s: print(s, flush=True),
+                             deadline=deadline, on_eval=keep)
+        keep(runs, models)
         med = {v: float(np.median(r.step_time)) for v, r in runs.items()}
         for v in variants:
             sp = med["dense"] / med[v] if "dense" in med else float("nan")
@@ -146,10 +213,6 @@ def full(a) -> int:
                   f"final val {runs[v].val[-1][2]:.3f} bits/byte", flush=True)
         if "dense" in models and dense_model is None:
             dense_model, dense_cfg = models["dense"], cfg
-            torch.save({"config": cfg.__dict__, "state": dense_model.state_dict()},
-                       os.path.join(a.out, f"dense-{n}.pt"))
-        with open(os.path.join(a.out, "results.json"), "w") as f:
-            json.dump(info, f, indent=1)
     if a.probe and dense_model is not None:
         import probe
         t0 = time.perf_counter()
@@ -203,6 +266,7 @@ def probe_only(a) -> int:
     import tables
     if info.get("lengths"):
         print(tables.training(info))
+        print(tables.differences(info))
     if info.get("attention"):
         print(tables.attention(info))
     if info.get("probe"):
@@ -220,6 +284,14 @@ def parse(argv=None):
     ap.add_argument("--out", default="out/lm")
     ap.add_argument("--lengths", default=FULL_LENGTHS, help="n:steps,... (full run)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--evals", type=int, default=FULL_EVALS,
+                    help="validation points after step 0, evenly spaced (full run)")
+    ap.add_argument("--val-bytes", type=int, default=None,
+                    help=f"validation bytes, cut into sequences of n (full run; at most "
+                    f"{VAL_MAX}; default max(8192, n))")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop each length's training after the first step past this many "
+                    "minutes, with a last validation point there (full run)")
     ap.add_argument("--no-probe", dest="probe", action="store_false")
     ap.add_argument("--append", action="store_true",
                     help="keep the lengths already in OUT/results.json (a run in parts)")
@@ -239,6 +311,14 @@ def parse(argv=None):
             raise ValueError
     except ValueError:
         ap.error(f"--lengths: {a.lengths!r} is not a list n:steps,... of positive integers")
+    if a.max_minutes is not None and not a.max_minutes > 0:
+        ap.error(f"--max-minutes: {a.max_minutes} is not a positive number")
+    if a.evals < 1:
+        ap.error(f"--evals: {a.evals} is not a positive integer")
+    longest = max(p[0] for p in pairs)
+    if a.val_bytes is not None and not longest <= a.val_bytes <= VAL_MAX:
+        ap.error(f"--val-bytes: {a.val_bytes} is not between the longest length {longest} and "
+                 f"the validation split's {VAL_MAX} bytes")
     if a.attn_only:
         try:
             if min(int(n) for n in a.attn_only.split(",")) < 1:

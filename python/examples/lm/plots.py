@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import tables  # noqa: E402
+
 COLORS = {"dense": "k", "hash8": "tab:blue", "hash16": "tab:cyan", "qkdrop": "tab:orange",
           "taylor2": "tab:green"}
 
@@ -17,29 +19,55 @@ def _lengths(info):
     return sorted(info.get("lengths", {}).items(), key=lambda kv: int(kv[0]))
 
 
-def val_curves(info, out, x_index, xlabel, name):
+def val_curves(info, x_index, xlabel):
+    """Validation bits per byte per variant and length; the band is +- one standard error over
+    the validation sequences (where the results hold it)."""
     ls = _lengths(info)
     fig, axes = plt.subplots(1, len(ls), figsize=(4.2 * len(ls), 3.6), squeeze=False)
     for ax, (n, res) in zip(axes[0], ls):
         for v, r in res["runs"].items():
             pts = np.array(r["val"])
             ax.plot(pts[:, x_index], pts[:, 2], "o-", color=COLORS.get(v), label=v, ms=3)
+            if pts.shape[1] > 3:
+                ax.fill_between(pts[:, x_index], pts[:, 2] - pts[:, 3], pts[:, 2] + pts[:, 3],
+                                color=COLORS.get(v), alpha=0.12, lw=0)
         later = [p[2] for r in res["runs"].values() for p in r["val"][1:]]
         if later:   # the step-0 value (8 bits, uniform bytes) off the scale: differences show
             ax.set_ylim(min(later) - 0.05, max(later) + 0.1)
-        ax.set_title(f"n = {n}, {res['config']['steps']} steps (step 0: 8.0)")
+        done = res.get("steps_done", res["config"]["steps"])
+        ax.set_title(f"n = {n}, {done} steps (step 0: 8.0)")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation bits per byte")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()
-    path = os.path.join(out, name)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def train_curves(info, out):
+def val_diff(info):
+    """Validation bits per byte minus dense's, per step, with +- one standard error of the
+    paired difference over the validation sequences."""
+    ls = [(n, res) for n, res in _lengths(info) if "dense" in res["runs"]]
+    fig, axes = plt.subplots(1, len(ls), figsize=(4.2 * len(ls), 3.6), squeeze=False)
+    for ax, (n, res) in zip(axes[0], ls):
+        for v, r in res["runs"].items():
+            if v == "dense":
+                continue
+            steps = [p[0] for p in r["val"]]
+            d = [tables.vs_dense(res["runs"], v, i) for i in range(len(steps))]
+            ax.errorbar(steps, [x for x, _ in d], yerr=[se or 0.0 for _, se in d], fmt="o-",
+                        color=COLORS.get(v), label=v, ms=3, capsize=2)
+        ax.axhline(0.0, color=COLORS["dense"], lw=0.8)
+        ax.set_title(f"n = {n}: minus dense, +- paired SE")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("validation bits/byte - dense")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def train_curves(info):
     """Training loss in bits per byte at every step (moving average of 5 steps)."""
     ls = _lengths(info)
     fig, axes = plt.subplots(1, len(ls), figsize=(4.2 * len(ls), 3.6), squeeze=False)
@@ -55,13 +83,10 @@ def train_curves(info, out):
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()
-    path = os.path.join(out, "lm_train_loss.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def step_times(info, out):
+def step_times(info):
     ls = _lengths(info)
     ns = [int(n) for n, _ in ls]
     variants = list(ls[0][1]["runs"]) if ls else []
@@ -84,13 +109,10 @@ def step_times(info, out):
     a2.axhline(1.0, color="gray", lw=0.8)
     a1.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    path = os.path.join(out, "lm_step_time.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def rank_figure(info, out):
+def rank_figure(info):
     p = info["probe"]
     heads = p["heads"]
     labels = [f"L{h['layer']}H{h['head']}" for h in heads]
@@ -121,13 +143,10 @@ def rank_figure(info, out):
     a2.set_ylabel("sigma_i / sigma_1")
     a2.legend(fontsize=7)
     fig.tight_layout()
-    path = os.path.join(out, "lm_rank.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def approx_figure(info, out):
+def approx_figure(info):
     p = info["probe"]
     heads, maps = p["heads"], p["maps"]
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -141,21 +160,30 @@ def approx_figure(info, out):
     ax.set_title("causal linear attention vs exact softmax on the model's Q, K, V (bar: median)")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    path = os.path.join(out, "lm_approx.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def figures(info: dict) -> dict:
+    """{file name: matplotlib figure} of every figure the results allow."""
+    figs = {}
+    if info.get("lengths"):
+        figs["lm_val_step.png"] = val_curves(info, 0, "training step")
+        figs["lm_val_time.png"] = val_curves(info, 1, "training seconds (sum of step times)")
+        if any("dense" in res["runs"] for _, res in _lengths(info)):
+            figs["lm_val_diff.png"] = val_diff(info)
+        figs["lm_train_loss.png"] = train_curves(info)
+        figs["lm_step_time.png"] = step_times(info)
+    if info.get("probe"):
+        figs["lm_rank.png"] = rank_figure(info)
+        figs["lm_approx.png"] = approx_figure(info)
+    return figs
 
 
 def all_figures(info: dict, out: str) -> list:
     os.makedirs(out, exist_ok=True)
     paths = []
-    if info.get("lengths"):
-        paths.append(val_curves(info, out, 0, "training step", "lm_val_step.png"))
-        paths.append(val_curves(info, out, 1, "training seconds (sum of step times)",
-                                "lm_val_time.png"))
-        paths.append(train_curves(info, out))
-        paths.append(step_times(info, out))
-    if info.get("probe"):
-        paths += [rank_figure(info, out), approx_figure(info, out)]
+    for name, fig in figures(info).items():
+        paths.append(os.path.join(out, name))
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths

@@ -3,23 +3,40 @@ from __future__ import annotations
 
 import numpy as np
 
+from train import mean_se
+
+
+def vs_dense(runs: dict, v: str, i: int = -1) -> tuple:
+    """Validation bits/byte of v minus dense's at validation point i, and the standard error of
+    that difference over the validation sequences (paired: the same sequences for both), or
+    None where the results hold no per-sequence scores."""
+    d, r = runs["dense"], runs[v]
+    if not (d.get("val_seq") and r.get("val_seq")):
+        return r["val"][i][2] - d["val"][i][2], None
+    return mean_se(np.subtract(r["val_seq"][i], d["val_seq"][i]))
+
+
+def pm(x: float, se) -> str:
+    return f"{x:+.3f}" if se is None else f"{x:+.3f} ± {se:.3f}"
+
 
 def training(info: dict) -> str:
     rows = ["| n | variant | steps | median s/step | speed-up (median) | fastest step s | "
-            "speed-up (fastest) | val bits/byte at step 0 | final val bits/byte | vs dense |",
+            "speed-up (fastest) | val bits/byte at step 0 | final val bits/byte (± SE) | "
+            "vs dense (± paired SE) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for n, res in sorted(info.get("lengths", {}).items(), key=lambda kv: int(kv[0])):
         runs = res["runs"]
         dmed = float(np.median(runs["dense"]["step_time"]))
         dmin = float(np.min(runs["dense"]["step_time"]))
-        dfin = runs["dense"]["val"][-1][2]
         for v, r in runs.items():
             med = float(np.median(r["step_time"]))
-            fin = r["val"][-1][2]
+            fin = r["val"][-1]
+            se = f" ± {fin[3]:.3f}" if len(fin) > 3 else ""
             mn = float(np.min(r["step_time"]))
             rows.append(f"| {n} | {v} | {len(r['step_time'])} | {med:.2f} | {dmed / med:.2f}x | "
                         f"{mn:.2f} | {dmin / mn:.2f}x | "
-                        f"{r['val'][0][2]:.3f} | {fin:.3f} | {fin - dfin:+.3f} |")
+                        f"{r['val'][0][2]:.3f} | {fin[2]:.3f}{se} | {pm(*vs_dense(runs, v))} |")
     return "\n".join(rows)
 
 
@@ -62,3 +79,24 @@ def attention(info: dict) -> str:
         rows.append(f"| {n} | " + " | ".join(f"{t * 1e3:.0f} ms ({best['dense'] / t:.2f}x)"
                                              for t in best.values()) + " |")
     return "\n".join(rows)
+
+
+def differences(info: dict) -> str:
+    """Per length, validation bits/byte minus dense's at every validation point after step 0,
+    with the paired standard error over the validation sequences."""
+    out = []
+    for n, res in sorted(info.get("lengths", {}).items(), key=lambda kv: int(kv[0])):
+        runs = res["runs"]
+        if "dense" not in runs:
+            continue
+        steps = [p[0] for p in runs["dense"]["val"]][1:]
+        out += [f"n = {n}:", "", "| variant | " + " | ".join(f"step {s}" for s in steps) + " |",
+                "|---|" + "---|" * len(steps),
+                "| dense (bits/byte) | " + " | ".join(f"{p[2]:.3f}" for p in
+                                                    runs["dense"]["val"][1:]) + " |"]
+        for v in runs:
+            if v != "dense":
+                out.append(f"| {v} | " + " | ".join(pm(*vs_dense(runs, v, i))
+                                                   for i in range(1, len(steps) + 1)) + " |")
+        out.append("")
+    return "\n".join(out)
