@@ -186,11 +186,13 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
     op.want_fro = 1;
     size_t nl = op.qoff[op.me + 1] - op.qoff[op.me], ml = op.koff[op.me + 1] - op.koff[op.me];
     for (;;) {
-        /* SLEPc's two bases, the kept right vectors, kat's remote block and partial product,
-         * and the k x k projected problem: checked first, so that a search that would not fit
-         * fails on every process with a sentence instead of being killed. */
-        double words = (double)k * (2.0 * (double)nl + 3.0 * (double)ml + (double)(n > m ? n : m)
-                                    / (double)op.np) + 4.0 * (double)k * (double)k;
+        /* SLEPc's two bases, the kept right vectors, kat's remote block (and its packed
+         * copy) and partial product, and the k x k projected problem: checked first, so that a
+         * search that would not fit fails on every process with a sentence instead of being
+         * killed. */
+        double words = (double)k * (2.0 * (double)nl + 3.0 * (double)ml +
+                                    2.0 * (double)(n > m ? n : m) / (double)op.np) +
+                       4.0 * (double)k * (double)k;
         if ((st = kat_mpi_agree(comm, rank_mem_check(words * sizeof(double), "the distributed "
                                                      "probe's vectors on this process",
                                                      "; use more processes, lower max_rank "

@@ -56,6 +56,7 @@ static kat_status sketch_reserve(sketch *s, size_t b)
     size_t need = s->k + b;
     double words = (double)(s->n + 2 * s->m) * (double)need       /* Qb, Zb, svd copy */
                    + (double)(s->n + s->m) * (double)b             /* Y, W */
+                   + (double)(s->n > s->m ? s->n : s->m) * (double)b   /* packed X */
                    + (double)need * (double)b + 3.0 * (double)need;
     kat_status st = rank_mem_check(words * sizeof(double), "the randomized rank's sketch",
                                    "; lower max_rank (--max-rank) or loosen the tolerance "
