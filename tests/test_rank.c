@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "rank/rank_internal.h"
 #include "test_rank_util.h"
 
 /* ---- point sets ------------------------------------------------------------------------ */
@@ -792,6 +793,85 @@ START_TEST(test_probe_hypercube_below_generic)
 }
 END_TEST
 
+/* ---- the matrix-free product M X ------------------------------------------------------- */
+
+/* Y = M X and |M|_F^2 from the entries one at a time, in long double. */
+static void op_reference(const rank_op *op, const double *X, size_t b, double *Y, double *fro2)
+{
+    long double f2 = 0;
+    for (size_t i = 0; i < op->rows; i++) {
+        double *row = malloc((op->cols ? op->cols : 1) * sizeof(double));
+        TU_OK(rank_op_block(op, i, 1, 0, op->cols, row, op->cols));
+        for (size_t j = 0; j < op->cols; j++)
+            f2 += (long double)row[j] * row[j];
+        for (size_t c = 0; c < b; c++) {
+            long double acc = 0;
+            for (size_t j = 0; j < op->cols; j++)
+                acc += (long double)row[j] * X[c * op->cols + j];
+            Y[c * op->rows + i] = (double)acc;
+        }
+        free(row);
+    }
+    *fro2 = (double)f2;
+}
+
+START_TEST(test_op_apply_matches_reference)
+{
+    /* Sizes that are not multiples of the packed panels (16 rows, 8 vectors, 256 columns) or
+     * of the portable chunk (1024 columns), size 1, and tiles of 7 rows; every kernel set the
+     * CPU has (the packed product is the AVX-512 one). */
+    size_t sizes[][5] = {{1, 1, 1, 1, 0},   {7, 5, 3, 1, 7},     {33, 257, 8, 9, 0},
+                         {300, 1100, 5, 13, 7}, {64, 2048, 2, 175, 0}, {17, 31, 4, 16, 16}};
+    double poly[4] = {1, 3, 3, 1};
+    kat_fn *f;
+    TU_OK(kat_fn_poly(poly, 4, &f));
+    kat_arch initial = kat_arch_get();
+    for (int a = 0; a < KAT_ARCH_COUNT; a++) {
+        if (!kat_arch_supported((kat_arch)a))
+            continue;
+        TU_OK(kat_arch_set((kat_arch)a));
+        for (size_t sz = 0; sz < sizeof sizes / sizeof sizes[0]; sz++) {
+            size_t n = sizes[sz][0], m = sizes[sz][1], d = sizes[sz][2], b = sizes[sz][3];
+            if (tu_quick() && n * m * b > 2000000)
+                continue;
+            kat_dmat Q = tr_points(KAT_RANK_DIST_GAUSS, n, d, 60 + sz);
+            kat_dmat K = tr_points(KAT_RANK_DIST_GAUSS, m, d, 70 + sz);
+            double *X = malloc(m * b * sizeof(double)), *Y = malloc(n * b * sizeof(double));
+            double *R = malloc(n * b * sizeof(double));
+            for (size_t i = 0; i < m * b; i++)
+                X[i] = sin(0.7 * (double)i + 0.3) - 0.25;
+            for (int form = 0; form < KAT_RANK_FORM_COUNT; form++)
+                for (int withf = 0; withf < 2; withf++) {
+                    rank_op op;
+                    TU_OK(rank_op_init(&op, withf ? f : NULL, (kat_rank_form)form, 0.5, &Q, &K));
+                    double fro2;
+                    op_reference(&op, X, b, R, &fro2);
+                    rank_fro fro;
+                    TU_OK(rank_op_apply(&op, X, m, b, Y, n, sizes[sz][4], &fro));
+                    /* Each entry of Y is a sum of m products: compare against the sum of
+                     * their magnitudes' scale. */
+                    double scale = sqrt(fro2) * sqrt((double)m) + 1e-300;
+                    for (size_t i = 0; i < n * b; i++)
+                        if (fabs(Y[i] - R[i]) > 1e-13 * scale)
+                            ck_abort_msg("arch %s, %zu x %zu, d %zu, b %zu, form %d, f %d: Y[%zu] "
+                                         "= %.17g, reference %.17g", kat_arch_name(), n, m, d,
+                                         b, form, withf, i, Y[i], R[i]);
+                    double got = fro.scale * fro.scale * fro.ssq;
+                    ck_assert_double_le(fabs(got - fro2), 1e-13 * fro2);
+                    rank_op_free(&op);
+                }
+            free(X);
+            free(Y);
+            free(R);
+            kat_dmat_free(&Q);
+            kat_dmat_free(&K);
+        }
+    }
+    TU_OK(kat_arch_set(initial));
+    kat_fn_destroy(f);
+}
+END_TEST
+
 START_TEST(test_randomized_matches_dense_poly)
 {
     /* Tiles of 7 rows and n = 300 or m = 1100 (not multiples of the tile or the column chunk)
@@ -1186,6 +1266,7 @@ int main(void)
     tcase_add_test(tc, test_generic_ranks_n400);
     tcase_add_test(tc, test_l2sq_prediction);
     tcase_add_test(tc, test_probe_hypercube_below_generic);
+    tcase_add_test(tc, test_op_apply_matches_reference);
     tcase_add_test(tc, test_randomized_matches_dense_poly);
     tcase_add_test(tc, test_randomized_eps_ranks_exp);
     tcase_add_test(tc, test_deterministic);

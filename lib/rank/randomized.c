@@ -56,6 +56,7 @@ static kat_status sketch_reserve(sketch *s, size_t b)
     size_t need = s->k + b;
     double words = (double)(s->n + 2 * s->m) * (double)need       /* Qb, Zb, svd copy */
                    + (double)(s->n + s->m) * (double)b             /* Y, W */
+                   + (double)(s->n > s->m ? s->n : s->m) * (double)b   /* packed X */
                    + (double)need * (double)b + 3.0 * (double)need;
     kat_status st = kat__rank_mem_check(words * sizeof(double), "the randomized rank's sketch",
                                    "; lower max_rank (--max-rank) or loosen the tolerance "
@@ -231,9 +232,18 @@ static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, 
     project_out(s, s->Y, b);
     double *qn = s->Qb + s->k * s->n, *zn = s->Zb + s->k * s->m;
     memcpy(qn, s->Y, s->n * b * sizeof(double));
-    for (size_t c = 0; c < b; c++)
-        if ((st = orthonormalise_column(s, c, rng)))
+    if (s->k == 0) {
+        /* No basis yet: Householder's Q is orthonormal to working precision whatever the
+         * block's rank (its columns for a rank-deficient block are directions that add no
+         * singular value), at BLAS-3 speed, where column by column streams the block from
+         * memory twice per column. */
+        if ((st = rank_qr_inplace(s->n, b, qn, s->n, s->tau, 1)))
             return st;
+    } else {
+        for (size_t c = 0; c < b; c++)
+            if ((st = orthonormalise_column(s, c, rng)))
+                return st;
+    }
     if ((st = apply(s, 1, qn, b, zn, NULL)))   /* B_new^T = M^T Q_new */
         return st;
     if ((st = values_of(s, zn, s->m, b, s->svb)))
@@ -292,7 +302,9 @@ kat_status kat__rank_randomized_op(const rank_op *op, const kat_rank_opts *o, ka
         bcur = bcur > K / 2 ? K : 2 * bcur;
     }
     kat_rng_destroy(rng);
-    if (!st && s.k)
+    if (!st && s.k && s.k == s.last_b)   /* one block: its values are B's */
+        memcpy(s.sv, s.svb, s.k * sizeof(double));
+    else if (!st && s.k)
         st = values_of(&s, s.Zb, m, s.k, s.sv);
     if (held)
         kat__blas_release();
