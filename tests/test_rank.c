@@ -801,7 +801,7 @@ static void op_reference(const rank_op *op, const double *X, size_t b, double *Y
     long double f2 = 0;
     for (size_t i = 0; i < op->rows; i++) {
         double *row = malloc((op->cols ? op->cols : 1) * sizeof(double));
-        TU_OK(rank_op_block(op, i, 1, 0, op->cols, row, op->cols));
+        TU_OK(kat__rank_op_block(op, i, 1, 0, op->cols, row, op->cols));
         for (size_t j = 0; j < op->cols; j++)
             f2 += (long double)row[j] * row[j];
         for (size_t c = 0; c < b; c++) {
@@ -843,11 +843,11 @@ START_TEST(test_op_apply_matches_reference)
             for (int form = 0; form < KAT_RANK_FORM_COUNT; form++)
                 for (int withf = 0; withf < 2; withf++) {
                     rank_op op;
-                    TU_OK(rank_op_init(&op, withf ? f : NULL, (kat_rank_form)form, 0.5, &Q, &K));
+                    TU_OK(kat__rank_op_init(&op, withf ? f : NULL, (kat_rank_form)form, 0.5, &Q, &K));
                     double fro2;
                     op_reference(&op, X, b, R, &fro2);
                     rank_fro fro;
-                    TU_OK(rank_op_apply(&op, X, m, b, Y, n, sizes[sz][4], &fro));
+                    TU_OK(kat__rank_op_apply(&op, X, m, b, Y, n, sizes[sz][4], &fro));
                     /* Each entry of Y is a sum of m products: compare against the sum of
                      * their magnitudes' scale. */
                     double scale = sqrt(fro2) * sqrt((double)m) + 1e-300;
@@ -858,7 +858,7 @@ START_TEST(test_op_apply_matches_reference)
                                          b, form, withf, i, Y[i], R[i]);
                     double got = fro.scale * fro.scale * fro.ssq;
                     ck_assert_double_le(fabs(got - fro2), 1e-13 * fro2);
-                    rank_op_free(&op);
+                    kat__rank_op_free(&op);
                 }
             free(X);
             free(Y);

@@ -37,7 +37,7 @@ static kat_status check_same_opts(MPI_Comm comm, const kat_fn *f, const kat_rank
     MPI_Allreduce(mine, hi, NOPT, MPI_UINT64_T, MPI_MAX, comm);
     for (int i = 0; i < NOPT; i++)
         if (lo[i] != hi[i])
-            return kat_fail(KAT_EINVAL, "kat_mpi_rank_probe: %s%s differs between processes; "
+            return kat__fail(KAT_EINVAL, "kat_mpi_rank_probe: %s%s differs between processes; "
                             "every process must be given the same options", i == 12 ? "" :
                             "opts.", opt_names[i]);
     return KAT_OK;
@@ -48,11 +48,11 @@ static kat_status check_local(const kat_rank_opts *o, const kat_dmat *Q, const k
 {
     const char *who = "kat_mpi_rank_probe";
     if (!o || !res || !Q || !K)
-        return kat_fail(KAT_EINVAL, "%s: %s is NULL", who, !o ? "opts" : !res ? "res"
+        return kat__fail(KAT_EINVAL, "%s: %s is NULL", who, !o ? "opts" : !res ? "res"
                                                                  : !Q ? "Qloc" : "Kloc");
     kat_rank_opts r = *o;   /* the distributed probe is the randomized search */
     r.method = KAT_RANK_RANDOMIZED;
-    return rank_check_opts(who, &r);
+    return kat__rank_check_opts(who, &r);
 }
 
 /* One SVDSolve for the k largest singular values, starting from the right vectors v0 (n0 of
@@ -106,7 +106,7 @@ static kat_status solve(kmpi_op *op, Mat A, const kat_rank_opts *o, PetscInt k, 
     KMPI_TRY(SVDSolve(svd));
     KMPI_TRY(SVDGetConverged(svd, &nconv));
     if (nconv < k) {
-        st = kat_fail(KAT_ELAPACK, "kat_mpi_rank_probe: SLEPc's randomized solver converged "
+        st = kat__fail(KAT_ELAPACK, "kat_mpi_rank_probe: SLEPc's randomized solver converged "
                       "%d of the %d singular values asked for", (int)nconv, (int)k);
         goto done;
     }
@@ -132,10 +132,10 @@ fail:
     if (op->failed) {   /* a product failed on some process: its agreed sentence stands */
         char msg[600];
         snprintf(msg, sizeof msg, "%s", kat_last_error());
-        st = kat_fail(op->failed, "%s", msg);
+        st = kat__fail(op->failed, "%s", msg);
         op->failed = KAT_OK;
     } else {
-        st = kmpi_petsc_fail(ierr, what);
+        st = kat__mpi_petsc_fail(ierr, what);
     }
 done:
     SVDDestroy(&svd);
@@ -151,25 +151,25 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
     if (st || (st = kat_mpi_agree(comm, check_same_opts(comm, f, opts))))
         return st;
     kmpi_op op;
-    if ((st = kmpi_op_init(&op, comm, f, opts->form, opts->scale, Qloc, Kloc, opts->tile_rows)))
+    if ((st = kat__mpi_op_init(&op, comm, f, opts->form, opts->scale, Qloc, Kloc, opts->tile_rows)))
         return st;
     size_t n = op.n, m = op.m, mn = n < m ? n : m, base, pred;
     size_t K = opts->max_rank && opts->max_rank < mn ? opts->max_rank : mn;
-    if ((st = kmpi_predict(&op, f, opts, &base, &pred))) {
-        kmpi_op_free(&op);
+    if ((st = kat__mpi_predict(&op, f, opts, &base, &pred))) {
+        kat__mpi_op_free(&op);
         return st;
     }
-    double *sv = kat_alloc_array(K, sizeof(double), "mpi rank: singular values");
+    double *sv = kat__alloc_array(K, sizeof(double), "mpi rank: singular values");
     Mat A = NULL;
-    PetscErrorCode ierr = sv ? kmpi_shell_create(&op, 0, &A) : 0;
+    PetscErrorCode ierr = sv ? kat__mpi_shell_create(&op, 0, &A) : 0;
     if (!sv)
         st = KAT_ENOMEM;
     else if (ierr)
-        st = kmpi_petsc_fail(ierr, "MatCreateShell");
+        st = kat__mpi_petsc_fail(ierr, "MatCreateShell");
     if ((st = kat_mpi_agree(comm, st))) {
         MatDestroy(&A);
         kat_free(sv);
-        kmpi_op_free(&op);
+        kat__mpi_op_free(&op);
         return st;
     }
     Vec *v = NULL;
@@ -193,7 +193,7 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
         double words = (double)k * (2.0 * (double)nl + 3.0 * (double)ml +
                                     2.0 * (double)(n > m ? n : m) / (double)op.np) +
                        4.0 * (double)k * (double)k;
-        if ((st = kat_mpi_agree(comm, rank_mem_check(words * sizeof(double), "the distributed "
+        if ((st = kat_mpi_agree(comm, kat__rank_mem_check(words * sizeof(double), "the distributed "
                                                      "probe's vectors on this process",
                                                      "; use more processes, lower max_rank "
                                                      "(--max-rank) or loosen the tolerance "
@@ -204,10 +204,10 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
         solves++;
         /* Saturated: at least `oversample` values at or below the threshold, so (with high
          * probability, as in kat_rank_randomized) none above it is left out. */
-        double tau = rank_search_threshold(sv[0], n, m, opts);
-        int done = k - rank_count_above(sv, k, tau) >= opts->oversample;
+        double tau = kat__rank_search_threshold(sv[0], n, m, opts);
+        int done = k - kat__rank_count_above(sv, k, tau) >= opts->oversample;
         if (done && opts->eps > 0.0) {
-            size_t kf = rank_eps_frobenius_fro(sv, k, &op.fro, opts->eps);
+            size_t kf = kat__rank_eps_frobenius_fro(sv, k, &op.fro, opts->eps);
             done = kf != KAT_RANK_NONE && k - kf >= opts->oversample;
         }
         if (done || k == mn) {
@@ -222,7 +222,7 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
         VecDestroyVecs(nv, &v);
     MatDestroy(&A);
     if (!st) {
-        rank_result_from_values(res, n, m, sv, k, &op.fro, opts, converged,
+        kat__rank_result_from_values(res, n, m, sv, k, &op.fro, opts, converged,
                                 op.stats.products + op.stats.vector_products);
         res->d = op.d;
         res->base_rank = base;
@@ -237,6 +237,6 @@ kat_status kat_mpi_rank_probe(MPI_Comm comm, const kat_fn *f, const kat_dmat *Ql
         stats->peak_rss_mib = (double)ru.ru_maxrss / 1024.0;
     }
     kat_free(sv);
-    kmpi_op_free(&op);
+    kat__mpi_op_free(&op);
     return st;
 }

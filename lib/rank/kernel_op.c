@@ -15,7 +15,7 @@
 #include <omp.h>
 #endif
 
-/* Columns of M built at once inside a row tile of rank_op_apply: a tile_rows x CHUNK block
+/* Columns of M built at once inside a row tile of kat__rank_op_apply: a tile_rows x CHUNK block
  * (2 MiB at 256 rows) stays in cache between its GEMM, f and the product with X. */
 enum { CHUNK_COLS = 1024 };
 
@@ -28,24 +28,24 @@ const char *kat_rank_form_name(kat_rank_form form)
 kat_status kat_rank_form_parse(const char *name, kat_rank_form *out)
 {
     if (!name || !out)
-        return kat_fail(KAT_EINVAL, "rank_form_parse: %s is NULL", name ? "out" : "name");
+        return kat__fail(KAT_EINVAL, "rank_form_parse: %s is NULL", name ? "out" : "name");
     for (int f = 0; f < KAT_RANK_FORM_COUNT; f++)
         if (strcmp(name, kat_rank_form_name((kat_rank_form)f)) == 0) {
             *out = (kat_rank_form)f;
             return KAT_OK;
         }
-    return kat_fail(KAT_EINVAL, "unknown form '%s' (expected inner, l2sq or l1)", name);
+    return kat__fail(KAT_EINVAL, "unknown form '%s' (expected inner, l2sq or l1)", name);
 }
 
-kat_status rank_check_inputs(const char *who, kat_rank_form form, double s, const kat_dmat *Q,
+kat_status kat__rank_check_inputs(const char *who, kat_rank_form form, double s, const kat_dmat *Q,
                              const kat_dmat *K, int check_finite)
 {
     char what[96];
     kat_status st;
     if ((int)form < 0 || form >= KAT_RANK_FORM_COUNT)
-        return kat_fail(KAT_EINVAL, "%s: form = %d is not inner, l2sq or l1", who, (int)form);
+        return kat__fail(KAT_EINVAL, "%s: form = %d is not inner, l2sq or l1", who, (int)form);
     if (!isfinite(s))
-        return kat_fail(KAT_EINVAL, "%s: scale s = %g is not finite", who, s);
+        return kat__fail(KAT_EINVAL, "%s: scale s = %g is not finite", who, s);
     snprintf(what, sizeof what, "%s: Q", who);
     if ((st = kat_dmat_check(Q, what, 0)))
         return st;
@@ -53,13 +53,13 @@ kat_status rank_check_inputs(const char *who, kat_rank_form form, double s, cons
     if ((st = kat_dmat_check(K, what, 0)))
         return st;
     if (Q->cols == 0)
-        return kat_fail(KAT_EINVAL, "%s: Q and K need d >= 1 columns (Q has 0)", who);
+        return kat__fail(KAT_EINVAL, "%s: Q and K need d >= 1 columns (Q has 0)", who);
     if (Q->cols != K->cols)
-        return kat_fail(KAT_EINVAL, "%s: Q has d = %zu columns but K has d = %zu", who, Q->cols,
+        return kat__fail(KAT_EINVAL, "%s: Q has d = %zu columns but K has d = %zu", who, Q->cols,
                         K->cols);
     /* BLAS takes 32-bit sizes. */
     if (Q->rows > INT_MAX || K->rows > INT_MAX || Q->ld > INT_MAX || K->ld > INT_MAX)
-        return kat_fail(KAT_ERANGE,
+        return kat__fail(KAT_ERANGE,
                         "%s: Q is %zu x %zu (ld %zu) and K %zu x %zu (ld %zu); sizes and "
                         "strides above %d are not supported by BLAS",
                         who, Q->rows, Q->cols, Q->ld, K->rows, K->cols, K->ld, INT_MAX);
@@ -76,7 +76,7 @@ kat_status rank_check_inputs(const char *who, kat_rank_form form, double s, cons
 
 static double *row_norms_sq(const double *x, size_t n, size_t ld, size_t d)
 {
-    double *out = kat_alloc_array(n ? n : 1, sizeof(double), "rank: squared row norms");
+    double *out = kat__alloc_array(n ? n : 1, sizeof(double), "rank: squared row norms");
     if (!out)
         return NULL;
     for (size_t i = 0; i < n; i++) {
@@ -88,7 +88,7 @@ static double *row_norms_sq(const double *x, size_t n, size_t ld, size_t d)
     return out;
 }
 
-kat_status rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double s,
+kat_status kat__rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double s,
                         const kat_dmat *Q, const kat_dmat *K)
 {
     memset(op, 0, sizeof *op);
@@ -114,7 +114,7 @@ kat_status rank_op_init(rank_op *op, const kat_fn *f, kat_rank_form form, double
     return KAT_OK;
 }
 
-void rank_op_free(rank_op *op)
+void kat__rank_op_free(rank_op *op)
 {
     if (!op)
         return;
@@ -123,7 +123,7 @@ void rank_op_free(rank_op *op)
     op->an = op->bn = NULL;
 }
 
-rank_op rank_op_transpose(const rank_op *op)
+rank_op kat__rank_op_transpose(const rank_op *op)
 {
     rank_op t = *op;
     t.a = op->b;
@@ -154,7 +154,7 @@ static double entry_argument(const rank_op *op, size_t i, size_t j)
     return op->s * acc;
 }
 
-/* The block with f applied but not checked (rank_op_block checks it). */
+/* The block with f applied but not checked (kat__rank_op_block checks it). */
 static void build_block(const rank_op *op, size_t i0, size_t ni, size_t j0, size_t nj,
                         double *out, size_t ldo)
 {
@@ -213,7 +213,7 @@ static int finite_fast(const double *x, size_t n)
     return bad == 0;
 }
 
-kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, size_t nj,
+kat_status kat__rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, size_t nj,
                          double *out, size_t ldo)
 {
     build_block(op, i0, ni, j0, nj, out, ldo);
@@ -221,7 +221,7 @@ kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, siz
         double *row = out + i * ldo;
         if (finite_fast(row, nj))
             continue;
-        size_t j = kat_first_nonfinite(row, nj);
+        size_t j = kat__first_nonfinite(row, nj);
         double arg = entry_argument(op, i0 + i, j0 + j);
         size_t r = op->row0 + i0 + i, c = op->col0 + j0 + j;
         if (op->transposed) {
@@ -229,7 +229,7 @@ kat_status rank_op_block(const rank_op *op, size_t i0, size_t ni, size_t j0, siz
             r = c;
             c = tmp;
         }
-        return kat_fail(KAT_EDOM,
+        return kat__fail(KAT_EDOM,
                         "f = %s is %g at M(%zu, %zu), whose argument is %.17g; f must be "
                         "finite on every entry (a smaller scale s may help)",
                         op->f ? kat_fn_name(op->f) : "identity", row[j], r, c, arg);
@@ -257,7 +257,7 @@ enum { FRO_LANES = 8 };
 
 /* Entries are finite here (a NaN or Inf fails the call afterwards), so the least power of
  * two above the block's maximum is. */
-void rank_fro_acc_add(rank_fro_acc *acc, const double *blk, size_t ni, size_t nj, size_t ldb)
+void kat__rank_fro_acc_add(rank_fro_acc *acc, const double *blk, size_t ni, size_t nj, size_t ldb)
 {
     /* A plain comparison, not fmax: fmax is a libm call per entry (it must order NaNs), and
      * this loop runs over every entry of M; a NaN is skipped here and reported by the
@@ -281,7 +281,7 @@ void rank_fro_acc_add(rank_fro_acc *acc, const double *blk, size_t ni, size_t nj
         amax = lane[l] > amax ? lane[l] : amax;
     if (!(amax <= DBL_MAX) || amax == 0.0)
         return;   /* Inf: the NaN/Inf check on Y reports it; zeros add nothing */
-    fro_rescale(acc, rank_pow2_above(amax));
+    fro_rescale(acc, kat__rank_pow2_above(amax));
     double inv = 1.0 / acc->scale;
     for (size_t i = 0; i < ni; i++) {
         const double *row = blk + i * ldb;
@@ -314,7 +314,7 @@ static int region_threads(double work, size_t items)
     return nt < 1 ? 1 : nt;
 }
 
-kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t b, double *Y,
+kat_status kat__rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t b, double *Y,
                          size_t ldy, size_t tile_rows, rank_fro *fro)
 {
     if (fro)
@@ -333,30 +333,30 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
     /* The packed product builds chunks of RANK_PACKED_KC columns in its own layout; the
      * portable one chunks of CHUNK_COLS for OpenBLAS. Either scratch holds a tb x cb block
      * for naming a non-finite entry. */
-    int packed = rank_packed_available();
+    int packed = kat__rank_packed_available();
     size_t cb = packed ? RANK_PACKED_KC : CHUNK_COLS;
     if (cb > op->cols)
         cb = op->cols;
-    size_t scratch = packed ? rank_packed_scratch(tb, b, op->d) : tb * cb;
+    size_t scratch = packed ? kat__rank_packed_scratch(tb, b, op->d) : tb * cb;
     rank_fro_acc *partial = NULL;
     double *Xp = NULL;
-    if (fro && !(partial = kat_alloc_array(ntiles, sizeof *partial, "rank: tile sums")))
+    if (fro && !(partial = kat__alloc_array(ntiles, sizeof *partial, "rank: tile sums")))
         return KAT_ENOMEM;
     if (packed) {
-        if (!(Xp = kat_alloc_array(rank_packed_x_size(op->cols, b), sizeof(double),
+        if (!(Xp = kat__alloc_array(kat__rank_packed_x_size(op->cols, b), sizeof(double),
                                    "rank: packed vectors"))) {
             kat_free(partial);
             return KAT_ENOMEM;
         }
-        rank_packed_x(X, ldx, op->cols, b, Xp);
+        kat__rank_packed_x(X, ldx, op->cols, b, Xp);
     }
     kat_par_err err;
-    kat_par_err_init(&err);
+    kat__par_err_init(&err);
     int nt = region_threads((double)op->rows * (double)op->cols * (double)(b + op->d), ntiles);
     /* Each thread of the region calls a single-threaded GEMM: OpenBLAS's own threads would
      * oversubscribe the cores, and a tile's GEMM then runs the same code whatever the thread
      * counts, which keeps the bits independent of them. */
-    kat_status hs = kat_blas_hold(1, nt, "rank");
+    kat_status hs = kat__blas_hold(1, nt, "rank");
     if (hs) {
         kat_free(partial);
         kat_free(Xp);
@@ -364,9 +364,9 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
     }
 #pragma omp parallel num_threads(nt)
     {
-        double *buf = kat_alloc_array(scratch, sizeof(double), "rank: tile buffer");
+        double *buf = kat__alloc_array(scratch, sizeof(double), "rank: tile buffer");
         if (!buf)
-            kat_par_err_record(&err, 0, KAT_ENOMEM);
+            kat__par_err_record(&err, 0, KAT_ENOMEM);
 #pragma omp for schedule(dynamic, 1)
         for (size_t t = 0; t < ntiles; t++) {
             if (!buf || kat_par_err_failed(&err))
@@ -374,12 +374,12 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
             size_t i0 = t * tb, ni = op->rows - i0 < tb ? op->rows - i0 : tb;
             rank_fro_acc acc = {0.0, {0.0, 0.0}};
             if (packed)
-                rank_packed_tile(op, i0, ni, Xp, b, Y, ldy, buf, partial ? &acc : NULL);
+                kat__rank_packed_tile(op, i0, ni, Xp, b, Y, ldy, buf, partial ? &acc : NULL);
             for (size_t j0 = 0; j0 < op->cols && !packed; j0 += cb) {
                 size_t nj = op->cols - j0 < cb ? op->cols - j0 : cb;
                 build_block(op, i0, ni, j0, nj, buf, cb);
                 if (partial)
-                    rank_fro_acc_add(&acc, buf, ni, nj, cb);
+                    kat__rank_fro_acc_add(&acc, buf, ni, nj, cb);
                 /* Y[i0.., :] (+)= block X[j0.., :]; the row-major block is a column-major
                  * nj x ni matrix, hence the transpose. */
                 cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)ni, (int)b, (int)nj,
@@ -396,20 +396,20 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
             if (!ok) {
                 kat_status st = KAT_OK;
                 for (size_t j0 = 0; j0 < op->cols && !st; j0 += cb)
-                    st = rank_op_block(op, i0, ni, j0,
+                    st = kat__rank_op_block(op, i0, ni, j0,
                                        op->cols - j0 < cb ? op->cols - j0 : cb, buf, cb);
                 if (!st)
-                    st = kat_fail(KAT_EDOM, "rows %zu..%zu of M times a test block overflow "
+                    st = kat__fail(KAT_EDOM, "rows %zu..%zu of M times a test block overflow "
                                   "(M's entries are finite but too large)", op->row0 + i0,
                                   op->row0 + i0 + ni - 1);
-                kat_par_err_record(&err, t, st);
+                kat__par_err_record(&err, t, st);
             }
         }
         kat_free(buf);
     }
-    kat_blas_release();
+    kat__blas_release();
     kat_free(Xp);
-    kat_status st = kat_par_err_raise(&err);
+    kat_status st = kat__par_err_raise(&err);
     if (st == KAT_OK && fro) {
         rank_fro_acc total = {0.0, {0.0, 0.0}};
         for (size_t t = 0; t < ntiles; t++)
@@ -427,7 +427,7 @@ kat_status rank_op_apply(const rank_op *op, const double *X, size_t ldx, size_t 
     return st;
 }
 
-kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_rows)
+kat_status kat__rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_rows)
 {
     if (op->rows == 0 || op->cols == 0)
         return KAT_OK;
@@ -436,9 +436,9 @@ kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_ro
         tb = op->rows;
     size_t ntiles = ceil_div(op->rows, tb);
     kat_par_err err;
-    kat_par_err_init(&err);
+    kat__par_err_init(&err);
     int nt = region_threads((double)op->rows * (double)op->cols * (double)(op->d + 4), ntiles);
-    kat_status hs = kat_blas_hold(1, nt, "rank");
+    kat_status hs = kat__blas_hold(1, nt, "rank");
     if (hs)
         return hs;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -446,15 +446,15 @@ kat_status rank_op_fill(const rank_op *op, double *M, size_t ldm, size_t tile_ro
         if (kat_par_err_failed(&err))
             continue;
         size_t i0 = t * tb, ni = op->rows - i0 < tb ? op->rows - i0 : tb;
-        kat_status st = rank_op_block(op, i0, ni, 0, op->cols, M + i0 * ldm, ldm);
+        kat_status st = kat__rank_op_block(op, i0, ni, 0, op->cols, M + i0 * ldm, ldm);
         if (st)
-            kat_par_err_record(&err, t, st);
+            kat__par_err_record(&err, t, st);
     }
-    kat_blas_release();
-    return kat_par_err_raise(&err);
+    kat__blas_release();
+    return kat__par_err_raise(&err);
 }
 
-kat_status rank_mem_check(double bytes, const char *what, const char *hint)
+kat_status kat__rank_mem_check(double bytes, const char *what, const char *hint)
 {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0)
@@ -464,6 +464,6 @@ kat_status rank_mem_check(double bytes, const char *what, const char *hint)
     if (bytes <= 0.9 * phys)
         return KAT_OK;
     const double gib = 1024.0 * 1024.0 * 1024.0;
-    return kat_fail(KAT_ENOMEM, "%s needs %.3g GiB but this machine has %.3g GiB of memory%s",
+    return kat__fail(KAT_ENOMEM, "%s needs %.3g GiB but this machine has %.3g GiB of memory%s",
                     what, bytes / gib, phys / gib, hint ? hint : "");
 }

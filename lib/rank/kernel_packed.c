@@ -21,20 +21,20 @@ static size_t round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
 #define TARGET
 #endif
 
-int rank_packed_available(void)
+int kat__rank_packed_available(void)
 {
     return KAT_RANK_PACKED && kat_arch_get() == KAT_ARCH_AVX512;
 }
 
-size_t rank_packed_x_size(size_t m, size_t b) { return m * round_up(b, NR); }
+size_t kat__rank_packed_x_size(size_t m, size_t b) { return m * round_up(b, NR); }
 
-size_t rank_packed_scratch(size_t tile_rows, size_t b, size_t d)
+size_t kat__rank_packed_scratch(size_t tile_rows, size_t b, size_t d)
 {
     size_t nip = round_up(tile_rows, MR);
     return nip * (KC + round_up(b, NR) + d + 1);
 }
 
-void rank_packed_x(const double *X, size_t ldx, size_t m, size_t b, double *Xp)
+void kat__rank_packed_x(const double *X, size_t ldx, size_t m, size_t b, double *Xp)
 {
     for (size_t p = 0; p < round_up(b, NR) / NR; p++) {
         double *dst = Xp + p * m * NR;
@@ -124,7 +124,7 @@ TARGET static void build_packed(const rank_op *op, const double *xq, const doubl
     }
 }
 
-void rank_packed_tile(const rank_op *op, size_t i0, size_t ni, const double *Xp, size_t b,
+void kat__rank_packed_tile(const rank_op *op, size_t i0, size_t ni, const double *Xp, size_t b,
                       double *Y, size_t ldy, double *scratch, rank_fro_acc *fro)
 {
     const size_t d = op->d, nip = round_up(ni, MR), npan = nip / MR, bp = round_up(b, NR);
@@ -149,7 +149,7 @@ void rank_packed_tile(const rank_op *op, size_t i0, size_t ni, const double *Xp,
                     last[j * MR + r] = 0.0;
         }
         if (fro)
-            rank_fro_acc_add(fro, ap, npan, nj * MR, nj * MR);
+            kat__rank_fro_acc_add(fro, ap, npan, nj * MR, nj * MR);
         for (size_t p = 0; p < bp / NR; p++)
             for (size_t q = 0; q < npan; q++)
                 kernel_16x8(nj, ap + q * nj * MR, Xp + (p * op->cols + j0) * NR,
@@ -159,10 +159,10 @@ void rank_packed_tile(const rank_op *op, size_t i0, size_t ni, const double *Xp,
         memcpy(Y + c * ldy + i0, ct + c * nip, ni * sizeof(double));
 }
 #else
-void rank_packed_tile(const rank_op *op, size_t i0, size_t ni, const double *Xp, size_t b,
+void kat__rank_packed_tile(const rank_op *op, size_t i0, size_t ni, const double *Xp, size_t b,
                       double *Y, size_t ldy, double *scratch, rank_fro_acc *fro)
 {
     (void)op, (void)i0, (void)ni, (void)Xp, (void)b, (void)Y, (void)ldy, (void)scratch,
-        (void)fro;   /* never called: rank_packed_available() is 0 */
+        (void)fro;   /* never called: kat__rank_packed_available() is 0 */
 }
 #endif

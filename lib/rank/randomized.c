@@ -237,7 +237,7 @@ static kat_status add_block(sketch *s, kat_rng *rng, size_t b, int power_iters, 
          * block's rank (its columns for a rank-deficient block are directions that add no
          * singular value), at BLAS-3 speed, where column by column streams the block from
          * memory twice per column. */
-        if ((st = rank_qr_inplace(s->n, b, qn, s->n, s->tau, 1)))
+        if ((st = kat__rank_qr_inplace(s->n, b, qn, s->n, s->tau, 1)))
             return st;
     } else {
         for (size_t c = 0; c < b; c++)

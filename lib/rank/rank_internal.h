@@ -132,21 +132,21 @@ typedef struct {
     rank_sum ssq;
 } rank_fro_acc;
 /* Add the squares of an ni x nj row-major block (ld ldb) of finite entries. */
-void rank_fro_acc_add(rank_fro_acc *acc, const double *blk, size_t ni, size_t nj, size_t ldb);
+void kat__rank_fro_acc_add(rank_fro_acc *acc, const double *blk, size_t ni, size_t nj, size_t ldb);
 
-/* The packed tile product (kernel_packed.c), which rank_op_apply uses when the CPU has
+/* The packed tile product (kernel_packed.c), which kat__rank_op_apply uses when the CPU has
  * AVX-512 and kat's kernels are the AVX-512 ones (kat_arch_get). Columns of M per chunk: */
 enum { RANK_PACKED_KC = 256 };
-int rank_packed_available(void);
+int kat__rank_packed_available(void);
 /* Doubles of X laid out in panels (m rows, b columns), and per-thread scratch of a tile. */
-size_t rank_packed_x_size(size_t m, size_t b);
-size_t rank_packed_scratch(size_t tile_rows, size_t b, size_t d);
+size_t kat__rank_packed_x_size(size_t m, size_t b);
+size_t kat__rank_packed_scratch(size_t tile_rows, size_t b, size_t d);
 /* Xp = X (m x b, column-major, ld ldx) in panels of 8 columns (zero-padded), row by row. */
-void rank_packed_x(const double *X, size_t ldx, size_t m, size_t b, double *Xp);
-/* Y[i0 .. i0+ni-1, 0 .. b-1] = rows i0.. of M times X (Xp from rank_packed_x with m =
+void kat__rank_packed_x(const double *X, size_t ldx, size_t m, size_t b, double *Xp);
+/* Y[i0 .. i0+ni-1, 0 .. b-1] = rows i0.. of M times X (Xp from kat__rank_packed_x with m =
  * op->cols), adding the rows' squares to fro when not NULL; scratch holds
- * rank_packed_scratch(ni, b, d) doubles. */
-void rank_packed_tile(const rank_op *op, size_t i0, size_t ni, const double *Xp, size_t b,
+ * kat__rank_packed_scratch(ni, b, d) doubles. */
+void kat__rank_packed_tile(const rank_op *op, size_t i0, size_t ni, const double *Xp, size_t b,
                       double *Y, size_t ldy, double *scratch, rank_fro_acc *fro);
 
 
