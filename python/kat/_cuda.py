@@ -88,10 +88,18 @@ def library():
         raise OSError("kat: attention on CUDA tensors needs libkat-cuda.so (build it with "
                       "nvcc: meson's cuda option or ./run.sh test-gpu; or set KAT_CUDA_LIB): "
                       + "; ".join(errors))
+    _lib = bind(lib)
+    return lib
+
+
+def bind(lib: ctypes.CDLL, prefixes: tuple = ("kat_cuda_",)) -> ctypes.CDLL:
+    """lib with the prototypes of libkat-cuda's functions whose names start with one of the
+    prefixes (also for the GPU tests, which load this file by path and a library of their
+    choosing; the CPU emulation's library has the linear-attention functions only)."""
     for name, (args, res) in _SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.argtypes, fn.restype = args, res
-    _lib = lib
+        if name.startswith(prefixes):
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, res
     return lib
 
 

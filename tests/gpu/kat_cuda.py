@@ -1,6 +1,11 @@
 """ctypes binding of libkat-cuda's C API over torch tensors (data_ptr and strides), for the GPU
-tests and benchmarks; the library is found through KAT_CUDA_LIB or build-gpu/."""
+tests and benchmarks; the library is found through KAT_CUDA_LIB or build-gpu/.
+
+The C structs and the functions' prototypes are python/kat/_cuda.py's (kat.torch's CUDA path),
+loaded here by path: that file imports nothing of the kat package, so the GPU tests run where
+only torch and libkat-cuda.so are, without kat's CPU extension."""
 import ctypes
+import importlib.util
 import os
 
 import torch
@@ -8,49 +13,29 @@ import torch
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-class Desc(ctypes.Structure):
-    _fields_ = [("B", ctypes.c_size_t), ("H", ctypes.c_size_t), ("H_kv", ctypes.c_size_t),
-                ("N", ctypes.c_size_t), ("M", ctypes.c_size_t), ("D", ctypes.c_size_t),
-                ("causal", ctypes.c_int), ("scale", ctypes.c_double), ("Dv", ctypes.c_size_t)]
+def _load_binding():
+    spec = importlib.util.spec_from_file_location(
+        "kat_cuda_binding", os.path.join(_ROOT, "python", "kat", "_cuda.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-class View(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("stride", ctypes.c_int64 * 3)]
+binding = _load_binding()
+Desc, View, Attn, Linear = binding._Desc, binding._View, binding._Attn, binding._Linear
+DTYPES = binding._FLASH_DTYPES
+LINEAR_DTYPES = binding._LINEAR_DTYPES
+view = binding._view
+_lib = None
 
 
-class Attn(ctypes.Structure):
-    _fields_ = [("desc", Desc), ("dtype", ctypes.c_int), ("window", ctypes.c_size_t),
-                ("q", View), ("k", View), ("v", View), ("o", View),
-                ("lse", ctypes.c_void_p), ("q_bucket", ctypes.c_void_p),
-                ("k_bucket", ctypes.c_void_p), ("nb", ctypes.c_int),
-                ("layout", ctypes.c_void_p), ("layout_bytes", ctypes.c_size_t)]
-
-
-class Linear(ctypes.Structure):
-    _fields_ = [("desc", Desc), ("dtype", ctypes.c_int), ("unnormalized", ctypes.c_int),
-                ("map", ctypes.c_int), ("q", View), ("k", View), ("v", View), ("o", View),
-                ("den", ctypes.c_void_p)]
-
-
-_lib = ctypes.CDLL(os.environ.get("KAT_CUDA_LIB",
-                                  os.path.join(_ROOT, "build-gpu", "libkat-cuda.so")))
-_lib.kat_cuda_attn_forward.argtypes = [ctypes.POINTER(Attn), ctypes.c_void_p]
-_lib.kat_cuda_attn_backward_workspace.argtypes = [ctypes.POINTER(Attn)]
-_lib.kat_cuda_attn_backward_workspace.restype = ctypes.c_size_t
-_lib.kat_cuda_attn_backward.argtypes = [ctypes.POINTER(Attn), View, View, View, View,
-                                        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-_lib.kat_cuda_attn_layout_size.argtypes = [ctypes.POINTER(Attn)]
-_lib.kat_cuda_attn_layout_size.restype = ctypes.c_size_t
-_lib.kat_cuda_last_error.restype = ctypes.c_char_p
-_lib.kat_cuda_linear_workspace.argtypes = [ctypes.POINTER(Linear), ctypes.c_int]
-_lib.kat_cuda_linear_workspace.restype = ctypes.c_size_t
-_lib.kat_cuda_linear_forward.argtypes = [ctypes.POINTER(Linear), ctypes.c_void_p,
-                                         ctypes.c_size_t, ctypes.c_void_p]
-_lib.kat_cuda_linear_backward.argtypes = [ctypes.POINTER(Linear), View, View, View, View,
-                                          ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-
-DTYPES = {torch.bfloat16: 0, torch.float16: 1}
-LINEAR_DTYPES = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
+def _library():
+    """libkat-cuda, loaded on first use (so that importing this module needs no GPU build)."""
+    global _lib
+    if _lib is None:
+        _lib = binding.bind(ctypes.CDLL(os.environ.get(
+            "KAT_CUDA_LIB", os.path.join(_ROOT, "build-gpu", "libkat-cuda.so"))))
+    return _lib
 
 
 class KatError(RuntimeError):
@@ -59,15 +44,9 @@ class KatError(RuntimeError):
         self.status = status
 
 
-def view(t):
-    if t is None:
-        return View(None, (ctypes.c_int64 * 3)(0, 0, 0))
-    return View(t.data_ptr(), (ctypes.c_int64 * 3)(*t.stride()[:3]))
-
-
 def _check(status):
     if status:
-        raise KatError(status, _lib.kat_cuda_last_error().decode())
+        raise KatError(status, _library().kat_cuda_last_error().decode())
 
 
 def _stream():
@@ -92,7 +71,7 @@ def layout_for(q, k, v, buckets):
     if buckets is None:
         return None
     call = make_call(q, k, v, q, q, buckets=buckets)
-    n = _lib.kat_cuda_attn_layout_size(ctypes.byref(call))
+    n = _library().kat_cuda_attn_layout_size(ctypes.byref(call))
     return torch.empty(max(n, 1), device=q.device, dtype=torch.uint8)
 
 
@@ -105,13 +84,13 @@ def forward(q, k, v, causal=False, scale=0.0, window=0, o=None, lse=None, bucket
     if buckets is not None and layout is None:
         layout = layout_for(q, k, v, buckets)
     call = make_call(q, k, v, o, lse, causal, scale, window, buckets, layout)
-    _check(_lib.kat_cuda_attn_forward(ctypes.byref(call), _stream()))
+    _check(_library().kat_cuda_attn_forward(ctypes.byref(call), _stream()))
     return o, lse
 
 
 def backward_workspace(q, k, v, o, lse, causal=False, scale=0.0, window=0):
     call = make_call(q, k, v, o, lse, causal, scale, window)
-    n = _lib.kat_cuda_attn_backward_workspace(ctypes.byref(call))
+    n = _library().kat_cuda_attn_backward_workspace(ctypes.byref(call))
     return torch.empty(max(n, 1), device=q.device, dtype=torch.uint8)
 
 
@@ -123,8 +102,9 @@ def backward(q, k, v, o, lse, dout, causal=False, scale=0.0, window=0, work=None
     if work is None:
         work = backward_workspace(q, k, v, o, lse, causal, scale, window)
     dq, dk, dv = grads or (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))
-    _check(_lib.kat_cuda_attn_backward(ctypes.byref(call), view(dout), view(dq), view(dk),
-                                       view(dv), work.data_ptr(), work.numel(), _stream()))
+    _check(_library().kat_cuda_attn_backward(ctypes.byref(call), view(dout), view(dq),
+                                             view(dk), view(dv), work.data_ptr(), work.numel(),
+                                             _stream()))
     return dq, dk, dv
 
 
@@ -140,7 +120,7 @@ def linear_call(q, k, v, o, den, causal=False, scale=0.0, unnormalized=False, fe
 def linear_workspace(call, backward, device):
     """Device memory for the call (1 byte for an invalid call, which the call itself then
     refuses with its sentence)."""
-    n = _lib.kat_cuda_linear_workspace(ctypes.byref(call), int(backward))
+    n = _library().kat_cuda_linear_workspace(ctypes.byref(call), int(backward))
     return torch.empty(max(n, 1), device=device, dtype=torch.uint8)
 
 
@@ -152,8 +132,8 @@ def linear_forward(q, k, v, causal=False, scale=0.0, unnormalized=False, o=None,
     den = torch.empty(B, H, N, device=q.device, dtype=torch.float32) if den is None else den
     call = linear_call(q, k, v, o, den, causal, scale, unnormalized, features)
     work = linear_workspace(call, False, q.device) if work is None else work
-    _check(_lib.kat_cuda_linear_forward(ctypes.byref(call), work.data_ptr(), work.numel(),
-                                        _stream()))
+    _check(_library().kat_cuda_linear_forward(ctypes.byref(call), work.data_ptr(),
+                                              work.numel(), _stream()))
     return o, den
 
 
@@ -163,6 +143,7 @@ def linear_backward(q, k, v, o, den, dout, causal=False, scale=0.0, unnormalized
     call = linear_call(q, k, v, o, den, causal, scale, unnormalized, features)
     work = linear_workspace(call, True, q.device) if work is None else work
     dq, dk, dv = grads or (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))
-    _check(_lib.kat_cuda_linear_backward(ctypes.byref(call), view(dout), view(dq), view(dk),
-                                         view(dv), work.data_ptr(), work.numel(), _stream()))
+    _check(_library().kat_cuda_linear_backward(ctypes.byref(call), view(dout), view(dq),
+                                               view(dk), view(dv), work.data_ptr(),
+                                               work.numel(), _stream()))
     return dq, dk, dv

@@ -8,7 +8,6 @@ without a GPU; speed and the hardware's own behaviour are tests/gpu/test_linear.
     tests/gpu/emulate.sh linear [--quick]     (runs python3 check_linear.py LIBRARY [--quick])
 """
 import ctypes
-import importlib.util
 import math
 import os
 import sys
@@ -17,21 +16,10 @@ import torch
 
 GPU_TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, GPU_TESTS)
+from kat_cuda import binding  # noqa: E402
 from linear_ref import features_naive, naive  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(GPU_TESTS))
-
-
-def load_structs():
-    """python/kat/_cuda.py's ctypes structures (the module imports nothing of kat)."""
-    spec = importlib.util.spec_from_file_location(
-        "kat_cuda_structs", os.path.join(ROOT, "python", "kat", "_cuda.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-DT = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}
+DT = binding._LINEAR_DTYPES
 failures = []
 
 
@@ -48,7 +36,7 @@ def run_case(lib, S, name, B, H, Hkv, N, M, D, Dv=None, causal=False, dtype=torc
         q, k = (torch.nn.functional.elu(x.float()).add(1).to(dtype) for x in (q, k))
     o = torch.full((B, H, N, Dv), float("nan"), dtype=dtype)
     den = torch.full((B, H, N), float("nan"))
-    view = lambda t: S._View(t.data_ptr(), (ctypes.c_int64 * 3)(*t.stride()[:3]))
+    view = S._view
     call = S._Linear(S._Desc(B, H, Hkv, N, M, D, int(causal), 0.0, Dv), DT[dtype],
                      int(unnormalized), int(features), view(q), view(k), view(v), view(o), den.data_ptr())
     grads = [torch.full(x.shape, float("nan"), dtype=dtype) for x in (q, k, v)]
@@ -84,16 +72,9 @@ def main():
         print("usage: check_linear.py LIBRARY [--quick] (tests/gpu/emulate.sh linear builds it)",
               file=sys.stderr)
         return 2
-    S = load_structs()
-    lib = ctypes.CDLL(os.path.abspath(sys.argv[1]))
-    lib.kat_cuda_linear_workspace.argtypes = [ctypes.POINTER(S._Linear), ctypes.c_int]
-    lib.kat_cuda_linear_workspace.restype = ctypes.c_size_t
-    lib.kat_cuda_linear_forward.argtypes = [ctypes.POINTER(S._Linear), ctypes.c_void_p,
-                                            ctypes.c_size_t, ctypes.c_void_p]
-    lib.kat_cuda_linear_backward.argtypes = [ctypes.POINTER(S._Linear), S._View, S._View,
-                                             S._View, S._View, ctypes.c_void_p,
-                                             ctypes.c_size_t, ctypes.c_void_p]
-    lib.kat_cuda_last_error.restype = ctypes.c_char_p
+    S = binding
+    lib = binding.bind(ctypes.CDLL(os.path.abspath(sys.argv[1])),
+                       ("kat_cuda_linear_", "kat_cuda_last_error"))
     cases = [
         ("N = M = 1, causal, D = 8", dict(B=1, H=1, Hkv=1, N=1, M=1, D=8, causal=True)),
         ("causal 70 (2 chunks), GQA 2:1, D = 8, Dv = 5", dict(B=1, H=2, Hkv=1, N=70, M=70,
