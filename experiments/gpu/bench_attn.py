@@ -7,30 +7,12 @@ one GPU: B = 4, H = 48, D = 64, bf16, by default N = 8192 and 16384.
 Each time is the median of --reps runs timed with CUDA events after two warm-up runs; every
 ratio is against SDPA causal at the same N, measured in this run."""
 import argparse
-import os
-import statistics
-import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "tests", "gpu"))
-import kat_cuda  # noqa: E402
-
-
-def timed(fn, reps):
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
+from gpubench import header, timed   # puts tests/gpu on the import path
+import kat_cuda
 
 
 def main():
@@ -42,7 +24,7 @@ def main():
     args = ap.parse_args()
     B, H, D, dt = 4, 48, 64, torch.bfloat16
     dev = "cuda"
-    print(f"GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    print(header())
     flex = None
     if not args.no_flex:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -62,7 +44,7 @@ def main():
         from torch.nn.attention import SDPBackend, sdpa_kernel
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
             t_sdpa = timed(torch_fb(lambda a, b, c: F.scaled_dot_product_attention(
-                a, b, c, is_causal=True)), args.reps)
+                a, b, c, is_causal=True)), args.reps, 2)
         rows.append((N, "SDPA flash, causal", t_sdpa))
 
         o = torch.empty_like(q)
@@ -86,17 +68,17 @@ def main():
                 x[torch.rand(B, H, N, device=dev) < drop] = -1
             return x
 
-        rows.append((N, "kat dense, causal", timed(kat_fb(True, 0), args.reps)))
+        rows.append((N, "kat dense, causal", timed(kat_fb(True, 0), args.reps, 2)))
         with torch.no_grad(), sdpa_kernel(SDPBackend.FLASH_ATTENTION):   # what was timed is right
             diff = (o.float() - F.scaled_dot_product_attention(q, k, v, is_causal=True).float())
         print(f"N = {N}: max |kat o - SDPA o| = {diff.abs().max().item():.3g}", flush=True)
         rows.append((N, f"kat window {args.window}, causal",
-                     timed(kat_fb(True, args.window), args.reps)))
+                     timed(kat_fb(True, args.window), args.reps, 2)))
         for nb in (16, 64):
             rows.append((N, f"kat hash nb = {nb}, causal, sort included",
-                         timed(kat_fb(True, 0, (ids(nb), ids(nb), nb)), args.reps)))
+                         timed(kat_fb(True, 0, (ids(nb), ids(nb), nb)), args.reps, 2)))
         rows.append((N, "kat QK-drop 50%, causal, compaction included",
-                     timed(kat_fb(True, 0, (ids(1, 0.5), ids(1, 0.5), 1)), args.reps)))
+                     timed(kat_fb(True, 0, (ids(1, 0.5), ids(1, 0.5), 1)), args.reps, 2)))
         if flex is not None:
             W = args.window
             masks = [("causal", lambda b, h, i, j: i >= j),
@@ -104,7 +86,8 @@ def main():
             for label, mod in masks:
                 try:
                     bm = create_block_mask(mod, None, None, N, N, device=dev)
-                    t = timed(torch_fb(lambda a, b, c: flex(a, b, c, block_mask=bm)), args.reps)
+                    t = timed(torch_fb(lambda a, b, c: flex(a, b, c, block_mask=bm)),
+                              args.reps, 2)
                 except Exception as e:   # a compile failure must not hide the other rows
                     print(f"FlexAttention {label} at N = {N} failed: {e}", flush=True)
                     continue

@@ -11,30 +11,13 @@ faster and the first where linear attention is, and placed by the two fits t = a
 and t = b N^2 (SDPA) through those two sizes."""
 import argparse
 import math
-import os
-import statistics
-import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "tests", "gpu"))
-import kat_cuda  # noqa: E402
-import linear_ref  # noqa: E402
-
-
-def timed(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
+from gpubench import header, timed   # puts tests/gpu on the import path
+import kat_cuda
+import linear_ref
 
 
 def main():
@@ -45,7 +28,7 @@ def main():
     ap.add_argument("--after", type=int, default=1)
     args = ap.parse_args()
     B, H, D, dt, dev = 4, 48, 64, torch.bfloat16, "cuda"
-    print(f"GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    print(header())
     from torch.nn.attention import SDPBackend, sdpa_kernel
     rows, N, ahead = [], args.n0, 0
     while N <= args.nmax and ahead < args.after:
@@ -57,7 +40,7 @@ def main():
             qg.grad = kg.grad = vg.grad = None
             F.scaled_dot_product_attention(qg, kg, vg, is_causal=True).backward(dout)
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            t_sdpa = timed(sdpa, args.reps)
+            t_sdpa = timed(sdpa, args.reps, 1)
         del qg, kg, vg
 
         o = torch.empty_like(q)
@@ -70,7 +53,7 @@ def main():
         def linear():
             kat_cuda.linear_forward(q, k, v, True, o=o, den=den, work=wf)
             kat_cuda.linear_backward(q, k, v, o, den, dout, True, grads=grads, work=wb)
-        t_lin = timed(linear, args.reps)
+        t_lin = timed(linear, args.reps, 1)
         # what was timed is right: one head's first rows against plain fp64 PyTorch
         n = min(N, 2048)
         ref = linear_ref.naive(q[:1, :1, :n].double(), k[:1, :1, :n].double(),

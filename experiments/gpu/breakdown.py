@@ -8,16 +8,12 @@ see half the keys), beside torch SDPA at N; B = 4, H = 48, D = 64, bf16, median 
 --once runs each kat call once with no warm-up and no SDPA: the launches for a profiler.
 """
 import argparse
-import os
-import statistics
-import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "tests", "gpu"))
-import kat_cuda  # noqa: E402
+import gpubench   # puts tests/gpu on the import path
+import kat_cuda
 
 
 def timed(fn, reps):
@@ -25,17 +21,7 @@ def timed(fn, reps):
         fn()
         torch.cuda.synchronize()
         return float("nan")
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
+    return gpubench.timed(fn, reps, 2)
 
 
 def kat_parts(N, buckets, reps, B=4, H=48, D=64):
