@@ -2,20 +2,11 @@
  * before the CUDA runtime is touched; with no usable device a valid call fails with KAT_EIO.
  * (The kernels themselves are tested on a GPU by tests/gpu/test_attn.py: ./run.sh test-gpu.)
  * Device pointers here are never dereferenced: they only have to look aligned. */
-#include <check.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "kat/cuda.h"
-
-#define FAKE(addr) ((void *)(uintptr_t)(addr))
-
-static kat_cuda_view view(uintptr_t addr, int64_t N, int64_t D, int64_t heads) {
-    kat_cuda_view v = {FAKE(addr), {heads * N * D, N * D, D}};
-    return v;
-}
+#include "cuda_api_test.h"
 
 /* A valid dense call: B = 2, H = 4, H_kv = 2, N = 100, M = 120, D = 64, bf16. */
 static kat_cuda_attn valid(void) {
@@ -156,17 +147,7 @@ START_TEST(test_no_device)
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("cuda_api");
-    TCase *tc = tcase_create("api");
-    tcase_add_test(tc, test_shapes);
-    tcase_add_test(tc, test_views);
-    tcase_add_test(tc, test_buckets);
-    tcase_add_test(tc, test_backward_workspace);
-    tcase_add_test(tc, test_no_device);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const tests[] = {test_shapes, test_views, test_buckets,
+                                  test_backward_workspace, test_no_device};
+    return run_api_tests("cuda_api", tests, sizeof tests / sizeof *tests);
 }

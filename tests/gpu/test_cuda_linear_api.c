@@ -2,20 +2,11 @@
  * its sentence, before the CUDA runtime is touched; with no usable device a valid call fails
  * with KAT_EIO. (The kernels: tests/gpu/test_linear.py on a GPU, ./run.sh test-gpu.) Device
  * pointers here are never dereferenced. */
-#include <check.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "kat/cuda.h"
-
-#define FAKE(addr) ((void *)(uintptr_t)(addr))
-
-static kat_cuda_view view(uintptr_t addr, int64_t N, int64_t D, int64_t heads) {
-    kat_cuda_view v = {FAKE(addr), {heads * N * D, N * D, D}};
-    return v;
-}
+#include "cuda_api_test.h"
 
 /* A valid causal call: B = 2, H = 4, H_kv = 2, N = M = 100, D = 64, Dv = 32, fp32. */
 static kat_cuda_linear valid(void) {
@@ -130,15 +121,6 @@ START_TEST(test_no_device)
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("cuda_linear_api");
-    TCase *tc = tcase_create("api");
-    tcase_add_test(tc, test_arguments);
-    tcase_add_test(tc, test_backward);
-    tcase_add_test(tc, test_no_device);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const tests[] = {test_arguments, test_backward, test_no_device};
+    return run_api_tests("cuda_linear_api", tests, sizeof tests / sizeof *tests);
 }
