@@ -153,6 +153,20 @@ kat_status check_work(const lin_params &p, int backward, void *work, size_t work
     return KAT_OK;
 }
 
+/* The sweep of the keys' state read by the queries: the forward's (into R) and the backward's
+ * for dq (with the gradient rows, into dX). */
+kat_cuda::lin_sweep query_sweep(const lin_params &p) {
+    kat_cuda::lin_sweep w{};
+    w.X = p.q;
+    w.Y = p.k;
+    w.U = p.vbar;
+    w.nread = p.H / p.Hkv;
+    w.nwrite = 1;
+    w.n = p.N;
+    w.m = p.M;
+    return w;
+}
+
 } // namespace
 
 extern "C" KAT_CUDA_API size_t kat_cuda_linear_workspace(const kat_cuda_linear *a, int backward) {
@@ -171,14 +185,7 @@ extern "C" KAT_CUDA_API kat_status kat_cuda_linear_forward(const kat_cuda_linear
     cudaError_t e = p.causal ? kat_cuda::lin_launch_intra_fwd(p, R, stream)
                              : cudaMemsetAsync(R, 0, workspace(p, 0), stream);
     if ((st = launched(e, "in-chunk sums"))) return st;
-    kat_cuda::lin_sweep w{};
-    w.X = p.q;
-    w.Y = p.k;
-    w.U = p.vbar;
-    w.nread = p.H / p.Hkv;
-    w.nwrite = 1;
-    w.n = p.N;
-    w.m = p.M;
+    kat_cuda::lin_sweep w = query_sweep(p);
     w.R = R;
     if ((st = launched(kat_cuda::lin_launch_sweep(p, w, stream), "state sweep"))) return st;
     return launched(kat_cuda::lin_launch_finish_fwd(p, R, a->o.data, a->o.stride, a->den, stream),
@@ -222,15 +229,8 @@ extern "C" KAT_CUDA_API kat_status kat_cuda_linear_backward(const kat_cuda_linea
     if (p.causal && (st = launched(kat_cuda::lin_launch_intra_bwd(p, dq_acc, dk_acc, dvb_acc, stream),
                                    "in-chunk gradients")))
         return st;
-    kat_cuda::lin_sweep w{};   /* dq: the keys' state read by the queries */
-    w.X = p.q;
+    kat_cuda::lin_sweep w = query_sweep(p);   /* dq */
     w.WV = p.g;
-    w.Y = p.k;
-    w.U = p.vbar;
-    w.nread = p.H / p.Hkv;
-    w.nwrite = 1;
-    w.n = p.N;
-    w.m = p.M;
     w.dX = dq_acc;
     if ((st = launched(kat_cuda::lin_launch_sweep(p, w, stream), "dq sweep"))) return st;
     w = kat_cuda::lin_sweep{};   /* dk, dv: the queries' gradient state read by the keys */
