@@ -47,6 +47,15 @@ size_t chunk_bytes(const lin_params &p) {
     return sizeof(float) * (size_t)p.C * (2 * ldx + 2 * lde + 2 * (p.C + 1) + ldt);
 }
 
+/* The chunk's rows of q (head h) and of k and vbar (key head hk) from row r0 into m; the
+ * caller syncs. */
+__device__ __forceinline__ void load_qkv(const lin_params &p, const chunk_smem &m, int b, int h,
+                                         int hk, int r0) {
+    lin_tile(m.Q, m.ldx, p.q, b, h, r0, p.N, p.C);
+    lin_tile(m.K, m.ldx, p.k, b, hk, r0, p.M, p.C);
+    lin_tile(m.V, m.lde, p.vbar, b, hk, r0, p.M, p.C);
+}
+
 /* grid (chunks, H, B): R rows of the chunk = sum_{j <= i in the chunk} f vbar_j. */
 template <int RT>
 __global__ void __launch_bounds__(256) intra_fwd_kernel(const lin_params p, float *R) {
@@ -54,9 +63,7 @@ __global__ void __launch_bounds__(256) intra_fwd_kernel(const lin_params p, floa
     const chunk_smem m = carve(p, smem_f);
     const int C = p.C, D = p.D, E = p.E, r0 = blockIdx.x * C, nv = min(C, p.N - r0);
     const int h = blockIdx.y, b = blockIdx.z, hk = h / (p.H / p.Hkv);
-    lin_tile(m.Q, m.ldx, p.q, b, h, r0, p.N, C);
-    lin_tile(m.K, m.ldx, p.k, b, hk, r0, p.M, C);
-    lin_tile(m.V, m.lde, p.vbar, b, hk, r0, p.M, C);
+    load_qkv(p, m, b, h, hk, r0);
     __syncthreads();
     lin_mm<RT>(m.S, m.ldc, false, C, C, D, m.Q, m.ldx, 1, m.K, 1, m.ldx);
     for (int t = threadIdx.x; t < C * C; t += blockDim.x) {
@@ -81,9 +88,7 @@ __global__ void __launch_bounds__(256) intra_bwd_kernel(const lin_params p, floa
     const chunk_smem m = carve(p, smem_f);
     const int C = p.C, D = p.D, E = p.E, r0 = blockIdx.x * C, nv = min(C, p.N - r0);
     const int h = blockIdx.y, b = blockIdx.z, hk = h / (p.H / p.Hkv);
-    lin_tile(m.Q, m.ldx, p.q, b, h, r0, p.N, C);
-    lin_tile(m.K, m.ldx, p.k, b, hk, r0, p.M, C);
-    lin_tile(m.V, m.lde, p.vbar, b, hk, r0, p.M, C);
+    load_qkv(p, m, b, h, hk, r0);
     lin_tile(m.G, m.lde, p.g, b, h, r0, p.N, C);
     __syncthreads();
     lin_mm<RT>(m.S, m.ldc, false, C, C, D, m.Q, m.ldx, 1, m.K, 1, m.ldx);
