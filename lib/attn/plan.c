@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include "attn/attn_internal.h"
 #include "attn/solver.h"
 #include "core/internal.h"
 
@@ -41,6 +42,18 @@ kat_status kat__attn_args_unused(const kat_attn_args *a, const kat_attn_pattern 
                             "read it", f[i].name, kat_attn_kind_name(p->kind),
                             p->kind == KAT_ATTN_BLOCKMASK ? " with a fixed mask" : "");
     return KAT_OK;
+}
+
+kat_status kat__attn_softmax_check(const kat_attn_plan *plan, const kat_attn_args *args,
+                                   const kat_attn_io *io, kat_attn_pass pass, int need_lse)
+{
+    kat_status st = kat__attn_args_unused(args, &plan->pattern);
+    if (st)
+        return st;
+    if (pass == KAT_ATTN_FORWARD)
+        return kat__attn_check_forward(&plan->d, io->q, io->k, io->v, io->o, io->lse);
+    return kat__attn_check_backward(&plan->d, io->q, io->k, io->v, io->o, io->lse, io->dout,
+                                    io->dq, io->dk, io->dv, 1, need_lse);
 }
 
 /* Resolve the desc; causal keeps the strict value of the sparse patterns. */

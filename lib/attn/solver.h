@@ -74,4 +74,9 @@ extern const kat_attn_solver kat__solver_linear;     /* solver_linear.c */
  * buckets to a dense plan has the wrong plan. Names the first stray field. */
 kat_status kat__attn_args_unused(const kat_attn_args *args, const kat_attn_pattern *p);
 
+/* The check of a softmax solver's call: no stray per-call field, then the tensors of the pass
+ * (the backward always needs o, and the forward's lse when need_lse). */
+kat_status kat__attn_softmax_check(const kat_attn_plan *plan, const kat_attn_args *args,
+                                   const kat_attn_io *io, kat_attn_pass pass, int need_lse);
+
 #endif

@@ -62,13 +62,7 @@ static size_t workspace_size(const kat_attn_plan *plan, kat_attn_pass pass)
 static kat_status check(const kat_attn_plan *plan, const kat_attn_args *args,
                         const kat_attn_io *io, kat_attn_pass pass)
 {
-    kat_status st = kat__attn_args_unused(args, &plan->pattern);
-    if (st)
-        return st;
-    if (pass == KAT_ATTN_FORWARD)
-        return kat__attn_check_forward(&plan->d, io->q, io->k, io->v, io->o, io->lse);
-    return kat__attn_check_backward(&plan->d, io->q, io->k, io->v, io->o, io->lse, io->dout,
-                                   io->dq, io->dk, io->dv, 1, 0);
+    return kat__attn_softmax_check(plan, args, io, pass, 0);
 }
 
 static kat_status forward(const kat_attn_plan *plan, const kat_attn_args *args,

@@ -115,13 +115,7 @@ int kat__sparse_solver_threads(const kat_attn_plan *plan)
 kat_status kat__sparse_solver_check(const kat_attn_plan *plan, const kat_attn_args *args,
                                    const kat_attn_io *io, kat_attn_pass pass)
 {
-    kat_status st = kat__attn_args_unused(args, &plan->pattern);
-    if (st)
-        return st;
-    if (pass == KAT_ATTN_FORWARD)
-        return kat__attn_check_forward(&plan->d, io->q, io->k, io->v, io->o, io->lse);
-    return kat__attn_check_backward(&plan->d, io->q, io->k, io->v, io->o, io->lse, io->dout,
-                                   io->dq, io->dk, io->dv, 1, 1);
+    return kat__attn_softmax_check(plan, args, io, pass, 1);
 }
 
 /* The layout of this call: the plan's, the args' index, or built now into *owned. */
