@@ -8,6 +8,14 @@ int gnuplot_available(void)
     return system("command -v gnuplot >/dev/null 2>&1") == 0;
 }
 
+const char *gnuplot_color(size_t i)
+{
+    static const char *const colors[] = {"'#1f77b4'", "'#d62728'", "'#2ca02c'", "'#ff7f0e'",
+                                          "'#9467bd'", "'#8c564b'", "'#e377c2'", "'#000000'",
+                                          "'#bcbd22'", "'#17becf'"};
+    return colors[i % (sizeof colors / sizeof colors[0])];
+}
+
 void gnuplot_string(FILE *f, const char *s)
 {
     fputc('\'', f);

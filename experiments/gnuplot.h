@@ -15,6 +15,11 @@ int gnuplot_available(void);
  * caller writes the rest and closes the file. NULL (errno set) when it cannot be created. */
 FILE *gnuplot_script_open(const char *path, const char *png, int width, int height);
 
+/* The color of series i, as gnuplot's `lc rgb` takes it ('#rrggbb'): ten colors told apart in
+ * print and by most color-blind readers, none gray (the reference lines are gray), then again
+ * from the first. gnuplot's own cycle has eight, so a ninth series took the first one's color. */
+const char *gnuplot_color(size_t i);
+
 /* s as a gnuplot single-quoted string ('' stands for '). */
 void gnuplot_string(FILE *f, const char *s);
 

@@ -112,18 +112,29 @@ def column(header, rows, xcol, ycol, keep=lambda r: True, ymap=lambda y: y):
 # ---- the claims of the report's figures (docs/figures.md) ------------------------------------
 
 def claim_rank_vs_n(d, header, rows):
-    """One curve per function: its rank against n for the rows with this d; then y = n."""
+    """One curve per function: its rank against n for the rows with this d; then, per function
+    with a predicted rank, the predicted ranks of those rows; then y = n."""
     fns = [h[len("rank "):] for h in header if h.startswith("rank ")]
-    want = [data(f, column(header, rows, "n", "rank " + f, lambda r: float(r[0]) == d))
-            for f in fns]
+
+    def mine(r):
+        return float(r[0]) == d
+    want = [data(f, column(header, rows, "n", "rank " + f, mine)) for f in fns]
+    for f in fns:
+        pred = column(header, rows, "n", "predicted " + f, mine)
+        if pred:
+            want.append(data(f + " predicted", pred))
     return want + [func("n", lambda x: x)]
 
 
 def claim_eps_rank(header, rows, got):
+    n = {num(r[header.index("n")]) for r in rows}
     want = [data("spectral eps-rank", column(header, rows, "B", "eps_rank_spectral")),
-            data("Frobenius eps-rank", column(header, rows, "B", "eps_rank_frobenius"))]
+            data("Frobenius eps-rank", column(header, rows, "B", "eps_rank_frobenius")),
+            data("n = %d (full rank)" % min(n), column(header, rows, "B", "n"))]
+    if len(n) != 1:
+        want.append(func("one n in every row, not %s" % sorted(n), lambda x: None))
     # The levels C(d+g, g), g = 1, 2, ... in order, each named with its g and its value.
-    for g, (title, _) in enumerate(got[2:], start=1):
+    for g, (title, _) in enumerate(got[3:], start=1):
         m = re.fullmatch(r"g = (\d+): C\((\d+)\+(\d+), (\d+)\) = (\d+)", title)
         if not m or int(m[1]) != g or int(m[3]) != g or int(m[4]) != g or \
                 int(m[5]) != math.comb(int(m[2]) + g, g):
@@ -134,25 +145,28 @@ def claim_eps_rank(header, rows, got):
     return want
 
 
-def claim_cube_spectra(header, rows, zero_tol=1e-12):
+def claim_cube_spectra(header, rows, zero_tol=1e-12, dodge=0.2):
     """Per kernel: |lambda_j| / |lambda_0| of the positive and of the negative eigenvalues,
-    counted with their multiplicities in the titles; zeros named in the key, not drawn."""
+    counted with their multiplicities in the titles; zeros named in the key, not drawn. The
+    k-th of the three kernels is drawn at j + (k - 1) * dodge, so that equal values (every
+    lambda_0 / |lambda_0| is 1) do not hide each other."""
     mult = [float(r[header.index("multiplicity")]) for r in rows]
     total = int(sum(mult))
     want = []
-    for h in header:
-        if not h.endswith(" normalised"):
-            continue
+    kernels = [h for h in header if h.endswith(" normalised")]
+    for k, h in enumerate(kernels):
         f, c = h[:-len(" normalised")], header.index(h)
+        dx = (k - (len(kernels) - 1) / 2) * dodge
         vals = [float(r[c]) for r in rows]
         pos = int(sum(m for m, v in zip(mult, vals) if v > zero_tol))
         neg = int(sum(m for m, v in zip(mult, vals) if v < -zero_tol))
         zero = total - pos - neg
+        pos_pts = column(header, rows, "j", h, lambda r: float(r[c]) > zero_tol)
+        neg_pts = column(header, rows, "j", h, lambda r: float(r[c]) < -zero_tol, lambda y: -y)
         want.append(data("%s: lambda > 0 (%d of %d)" % (f, pos, total),
-                         column(header, rows, "j", h, lambda r: float(r[c]) > zero_tol)))
+                         [(x + dx, y) for x, y in pos_pts]))
         want.append(data("%s: lambda < 0 (%d of %d)" % (f, neg, total),
-                         column(header, rows, "j", h, lambda r: float(r[c]) < -zero_tol,
-                                lambda y: -y)))
+                         [(x + dx, y) for x, y in neg_pts]))
         if zero:
             want.append(func("%s: lambda = 0 (%d of %d, not drawn)" % (f, zero, total),
                              lambda x: None))

@@ -44,8 +44,11 @@ wrong "rows chosen by line number with the header counted" \
     's/using 2:(\$1 == 8 ? \$\([0-9]*\) : NaN)/every ::5::9 using 2:\1/g' rank_vs_n_d8.gp
 # shellcheck disable=SC2016
 wrong "the rows of another d" 's/\$1 == 8 ?/$1 == 4 ?/' rank_vs_n_d8.gp
-wrong "a point outside the axis range" 's/^set logscale y$/set logscale y\nset yrange [1e-3:*]/' \
+wrong "a point outside the axis range" 's/^set yrange \[\*:3\]$/set yrange [1e-3:3]/' \
     cube_spectra.gp
+# shellcheck disable=SC2016
+wrong "spectra drawn on one another (the lambda_0 of all three at one x)" \
+    's/using (\$1 + [-0-9.e]*):/using 1:/g' cube_spectra.gp
 wrong "a level without its g" 's/title .g = 2: C(4+2, 2) = 15./title '"'level 15'"'/' \
     eps_rank_vs_bound.gp
 # A figure without a claim is refused, so a new figure cannot go unchecked.

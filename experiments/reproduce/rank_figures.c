@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../gnuplot.h"
 #include "reproduce.h"
 
 static int fail_step(repro *R, const char *what)
@@ -117,19 +118,32 @@ int repro_rank_vs_n(repro *R)
             }
         report_printf(&R->rep, "\n");
         for (size_t di = 0; di < 3; di++) {
-            char script[4096], png[64], caption[128];
+            char script[8192], png[64], caption[160];
             int len = snprintf(script, sizeof script,
-                               "set logscale xy\nset xlabel 'n'\nset ylabel 'numerical rank'\n"
-                               "set title 'rank of f(QK^T), d = %zu'\nplot ", ds[di]);
+                               "set logscale xy\nset xlabel 'n (f(QK^T) is n x n)'\n"
+                               "set ylabel 'numerical rank'\n"
+                               "set title 'rank of f(QK^T), d = %zu: Q, K with N(0, 1/d) entries "
+                               "(seed %llu), tolerance sigma_1 n eps'\nplot ",
+                               ds[di], (unsigned long long)R->seed);
             /* The rows of this d, chosen by their d column (not by line numbers, which would
-             * count the CSV's header line). */
+             * count the CSV's header line); then the predicted ranks as open circles in the
+             * function's color, so a point inside its circle is a rank as predicted. */
             for (size_t i = 0; i < nf; i++)
-                len += snprintf(script + len, sizeof script - len,
+                len += snprintf(script + len, sizeof script - (size_t)len,
                                 "'rank_vs_n.csv' using 2:($1 == %zu ? $%zu : NaN) with "
-                                "linespoints title '%s'%s", ds[di], 3 + 2 * i, fns[i],
-                                i + 1 < nf ? ", " : ", x with lines dt 2 lc 'gray' title 'n'\n");
+                                "linespoints lc rgb %s title '%s', ", ds[di], 3 + 2 * i,
+                                gnuplot_color(i), fns[i]);
+            for (size_t i = 0; i < nf; i++)
+                if (!isnan(rows[(di * nn + nn - 1) * ncols + 3 + 2 * i]))
+                    len += snprintf(script + len, sizeof script - (size_t)len,
+                                    "'rank_vs_n.csv' using 2:($1 == %zu ? $%zu : NaN) with "
+                                    "points pt 6 ps 2.2 lc rgb %s title '%s predicted', ",
+                                    ds[di], 4 + 2 * i, gnuplot_color(i), fns[i]);
+            snprintf(script + len, sizeof script - (size_t)len,
+                     "x with lines dt 2 lc 'gray' title 'n'\n");
             snprintf(png, sizeof png, "rank_vs_n_d%zu.png", ds[di]);
-            snprintf(caption, sizeof caption, "Rank of f(QKᵀ) against n, d = %zu", ds[di]);
+            snprintf(caption, sizeof caption, "Rank of f(QKᵀ) against n, d = %zu; circles: the "
+                     "rank Guillot–Khare–Rajaratnam predict for the polynomials", ds[di]);
             report_plot(&R->rep, png, caption, script);
         }
         /* The check the figure is about: every polynomial's rank equals its prediction. */
@@ -156,7 +170,8 @@ int repro_eps_rank_vs_bound(repro *R)
     const size_t n = R->quick ? 256 : 512, d = 4;
     const double eps = 1e-6;
     const size_t nb = R->quick ? 8 : 12;
-    double *rows = calloc(nb * 4, sizeof *rows);
+    enum { NC = 5 };   /* B, spectral, Frobenius, numerical rank, n */
+    double *rows = calloc(nb * NC, sizeof *rows);
     kat_dmat Q0 = {0}, K0 = {0}, Q = {0}, K = {0};
     kat_fn *f = NULL;
     int rc = 0;
@@ -191,31 +206,37 @@ int repro_eps_rank_vs_bound(repro *R)
             rc = fail_step(R, "epsilon-rank vs B: probe");
             break;
         }
-        rows[b * 4 + 0] = B;
-        rows[b * 4 + 1] = (double)res.eps_rank_spectral;
-        rows[b * 4 + 2] = (double)res.eps_rank_frobenius;
-        rows[b * 4 + 3] = (double)res.rank;
+        rows[b * NC + 0] = B;
+        rows[b * NC + 1] = (double)res.eps_rank_spectral;
+        rows[b * NC + 2] = (double)res.eps_rank_frobenius;
+        rows[b * NC + 3] = (double)res.rank;
+        rows[b * NC + 4] = (double)n;
         kat_rank_result_free(&res);
     }
     if (!rc) {
-        report_csv(&R->rep, "eps_rank_vs_bound.csv", "B,eps_rank_spectral,eps_rank_frobenius,rank",
-                   rows, nb, 4);
+        report_csv(&R->rep, "eps_rank_vs_bound.csv",
+                   "B,eps_rank_spectral,eps_rank_frobenius,rank,n", rows, nb, NC);
         report_table_header(&R->rep, "B|ε-rank (spectral)|ε-rank (Frobenius)|numerical rank");
         for (size_t b = 0; b < nb; b++)
-            report_table_row(&R->rep, "%.3g|%.0f|%.0f|%.0f", rows[b * 4], rows[b * 4 + 1],
-                             rows[b * 4 + 2], rows[b * 4 + 3]);
+            report_table_row(&R->rep, "%.3g|%.0f|%.0f|%.0f", rows[b * NC], rows[b * NC + 1],
+                             rows[b * NC + 2], rows[b * NC + 3]);
         report_printf(&R->rep, "\n");
         /* The levels C(d+g, g) in gray, each named with its g in the key and above the line
-         * at the left edge; the labels go before the plot command. */
+         * at the left edge; the labels go before the plot command. The eps-rank cannot pass
+         * n: that ceiling is drawn too, so a curve that flattens under it is not read as a
+         * level reached. */
         char script[4096] = "", plot[2048];
         int len = snprintf(plot, sizeof plot,
-                           "plot 'eps_rank_vs_bound.csv' using 1:2 with linespoints "
-                           "title 'spectral eps-rank', '' using 1:3 with linespoints "
-                           "title 'Frobenius eps-rank'");
+                           "plot 'eps_rank_vs_bound.csv' using 1:2 with linespoints lc rgb %s "
+                           "title 'spectral eps-rank', '' using 1:3 with linespoints lc rgb %s "
+                           "title 'Frobenius eps-rank', '' using 1:5 with lines dt 3 lw 2 "
+                           "lc 'gray40' title 'n = %zu (full rank)'", gnuplot_color(0),
+                           gnuplot_color(1), n);
         int slen = snprintf(script, sizeof script,
-                            "set logscale xy\nset xlabel 'entry bound B'\nset ylabel 'eps-rank'\n"
-                            "set title 'eps-rank of exp(QK^T/d), d = %zu, n = %zu, eps = %g'\n",
-                            d, n, eps);
+                            "set logscale xy\nset xlabel 'entry bound B (Q, K entries in [-B, B])'\n"
+                            "set ylabel 'eps-rank at eps = %g'\n"
+                            "set title 'eps-rank of exp(QK^T/d): Q, K uniform on [-B, B]^d, "
+                            "d = %zu, n = %zu, eps = %g'\n", eps, d, n, eps);
         for (size_t g = 1; g <= 8; g++) {
             size_t level = kat_rank_binomial(d + g, g);
             if (level > n)
@@ -230,7 +251,7 @@ int repro_eps_rank_vs_bound(repro *R)
         snprintf(script + slen, sizeof script - (size_t)slen, "%s\n", plot);
         report_plot(&R->rep, "eps_rank_vs_bound.png", "ε-rank of exp(QKᵀ/d) against B", script);
         repro_note(R, "eps-rank vs B: %.0f at B = %.3g up to %.0f at B = %.3g", rows[1], rows[0],
-                   rows[(nb - 1) * 4 + 1], rows[(nb - 1) * 4]);
+                   rows[(nb - 1) * NC + 1], rows[(nb - 1) * NC]);
     }
     kat_fn_destroy(f);
     kat_dmat_free(&Q0);
@@ -306,28 +327,36 @@ int repro_cube_spectra(repro *R)
         }
         report_printf(&R->rep, "\n");
         /* |lambda| on a log axis, the sign in the marker: filled up-triangles positive, open
-         * down-triangles negative; zeros cannot sit on a log axis and are named in the key. */
+         * down-triangles negative; zeros cannot sit on a log axis and are named in the key.
+         * Kernel k's markers sit at j + (k - 1) * CUBE_DODGE, so where the kernels share a
+         * value (every lambda_0 / |lambda_0| is 1) all of them stay visible. */
+        const double CUBE_DODGE = 0.2;
         char script[4096];
         int len = snprintf(script, sizeof script,
-                           "set logscale y\nset xrange [-0.5:%d.5]\nset xtics 1\n"
-                           "set xlabel 'j = |S| (an eigenvalue of multiplicity C(%d, j))'\n"
+                           "set logscale y\nset xrange [-0.5:%d.5]\nset yrange [*:3]\n"
+                           "set xtics 1\nset key inside top right box opaque\n"
+                           "set xlabel 'j = |S| (an eigenvalue of multiplicity C(%d, j)); markers "
+                           "shifted by -%g, 0, +%g in key order'\n"
                            "set ylabel '|lambda_j| / |lambda_0|'\n"
-                           "set title 'spectra of f(Hamming distance) on {0,1}^%d: sign "
-                           "by marker'\nplot ", D, D, D);
+                           "set title 'eigenvalues of [f(|b - c|_1)], b, c in {0,1}^%d "
+                           "(filled up: lambda > 0, open down: lambda < 0)'\nplot ",
+                           D, D, CUBE_DODGE, CUBE_DODGE, D);
         for (size_t k = 0; k < NK; k++) {
             size_t col = 2 + NK + k + 1;   /* gnuplot counts columns from 1 */
+            double dx = ((double)k - 1.0) * CUBE_DODGE;
+            const char *c = gnuplot_color(k);
             len += snprintf(script + len, sizeof script - (size_t)len,
-                            "%s'cube_spectra.csv' using 1:($%zu > %g ? $%zu : NaN) with points "
-                            "pt 9 ps 1.6 lc %zu title '%s: lambda > 0 (%zu of %d)', "
-                            "'' using 1:($%zu < -%g ? -$%zu : NaN) with points pt 10 ps 1.6 "
-                            "lc %zu title '%s: lambda < 0 (%zu of %d)'",
-                            k ? ", " : "", col, ZERO_TOL, col, k + 1, kernels[k].f,
-                            count[k][0], 1 << D, col, ZERO_TOL, col, k + 1, kernels[k].f,
+                            "%s'cube_spectra.csv' using ($1 + %g):($%zu > %g ? $%zu : NaN) with "
+                            "points pt 9 ps 1.6 lc rgb %s title '%s: lambda > 0 (%zu of %d)', "
+                            "'' using ($1 + %g):($%zu < -%g ? -$%zu : NaN) with points pt 10 "
+                            "ps 1.6 lc rgb %s title '%s: lambda < 0 (%zu of %d)'",
+                            k ? ", " : "", dx, col, ZERO_TOL, col, c, kernels[k].f,
+                            count[k][0], 1 << D, dx, col, ZERO_TOL, col, c, kernels[k].f,
                             count[k][1], 1 << D);
             if (count[k][2])
                 len += snprintf(script + len, sizeof script - (size_t)len,
-                                ", NaN with points pt 6 lc %zu title '%s: lambda = 0 (%zu of "
-                                "%d, not drawn)'", k + 1, kernels[k].f, count[k][2], 1 << D);
+                                ", NaN with points pt 6 lc rgb %s title '%s: lambda = 0 (%zu of "
+                                "%d, not drawn)'", c, kernels[k].f, count[k][2], 1 << D);
         }
         snprintf(script + len, sizeof script - (size_t)len, "\n");
         report_plot(&R->rep, "cube_spectra.png",
