@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "../attn_cli.h"
+#include "../gnuplot.h"
 #include "reproduce.h"
 
 /* The fraction of a grid of doubling N done at point i, `within` of the way through it: the
@@ -245,16 +246,20 @@ int repro_sparse_speedups(repro *R)
         snprintf(header + len, sizeof header - len, ",%s", cfg[c].label);
     }
     report_csv(&R->rep, "sparse_speedups.csv", header, &rows[0][0], nn, 1 + NCFG);
+    /* The y range reaches below 1 so the no-speed-up line is never hidden by the frame. */
     char script[2048];
     int len = snprintf(script, sizeof script,
-                       "set logscale x 2\nset logscale y\nset xlabel 'N'\n"
-                       "set ylabel 'speed-up over dense causal flash (fwd + bwd)'\n"
-                       "set title 'sparse flash attention, H = 8, D = 64'\nplot ");
+                       "set logscale x 2\nset logscale y\nset yrange [*<0.8:*]\n"
+                       "set xlabel 'N (= M, sequence length)'\n"
+                       "set ylabel 'speed-up over dense causal flash (fwd + bwd time ratio)'\n"
+                       "set title 'sparse flash attention: causal, fwd + bwd, B = 1, H = %zu, "
+                       "D = %zu, fp32, %d threads'\nplot ", H, D, kat_num_threads());
     for (size_t c = 0; c < NCFG; c++)
         len += snprintf(script + len, sizeof script - (size_t)len,
-                        "'sparse_speedups.csv' using 1:%zu with linespoints title '%s', ", c + 2,
-                        cfg[c].label);
-    snprintf(script + len, sizeof script - (size_t)len, "1 with lines dt 2 lc 'gray' notitle\n");
+                        "'sparse_speedups.csv' using 1:%zu with linespoints lw 2 lc rgb %s "
+                        "title '%s', ", c + 2, gnuplot_color(c), cfg[c].label);
+    snprintf(script + len, sizeof script - (size_t)len,
+             "1 with lines dt 2 lc 'gray' title '1 (no speed-up)'\n");
     report_plot(&R->rep, "sparse_speedups.png", "Sparse speed-ups over dense causal flash", script);
     repro_note(R, "sparse at N = %.0f: QK-drop 50%% %.2fx, hash nb = 16 %.2fx, window 512 %.2fx",
                rows[nn - 1][0], rows[nn - 1][1], rows[nn - 1][4], rows[nn - 1][6]);
@@ -311,13 +316,22 @@ int repro_linear_crossover(repro *R)
                   "slower up to its end): D = 32: %s; D = 64: %s.\n\n", where[0], where[1]);
     report_csv(&R->rep, "linear_crossover.csv",
                "N,flash_ms_d32,taylor2_ms_d32,flash_ms_d64,taylor2_ms_d64", &rows[0][0], nn, 5);
+    /* One color per D, solid flash and dashed Taylor-2: the crossover is where a dashed
+     * curve passes under the solid one of its color. */
+    char script[2048];
+    snprintf(script, sizeof script,
+             "set logscale xy 2\nset xlabel 'N (= M, sequence length)'\n"
+             "set ylabel 'causal forward time, ms (median)'\n"
+             "set title 'Taylor-2 linear attention vs dense flash: causal forward, B = 1, "
+             "H = %zu, fp32, %d threads'\n"
+             "plot 'linear_crossover.csv' using 1:2 with linespoints lw 2 pt 7 lc rgb %s "
+             "title 'flash D=32', '' using 1:3 with linespoints lw 2 dt 2 pt 4 lc rgb %s "
+             "title 'Taylor-2 D=32', '' using 1:4 with linespoints lw 2 pt 7 lc rgb %s "
+             "title 'flash D=64', '' using 1:5 with linespoints lw 2 dt 2 pt 4 lc rgb %s "
+             "title 'Taylor-2 D=64'\n", H, kat_num_threads(), gnuplot_color(0),
+             gnuplot_color(0), gnuplot_color(1), gnuplot_color(1));
     report_plot(&R->rep, "linear_crossover.png", "Taylor-2 linear attention against dense flash",
-                "set logscale xy 2\nset xlabel 'N'\nset ylabel 'causal forward, ms'\n"
-                "set title 'linear attention (Taylor-2) vs dense causal flash, H = 8'\n"
-                "plot 'linear_crossover.csv' using 1:2 with linespoints title 'flash D=32', "
-                "'' using 1:3 with linespoints title 'Taylor-2 D=32', "
-                "'' using 1:4 with linespoints title 'flash D=64', "
-                "'' using 1:5 with linespoints title 'Taylor-2 D=64'\n");
+                script);
     repro_note(R, "linear Taylor-2 against flash (the N from which it is no slower): D = 32: %s; "
                "D = 64: %s", where[0], where[1]);
     return 0;
