@@ -142,10 +142,44 @@ static void json_size(cli_json *j, const char *key, size_t v)
     }
 }
 
-/* Rank vs n, one line per (f, d, s), dashed the prediction where there is one. The script
- * is kept beside the PNG (FILE.gp for FILE.png), so the figure can be redrawn or read back. */
+/* The conditions of the sweep in words, for the plot's title: the points, the seed, the
+ * tolerance and the method. */
+static void conditions(char *buf, size_t n, const rank_cli_points *p, const kat_rank_opts *o)
+{
+    char pts[160], tol[96];
+    if (strcmp(p->dist, "gauss") == 0 && p->sigma > 0)
+        snprintf(pts, sizeof pts, "N(0, %g^2) entries", p->sigma);
+    else if (strcmp(p->dist, "gauss") == 0)
+        snprintf(pts, sizeof pts, "N(0, 1/d) entries");
+    else if (strcmp(p->dist, "uniform") == 0)
+        snprintf(pts, sizeof pts, "entries uniform on [-%g, %g]", p->bound, p->bound);
+    else if (strcmp(p->dist, "hypercube") == 0)
+        snprintf(pts, sizeof pts, "corners of %s", p->pm1 ? "{-1,+1}^d" : "{0,1}^d");
+    else if (strcmp(p->dist, "grid") == 0)
+        snprintf(pts, sizeof pts, "points of {0..%zu}^d", p->levels - 1);
+    else if (strcmp(p->dist, "rect") == 0)
+        snprintf(pts, sizeof pts, "corners of a box with sides %s", p->sides ? p->sides : "");
+    else
+        snprintf(pts, sizeof pts, "%s points", p->dist);
+    if (o->rtol > 0 && o->atol > 0)
+        snprintf(tol, sizeof tol, "tolerance max(%g, %g sigma_1)", o->atol, o->rtol);
+    else if (o->rtol > 0)
+        snprintf(tol, sizeof tol, "tolerance %g sigma_1", o->rtol);
+    else if (o->atol > 0)
+        snprintf(tol, sizeof tol, "tolerance %g", o->atol);
+    else
+        snprintf(tol, sizeof tol, "tolerance sigma_1 n eps");
+    snprintf(buf, n, "Q, K: n x d, %s%s%s, seed %llu; %s; %s rank", pts,
+             p->enumerate ? " (the first n in order)" : "", p->symmetric ? ", K = Q" : "",
+             (unsigned long long)p->seed, tol,
+             o->method == KAT_RANK_DENSE ? "dense SVD" : "randomized");
+}
+
+/* Rank vs n, one line per (f, d, s), the prediction as open circles where there is one (a
+ * point inside its circle is a rank as predicted). The script is kept beside the PNG (FILE.gp
+ * for FILE.png), so the figure can be redrawn or read back. */
 static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs, size_t nn,
-                const char *form)
+                const char *form, const char *cond)
 {
     char dir[1024] = ".", gp[1100], path[2200];
     const char *slash = strrchr(png, '/'), *name = slash ? slash + 1 : png;
@@ -165,10 +199,12 @@ static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs,
     int logy = 1;
     for (size_t i = 0; i < nrows; i++)
         logy &= rows[i].rank > 0;
-    fprintf(f, "set title 'kat sweep: numerical rank of f(s * %s), default tolerance'\n",
+    fprintf(f, "set title 'kat sweep: numerical rank of f(s * %s)' . \"\\n\" . ",
             strcmp(form, "inner") == 0 ? "<q,k>" : strcmp(form, "l2sq") == 0 ? "|q-k|^2"
                                                                               : "|q-k|_1");
-    fprintf(f, "set xlabel 'n (= m)'\nset ylabel 'rank'\nset logscale x 2\n%s"
+    gnuplot_string(f, cond);
+    fputc('\n', f);
+    fprintf(f, "set xlabel 'n (= m)'\nset ylabel 'numerical rank'\nset logscale x 2\n%s"
                 "set key outside right top\nset grid\n",
             logy ? "set logscale y 10\n" : "");
     /* Series: consecutive runs of rows that share (f, d, s); rows are ordered with n inner. */
@@ -188,10 +224,15 @@ static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs,
         const sweep_row *r = &rows[s * nn];
         char title[512];
         snprintf(title, sizeof title, "f = %s, d = %zu, s = %g", fs[r->fi], r->d, r->scale);
-        fprintf(f, ", $r%zu using 1:2 with linespoints lw 2 lc %zu title ", s, s + 1);
+        fprintf(f, ", $r%zu using 1:2 with linespoints lw 2 lc rgb %s title ", s,
+                gnuplot_color(s));
         gnuplot_string(f, title);
-        if (r->predicted != KAT_RANK_NONE) {
-            fprintf(f, ", $p%zu using 1:2 with lines dt 2 lc %zu title ", s, s + 1);
+        int predicted = 0;
+        for (size_t i = 0; i < nn; i++)
+            predicted |= r[i].predicted != KAT_RANK_NONE;
+        if (predicted) {
+            fprintf(f, ", $p%zu using 1:2 with points pt 6 ps 2 lc rgb %s title ", s,
+                    gnuplot_color(s));
             snprintf(title, sizeof title, "predicted, f = %s, d = %zu, s = %g", fs[r->fi], r->d,
                      r->scale);
             gnuplot_string(f, title);
@@ -454,8 +495,12 @@ static int sweep_run(int argc, char **argv, int dist)
         if (!gnuplot_available())
             fprintf(stderr, "kat sweep: gnuplot is not installed; no plot written (the CSV "
                             "has the data)\n");
-        else if (plot(png, rows, done_rows, fs, nn, pr.form))
-            rc = CLI_FAIL;
+        else {
+            char cond[512];
+            conditions(cond, sizeof cond, &pts, &o);
+            if (plot(png, rows, done_rows, fs, nn, pr.form, cond))
+                rc = CLI_FAIL;
+        }
     }
     kat_free(rows);
 done:

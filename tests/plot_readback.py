@@ -186,6 +186,44 @@ def claim_linear(header, rows):
     return [data(t, column(header, rows, "N", c)) for t, c in LINEAR_TITLES.items()]
 
 
+# The conditions each figure's title states, so that the figure is read right on its own: the
+# sizes, the distribution of the points and the tolerance, or the machine's threads for a timing.
+TITLE_WORDS = [
+    (r"rank_vs_n_d(\d+)\.png", lambda m: ["rank of f(QK^T)", "d = %s:" % m[1],
+                                          "N(0, 1/d) entries", "seed", "tolerance"]),
+    (r"eps_rank_vs_bound\.png", lambda m: ["eps-rank of exp(QK^T/d)", "uniform on [-B, B]^d",
+                                          "d = ", "n = ", "eps = "]),
+    (r"cube_spectra\.png", lambda m: ["{0,1}^10", "filled up: lambda > 0",
+                                     "open down: lambda < 0"]),
+    (r"sparse_speedups\.png", lambda m: ["causal", "fwd + bwd", "B = 1", "H = ", "D = ", "fp32",
+                                        " threads"]),
+    (r"linear_crossover\.png", lambda m: ["Taylor-2", "dense flash", "causal forward", "B = 1",
+                                         "H = ", "fp32", " threads"]),
+]
+SWEEP_WORDS = [(r".*", lambda m: ["kat sweep: numerical rank of f(s * ", "Q, K: n x d, ", "seed",
+                                  "tolerance", " rank"])]
+
+
+def check_labels(gp, png, title_words=TITLE_WORDS):
+    """The figure's title names its conditions and both axes have a label."""
+    with open(gp) as f:
+        text = f.read()
+    errors = []
+    for axis in ("xlabel", "ylabel"):
+        if not re.search(r"^set %s '[^']+'" % axis, text, re.M):
+            errors.append("%s: no %s" % (png, axis))
+    title = re.search(r"^set title (.*)$", text, re.M)
+    for pattern, words in title_words:
+        m = re.fullmatch(pattern, png)
+        if m:
+            missing = [w for w in words(m) if not title or w not in title[1]]
+            if missing:
+                errors.append("%s: the title %s does not say %s"
+                              % (png, title[1] if title else "(none)", missing))
+            break
+    return errors
+
+
 def report_claims(directory, png, got):
     """The curves figure png of a report claims to show, or None for an unknown figure."""
     def csv_of(name):
@@ -222,7 +260,7 @@ def check_report(directory):
         if want is None:
             errors.append("%s: a figure without a claim in tests/plot_readback.py" % png)
             continue
-        errs = compare(png, got, want)
+        errs = compare(png, got, want) + check_labels(gp, png)
         errors += errs
         if not errs:
             print("ok: %s shows its CSV rows (%d curves)" % (png, len(got)))
@@ -246,7 +284,8 @@ def check_sweep(gp, path):
         pred = column(header, rows, "n", "predicted", mine)
         if pred:
             want.append(data("predicted, " + name, pred))
-    errors = compare(os.path.basename(gp), table(gp), want)
+    errors = compare(os.path.basename(gp), table(gp), want) + \
+        check_labels(gp, os.path.basename(gp)[:-3] + ".png", SWEEP_WORDS)
     if not errors:
         print("ok: %s shows the rows of %s" % (os.path.basename(gp), os.path.basename(path)))
     return errors

@@ -20,6 +20,14 @@ check "sweep --plot" 0 "$kat" sweep --n 16,32,64 --d 2,3 --degree 1,2 --f "exp" 
 if [ -s "$tmp/sweep.png" ] && [ -s "$tmp/sweep.gp" ]; then echo "ok: sweep.png and its script sweep.gp"
 else echo "FAIL: no sweep.png or sweep.gp"; fail=1; fi
 python3 "$readback" sweep "$tmp/sweep.gp" "$tmp/sweep.csv" || fail=1
+# The title states the draw, the seed, the tolerance and the method the user chose.
+check "sweep --plot, uniform points and --rtol" 0 "$kat" sweep --n 8,16 --d 2 --degree 2 \
+    --dist uniform --bound 2 --symmetric --seed 3 --rtol 1e-9 --form l2sq \
+    --out "$tmp/u.csv" --plot "$tmp/u.png"
+python3 "$readback" sweep "$tmp/u.gp" "$tmp/u.csv" || fail=1
+want="set title 'kat sweep: numerical rank of f(s * |q-k|^2)' . \"\\n\" . 'Q, K: n x d, entries uniform on [-2, 2], K = Q, seed 3; tolerance 1e-09 sigma_1; dense SVD rank'"
+if grep -q -x -F -- "$want" "$tmp/u.gp"; then echo "ok: the sweep's title names its conditions"
+else echo "FAIL: the sweep's title: expected $want"; grep "set title" "$tmp/u.gp"; fail=1; fi
 
 # The rank figures of the report.
 check "reproduce --quick --only rank,eps-rank,spectra" 0 "$kat" reproduce --quick \
@@ -51,6 +59,8 @@ wrong "spectra drawn on one another (the lambda_0 of all three at one x)" \
     's/using (\$1 + [-0-9.e]*):/using 1:/g' cube_spectra.gp
 wrong "a level without its g" 's/title .g = 2: C(4+2, 2) = 15./title '"'level 15'"'/' \
     eps_rank_vs_bound.gp
+wrong "a title without its tolerance" 's/, tolerance sigma_1 n eps//' rank_vs_n_d4.gp
+wrong "a figure without its y label" '/^set ylabel/d' eps_rank_vs_bound.gp
 # A figure without a claim is refused, so a new figure cannot go unchecked.
 rm -rf "$tmp/w" && cp -r "$tmp/r" "$tmp/w" && cp "$tmp/w/cube_spectra.png" "$tmp/w/extra.png" &&
     cp "$tmp/w/cube_spectra.gp" "$tmp/w/extra.gp"
