@@ -188,7 +188,9 @@ int repro_eps_rank_vs_bound(repro *R)
                   "low-rank approximation of rank C(d+g, g), g the degree of a polynomial that "
                   "approximates exp on [−B², B²]. Here Q = B·Q₀, K = B·K₀ with Q₀, K₀ uniform on "
                   "[−1, 1], n = %zu, d = %zu, ε = %g (spectral: σₖ₊₁ ≤ ε·σ₁); dashed lines "
-                  "are the levels C(d+g, g).\n\n", n, d, eps);
+                  "are the levels C(d+g, g), the dotted line n. ε is relative to σ₁: at large "
+                  "B a few entries near e^(B²) dominate σ₁, so the ε-rank can fall again — "
+                  "C(d+g, g) bounds it from above, it does not predict it.\n\n", n, d, eps);
     for (size_t b = 0; b < nb && !rc; b++) {
         double B = 0.25 * pow(2.0, 0.5 * (double)b);   /* 0.25 .. 16 (full) */
         repro_progress(R, (double)b / (double)nb, "B = %.3g", B);
