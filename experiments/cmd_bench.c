@@ -200,7 +200,6 @@ static int bench_attn(int argc, char **argv)
     double sgemm = timing_reference(&tc);   /* 0: none, or it moved beyond the tolerance */
     char conditions[512], warning[512];
     timing_describe(&tc, conditions, sizeof conditions);
-    timing_warning(&tc, warning, sizeof warning);
     if (st) {
         kat_free(runs);
         attn_tensors_free(&t);
@@ -209,6 +208,8 @@ static int bench_attn(int argc, char **argv)
 
     const kat_attn_desc *d = &t.desc;
     double gflops = flops / (ms * 1e6);
+    double pct = timing_share(&tc, gflops);   /* NaN: not to be quoted (the warning says why) */
+    timing_share_warning(&tc, gflops, warning, sizeof warning);
     double tensor_bytes = 4.0 * (double)d->D *
                           (2.0 * (double)(d->B * d->H * d->N) + 2.0 * (double)(d->B * d->H_kv * d->M));
     double load[3] = {0, 0, 0};
@@ -237,7 +238,8 @@ static int bench_attn(int argc, char **argv)
         cli_json_num(&j, "gflops", gflops);
         cli_json_num(&j, "sgemm_gflops", sgemm > 0 ? sgemm : NAN);
         cli_json_int(&j, "sgemm_n", (long long)sgemm_n);
-        cli_json_num(&j, "pct_sgemm", sgemm > 0 ? 100.0 * gflops / sgemm : NAN);
+        cli_json_num(&j, "pct_sgemm", pct);
+        cli_json_str(&j, "warning", warning);
         cli_json_str(&j, "baseline", baseline ? base_name : "none");
         cli_json_num(&j, "baseline_ms", baseline ? base_ms : NAN);
         cli_json_num(&j, "speedup", baseline ? base_ms / ms : NAN);
@@ -266,9 +268,9 @@ static int bench_attn(int argc, char **argv)
         printf("  %s\n", note);
         printf("  time      %.3f ms (median of %d)\n", ms, o.reps);
         printf("  rate      %.1f GFLOP/s", gflops);
-        if (sgemm > 0)
-            printf(" = %.1f%% of sgemm (%.1f GFLOP/s, %zu^3, %d threads, same run)",
-                   100.0 * gflops / sgemm, sgemm, sgemm_n, T);
+        if (isfinite(pct))
+            printf(" = %.1f%% of sgemm (%.1f GFLOP/s, %zu^3, %d threads, same run)", pct, sgemm,
+                   sgemm_n, T);
         printf("\n");
         if (*warning)
             printf("  WARNING   no %% of sgemm: %s\n", warning);
