@@ -29,7 +29,7 @@ lacks() {   # lacks "description" file fixed-string
 # The dense rank above n m min(n, m) = 8000^3 is refused (a usage error) with its estimate and
 # the randomized method's hint; a tall matrix of the same n is not that large.
 check "dense rank at n = 20000 refused" 2 "$kat" rank --n 20000 --d 4
-if grep -q -x "kat rank: a dense SVD of the 20000 x 20000 matrix would take about [0-9.]* \(s\|min\|h\) here (from three 400 x 400 SVDs timed now); --method randomized finds a low rank without it, or give --force to run the dense SVD anyway" "$err" \
+if grep -q -x "kat rank: a dense SVD of the 20000 x 20000 matrix would take about [0-9.]* \(s\|min\|h\) here (from three 800 x 800 SVDs timed now); --method randomized finds a low rank without it, or give --force to run the dense SVD anyway" "$err" \
     && [ "$(sed -n 2p "$err")" = "see kat rank --help" ] && [ "$(wc -l <"$err")" -eq 2 ]
 then echo "ok: the refusal says the estimate and the way out"
 else echo "FAIL: the refusal's words"; sed 's/^/  ! /' "$err"; fail=1; fi
