@@ -75,7 +75,8 @@ PY
 run_tests() {   # run_tests DIR [meson test options...]
     local dir=$1; shift
     local rc=0
-    meson test -C "$dir" --print-errorlogs "$@" || rc=$?
+    # Off a terminal a line every 60 s of silence names the running tests (meson_heartbeat.py).
+    python3 "$repo/tests/meson_heartbeat.py" 60 "$dir" meson test -C "$dir" --print-errorlogs "$@" || rc=$?
     summary_line "$dir/meson-logs/testlog.json"
     return $rc
 }

@@ -3,6 +3,7 @@
  * outputs are float32 in the same layout (the logsumexp without the last axis). */
 #include <string.h>
 #include "attn_cli.h"
+#include "progress.h"
 
 static const char *const usage_text =
     "usage: kat attn run  --q Q.npy --k K.npy --v V.npy --o O.npy [--lse L.npy] [--causal]\n"
@@ -74,6 +75,17 @@ static int make_output(const loaded *like, const kat_tensor *shape, int drop_las
         return cli_fail("attn", what, st);
     *t = kat_tensor_view(l->a.data, full[0], full[1], full[2], full[3]);
     return CLI_OK;
+}
+
+/* One call of the mode, with the time so far on a terminal from its first second on. */
+static kat_status run_call(const attn_mode *mode, attn_opts *o, attn_tensors *t, int backward)
+{
+    progress call;
+    progress_call_start(&call, stderr, "kat attn", o->json, "%s %s, N = %zu", o->mode,
+                        backward ? "backward" : "forward", t->desc.N);
+    kat_status st = mode->run(o, t, backward);
+    progress_finish(&call);
+    return st;
 }
 
 static int save(const char *path, const char *what, const loaded *l)
@@ -209,7 +221,7 @@ int kat_cmd_attn(int argc, char **argv)
         goto done;
     double t0 = cli_now();
     kat_clear_error();
-    if ((st = mode->run(&o, &t, 0))) {
+    if ((st = run_call(mode, &o, &t, 0))) {
         rc = attn_mode_fail("attn", o.mode, st);
         goto done;
     }
@@ -228,7 +240,7 @@ int kat_cmd_attn(int argc, char **argv)
         }
         t0 = cli_now();
         kat_clear_error();
-        if ((st = mode->run(&o, &t, 1))) {
+        if ((st = run_call(mode, &o, &t, 1))) {
             rc = attn_mode_fail("attn", o.mode, st);
             goto done;
         }

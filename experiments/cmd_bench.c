@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "attn_cli.h"
+#include "progress.h"
 #include "timing_conditions.h"
 
 static const char *const usage_text =
@@ -129,14 +130,19 @@ static int bench_attn(int argc, char **argv)
     }
 
     /* The mode, timed, between two measurements of the conditions (load, sgemm). */
+    progress prog;   /* on a terminal: the step of the benchmark and the time so far */
+    progress_call_start(&prog, stderr, "kat bench attn", o.json, "sgemm %zu^3 before", sgemm_n);
     timing_conditions tc;
     timing_begin(&tc, attn_sgemm_gflops, sgemm_n, T);
+    progress_call_next(&prog, "%s %s: %d + %d runs", o.mode, o.backward ? "backward" : "forward",
+                       o.warmup, o.reps);
     attn_bench_call call;
     memset(&call, 0, sizeof call);
     double *runs = kat_calloc((size_t)o.reps, sizeof *runs);
     double ms = 0.0, ms1 = 0.0, ms_nc = 0.0, base_ms = 0.0, peak = 0.0;
     kat_clear_error();
     if (!runs || (st = mode->bench(&o, &t, &call))) {
+        progress_finish(&prog);
         kat_free(runs);
         attn_tensors_free(&t);
         return attn_mode_fail("bench attn", o.mode, runs ? st : KAT_ENOMEM);
@@ -164,6 +170,7 @@ static int bench_attn(int argc, char **argv)
 
     /* The same call on one thread, and without the mask. */
     if (!st && scaling) {
+        progress_call_next(&prog, "%s on 1 thread", o.mode);
         kat_set_num_threads(1);
         attn_bench_call c1 = {0};
         if (!(st = mode->bench(&o, &t, &c1))) {
@@ -178,6 +185,7 @@ static int bench_attn(int argc, char **argv)
         attn_opts onc = o;
         onc.causal = 0;
         t.desc.causal = 0;
+        progress_call_next(&prog, "%s without the mask", o.mode);
         attn_bench_call c2 = {0};
         if (!(st = mode->bench(&onc, &t, &c2))) {
             st = attn_time_median(&c2, o.warmup, o.reps, &ms_nc, NULL);
@@ -191,16 +199,18 @@ static int bench_attn(int argc, char **argv)
     /* The unfused baseline with the same threads (OpenBLAS's too). */
     if (!st && baseline && !own_baseline) {
         attn_bench_call bc = {0};
+        progress_call_next(&prog, "unfused baseline: %d + %d runs", o.warmup, o.reps);
         base_ctx bx = {&t, o.backward};
         bc.ctx = &bx;
         bc.fn = base_once;
         st = attn_time_median(&bc, o.warmup, o.reps, &base_ms, NULL);
     }
+    progress_call_next(&prog, "sgemm %zu^3 after", sgemm_n);
     timing_end(&tc);
+    progress_finish(&prog);
     double sgemm = timing_reference(&tc);   /* 0: none, or it moved beyond the tolerance */
     char conditions[512], warning[512];
     timing_describe(&tc, conditions, sizeof conditions);
-    timing_warning(&tc, warning, sizeof warning);
     if (st) {
         kat_free(runs);
         attn_tensors_free(&t);
@@ -209,6 +219,8 @@ static int bench_attn(int argc, char **argv)
 
     const kat_attn_desc *d = &t.desc;
     double gflops = flops / (ms * 1e6);
+    double pct = timing_share(&tc, gflops);   /* NaN: not to be quoted (the warning says why) */
+    timing_share_warning(&tc, gflops, warning, sizeof warning);
     double tensor_bytes = 4.0 * (double)d->D *
                           (2.0 * (double)(d->B * d->H * d->N) + 2.0 * (double)(d->B * d->H_kv * d->M));
     double load[3] = {0, 0, 0};
@@ -237,7 +249,8 @@ static int bench_attn(int argc, char **argv)
         cli_json_num(&j, "gflops", gflops);
         cli_json_num(&j, "sgemm_gflops", sgemm > 0 ? sgemm : NAN);
         cli_json_int(&j, "sgemm_n", (long long)sgemm_n);
-        cli_json_num(&j, "pct_sgemm", sgemm > 0 ? 100.0 * gflops / sgemm : NAN);
+        cli_json_num(&j, "pct_sgemm", pct);
+        cli_json_str(&j, "warning", warning);
         cli_json_str(&j, "baseline", baseline ? base_name : "none");
         cli_json_num(&j, "baseline_ms", baseline ? base_ms : NAN);
         cli_json_num(&j, "speedup", baseline ? base_ms / ms : NAN);
@@ -266,9 +279,9 @@ static int bench_attn(int argc, char **argv)
         printf("  %s\n", note);
         printf("  time      %.3f ms (median of %d)\n", ms, o.reps);
         printf("  rate      %.1f GFLOP/s", gflops);
-        if (sgemm > 0)
-            printf(" = %.1f%% of sgemm (%.1f GFLOP/s, %zu^3, %d threads, same run)",
-                   100.0 * gflops / sgemm, sgemm, sgemm_n, T);
+        if (isfinite(pct))
+            printf(" = %.1f%% of sgemm (%.1f GFLOP/s, %zu^3, %d threads, same run)", pct, sgemm,
+                   sgemm_n, T);
         printf("\n");
         if (*warning)
             printf("  WARNING   no %% of sgemm: %s\n", warning);

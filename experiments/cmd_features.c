@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "progress.h"
 
 static const char usage[] =
     "usage: kat features --map SPEC --d D [--n N] [--seed S] [--scale s] [--fp32] [--bench]\n"
@@ -302,7 +303,13 @@ int kat_cmd_features(int argc, char **argv)
         return cli_fail("features", what, st);
     }
     bench_result br = {0, 0, 0, 0, 0, 0};
-    if (bench && (st = bench_map(fm, n, seed + 1, group ? a : NULL, &br))) {
+    progress call;   /* --bench: 7 timed runs of each of three calls over n rows */
+    progress_call_start(&call, stderr, "kat features", json || !bench, "--bench: %zu rows",
+                        n);
+    if (bench)
+        st = bench_map(fm, n, seed + 1, group ? a : NULL, &br);
+    progress_finish(&call);
+    if (bench && st) {
         kat_featmap_destroy(fm);
         kat_fn_destroy(f);
         kat_free(a);

@@ -339,6 +339,13 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     kat_featmap *fm = NULL;
     if (map && (st = kat_featmap_parse(map, Q.cols, pts.seed, &fm)))
         rc = st == KAT_EPARSE ? CLI_USAGE : CLI_FAIL;
+    /* The randomized method, a feature map's and a matrix file's rank have no estimate: the
+     * time so far on a terminal (the guard's line covers the dense method). A distributed run
+     * prints none, so its processes do not draw over each other. */
+    progress call;
+    progress_call_start(&call, stderr, "kat rank", json || dist || guarded, "%s of %s",
+                        o.method == KAT_RANK_DENSE ? "dense SVD" : "randomized SVD",
+                        mfile ? mfile : map ? map : "f(QK^T)");
     double t0 = cli_now();
     int root = 1;   /* under MPI, process 0 prints the result */
 #if KAT_CLI_MPI
@@ -353,6 +360,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
              : fm  ? kat_rank_probe_featmap(fm, &Q, &K, &o, &r)
                    : kat_rank_probe(f, &Q, &K, &o, &r);
     double secs = cli_now() - t0;
+    progress_finish(&call);
     kat_featmap_destroy(fm);
     if (guarded)
         rank_guard_end(&guard);

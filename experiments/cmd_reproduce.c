@@ -147,6 +147,7 @@ int kat_cmd_reproduce(int argc, char **argv)
         total += run[i] ? steps[i].weight : 0.0;
     int errors = 0;
     progress_start(&R.prog, stderr, "kat reproduce", 0);
+    progress_follow_start(&R.prog);   /* one timed point of a step can take a minute */
     for (size_t i = 0; i < nsteps; i++) {
         if (!run[i])
             continue;

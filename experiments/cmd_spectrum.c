@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "progress.h"
 
 static const char usage[] =
     "usage: kat spectrum KIND --f EXPR [options] [--json]\n"
@@ -138,6 +139,9 @@ static int run_hyperrect(out_ctx *o, const kat_fn *f, const double *a, size_t d,
             kat_free(lam);
             return CLI_FAIL;
         }
+        progress call;
+        progress_call_start(&call, stderr, "kat spectrum", o->json, "--check: dense "
+                            "eigenvalues of %zu x %zu", n, n);
         st = kat_dmat_alloc(n, n, &D);
         if (!st && !(w = kat_calloc(n, sizeof(double))))
             st = KAT_ENOMEM;
@@ -145,6 +149,7 @@ static int run_hyperrect(out_ctx *o, const kat_fn *f, const double *a, size_t d,
             st = kat_group_hyperrect_matrix(f, a, d, &D);
         if (!st)
             st = kat_metric_sym_eigenvalues(&D, w);
+        progress_finish(&call);
         if (!st) {
             dense_diff = 0;
             for (size_t i = 0; i < n; i++) {
@@ -326,6 +331,9 @@ static int run_points(out_ctx *o, const kat_fn *f, const char *path, kat_metric 
     size_t n = X.rows;
     double *w = NULL;
     kat_metric_pd_report rep = {0};
+    progress call;
+    progress_call_start(&call, stderr, "kat spectrum", o->json, "eigenvalues of the %zu x %zu "
+                        "matrix", n, n);
     double t0 = cli_now();
     if (!(st = kat_dmat_alloc(n, n, &K)) &&
         !(w = kat_calloc(n ? n : 1, sizeof(double))))
@@ -337,6 +345,7 @@ static int run_points(out_ctx *o, const kat_fn *f, const char *path, kat_metric 
         st = kat_metric_pd_check(f, &X, metric, &rep, w);
     }
     o->seconds = cli_now() - t0;
+    progress_finish(&call);
     kat_dmat_free(&X);
     kat_dmat_free(&K);
     if (st) {

@@ -424,6 +424,8 @@ static int sweep_run(int argc, char **argv, int dist)
                                        r.eps_rank_frobenius};
                     kat_rank_result_free(&r);
                     if (csv && !dist) {
+                        if (csv == stdout)   /* the row goes where the progress line is */
+                            progress_clear(&prog);
                         csv_row(csv, row, fs[fi], o.eps > 0);
                         fflush(csv);
                     }

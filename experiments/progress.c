@@ -1,4 +1,5 @@
 /* One redrawn line of progress on a terminal, nothing elsewhere. */
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -53,18 +54,24 @@ static void clear_line(progress *p)
     p->drawn = 0;
 }
 
+/* done: the fraction of the work, < 0 when unknown (the time so far alone), > 1 when the work
+ * ran past its estimate. */
 static void draw(progress *p, double done, const char *what)
 {
     double t = now(), elapsed = t - p->t0;
-    char el[32], left[64] = "";
+    char el[32], pct[16] = "", left[64] = "";
     progress_clock(el, sizeof el, elapsed);
-    if (done > 0.02 && done < 1.0) {
+    if (done >= 0)
+        snprintf(pct, sizeof pct, " %3.0f%%", done > 1.0 ? 99.0 : 100.0 * done);
+    if (done > 0.02 && done < 0.99) {
         char c[24];
         progress_clock(c, sizeof c, elapsed * (1.0 - done) / done);
         snprintf(left, sizeof left, ", about %s left", c);
+    } else if (done > 1.0) {
+        snprintf(left, sizeof left, ", longer than the estimate");
     }
     clear_line(p);
-    fprintf(p->out, "%s: %s %3.0f%% (%s elapsed%s)", p->label, what, 100.0 * done, el, left);
+    fprintf(p->out, "%s: %s%s (%s elapsed%s)", p->label, what, pct, el, left);
     fflush(p->out);
     p->drawn = 1;
     p->last = t;
@@ -75,14 +82,13 @@ void progress_update(progress *p, double done, const char *fmt, ...)
     if (!p->active)
         return;
     pthread_mutex_lock(&p->lock);
-    if (p->last < 0 || now() - p->last >= 0.2) {
-        char what[256];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof what, fmt, ap);
-        va_end(ap);
-        draw(p, done < 0 ? 0 : done > 1 ? 1 : done, what);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->cur_what, sizeof p->cur_what, fmt, ap);
+    va_end(ap);
+    p->cur_done = done < 0 ? 0 : done > 1 ? 1 : done;
+    if (p->last < 0 || now() - p->last >= 0.2)
+        draw(p, p->cur_done, p->cur_what);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -110,8 +116,18 @@ static void *tick(void *arg)
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
-        double done = (now() - p->tick_t0) / p->tick_expected;
-        draw(p, done < 0.99 ? done : 0.99, p->tick_what);
+        if (p->follow) {
+            if (p->cur_what[0])
+                draw(p, p->cur_done, p->cur_what);
+            pthread_mutex_unlock(&p->lock);
+            usleep(250000);
+            continue;
+        }
+        double t = now() - p->tick_t0;
+        /* A call of unknown length draws from its first second on: a quick one prints
+         * nothing. */
+        if (p->tick_expected > 0 || t >= 1.0)
+            draw(p, p->tick_expected > 0 ? t / p->tick_expected : -1.0, p->tick_what);
         pthread_mutex_unlock(&p->lock);
         usleep(250000);   /* the clock moves by the second; four looks keep it on time */
     }
@@ -122,10 +138,42 @@ void progress_tick_start(progress *p, double expected_seconds, const char *what)
     if (!p->active || p->ticking)
         return;
     p->tick_t0 = now();
-    p->tick_expected = expected_seconds > 0.1 ? expected_seconds : 0.1;
+    p->tick_expected = expected_seconds > 0 ? fmax(expected_seconds, 0.1) : 0.0;
     p->stop = 0;
     snprintf(p->tick_what, sizeof p->tick_what, "%s", what);
     p->ticking = pthread_create(&p->thread, NULL, tick, p) == 0;
+}
+
+void progress_follow_start(progress *p)
+{
+    if (!p->active || p->ticking)
+        return;
+    p->follow = 1;
+    p->stop = 0;
+    p->ticking = pthread_create(&p->thread, NULL, tick, p) == 0;
+}
+
+void progress_call_start(progress *p, FILE *out, const char *label, int quiet, const char *fmt,
+                         ...)
+{
+    char what[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    progress_start(p, out, label, quiet);
+    progress_tick_start(p, 0.0, what);
+}
+
+void progress_call_next(progress *p, const char *fmt, ...)
+{
+    char what[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    progress_tick_stop(p);
+    progress_tick_start(p, 0.0, what);
 }
 
 void progress_tick_stop(progress *p)

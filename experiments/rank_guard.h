@@ -12,7 +12,7 @@
 #define RANK_GUARD_TICK 2000
 #define RANK_GUARD_REFUSE 8000
 /* The size of the SVD timed here to estimate the long one. */
-#define RANK_GUARD_SAMPLE 400
+#define RANK_GUARD_SAMPLE 800
 
 typedef struct {
     progress prog;

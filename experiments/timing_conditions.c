@@ -90,6 +90,23 @@ void timing_warning(const timing_conditions *c, char *buf, size_t n)
                  100.0 * TIMING_SGEMM_TOLERANCE);
 }
 
+double timing_share(const timing_conditions *c, double gflops)
+{
+    double ref = timing_reference(c);
+    return ref > 0 && gflops <= ref ? 100.0 * gflops / ref : NAN;
+}
+
+void timing_share_warning(const timing_conditions *c, double gflops, char *buf, size_t n)
+{
+    double ref = timing_reference(c);
+    if (ref > 0 && gflops > ref)
+        snprintf(buf, n, "%.1f GFLOP/s is %.0f%% of the sgemm reference (%.1f GFLOP/s), above "
+                 "what the machine's GEMM does: the load was lighter while the kernel ran than "
+                 "when the reference was measured", gflops, 100.0 * gflops / ref, ref);
+    else
+        timing_warning(c, buf, n);
+}
+
 void timing_json(const timing_conditions *c, cli_json *j, const char *key)
 {
     cli_json_open(j, key, '{');

@@ -45,6 +45,15 @@ void timing_describe(const timing_conditions *c, char *buf, size_t n);
 /* Why the reference is not to be trusted (it moved beyond the tolerance, or did not run), or ""
  * when it is (or when there is none, sgemm_n = 0). */
 void timing_warning(const timing_conditions *c, char *buf, size_t n);
+/* A rate as a percentage of the reference, or NaN when none is to be quoted: the reference did
+ * not run or moved beyond the tolerance, or the rate lies above it. The rates count the work
+ * of GEMM-shaped kernels on the threads of the reference, so a rate above the sgemm rate says
+ * that the machine's load was lighter while the kernel ran than around it, not that the
+ * kernel outran the GEMM. */
+double timing_share(const timing_conditions *c, double gflops);
+/* Why timing_share(c, gflops) is NaN, or "" when it is a percentage (or there is no reference,
+ * sgemm_n = 0). */
+void timing_share_warning(const timing_conditions *c, double gflops, char *buf, size_t n);
 /* The same as a JSON object under key. */
 void timing_json(const timing_conditions *c, cli_json *j, const char *key);
 

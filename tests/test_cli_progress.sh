@@ -29,7 +29,7 @@ lacks() {   # lacks "description" file fixed-string
 # The dense rank above n m min(n, m) = 8000^3 is refused (a usage error) with its estimate and
 # the randomized method's hint; a tall matrix of the same n is not that large.
 check "dense rank at n = 20000 refused" 2 "$kat" rank --n 20000 --d 4
-if grep -q -x "kat rank: a dense SVD of the 20000 x 20000 matrix would take about [0-9.]* \(s\|min\|h\) here (from three 400 x 400 SVDs timed now); --method randomized finds a low rank without it, or give --force to run the dense SVD anyway" "$err" \
+if grep -q -x "kat rank: a dense SVD of the 20000 x 20000 matrix would take about [0-9.]* \(s\|min\|h\) here (from three 800 x 800 SVDs timed now); --method randomized finds a low rank without it, or give --force to run the dense SVD anyway" "$err" \
     && [ "$(sed -n 2p "$err")" = "see kat rank --help" ] && [ "$(wc -l <"$err")" -eq 2 ]
 then echo "ok: the refusal says the estimate and the way out"
 else echo "FAIL: the refusal's words"; sed 's/^/  ! /' "$err"; fail=1; fi
@@ -64,4 +64,20 @@ on_tty "$tmp/tty" "$kat" sweep --n 16,32 --d 2 --out "$tmp/s.csv"
 has "sweep progress on a terminal" "$tmp/tty" "kat sweep: f = exp, d = 2, s = 1, n = 16   0% (0:00 elapsed)"
 on_tty "$tmp/tty" "$kat" sweep --n 16,32 --d 2 --json
 lacks "no sweep progress with --json" "$tmp/tty" "kat sweep:"
+# One long call of unknown length (no estimate): the time so far from its first second on, on a
+# terminal only. Each run is cut after 4 s.
+on_tty "$tmp/tty" timeout 4 "$kat" rank --n 30000 --d 8 --method randomized
+has "randomized rank: the time so far" "$tmp/tty" "kat rank: randomized SVD of f(QK^T) (0:0"
+on_tty "$tmp/tty" timeout 4 "$kat" rank --n 30000 --d 8 --method randomized --json
+lacks "no randomized rank progress with --json" "$tmp/tty" "kat rank:"
+timeout 4 "$kat" rank --n 30000 --d 8 --method randomized >"$out" 2>"$err"
+lacks "no randomized rank progress off a terminal" "$err" "kat rank:"
+on_tty "$tmp/tty" timeout 4 "$kat" spectrum hyperrect --f "'exp(-x)'" --d 13 --check
+has "spectrum --check: the time so far" "$tmp/tty" "kat spectrum: --check: dense eigenvalues of 8192 x 8192 (0:0"
+on_tty "$tmp/tty" timeout 4 "$kat" bench attn --h 8 --n 4096 --d 64
+has "bench attn: its step" "$tmp/tty" "kat bench attn: sgemm 4096^3 before (0:0"
+# A call under a second prints no line.
+on_tty "$tmp/tty" "$kat" spectrum hypercube --f "'exp(-x)'" --d 4
+lacks "no line for a quick call" "$tmp/tty" "kat spectrum:"
+has "the quick call's result" "$tmp/tty" "eigenvalues"
 exit "$fail"

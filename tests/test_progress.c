@@ -111,6 +111,26 @@ START_TEST(test_terminal)
     progress_tick_stop(&p);
     read_pty(leader, buf, sizeof buf);
     ck_assert_msg(strstr(buf, "kat test: dense SVD   0% (0:0"), "%s", buf);
+    /* Past its estimate the line says so, and never "0:00 left". */
+    progress_tick_start(&p, 0.2, "dense SVD");
+    usleep(600000);
+    progress_tick_stop(&p);
+    read_pty(leader, buf, sizeof buf);
+    ck_assert_msg(strstr(buf, "kat test: dense SVD  99% (0:0"), "%s", buf);
+    ck_assert_msg(strstr(buf, " elapsed, longer than the estimate)"), "%s", buf);
+    ck_assert_msg(!strstr(buf, "0:00 left"), "%s", buf);
+    /* An unknown duration: the time so far alone. */
+    progress_tick_start(&p, 0.0, "randomized SVD");
+    usleep(1300000);   /* drawn from the first second on */
+    progress_tick_stop(&p);
+    read_pty(leader, buf, sizeof buf);
+    ck_assert_msg(strstr(buf, "kat test: randomized SVD (0:0"), "%s", buf);
+    ck_assert_msg(!strstr(buf, "randomized SVD  "), "%s", buf);   /* no percentage */
+    progress_tick_start(&p, 0.0, "quick call");   /* under a second: not drawn */
+    usleep(400000);
+    progress_tick_stop(&p);
+    read_pty(leader, buf, sizeof buf);
+    ck_assert_msg(!strstr(buf, "quick call"), "%s", buf);
     progress_finish(&p);
     read_pty(leader, buf, sizeof buf);
     ck_assert_str_eq(buf, "\r\033[K");   /* the line is cleared at the end */
@@ -147,6 +167,7 @@ int main(void)
 {
     Suite *s = suite_create("progress");
     TCase *tc = tcase_create("progress");
+    tcase_set_timeout(tc, 30);   /* the ticker is watched for seconds */
     tcase_add_test(tc, test_silent_off_a_terminal);
     tcase_add_test(tc, test_quiet);
     tcase_add_test(tc, test_terminal);

@@ -96,6 +96,32 @@ START_TEST(test_no_reference)
 }
 END_TEST
 
+/* A percentage is quoted only below the reference; above it, or without a steady reference,
+ * none, and the warning says which. */
+START_TEST(test_share)
+{
+    timing_conditions c;
+    char warning[512];
+    run(100.0, 95.0, &c);   /* steady; the reference is 100 */
+    ck_assert_double_eq_tol(timing_share(&c, 60.0), 60.0, 1e-12);
+    ck_assert_double_eq_tol(timing_share(&c, 100.0), 100.0, 1e-12);
+    timing_share_warning(&c, 60.0, warning, sizeof warning);
+    ck_assert_str_eq(warning, "");
+    ck_assert(isnan(timing_share(&c, 143.0)));   /* the report's 143% under load */
+    timing_share_warning(&c, 143.0, warning, sizeof warning);
+    ck_assert_str_eq(warning, "143.0 GFLOP/s is 143% of the sgemm reference (100.0 GFLOP/s), "
+                              "above what the machine's GEMM does: the load was lighter while "
+                              "the kernel ran than when the reference was measured");
+    run(70.0, 100.0, &c);   /* moved: no percentage even for a rate below both */
+    ck_assert(isnan(timing_share(&c, 50.0)));
+    timing_share_warning(&c, 50.0, warning, sizeof warning);
+    ck_assert_msg(strstr(warning, "the sgemm reference moved from 70.0 to 100.0 GFLOP/s") ==
+                  warning, "%s", warning);
+    run(0.0, 0.0, &c);
+    ck_assert(isnan(timing_share(&c, 50.0)));
+}
+END_TEST
+
 START_TEST(test_json)
 {
     timing_conditions c;
@@ -128,6 +154,7 @@ int main(void)
     tcase_add_test(tc, test_steady);
     tcase_add_test(tc, test_moved);
     tcase_add_test(tc, test_no_reference);
+    tcase_add_test(tc, test_share);
     tcase_add_test(tc, test_json);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

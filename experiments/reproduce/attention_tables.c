@@ -157,10 +157,10 @@ int repro_dense_rate(repro *R)
     report_table_header(&R->rep, "pass|D|mask|flash ms|GFLOP/s|% of sgemm|unfused ms|speed-up");
     for (size_t i = 0; i < NROWS; i++) {
         double ms = table[i][1], gf = table[i][2], base_ms = table[i][4];
-        table[i][3] = sgemm > 0 ? 100.0 * gf / sgemm : NAN;   /* NaN: an empty CSV field */
+        table[i][3] = timing_share(&R->tc, gf);   /* NaN: an empty CSV field */
         /* A reference that did not run leaves its cells as "—", never 0, nan or inf. */
         char pct[32] = "—", base[32] = "—", speedup[32] = "—";
-        if (sgemm > 0)
+        if (isfinite(table[i][3]))
             snprintf(pct, sizeof pct, "%.0f%%", table[i][3]);
         if (isfinite(base_ms)) {
             snprintf(base, sizeof base, "%.1f", base_ms);
@@ -174,14 +174,23 @@ int repro_dense_rate(repro *R)
     }
     report_printf(&R->rep, "\n");
     for (size_t i = 0; i < NROWS; i++)
+        if (sgemm > 0 && !isfinite(table[i][3])) {
+            timing_share_warning(&R->tc, table[i][2], warning, sizeof warning);
+            report_printf(&R->rep, "**No %% of sgemm in row %zu:** %s.\n\n", i + 1, warning);
+        }
+    for (size_t i = 0; i < NROWS; i++)
         if (!isfinite(table[i][4]))
             report_printf(&R->rep, "The unfused baseline of row %zu could not run (no memory "
                           "for its N × N scores?): its cells are \"—\".\n\n", i + 1);
     report_csv(&R->rep, "dense_rate.csv", "D,ms,gflops,pct_sgemm,unfused_ms", &table[0][0], NROWS,
                5);
-    if (sgemm > 0)
+    if (isfinite(table[0][3]) && isfinite(table[3][3]))
         repro_note(R, "dense flash: forward D = 64 at %.0f%% of sgemm (%.0f GFLOP/s), backward "
                    "%.0f%%", table[0][3], sgemm, table[3][3]);
+    else if (sgemm > 0)
+        repro_note(R, "dense flash: forward D = 64 at %.1f GFLOP/s, backward %.1f GFLOP/s (no "
+                   "%% of sgemm: above the %.1f GFLOP/s of the sgemm reference, see the report)",
+                   table[0][2], table[3][2], sgemm);
     else
         repro_note(R, "dense flash: forward D = 64 at %.1f GFLOP/s, backward %.1f GFLOP/s (no "
                    "%% of sgemm: %s)", table[0][2], table[3][2],
