@@ -1,21 +1,60 @@
 /* Files written whole or not at all: the data goes to a temporary file in the target's
- * directory, which is renamed over the target only once it is complete and closed, so a
- * failed or interrupted write (a full disk, a file-size limit, a crash) leaves the old file
- * as it was. The rename is atomic within one file system, hence the same directory. */
+ * directory, which is flushed to the disk and renamed over the target only once it is
+ * complete and closed, so a failed or interrupted write (a full disk, a file-size limit, a
+ * crash, a power cut) leaves the old file as it was. The rename is atomic within one file
+ * system, hence the same directory. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "core/internal.h"
+#include "core/io_internal.h"
 #include "kat/io.h"
 
 struct kat_outfile {
     FILE *f;
-    char *path, *tmp;
+    char *name;         /* the path as given, for messages */
+    char *path, *tmp;   /* the file replaced (a link followed); tmp NULL: written in place */
+    int slot;           /* in `live`, or -1 */
 };
+
+/* The temporary files open now, for kat_outfile_remove_temporaries, which a signal handler
+ * calls: plain atomic slots, no lock (a handler cannot take one). A file opened while every
+ * slot is taken is written as well, only not removed by a signal. */
+#define LIVE_SLOTS 64
+static char *_Atomic live[LIVE_SLOTS];
+
+static void live_add(kat_outfile *o)
+{
+    o->slot = -1;
+    for (int i = 0; i < LIVE_SLOTS; i++) {
+        char *expected = NULL;
+        if (atomic_compare_exchange_strong(&live[i], &expected, o->tmp)) {
+            o->slot = i;
+            return;
+        }
+    }
+}
+
+static void live_drop(kat_outfile *o)
+{
+    if (o->slot >= 0)
+        atomic_store(&live[o->slot], NULL);
+    o->slot = -1;
+}
+
+void kat_outfile_remove_temporaries(void)
+{
+    for (int i = 0; i < LIVE_SLOTS; i++) {
+        char *t = atomic_load(&live[i]);
+        if (t)
+            unlink(t);
+    }
+}
 
 /* The permissions a plain fopen(path, "w") would give a new file: 0666 less the umask, read
  * from /proc (umask() itself would change it, process-wide, for a moment). An existing target
@@ -40,6 +79,16 @@ static mode_t new_file_mode(const char *path)
     return 0666 & ~mask;
 }
 
+static kat_status open_failed(const char *path, int err)
+{
+    return kat__fail(KAT_EIO, "cannot open '%s' for writing: %s", path, strerror(err));
+}
+
+static void outfile_free(kat_outfile *o)
+{
+    kat_free(o->name), kat_free(o->path), kat_free(o->tmp), kat_free(o);
+}
+
 kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
 {
     if (!out || !f)
@@ -49,86 +98,103 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
         return kat__fail(KAT_EINVAL, "outfile_open: path is NULL or empty");
     struct stat st;
     int exists = stat(path, &st) == 0;
-    if (exists && !S_ISREG(st.st_mode)) {
-        /* a device, a pipe...: cannot be replaced by a rename, and holds nothing to keep */
-        size_t len = strlen(path);
-        kat_outfile *o = kat_calloc(1, sizeof *o);
-        char *p = kat_malloc(len + 1);
-        if (!o || !p) {
-            kat_free(o), kat_free(p);
-            return KAT_ENOMEM;
-        }
-        memcpy(p, path, len + 1);
-        if (!(o->f = fopen(path, "wb"))) {
-            kat_free(o), kat_free(p);
-            return kat__fail(KAT_EIO, "cannot open '%s' for writing: %s", path, strerror(errno));
-        }
-        o->path = p;
-        *out = o, *f = o->f;
-        return KAT_OK;
-    }
-    /* a link is followed: the file it names is replaced, the link stays */
-    char *real = exists ? realpath(path, NULL) : NULL;
+    /* a device, a pipe...: cannot be replaced by a rename, and holds nothing to keep; a link
+     * is followed: the file it names is replaced, the link stays */
+    int in_place = exists && !S_ISREG(st.st_mode);
+    char *real = exists && !in_place ? realpath(path, NULL) : NULL;
     const char *target = real ? real : path;
-    const char *slash = strrchr(target, '/');
-    size_t dirlen = slash ? (size_t)(slash - target) + 1 : 0, len = strlen(target);
+    size_t len = strlen(target), nlen = strlen(path);
     kat_outfile *o = kat_calloc(1, sizeof *o);
-    char *p = kat_malloc(len + 1), *t = kat_malloc(len + 16);
-    if (!o || !p || !t) {
+    char *p = kat_malloc(len + 1), *t = in_place ? NULL : kat_malloc(len + 16);
+    char *name = kat_malloc(nlen + 1);
+    if (!o || !p || !name || (!in_place && !t)) {
         free(real);
-        kat_free(o), kat_free(p), kat_free(t);
+        kat_free(o), kat_free(p), kat_free(t), kat_free(name);
         return KAT_ENOMEM;
     }
     memcpy(p, target, len + 1);
+    memcpy(name, path, nlen + 1);
     free(real);
-    path = p;
+    o->name = name, o->path = p, o->slot = -1;
+    if (in_place) {
+        if (!(o->f = fopen(path, "wb"))) {
+            kat_status s = open_failed(path, errno);
+            outfile_free(o);
+            return s;
+        }
+        *out = o, *f = o->f;
+        return KAT_OK;
+    }
     /* "dir/.name.XXXXXX": hidden, and next to the target (same file system) */
-    snprintf(t, len + 16, "%.*s.%s.XXXXXX", (int)dirlen, path, path + dirlen);
-    mode_t mode = new_file_mode(path);
+    const char *slash = strrchr(p, '/');
+    size_t dirlen = slash ? (size_t)(slash - p) + 1 : 0;
+    snprintf(t, len + 16, "%.*s.%s.XXXXXX", (int)dirlen, p, p + dirlen);
+    mode_t mode = new_file_mode(p);
     int fd = mkstemp(t);
     if (fd < 0) {
-        kat_status st = kat__fail(KAT_EIO, "cannot open '%s' for writing: %s", path,
-                                 strerror(errno));
-        kat_free(o), kat_free(p), kat_free(t);
-        return st;
+        kat_status s = open_failed(name, errno);
+        kat_free(t);
+        outfile_free(o);
+        return s;
     }
+    o->tmp = t;
+    live_add(o);
     (void)fchmod(fd, mode);
-    o->f = fdopen(fd, "wb");
-    if (!o->f) {
-        kat_status st = kat__fail(KAT_EIO, "cannot open '%s' for writing: %s", path,
-                                 strerror(errno));
-        close(fd), unlink(t);
-        kat_free(o), kat_free(p), kat_free(t);
-        return st;
+    if (!(o->f = fdopen(fd, "wb"))) {
+        kat_status s = open_failed(name, errno);
+        close(fd), unlink(t), live_drop(o);
+        outfile_free(o);
+        return s;
     }
-    o->path = p, o->tmp = t;
     *out = o, *f = o->f;
     return KAT_OK;
 }
 
-kat_status kat_outfile_close(kat_outfile *o, int commit)
+const char *kat__outfile_path(const kat_outfile *o) { return o->name; }
+FILE *kat__outfile_stream(const kat_outfile *o) { return o->f; }
+
+/* Flush, sync and close o's stream; 0, or the errno of the first failure. A stream that
+ * already failed (ferror) is flushed again for the reason (the full disk, the size limit). */
+static int finish(kat_outfile *o)
+{
+    int err = 0;
+    errno = 0;
+    if (fflush(o->f) != 0 || ferror(o->f))
+        err = errno ? errno : EIO;
+    if (!err && o->tmp && fsync(fileno(o->f)) != 0)
+        err = errno;
+    if (fclose(o->f) != 0 && !err)
+        err = errno ? errno : EIO;
+    o->f = NULL;
+    return err;
+}
+
+kat_status kat_outfile_close_all(kat_outfile **o, size_t n, int commit)
 {
     if (!o)
-        return KAT_OK;
-    int err = 0;
-    int bad = ferror(o->f) != 0;
-    if (bad)
-        err = errno ? errno : EIO;
-    if (fclose(o->f) != 0 && !bad)
-        bad = 1, err = errno;
+        return n ? kat__fail(KAT_EINVAL, "outfile_close_all: o is NULL") : KAT_OK;
     kat_status st = KAT_OK;
-    if (!o->tmp) {   /* written in place */
-        if (commit && bad)
-            st = kat__fail(KAT_EIO, "cannot write '%s': %s", o->path, strerror(err));
-        kat_free(o->path), kat_free(o);
-        return st;
+    for (size_t i = 0; i < n; i++) {
+        int err = o[i] ? finish(o[i]) : 0;
+        if (err && commit && st == KAT_OK)
+            st = kat__fail(KAT_EIO, "cannot write '%s': %s", o[i]->name, strerror(err));
     }
-    if (commit && !bad && rename(o->tmp, o->path) != 0)
-        bad = 1, err = errno;
-    if (!commit || bad)
-        unlink(o->tmp);
-    if (commit && bad)
-        st = kat__fail(KAT_EIO, "cannot write '%s': %s", o->path, strerror(err));
-    kat_free(o->path), kat_free(o->tmp), kat_free(o);
+    /* every file complete before the first rename: all of them are replaced, or none */
+    for (size_t i = 0; i < n; i++) {
+        if (!o[i])
+            continue;
+        if (o[i]->tmp && commit && st == KAT_OK && rename(o[i]->tmp, o[i]->path) != 0)
+            st = kat__fail(KAT_EIO, "cannot write '%s': %s", o[i]->name, strerror(errno));
+        if (o[i]->tmp && (!commit || st != KAT_OK))
+            unlink(o[i]->tmp);
+        live_drop(o[i]);
+        outfile_free(o[i]);
+        o[i] = NULL;
+    }
     return st;
+}
+
+kat_status kat_outfile_close(kat_outfile *o, int commit)
+{
+    return kat_outfile_close_all(&o, 1, commit);
 }
