@@ -109,22 +109,26 @@ int report_plot(report *r, const char *png, const char *caption, const char *scr
     snprintf(gp, sizeof gp, "%s.gp", base);
     snprintf(log, sizeof log, "%s.log", base);
     snprintf(path, sizeof path, "%s/%s", r->dir, gp);
-    FILE *f = gnuplot_script_open(path, png, 900, 600);
+    kat_outfile *o;
+    FILE *f = gnuplot_script_open(path, png, 900, 600, &o);
     if (!f) {
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
         r->plots_failed++;
         report_printf(r, "*%s: not drawn (cannot write %s).*\n\n", caption, gp);
         return -1;
     }
     fprintf(f, "set datafile separator ','\nset key outside right\nset grid\n%s\n", script);
-    if (fclose(f) != 0 || gnuplot_run(r->dir, gp, log) != 0) {
+    if (kat_outfile_close(o, 1) != KAT_OK) {
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
+        r->plots_failed++;
+        report_printf(r, "*%s: not drawn (cannot write %s).*\n\n", caption, gp);
+        return -1;
+    }
+    if (gnuplot_run(r->dir, gp, png, log) != 0) {
         r->plots_failed++;
         report_printf(r, "*%s: gnuplot failed (see %s).*\n\n", caption, log);
         return -1;
     }
-    struct stat st;   /* gnuplot's messages: kept only when it said something */
-    snprintf(path, sizeof path, "%s/%s", r->dir, log);
-    if (stat(path, &st) == 0 && st.st_size == 0)
-        remove(path);
     report_printf(r, "![%s](%s)\n\n*%s*\n\n", caption, png, caption);
     return 0;
 }
