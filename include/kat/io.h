@@ -133,6 +133,12 @@ KAT_API kat_status kat_matrix_read(const char *path, kat_dmat *out);
 typedef struct kat_outfile kat_outfile;
 KAT_API kat_status kat_outfile_open(const char *path, kat_outfile **o, FILE **f);
 KAT_API kat_status kat_outfile_close(kat_outfile *o, int commit);
+/* The file kat_outfile_open(path) replaces: path with its symbolic links followed, a
+ * dangling link's too (the file it names is made), as an absolute path when the file exists.
+ * Free with kat_free; NULL when path is NULL or too long (or memory ran out). Two outputs
+ * are one file when their targets are the same existing file (device and inode) or the same
+ * new name in the same directory. */
+KAT_API char *kat_outfile_target(const char *path);
 /* Close n outfiles (NULL entries skipped) as one: with commit, every file is flushed and
  * closed before the first rename, and a failure in any leaves every old file as it was (only
  * a rename failing, which within one directory takes a vanished file or directory, can leave

@@ -79,6 +79,37 @@ static mode_t new_file_mode(const char *path)
     return 0666 & ~mask;
 }
 
+char *kat_outfile_target(const char *path)
+{
+    if (!path)
+        return NULL;
+    char cur[4096], link[4096];
+    if ((size_t)snprintf(cur, sizeof cur, "%s", path) >= sizeof cur)
+        return NULL;
+    struct stat st;
+    /* a dangling link (to a file still to be made) is followed by hand; 40 as the kernel */
+    for (int hops = 0; hops < 40 && lstat(cur, &st) == 0 && S_ISLNK(st.st_mode); hops++) {
+        ssize_t n = readlink(cur, link, sizeof link - 1);
+        if (n < 0)
+            break;
+        link[n] = '\0';
+        const char *slash = strrchr(cur, '/');
+        int dirlen = link[0] == '/' || !slash ? 0 : (int)(slash - cur) + 1;
+        char next[4096];
+        if ((size_t)snprintf(next, sizeof next, "%.*s%s", dirlen, cur, link) >= sizeof next)
+            return NULL;
+        memcpy(cur, next, sizeof cur);
+    }
+    char *real = stat(cur, &st) == 0 ? realpath(cur, NULL) : NULL;
+    const char *t = real ? real : cur;
+    size_t len = strlen(t);
+    char *out = kat_malloc(len + 1);
+    if (out)
+        memcpy(out, t, len + 1);
+    free(real);
+    return out;
+}
+
 static kat_status open_failed(const char *path, int err)
 {
     return kat__fail(KAT_EIO, "cannot open '%s' for writing: %s", path, strerror(err));
@@ -101,20 +132,18 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
     /* a device, a pipe...: cannot be replaced by a rename, and holds nothing to keep; a link
      * is followed: the file it names is replaced, the link stays */
     int in_place = exists && !S_ISREG(st.st_mode);
-    char *real = exists && !in_place ? realpath(path, NULL) : NULL;
-    const char *target = real ? real : path;
-    size_t len = strlen(target), nlen = strlen(path);
+    char *p = in_place ? NULL : kat_outfile_target(path);
+    if (!in_place && !p)
+        return kat__fail(KAT_EIO, "cannot open '%s' for writing: the path is too long", path);
+    size_t len = p ? strlen(p) : 0, nlen = strlen(path);
     kat_outfile *o = kat_calloc(1, sizeof *o);
-    char *p = kat_malloc(len + 1), *t = in_place ? NULL : kat_malloc(len + 16);
+    char *t = in_place ? NULL : kat_malloc(len + 16);
     char *name = kat_malloc(nlen + 1);
-    if (!o || !p || !name || (!in_place && !t)) {
-        free(real);
+    if (!o || !name || (!in_place && !t)) {
         kat_free(o), kat_free(p), kat_free(t), kat_free(name);
         return KAT_ENOMEM;
     }
-    memcpy(p, target, len + 1);
     memcpy(name, path, nlen + 1);
-    free(real);
     o->name = name, o->path = p, o->slot = -1;
     if (in_place) {
         if (!(o->f = fopen(path, "wb"))) {
