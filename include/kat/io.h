@@ -128,7 +128,8 @@ KAT_API kat_status kat_matrix_read(const char *path, kat_dmat *out);
  * Either way `path` holds the old contents or the complete new ones, never a mixture, even
  * when the disk fills or the process dies midway (a process killed by a signal leaves its
  * temporary file unless a handler calls kat_outfile_remove_temporaries). A `path` that
- * exists and is not a regular file (a device, a pipe) is written in place.
+ * exists and is not a regular file (a device, a pipe) is written in place; a regular one
+ * needs write permission, as for fopen, and so does its directory (for the temporary file).
  * Errors: KAT_EIO naming the path (directory missing, not writable, full disk...). */
 typedef struct kat_outfile kat_outfile;
 KAT_API kat_status kat_outfile_open(const char *path, kat_outfile **o, FILE **f);

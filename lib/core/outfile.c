@@ -132,6 +132,9 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
     /* a device, a pipe...: cannot be replaced by a rename, and holds nothing to keep; a link
      * is followed: the file it names is replaced, the link stays */
     int in_place = exists && !S_ISREG(st.st_mode);
+    /* a read-only file is refused as fopen would refuse it, though the rename could pass */
+    if (exists && !in_place && access(path, W_OK) != 0)
+        return open_failed(path, errno);
     char *p = in_place ? NULL : kat_outfile_target(path);
     if (!in_place && !p)
         return kat__fail(KAT_EIO, "cannot open '%s' for writing: the path is too long", path);
