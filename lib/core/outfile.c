@@ -79,13 +79,14 @@ static mode_t new_file_mode(const char *path)
     return 0666 & ~mask;
 }
 
-char *kat_outfile_target(const char *path)
+/* kat_outfile_target's work: KAT_OK with *out (kat_free), KAT_ERANGE for a path too long,
+ * KAT_ENOMEM. */
+static kat_status resolve(const char *path, char **out)
 {
-    if (!path)
-        return NULL;
+    *out = NULL;
     char cur[4096], link[4096];
     if ((size_t)snprintf(cur, sizeof cur, "%s", path) >= sizeof cur)
-        return NULL;
+        return KAT_ERANGE;
     struct stat st;
     /* a dangling link (to a file still to be made) is followed by hand; 40 as the kernel */
     for (int hops = 0; hops < 40 && lstat(cur, &st) == 0 && S_ISLNK(st.st_mode); hops++) {
@@ -97,17 +98,25 @@ char *kat_outfile_target(const char *path)
         int dirlen = link[0] == '/' || !slash ? 0 : (int)(slash - cur) + 1;
         char next[4096];
         if ((size_t)snprintf(next, sizeof next, "%.*s%s", dirlen, cur, link) >= sizeof next)
-            return NULL;
+            return KAT_ERANGE;
         memcpy(cur, next, sizeof cur);
     }
     char *real = stat(cur, &st) == 0 ? realpath(cur, NULL) : NULL;
     const char *t = real ? real : cur;
     size_t len = strlen(t);
-    char *out = kat_malloc(len + 1);
-    if (out)
-        memcpy(out, t, len + 1);
+    *out = kat_malloc(len + 1);
+    if (*out)
+        memcpy(*out, t, len + 1);
     free(real);
-    return out;
+    return *out ? KAT_OK : KAT_ENOMEM;
+}
+
+char *kat_outfile_target(const char *path)
+{
+    char *t = NULL;
+    if (path)
+        resolve(path, &t);
+    return t;
 }
 
 static kat_status open_failed(const char *path, int err)
@@ -135,9 +144,12 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
     /* a read-only file is refused as fopen would refuse it, though the rename could pass */
     if (exists && !in_place && access(path, W_OK) != 0)
         return open_failed(path, errno);
-    char *p = in_place ? NULL : kat_outfile_target(path);
-    if (!in_place && !p)
+    char *p = NULL;
+    kat_status rs = in_place ? KAT_OK : resolve(path, &p);
+    if (rs == KAT_ERANGE)
         return kat__fail(KAT_EIO, "cannot open '%s' for writing: the path is too long", path);
+    if (rs)
+        return rs;
     size_t len = p ? strlen(p) : 0, nlen = strlen(path);
     kat_outfile *o = kat_calloc(1, sizeof *o);
     char *t = in_place ? NULL : kat_malloc(len + 16);
