@@ -174,15 +174,15 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
     size_t dirlen = slash ? (size_t)(slash - p) + 1 : 0;
     snprintf(t, len + 16, "%.*s.%s.XXXXXX", (int)dirlen, p, p + dirlen);
     mode_t mode = new_file_mode(p);
+    o->tmp = t;
+    live_add(o);   /* before the file exists: a signal in between finds it too */
     int fd = mkstemp(t);
     if (fd < 0) {
         kat_status s = open_failed(name, errno);
-        kat_free(t);
+        live_drop(o);
         outfile_free(o);
         return s;
     }
-    o->tmp = t;
-    live_add(o);
     (void)fchmod(fd, mode);
     if (!(o->f = fdopen(fd, "wb"))) {
         kat_status s = open_failed(name, errno);
@@ -197,15 +197,16 @@ kat_status kat_outfile_open(const char *path, kat_outfile **out, FILE **f)
 const char *kat__outfile_path(const kat_outfile *o) { return o->name; }
 FILE *kat__outfile_stream(const kat_outfile *o) { return o->f; }
 
-/* Flush, sync and close o's stream; 0, or the errno of the first failure. A stream that
- * already failed (ferror) is flushed again for the reason (the full disk, the size limit). */
-static int finish(kat_outfile *o)
+/* Flush, sync (when it is to be kept) and close o's stream; 0, or the errno of the first
+ * failure. A stream that already failed (ferror) is flushed again for the reason (the full
+ * disk, the size limit). */
+static int finish(kat_outfile *o, int keep)
 {
     int err = 0;
     errno = 0;
     if (fflush(o->f) != 0 || ferror(o->f))
         err = errno ? errno : EIO;
-    if (!err && o->tmp && fsync(fileno(o->f)) != 0)
+    if (!err && keep && o->tmp && fsync(fileno(o->f)) != 0)
         err = errno;
     if (fclose(o->f) != 0 && !err)
         err = errno ? errno : EIO;
@@ -219,7 +220,7 @@ kat_status kat_outfile_close_all(kat_outfile **o, size_t n, int commit)
         return n ? kat__fail(KAT_EINVAL, "outfile_close_all: o is NULL") : KAT_OK;
     kat_status st = KAT_OK;
     for (size_t i = 0; i < n; i++) {
-        int err = o[i] ? finish(o[i]) : 0;
+        int err = o[i] ? finish(o[i], commit) : 0;
         if (err && commit && st == KAT_OK)
             st = kat__fail(KAT_EIO, "cannot write '%s': %s", o[i]->name, strerror(err));
     }
