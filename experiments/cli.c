@@ -61,7 +61,12 @@ static int parse_value(const char *cmd, const cli_opt *o, const char *v)
         return 0;
     case CLI_INT: {
         long x = strtol(v, &end, 10);
-        if (errno || end == v || *end || x < -2147483647L || x > 2147483647L)
+        if (end != v && !*end && (errno == ERANGE || x < -2147483647L || x > 2147483647L)) {
+            fprintf(stderr, "%s: --%s %s is out of range (-2147483647 to 2147483647)\n", cmd,
+                    o->name, v);
+            return -1;
+        }
+        if (errno || end == v || *end)
             break;
         *(int *)o->dest = (int)x;
         return 0;
@@ -232,7 +237,18 @@ int cli_check_threads(const char *cmd, long threads)
 int cli_check_env_threads(void)
 {
     const char *env = getenv("KAT_NUM_THREADS");
-    if (!env || !*env || strtol(env, NULL, 10) <= kat_max_threads())
+    if (!env || !*env)
+        return CLI_OK;
+    char *end;
+    errno = 0;
+    long v = strtol(env, &end, 10);
+    if (*end || end == env || v < 1) {   /* the library would take the default instead */
+        fprintf(stderr, "kat: KAT_NUM_THREADS='%s' is not a thread count (a whole number from "
+                        "1 to %d; unset it for the default)\n", env, kat_max_threads());
+        see_help(stderr, "kat");
+        return CLI_USAGE;
+    }
+    if (v <= kat_max_threads() && errno != ERANGE)
         return CLI_OK;
     fprintf(stderr, "kat: KAT_NUM_THREADS=%s is above ", env);
     threads_limit(stderr);

@@ -1,16 +1,18 @@
 /* Outputs that would overwrite an input or another output, found before any work. Files are
  * compared by identity (device and inode), not by name: "a.npy", "./a.npy" and a link to it
- * are one file. An output that does not exist yet is its directory's identity plus its name. */
+ * are one file. An output that does not exist yet is its directory's identity plus its name
+ * (a dangling link followed to the file it would make). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "cli.h"
+#include "kat/kat.h"
 
 typedef struct {
     int known;   /* 0: an input that does not exist (its read fails later), or no path */
     dev_t dev;
     ino_t ino;
-    const char *name;   /* "" for an existing file; the last component for a new one */
+    char name[4096];   /* "" for an existing file; the last component for a new one */
 } file_id;
 
 static file_id identify(const cli_path *p)
@@ -25,19 +27,28 @@ static file_id identify(const cli_path *p)
     }
     if (!p->output)
         return id;
-    const char *slash = strrchr(p->path, '/');
+    /* the file the output would be: a dangling link's target, which writing it makes */
+    char *target = kat_outfile_target(p->path);
+    const char *path = target ? target : p->path;
+    if (stat(path, &st) == 0) {
+        id.known = 1, id.dev = st.st_dev, id.ino = st.st_ino;
+        kat_free(target);
+        return id;
+    }
+    const char *slash = strrchr(path, '/');
     char dir[4096];
     if (!slash)
         snprintf(dir, sizeof dir, ".");
     else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash == p->path ? 1 : slash - p->path),
-                 p->path);
-    id.name = slash ? slash + 1 : p->path;
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash == path ? 1 : slash - path), path);
+    snprintf(id.name, sizeof id.name, "%s", slash ? slash + 1 : path);
     if (stat(dir, &st) == 0) {
         id.known = 1, id.dev = st.st_dev, id.ino = st.st_ino;
     } else {   /* a missing directory: the write fails later; names still must differ */
-        id.known = 1, id.name = p->path;
+        id.known = 1;
+        snprintf(id.name, sizeof id.name, "%s", path);
     }
+    kat_free(target);
     return id;
 }
 

@@ -88,9 +88,14 @@ static kat_status run_call(const attn_mode *mode, attn_opts *o, attn_tensors *t,
     return st;
 }
 
-static int save(const char *path, const char *what, const loaded *l)
+/* The outputs, opened before any work (a directory that is missing or not writable fails
+ * then) as temporary files, and renamed into place together once all are written. */
+enum { OUT_O, OUT_LSE, OUT_DQ, OUT_DK, OUT_DV, NOUT };
+static const char *const out_names[NOUT] = {"o", "lse", "dq", "dk", "dv"};
+
+static int save(kat_outfile *file, const char *what, const loaded *l)
 {
-    kat_status st = kat_npy_write(path, &l->a);
+    kat_status st = file ? kat_npy_write_outfile(file, &l->a) : KAT_OK;
     return st ? cli_fail("attn", what, st) : CLI_OK;
 }
 
@@ -190,6 +195,17 @@ int kat_cmd_attn(int argc, char **argv)
     if (o.threads)
         kat_set_num_threads(o.threads);
 
+    kat_outfile *outs[NOUT] = {NULL};
+    const char *out_paths[NOUT] = {fo, fl, fdq, fdk, fdv};
+    for (int i = 0; i < NOUT; i++) {
+        FILE *f;
+        kat_status st = out_paths[i] ? kat_outfile_open(out_paths[i], &outs[i], &f) : KAT_OK;
+        if (st) {
+            kat_outfile_close_all(outs, NOUT, 0);
+            return cli_fail("attn", out_names[i], st);
+        }
+    }
+
     attn_tensors t;
     memset(&t, 0, sizeof t);
     loaded lq, lk, lv, lo, ll, ldo, ldq, ldk, ldv;
@@ -245,12 +261,16 @@ int kat_cmd_attn(int argc, char **argv)
             goto done;
         }
         ms_grad = (cli_now() - t0) * 1e3;
-        if ((rc = save(fdq, "dq", &ldq)) || (rc = save(fdk, "dk", &ldk)) ||
-            (rc = save(fdv, "dv", &ldv)))
+        if ((rc = save(outs[OUT_DQ], "dq", &ldq)) || (rc = save(outs[OUT_DK], "dk", &ldk)) ||
+            (rc = save(outs[OUT_DV], "dv", &ldv)))
             goto done;
     }
-    if ((fo && (rc = save(fo, "o", &lo))) || (fl && (rc = save(fl, "lse", &ll))))
+    if ((rc = save(outs[OUT_O], "o", &lo)) || (rc = save(outs[OUT_LSE], "lse", &ll)))
         goto done;
+    if ((st = kat_outfile_close_all(outs, NOUT, 1))) {
+        rc = cli_fail("attn", "outputs", st);
+        goto done;
+    }
     const kat_attn_desc *d = &t.desc;
     if (o.json) {
         cli_json j;
@@ -288,6 +308,7 @@ int kat_cmd_attn(int argc, char **argv)
             printf("  backward %.3f ms -> %s, %s, %s\n", ms_grad, fdq, fdk, fdv);
     }
 done:
+    kat_outfile_close_all(outs, NOUT, 0);   /* after a failure: no file replaced */
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         kat_array_free(&all[i]->a);
     return rc;

@@ -127,11 +127,16 @@ int kat_cmd_reproduce(int argc, char **argv)
         cli_print_usage(stderr, usage, opts, sizeof opts / sizeof opts[0]);
         return CLI_USAGE;
     }
+    static const char title[] = "kat reproduce: report";
+    if (report_dir_check(out, title)) {
+        cli_see_help("reproduce");
+        return CLI_USAGE;
+    }
     repro R;
     memset(&R, 0, sizeof R);
     R.quick = quick;
     R.seed = seed;
-    if (report_open(&R.rep, out, "kat reproduce: report"))
+    if (report_open(&R.rep, out, title))
         return CLI_FAIL;
     time_t now = time(NULL);
     char when[64];
@@ -175,7 +180,8 @@ int kat_cmd_reproduce(int argc, char **argv)
                       "(1, 5, 15 min).\n", cli_now() - t0, load[0], load[1], load[2]);
     else
         report_printf(&R.rep, "---\nTotal time: %.1f s.\n", cli_now() - t0);
-    report_close(&R.rep);
+    if (report_close(&R.rep))
+        return CLI_FAIL;
     printf("kat reproduce: report written to %s/report.md (%.1f s, %d plots, %d not drawn)\n%s",
            out, cli_now() - t0, R.rep.plots, R.rep.plots_failed, R.summary);
     if (errors || R.failures) {

@@ -175,25 +175,38 @@ static void conditions(char *buf, size_t n, const rank_cli_points *p, const kat_
              o->method == KAT_RANK_DENSE ? "dense SVD" : "randomized");
 }
 
+typedef struct {
+    char dir[1024], gp[1100], path[2200];   /* the PNG's directory; the script's name, path */
+} plot_files;
+
+static void plot_files_of(const char *png, plot_files *p)
+{
+    const char *slash = strrchr(png, '/'), *name = slash ? slash + 1 : png;
+    snprintf(p->dir, sizeof p->dir, ".");
+    if (slash && (size_t)(slash - png) < sizeof p->dir)
+        snprintf(p->dir, sizeof p->dir, "%.*s", (int)(slash - png), png);
+    if (slash == png)
+        snprintf(p->dir, sizeof p->dir, "/");
+    size_t len = strlen(name);
+    int has_ext = len > 4 && strcmp(name + len - 4, ".png") == 0;
+    snprintf(p->gp, sizeof p->gp, "%.*s.gp", (int)(has_ext ? len - 4 : len), name);
+    snprintf(p->path, sizeof p->path, "%s/%s", p->dir, p->gp);
+}
+
 /* Rank vs n, one line per (f, d, s), the prediction as open circles where there is one (a
  * point inside its circle is a rank as predicted). The script is kept beside the PNG (FILE.gp
  * for FILE.png), so the figure can be redrawn or read back. */
 static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs, size_t nn,
                 const char *form, const char *cond)
 {
-    char dir[1024] = ".", gp[1100], path[2200];
-    const char *slash = strrchr(png, '/'), *name = slash ? slash + 1 : png;
-    if (slash && (size_t)(slash - png) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - png), png);
-    if (slash == png)
-        snprintf(dir, sizeof dir, "/");
-    size_t len = strlen(name);
-    int has_ext = len > 4 && strcmp(name + len - 4, ".png") == 0;
-    snprintf(gp, sizeof gp, "%.*s.gp", (int)(has_ext ? len - 4 : len), name);
-    snprintf(path, sizeof path, "%s/%s", dir, gp);
-    FILE *f = gnuplot_script_open(path, name, 1000, 650);
+    plot_files pf;
+    plot_files_of(png, &pf);
+    const char *dir = pf.dir, *gp = pf.gp, *path = pf.path;
+    const char *name = strrchr(png, '/') ? strrchr(png, '/') + 1 : png;
+    kat_outfile *o;
+    FILE *f = gnuplot_script_open(path, name, 1000, 650, &o);
     if (!f) {
-        fprintf(stderr, "kat sweep: cannot write the plot script %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "kat sweep: cannot write the plot script: %s\n", kat_last_error());
         return -1;
     }
     int logy = 1;
@@ -239,7 +252,11 @@ static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs,
         }
     }
     fprintf(f, "\n");
-    if (fclose(f) != 0 || gnuplot_run(dir, gp, NULL) != 0) {
+    if (kat_outfile_close(o, 1) != KAT_OK) {
+        fprintf(stderr, "kat sweep: cannot write the plot script: %s\n", kat_last_error());
+        return -1;
+    }
+    if (gnuplot_run(dir, gp, name, NULL) != 0) {
         fprintf(stderr, "kat sweep: gnuplot failed on %s\n", path);
         return -1;
     }
@@ -298,8 +315,12 @@ static int sweep_run(int argc, char **argv, int dist)
     int rc = cli_parse(usage, opts, k, argc, argv, NULL, 0, NULL);
     if (rc)
         return rc < 0 ? CLI_OK : rc;
-    const cli_path paths[] = {{"out", out, 1}, {"plot", png, 1}};
-    if ((rc = cli_check_paths("sweep", paths, 2)))
+    plot_files pf;   /* the plot's script, FILE.gp beside FILE.png, is an output too */
+    if (png)
+        plot_files_of(png, &pf);
+    const cli_path paths[] = {{"out", out, 1}, {"plot", png, 1},
+                              {"plot's script", png ? pf.path : NULL, 1}};
+    if ((rc = cli_check_paths("sweep", paths, 3)))
         return rc;
     kat_rank_opts o;
     if ((rc = rank_cli_make_opts("sweep", &pr, pts.seed, &o)))

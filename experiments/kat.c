@@ -45,6 +45,29 @@ static void blas_threads_on_demand(char **argv)
         execv("/proc/self/exe", argv);
 }
 
+/* Ended by a signal (Ctrl-C, kill, a closed terminal or pipe): the outputs being written are
+ * temporary files, removed here, so the old files stay and nothing half-written is left. */
+static void end_on_signal(int sig)
+{
+    kat_outfile_remove_temporaries();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void remove_outputs_on_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction sa, old;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = end_on_signal;
+        sigemptyset(&sa.sa_mask);
+        /* a signal ignored by the caller (nohup, a shell's background job) stays ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 int main(int argc, char **argv)
 {
     blas_threads_on_demand(argv);
@@ -52,6 +75,7 @@ int main(int argc, char **argv)
      * it, leaving the old file (outputs are renamed into place only when complete), instead
      * of the process being killed with a temporary file left behind. */
     signal(SIGXFSZ, SIG_IGN);
+    remove_outputs_on_signals();
     if (cli_check_env_threads())
         return CLI_USAGE;
     if (argc < 2) {

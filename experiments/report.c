@@ -1,4 +1,5 @@
 /* Report writer for `kat reproduce`: Markdown, CSV and gnuplot. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -28,6 +29,52 @@ static int mkdir_p(const char *path)
     return (mkdir(buf, 0777) == 0 || errno == EEXIST) ? 0 : -1;
 }
 
+/* The file that marks a directory as one kat reproduce writes: made first, so a run that is
+ * interrupted before report.md exists marks its directory as well. */
+#define REPORT_MARK ".kat-reproduce"
+
+/* Whether dir/name exists and starts with `head`. */
+static int starts_with(const char *dir, const char *name, const char *head)
+{
+    char path[1100], line[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int yes = fgets(line, sizeof line, f) && strncmp(line, head, strlen(head)) == 0;
+    fclose(f);
+    return yes;
+}
+
+int report_dir_check(const char *dir, const char *title)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return 0;   /* new: made by report_open */
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "kat reproduce: --out '%s' is not a directory\n", dir);
+        return -1;
+    }
+    char head[300];
+    snprintf(head, sizeof head, "# %s", title);
+    if (starts_with(dir, REPORT_MARK, "kat reproduce") || starts_with(dir, "report.md", head))
+        return 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;   /* unreadable: report_open says why it cannot write there */
+    struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(d)))
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    if (empty)
+        return 0;
+    fprintf(stderr, "kat reproduce: --out '%s' holds files that are not a report of kat "
+                    "reproduce, which it could overwrite; name a new or empty directory, or "
+                    "one an earlier run wrote\n", dir);
+    return -1;
+}
+
 int report_open(report *r, const char *dir, const char *title)
 {
     memset(r, 0, sizeof *r);
@@ -37,6 +84,16 @@ int report_open(report *r, const char *dir, const char *title)
     }
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     char path[1100];
+    snprintf(path, sizeof path, "%s/%s", dir, REPORT_MARK);
+    kat_outfile *mark;
+    FILE *mf;
+    if (kat_outfile_open(path, &mark, &mf) != KAT_OK ||
+        (fprintf(mf, "kat reproduce writes this directory (report.md and the files it "
+                     "links); a new run replaces them\n"),
+         kat_outfile_close(mark, 1) != KAT_OK)) {
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
+        return -1;
+    }
     snprintf(path, sizeof path, "%s/report.md", dir);
     if (kat_outfile_open(path, &r->md_file, &r->md) != KAT_OK) {
         fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
@@ -47,12 +104,16 @@ int report_open(report *r, const char *dir, const char *title)
     return 0;
 }
 
-void report_close(report *r)
+int report_close(report *r)
 {
-    if (r->md_file && kat_outfile_close(r->md_file, 1) != KAT_OK)
+    int rc = 0;
+    if (r->md_file && kat_outfile_close(r->md_file, 1) != KAT_OK) {
         fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
+        rc = -1;
+    }
     r->md_file = NULL;
     r->md = NULL;
+    return rc;
 }
 
 void report_printf(report *r, const char *fmt, ...)
@@ -109,22 +170,26 @@ int report_plot(report *r, const char *png, const char *caption, const char *scr
     snprintf(gp, sizeof gp, "%s.gp", base);
     snprintf(log, sizeof log, "%s.log", base);
     snprintf(path, sizeof path, "%s/%s", r->dir, gp);
-    FILE *f = gnuplot_script_open(path, png, 900, 600);
+    kat_outfile *o;
+    FILE *f = gnuplot_script_open(path, png, 900, 600, &o);
     if (!f) {
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
         r->plots_failed++;
         report_printf(r, "*%s: not drawn (cannot write %s).*\n\n", caption, gp);
         return -1;
     }
     fprintf(f, "set datafile separator ','\nset key outside right\nset grid\n%s\n", script);
-    if (fclose(f) != 0 || gnuplot_run(r->dir, gp, log) != 0) {
+    if (kat_outfile_close(o, 1) != KAT_OK) {
+        fprintf(stderr, "kat reproduce: %s\n", kat_last_error());
+        r->plots_failed++;
+        report_printf(r, "*%s: not drawn (cannot write %s).*\n\n", caption, gp);
+        return -1;
+    }
+    if (gnuplot_run(r->dir, gp, png, log) != 0) {
         r->plots_failed++;
         report_printf(r, "*%s: gnuplot failed (see %s).*\n\n", caption, log);
         return -1;
     }
-    struct stat st;   /* gnuplot's messages: kept only when it said something */
-    snprintf(path, sizeof path, "%s/%s", r->dir, log);
-    if (stat(path, &st) == 0 && st.st_size == 0)
-        remove(path);
     report_printf(r, "![%s](%s)\n\n*%s*\n\n", caption, png, caption);
     return 0;
 }

@@ -13,9 +13,15 @@ typedef struct {
     int plots, plots_failed;
 } report;
 
-/* Create dir (and parents) and open dir/report.md. Returns 0 or -1 with a message on stderr. */
+/* Whether dir may take a report titled `title`: it does not exist, is empty, or was written
+ * by an earlier report (its mark file, or its report.md under that title), so that no file
+ * of the user's is overwritten. Returns 0, or -1 with a message on stderr. */
+int report_dir_check(const char *dir, const char *title);
+/* Create dir (and parents), mark it as a report's and open dir/report.md. Returns 0 or -1
+ * with a message on stderr. */
 int report_open(report *r, const char *dir, const char *title);
-void report_close(report *r);
+/* Close report.md, renaming it into place. Returns 0 or -1 with a message on stderr. */
+int report_close(report *r);
 /* printf into report.md. */
 void report_printf(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "testutil.h"
@@ -1318,6 +1319,143 @@ START_TEST(test_matrix_read_dispatch)
 }
 END_TEST
 
+/* ---- files written whole or not at all ----------------------------------------------------- */
+
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void expect_text(const char *dir, const char *name, const char *text)
+{
+    char path[512], buf[64] = "";
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s is missing", path);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    ck_assert_str_eq(buf, text);
+}
+
+/* The names in dir, sorted and joined by spaces (hidden ones too). */
+static void listing(const char *dir, char *out, size_t n)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | tr '\\n' ' '", dir);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t k = fread(out, 1, n - 1, p);
+    out[k] = '\0';
+    pclose(p);
+}
+
+static kat_outfile *open_with(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    kat_outfile *o;
+    FILE *f;
+    TU_OK(kat_outfile_open(path, &o, &f));
+    fputs(text, f);
+    return o;
+}
+
+START_TEST(test_outfile_all_or_none)
+{
+    char dir[] = "/tmp/kat-outfile-XXXXXX", names[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    put(dir, "a", "oldA");
+    put(dir, "b", "oldB");
+    kat_outfile *o[3] = {open_with(dir, "a", "newA"), NULL, open_with(dir, "b", "newB")};
+    listing(dir, names, sizeof names);
+    ck_assert_msg(strstr(names, ".a.") && strstr(names, ".b."), "temporaries: %s", names);
+    TU_OK(kat_outfile_close_all(o, 3, 0));   /* not committed: nothing replaced */
+    ck_assert_ptr_null(o[0]);
+    expect_text(dir, "a", "oldA");
+    expect_text(dir, "b", "oldB");
+    listing(dir, names, sizeof names);
+    ck_assert_str_eq(names, "a b ");
+    /* one of the files fails (a full device): the other is not replaced either */
+    if (access("/dev/full", W_OK) == 0) {
+        kat_outfile *g[2] = {open_with(dir, "a", "newA"), NULL};
+        FILE *f;
+        TU_OK(kat_outfile_open("/dev/full", &g[1], &f));
+        fputs("x", f);
+        TU_EXPECT_ERR(kat_outfile_close_all(g, 2, 1), KAT_EIO, "cannot write '/dev/full'");
+        expect_text(dir, "a", "oldA");
+        listing(dir, names, sizeof names);
+        ck_assert_str_eq(names, "a b ");
+    }
+    kat_outfile *c[2] = {open_with(dir, "a", "newA"), open_with(dir, "b", "newB")};
+    TU_OK(kat_outfile_close_all(c, 2, 1));
+    expect_text(dir, "a", "newA");
+    expect_text(dir, "b", "newB");
+    listing(dir, names, sizeof names);
+    ck_assert_str_eq(names, "a b ");
+    TU_EXPECT_ERR(kat_outfile_close_all(NULL, 1, 1), KAT_EINVAL, "o is NULL");
+    TU_EXPECT_ERR(kat_npy_write_outfile(NULL, NULL), KAT_EINVAL, "o is NULL");
+    TU_OK(kat_outfile_close(NULL, 1));
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -r '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(test_outfile_links_modes_signals)
+{
+    char dir[] = "/tmp/kat-outfile-XXXXXX", names[512], path[512], link[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    /* a dangling link: its target is made, the link stays */
+    snprintf(path, sizeof path, "%s/t", dir);
+    snprintf(link, sizeof link, "%s/l", dir);
+    ck_assert_int_eq(symlink("t", link), 0);
+    char *target = kat_outfile_target(link);
+    ck_assert_str_eq(target, path);
+    kat_free(target);
+    kat_outfile *o = open_with(dir, "l", "via the link");
+    TU_OK(kat_outfile_close(o, 1));
+    expect_text(dir, "t", "via the link");
+    struct stat st;
+    ck_assert(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+    ck_assert_ptr_null(kat_outfile_target(NULL));
+    /* a new file gets 0666 less the umask; an old one keeps its mode */
+    mode_t old_mask = umask(027);
+    TU_OK(kat_outfile_close(open_with(dir, "m", "x"), 1));
+    snprintf(path, sizeof path, "%s/m", dir);
+    ck_assert(stat(path, &st) == 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0640);
+    ck_assert_int_eq(chmod(path, 0604), 0);
+    umask(077);
+    TU_OK(kat_outfile_close(open_with(dir, "m", "y"), 1));
+    ck_assert(stat(path, &st) == 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0604);
+    umask(old_mask);
+    if (geteuid() != 0) {   /* root may write any file */
+        ck_assert_int_eq(chmod(path, 0444), 0);
+        kat_outfile *ro;
+        FILE *f;
+        TU_EXPECT_ERR(kat_outfile_open(path, &ro, &f), KAT_EIO, "Permission denied");
+    }
+    /* what a signal handler does: the temporary file goes, the target is never made */
+    o = open_with(dir, "s", "never");
+    kat_outfile_remove_temporaries();
+    listing(dir, names, sizeof names);
+    ck_assert_str_eq(names, "l m t ");
+    TU_EXPECT_ERR(kat_outfile_close(o, 1), KAT_EIO, "/s'");
+    listing(dir, names, sizeof names);
+    ck_assert_str_eq(names, "l m t ");
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -r '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("io");
@@ -1350,6 +1488,8 @@ int main(void)
     tcase_add_test(tc, test_csv_keeps_caller_locale);
     tcase_add_test(tc, test_csv_alloc_failures);
     tcase_add_test(tc, test_matrix_read_dispatch);
+    tcase_add_test(tc, test_outfile_all_or_none);
+    tcase_add_test(tc, test_outfile_links_modes_signals);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -74,6 +74,11 @@ KAT_API kat_status kat_npy_parse(const void *buf, size_t len, kat_array *out);
  * Arguments are checked before the file is opened; the file is written as kat_outfile_open
  * says, so an I/O failure (KAT_EIO, naming the path) leaves the old file, if any, intact. */
 KAT_API kat_status kat_npy_write(const char *path, const kat_array *a);
+/* The same into an open outfile (kat_outfile_open below), which the caller then closes: a
+ * command writing several files writes each this way and closes them with
+ * kat_outfile_close_all, so that either all of them are replaced or none. */
+struct kat_outfile;
+KAT_API kat_status kat_npy_write_outfile(struct kat_outfile *o, const kat_array *a);
 /* Write a strided matrix view as a 2-D .npy in the given dtype (rows x cols, C order).
  * KAT_EDOM for a non-finite entry, or for one beyond the float32 range when dtype is
  * KAT_DTYPE_F32 (naming the entry). */
@@ -116,13 +121,34 @@ KAT_API kat_status kat_matrix_read(const char *path, kat_dmat *out);
 /* ---- writing a file whole or not at all --------------------------------------------------- */
 
 /* Open a temporary file next to `path` (same directory: ".NAME.XXXXXX") and return its stream
- * in *f; kat_outfile_close(o, 1) closes it and renames it over `path` (an existing file keeps
- * its permissions, a new one gets 0666 less the umask); kat_outfile_close(o, 0), or a write
- * or close error, removes the temporary file. Either way `path` holds the old contents or the
- * complete new ones, never a mixture, even when the disk fills or the process dies midway.
+ * in *f; kat_outfile_close(o, 1) flushes it to the disk (fsync), closes it and renames it
+ * over `path` (an existing file keeps its permissions, a new one gets 0666 less the umask; a
+ * symbolic link is followed, and another hard link to the old file keeps the old contents);
+ * kat_outfile_close(o, 0), or a write, sync or close error, removes the temporary file.
+ * Either way `path` holds the old contents or the complete new ones, never a mixture, even
+ * when the disk fills or the process dies midway (a process killed by a signal leaves its
+ * temporary file unless a handler calls kat_outfile_remove_temporaries). A `path` that
+ * exists and is not a regular file (a device, a pipe) is written in place; a regular one
+ * needs write permission, as for fopen, and so does its directory (for the temporary file).
  * Errors: KAT_EIO naming the path (directory missing, not writable, full disk...). */
 typedef struct kat_outfile kat_outfile;
 KAT_API kat_status kat_outfile_open(const char *path, kat_outfile **o, FILE **f);
 KAT_API kat_status kat_outfile_close(kat_outfile *o, int commit);
+/* The file kat_outfile_open(path) replaces: path with its symbolic links followed, a
+ * dangling link's too (the file it names is made), as an absolute path when the file exists.
+ * Free with kat_free; NULL when path is NULL or too long (or memory ran out). Two outputs
+ * are one file when their targets are the same existing file (device and inode) or the same
+ * new name in the same directory. */
+KAT_API char *kat_outfile_target(const char *path);
+/* Close n outfiles (NULL entries skipped) as one: with commit, every file is flushed and
+ * closed before the first rename, and a failure in any leaves every old file as it was (only
+ * a rename failing, which within one directory takes a vanished file or directory, can leave
+ * the earlier ones renamed). Without commit, or on a failure, every temporary file is removed.
+ * Sets every o[i] to NULL. Errors: KAT_EIO naming the first path that failed. */
+KAT_API kat_status kat_outfile_close_all(kat_outfile **o, size_t n, int commit);
+/* Remove the temporary files of the outfiles open now (without closing them). Only unlink(2)
+ * on names kept in atomic slots, so a handler of SIGINT or SIGTERM may call it before the
+ * process ends; then no temporary file is left behind and the targets keep their contents. */
+KAT_API void kat_outfile_remove_temporaries(void);
 
 #endif

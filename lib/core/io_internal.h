@@ -1,9 +1,14 @@
-/* Private helpers shared by the .npy and CSV readers (never installed). */
+/* Private helpers shared by the .npy and CSV readers and writers (never installed). */
 #ifndef KAT_IO_INTERNAL_H
 #define KAT_IO_INTERNAL_H
 
 #include <stddef.h>
 #include <stdio.h>
+
+struct kat_outfile;
+/* An outfile's target path (for messages) and its open stream. */
+const char *kat__outfile_path(const struct kat_outfile *o);
+FILE *kat__outfile_stream(const struct kat_outfile *o);
 
 /* Size of the buffer io_quote writes into. */
 #define KAT_IO_QUOTE_MAX 80

@@ -733,50 +733,83 @@ static int npy_write_data(FILE *f, const npy_source *src, kat_dtype t, size_t co
     return 0;
 }
 
-/* Write header and data to a temporary file, renamed over path when complete; any failure
- * is KAT_EIO naming the path and leaves the old file. The checks
+/* Header and data into an open outfile; any failure is KAT_EIO naming the path. The checks
  * on the arguments are done before, so a bad argument never touches the file. */
-static kat_status npy_write_file(const char *path, kat_dtype t, int ndim, const size_t *shape,
-                                 size_t count, const npy_source *src)
+static kat_status npy_write_stream(kat_outfile *o, kat_dtype t, int ndim, const size_t *shape,
+                                   size_t count, const npy_source *src)
 {
     unsigned char header[1024];
     size_t hbytes = npy_header_bytes(header, sizeof header, t, ndim, shape);
+    FILE *f = kat__outfile_stream(o);
+    errno = 0;
+    if (fwrite(header, 1, hbytes, f) != hbytes || npy_write_data(f, src, t, count) != 0)
+        return kat__fail(KAT_EIO, "cannot write '%s': %s", kat__outfile_path(o),
+                         strerror(errno ? errno : EIO));
+    return KAT_OK;
+}
+
+/* The same to a temporary file, renamed over path when complete (the old file is kept on
+ * any failure). */
+static kat_status npy_write_file(const char *path, kat_dtype t, int ndim, const size_t *shape,
+                                 size_t count, const npy_source *src)
+{
     kat_outfile *o;
     FILE *f;
     kat_status st = kat_outfile_open(path, &o, &f);
     if (st)
         return st;
-    int bad = fwrite(header, 1, hbytes, f) != hbytes || npy_write_data(f, src, t, count) != 0;
-    int err = errno;
-    if (bad) {
+    if ((st = npy_write_stream(o, t, ndim, shape, count, src))) {
         kat_outfile_close(o, 0);
-        return kat__fail(KAT_EIO, "cannot write '%s': %s", path, strerror(err));
+        return st;
     }
     return kat_outfile_close(o, 1);
+}
+
+/* kat_npy_write's checks on a (fn: the function named in the messages); *count its
+ * elements. */
+static kat_status npy_check_array(const char *fn, const kat_array *a, size_t *count)
+{
+    if (!a)
+        return kat__fail(KAT_EINVAL, "%s: a is NULL", fn);
+    if (!dtype_valid(a->dtype))
+        return kat__fail(KAT_EINVAL, "%s: a->dtype = %d is not KAT_DTYPE_F32 or "
+                                    "KAT_DTYPE_F64", fn, (int)a->dtype);
+    if (a->ndim < 0 || a->ndim > KAT_ARRAY_MAX_NDIM)
+        return kat__fail(KAT_EINVAL, "%s: a->ndim = %d is outside 0..%d", fn, a->ndim,
+                        KAT_ARRAY_MAX_NDIM);
+    size_t bytes;
+    if (shape_bytes(a->ndim, a->shape, dtype_size(a->dtype), count, &bytes)) {
+        char s[256];
+        shape_text(s, sizeof s, a->ndim, a->shape);
+        return kat__fail(KAT_ERANGE, "%s: a->shape %s overflows size_t", fn, s);
+    }
+    if (*count && !a->data)
+        return kat__fail(KAT_EINVAL, "%s: a->data is NULL for %zu elements", fn, *count);
+    return KAT_OK;
 }
 
 kat_status kat_npy_write(const char *path, const kat_array *a)
 {
     if (!path)
         return kat__fail(KAT_EINVAL, "npy_write: path is NULL");
-    if (!a)
-        return kat__fail(KAT_EINVAL, "npy_write: a is NULL");
-    if (!dtype_valid(a->dtype))
-        return kat__fail(KAT_EINVAL, "npy_write: a->dtype = %d is not KAT_DTYPE_F32 or "
-                                    "KAT_DTYPE_F64", (int)a->dtype);
-    if (a->ndim < 0 || a->ndim > KAT_ARRAY_MAX_NDIM)
-        return kat__fail(KAT_EINVAL, "npy_write: a->ndim = %d is outside 0..%d", a->ndim,
-                        KAT_ARRAY_MAX_NDIM);
-    size_t count, bytes;
-    if (shape_bytes(a->ndim, a->shape, dtype_size(a->dtype), &count, &bytes)) {
-        char s[256];
-        shape_text(s, sizeof s, a->ndim, a->shape);
-        return kat__fail(KAT_ERANGE, "npy_write: a->shape %s overflows size_t", s);
-    }
-    if (count && !a->data)
-        return kat__fail(KAT_EINVAL, "npy_write: a->data is NULL for %zu elements", count);
+    size_t count;
+    kat_status st = npy_check_array("npy_write", a, &count);
+    if (st)
+        return st;
     npy_source src = {a->data, NULL};
     return npy_write_file(path, a->dtype, a->ndim, a->shape, count, &src);
+}
+
+kat_status kat_npy_write_outfile(kat_outfile *o, const kat_array *a)
+{
+    if (!o)
+        return kat__fail(KAT_EINVAL, "npy_write_outfile: o is NULL");
+    size_t count;
+    kat_status st = npy_check_array("npy_write_outfile", a, &count);
+    if (st)
+        return st;
+    npy_source src = {a->data, NULL};
+    return npy_write_stream(o, a->dtype, a->ndim, a->shape, count, &src);
 }
 
 /* The largest magnitude that rounds to a finite float: FLT_MAX plus half its last ulp (the

@@ -27,8 +27,8 @@ def __getattr__(name):
 
 
 def set_num_threads(n: int) -> None:
-    """Threads of kat's parallel regions; 0 restores the default (KAT_NUM_THREADS, else
-    OpenMP's)."""
+    """Threads of kat's parallel regions, at most 4 per CPU (ValueError above); 0 restores
+    the default (KAT_NUM_THREADS, else OpenMP's)."""
     _native.set_num_threads(n)
 
 

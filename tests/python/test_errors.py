@@ -1,5 +1,7 @@
 """Bad input raises a clear exception naming the argument; inputs are never modified; the
 GIL is released while kat computes."""
+import os
+import re
 import sys
 import threading
 import time
@@ -100,8 +102,12 @@ def test_bad_arguments(qk):
         kat.featmap("taylor:2", 4).apply(q, side="value")
     with pytest.raises(TypeError, match="feature map: expected an object with an integer 'dim'"):
         kat.featmap(object(), 4)
-    with pytest.raises(ValueError, match=r"set_num_threads: n = -1 is outside 0..4096"):
-        kat.set_num_threads(-1)
+    most = 4 * os.sysconf("SC_NPROCESSORS_ONLN")
+    for n in (-1, most + 1, 10000):
+        with pytest.raises(ValueError, match=re.escape(
+                f"set_num_threads: n = {n} is outside 0..{most} (at most 4 threads per CPU; "
+                "0 restores the default)")):
+            kat.set_num_threads(n)
 
 
 def test_python_function_returning_the_wrong_shape(qk):

@@ -35,9 +35,10 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
     long n = PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred())
         return NULL;
-    if (n < 0 || n > 4096) {
-        PyErr_Format(PyExc_ValueError, "set_num_threads: n = %ld is outside 0..4096 (0 restores "
-                                       "the default)", n);
+    if (n < 0 || n > kat_max_threads()) {
+        PyErr_Format(PyExc_ValueError, "set_num_threads: n = %ld is outside 0..%d (at most 4 "
+                                       "threads per CPU; 0 restores the default)", n,
+                     kat_max_threads());
         return NULL;
     }
     kat_set_num_threads((int)n);
