@@ -94,7 +94,7 @@ static int bench_attn(int argc, char **argv)
         return CLI_USAGE;
     }
     if (!o.H || !o.N || !o.D)
-        return cli_usage("bench attn", "--%s must be >= 1 (got 0)", !o.H ? "h" : !o.N ? "n" : "d");
+        return cli_usage("bench attn", "--%s must be >= 1, got 0", !o.H ? "h" : !o.N ? "n" : "d");
     if ((rc = cli_check_threads("bench attn", o.threads)))
         return rc;
     if (o.reps < 1)
@@ -120,6 +120,8 @@ static int bench_attn(int argc, char **argv)
 
     attn_tensors t;
     kat_status st = attn_tensors_random(&o, o.backward, &t);
+    if (st == KAT_EINVAL)   /* the shape is the command line's (--h, --hkv, --n, --m, --d) */
+        return cli_usage("bench attn", "%s", kat_last_error());
     if (st)
         return cli_fail("bench attn", "tensors", st);
     if (o.backward &&

@@ -137,7 +137,7 @@ int kat_cmd_features(int argc, char **argv)
     }
     kat_status st = kat_featmap_spec_parse(spec_s, &ms);
     if (st == KAT_EPARSE) {
-        fprintf(stderr, "kat features: %s\n", kat_last_error());
+        fprintf(stderr, "kat features: --map: %s\n", kat_last_error());
         goto usage_error;
     }
     if (st == KAT_EINVAL)   /* a value out of range, e.g. favor:0 */
@@ -174,12 +174,12 @@ int kat_cmd_features(int argc, char **argv)
         goto usage_error;
     }
     if (n == 0) {
-        fprintf(stderr, "kat features: --n must be >= 1\n");
+        fprintf(stderr, "kat features: --n must be >= 1, got 0\n");
         kat_free(a);
         goto usage_error;
     }
     if (have_scale && scale == 0.0) {   /* 0 would select the default */
-        fprintf(stderr, "kat features: --scale must be > 0 (got 0)\n");
+        fprintf(stderr, "kat features: --scale must be > 0, got 0\n");
         kat_free(a);
         goto usage_error;
     }

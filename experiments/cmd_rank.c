@@ -85,6 +85,17 @@ int rank_cli_make_opts(const char *cmd, const rank_cli_probe *p, uint64_t seed,
     else
         return cli_usage(cmd, "--method: unknown method '%s' (expected dense or randomized)",
                          p->method);
+    /* The library refuses these too, but as a failed probe (exit 1); here they are the
+     * options' values (exit 2). */
+    const struct {
+        const char *name;
+        double v;
+    } nonneg[] = {{"rtol", p->rtol}, {"atol", p->atol}, {"eps", p->eps}};
+    for (size_t i = 0; i < sizeof nonneg / sizeof nonneg[0]; i++)
+        if (!(nonneg[i].v >= 0.0))
+            return cli_usage(cmd, "--%s must be >= 0, got %g", nonneg[i].name, nonneg[i].v);
+    if (p->power_iters < 0 || p->power_iters > 32)
+        return cli_usage(cmd, "--power-iters must be in [0, 32], got %d", p->power_iters);
     o->scale = p->scale;
     o->rtol = p->rtol;
     o->atol = p->atol;

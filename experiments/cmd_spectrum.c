@@ -99,13 +99,23 @@ static void json_eigenvalues(cli_json *j, const ranked *r, size_t n)
     cli_json_close(j, '[');
 }
 
+/* The group spectra compute from the command line alone (f, the sides, d, N): a value they
+ * refuse (KAT_EINVAL) or cannot size (KAT_ERANGE) is a usage error, anything else a failure
+ * of the computation. */
+static int group_fail(const char *kind, kat_status st)
+{
+    if (st == KAT_EINVAL || st == KAT_ERANGE)
+        return cli_usage("spectrum", "%s: %s", kind, kat_last_error());
+    return cli_fail("spectrum", kind, st);
+}
+
 /* ---- hyperrect ------------------------------------------------------------------------------ */
 
 static int run_hyperrect(out_ctx *o, const kat_fn *f, const double *a, size_t d, int check)
 {
     size_t n = (size_t)1 << (d <= KAT_GROUP_MAX_D ? d : 0);
     if (d > KAT_GROUP_MAX_D)   /* the library's message says the size */
-        return cli_fail("spectrum", "hyperrect", kat_group_hyperrect_values(f, a, d, NULL));
+        return group_fail("hyperrect", kat_group_hyperrect_values(f, a, d, NULL));
     double *lam = kat_calloc(n, 2 * sizeof(double));
     if (!lam)
         return cli_fail("spectrum", "hyperrect", KAT_ENOMEM);
@@ -119,7 +129,7 @@ static int run_hyperrect(out_ctx *o, const kat_fn *f, const double *a, size_t d,
     o->seconds = cli_now() - t0;
     if (st) {
         kat_free(lam);
-        return cli_fail("spectrum", "hyperrect", st);
+        return group_fail("hyperrect", st);
     }
     double tol = kat_group_spectrum_tol(g, d), dense_diff = NAN, scale = 0;
     ranked *r = rank_values(lam, n);
@@ -131,13 +141,6 @@ static int run_hyperrect(out_ctx *o, const kat_fn *f, const double *a, size_t d,
         /* Dense cross-check: the same matrix through LAPACK dsyevd. */
         kat_dmat D = {0};
         double *w = NULL;
-        if (d > 13) {
-            fprintf(stderr, "kat spectrum: --check builds the dense 2^d x 2^d matrix: it needs "
-                            "d <= 13 (got %zu)\n", d);
-            kat_free(r);
-            kat_free(lam);
-            return CLI_FAIL;
-        }
         st = kat_dmat_alloc(n, n, &D);
         if (!st && !(w = kat_calloc(n, sizeof(double))))
             st = KAT_ENOMEM;
@@ -212,7 +215,7 @@ static int run_hypercube(out_ctx *o, const kat_fn *f, size_t d)
     o->seconds = cli_now() - t0;
     if (st) {
         kat_free(lam);
-        return cli_fail("spectrum", "hypercube", st);
+        return group_fail("hypercube", st);
     }
     /* The same rounding allowance as the WHT: (d + 1) eps sum_k C(d, k) |f(k)|. */
     double s = 0, size = 0;
@@ -273,7 +276,7 @@ static int run_cyclic(out_ctx *o, const kat_fn *f, size_t N)
     o->seconds = cli_now() - t0;
     if (st) {
         kat_free(lam);
-        return cli_fail("spectrum", "cyclic", st);
+        return group_fail("cyclic", st);
     }
     double s = 0;
     for (size_t k = 0; k < N; k++)
@@ -505,7 +508,11 @@ int kat_cmd_spectrum(int argc, char **argv)
         } else {
             na = d;
         }
-        rc = run_hyperrect(&o, f, a, na, check);
+        if (check && na > 13)
+            rc = cli_usage("spectrum", "--check builds the dense 2^d x 2^d matrix: it needs d "
+                                       "<= 13, got d = %zu", na);
+        else
+            rc = run_hyperrect(&o, f, a, na, check);
         kat_free(a);
     } else if (is_cube) {
         rc = run_hypercube(&o, f, d);
