@@ -249,6 +249,13 @@ int cli_fail(const char *cmd, const char *what, kat_status st)
     return CLI_FAIL;
 }
 
+int cli_read_fail(const char *cmd, const char *opt, const char *path, kat_status st)
+{
+    if (st == KAT_EINVAL)
+        return cli_usage(cmd, "%s: %s", opt, kat_last_error());
+    return cli_fail(cmd, path, st);
+}
+
 /* ---- JSON ---------------------------------------------------------------------------- */
 
 static void json_sep(cli_json *j)

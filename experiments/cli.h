@@ -65,6 +65,10 @@ int cli_check_env_threads(void);
 
 /* Print "kat <cmd>: <what>: <kat_strerror>: <kat_last_error>" to stderr; returns CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, kat_status st);
+/* The exit of a failed kat_matrix_read of option opt's file: KAT_EINVAL refuses the name itself
+ * (no extension, an unknown one), whatever the file holds, so a usage error naming opt;
+ * anything else is the file's failure (cli_fail naming the path). */
+int cli_read_fail(const char *cmd, const char *opt, const char *path, kat_status st);
 
 /* The function of option --opt: a bare built-in name ("exp", "relu") is that function of x,
  * anything else a kat_fn_parse expression. Returns CLI_OK, or CLI_USAGE after naming the

@@ -214,7 +214,8 @@ int kat_cmd_features(int argc, char **argv)
         kat_free(a);
         if (st == KAT_EPARSE)   /* poly:EXPR whose EXPR does not parse */
             return cli_usage("features", "--map '%s': %s", spec_s, kat_last_error());
-        if (st == KAT_EINVAL)   /* the map, --d and --scale are all the command line's */
+        if (st == KAT_EINVAL || st == KAT_ERANGE)   /* the map, --d and --scale are all the
+                                                     * command line's */
             return cli_usage("features", "%s", kat_last_error());
         return cli_fail("features", what, st);
     }

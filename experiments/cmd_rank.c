@@ -188,10 +188,12 @@ static void json_size(cli_json *j, const char *key, size_t v)
 }
 
 /* The probe of --matrix FILE: the rank of the matrix itself (dense SVD; no f, no points). */
-static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, kat_rank_result *r)
+static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, kat_rank_result *r,
+                                    int *read_failed)
 {
     kat_dmat M = {0};
     kat_status st = kat_matrix_read(path, &M);
+    *read_failed = st != KAT_OK;
     if (!st)
         st = kat_rank_probe_matrix(&M, o, r);
     kat_dmat_free(&M);
@@ -303,6 +305,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     kat_dmat Q = {0}, K = {0};
     int own_k = 0;
     kat_status st;
+    int read_failed = 0;   /* --matrix: the file, not the probe, failed */
     if (qfile) {
         st = kat_matrix_read(qfile, &Q);
 #if KAT_CLI_MPI
@@ -312,7 +315,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
         if (st) {
             kat_dmat_free(&Q);
             kat_fn_destroy(f);
-            return cli_fail("rank", qfile, st);
+            return cli_read_fail("rank", "--q", qfile, st);
         }
         K = Q;
         if (kfile) {
@@ -326,7 +329,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
                     kat_dmat_free(&K);
                 kat_dmat_free(&Q);
                 kat_fn_destroy(f);
-                return cli_fail("rank", kfile, st);
+                return cli_read_fail("rank", "--k", kfile, st);
             }
             own_k = 1;
         }
@@ -360,7 +363,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     else
 #endif
     if (!rc)
-        st = mfile ? probe_matrix_file(mfile, &o, &r)
+        st = mfile ? probe_matrix_file(mfile, &o, &r, &read_failed)
              : fm  ? kat_rank_probe_featmap(fm, &Q, &K, &o, &r)
                    : kat_rank_probe(f, &Q, &K, &o, &r);
     double secs = cli_now() - t0;
@@ -371,6 +374,8 @@ static int rank_main(int argc, char **argv, int *mpi_began)
         cli_usage("rank", "--map: %s", kat_last_error());
     } else if (rc) {
         rc = cli_fail("rank", "--map", st);
+    } else if (st && read_failed) {
+        rc = cli_read_fail("rank", "--matrix", mfile, st);
     } else if (st) {
         rc = cli_fail("rank", mfile ? mfile : "probe", st);
     } else if (!root) {

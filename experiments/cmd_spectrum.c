@@ -16,7 +16,7 @@ static const char usage[] =
     "  hypercube  the same with a = 1, through Krawtchouk polynomials: --d D; prints the d+1\n"
     "             distinct eigenvalues with their multiplicities C(d, j)\n"
     "  cyclic     [f(delta(i-j))] on Z_N, delta(k) = min(k, N-k), through an FFT: --N N\n"
-    "  points     [f(dist(x_i, x_j))] on the rows of --points FILE (.csv or .npy) with\n"
+    "  points     [f(dist(x_i, x_j))] on the rows of --points FILE (.npy, .csv, .txt) with\n"
     "             --metric l1|l2|l2sq|inner (default l2); --mds gives the spectrum of\n"
     "             -1/2 P D P with D = f(dist) (Schoenberg's test: all >= 0 iff D is Euclidean)\n"
     "Eigenvalues are printed in descending order (JSON key \"eigenvalues\").";
@@ -325,7 +325,7 @@ static int run_points(out_ctx *o, const kat_fn *f, const char *path, kat_metric 
     kat_dmat X = {0}, K = {0};
     kat_status st = kat_matrix_read(path, &X);
     if (st)
-        return cli_fail("spectrum", path, st);
+        return cli_read_fail("spectrum", "--points", path, st);
     size_t n = X.rows;
     double *w = NULL;
     kat_metric_pd_report rep = {0};
@@ -398,7 +398,7 @@ int kat_cmd_spectrum(int argc, char **argv)
         {"a", CLI_STR, &alist, "LIST  hyperrect: the sides a1,...,ad (each > 0)", &seen_a},
         {"d", CLI_SIZE, &d, "D     hypercube: dimension; hyperrect: random sides", &seen_d},
         {"N", CLI_SIZE, &N, "N     cyclic: the group order", &seen_N},
-        {"points", CLI_STR, &points, "FILE  points: one point per row (.csv or .npy)",
+        {"points", CLI_STR, &points, "FILE  points: one point per row (.npy, .csv or .txt)",
          &seen_points},
         {"metric", CLI_STR, &metric_name, "M     points: l1, l2 (default), l2sq or inner",
          &seen_metric},
