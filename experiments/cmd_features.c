@@ -148,7 +148,7 @@ int kat_cmd_features(int argc, char **argv)
     double *a = NULL;
     size_t na = 0;
     if (group && have_a) {
-        if (cli_parse_list(alist, &a, &na))
+        if (cli_parse_option_list("features", "--a", alist, &a, &na))
             goto usage_error;
         if (!have_d)
             d = na, have_d = 1;
@@ -190,9 +190,11 @@ int kat_cmd_features(int argc, char **argv)
     kat_featmap *fm = NULL;
     const char *what = "building the map";
     if (group) {   /* the corners need the sides, the output the name of f */
-        what = "parsing --f";
-        st = kat_fn_parse(fexpr ? fexpr : "exp(-x)", &f, NULL);
-        if (!st && !a && d <= KAT_GROUP_MAX_D) {
+        if ((rc = cli_parse_fn("features", "--f", fexpr ? fexpr : "exp(-x)", &f))) {
+            kat_free(a);
+            return rc;
+        }
+        if (!a && d <= KAT_GROUP_MAX_D) {
             a = kat_malloc((d ? d : 1) * sizeof *a);
             if (!a)
                 st = KAT_ENOMEM;

@@ -62,6 +62,10 @@ usage "kat features" "kat features: --map: unknown map 'bogus' (taylor:P, taylor
 rff:M[:pair], rff-laplace:M[:pair], favor:M[:ortho][:stable], elu1, group[:R])" \
     features --map bogus --d 3
 usage "kat features" "kat features: --n must be >= 1, got 0" features --map taylor2 --d 3 --n 0
+usage "kat features" "kat features: --f 'exp((': parse error: column 6: unexpected end of input: \
+expected a number, x, pi, e, a function call or '('" features --map group --d 3 --f 'exp(('
+usage "kat features" "kat features: --a '1,x' is not a comma-separated list of numbers (at 'x')" \
+    features --map group --a 1,x
 usage "kat spectrum" "kat spectrum: hyperrect: group_hyperrect_values: side a[1] = -1 must be \
 > 0" spectrum hyperrect --f x --a 1,-1
 usage "kat spectrum" "kat spectrum: --points: matrix_read: 'pts.dat' has the unknown extension \
