@@ -94,7 +94,7 @@ static int bench_attn(int argc, char **argv)
         return CLI_USAGE;
     }
     if (!o.H || !o.N || !o.D)
-        return cli_usage("bench attn", "--%s must be >= 1, got 0", !o.H ? "h" : !o.N ? "n" : "d");
+        return cli_usage("bench attn", "--%s must be >= 1 (got 0)", !o.H ? "h" : !o.N ? "n" : "d");
     if ((rc = cli_check_threads("bench attn", o.threads)))
         return rc;
     if (o.reps < 1)
