@@ -194,6 +194,10 @@ static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, ka
     kat_dmat M = {0};
     kat_status st = kat_matrix_read(path, &M);
     *read_failed = st != KAT_OK;
+    if (!st && cli_check_nonempty("rank", "--matrix", path, &M)) {
+        *read_failed = 2;   /* said */
+        st = KAT_EFORMAT;
+    }
     if (!st)
         st = kat_rank_probe_matrix(&M, o, r);
     kat_dmat_free(&M);
@@ -305,7 +309,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     kat_dmat Q = {0}, K = {0};
     int own_k = 0;
     kat_status st;
-    int read_failed = 0;   /* --matrix: the file, not the probe, failed */
+    int read_failed = 0;   /* --matrix: the file, not the probe, failed (2: and it was said) */
     if (qfile) {
         st = kat_matrix_read(qfile, &Q);
 #if KAT_CLI_MPI
@@ -316,6 +320,11 @@ static int rank_main(int argc, char **argv, int *mpi_began)
             kat_dmat_free(&Q);
             kat_fn_destroy(f);
             return cli_read_fail("rank", "--q", qfile, st);
+        }
+        if ((rc = cli_check_nonempty("rank", "--q", qfile, &Q))) {
+            kat_dmat_free(&Q);
+            kat_fn_destroy(f);
+            return rc;
         }
         K = Q;
         if (kfile) {
@@ -332,6 +341,12 @@ static int rank_main(int argc, char **argv, int *mpi_began)
                 return cli_read_fail("rank", "--k", kfile, st);
             }
             own_k = 1;
+            if ((rc = cli_check_nonempty("rank", "--k", kfile, &K))) {
+                kat_dmat_free(&K);
+                kat_dmat_free(&Q);
+                kat_fn_destroy(f);
+                return rc;
+            }
         }
     } else if (!mfile) {
         if ((rc = rank_cli_make_points("rank", &pts, n, m, d, &Q, &K))) {
@@ -374,6 +389,8 @@ static int rank_main(int argc, char **argv, int *mpi_began)
         cli_usage("rank", "--map: %s", kat_last_error());
     } else if (rc) {
         rc = cli_fail("rank", "--map", st);
+    } else if (st && read_failed == 2) {
+        rc = CLI_FAIL;
     } else if (st && read_failed) {
         rc = cli_read_fail("rank", "--matrix", mfile, st);
     } else if (st) {

@@ -326,6 +326,11 @@ static int run_points(out_ctx *o, const kat_fn *f, const char *path, kat_metric 
     kat_status st = kat_matrix_read(path, &X);
     if (st)
         return cli_read_fail("spectrum", "--points", path, st);
+    int rc = cli_check_nonempty("spectrum", "--points", path, &X);
+    if (rc) {
+        kat_dmat_free(&X);
+        return rc;
+    }
     size_t n = X.rows;
     double *w = NULL;
     kat_metric_pd_report rep = {0};

@@ -36,6 +36,7 @@ save(d + "/do.npy", (2, 5, 3), [0.3 * i for i in range(30)])
 PY
 cd "$tmp" || exit 1
 printf '1 2\n3 x\n' >bad.txt
+printf '1,2\n3,4\n' >q.csv
 printf 'not an npy file\n' >bad.npy
 A="--q q.npy --k k.npy --v v.npy --o o.npy"
 G="--q q.npy --k k.npy --v v.npy --do do.npy --dq dq.npy --dk dk.npy --dv dv.npy"
@@ -105,6 +106,17 @@ linear (its settings: map,chunk,norm,unnormalized,intra,flash,crossover,pass)" \
 failure "cannot open 'none.npy'" rank --q none.npy --f x
 failure "'bad.txt': csv: line 2, column 2: 'x' is not a number" rank --matrix bad.txt
 failure "'q.npy': a 3-D array of shape (2, 5, 4) is not a matrix" rank --matrix q.npy
+: >empty.txt
+printf '# a comment\n' >comment.txt
+printf 'a,b\n' >header.csv
+failure "^kat rank: --matrix 'empty.txt' holds no numbers (0 rows, 0 columns)$" \
+    rank --matrix empty.txt
+failure "^kat rank: --q 'comment.txt' holds no numbers (0 rows, 0 columns)$" \
+    rank --q comment.txt --f x
+failure "^kat rank: --k 'header.csv' holds no numbers (0 rows, 2 columns)$" \
+    rank --q q.csv --k header.csv --f x
+failure "^kat spectrum: --points 'empty.txt' holds no numbers (0 rows, 0 columns)$" \
+    spectrum points --f x --points empty.txt
 failure "cannot open 'nodir/s.csv' for writing" sweep --n 10 --d 2 --f x --out nodir/s.csv
 failure "cannot open 'none.csv'" spectrum points --f x --points none.csv
 failure "f(0) = 1 must be 0 for the l1 embedding" embed l1 --f 'exp(-x)' --d 2
