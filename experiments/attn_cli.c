@@ -23,20 +23,15 @@ static const attn_mode modes[] = {
 static const char *say_cmd = "attn";
 static int said;   /* attn_say has printed a line */
 
-void attn_vsay(const char *fmt, va_list ap)
+void attn_say(const char *fmt, ...)
 {
     said = 1;
     fprintf(stderr, "kat %s: ", say_cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-}
-
-void attn_say(const char *fmt, ...)
-{
     va_list ap;
     va_start(ap, fmt);
-    attn_vsay(fmt, ap);
+    vfprintf(stderr, fmt, ap);
     va_end(ap);
+    fputc('\n', stderr);
 }
 
 kat_status attn_refused(void)

@@ -16,7 +16,6 @@
 #ifndef KAT_ATTN_CLI_H
 #define KAT_ATTN_CLI_H
 
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "cli.h"
@@ -84,7 +83,6 @@ const attn_mode *attn_mode_find(const char *cmd, const char *name);
 /* One line "kat <cmd>: <message>" on stderr, cmd as given to attn_mode_find: how the modes and
  * the --params parsing say why they refuse something. */
 void attn_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void attn_vsay(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 /* A refusal already said by attn_say: KAT_EINVAL with no library error sentence, which
  * attn_mode_fail turns into a usage error. */
 kat_status attn_refused(void);
