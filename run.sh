@@ -172,14 +172,14 @@ case "$cmd" in
         ;;
     python)
         ensure_packages
-        build_dir build --buildtype=release
-        PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" exec /usr/bin/python3 "$@"
+        build_dir "$repo/build" --buildtype=release
+        PYTHONPATH="$repo/build/python${PYTHONPATH:+:$PYTHONPATH}" exec /usr/bin/python3 "$@"
         ;;
     lm)
         ensure_packages
-        build_dir build --buildtype=release
-        PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" \
-            exec /usr/bin/python3 python/examples/lm/lm.py "$@"
+        build_dir "$repo/build" --buildtype=release
+        PYTHONPATH="$repo/build/python${PYTHONPATH:+:$PYTHONPATH}" \
+            exec /usr/bin/python3 "$repo/python/examples/lm/lm.py" "$@"
         ;;
     *)
         echo "usage: ./run.sh reproduce [ARGS] | test | kat ARGS... | python ARGS... |" \

@@ -2,6 +2,7 @@
  * and `kat bench attn`. */
 #include <cblas.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -19,8 +20,29 @@ static const attn_mode modes[] = {
 #undef X
 };
 
+static const char *say_cmd = "attn";
+static int said;   /* attn_say has printed a line */
+
+void attn_say(const char *fmt, ...)
+{
+    said = 1;
+    fprintf(stderr, "kat %s: ", say_cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+kat_status attn_refused(void)
+{
+    kat_clear_error();
+    return KAT_EINVAL;
+}
+
 const attn_mode *attn_mode_find(const char *cmd, const char *name)
 {
+    say_cmd = cmd;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(modes[i].name, name) == 0)
             return &modes[i];
@@ -99,11 +121,11 @@ int attn_params_check(const attn_opts *o, const char *mode, const char *where, c
         size_t n = end ? (size_t)(end - p) : strlen(p);
         const char *eq = memchr(p, '=', n);
         if (!eq || eq == p) {
-            fprintf(stderr, "kat: --params: '%.*s' is not key=value\n", (int)n, p);
+            attn_say("--params: '%.*s' is not key=value", (int)n, p);
             return -1;
         }
         if (ng == sizeof given / sizeof given[0]) {
-            fprintf(stderr, "kat: --params: more than 64 settings\n");
+            attn_say("--params: more than 64 settings");
             return -1;
         }
         given[ng].key = p;
@@ -118,15 +140,15 @@ int attn_params_check(const attn_opts *o, const char *mode, const char *where, c
         else
             snprintf(what, sizeof what, "--params %.*s", (int)given[i].len, given[i].key);
         if (!key_listed(keys, given[i].key, given[i].len)) {
-            fprintf(stderr, "kat: %s is not a setting of %s --mode %s (%s%s)\n", what, where,
-                    mode, *keys ? "its settings: " : "it has none", keys);
+            attn_say("%s is not a setting of %s --mode %s (%s%s)", what, where, mode,
+                     *keys ? "its settings: " : "it has none", keys);
             return -1;
         }
         for (size_t k = 0; k < i; k++)
             if (given[k].len == given[i].len &&
                 strncmp(given[k].key, given[i].key, given[i].len) == 0) {
-                fprintf(stderr, "kat: %s is given twice (as a flag and in --params, or twice "
-                                "in --params)\n", what);
+                attn_say("%s is given twice (as a flag and in --params, or twice in --params)",
+                         what);
                 return -1;
             }
     }
@@ -135,11 +157,11 @@ int attn_params_check(const attn_opts *o, const char *mode, const char *where, c
 
 int attn_mode_fail(const char *cmd, const char *mode, kat_status st)
 {
-    if (st == KAT_EINVAL && !*kat_last_error()) {
+    if (!*kat_last_error() && st == KAT_EINVAL) {
         cli_see_help(cmd);
         return CLI_USAGE;
     }
-    return cli_fail(cmd, mode, st);
+    return said && !*kat_last_error() ? CLI_FAIL : cli_fail(cmd, mode, st);
 }
 
 /* Find key in "k=v,k=v", then among the mode flags: the value's start and length. */
@@ -179,7 +201,7 @@ int attn_param_str(const attn_opts *o, const char *key, char *out, size_t cap)
     if (!param_find(o, key, &v, &n))
         return 0;
     if (n + 1 > cap) {
-        fprintf(stderr, "kat: --params %s: value too long\n", key);
+        attn_say("--params %s: value too long", key);
         return -1;
     }
     memcpy(out, v, n);
@@ -195,7 +217,7 @@ int attn_param_double(const attn_opts *o, const char *key, double *out)
         return r;
     double x = strtod(buf, &end);
     if (end == buf || *end || !isfinite(x)) {
-        fprintf(stderr, "kat: --params %s=%s is not a finite number\n", key, buf);
+        attn_say("--params %s=%s is not a finite number", key, buf);
         return -1;
     }
     *out = x;

@@ -77,8 +77,15 @@ typedef struct {
     const char *summary;
 } attn_mode;
 
-/* The mode called `name`, or NULL after the usage error of `kat <cmd>` naming the modes. */
+/* The mode called `name`, or NULL after the usage error of `kat <cmd>` naming the modes. cmd
+ * ("attn", "bench attn") is also the command that attn_say's lines name from then on. */
 const attn_mode *attn_mode_find(const char *cmd, const char *name);
+/* One line "kat <cmd>: <message>" on stderr, cmd as given to attn_mode_find: how the modes and
+ * the --params parsing say why they refuse something. */
+void attn_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A refusal already said by attn_say: KAT_EINVAL with no library error sentence, which
+ * attn_mode_fail turns into a usage error. */
+kat_status attn_refused(void);
 /* "dense|linear|..." for usage texts. */
 const char *attn_mode_names(void);
 
@@ -90,7 +97,8 @@ void attn_mode_flag_opts(attn_opts *o, cli_opt *opts, size_t *n);
 /* The exit of a mode's failed run: a mode refuses its own settings (--params, the mode flags)
  * by printing one line and returning KAT_EINVAL with no library error sentence (every failing
  * kat call leaves one; the caller clears it first), which is a usage error: "see kat CMD
- * --help" and CLI_USAGE. Anything else is cli_fail's CLI_FAIL. */
+ * --help" and CLI_USAGE. A data failure the mode has said itself (a pattern file that cannot
+ * be read) is CLI_FAIL with nothing more printed; anything else is cli_fail's CLI_FAIL. */
 int attn_mode_fail(const char *cmd, const char *mode, kat_status st);
 
 /* Refuse settings the mode does not read, so that a typo or a flag of another mode is not

@@ -37,12 +37,11 @@ static kat_status mode_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("kat: linear mode: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    kat_clear_error();
-    return KAT_EINVAL;
+    attn_say("linear mode: %s", msg);
+    return attn_refused();
 }
 
 /* The options of the linear mode from --params. Returns 0, or -1 after printing why. */
@@ -64,8 +63,7 @@ static int linear_params_parse(const attn_opts *o, linear_params *p)
     if ((r = attn_param_double(o, "chunk", &x)) < 0)
         return -1;
     if (r && (x < 1 || x > KAT_LINEAR_MAX_CHUNK || x != floor(x))) {
-        fprintf(stderr, "kat: --params chunk=%g must be an integer in [1, %d]\n", x,
-                KAT_LINEAR_MAX_CHUNK);
+        attn_say("--params chunk=%g must be an integer in [1, %d]", x, KAT_LINEAR_MAX_CHUNK);
         return -1;
     }
     p->lopts.chunk = r ? (size_t)x : 0;
@@ -86,7 +84,7 @@ static int linear_params_parse(const attn_opts *o, linear_params *p)
     else if (r && strcmp(intra, "features") == 0)
         p->lopts.intra = KAT_LINEAR_INTRA_FEATURES;
     else if (r) {
-        fprintf(stderr, "kat: --params intra=%s: dot, features or score\n", intra);
+        attn_say("--params intra=%s: dot, features or score", intra);
         return -1;
     }
     p->lopts.causal = o->causal;
@@ -111,7 +109,7 @@ kat_status attn_linear_run(const attn_opts *o, attn_tensors *t, int grad)
     linear_params p;
     if (attn_params_check(o, "linear", "kat attn", "map,chunk,norm,unnormalized,intra") ||
         linear_params_parse(o, &p))
-        return mode_error("bad --params");
+        return attn_refused();
     if (o->scale != 0.0)
         return mode_error("--scale %g has no meaning here (the map defines the kernel)",
                           o->scale);
@@ -292,7 +290,7 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
     if (attn_params_check(o, "linear", "kat bench attn",
                           "map,chunk,norm,unnormalized,intra,flash,crossover,pass") ||
         linear_params_parse(o, &p))
-        return mode_error("bad --params");
+        return attn_refused();
     if (o->precise)
         return mode_error("--precise is for the dense mode");
     char pass_name[16] = "";
@@ -300,10 +298,10 @@ kat_status attn_linear_bench(const attn_opts *o, attn_tensors *t, attn_bench_cal
     int r;
     if (attn_param_str(o, "pass", pass_name, sizeof pass_name) < 0 ||
         (r = attn_param_double(o, "crossover", &x)) < 0)
-        return mode_error("bad --params");
+        return attn_refused();
     int want_crossover = (r && x != 0.0) || o->crossover, want_flash = 1;
     if ((r = attn_param_double(o, "flash", &x)) < 0)
-        return mode_error("bad --params");
+        return attn_refused();
     if (r)
         want_flash = x != 0.0;
     if (want_crossover && (!want_flash || o->backward || pass_name[0]))

@@ -29,7 +29,7 @@
 #include "attn_cli.h"
 #include "kat/sparse.h"
 
-/* A refusal of the mode: one line "kat: MODE mode: ...", and no library error sentence. A
+/* A refusal of the mode: one line "kat CMD: MODE mode: ...", and no library error sentence. A
  * refused setting is KAT_EINVAL (a usage error: attn_mode_fail); a pattern file whose content
  * does not fit is KAT_EFORMAT (the data's failure). */
 static kat_status mode_refuse(kat_status st, const char *mode, const char *fmt, ...)
@@ -38,10 +38,10 @@ static kat_status mode_refuse(kat_status st, const char *mode, const char *fmt, 
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "kat: %s mode: ", mode);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    attn_say("%s mode: %s", mode, msg);
     kat_clear_error();
     return st;
 }
@@ -54,7 +54,7 @@ static kat_status sparse_desc(const char *mode, const attn_opts *o, const attn_t
 {
     double strict = 0.0;
     if (attn_param_double(o, "strict", &strict) < 0)
-        return mode_error(mode, "bad --params");
+        return attn_refused();
     if (strict != 0.0 && !o->causal)
         return mode_error(mode, "--params strict=1 needs --causal");
     *d = t->desc;
@@ -81,8 +81,7 @@ static kat_status read_rows(const char *mode, const char *key, const char *who,
 {
     kat_status st = kat_npy_read(path, a);
     if (st) {
-        fprintf(stderr, "kat: %s mode: %s: %s: %s\n", mode, key, kat_strerror(st),
-                kat_last_error());
+        attn_say("%s mode: %s: %s: %s", mode, key, kat_strerror(st), kat_last_error());
         kat_clear_error();
         return st;
     }
@@ -117,7 +116,7 @@ static kat_status keep_from_file(const attn_opts *o, const char *key, size_t B, 
     char path[1024];
     int r = attn_param_str(o, key, path, sizeof path);
     if (r < 0)
-        return mode_error("qk", "bad --params");
+        return attn_refused();
     if (!r)
         return KAT_OK;
     kat_array a;
@@ -365,7 +364,7 @@ static const char *mode_keys(const char *mode, int bench)
 static kat_status sparse_run(const char *mode, const attn_opts *o, attn_tensors *t, int grad)
 {
     if (attn_params_check(o, mode, "kat attn", mode_keys(mode, 0)))
-        return mode_error(mode, "bad --params");
+        return attn_refused();
     if (o->precise)
         return mode_error(mode, "--precise is for the dense mode (the sparse backward uses "
                                 "the forward's logsumexp)");
@@ -561,7 +560,7 @@ static kat_status sparse_bench(const char *mode, const attn_opts *o, attn_tensor
                                attn_bench_call *call)
 {
     if (attn_params_check(o, mode, "kat bench attn", mode_keys(mode, 1)))
-        return mode_error(mode, "bad --params");
+        return attn_refused();
     if (o->precise)
         return mode_error(mode, "--precise is for the dense mode");
     double step = 0.0;

@@ -265,6 +265,22 @@ int cli_fail(const char *cmd, const char *what, kat_status st)
     return CLI_FAIL;
 }
 
+int cli_read_fail(const char *cmd, const char *opt, const char *path, kat_status st)
+{
+    if (st == KAT_EINVAL)
+        return cli_usage(cmd, "%s: %s", opt, kat_last_error());
+    return cli_fail(cmd, path, st);
+}
+
+int cli_check_nonempty(const char *cmd, const char *opt, const char *path, const kat_dmat *m)
+{
+    if (m->rows && m->cols)
+        return CLI_OK;
+    fprintf(stderr, "kat %s: %s '%s' holds no numbers (%zu rows, %zu columns)\n", cmd, opt, path,
+            m->rows, m->cols);
+    return CLI_FAIL;
+}
+
 /* ---- JSON ---------------------------------------------------------------------------- */
 
 static void json_sep(cli_json *j)

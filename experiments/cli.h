@@ -65,6 +65,14 @@ int cli_check_env_threads(void);
 
 /* Print "kat <cmd>: <what>: <kat_strerror>: <kat_last_error>" to stderr; returns CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, kat_status st);
+/* The exit of a failed kat_matrix_read of option opt's file: KAT_EINVAL refuses the name itself
+ * (no extension, an unknown one), whatever the file holds, so a usage error naming opt;
+ * anything else is the file's failure (cli_fail naming the path). */
+int cli_read_fail(const char *cmd, const char *opt, const char *path, kat_status st);
+/* A matrix read from option opt's file that holds no numbers (0 rows or 0 columns: an empty
+ * file, only comments, only a header) is no input for any command: "kat <cmd>: <opt> 'PATH'
+ * holds no numbers" and CLI_FAIL; otherwise CLI_OK. */
+int cli_check_nonempty(const char *cmd, const char *opt, const char *path, const kat_dmat *m);
 
 /* The function of option --opt: a bare built-in name ("exp", "relu") is that function of x,
  * anything else a kat_fn_parse expression. Returns CLI_OK, or CLI_USAGE after naming the

@@ -11,7 +11,8 @@ static const char *const usage_text =
     "       kat attn grad --q Q.npy --k K.npy --v V.npy --do dO.npy --dq dQ.npy --dk dK.npy\n"
     "                     --dv dV.npy [--o O.npy] [--lse L.npy] [--precise] [--causal] ...\n"
     "\n"
-    "Arrays are [B, H, N, D], [H, N, D] or [N, D] (k, v: M keys, H_kv heads dividing H).\n"
+    "Arrays are [B, H, N, D], [H, N, D] or [N, D] (k, v: M keys, H_kv heads dividing H;\n"
+    "v, do, o and dv: the values' own last dimension D_v, which may differ from D).\n"
     "With --causal query i sees key j <= i + M - N. grad runs the forward first (its o and\n"
     "lse are written when --o / --lse are given), then the backward.";
 

@@ -121,6 +121,8 @@ static int bench_attn(int argc, char **argv)
 
     attn_tensors t;
     kat_status st = attn_tensors_random(&o, o.backward, &t);
+    if (st == KAT_EINVAL)   /* the shape is the command line's (--h, --hkv, --n, --m, --d) */
+        return cli_usage("bench attn", "%s", kat_last_error());
     if (st)
         return cli_fail("bench attn", "tensors", st);
     if (o.backward &&

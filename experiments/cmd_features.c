@@ -138,7 +138,7 @@ int kat_cmd_features(int argc, char **argv)
     }
     kat_status st = kat_featmap_spec_parse(spec_s, &ms);
     if (st == KAT_EPARSE) {
-        fprintf(stderr, "kat features: %s\n", kat_last_error());
+        fprintf(stderr, "kat features: --map: %s\n", kat_last_error());
         goto usage_error;
     }
     if (st == KAT_EINVAL)   /* a value out of range, e.g. favor:0 */
@@ -149,7 +149,7 @@ int kat_cmd_features(int argc, char **argv)
     double *a = NULL;
     size_t na = 0;
     if (group && have_a) {
-        if (cli_parse_list(alist, &a, &na))
+        if (cli_parse_option_list("features", "--a", alist, &a, &na))
             goto usage_error;
         if (!have_d)
             d = na, have_d = 1;
@@ -175,12 +175,12 @@ int kat_cmd_features(int argc, char **argv)
         goto usage_error;
     }
     if (n == 0) {
-        fprintf(stderr, "kat features: --n must be >= 1\n");
+        fprintf(stderr, "kat features: --n must be >= 1, got 0\n");
         kat_free(a);
         goto usage_error;
     }
     if (have_scale && scale == 0.0) {   /* 0 would select the default */
-        fprintf(stderr, "kat features: --scale must be > 0 (got 0)\n");
+        fprintf(stderr, "kat features: --scale must be > 0, got 0\n");
         kat_free(a);
         goto usage_error;
     }
@@ -191,9 +191,11 @@ int kat_cmd_features(int argc, char **argv)
     kat_featmap *fm = NULL;
     const char *what = "building the map";
     if (group) {   /* the corners need the sides, the output the name of f */
-        what = "parsing --f";
-        st = kat_fn_parse(fexpr ? fexpr : "exp(-x)", &f, NULL);
-        if (!st && !a && d <= KAT_GROUP_MAX_D) {
+        if ((rc = cli_parse_fn("features", "--f", fexpr ? fexpr : "exp(-x)", &f))) {
+            kat_free(a);
+            return rc;
+        }
+        if (!a && d <= KAT_GROUP_MAX_D) {
             a = kat_malloc((d ? d : 1) * sizeof *a);
             if (!a)
                 st = KAT_ENOMEM;
@@ -215,7 +217,8 @@ int kat_cmd_features(int argc, char **argv)
         kat_free(a);
         if (st == KAT_EPARSE)   /* poly:EXPR whose EXPR does not parse */
             return cli_usage("features", "--map '%s': %s", spec_s, kat_last_error());
-        if (st == KAT_EINVAL)   /* the map, --d and --scale are all the command line's */
+        if (st == KAT_EINVAL || st == KAT_ERANGE)   /* the map, --d and --scale are all the
+                                                     * command line's */
             return cli_usage("features", "%s", kat_last_error());
         return cli_fail("features", what, st);
     }

@@ -85,6 +85,17 @@ int rank_cli_make_opts(const char *cmd, const rank_cli_probe *p, uint64_t seed,
     else
         return cli_usage(cmd, "--method: unknown method '%s' (expected dense or randomized)",
                          p->method);
+    /* The library refuses these too, but as a failed probe (exit 1); here they are the
+     * options' values (exit 2). */
+    const struct {
+        const char *name;
+        double v;
+    } nonneg[] = {{"rtol", p->rtol}, {"atol", p->atol}, {"eps", p->eps}};
+    for (size_t i = 0; i < sizeof nonneg / sizeof nonneg[0]; i++)
+        if (!(nonneg[i].v >= 0.0))
+            return cli_usage(cmd, "--%s must be >= 0, got %g", nonneg[i].name, nonneg[i].v);
+    if (p->power_iters < 0 || p->power_iters > 32)
+        return cli_usage(cmd, "--power-iters must be in [0, 32], got %d", p->power_iters);
     o->scale = p->scale;
     o->rtol = p->rtol;
     o->atol = p->atol;
@@ -177,10 +188,16 @@ static void json_size(cli_json *j, const char *key, size_t v)
 }
 
 /* The probe of --matrix FILE: the rank of the matrix itself (dense SVD; no f, no points). */
-static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, kat_rank_result *r)
+static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, kat_rank_result *r,
+                                    int *read_failed)
 {
     kat_dmat M = {0};
     kat_status st = kat_matrix_read(path, &M);
+    *read_failed = st != KAT_OK;
+    if (!st && cli_check_nonempty("rank", "--matrix", path, &M)) {
+        *read_failed = 2;   /* said */
+        st = KAT_EFORMAT;
+    }
     if (!st)
         st = kat_rank_probe_matrix(&M, o, r);
     kat_dmat_free(&M);
@@ -292,6 +309,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     kat_dmat Q = {0}, K = {0};
     int own_k = 0;
     kat_status st;
+    int read_failed = 0;   /* --matrix: the file, not the probe, failed (2: and it was said) */
     if (qfile) {
         st = kat_matrix_read(qfile, &Q);
 #if KAT_CLI_MPI
@@ -301,7 +319,12 @@ static int rank_main(int argc, char **argv, int *mpi_began)
         if (st) {
             kat_dmat_free(&Q);
             kat_fn_destroy(f);
-            return cli_fail("rank", qfile, st);
+            return cli_read_fail("rank", "--q", qfile, st);
+        }
+        if ((rc = cli_check_nonempty("rank", "--q", qfile, &Q))) {
+            kat_dmat_free(&Q);
+            kat_fn_destroy(f);
+            return rc;
         }
         K = Q;
         if (kfile) {
@@ -315,9 +338,15 @@ static int rank_main(int argc, char **argv, int *mpi_began)
                     kat_dmat_free(&K);
                 kat_dmat_free(&Q);
                 kat_fn_destroy(f);
-                return cli_fail("rank", kfile, st);
+                return cli_read_fail("rank", "--k", kfile, st);
             }
             own_k = 1;
+            if ((rc = cli_check_nonempty("rank", "--k", kfile, &K))) {
+                kat_dmat_free(&K);
+                kat_dmat_free(&Q);
+                kat_fn_destroy(f);
+                return rc;
+            }
         }
     } else if (!mfile) {
         if ((rc = rank_cli_make_points("rank", &pts, n, m, d, &Q, &K))) {
@@ -356,7 +385,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     else
 #endif
     if (!rc)
-        st = mfile ? probe_matrix_file(mfile, &o, &r)
+        st = mfile ? probe_matrix_file(mfile, &o, &r, &read_failed)
              : fm  ? kat_rank_probe_featmap(fm, &Q, &K, &o, &r)
                    : kat_rank_probe(f, &Q, &K, &o, &r);
     double secs = cli_now() - t0;
@@ -368,6 +397,10 @@ static int rank_main(int argc, char **argv, int *mpi_began)
         cli_usage("rank", "--map: %s", kat_last_error());
     } else if (rc) {
         rc = cli_fail("rank", "--map", st);
+    } else if (st && read_failed == 2) {
+        rc = CLI_FAIL;
+    } else if (st && read_failed) {
+        rc = cli_read_fail("rank", "--matrix", mfile, st);
     } else if (st) {
         rc = cli_fail("rank", mfile ? mfile : "probe", st);
     } else if (!root) {

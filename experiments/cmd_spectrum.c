@@ -17,7 +17,7 @@ static const char usage[] =
     "  hypercube  the same with a = 1, through Krawtchouk polynomials: --d D; prints the d+1\n"
     "             distinct eigenvalues with their multiplicities C(d, j)\n"
     "  cyclic     [f(delta(i-j))] on Z_N, delta(k) = min(k, N-k), through an FFT: --N N\n"
-    "  points     [f(dist(x_i, x_j))] on the rows of --points FILE (.csv or .npy) with\n"
+    "  points     [f(dist(x_i, x_j))] on the rows of --points FILE (.npy, .csv, .txt) with\n"
     "             --metric l1|l2|l2sq|inner (default l2); --mds gives the spectrum of\n"
     "             -1/2 P D P with D = f(dist) (Schoenberg's test: all >= 0 iff D is Euclidean)\n"
     "Eigenvalues are printed in descending order (JSON key \"eigenvalues\").";
@@ -100,13 +100,23 @@ static void json_eigenvalues(cli_json *j, const ranked *r, size_t n)
     cli_json_close(j, '[');
 }
 
+/* The group spectra compute from the command line alone (f, the sides, d, N): a value they
+ * refuse (KAT_EINVAL) or cannot size (KAT_ERANGE) is a usage error, anything else a failure
+ * of the computation. */
+static int group_fail(const char *kind, kat_status st)
+{
+    if (st == KAT_EINVAL || st == KAT_ERANGE)
+        return cli_usage("spectrum", "%s: %s", kind, kat_last_error());
+    return cli_fail("spectrum", kind, st);
+}
+
 /* ---- hyperrect ------------------------------------------------------------------------------ */
 
 static int run_hyperrect(out_ctx *o, const kat_fn *f, const double *a, size_t d, int check)
 {
     size_t n = (size_t)1 << (d <= KAT_GROUP_MAX_D ? d : 0);
     if (d > KAT_GROUP_MAX_D)   /* the library's message says the size */
-        return cli_fail("spectrum", "hyperrect", kat_group_hyperrect_values(f, a, d, NULL));
+        return group_fail("hyperrect", kat_group_hyperrect_values(f, a, d, NULL));
     double *lam = kat_calloc(n, 2 * sizeof(double));
     if (!lam)
         return cli_fail("spectrum", "hyperrect", KAT_ENOMEM);
@@ -120,7 +130,7 @@ static int run_hyperrect(out_ctx *o, const kat_fn *f, const double *a, size_t d,
     o->seconds = cli_now() - t0;
     if (st) {
         kat_free(lam);
-        return cli_fail("spectrum", "hyperrect", st);
+        return group_fail("hyperrect", st);
     }
     double tol = kat_group_spectrum_tol(g, d), dense_diff = NAN, scale = 0;
     ranked *r = rank_values(lam, n);
@@ -132,13 +142,6 @@ static int run_hyperrect(out_ctx *o, const kat_fn *f, const double *a, size_t d,
         /* Dense cross-check: the same matrix through LAPACK dsyevd. */
         kat_dmat D = {0};
         double *w = NULL;
-        if (d > 13) {
-            fprintf(stderr, "kat spectrum: --check builds the dense 2^d x 2^d matrix: it needs "
-                            "d <= 13 (got %zu)\n", d);
-            kat_free(r);
-            kat_free(lam);
-            return CLI_FAIL;
-        }
         progress call;
         progress_call_start(&call, stderr, "kat spectrum", o->json, "--check: dense "
                             "eigenvalues of %zu x %zu", n, n);
@@ -217,7 +220,7 @@ static int run_hypercube(out_ctx *o, const kat_fn *f, size_t d)
     o->seconds = cli_now() - t0;
     if (st) {
         kat_free(lam);
-        return cli_fail("spectrum", "hypercube", st);
+        return group_fail("hypercube", st);
     }
     /* The same rounding allowance as the WHT: (d + 1) eps sum_k C(d, k) |f(k)|. */
     double s = 0, size = 0;
@@ -278,7 +281,7 @@ static int run_cyclic(out_ctx *o, const kat_fn *f, size_t N)
     o->seconds = cli_now() - t0;
     if (st) {
         kat_free(lam);
-        return cli_fail("spectrum", "cyclic", st);
+        return group_fail("cyclic", st);
     }
     double s = 0;
     for (size_t k = 0; k < N; k++)
@@ -327,7 +330,12 @@ static int run_points(out_ctx *o, const kat_fn *f, const char *path, kat_metric 
     kat_dmat X = {0}, K = {0};
     kat_status st = kat_matrix_read(path, &X);
     if (st)
-        return cli_fail("spectrum", path, st);
+        return cli_read_fail("spectrum", "--points", path, st);
+    int rc = cli_check_nonempty("spectrum", "--points", path, &X);
+    if (rc) {
+        kat_dmat_free(&X);
+        return rc;
+    }
     size_t n = X.rows;
     double *w = NULL;
     kat_metric_pd_report rep = {0};
@@ -404,7 +412,7 @@ int kat_cmd_spectrum(int argc, char **argv)
         {"a", CLI_STR, &alist, "LIST  hyperrect: the sides a1,...,ad (each > 0)", &seen_a},
         {"d", CLI_SIZE, &d, "D     hypercube: dimension; hyperrect: random sides", &seen_d},
         {"N", CLI_SIZE, &N, "N     cyclic: the group order", &seen_N},
-        {"points", CLI_STR, &points, "FILE  points: one point per row (.csv or .npy)",
+        {"points", CLI_STR, &points, "FILE  points: one point per row (.npy, .csv or .txt)",
          &seen_points},
         {"metric", CLI_STR, &metric_name, "M     points: l1, l2 (default), l2sq or inner",
          &seen_metric},
@@ -514,7 +522,11 @@ int kat_cmd_spectrum(int argc, char **argv)
         } else {
             na = d;
         }
-        rc = run_hyperrect(&o, f, a, na, check);
+        if (check && na > 13)
+            rc = cli_usage("spectrum", "--check builds the dense 2^d x 2^d matrix: it needs d "
+                                       "<= 13, got d = %zu", na);
+        else
+            rc = run_hyperrect(&o, f, a, na, check);
         kat_free(a);
     } else if (is_cube) {
         rc = run_hypercube(&o, f, d);

@@ -114,14 +114,17 @@ int kat_cmd_theorem(int argc, char **argv)
     const char *verb = npos ? pos[0] : NULL;
     int is_list = verb && !strcmp(verb, "list"), is_run = verb && !strcmp(verb, "run"),
         is_all = verb && !strcmp(verb, "all");
-    const char *problem = !verb ? "a verb (list, run or all) is required"
-                          : !is_list && !is_run && !is_all ? "the verb must be list, run or all"
-                          : is_run && npos < 2             ? "run needs at least one theorem ID"
-                          : !is_run && npos > 1            ? "only run takes theorem IDs"
-                          : is_list && quick               ? "--quick is for run and all"
-                                                           : NULL;
-    if (problem)
-        return cli_usage("theorem", "%s", problem);
+    if (!verb)
+        return cli_usage("theorem", "a verb (list, run or all) is required");
+    if (!is_list && !is_run && !is_all)
+        return cli_usage("theorem", "the verb must be list, run or all, not '%s'", verb);
+    if (is_run && npos < 2)
+        return cli_usage("theorem", "run needs at least one theorem ID");
+    if (!is_run && npos > 1)
+        return cli_usage("theorem", "%s takes no theorem ID, got '%s' (only run does)", verb,
+                         pos[1]);
+    if (is_list && quick)
+        return cli_usage("theorem", "--quick is for run and all");
     if (is_list) {
         print_list(json);
         return CLI_OK;

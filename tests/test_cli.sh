@@ -96,7 +96,7 @@ check "theorem without a verb" 2 "$kat" theorem
 expect_usage "theorem without a verb" "kat theorem: a verb (list, run or all) is required" \
     "kat theorem"
 check "theorem unknown verb" 2 "$kat" theorem check
-expect_usage "theorem unknown verb" "kat theorem: the verb must be list, run or all" \
+expect_usage "theorem unknown verb" "kat theorem: the verb must be list, run or all, not 'check'" \
     "kat theorem"
 # A theorem ID is an argument like any other: an unknown one is a usage error.
 check "theorem run nosuch" 2 "$kat" theorem run nosuch

@@ -116,10 +116,13 @@ expect_err "bench unknown target" "unknown benchmark 'frob'"
 check "bench attn without --n" 2 "$kat" bench attn --h 2 --d 16
 expect_err "bench attn without --n" "required"
 check "bench attn --reps 0" 2 "$kat" bench attn --h 2 --n 8 --d 16 --reps 0
-check "bench attn D too large" 1 "$kat" bench attn --h 1 --n 8 --d 300
-expect_err "bench attn D too large" "D = 300"
-check "bench attn bad GQA" 1 "$kat" bench attn --h 3 --hkv 2 --n 8 --d 16
-expect_err "bench attn bad GQA" "multiple of H_kv"
+# the shape of the benchmark's tensors is the command line's: a usage error
+check "bench attn D too large" 2 "$kat" bench attn --h 1 --n 8 --d 300
+expect_usage "bench attn D too large" \
+    "kat bench attn: D = 300: the head dimension must be in 1..256" "kat bench attn"
+check "bench attn bad GQA" 2 "$kat" bench attn --h 3 --hkv 2 --n 8 --d 16
+expect_usage "bench attn bad GQA" "kat bench attn: H = 3 query heads is not a multiple of \
+H_kv = 2 key/value heads" "kat bench attn"
 check "bench attn --json" 0 "$kat" bench attn --h 2 --hkv 1 --n 100 --m 130 --d 32 --causal \
     --reps 3 --sgemm 128 --scaling --causal-ratio --json
 json_check "bench attn keys" "all(k in j for k in ('ms', 'gflops', 'sgemm_gflops', 'pct_sgemm', 'baseline_ms', 'speedup', 'thread_speedup', 'causal_speedup', 'peak_rss_mb')) and j['ms'] > 0 and abs(j['speedup'] - j['baseline_ms'] / j['ms']) < 1e-9 * j['speedup'] and len(j['ms_runs']) == 3"

@@ -29,12 +29,13 @@ check "spectrum bad --a list" 2 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,x,
 check "spectrum negative --N" 2 "$kat" spectrum cyclic --f 'exp(-x)' --N -3
 check "spectrum bad metric" 2 "$kat" spectrum points --f 'exp(-x)' --points x.csv --metric l7
 
-# ---- spectrum: library errors ----
-check "side 0 is refused" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,0,2
-expect "names the side" "a\[1\] = 0"
-check "d too large says the size" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --d 40
+# ---- spectrum: values the library refuses; they come from the command line (exit 2) ----
+check "side 0 is refused" 2 "$kat" spectrum hyperrect --f 'exp(-x)' --a 1,0,2
+expect_usage "names the side" \
+    "kat spectrum: hyperrect: group_hyperrect_values: side a[1] = 0 must be > 0" "kat spectrum"
+check "d too large says the size" 2 "$kat" spectrum hyperrect --f 'exp(-x)' --d 40
 expect "size in the message" "GiB"
-check "N = 0 is refused" 1 "$kat" spectrum cyclic --f 'exp(-x)' --N 0
+check "N = 0 is refused" 2 "$kat" spectrum cyclic --f 'exp(-x)' --N 0
 expect "names N" "N must be >= 1"
 check "non-finite f is refused" 1 "$kat" spectrum cyclic --f 'log(x)' --N 8
 expect "names the distance" "cyclic distance 0"
@@ -43,7 +44,9 @@ printf '0,0\n1,2\n3\n' >"$tmp/ragged.csv"
 check "ragged points file" 1 "$kat" spectrum points --f 'exp(-x)' --points "$tmp/ragged.csv"
 expect "names the line" "line 3"
 check "missing points file" 1 "$kat" spectrum points --f 'exp(-x)' --points "$tmp/none.csv"
-check "--check needs d <= 13" 1 "$kat" spectrum hyperrect --f 'exp(-x)' --d 14 --check
+check "--check needs d <= 13" 2 "$kat" spectrum hyperrect --f 'exp(-x)' --d 14 --check
+expect_usage "--check needs d <= 13" "kat spectrum: --check builds the dense 2^d x 2^d \
+matrix: it needs d <= 13, got d = 14" "kat spectrum"
 
 # ---- spectrum: real runs ----
 check "hyperrect --json" 0 "$kat" spectrum hyperrect --f 'x^2' --a 1,2,3 --json

@@ -64,6 +64,21 @@ for ex in "$src_dir"/experiments/examples/*.c; do
 done
 [ "$n" -ge 3 ] || fail "only $n examples found"
 
+# The README's and the user guide's variables for `./run.sh install` (prefix ~/.local) name the
+# directories that run.sh install prints for its prefix (run.sh: PKG_CONFIG_PATH=\"$prefix/...).
+python3 - "$src_dir" <<'PY' || fail "the documents' variables differ from run.sh install's"
+import re, sys
+src = sys.argv[1]
+run = open(src + "/run.sh").read()
+for var in ("PATH", "PKG_CONFIG_PATH", "LD_LIBRARY_PATH"):
+    m = re.search(r'[ "]%s=\\"\$prefix([^\\:"]*)' % var, run)
+    assert m, "run.sh install prints no " + var
+    want = '%s="$HOME/.local%s' % (var, m.group(1))
+    for doc in ("README.md", "docs/user-guide.md"):
+        assert want in open(src + "/" + doc).read(), doc + " lacks " + want
+    print("ok: README.md and docs/user-guide.md export " + want + '" as run.sh install prints it')
+PY
+
 # The static library with its private dependencies.
 static_libs=$(pkg-config --libs --static kat)
 # shellcheck disable=SC2046,SC2086 # word lists

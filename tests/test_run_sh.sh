@@ -1,6 +1,7 @@
 #!/bin/sh
 # `./run.sh kat` runs kat in the caller's directory: a relative input path is read from there
-# and a relative --out written there, not in the clone; `./run.sh` without a command is a usage
+# and a relative --out written there, not in the clone; `./run.sh python` too, with the build of
+# the clone (no build/ in the caller's directory); `./run.sh` without a command is a usage
 # error. run.sh builds in SOURCE/build, so this runs only when that is the build directory
 # under test and it is up to date (run.sh's own ninja is then a no-op while other tests run).
 # usage: test_run_sh.sh SOURCE_ROOT BUILD_ROOT
@@ -29,6 +30,11 @@ if [ -s "$tmp/work/s.csv" ] && [ ! -e "$src/s.csv" ]; then
 else
     echo "FAIL: --out s.csv not in $tmp/work (or written into $src)"; fail=1
 fi
+printf 'import os\nprint("cwd", os.getcwd())\n' >s.py
+check "run.sh python, a relative script" 0 "$src/run.sh" python s.py
+expect_out "run.sh python runs in the caller's directory" "^cwd $(pwd -P)\$"
+if [ ! -e "$tmp/work/build" ]; then echo "ok: run.sh python made no build/ in the caller's directory"
+else echo "FAIL: run.sh python configured a build/ in $tmp/work"; fail=1; fi
 check "run.sh without a command" 2 "$src/run.sh"
 expect_err "run.sh without a command names the commands" "^usage: ./run.sh reproduce"
 exit "$fail"

@@ -853,9 +853,10 @@ kat_status kat_npy_read_dmat(const char *path, kat_dmat *out)
     if (a.ndim > 2) {
         char s[256];
         shape_text(s, sizeof s, a.ndim, a.shape);
+        int ndim = a.ndim;   /* kat_array_free clears a */
         kat_array_free(&a);
         return kat__fail(KAT_EFORMAT, "'%s': a %d-D array of shape %s is not a matrix (kat reads "
-                                     "0-D, 1-D and 2-D arrays as matrices)", path, a.ndim, s);
+                                     "0-D, 1-D and 2-D arrays as matrices)", path, ndim, s);
     }
     size_t rows = a.ndim >= 1 ? a.shape[0] : 1, cols = a.ndim == 2 ? a.shape[1] : 1;
     size_t count = kat_array_size(&a);
