@@ -61,14 +61,14 @@ expect_usage "--d 0 named" "kat bench attn: --d must be >= 1 (got 0)" "kat bench
 check "bench attn --mode linear --map favor:0: usage error" 2 $kat $bench --mode linear \
     --map favor:0
 expect_usage "favor:0 names the count" \
-    "kat: linear mode: map 'favor:0': the feature count M must be >= 1" "kat bench attn"
+    "kat bench attn: linear mode: map 'favor:0': the feature count M must be >= 1" "kat bench attn"
 check "bench attn --mode linear --map favor:x: usage error" 2 $kat $bench --mode linear \
     --map favor:x
 expect_usage "favor:x names the text" \
-    "kat: linear mode: map 'favor:x': 'x' is not a feature count M" "kat bench attn"
+    "kat bench attn: linear mode: map 'favor:x': 'x' is not a feature count M" "kat bench attn"
 check "bench attn --map in the dense mode: usage error" 2 $kat $bench --map favor:8
 expect_usage "--map belongs to another mode" \
-    "kat: --map is not a setting of kat bench attn --mode dense (it has none)" "kat bench attn"
+    "kat bench attn: --map is not a setting of kat bench attn --mode dense (it has none)" "kat bench attn"
 check "bench attn --mode linear --map favor:8 runs" 0 $kat $bench --mode linear --map favor:8
 
 exit "$fail"
