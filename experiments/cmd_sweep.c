@@ -383,9 +383,7 @@ static int sweep_run(int argc, char **argv, int dist)
 #if KAT_CLI_MPI
     quiet |= dist && mpi_cli_rank() != 0;   /* process 0 speaks for all */
 #endif
-    double estimate;
-    if (o.method == KAT_RANK_DENSE &&
-        rank_guard_check("sweep", nmax, nmax, force, quiet, &estimate)) {
+    if (o.method == KAT_RANK_DENSE && rank_guard_check("sweep", nmax, nmax, force, quiet, NULL)) {
         rc = CLI_USAGE;
         goto done;
     }

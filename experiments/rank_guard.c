@@ -57,17 +57,22 @@ static void estimate_words(char *buf, size_t len, double seconds)
 int rank_guard_check(const char *cmd, size_t n, size_t m, int force, int quiet,
                      double *estimate)
 {
-    *estimate = 0;
+    if (estimate)
+        *estimate = 0;
     double c = cost(n, m);
     /* A matrix beyond the machine's memory is the library's to refuse (KAT_ENOMEM). */
     double memory = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    if (c <= cost(RANK_GUARD_TICK, RANK_GUARD_TICK) || 8.0 * (double)n * (double)m > memory)
+    int refused = c > cost(RANK_GUARD_REFUSE, RANK_GUARD_REFUSE);
+    if (c <= cost(RANK_GUARD_TICK, RANK_GUARD_TICK) || 8.0 * (double)n * (double)m > memory ||
+        (!estimate && !refused))
         return 0;
-    *estimate = rank_guard_estimate(n, m);
-    if (c <= cost(RANK_GUARD_REFUSE, RANK_GUARD_REFUSE))
+    double seconds = rank_guard_estimate(n, m);
+    if (estimate)
+        *estimate = seconds;
+    if (!refused)
         return 0;
     char when[64];
-    estimate_words(when, sizeof when, *estimate);
+    estimate_words(when, sizeof when, seconds);
     if (!force) {
         cli_usage(cmd, "a dense SVD of the %zu x %zu matrix would take %s here (from three "
                   "%d x %d SVDs timed now); --method randomized finds a low rank without it, "

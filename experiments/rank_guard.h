@@ -21,9 +21,10 @@ typedef struct {
 
 /* The decision alone, before any work on a dense SVD of n x m (kat sweep checks its largest
  * size this way): 0 to go on, with *estimate the seconds (0 at or below RANK_GUARD_TICK or
- * beyond the machine's memory, NaN when the sample cannot run) and, where --force overrides a
- * refusal, a note on stderr unless quiet; -1 after printing why the dense method is refused
- * ("kat CMD: ..." and "see kat CMD --help"). */
+ * beyond the machine's memory, NaN when the sample cannot run; a NULL estimate: the sample
+ * runs only where it decides) and, where --force overrides a refusal, a note on stderr unless
+ * quiet; -1 after printing why the dense method is refused ("kat CMD: ..." and
+ * "see kat CMD --help"). */
 int rank_guard_check(const char *cmd, size_t n, size_t m, int force, int quiet,
                      double *estimate);
 /* Before a dense SVD of an n x m matrix: rank_guard_check, then the progress line on a
