@@ -187,23 +187,6 @@ static void json_size(cli_json *j, const char *key, size_t v)
         cli_json_int(j, key, (long long)v);
 }
 
-/* The probe of --matrix FILE: the rank of the matrix itself (dense SVD; no f, no points). */
-static kat_status probe_matrix_file(const char *path, const kat_rank_opts *o, kat_rank_result *r,
-                                    int *read_failed)
-{
-    kat_dmat M = {0};
-    kat_status st = kat_matrix_read(path, &M);
-    *read_failed = st != KAT_OK;
-    if (!st && cli_check_nonempty("rank", "--matrix", path, &M)) {
-        *read_failed = 2;   /* said */
-        st = KAT_EFORMAT;
-    }
-    if (!st)
-        st = kat_rank_probe_matrix(&M, o, r);
-    kat_dmat_free(&M);
-    return st;
-}
-
 /* The command; *mpi_began is set once the processes of a distributed run have started
  * (kat_cmd_rank then ends them, after whatever return). */
 static int rank_main(int argc, char **argv, int *mpi_began)
@@ -309,7 +292,6 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     kat_dmat Q = {0}, K = {0};
     int own_k = 0;
     kat_status st;
-    int read_failed = 0;   /* --matrix: the file, not the probe, failed (2: and it was said) */
     if (qfile) {
         st = kat_matrix_read(qfile, &Q);
 #if KAT_CLI_MPI
@@ -355,10 +337,28 @@ static int rank_main(int argc, char **argv, int *mpi_began)
         }
         own_k = !pts.symmetric;
     }
+    /* The matrix is read before the guard: its size is known only then. */
+    kat_dmat M = {0};
+    if (mfile) {
+        progress reading;
+        progress_call_start(&reading, stderr, "kat rank", json, "reading %s", mfile);
+        st = kat_matrix_read(mfile, &M);
+        progress_finish(&reading);
+        if (st) {
+            kat_dmat_free(&M);
+            return cli_read_fail("rank", "--matrix", mfile, st);
+        }
+        if ((rc = cli_check_nonempty("rank", "--matrix", mfile, &M))) {
+            kat_dmat_free(&M);
+            return rc;
+        }
+    }
     kat_rank_result r;
     rank_guard guard;
-    const int guarded = o.method == KAT_RANK_DENSE && !mfile;
-    if (guarded && rank_guard_begin(&guard, "rank", Q.rows, K.rows, force, json)) {
+    const int guarded = o.method == KAT_RANK_DENSE;
+    if (guarded && rank_guard_begin(&guard, "rank", mfile ? M.rows : Q.rows,
+                                    mfile ? M.cols : K.rows, force, json)) {
+        kat_dmat_free(&M);
         kat_dmat_free(&Q);
         if (own_k)
             kat_dmat_free(&K);
@@ -368,13 +368,12 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     kat_featmap *fm = NULL;
     if (map && (st = kat_featmap_parse(map, Q.cols, pts.seed, &fm)))
         rc = st == KAT_EPARSE ? CLI_USAGE : CLI_FAIL;
-    /* The randomized method, a feature map's and a matrix file's rank have no estimate: the
-     * time so far on a terminal (the guard's line covers the dense method). A distributed run
-     * prints none, so its processes do not draw over each other. */
+    /* The randomized method has no estimate: the time so far on a terminal (the guard's line
+     * covers the dense method). A distributed run prints none, so its processes do not draw
+     * over each other. */
     progress call;
-    progress_call_start(&call, stderr, "kat rank", json || dist || guarded, "%s of %s",
-                        o.method == KAT_RANK_DENSE ? "dense SVD" : "randomized SVD",
-                        mfile ? mfile : map ? map : "f(QK^T)");
+    progress_call_start(&call, stderr, "kat rank", json || dist || guarded,
+                        "randomized SVD of %s", map ? map : "f(QK^T)");
     double t0 = cli_now();
     int root = 1;   /* under MPI, process 0 prints the result */
 #if KAT_CLI_MPI
@@ -385,7 +384,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     else
 #endif
     if (!rc)
-        st = mfile ? probe_matrix_file(mfile, &o, &r, &read_failed)
+        st = mfile ? kat_rank_probe_matrix(&M, &o, &r)
              : fm  ? kat_rank_probe_featmap(fm, &Q, &K, &o, &r)
                    : kat_rank_probe(f, &Q, &K, &o, &r);
     double secs = cli_now() - t0;
@@ -397,10 +396,6 @@ static int rank_main(int argc, char **argv, int *mpi_began)
         cli_usage("rank", "--map: %s", kat_last_error());
     } else if (rc) {
         rc = cli_fail("rank", "--map", st);
-    } else if (st && read_failed == 2) {
-        rc = CLI_FAIL;
-    } else if (st && read_failed) {
-        rc = cli_read_fail("rank", "--matrix", mfile, st);
     } else if (st) {
         rc = cli_fail("rank", mfile ? mfile : "probe", st);
     } else if (!root) {
@@ -501,6 +496,7 @@ static int rank_main(int argc, char **argv, int *mpi_began)
     }
     if (!st)
         kat_rank_result_free(&r);
+    kat_dmat_free(&M);
     kat_dmat_free(&Q);
     if (own_k)
         kat_dmat_free(&K);

@@ -11,6 +11,7 @@
 #endif
 #include "gnuplot.h"
 #include "progress.h"
+#include "rank_guard.h"
 
 typedef struct {
     size_t n, d;
@@ -288,7 +289,7 @@ static int sweep_run(int argc, char **argv, int dist)
 {
     const char *nlist = "256,512,1024", *dlist = "8", *flist = NULL, *slist = "1";
     const char *deglist = NULL, *out = NULL, *png = NULL;
-    int json = 0;
+    int json = 0, force = 0;
     rank_cli_points pts;
     rank_cli_probe pr;
     rank_cli_points_init(&pts);
@@ -307,6 +308,8 @@ static int sweep_run(int argc, char **argv, int dist)
     opts[k++] = (cli_opt){"out", CLI_STR, &out, "FILE   CSV output (default stdout)", NULL};
     opts[k++] = (cli_opt){"plot", CLI_STR, &png, "FILE   rank-vs-n PNG (needs gnuplot), its script beside it as FILE.gp", NULL};
     opts[k++] = (cli_opt){"json", CLI_FLAG, &json, "       rows as JSON on stdout", NULL};
+    opts[k++] = (cli_opt){"force", CLI_FLAG, &force, "       dense: run even when the largest n "
+                          "is above 8000, where one SVD takes minutes to hours", NULL};
     const char *usage =
         "usage: kat sweep [--n LIST] [--d LIST] [--f 'F1;F2'] [--degree LIST] [--scale LIST] "
         "[--out FILE.csv] [--plot FILE.png] ...\n\n"
@@ -375,6 +378,15 @@ static int sweep_run(int argc, char **argv, int dist)
     size_t nmax = 0;
     for (size_t i = 0; i < nn; i++)
         nmax = ns[i] > nmax ? ns[i] : nmax;
+    /* The largest n decides, before any work: every SVD of the grid is of an n x n matrix. */
+    int quiet = json;
+#if KAT_CLI_MPI
+    quiet |= dist && mpi_cli_rank() != 0;   /* process 0 speaks for all */
+#endif
+    if (o.method == KAT_RANK_DENSE && rank_guard_check("sweep", nmax, nmax, force, quiet, NULL)) {
+        rc = CLI_USAGE;
+        goto done;
+    }
     size_t total = nf * nd * nsc * nn;
     sweep_row *rows = kat_calloc(total, sizeof *rows);
     if (!rows) {

@@ -43,36 +43,63 @@ double rank_guard_estimate(size_t n, size_t m)
     return seconds;
 }
 
-int rank_guard_begin(rank_guard *g, const char *cmd, size_t n, size_t m, int force, int quiet)
+/* "about 47 min", or the words for an estimate that could not be made. */
+static void estimate_words(char *buf, size_t len, double seconds)
 {
-    memset(g, 0, sizeof *g);
-    progress_start(&g->prog, stderr, "kat rank", quiet);
+    snprintf(buf, len, "long (the sample SVD could not run)");
+    if (seconds > 0) {
+        char d[32];
+        progress_duration(d, sizeof d, seconds);
+        snprintf(buf, len, "about %s", d);
+    }
+}
+
+int rank_guard_check(const char *cmd, size_t n, size_t m, int force, int quiet,
+                     double *estimate)
+{
+    if (estimate)
+        *estimate = 0;
     double c = cost(n, m);
     /* A matrix beyond the machine's memory is the library's to refuse (KAT_ENOMEM). */
     double memory = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    if (c <= cost(RANK_GUARD_TICK, RANK_GUARD_TICK) || 8.0 * (double)n * (double)m > memory)
+    int refused = c > cost(RANK_GUARD_REFUSE, RANK_GUARD_REFUSE);
+    if (c <= cost(RANK_GUARD_TICK, RANK_GUARD_TICK) || 8.0 * (double)n * (double)m > memory ||
+        (!estimate && !refused))
         return 0;
-    g->estimate = rank_guard_estimate(n, m);
-    char when[64] = "long (the sample SVD could not run)";
-    if (g->estimate > 0) {
-        char d[32];
-        progress_duration(d, sizeof d, g->estimate);
-        snprintf(when, sizeof when, "about %s", d);
+    double seconds = rank_guard_estimate(n, m);
+    if (estimate)
+        *estimate = seconds;
+    if (!refused)
+        return 0;
+    char when[64];
+    estimate_words(when, sizeof when, seconds);
+    if (!force) {
+        cli_usage(cmd, "a dense SVD of the %zu x %zu matrix would take %s here (from three "
+                  "%d x %d SVDs timed now); --method randomized finds a low rank without it, "
+                  "or give --force to run the dense SVD anyway", n, m, when,
+                  RANK_GUARD_SAMPLE, RANK_GUARD_SAMPLE);
+        return -1;
     }
-    if (c > cost(RANK_GUARD_REFUSE, RANK_GUARD_REFUSE)) {
-        if (!force) {
-            progress_finish(&g->prog);
-            cli_usage(cmd, "a dense SVD of the %zu x %zu matrix would take %s here (from three "
-                      "%d x %d SVDs timed now); --method randomized finds a low rank without "
-                      "it, or give --force to run the dense SVD anyway", n, m, when,
-                      RANK_GUARD_SAMPLE, RANK_GUARD_SAMPLE);
-            return -1;
-        }
-        if (!quiet)
-            fprintf(stderr, "kat %s: --force: a dense SVD of the %zu x %zu matrix, %s\n",
-                    cmd, n, m, when);
+    if (!quiet)
+        fprintf(stderr, "kat %s: --force: a dense SVD of the %zu x %zu matrix, %s\n", cmd, n, m,
+                when);
+    return 0;
+}
+
+int rank_guard_begin(rank_guard *g, const char *cmd, size_t n, size_t m, int force, int quiet)
+{
+    memset(g, 0, sizeof *g);
+    char label[64];
+    snprintf(label, sizeof label, "kat %s", cmd);
+    progress_start(&g->prog, stderr, label, quiet);
+    if (rank_guard_check(cmd, n, m, force, quiet, &g->estimate)) {
+        progress_finish(&g->prog);
+        return -1;
     }
-    char what[96];
+    if (g->estimate == 0)   /* small, or too large for memory; NaN (unknown) is drawn */
+        return 0;
+    char when[64], what[96];
+    estimate_words(when, sizeof when, g->estimate);
     snprintf(what, sizeof what, "dense SVD of %zu x %zu (%s)", n, m, when);
     progress_tick_start(&g->prog, g->estimate, what);
     return 0;

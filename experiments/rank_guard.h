@@ -19,8 +19,16 @@ typedef struct {
     double estimate;   /* seconds; 0 below RANK_GUARD_TICK */
 } rank_guard;
 
-/* Before a dense SVD of an n x m matrix: 0 to go on (the progress line runs on a terminal
- * unless quiet), or -1 after printing why the dense method is refused ("kat CMD: ..."). */
+/* The decision alone, before any work on a dense SVD of n x m (kat sweep checks its largest
+ * size this way): 0 to go on, with *estimate the seconds (0 at or below RANK_GUARD_TICK or
+ * beyond the machine's memory, NaN when the sample cannot run; a NULL estimate: the sample
+ * runs only where it decides) and, where --force overrides a refusal, a note on stderr unless
+ * quiet; -1 after printing why the dense method is refused ("kat CMD: ..." and
+ * "see kat CMD --help"). */
+int rank_guard_check(const char *cmd, size_t n, size_t m, int force, int quiet,
+                     double *estimate);
+/* Before a dense SVD of an n x m matrix: rank_guard_check, then the progress line on a
+ * terminal (unless quiet) above RANK_GUARD_TICK. */
 int rank_guard_begin(rank_guard *g, const char *cmd, size_t n, size_t m, int force, int quiet);
 /* After it: stops the progress line. */
 void rank_guard_end(rank_guard *g);

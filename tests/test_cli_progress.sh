@@ -1,8 +1,8 @@
 #!/bin/sh
-# Progress on a terminal, silence elsewhere, and the guard in front of a long dense rank. The
-# terminal is the pseudo-terminal of util-linux's `script` (bsdutils, essential in Debian).
-# Long runs are cut by `timeout` (6 s): the progress line is drawn as soon as the estimate is
-# known, a fraction of a second in.
+# Progress on a terminal, silence elsewhere, and the guard in front of a long dense rank or
+# sweep. The terminal is the pseudo-terminal of util-linux's `script` (bsdutils, essential in
+# Debian). Long runs are cut by `timeout` (3 to 6 s): the progress line and the --force note
+# come as soon as the estimate is known, a fraction of a second in.
 set -u
 kat="$1"
 # shellcheck source=SCRIPTDIR/cli_lib.sh
@@ -26,15 +26,52 @@ lacks() {   # lacks "description" file fixed-string
     else echo "ok: $1"; fi
 }
 
+# refused "description" CMD N: the last command was refused (exit 2, checked by `check`) with
+# the estimate for an N x N dense SVD and the way out, then the pointer to CMD's help.
+refused() {
+    if grep -q -x "kat $2: a dense SVD of the $3 x $3 matrix would take about [0-9.]* \(s\|min\|h\) here (from three 800 x 800 SVDs timed now); --method randomized finds a low rank without it, or give --force to run the dense SVD anyway" "$err" \
+        && [ "$(sed -n 2p "$err")" = "see kat $2 --help" ] && [ "$(wc -l <"$err")" -eq 2 ] \
+        && [ ! -s "$out" ]
+    then echo "ok: $1"
+    else echo "FAIL: $1: the refusal's words"; sed 's/^/  | /' "$out"; sed 's/^/  ! /' "$err"
+        fail=1; fi
+}
+# forced "description" FILE CMD N: FILE (a command's stderr) says it went past the guard with
+# --force.
+forced() {
+    if grep -q -x "kat $3: --force: a dense SVD of the $4 x $4 matrix, about [0-9.]* \(s\|min\|h\)" "$2"
+    then echo "ok: $1"
+    else echo "FAIL: $1: no --force note"; sed 's/^/  ! /' "$2"; fail=1; fi
+}
+
 # The dense rank above n m min(n, m) = 8000^3 is refused (a usage error) with its estimate and
 # the randomized method's hint; a tall matrix of the same n is not that large.
 check "dense rank at n = 20000 refused" 2 "$kat" rank --n 20000 --d 4
-if grep -q -x "kat rank: a dense SVD of the 20000 x 20000 matrix would take about [0-9.]* \(s\|min\|h\) here (from three 800 x 800 SVDs timed now); --method randomized finds a low rank without it, or give --force to run the dense SVD anyway" "$err" \
-    && [ "$(sed -n 2p "$err")" = "see kat rank --help" ] && [ "$(wc -l <"$err")" -eq 2 ]
-then echo "ok: the refusal says the estimate and the way out"
-else echo "FAIL: the refusal's words"; sed 's/^/  ! /' "$err"; fail=1; fi
+refused "the refusal says the estimate and the way out" rank 20000
 check "dense rank of 20000 x 50 runs" 0 "$kat" rank --n 20000 --m 50 --d 4
 [ -s "$err" ] && { echo "FAIL: a small dense rank printed to stderr"; sed 's/^/  ! /' "$err"; fail=1; }
+# A matrix file is guarded once read: 8001 x 8001 zeros as bytes ('|u1'), 64 MB; 8001 is the
+# smallest n refused, so a run cut short holds 1 GB at most.
+{ printf '\223NUMPY\001\000\166\000'
+  printf "%-117s\n" "{'descr': '|u1', 'fortran_order': False, 'shape': (8001, 8001), }"
+  head -c 64016001 /dev/zero; } >"$tmp/big.npy"
+check "dense rank of an 8001 x 8001 --matrix refused" 2 "$kat" rank --matrix "$tmp/big.npy"
+refused "the --matrix refusal's words" rank 8001
+# --force runs it: the note, then the SVD's progress line (cut after 4 s).
+on_tty "$tmp/tty" timeout 4 "$kat" rank --matrix "$tmp/big.npy" --force
+forced "--matrix --force: the note" "$tmp/tty" rank 8001
+has "--matrix --force: the SVD runs" "$tmp/tty" "kat rank: dense SVD of 8001 x 8001 (about "
+rm -f "$tmp/big.npy"
+# kat sweep: its largest n decides, before any output; --force runs the grid in order.
+check "sweep with n = 20000 refused" 2 "$kat" sweep --n 16,20000 --d 2 --out "$tmp/refused.csv"
+refused "the sweep's refusal" sweep 20000
+[ -e "$tmp/refused.csv" ] && { echo "FAIL: the refused sweep wrote --out"; fail=1; }
+check "sweep --method randomized is not guarded" 0 "$kat" sweep --n 16,8001 --d 2 --method randomized --max-rank 8
+check "sweep --force runs the grid (cut after 3 s)" 124 timeout 3 "$kat" sweep --n 16,8001 --d 2 --force
+forced "sweep --force: the note" "$err" sweep 8001
+has "sweep --force: the first row" "$out" "16,2,exp,1,"
+check "sweep --force --json: no note" 124 timeout 2 "$kat" sweep --n 16,8001 --d 2 --force --json
+lacks "sweep --force --json: no note" "$err" "--force"
 
 # Above 2000^3 a progress line on a terminal, with the estimate; none with --json or off a
 # terminal.
