@@ -116,6 +116,9 @@ static int bench_attn(int argc, char **argv)
                          o.mode);
     if (o.threads)
         kat_set_num_threads(o.threads);
+    kat_status reserved = kat_blas_reserve();   /* --threads' stacks, under ulimit -v */
+    if (reserved)
+        return cli_fail("bench attn", "threads", reserved);
     int T = kat_num_threads();
 
     attn_tensors t;

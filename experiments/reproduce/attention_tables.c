@@ -45,6 +45,7 @@ static int bench_mode(repro *R, const char *mode, const char *params, size_t H, 
     if (st) {
         report_printf(&R->rep, "**%s %s failed:** %s\n\n", mode, params ? params : "",
                       kat_last_error());
+        repro_note(R, "%s %s failed: %s", mode, params ? params : "", kat_last_error());
         return -1;
     }
     if (backward)
@@ -61,6 +62,8 @@ static int bench_mode(repro *R, const char *mode, const char *params, size_t H, 
     if (st) {
         report_printf(&R->rep, "**%s %s failed:** %s: %s\n\n", mode, params ? params : "",
                       kat_strerror(st), kat_last_error());
+        repro_note(R, "%s %s failed: %s: %s", mode, params ? params : "", kat_strerror(st),
+                   kat_last_error());
         R->failures++;
         return -1;
     }
