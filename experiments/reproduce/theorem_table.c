@@ -39,7 +39,8 @@ int repro_theorems(repro *R)
             report_table_row(&R->rep, "%s|%s|—|—|ERROR: %s", info->id, info->source,
                              report_cell(cell, sizeof cell, kat_last_error()));
             if (errors++ == 0)   /* why, on the terminal too (out of memory, say) */
-                repro_note(R, "theorem %s could not run: %s", info->id, kat_last_error());
+                repro_note(R, "theorem %s could not run: %s: %s", info->id,
+                           kat_strerror(st[i]), kat_last_error());
             R->failures++;
             continue;
         }
