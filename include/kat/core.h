@@ -92,7 +92,10 @@ KAT_API kat_status kat_blas_reserve(void);
 /* BLAS calls of the caller's own (a benchmark's sgemm reference, say) under kat's process-wide
  * BLAS hold: between kat_blas_begin and kat_blas_end OpenBLAS runs `threads` threads
  * (<= 0: kat_num_threads()), no kat call changes that count, and the count found before is
- * put back by kat_blas_end. Under an address-space limit KAT_ENOMEM, naming the memory, when
+ * put back by kat_blas_end. The bits of kat's results do not depend on OpenBLAS's count or
+ * on what other threads compute, the caller's unheld BLAS calls included; they do when
+ * another thread changes OpenBLAS's count (openblas_set_num_threads) during a kat call:
+ * change it between kat_blas_begin and kat_blas_end. Under an address-space limit KAT_ENOMEM, naming the memory, when
  * OpenBLAS's work buffers for that many threads do not fit (nothing is held then). */
 KAT_API kat_status kat_blas_begin(int threads);
 KAT_API void kat_blas_end(void);

@@ -25,9 +25,8 @@ enum {
 };
 
 static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
-/* What OpenBLAS is known to have (guarded by hold_lock): free work buffers in its table, and
- * worker threads, each holding a buffer of its own for its life (workers are never stopped). */
-static int free_known, workers_known = -1;
+/* OpenBLAS's worker threads known to run (guarded by hold_lock; workers are never stopped). */
+static int workers_known = -1;
 static atomic_int holder_level;   /* the holder's OpenMP nesting level */
 
 static _Thread_local int depth;   /* this thread's holds, nested */
@@ -118,9 +117,12 @@ static int start_team(int n)
  * and that the stacks of the threads still to start fit (OpenBLAS's workers for blas_threads,
  * the calling thread's OpenMP team of `team` threads), before the call: OpenBLAS spins
  * forever on a buffer it cannot map, and libgomp ends the process when it cannot map a
- * stack. Buffers known to be free are taken back from OpenBLAS's table; each further one only
- * after checking that a new buffer could be mapped; all are held until the last check, then
- * given back. Starting workers for blas_threads takes free buffers for good. The team is then
+ * stack. Each buffer is taken from OpenBLAS only after checking that a new one could be
+ * mapped (OpenBLAS hands out a free one of its table first, or maps one); all are held until
+ * the last check, then given back to its table. Counting the free buffers of the table instead
+ * is not safe: OpenBLAS's workers take theirs when they start, beside the caller, and a count
+ * one too high made the next take spin (kat reproduce --only rank with KAT_NUM_THREADS=4
+ * under ulimit -v 1000000 hung so). The team is then
  * started here, so that what the call allocates next cannot leave its stacks without room.
  * Without a limit, address space does not run out first and nothing is checked. Called under
  * hold_lock. */
@@ -129,11 +131,8 @@ static kat_status reserve_buffers(int need, int blas_threads, int team, const ch
     int workers = openblas_get_num_threads() - 1;
     if (workers_known < 0)
         workers_known = workers;   /* started when OpenBLAS was loaded */
-    if (workers > workers_known) {   /* started by a count set outside the hold */
-        free_known = free_known > workers - workers_known ? free_known - (workers - workers_known)
-                                                          : 0;
+    if (workers > workers_known)   /* started by a count set outside the hold */
         workers_known = workers;
-    }
     struct rlimit rl;
     if (!as_limited(&rl))
         return KAT_OK;
@@ -146,18 +145,14 @@ static kat_status reserve_buffers(int need, int blas_threads, int team, const ch
     size_t buf = kat__blas_buffer_bytes() + ((size_t)1 << 20);
     void *taken[MAX_BUFFERS];
     int got = 0;
-    while (got < need && (got < free_known || can_map(buf)))
+    while (got < need && can_map(buf))
         taken[got++] = blas_memory_alloc(1);
     int stacks = got == need && (threads == 0 || can_map((size_t)threads * stack_bytes()));
     for (int i = got - 1; i >= 0; i--)
         blas_memory_free(taken[i]);
-    if (got > free_known)
-        free_known = got;
     if (stacks) {
-        if (new_workers > 0) {
-            free_known = free_known > new_workers ? free_known - new_workers : 0;
+        if (new_workers > 0)
             workers_known += new_workers;
-        }
         if (new_team > 0 && !nested) {
             team_started = start_team(team);
         }
