@@ -85,6 +85,8 @@ for kb in $kbs; do
         --o o.npy --causal --threads 4
     limited "KAT_NUM_THREADS=4: rank dense" "$kb" env -u OPENBLAS_NUM_THREADS \
         KAT_NUM_THREADS=4 "$kat" rank --n 1000
+    limited "KAT_NUM_THREADS=4: reproduce --only rank" "$kb" env -u OPENBLAS_NUM_THREADS \
+        KAT_NUM_THREADS=4 "$kat" reproduce --quick --only rank --out rep
 done
 # the refusal names what OpenBLAS needs and the limit
 if [ -z "${KAT_SANITIZE:-}" ]; then
