@@ -232,8 +232,12 @@ kat_status kat_blas_reserve(void)
 {
     if (depth > 0)
         return KAT_OK;
+    /* The buffer of a first call stays in OpenBLAS's table: a later call (after raising kat's
+     * thread count) checks the team's stacks only. */
+    static int reserved;
     pthread_mutex_lock(&hold_lock);
-    kat_status st = reserve_buffers(1, 1, kat_num_threads(), "blas_reserve");
+    kat_status st = reserve_buffers(!reserved, 1, kat_num_threads(), "blas_reserve");
+    reserved |= st == KAT_OK;
     pthread_mutex_unlock(&hold_lock);
     return st;
 }
