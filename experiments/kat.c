@@ -31,14 +31,16 @@ static void usage(FILE *out)
     fprintf(out, "\nEvery command takes --help, and most take --seed and --json.\n");
 }
 
-/* OpenBLAS starts its worker threads when it is loaded, and each maps a 128 MiB buffer at
- * once, retrying forever when it cannot: under an address-space limit (ulimit -v) start it
- * with one thread and restart once. kat's calls set the BLAS thread count they need, after
- * checking that the buffers fit (lib/core/blas_hold.c). An explicit setting is respected. */
+/* OpenBLAS starts its worker threads when it is loaded, and each maps a 128 MiB buffer as
+ * it starts, beside the main thread, retrying forever when it cannot: under an address-space
+ * limit (ulimit -v) start it with one thread and restart once, whatever OPENBLAS_NUM_THREADS
+ * says (with 2, `kat rank` hung under ulimit -v 250000). kat's calls set the BLAS thread count
+ * they need, after checking that the buffers fit (lib/core/blas_hold.c). */
 static void blas_threads_on_demand(char **argv)
 {
     struct rlimit rl;
-    if (getenv("OPENBLAS_NUM_THREADS") || getrlimit(RLIMIT_AS, &rl) != 0 ||
+    const char *set = getenv("OPENBLAS_NUM_THREADS");
+    if ((set && strcmp(set, "1") == 0) || getrlimit(RLIMIT_AS, &rl) != 0 ||
         rl.rlim_cur == RLIM_INFINITY)
         return;
     if (setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0)

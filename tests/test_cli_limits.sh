@@ -1,8 +1,11 @@
 #!/bin/sh
-# Limits: under an address-space limit (ulimit -v, 100 MB to 800 MB) every command either
-# succeeds or exits 1 with a message naming memory, within a bounded time (OpenBLAS used to
-# spin forever on a work buffer it could not map); thread counts above 4 per CPU are refused
-# with a message; a zero size names its option. Messages are checked word for word.
+# Limits: under an address-space limit (ulimit -v, 100 MB to 1 GB) every command, attention in
+# every mode, either succeeds or exits 1 with a message naming memory, within a bounded time
+# (OpenBLAS used to spin forever on a work buffer it could not map, and libgomp ended the
+# process when a thread's stack did not fit); with OPENBLAS_NUM_THREADS unset (the kat command
+# restarts itself with one OpenBLAS thread) or set to 2, and with more kat threads than CPUs.
+# Thread counts above 4 per CPU are refused with a message; a zero size names its option.
+# Messages are checked word for word.
 set -u
 kat="$1"
 # shellcheck source=SCRIPTDIR/cli_lib.sh
@@ -13,44 +16,77 @@ import math, sys
 d = sys.argv[1]
 for i, name in enumerate(["q", "k", "v", "do"]):
     save(d + "/" + name + ".npy", (1, 2, 64, 16), [math.sin(j * (0.3 + i)) for j in range(2048)])
+    save(d + "/" + name + "L.npy", (1, 2, 512, 32),
+         [math.sin(j * (0.3 + i)) for j in range(32768)])
+save(d + "/keep.npy", (1, 2, 64), [float(j % 3 != 0) for j in range(128)])
 PY
 cd "$tmp" || exit 1
 
 # limited "description" KB command...: under ulimit -v KB, within 30 s, exit 0, or exit 1 with
-# "memory" in the message
+# "memory" in what it printed
 limited() {
     _desc=$1; _kb=$2; shift 2
-    sh -c 'ulimit -v "$0" && exec timeout 30 "$@"' "$_kb" "$@" >"$out" 2>"$err"
+    sh -c 'ulimit -v "$0" && exec timeout -s KILL 30 "$@"' "$_kb" "$@" >"$out" 2>"$err"
     _rc=$?
     if [ "$_rc" = 0 ]; then _cli_ok "$_desc (ulimit -v $_kb): succeeded"
-    elif [ "$_rc" = 1 ] && grep -q "memory" "$err"; then
+    elif [ "$_rc" = 1 ] && cat "$out" "$err" | grep -q "memory"; then
         _cli_ok "$_desc (ulimit -v $_kb): exit 1 naming memory"
-    else _cli_fail "$_desc (ulimit -v $_kb): exit $_rc (124: still running after 30 s)"; fi
+    else _cli_fail "$_desc (ulimit -v $_kb): exit $_rc (137: still running after 30 s)"; fi
+}
+
+run="attn run --q q.npy --k k.npy --v v.npy --o o.npy"
+grad="attn grad --q q.npy --k k.npy --v v.npy --do do.npy --dq a.npy --dk b.npy --dv c.npy"
+big="--q qL.npy --k kL.npy --v vL.npy"   # above the flash engine's threading threshold
+# sweep_all KB LABEL ENV...: every command, attention run and grad in each mode, under
+# ulimit -v KB with the ENV settings (arguments of env), LABEL naming them
+sweep_all() {
+    _kb=$1; _label=$2; shift 2
+    limited "$_label: version" "$_kb" env "$@" "$kat" version
+    limited "$_label: rank dense" "$_kb" env "$@" "$kat" rank --n 1000
+    limited "$_label: rank randomized" "$_kb" env "$@" "$kat" rank --n 600 --method randomized
+    limited "$_label: sweep" "$_kb" env "$@" "$kat" sweep --n 64,128
+    limited "$_label: features" "$_kb" env "$@" "$kat" features --map favor:64 --d 8 --n 64
+    limited "$_label: spectrum" "$_kb" env "$@" "$kat" spectrum hypercube --f 'exp(-x)' --d 4
+    limited "$_label: embed" "$_kb" env "$@" "$kat" embed l1 --f 'sqrt(x)' --a 1,2
+    limited "$_label: theorem" "$_kb" env "$@" "$kat" theorem run hadamard-eigenvectors --quick
+    limited "$_label: attn run dense" "$_kb" env "$@" "$kat" $run
+    limited "$_label: attn run dense, threaded" "$_kb" env "$@" "$kat" attn run $big --o o.npy --causal
+    limited "$_label: attn run linear" "$_kb" env "$@" "$kat" $run --mode linear
+    limited "$_label: attn run qk" "$_kb" env "$@" "$kat" $run --mode qk --q-keep keep.npy \
+        --k-keep keep.npy
+    limited "$_label: attn run hash" "$_kb" env "$@" "$kat" $run --mode hash --buckets 4
+    limited "$_label: attn run window" "$_kb" env "$@" "$kat" $run --mode window --window 16 --causal
+    limited "$_label: attn grad dense" "$_kb" env "$@" "$kat" $grad
+    limited "$_label: attn grad dense, threaded" "$_kb" env "$@" "$kat" attn grad $big --do doL.npy \
+        --dq a.npy --dk b.npy --dv c.npy
+    limited "$_label: attn grad linear" "$_kb" env "$@" "$kat" $grad --mode linear --causal
+    limited "$_label: attn grad hash" "$_kb" env "$@" "$kat" $grad --mode hash --buckets 4
+    limited "$_label: attn grad window" "$_kb" env "$@" "$kat" $grad --mode window --window 16 --causal
+    limited "$_label: bench attn" "$_kb" env "$@" "$kat" bench attn --h 2 --n 256 --d 32 --reps 1 \
+        --sgemm 128
+    limited "$_label: bench attn linear" "$_kb" env "$@" "$kat" bench attn --mode linear --h 2 \
+        --n 256 --d 32 --reps 1 --sgemm 0
+    limited "$_label: reproduce" "$_kb" env "$@" "$kat" reproduce --quick --only spectra,accuracy \
+        --out rep
 }
 
 # AddressSanitizer reserves terabytes of address space for its shadow memory: a sanitized kat
 # cannot start under ulimit -v at all, so the sanitizer run (KAT_SANITIZE) checks the rest.
-kbs="100000 200000 300000 400000 800000"
+kbs="100000 150000 200000 250000 300000 400000 600000 1000000"
 if [ -n "${KAT_SANITIZE:-}" ]; then
     kbs=""
     echo "ok: the ulimit -v sweep is left to the unsanitized runs"
 fi
 for kb in $kbs; do
-    limited "version" $kb $kat version
-    limited "rank dense" $kb $kat rank --n 1000
-    limited "rank randomized" $kb $kat rank --n 1000 --method randomized
-    limited "sweep" $kb $kat sweep --n 64,128
-    limited "features" $kb $kat features --map favor:64 --d 8 --n 64
-    limited "spectrum" $kb $kat spectrum hypercube --f 'exp(-x)' --d 4
-    limited "embed" $kb $kat embed l1 --f 'sqrt(x)' --a 1,2
-    limited "theorem" $kb $kat theorem run hadamard-eigenvectors --quick
-    limited "attn run dense" $kb $kat attn run --q q.npy --k k.npy --v v.npy --o o.npy
-    limited "attn run linear" $kb $kat attn run --q q.npy --k k.npy --v v.npy --o o.npy \
-        --mode linear
-    limited "attn grad" $kb $kat attn grad --q q.npy --k k.npy --v v.npy --do do.npy \
-        --dq a.npy --dk b.npy --dv c.npy
-    limited "bench attn" $kb $kat bench attn --h 2 --n 256 --d 32 --reps 1 --sgemm 128
-    limited "reproduce" $kb $kat reproduce --quick --only spectra --out rep
+    sweep_all "$kb" "OPENBLAS_NUM_THREADS unset" -u OPENBLAS_NUM_THREADS
+    sweep_all "$kb" "OPENBLAS_NUM_THREADS=2" OPENBLAS_NUM_THREADS=2
+    # more kat threads than CPUs: their stacks are checked before libgomp starts them
+    limited "--threads 4: attn run" "$kb" env -u OPENBLAS_NUM_THREADS "$kat" attn run $big \
+        --o o.npy --causal --threads 4
+    limited "KAT_NUM_THREADS=4: rank dense" "$kb" env -u OPENBLAS_NUM_THREADS \
+        KAT_NUM_THREADS=4 "$kat" rank --n 1000
+    limited "KAT_NUM_THREADS=4: reproduce --only rank" "$kb" env -u OPENBLAS_NUM_THREADS \
+        KAT_NUM_THREADS=4 "$kat" reproduce --quick --only rank --out rep
 done
 # the refusal names what OpenBLAS needs and the limit
 if [ -z "${KAT_SANITIZE:-}" ]; then

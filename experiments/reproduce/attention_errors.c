@@ -146,6 +146,7 @@ int repro_attention_errors(repro *R)
     if (st) {
         report_printf(&R->rep, "## Accuracy against fp64\n\n**Failed:** %s: %s\n\n",
                       kat_strerror(st), kat_last_error());
+        repro_note(R, "accuracy failed: %s: %s", kat_strerror(st), kat_last_error());
         R->failures++;
         return -1;
     }

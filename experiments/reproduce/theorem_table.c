@@ -19,7 +19,7 @@ static const char *requirement(char *buf, size_t n, const kat_theorem_value *v)
 
 int repro_theorems(repro *R)
 {
-    size_t n = kat_theorem_count(), passed = 0;
+    size_t n = kat_theorem_count(), passed = 0, errors = 0;
     kat_theorem_result *res = calloc(n ? n : 1, sizeof *res);
     kat_status *st = calloc(n ? n : 1, sizeof *st);
     if (!res || !st) {
@@ -38,6 +38,9 @@ int repro_theorems(repro *R)
         if ((st[i] = kat_theorem_run(i, R->quick ? KAT_THEOREM_QUICK : 0, &res[i]))) {
             report_table_row(&R->rep, "%s|%s|—|—|ERROR: %s", info->id, info->source,
                              report_cell(cell, sizeof cell, kat_last_error()));
+            if (errors++ == 0)   /* why, on the terminal too (out of memory, say) */
+                repro_note(R, "theorem %s could not run: %s: %s", info->id,
+                           kat_strerror(st[i]), kat_last_error());
             R->failures++;
             continue;
         }

@@ -81,14 +81,21 @@ KAT_API int kat_max_threads(void);
 /* Under an address-space limit (ulimit -v), make OpenBLAS keep one free work buffer (128 MiB
  * of address space) for the BLAS calls kat makes outside its own checked ones (the feature
  * maps, the theorem checks, the metric routines), so that none of them has to map a buffer:
- * OpenBLAS retries a failed mapping forever. KAT_ENOMEM naming the memory when it does not
- * fit; KAT_OK at once without a limit. kat's attention and rank calls check their own. */
+ * OpenBLAS retries a failed mapping forever; and start the calling thread's OpenMP team of
+ * kat_num_threads() threads, whose stacks libgomp cannot do without (it ends the process
+ * when one does not fit). Call it again after raising kat's thread count. KAT_ENOMEM naming
+ * the memory when they do not fit; KAT_OK at once without a limit. kat's attention and rank
+ * calls check their own buffers. OpenBLAS's workers started when it is loaded map their
+ * buffers beside the caller: under a limit, load it with OPENBLAS_NUM_THREADS=1. */
 KAT_API kat_status kat_blas_reserve(void);
 
 /* BLAS calls of the caller's own (a benchmark's sgemm reference, say) under kat's process-wide
  * BLAS hold: between kat_blas_begin and kat_blas_end OpenBLAS runs `threads` threads
  * (<= 0: kat_num_threads()), no kat call changes that count, and the count found before is
- * put back by kat_blas_end. Under an address-space limit KAT_ENOMEM, naming the memory, when
+ * put back by kat_blas_end. The bits of kat's results do not depend on OpenBLAS's count or
+ * on what other threads compute, the caller's unheld BLAS calls included; they do when
+ * another thread changes OpenBLAS's count (openblas_set_num_threads) during a kat call:
+ * change it between kat_blas_begin and kat_blas_end. Under an address-space limit KAT_ENOMEM, naming the memory, when
  * OpenBLAS's work buffers for that many threads do not fit (nothing is held then). */
 KAT_API kat_status kat_blas_begin(int threads);
 KAT_API void kat_blas_end(void);
