@@ -9,8 +9,7 @@
 
 static int fail_step(repro *R, const char *what)
 {
-    fprintf(stderr, "kat reproduce: %s: %s: %s\n", what, kat_strerror(KAT_EINVAL),
-            kat_last_error());
+    fprintf(stderr, "kat reproduce: %s: %s\n", what, kat_last_error());
     report_printf(&R->rep, "**%s failed:** %s\n\n", what, kat_last_error());
     R->failures++;
     return -1;

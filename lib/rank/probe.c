@@ -106,9 +106,12 @@ static kat_status dense_op(const char *who, const rank_op *op, const kat_rank_op
     if (!M || !sv) {
         kat_free(M);
         kat_free(sv);
+        /* A small matrix that does not fit means the process itself is short of memory
+         * (an address-space limit, memory held elsewhere): another method would not help. */
+        double gib = (double)n * (double)m * 8.0 / (1024.0 * 1024.0 * 1024.0);
         return kat__fail(KAT_ENOMEM, "%s: cannot allocate the dense %zu x %zu matrix (%.3g GiB)%s",
-                        who, n, m, (double)n * (double)m * 8.0 / (1024.0 * 1024.0 * 1024.0),
-                        dense_hint);
+                        who, n, m, gib, gib >= 0.25 ? dense_hint
+                                                    : ": the process has no memory left for it");
     }
     st = kat__rank_op_fill(op, M, m, o->tile_rows);
     if (!st)   /* Row-major n x m is column-major m x n: same singular values, no copy. */
