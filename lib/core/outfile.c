@@ -224,7 +224,8 @@ kat_status kat_outfile_close_all(kat_outfile **o, size_t n, int commit)
         if (err && commit && st == KAT_OK)
             st = kat__fail(KAT_EIO, "cannot write '%s': %s", o[i]->name, strerror(err));
     }
-    /* every file complete before the first rename: all of them are replaced, or none */
+    /* every file complete before the first rename: a failed write replaces none of them (a
+     * rename that fails after others passed leaves those replaced) */
     for (size_t i = 0; i < n; i++) {
         if (!o[i])
             continue;
