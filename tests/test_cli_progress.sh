@@ -11,11 +11,13 @@ kat="$1"
 if ! command -v script >/dev/null 2>&1; then
     echo "FAIL: util-linux script is missing (package bsdutils)"; exit 1
 fi
-# on_tty FILE command...: run the command on a pseudo-terminal, its output (stdout and stderr,
-# carriage returns as line ends) into FILE.
+# on_tty FILE CMD...: CMD's output on a pseudo-terminal, one line per redraw: the carriage
+# returns become newlines and the erase-line sequences (ESC [ K) are dropped, so that a line
+# drawn after a cleared progress line starts at the line's start.
+esc=$(printf '\033')
 on_tty() {
     _f=$1; shift
-    script -qec "$*" /dev/null </dev/null | tr '\r' '\n' >"$_f"
+    script -qec "$*" /dev/null </dev/null | tr '\r' '\n' | sed "s/$esc\\[K//g" >"$_f"
 }
 has() {   # has "description" file fixed-string
     if grep -q -F -- "$3" "$2"; then echo "ok: $1"; else
