@@ -178,11 +178,13 @@ static void conditions(char *buf, size_t n, const rank_cli_points *p, const kat_
 
 typedef struct {
     char dir[1024], gp[1100], path[2200];   /* the PNG's directory; the script's name, path */
+    const char *name;                       /* the PNG's file name (within the path given) */
 } plot_files;
 
 static void plot_files_of(const char *png, plot_files *p)
 {
     const char *slash = strrchr(png, '/'), *name = slash ? slash + 1 : png;
+    p->name = name;
     snprintf(p->dir, sizeof p->dir, ".");
     if (slash && (size_t)(slash - png) < sizeof p->dir)
         snprintf(p->dir, sizeof p->dir, "%.*s", (int)(slash - png), png);
@@ -197,13 +199,10 @@ static void plot_files_of(const char *png, plot_files *p)
 /* Rank vs n, one line per (f, d, s), the prediction as open circles where there is one (a
  * point inside its circle is a rank as predicted). The script is kept beside the PNG (FILE.gp
  * for FILE.png), so the figure can be redrawn or read back. */
-static int plot(const char *png, const sweep_row *rows, size_t nrows, char **fs, size_t nn,
+static int plot(const plot_files *pf, const sweep_row *rows, size_t nrows, char **fs, size_t nn,
                 const char *form, const char *cond)
 {
-    plot_files pf;
-    plot_files_of(png, &pf);
-    const char *dir = pf.dir, *gp = pf.gp, *path = pf.path;
-    const char *name = strrchr(png, '/') ? strrchr(png, '/') + 1 : png;
+    const char *dir = pf->dir, *gp = pf->gp, *path = pf->path, *name = pf->name;
     kat_outfile *o;
     FILE *f = gnuplot_script_open(path, name, 1000, 650, &o);
     if (!f) {
@@ -533,7 +532,7 @@ static int sweep_run(int argc, char **argv, int dist)
         else {
             char cond[512];
             conditions(cond, sizeof cond, &pts, &o);
-            if (plot(png, rows, done_rows, fs, nn, pr.form, cond))
+            if (plot(&pf, rows, done_rows, fs, nn, pr.form, cond))
                 rc = CLI_FAIL;
         }
     }
