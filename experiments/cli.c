@@ -234,6 +234,13 @@ int cli_check_threads(const char *cmd, long threads)
     return CLI_USAGE;
 }
 
+int cli_set_threads(const char *cmd, int threads)
+{
+    kat_set_num_threads(threads);
+    kat_status st = kat_blas_reserve();
+    return st ? cli_fail(cmd, "threads", st) : CLI_OK;
+}
+
 int cli_check_env_threads(void)
 {
     const char *env = getenv("KAT_NUM_THREADS");

@@ -62,6 +62,10 @@ int cli_check_paths(const char *cmd, const cli_path *paths, size_t n);
  * every command) "kat: KAT_NUM_THREADS=T is above ..."; both return CLI_USAGE, else CLI_OK. */
 int cli_check_threads(const char *cmd, long threads);
 int cli_check_env_threads(void);
+/* --threads T given (T > 0, checked by cli_check_threads): kat's thread count set to T, and
+ * under an address-space limit the new threads' stacks checked (kat_blas_reserve); CLI_OK, or
+ * CLI_FAIL after "kat <cmd>: threads: ..." naming the memory. */
+int cli_set_threads(const char *cmd, int threads);
 
 /* Print "kat <cmd>: <what>: <kat_strerror>: <kat_last_error>" to stderr; returns CLI_FAIL. */
 int cli_fail(const char *cmd, const char *what, kat_status st);

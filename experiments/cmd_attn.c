@@ -193,12 +193,8 @@ int kat_cmd_attn(int argc, char **argv)
     const attn_mode *mode = attn_mode_find("attn", o.mode);
     if (!mode)
         return CLI_USAGE;
-    if (o.threads) {
-        kat_set_num_threads(o.threads);
-        kat_status reserved = kat_blas_reserve();   /* --threads' stacks, under ulimit -v */
-        if (reserved)
-            return cli_fail("attn", "threads", reserved);
-    }
+    if (o.threads && (rc = cli_set_threads("attn", o.threads)))
+        return rc;
 
     kat_outfile *outs[NOUT] = {NULL};
     const char *out_paths[NOUT] = {fo, fl, fdq, fdk, fdv};

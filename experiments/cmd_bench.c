@@ -115,12 +115,8 @@ static int bench_attn(int argc, char **argv)
     if (o.crossover && strcmp(o.mode, "linear") != 0)
         return cli_usage("bench attn", "--crossover is for --mode linear, not --mode %s",
                          o.mode);
-    if (o.threads) {
-        kat_set_num_threads(o.threads);
-        kat_status reserved = kat_blas_reserve();   /* --threads' stacks, under ulimit -v */
-        if (reserved)
-            return cli_fail("bench attn", "threads", reserved);
-    }
+    if (o.threads && (rc = cli_set_threads("bench attn", o.threads)))
+        return rc;
     int T = kat_num_threads();
 
     attn_tensors t;
